@@ -1,0 +1,45 @@
+//! Normalized platform events. Connectors parse platform payloads into these; intake dedupes and persists them.
+
+use crate::leg::{LegFacts, LegKey};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One platform signal about one leg.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub leg: LegKey,
+    /// Stable across redeliveries of the same platform event (e.g. topic + conversation + participant + eventTime):
+    /// a second event with the same key is a duplicate and has no effect.
+    pub dedupe_key: String,
+    /// When the platform says it happened.
+    pub occurred_at: Timestamp,
+    /// The platform's correlation id for the event, if any (for the ledger).
+    pub correlation_id: Option<String>,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The agent's part ended; the ACW window opens (Genesys `user.end` with wrap-up required; CXone `Disconnected`
+    /// with `FinalState=False`).
+    LegEnded { facts: Box<LegFacts> },
+    /// Someone recorded a code on the leg (Genesys `.acw` / `.wrapup` detail events; CXone disposition seen).
+    /// `code_id` is the platform's code id; `None` when the window closed with no code (skipped).
+    /// `system` is true when the platform stamped its own code (e.g. Genesys `ININ-WRAP-UP-TIMEOUT` at ACW timeout):
+    /// that is the window closing, not a person's choice.
+    CodeRecorded { code_id: Option<String>, notes: Option<String>, system: bool },
+    /// The window is over with no further information (e.g. conversation gone).
+    LegClosed,
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::LegEnded { .. } => "leg_ended",
+            EventKind::CodeRecorded { .. } => "code_recorded",
+            EventKind::LegClosed => "leg_closed",
+        }
+    }
+}

@@ -1,0 +1,107 @@
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use wrapup_core::catalog::Catalog;
+use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::{Event, LegKey, Outcome};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The leg changed since the caller loaded it (an event was applied) or the caller's lease expired / was taken.
+    /// Reload the leg and decide again.
+    #[error("leg {0} changed under this worker (or its lease expired); reload it")]
+    Conflict(String),
+    #[error("leg {0} not found")]
+    NotFound(String),
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Result of recording one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ingested {
+    /// New: stored and applied to its leg.
+    New,
+    /// Same `(connection, dedupe_key)` seen before: no effect.
+    Duplicate,
+}
+
+/// A leg handed to a worker, with the version it must present when saving.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedLeg {
+    pub leg: LegRecord,
+    pub version: i64,
+}
+
+/// One line of a leg's explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub at: Timestamp,
+    /// `event`, `decision`, `attempt`, `outcome`, `note`.
+    pub kind: String,
+    /// Structured detail (never secrets).
+    pub detail: serde_json::Value,
+}
+
+/// Filter for listing legs.
+#[derive(Debug, Clone, Default)]
+pub struct LegFilter {
+    pub connection: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Only legs not finished.
+    pub open_only: bool,
+    pub limit: Option<u32>,
+}
+
+/// Counts for reports: outcome → number of legs, plus legs not finished (`None`).
+pub type OutcomeCounts = BTreeMap<Option<Outcome>, u64>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Durably records `events` (one transaction for the batch) and applies each new one to its leg with
+    /// `wrapup_core::lifecycle::apply_event`, appending an `event` ledger entry. Returns one result per input, in
+    /// order. A duplicate within the batch counts as a duplicate. After this returns `Ok`, the events survive a crash.
+    async fn ingest(&self, events: &[Event], now: Timestamp) -> StoreResult<Vec<Ingested>>;
+
+    /// Leases up to `limit` legs that need a worker, to `owner` for `lease`:
+    /// legs in state `open`/`scheduled` with `not_before <= now`, and legs in state `writing` (a crashed or slow
+    /// worker), each only if not leased by someone else (`lease_until <= now` or no lease). Earliest `deadline`
+    /// first (legs without a deadline after those with one), then `not_before`.
+    async fn claim_due(&self, now: Timestamp, limit: u32, owner: &str, lease: SignedDuration)
+        -> StoreResult<Vec<ClaimedLeg>>;
+
+    /// Saves a claimed leg. Refused with `Conflict` when its version changed or `owner` no longer holds the lease.
+    /// On success returns the new version; `release` clears the lease (keep it while still working on the leg).
+    async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64>;
+
+    /// Releases a lease without changing the leg (e.g. after a conflict).
+    async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()>;
+
+    async fn get_leg(&self, key: &LegKey) -> StoreResult<Option<ClaimedLeg>>;
+
+    /// Legs, newest first.
+    async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>>;
+
+    /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired` (legs in `writing` are
+    /// left to their worker, which reads the platform before deciding). Returns the legs it finished.
+    async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>>;
+
+    /// The earliest `not_before` among legs a worker could claim (for sleeping until then), if any.
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
+
+    async fn append_ledger(&self, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()>;
+    async fn ledger(&self, key: &LegKey) -> StoreResult<Vec<LedgerEntry>>;
+
+    async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts>;
+
+    async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()>;
+    async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>>;
+
+    /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.
+    async fn idempotent(&self, connection: &str, key: &str, response: &serde_json::Value)
+        -> StoreResult<(bool, serde_json::Value)>;
+}

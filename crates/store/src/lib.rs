@@ -1,0 +1,13 @@
+//! wrapup's durable state behind one trait, [`Store`].
+//!
+//! - **inbox**: every accepted event, unique by `(connection, dedupe_key)`. Recording an event and applying it to its
+//!   leg ([`wrapup_core::lifecycle::apply_event`]) happen in one transaction, so an acknowledged event is never lost
+//!   and never applied twice.
+//! - **legs**: one row per leg with its state, timers (`not_before`, `deadline`), decision, write intent, outcome and
+//!   a lease (`lease_owner`, `lease_until`) so exactly one worker handles a leg at a time. Every change bumps
+//!   `version`; a worker's save is refused when the leg changed under it (an event arrived) or its lease is gone.
+//! - **ledger**: append-only explanation of each leg: events, decision, every API attempt, outcome.
+//! - **catalog cache**: the last catalog fetched per connection, so a restart does not refetch before serving.
+
+mod api;
+pub use api::*;
