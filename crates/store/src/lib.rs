@@ -8,6 +8,13 @@
 //!   `version`; a worker's save is refused when the leg changed under it (an event arrived) or its lease is gone.
 //! - **ledger**: append-only explanation of each leg: events, decision, every API attempt, outcome.
 //! - **catalog cache**: the last catalog fetched per connection, so a restart does not refetch before serving.
+//! - **idempotency**: the first response per `(connection, key)` of the external decision API.
+//!
+//! Implementations: [`SqliteStore`] (embedded, the default). Every implementation must pass the conformance suite
+//! in `tests/store/conformance.rs`.
 
 mod api;
+mod sqlite;
+
 pub use api::*;
+pub use sqlite::{SqliteStore, DEFAULT_LIST_LIMIT};
