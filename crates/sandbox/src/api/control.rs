@@ -1,0 +1,152 @@
+//! Ground truth and control, outside the platform's namespace and without auth: `/sandbox/v1/*`.
+//!
+//! `GET report|legs|config`, `POST traffic/start|stop`, `PUT traffic` (merge fields into the center config, e.g.
+//! `{"arrival_rate_per_sec": 2.0}`), `PUT faults` (a profile name as a JSON string or `{"name": …}` with only a
+//! name, or a full profile object), `PUT behaviours` (merge), `POST event-targets` (an `EventTarget`).
+
+use crate::config::{Behaviours, CenterConfig, EventTarget, FaultProfile};
+use crate::SharedState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/sandbox/v1/report", get(report))
+        .route("/sandbox/v1/legs", get(legs))
+        .route("/sandbox/v1/config", get(config))
+        .route("/sandbox/v1/traffic/start", post(start))
+        .route("/sandbox/v1/traffic/stop", post(stop))
+        .route("/sandbox/v1/traffic", put(put_traffic))
+        .route("/sandbox/v1/faults", put(put_faults))
+        .route("/sandbox/v1/behaviours", put(put_behaviours))
+        .route("/sandbox/v1/event-targets", post(add_target))
+}
+
+fn bad(msg: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg.to_string()}))).into_response()
+}
+
+async fn report(State(st): State<SharedState>) -> Response {
+    axum::Json(st.report()).into_response()
+}
+
+async fn legs(State(st): State<SharedState>) -> Response {
+    axum::Json(st.legs()).into_response()
+}
+
+async fn config(State(st): State<SharedState>) -> Response {
+    let org = st.org.lock();
+    axum::Json(json!({
+        "faults": org.faults,
+        "behaviours": org.behaviours,
+        "center": org.center,
+        "traffic": org.traffic_on,
+        "rate_limit_per_minute": org.rate_limit_per_minute,
+    }))
+    .into_response()
+}
+
+async fn start(State(st): State<SharedState>) -> Response {
+    st.start_traffic();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn stop(State(st): State<SharedState>) -> Response {
+    st.stop_traffic();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Merges the top-level keys of `patch` into `base` (both JSON objects).
+fn merge(base: &mut Value, patch: Value) -> Result<(), &'static str> {
+    let (Some(b), Value::Object(p)) = (base.as_object_mut(), patch) else { return Err("expected a JSON object") };
+    for (k, v) in p {
+        b.insert(k, v);
+    }
+    Ok(())
+}
+
+async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    let mut org = st.org.lock();
+    let mut base = match serde_json::to_value(&org.center) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = merge(&mut base, patch) {
+        return bad(e);
+    }
+    match serde_json::from_value::<CenterConfig>(base) {
+        Ok(c) => {
+            // Queues and agents are set up at start; only the process parameters change at runtime.
+            org.center = CenterConfig { queues: org.center.queues.clone(), agents: org.center.agents, ..c };
+            drop(org);
+            st.wake.notify_one();
+            axum::Json(st.org.lock().center.clone()).into_response()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn put_faults(State(st): State<SharedState>, body: Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    let name_only = v.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("name")).and_then(Value::as_str);
+    let name = match &v {
+        Value::String(n) => Some(n.as_str()),
+        _ => name_only,
+    };
+    let profile = match name {
+        Some(name) => match FaultProfile::named(name) {
+            Some(p) => p,
+            None => return bad(format!("unknown fault profile {name:?} (calm, hostile)")),
+        },
+        None => match serde_json::from_value::<FaultProfile>(v) {
+            Ok(p) => p,
+            Err(e) => return bad(e),
+        },
+    };
+    st.set_faults(profile.clone());
+    axum::Json(profile).into_response()
+}
+
+async fn put_behaviours(State(st): State<SharedState>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    let mut org = st.org.lock();
+    let mut base = match serde_json::to_value(org.behaviours) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = merge(&mut base, patch) {
+        return bad(e);
+    }
+    match serde_json::from_value::<Behaviours>(base) {
+        Ok(b) => {
+            org.behaviours = b;
+            axum::Json(b).into_response()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+async fn add_target(State(st): State<SharedState>, body: Bytes) -> Response {
+    match serde_json::from_slice::<EventTarget>(&body) {
+        Ok(t) => {
+            st.add_event_target(t);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad(e),
+    }
+}

@@ -1,0 +1,273 @@
+//! The HTTP surface: the emulated platform under `/oauth/token` and `/api/v2/*`, ground truth and control under
+//! `/sandbox/v1/*`.
+//!
+//! Every `/api/v2` request passes one middleware ([`api_gate`]) that does, under a single short lock of the org:
+//! catch the simulation up to the clock (so a handler sees exactly the state of "now", e.g. a timed-out ACW), check
+//! the Bearer token (documented 401 bodies), count the request against the token's wall-time rate-limit window
+//! (429 `too.many.requests` + `Retry-After`), and draw the request faults. It then runs the handler inside a
+//! task-local holding the `ININ-Correlation-Id`, so any [`PlatformError`] renders as an `ErrorBody` whose `contextId`
+//! equals the header, stamps the `inin-ratelimit-*` headers, and counts the answer per endpoint *template* for the
+//! report. Handler modules (`conversations`, `routing`, `users`, `control`) each export a `routes()` function; adding
+//! an API family is adding a module and one `merge` line here.
+
+pub mod auth;
+pub mod control;
+pub mod conversations;
+pub mod routing;
+pub mod users;
+
+use crate::model::{Org, PlatformError};
+use crate::SharedState;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Maximum request body size (the platform's bodies here are small JSON documents).
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+tokio::task_local! {
+    static CORRELATION: String;
+}
+
+/// The whole router.
+pub fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .merge(conversations::routes())
+        .merge(routing::routes())
+        .merge(users::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), api_gate))
+        .fallback(api_not_found);
+    Router::new()
+        .nest("/api/v2", api)
+        .merge(auth::routes())
+        .merge(control::routes())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn api_not_found() -> Response {
+    PlatformError::not_found().into_response()
+}
+
+/// Renders an `ErrorBody` with the given correlation id.
+pub fn error_response(e: &PlatformError, correlation: &str) -> Response {
+    let mut body = json!({
+        "message": e.message,
+        "code": e.code,
+        "status": e.status,
+        "messageParams": e.params,
+        "contextId": correlation,
+        "details": e.details,
+        "errors": [],
+    });
+    if let (Some(m), Some(obj)) = (&e.message_with_params, body.as_object_mut()) {
+        obj.insert("messageWithParams".into(), json!(m));
+    }
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+impl IntoResponse for PlatformError {
+    fn into_response(self) -> Response {
+        let corr = CORRELATION.try_with(|c| c.clone()).unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+        error_response(&self, &corr)
+    }
+}
+
+/// A JSON 200 response.
+pub fn json_ok(v: serde_json::Value) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// Parses a JSON body; malformed JSON is the platform's 400 `bad.request`.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, PlatformError> {
+    serde_json::from_slice(body).map_err(|_| PlatformError::malformed())
+}
+
+/// `application/json` 202 with an empty body (the wrap-up writes).
+pub fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// What the gate decided for one request.
+struct Gate {
+    limit: Option<(u32, u32, u64)>,
+    latency: Duration,
+    hang: Option<Duration>,
+}
+
+/// Maps a matched route to its report key, folding the media segment into `{media}`.
+fn endpoint_key(method: &str, matched: &str) -> String {
+    let mut path = matched.to_string();
+    for m in crate::model::Media::ALL {
+        let prefix = format!("/api/v2/conversations/{}/", m.path());
+        if path.starts_with(&prefix) {
+            path = format!("/api/v2/conversations/{{media}}/{}", &path[prefix.len()..]);
+            break;
+        }
+    }
+    format!("{method} {path}")
+}
+
+/// Auth, rate limit and faults for one `/api/v2` request. Must be called with the org locked.
+fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (PlatformError, Option<(u32, u32, u64)>)> {
+    let token = match auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))) {
+        Some(t) if !t.trim().is_empty() => t.trim(),
+        _ => {
+            return Err((
+                PlatformError::new(401, "authentication.required", "No authentication bearer token specified in authorization header."),
+                None,
+            ))
+        }
+    };
+    let allowed = org.rate_limit_per_minute;
+    let Some(tok) = org.tokens.get_mut(token) else {
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
+    };
+    if tok.revoked {
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
+    }
+    if now >= tok.expires {
+        return Err((
+            PlatformError::new(401, "credentials.expired", "The supplied credentials are expired and cannot be used."),
+            None,
+        ));
+    }
+    // Fixed one-minute window per token, wall time.
+    let window = Duration::from_secs(60);
+    if now.duration_since(tok.window_start) >= window {
+        tok.window_start = now;
+        tok.count = 0;
+    }
+    tok.count = tok.count.saturating_add(1);
+    let reset = window.saturating_sub(now.duration_since(tok.window_start)).as_secs_f64().ceil().max(1.0) as u64;
+    let limit = Some((tok.count.min(allowed), allowed, reset));
+    if tok.count > allowed {
+        let mut e = PlatformError::new(
+            429,
+            "too.many.requests",
+            format!("Rate limit exceeded the maximum [{allowed}] requests within [60] seconds"),
+        )
+        .with_params("Rate limit exceeded the maximum [{limit}] requests within [{duration}] seconds", &[
+            ("limit", &allowed.to_string()),
+            ("duration", "60"),
+        ]);
+        e.retry_after = Some(reset);
+        return Err((e, limit));
+    }
+
+    // Faults.
+    let f = org.faults.clone();
+    if let Some(until) = org.storm_until {
+        if now < until {
+            let mut e = PlatformError::new(429, "too.many.requests", "Rate limit exceeded the maximum [300] requests within [60] seconds");
+            e.retry_after = Some(until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64);
+            return Err((e, limit));
+        }
+        org.storm_until = None;
+    }
+    let r = &mut org.fault_rng;
+    if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
+        org.storm_until = Some(now + Duration::from_secs(f.storm_secs.max(1)));
+        let mut e = PlatformError::new(429, "too.many.requests", "Rate limit exceeded the maximum [300] requests within [60] seconds");
+        e.retry_after = Some(f.storm_secs.max(1));
+        return Err((e, limit));
+    }
+    let r = &mut org.fault_rng;
+    if f.token_revocation_rate > 0.0 && r.gen_bool(f.token_revocation_rate.clamp(0.0, 1.0)) {
+        if let Some(tok) = org.tokens.get_mut(token) {
+            tok.revoked = true;
+        }
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit));
+    }
+    let r = &mut org.fault_rng;
+    if f.http_5xx_rate > 0.0 && r.gen_bool(f.http_5xx_rate.clamp(0.0, 1.0)) {
+        let e = match r.gen_range(0..4) {
+            0 => PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition."),
+            1 => PlatformError::new(502, "bad.gateway", "The server received an invalid response from an upstream server."),
+            2 => PlatformError::new(503, "service.unavailable", "Service Unavailable - The server is currently unavailable."),
+            _ => PlatformError::new(504, "request.timeout", "The request timed out."),
+        };
+        return Err((e, limit));
+    }
+    let hang = (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0))).then(|| Duration::from_millis(f.hang_ms));
+    let latency = if f.latency_ms_max > 0 {
+        Duration::from_millis(r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max))
+    } else {
+        Duration::ZERO
+    };
+    Ok(Gate { limit, latency, hang })
+}
+
+/// The `/api/v2` middleware (see the module docs).
+async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+    let corr = uuid::Uuid::new_v4().to_string();
+    let key = endpoint_key(
+        req.method().as_str(),
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str()).unwrap_or(req.uri().path()),
+    );
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let decision = {
+        let mut org = st.org.lock();
+        org.advance_to(st.clock.now());
+        org.api.total += 1;
+        gate(&mut org, auth.as_deref(), Instant::now())
+    };
+    let (mut resp, limit) = match decision {
+        Ok(g) => {
+            if !g.latency.is_zero() {
+                tokio::time::sleep(g.latency).await;
+            }
+            let resp = CORRELATION.scope(corr.clone(), next.run(req)).await;
+            if let Some(h) = g.hang {
+                // The request took effect; the answer comes too late for a typical client.
+                tokio::time::sleep(h).await;
+            }
+            (resp, g.limit)
+        }
+        Err((e, limit)) => (error_response(&e, &corr), limit),
+    };
+    finish(&st, &mut resp, &corr, limit, key);
+    resp
+}
+
+fn finish(st: &SharedState, resp: &mut Response<Body>, corr: &str, limit: Option<(u32, u32, u64)>, key: String) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(corr) {
+        h.insert("ININ-Correlation-Id", v);
+    }
+    if let Some((count, allowed, reset)) = limit {
+        h.insert("inin-ratelimit-count", HeaderValue::from(count));
+        h.insert("inin-ratelimit-allowed", HeaderValue::from(allowed));
+        h.insert("inin-ratelimit-reset", HeaderValue::from(reset));
+    }
+    let status = resp.status().as_u16();
+    let mut org = st.org.lock();
+    if status == 429 {
+        org.api.rate_limited += 1;
+    }
+    *org.api.by_endpoint.entry(key).or_default().entry(status).or_default() += 1;
+}
+
+/// Parses the raw query string into pairs (repeated keys kept, as `id=a&id=b`).
+pub fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+/// Current correlation id (inside a handler), for handlers that build their own responses.
+pub fn correlation_id() -> String {
+    CORRELATION.try_with(|c| c.clone()).unwrap_or_default()
+}

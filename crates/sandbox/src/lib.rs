@@ -1,0 +1,249 @@
+//! The wrapup sandbox: a local emulator of Genesys Cloud CX with a simulated contact center and ground truth.
+//!
+//! It is a library (tests and the demo embed it with [`Sandbox::start`] on a `127.0.0.1:0` listener) and a CLI
+//! ([`run_cli`], exposed as `wrapup sandbox`). Three tasks run per sandbox:
+//!
+//! - the **HTTP server** (`api/`): the platform's REST surface with its real paths, bodies, status codes, error
+//!   bodies and headers, plus ground truth and control under `/sandbox/v1/`;
+//! - the **simulation loop** (`sim.rs`): sleeps until the next scheduled action on the injected clock (or until an
+//!   API write schedules something), then advances the org; every API request also catches the simulation up to
+//!   "now" first, so answers are exact to the clock, not to the loop's wake-ups;
+//! - the **event dispatcher** (`events.rs`): EventBridge envelopes to every target, at least once, with faults.
+//!
+//! All state is in one [`model::Org`] behind a `parking_lot::Mutex`; nothing awaits while holding it. The simulation
+//! draws only from an RNG seeded with `SandboxConfig::seed`, so a seed and a clock determine the center.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod model;
+pub mod report;
+pub mod sim;
+
+pub use cli::{run_cli, SandboxArgs};
+pub use config::{
+    AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites, CodeNotInQueue,
+    DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig, SandboxConfig, SecondWrite,
+};
+pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
+pub use report::{CodedBy, LegTruth, Report, Violation};
+
+use events::{EventStats, Targets};
+use model::Org;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use wrapup_core::clock::SharedClock;
+
+/// State shared by the server, the loops and the handle.
+pub struct Inner {
+    pub org: Arc<Mutex<Org>>,
+    pub clock: SharedClock,
+    /// Wakes the simulation loop when something was scheduled out of band.
+    pub wake: Notify,
+    pub targets: Targets,
+    pub http: reqwest::Client,
+    pub stats: Arc<EventStats>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    base_url: String,
+}
+
+/// What handlers get as axum state.
+pub type SharedState = Arc<Inner>;
+
+impl Inner {
+    pub fn report(&self) -> Report {
+        let mut org = self.org.lock();
+        org.advance_to(self.clock.now());
+        org.report()
+    }
+
+    pub fn legs(&self) -> Vec<LegTruth> {
+        let mut org = self.org.lock();
+        org.advance_to(self.clock.now());
+        org.legs()
+    }
+
+    pub fn start_traffic(&self) {
+        self.org.lock().start_traffic(self.clock.now());
+        self.wake.notify_one();
+    }
+
+    pub fn stop_traffic(&self) {
+        self.org.lock().stop_traffic();
+    }
+
+    pub fn set_faults(&self, f: FaultProfile) {
+        let mut org = self.org.lock();
+        org.faults = f;
+        org.storm_until = None;
+    }
+
+    pub fn add_event_target(&self, t: EventTarget) {
+        self.targets.add(t, self.http.clone(), self.stats.clone());
+    }
+}
+
+/// Errors starting a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot read the listener's address: {0}")]
+    Listener(#[from] std::io::Error),
+    #[error("cannot build the HTTP client for event delivery: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The sandbox entry point.
+pub struct Sandbox;
+
+impl Sandbox {
+    /// Builds the org from `cfg`, then serves on `listener` in background tasks until [`SandboxHandle::shutdown`].
+    pub async fn start(
+        cfg: SandboxConfig,
+        listener: tokio::net::TcpListener,
+        clock: SharedClock,
+    ) -> anyhow::Result<SandboxHandle> {
+        let addr = listener.local_addr().map_err(SandboxError::Listener)?;
+        let base_url = format!("http://{addr}");
+        let stats = Arc::new(EventStats::default());
+        let now = clock.now();
+        let mut org = Org::new(&cfg, now, stats.clone());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        org.events_tx = Some(tx);
+        org.preload(cfg.preload, now, cfg.preload_events);
+        if cfg.traffic_autostart {
+            org.start_traffic(now);
+        }
+        let org = Arc::new(Mutex::new(org));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(SandboxError::Http)?;
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            org: org.clone(),
+            clock: clock.clone(),
+            wake: Notify::new(),
+            targets: Targets::default(),
+            http,
+            stats,
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+            base_url,
+        });
+        for t in cfg.event_targets {
+            inner.add_event_target(t);
+        }
+        let dispatcher = tokio::spawn(events::dispatcher(rx, org.clone(), inner.targets.clone()));
+        let sim = tokio::spawn(sim_loop(inner.clone()));
+        let app = api::router(inner.clone());
+        let mut stop = inner.shutdown.subscribe();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "The sandbox HTTP server failed.");
+            }
+        });
+        inner.tasks.lock().extend([server, sim, dispatcher]);
+        tracing::info!(base_url = %inner.base_url, seed = cfg.seed, "Sandbox is serving.");
+        Ok(SandboxHandle { inner })
+    }
+}
+
+/// Sleeps until the next scheduled action (on the injected clock), a wake-up, or shutdown; then advances the org.
+async fn sim_loop(inner: SharedState) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let next = {
+            let mut org = inner.org.lock();
+            org.advance_to(inner.clock.now());
+            org.next_due()
+        };
+        let wait = match next {
+            Some(at) => inner.clock.wall_duration(at.duration_since(inner.clock.now())),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = inner.wake.notified() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// A running sandbox. Cheap to clone.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    inner: SharedState,
+}
+
+impl SandboxHandle {
+    /// `http://127.0.0.1:PORT`; also the login host (`POST {base_url}/oauth/token`).
+    pub fn base_url(&self) -> String {
+        self.inner.base_url.clone()
+    }
+
+    /// `(client_id, client_secret)` of every OAuth client of the org.
+    pub fn credentials(&self) -> Vec<(String, String)> {
+        self.inner.org.lock().clients.iter().map(|c| (c.id.clone(), c.secret.clone())).collect()
+    }
+
+    /// The ground-truth report (same as `GET /sandbox/v1/report`).
+    pub fn report(&self) -> Report {
+        self.inner.report()
+    }
+
+    /// Truth of every agent leg (same as `GET /sandbox/v1/legs`).
+    pub fn legs(&self) -> Vec<LegTruth> {
+        self.inner.legs()
+    }
+
+    pub fn set_faults(&self, f: FaultProfile) {
+        self.inner.set_faults(f)
+    }
+
+    pub fn set_behaviours(&self, b: Behaviours) {
+        self.inner.org.lock().behaviours = b;
+    }
+
+    pub fn add_event_target(&self, t: EventTarget) {
+        self.inner.add_event_target(t)
+    }
+
+    pub fn start_traffic(&self) {
+        self.inner.start_traffic()
+    }
+
+    pub fn stop_traffic(&self) {
+        self.inner.stop_traffic()
+    }
+
+    /// Runs `f` with the org locked, after catching the simulation up to the clock (for tests and embedders that
+    /// need more than the report, e.g. catalog ids).
+    pub fn with_org<R>(&self, f: impl FnOnce(&mut Org) -> R) -> R {
+        let mut org = self.inner.org.lock();
+        org.advance_to(self.inner.clock.now());
+        f(&mut org)
+    }
+
+    /// Stops serving (in-flight requests finish) and waits for the background tasks.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.lock());
+        for (i, mut t) in tasks.into_iter().enumerate() {
+            // The server drains in-flight requests and the simulation loop stops at once; the dispatcher (last)
+            // waits on a channel the org still holds, so it is aborted rather than drained.
+            if i == 2 {
+                t.abort();
+            }
+            if tokio::time::timeout(Duration::from_secs(5), &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+    }
+}

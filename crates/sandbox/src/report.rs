@@ -1,0 +1,150 @@
+//! Ground truth as data: the per-leg truth (`GET /sandbox/v1/legs`) and the summary report (`GET /sandbox/v1/report`).
+//!
+//! Tests and benchmarks assert on these, never on the emulated platform's own answers: the report says what really
+//! happened to every leg and which invariant a client broke.
+
+use crate::model::{Media, Org, Phase, Purpose};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Who decided a leg's final code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodedBy {
+    Agent,
+    Api,
+    SystemTimeout,
+    Skipped,
+    None,
+}
+
+/// The truth about one agent leg.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegTruth {
+    pub conversation_id: String,
+    pub participant_id: String,
+    pub communication_id: String,
+    pub media_type: Media,
+    pub queue_id: Option<String>,
+    pub queue_name: Option<String>,
+    pub user_id: Option<String>,
+    /// Participant-side prompt (`mandatory`, `optional`, `timeout`, `forcedTimeout`, `agentRequested`).
+    pub wrapup_prompt: Option<String>,
+    pub wrapup_required: bool,
+    /// `alerting`, `connected`, `acw`, `done`.
+    pub state: String,
+    pub acw_started_at: Option<String>,
+    /// When the platform closes the window by itself; `None` if it never does.
+    pub acw_deadline: Option<String>,
+    /// `None` while the window is open (or never opened).
+    pub window_closed_at: Option<String>,
+    pub final_code: Option<String>,
+    pub final_code_name: Option<String>,
+    pub coded_by: CodedBy,
+    /// Accepted API writes.
+    pub api_writes: u32,
+    pub agent_coded_before_api: bool,
+    pub agent_changed_after_api: bool,
+}
+
+/// One recorded invariant violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    /// `overwrite`, `outside_window`, `duplicate_write`.
+    pub kind: String,
+    pub conversation_id: String,
+    pub participant_id: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegCounts {
+    pub total: u64,
+    /// Not yet closed: alerting, talking or in ACW.
+    pub open: u64,
+    pub coded_by_agent: u64,
+    pub coded_by_api: u64,
+    pub system_timeout: u64,
+    pub skipped: u64,
+    /// Ended without an ACW window.
+    pub no_acw: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViolationReport {
+    pub overwrites: u64,
+    pub overwrite_attempts: u64,
+    pub outside_window: u64,
+    pub duplicate_writes: u64,
+    pub details: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiReport {
+    pub total: u64,
+    pub rate_limited: u64,
+    /// `"METHOD /path/{template}"` → status (as a string) → count.
+    pub by_endpoint: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventReport {
+    pub delivered: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub failed_deliveries: u64,
+}
+
+/// The summary report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub legs: LegCounts,
+    pub violations: ViolationReport,
+    pub api: ApiReport,
+    pub events: EventReport,
+}
+
+impl Org {
+    /// Builds the report from the current state.
+    pub fn report(&self) -> Report {
+        let mut legs = LegCounts::default();
+        for conv in self.conversations.values() {
+            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
+                legs.total += 1;
+                match (p.phase, p.truth.coded_by) {
+                    (Phase::Alerting | Phase::Connected | Phase::Acw, _) => legs.open += 1,
+                    (Phase::Done, Some(CodedBy::Agent)) => legs.coded_by_agent += 1,
+                    (Phase::Done, Some(CodedBy::Api)) => legs.coded_by_api += 1,
+                    (Phase::Done, Some(CodedBy::SystemTimeout)) => legs.system_timeout += 1,
+                    (Phase::Done, Some(CodedBy::Skipped)) => legs.skipped += 1,
+                    (Phase::Done, Some(CodedBy::None) | None) => legs.no_acw += 1,
+                }
+            }
+        }
+        let v = &self.violations;
+        let api = ApiReport {
+            total: self.api.total,
+            rate_limited: self.api.rate_limited,
+            by_endpoint: self
+                .api
+                .by_endpoint
+                .iter()
+                .map(|(k, m)| (k.clone(), m.iter().map(|(s, n)| (s.to_string(), *n)).collect()))
+                .collect(),
+        };
+        Report {
+            legs,
+            violations: ViolationReport {
+                overwrites: v.overwrites,
+                overwrite_attempts: v.overwrite_attempts,
+                outside_window: v.outside_window,
+                duplicate_writes: v.duplicate_writes,
+                details: v.details.clone(),
+            },
+            api,
+            events: self.event_stats.snapshot(),
+        }
+    }
+}
