@@ -71,12 +71,23 @@ pub trait Store: Send + Sync + 'static {
     /// legs in state `open`/`scheduled` with `not_before <= now`, and legs in state `writing` (a crashed or slow
     /// worker), each only if not leased by someone else (`lease_until <= now` or no lease). Earliest `deadline`
     /// first (legs without a deadline after those with one), then `not_before`.
-    async fn claim_due(&self, now: Timestamp, limit: u32, owner: &str, lease: SignedDuration)
-        -> StoreResult<Vec<ClaimedLeg>>;
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease: SignedDuration,
+    ) -> StoreResult<Vec<ClaimedLeg>>;
 
     /// Saves a claimed leg. Refused with `Conflict` when its version changed or `owner` no longer holds the lease.
     /// On success returns the new version; `release` clears the lease (keep it while still working on the leg).
-    async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64>;
+    async fn save_leg(
+        &self,
+        leg: &LegRecord,
+        version: i64,
+        owner: &str,
+        release: bool,
+    ) -> StoreResult<i64>;
 
     /// Releases a lease without changing the leg (e.g. after a conflict).
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()>;
@@ -98,10 +109,19 @@ pub trait Store: Send + Sync + 'static {
 
     async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts>;
 
-    async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()>;
+    async fn put_catalog(
+        &self,
+        connection: &str,
+        catalog: &Catalog,
+        fetched_at: Timestamp,
+    ) -> StoreResult<()>;
     async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>>;
 
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.
-    async fn idempotent(&self, connection: &str, key: &str, response: &serde_json::Value)
-        -> StoreResult<(bool, serde_json::Value)>;
+    async fn idempotent(
+        &self,
+        connection: &str,
+        key: &str,
+        response: &serde_json::Value,
+    ) -> StoreResult<(bool, serde_json::Value)>;
 }

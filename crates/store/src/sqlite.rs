@@ -437,10 +437,7 @@ impl Store for SqliteStore {
             query = query.bind(outcome.as_str());
         }
         let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-        let rows = query
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
         rows.iter().map(decode_record).collect()
     }
 

@@ -1,0 +1,929 @@
+//! The store conformance suite: what every [`Store`] implementation must do, as generic async functions.
+//!
+//! Each case takes a fresh, empty store (or, for durability, a way to open the same storage again) and panics on
+//! failure. An implementation's test module instantiates every case with `conformance_tests!`
+//! so each one is its own test, or calls [`run_all`].
+
+use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
+use wrapup_core::lifecycle::{apply_event, LegRecord, LegState, WriteIntent};
+use wrapup_core::{Event, EventKind, LegFacts, LegKey, Outcome};
+use wrapup_store::{ClaimedLeg, Ingested, LedgerEntry, LegFilter, Store, StoreError};
+
+// ---- fixtures ---------------------------------------------------------------------------------------------------
+
+const LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+/// A fixed instant plus `secs` seconds (sub-millisecond part included, to check precision is kept).
+pub fn t(secs: i64) -> Timestamp {
+    let base: Timestamp = "2026-03-01T12:00:00.000123456Z".parse().unwrap();
+    base.checked_add(SignedDuration::from_secs(secs)).unwrap()
+}
+
+pub fn key(n: usize) -> LegKey {
+    LegKey::new("prod", format!("conv-{n}"), format!("part-{n}"))
+}
+
+/// The ACW window opens at `t(at)`, closing by itself `timeout` seconds later (if any).
+pub fn ended(key: &LegKey, at: i64, timeout: Option<u64>) -> Event {
+    Event {
+        leg: key.clone(),
+        dedupe_key: format!("{key}/end/{at}"),
+        occurred_at: t(at),
+        correlation_id: Some(format!("corr-{key}")),
+        kind: EventKind::LegEnded {
+            facts: Box::new(LegFacts {
+                queue_id: Some("q1".into()),
+                ended_at: Some(t(at)),
+                acw_timeout_ms: timeout.map(|s| s * 1000),
+                ..Default::default()
+            }),
+        },
+    }
+}
+
+pub fn coded(key: &LegKey, at: i64, code: Option<&str>, system: bool) -> Event {
+    Event {
+        leg: key.clone(),
+        dedupe_key: format!("{key}/acw/{at}"),
+        occurred_at: t(at),
+        correlation_id: None,
+        kind: EventKind::CodeRecorded {
+            code_id: code.map(str::to_string),
+            notes: None,
+            system,
+        },
+    }
+}
+
+pub fn closed(key: &LegKey, at: i64) -> Event {
+    Event {
+        leg: key.clone(),
+        dedupe_key: format!("{key}/closed/{at}"),
+        occurred_at: t(at),
+        correlation_id: None,
+        kind: EventKind::LegClosed,
+    }
+}
+
+/// What the store must hold after applying `events` at `now`: the fold of `apply_event`.
+fn expected(events: &[Event], now: Timestamp) -> LegRecord {
+    let mut leg = None;
+    for e in events {
+        leg = Some(apply_event(leg, e, now).0);
+    }
+    leg.expect("at least one event")
+}
+
+async fn leg_of<S: Store>(store: &S, key: &LegKey) -> ClaimedLeg {
+    store
+        .get_leg(key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("leg {key} should exist"))
+}
+
+/// `next_due` is `want`, up to the store's time resolution (indexed times may be truncated to milliseconds, never
+/// rounded up: a sleeper wakes at most that much early, never late).
+async fn assert_next_due<S: Store>(store: &S, want: Timestamp) {
+    let due = store.next_due().await.unwrap().expect("a leg is due");
+    let early = want.duration_since(due);
+    assert!(
+        early >= SignedDuration::ZERO && early < SignedDuration::from_millis(1),
+        "next_due {due}, want {want}"
+    );
+}
+
+fn keys(claimed: &[ClaimedLeg]) -> Vec<LegKey> {
+    claimed.iter().map(|c| c.leg.key.clone()).collect()
+}
+
+fn catalog() -> Catalog {
+    Catalog {
+        codes: vec![CodeEntry {
+            id: "c1".into(),
+            name: "Sale".into(),
+        }],
+        queues: vec![QueueEntry {
+            id: "q1".into(),
+            name: "Sales".into(),
+            code_ids: vec!["c1".into()],
+            acw_timeout_ms: Some(30_000),
+            acw_mode: Some("MANDATORY_TIMEOUT".into()),
+        }],
+    }
+}
+
+// ---- intake -----------------------------------------------------------------------------------------------------
+
+pub async fn a_redelivered_event_is_a_duplicate_across_batches<S: Store>(store: S) {
+    let k = key(1);
+    let first = store.ingest(&[ended(&k, 0, Some(60))], t(1)).await.unwrap();
+    assert_eq!(first, vec![Ingested::New]);
+    let again = store
+        .ingest(&[ended(&k, 0, Some(60)), closed(&k, 5)], t(2))
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Ingested::Duplicate, Ingested::New]);
+    let leg = leg_of(&store, &k).await;
+    assert_eq!(leg.version, 2, "a duplicate does not touch the leg");
+    assert_eq!(store.ledger(&k).await.unwrap().len(), 2);
+}
+
+pub async fn a_duplicate_within_one_batch_is_a_duplicate<S: Store>(store: S) {
+    let k = key(1);
+    let e = ended(&k, 0, Some(60));
+    let results = store
+        .ingest(
+            &[e.clone(), e.clone(), coded(&k, 3, Some("c1"), false), e],
+            t(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            Ingested::New,
+            Ingested::Duplicate,
+            Ingested::New,
+            Ingested::Duplicate
+        ]
+    );
+    assert_eq!(leg_of(&store, &k).await.version, 2);
+}
+
+pub async fn the_same_dedupe_key_on_another_connection_is_new<S: Store>(store: S) {
+    let a = LegKey::new("prod", "conv", "p");
+    let b = LegKey::new("dev", "conv", "p");
+    let mut eb = ended(&b, 0, None);
+    eb.dedupe_key = ended(&a, 0, None).dedupe_key;
+    let results = store.ingest(&[ended(&a, 0, None), eb], t(1)).await.unwrap();
+    assert_eq!(results, vec![Ingested::New, Ingested::New]);
+}
+
+pub async fn ingested_events_leave_the_leg_as_apply_event_does<S: Store>(store: S) {
+    let k = key(1);
+    let other = key(2);
+    let batch1 = [ended(&k, 0, Some(60)), ended(&other, 0, None)];
+    let batch2 = [coded(&k, 10, Some("agent-code"), false)];
+    store.ingest(&batch1, t(1)).await.unwrap();
+    let after_first = leg_of(&store, &k).await;
+    assert_eq!(after_first.leg, expected(&batch1[..1], t(1)));
+    assert_eq!(after_first.version, 1);
+    assert_eq!(after_first.leg.deadline, Some(t(60)));
+
+    store.ingest(&batch2, t(11)).await.unwrap();
+    let want = apply_event(Some(after_first.leg), &batch2[0], t(11)).0;
+    let after_second = leg_of(&store, &k).await;
+    assert_eq!(
+        after_second.leg, want,
+        "the whole record round-trips exactly"
+    );
+    assert_eq!(after_second.leg.outcome, Some(Outcome::AgentWon));
+    assert_eq!(after_second.version, 2);
+
+    let ledger = store.ledger(&k).await.unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0].kind, "event");
+    assert_eq!(ledger[0].at, t(1));
+    assert_eq!(ledger[0].detail["event"], "leg_ended");
+    assert_eq!(ledger[0].detail["dedupe_key"], batch1[0].dedupe_key);
+    assert_eq!(ledger[0].detail["correlation_id"], format!("corr-{k}"));
+    assert_eq!(
+        ledger[0].detail["occurred_at"],
+        serde_json::json!(batch1[0].occurred_at)
+    );
+    assert_eq!(ledger[0].detail["note"], "leg ended; ACW window open");
+    assert_eq!(ledger[1].detail["event"], "code_recorded");
+}
+
+pub async fn events_in_one_batch_see_each_other<S: Store>(store: S) {
+    let k = key(1);
+    let events = [
+        ended(&k, 0, Some(60)),
+        coded(&k, 5, Some("sys"), true),
+        closed(&k, 6),
+    ];
+    store.ingest(&events, t(7)).await.unwrap();
+    let leg = leg_of(&store, &k).await;
+    assert_eq!(leg.leg, expected(&events, t(7)));
+    assert_eq!(leg.leg.outcome, Some(Outcome::Expired));
+    assert_eq!(leg.version, 3);
+}
+
+pub async fn reordered_events_end_where_apply_event_says<S: Store>(store: S) {
+    let k = key(1);
+    // The agent's code arrives before the leg's end event.
+    let events = [
+        coded(&k, 10, Some("agent-code"), false),
+        ended(&k, 0, Some(60)),
+    ];
+    store.ingest(&events[..1], t(11)).await.unwrap();
+    store.ingest(&events[1..], t(11)).await.unwrap();
+    let leg = leg_of(&store, &k).await;
+    assert_eq!(leg.leg, expected(&events, t(11)));
+    assert_eq!(leg.leg.outcome, Some(Outcome::AgentWon));
+    assert!(
+        leg.leg.ended_seen,
+        "the late end event still merges its facts"
+    );
+    assert_eq!(leg.leg.facts.queue_id.as_deref(), Some("q1"));
+    assert!(
+        store
+            .claim_due(t(100), 10, "w", LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a finished leg is never claimed"
+    );
+}
+
+pub async fn an_empty_batch_is_fine<S: Store>(store: S) {
+    assert!(store.ingest(&[], t(0)).await.unwrap().is_empty());
+}
+
+// ---- claiming ---------------------------------------------------------------------------------------------------
+
+pub async fn claims_take_the_earliest_deadline_first_and_legs_without_one_last<S: Store>(store: S) {
+    // key(1): no deadline, due at t(0). key(2): deadline t(90). key(3): deadline t(40). key(4): deadline t(40), due
+    // later than key(3). key(5): not due yet.
+    store
+        .ingest(
+            &[
+                ended(&key(1), 0, None),
+                ended(&key(2), 0, Some(90)),
+                ended(&key(3), 0, Some(40)),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(&[ended(&key(4), 0, Some(40))], t(1))
+        .await
+        .unwrap();
+    store
+        .ingest(&[ended(&key(5), 0, Some(10))], t(20))
+        .await
+        .unwrap();
+    let claimed = store.claim_due(t(5), 10, "w", LEASE).await.unwrap();
+    assert_eq!(keys(&claimed), vec![key(3), key(4), key(2), key(1)]);
+
+    // The limit takes the front of that order.
+    let store2 = store;
+    for k in [key(1), key(2), key(3), key(4)] {
+        store2.release(&k, "w").await.unwrap();
+    }
+    let claimed = store2.claim_due(t(5), 2, "w2", LEASE).await.unwrap();
+    assert_eq!(keys(&claimed), vec![key(3), key(4)]);
+}
+
+pub async fn a_leg_is_not_claimed_before_its_not_before<S: Store>(store: S) {
+    store
+        .ingest(&[ended(&key(1), 0, None)], t(10))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due(t(9), 10, "w", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_next_due(&store, t(10)).await;
+    let claimed = store.claim_due(t(10), 10, "w", LEASE).await.unwrap();
+    assert_eq!(keys(&claimed), vec![key(1)]);
+}
+
+pub async fn claiming_sets_a_lease_but_keeps_the_version<S: Store>(store: S) {
+    let k = key(1);
+    store.ingest(&[ended(&k, 0, None)], t(0)).await.unwrap();
+    let before = leg_of(&store, &k).await;
+    let claimed = store.claim_due(t(1), 10, "w", LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].version, before.version);
+    assert_eq!(
+        claimed[0].leg, before.leg,
+        "claiming does not change the record"
+    );
+    assert_eq!(leg_of(&store, &k).await.version, before.version);
+    assert!(
+        store
+            .claim_due(t(2), 10, "other", LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased leg is not claimed by another worker"
+    );
+    // A leased leg becomes due when its lease ends.
+    assert_next_due(&store, t(31)).await;
+}
+
+pub async fn concurrent_workers_never_get_the_same_leg<S: Store>(store: S) {
+    let store = Arc::new(store);
+    const LEGS: usize = 200;
+    let events: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(60))).collect();
+    store.ingest(&events, t(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim_due(t(1), 7, &owner, LEASE).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(keys(&claimed));
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    for task in tasks {
+        for k in task.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(k.clone()), "leg {k} was claimed twice");
+        }
+    }
+    assert_eq!(total, LEGS);
+    assert_eq!(seen.len(), LEGS);
+}
+
+pub async fn an_expired_lease_lets_another_worker_claim<S: Store>(store: S) {
+    let k = key(1);
+    store
+        .ingest(&[ended(&k, 0, Some(600))], t(0))
+        .await
+        .unwrap();
+    let a = store.claim_due(t(1), 1, "a", LEASE).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert!(store
+        .claim_due(t(30), 1, "b", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let b = store.claim_due(t(31), 1, "b", LEASE).await.unwrap();
+    assert_eq!(keys(&b), vec![k.clone()]);
+    // The first worker's late save is refused; the new owner's goes through.
+    let mut leg = a[0].leg.clone();
+    leg.state = LegState::Scheduled;
+    let late = store.save_leg(&leg, a[0].version, "a", true).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    let v = store.save_leg(&leg, b[0].version, "b", true).await.unwrap();
+    assert_eq!(v, b[0].version + 1);
+}
+
+pub async fn a_writing_leg_is_reclaimed_after_its_lease_expires<S: Store>(store: S) {
+    let k = key(1);
+    store
+        .ingest(&[ended(&k, 0, Some(600))], t(0))
+        .await
+        .unwrap();
+    let claimed = store.claim_due(t(1), 1, "crashed", LEASE).await.unwrap();
+    let mut leg = claimed[0].leg.clone();
+    leg.state = LegState::Writing;
+    leg.not_before = t(500);
+    leg.intent = Some(WriteIntent {
+        code_id: "c1".into(),
+        code_name: "Sale".into(),
+        at: t(2),
+    });
+    leg.updated_at = t(2);
+    let v = store
+        .save_leg(&leg, claimed[0].version, "crashed", false)
+        .await
+        .unwrap();
+    // The worker dies holding the lease (taken at t(1) for 30 s).
+    assert!(store
+        .claim_due(t(30), 1, "rescuer", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let rescued = store.claim_due(t(31), 1, "rescuer", LEASE).await.unwrap();
+    assert_eq!(
+        rescued.len(),
+        1,
+        "writing legs ignore not_before once the lease is gone"
+    );
+    assert_eq!(rescued[0].version, v);
+    assert_eq!(rescued[0].leg.state, LegState::Writing);
+    assert_eq!(
+        rescued[0].leg.intent, leg.intent,
+        "the write intent survives"
+    );
+}
+
+// ---- saving -----------------------------------------------------------------------------------------------------
+
+pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>(store: S) {
+    let k = key(1);
+    store
+        .ingest(&[ended(&k, 0, Some(600))], t(0))
+        .await
+        .unwrap();
+    let c = store
+        .claim_due(t(1), 1, "w", LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut leg = c.leg.clone();
+    leg.state = LegState::Scheduled;
+    leg.not_before = t(5);
+    leg.updated_at = t(2);
+    let v1 = store.save_leg(&leg, c.version, "w", false).await.unwrap();
+    assert_eq!(v1, c.version + 1);
+    // Kept lease (until t(31)): still ours, and the next save with the new version works.
+    assert!(store
+        .claim_due(t(20), 1, "other", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let v2 = store.save_leg(&leg, v1, "w", true).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    let stored = leg_of(&store, &k).await;
+    assert_eq!(stored.leg, leg);
+    assert_eq!(stored.version, v2);
+    // Released: due again at its (new) not_before, for anyone.
+    assert_next_due(&store, t(5)).await;
+    assert!(store
+        .claim_due(t(4), 1, "other", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_due(t(5), 1, "other", LEASE)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn a_save_after_an_event_arrived_is_a_conflict<S: Store>(store: S) {
+    let k = key(1);
+    store
+        .ingest(&[ended(&k, 0, Some(600))], t(0))
+        .await
+        .unwrap();
+    let c = store
+        .claim_due(t(1), 1, "w", LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .ingest(&[coded(&k, 2, Some("agent"), false)], t(2))
+        .await
+        .unwrap();
+    let mut leg = c.leg.clone();
+    leg.state = LegState::Scheduled;
+    let r = store.save_leg(&leg, c.version, "w", true).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    // The event kept the worker's lease: the worker reloads and may save on the fresh version.
+    assert!(store
+        .claim_due(t(3), 1, "other", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let fresh = leg_of(&store, &k).await;
+    assert_eq!(fresh.version, c.version + 1);
+    assert_eq!(fresh.leg.outcome, Some(Outcome::AgentWon));
+    store
+        .save_leg(&fresh.leg, fresh.version, "w", true)
+        .await
+        .unwrap();
+}
+
+pub async fn a_save_by_a_worker_without_the_lease_is_a_conflict<S: Store>(store: S) {
+    let k = key(1);
+    store
+        .ingest(&[ended(&k, 0, Some(600))], t(0))
+        .await
+        .unwrap();
+    let unleased = leg_of(&store, &k).await;
+    let r = store
+        .save_leg(&unleased.leg, unleased.version, "nobody", true)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let c = store
+        .claim_due(t(1), 1, "w", LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    let r = store.save_leg(&c.leg, c.version, "intruder", true).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    // Releasing someone else's lease changes nothing.
+    store.release(&k, "intruder").await.unwrap();
+    assert!(store
+        .claim_due(t(2), 1, "intruder", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    store.release(&k, "w").await.unwrap();
+    assert_eq!(
+        store
+            .claim_due(t(2), 1, "intruder", LEASE)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        leg_of(&store, &k).await.version,
+        c.version,
+        "releasing does not change the leg"
+    );
+}
+
+pub async fn saving_or_reading_an_unknown_leg<S: Store>(store: S) {
+    let leg = LegRecord::new(key(9), t(0));
+    let r = store.save_leg(&leg, 1, "w", true).await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    assert!(store.get_leg(&key(9)).await.unwrap().is_none());
+    assert!(store.ledger(&key(9)).await.unwrap().is_empty());
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+// ---- expiry -----------------------------------------------------------------------------------------------------
+
+pub async fn overdue_open_and_scheduled_legs_expire_but_writing_legs_are_left<S: Store>(store: S) {
+    let open = key(1);
+    let scheduled = key(2);
+    let writing = key(3);
+    let not_yet = key(4);
+    let no_deadline = key(5);
+    store
+        .ingest(
+            &[
+                ended(&open, 0, Some(30)),
+                ended(&scheduled, 0, Some(30)),
+                ended(&writing, 0, Some(30)),
+                ended(&not_yet, 0, Some(300)),
+                ended(&no_deadline, 0, None),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    for c in store.claim_due(t(1), 10, "w", LEASE).await.unwrap() {
+        let mut leg = c.leg;
+        if leg.key == scheduled {
+            leg.state = LegState::Scheduled;
+        } else if leg.key == writing {
+            leg.state = LegState::Writing;
+        }
+        store.save_leg(&leg, c.version, "w", true).await.unwrap();
+    }
+    let before = leg_of(&store, &open).await;
+    let expired: BTreeSet<LegKey> = store
+        .expire_overdue(t(31))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(expired, BTreeSet::from([open.clone(), scheduled.clone()]));
+    let after = leg_of(&store, &open).await;
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(after.leg.state, LegState::Done);
+    assert_eq!(after.leg.outcome, Some(Outcome::Expired));
+    assert_eq!(
+        after.leg.outcome_reason.as_deref(),
+        Some("the ACW window closed before we acted")
+    );
+    let last = store.ledger(&open).await.unwrap().pop().unwrap();
+    assert_eq!(last.kind, "outcome");
+    assert_eq!(last.at, t(31));
+    assert_eq!(last.detail["outcome"], "expired");
+    assert_eq!(leg_of(&store, &writing).await.leg.state, LegState::Writing);
+    assert!(
+        store.expire_overdue(t(31)).await.unwrap().is_empty(),
+        "expiry happens once"
+    );
+}
+
+pub async fn expiry_refuses_the_save_of_the_worker_holding_the_leg<S: Store>(store: S) {
+    let k = key(1);
+    store.ingest(&[ended(&k, 0, Some(30))], t(0)).await.unwrap();
+    let c = store
+        .claim_due(t(1), 1, "w", LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(store.expire_overdue(t(31)).await.unwrap(), vec![k.clone()]);
+    let r = store.save_leg(&c.leg, c.version, "w", true).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+}
+
+pub async fn many_overdue_legs_all_expire<S: Store>(store: S) {
+    let events: Vec<Event> = (0..1234).map(|n| ended(&key(n), 0, Some(10))).collect();
+    for batch in events.chunks(500) {
+        store.ingest(batch, t(0)).await.unwrap();
+    }
+    assert_eq!(store.expire_overdue(t(11)).await.unwrap().len(), 1234);
+    let counts = store.outcome_counts("prod").await.unwrap();
+    assert_eq!(counts.get(&Some(Outcome::Expired)), Some(&1234));
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+// ---- ledger, reports, catalog, idempotency --------------------------------------------------------------------
+
+pub async fn the_ledger_reads_back_in_append_order<S: Store>(store: S) {
+    let k = key(1);
+    let other = key(2);
+    store.ingest(&[ended(&k, 0, None)], t(0)).await.unwrap();
+    for (i, kind) in ["decision", "attempt", "attempt", "outcome"]
+        .iter()
+        .enumerate()
+    {
+        let entry = LedgerEntry {
+            // Out-of-order times: the ledger is in append order, not time order.
+            at: t(10 - i as i64),
+            kind: kind.to_string(),
+            detail: serde_json::json!({ "n": i, "nested": { "ok": true } }),
+        };
+        store.append_ledger(&k, &entry).await.unwrap();
+        store.append_ledger(&other, &entry).await.unwrap();
+    }
+    let ledger = store.ledger(&k).await.unwrap();
+    let kinds: Vec<&str> = ledger.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["event", "decision", "attempt", "attempt", "outcome"]
+    );
+    assert_eq!(
+        ledger[2].detail,
+        serde_json::json!({ "n": 1, "nested": { "ok": true } })
+    );
+    assert_eq!(ledger[4].at, t(7));
+    assert_eq!(store.ledger(&other).await.unwrap().len(), 4);
+}
+
+pub async fn outcome_counts_count_finished_and_open_legs_per_connection<S: Store>(store: S) {
+    let dev = LegKey::new("dev", "c", "p");
+    store
+        .ingest(
+            &[
+                ended(&key(1), 0, None),
+                ended(&key(2), 0, None),
+                coded(&key(2), 1, Some("agent"), false),
+                coded(&key(3), 1, Some("agent"), false),
+                closed(&key(4), 1),
+                ended(&dev, 0, None),
+            ],
+            t(2),
+        )
+        .await
+        .unwrap();
+    let counts = store.outcome_counts("prod").await.unwrap();
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![
+            (None, 1),
+            (Some(Outcome::AgentWon), 2),
+            (Some(Outcome::Expired), 1)
+        ]
+    );
+    assert_eq!(
+        store.outcome_counts("dev").await.unwrap().get(&None),
+        Some(&1)
+    );
+    assert!(store.outcome_counts("none").await.unwrap().is_empty());
+}
+
+pub async fn list_legs_filters_and_puts_the_newest_first<S: Store>(store: S) {
+    for n in 0..5 {
+        store
+            .ingest(&[ended(&key(n), 0, None)], t(n as i64))
+            .await
+            .unwrap();
+    }
+    store.ingest(&[closed(&key(1), 9)], t(9)).await.unwrap();
+    store
+        .ingest(&[ended(&LegKey::new("dev", "c", "p"), 0, None)], t(10))
+        .await
+        .unwrap();
+    let all = store.list_legs(&LegFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0].key.connection, "dev");
+    let prod: Vec<LegKey> = store
+        .list_legs(&LegFilter {
+            connection: Some("prod".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(prod, vec![key(4), key(3), key(2), key(1), key(0)]);
+    let open = store
+        .list_legs(&LegFilter {
+            connection: Some("prod".into()),
+            open_only: true,
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        open.iter().map(|l| l.key.clone()).collect::<Vec<_>>(),
+        vec![key(4), key(3)]
+    );
+    let expired = store
+        .list_legs(&LegFilter {
+            outcome: Some(Outcome::Expired),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].key, key(1));
+}
+
+pub async fn the_catalog_cache_round_trips<S: Store>(store: S) {
+    assert!(store.get_catalog("prod").await.unwrap().is_none());
+    store.put_catalog("prod", &catalog(), t(0)).await.unwrap();
+    assert_eq!(
+        store.get_catalog("prod").await.unwrap(),
+        Some((catalog(), t(0)))
+    );
+    let mut newer = catalog();
+    newer.codes.push(CodeEntry {
+        id: "c2".into(),
+        name: "No sale".into(),
+    });
+    store.put_catalog("prod", &newer, t(60)).await.unwrap();
+    assert_eq!(
+        store.get_catalog("prod").await.unwrap(),
+        Some((newer, t(60)))
+    );
+    assert!(store.get_catalog("dev").await.unwrap().is_none());
+}
+
+pub async fn an_idempotency_key_returns_the_first_response<S: Store>(store: S) {
+    let first = serde_json::json!({ "status": 202, "leg": "a" });
+    let second = serde_json::json!({ "status": 202, "leg": "b" });
+    assert_eq!(
+        store.idempotent("prod", "k1", &first).await.unwrap(),
+        (true, first.clone())
+    );
+    assert_eq!(
+        store.idempotent("prod", "k1", &second).await.unwrap(),
+        (false, first.clone())
+    );
+    assert_eq!(
+        store.idempotent("dev", "k1", &second).await.unwrap(),
+        (true, second.clone()),
+        "keys are per connection"
+    );
+}
+
+// ---- durability -------------------------------------------------------------------------------------------------
+
+/// `open` must open the *same* storage every time (a file, a database), starting empty the first time.
+pub async fn everything_survives_a_reopen<S, F, Fut>(open: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let k = key(1);
+    let entry = LedgerEntry {
+        at: t(3),
+        kind: "decision".into(),
+        detail: serde_json::json!({ "code": "Sale" }),
+    };
+    let response = serde_json::json!({ "ok": true });
+    let written = {
+        let store = open().await;
+        store.ingest(&[ended(&k, 0, Some(60))], t(1)).await.unwrap();
+        let c = store
+            .claim_due(t(2), 1, "w", LEASE)
+            .await
+            .unwrap()
+            .remove(0);
+        let mut leg = c.leg;
+        leg.state = LegState::Scheduled;
+        leg.updated_at = t(3);
+        store.save_leg(&leg, c.version, "w", false).await.unwrap();
+        store.append_ledger(&k, &entry).await.unwrap();
+        store.put_catalog("prod", &catalog(), t(4)).await.unwrap();
+        store.idempotent("prod", "k", &response).await.unwrap();
+        leg_of(&store, &k).await
+    };
+    let store = open().await;
+    assert_eq!(leg_of(&store, &k).await, written);
+    assert_eq!(
+        store.ingest(&[ended(&k, 0, Some(60))], t(5)).await.unwrap(),
+        vec![Ingested::Duplicate],
+        "the inbox survives"
+    );
+    let ledger = store.ledger(&k).await.unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[1], entry);
+    assert_eq!(
+        store.get_catalog("prod").await.unwrap(),
+        Some((catalog(), t(4)))
+    );
+    assert_eq!(
+        store
+            .idempotent("prod", "k", &serde_json::json!(1))
+            .await
+            .unwrap(),
+        (false, response)
+    );
+    // The lease survives too.
+    assert!(store
+        .claim_due(t(10), 1, "other", LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .claim_due(t(32), 1, "other", LEASE)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Instantiates every case (except durability, which needs reopenable storage) as its own `#[tokio::test]`, each
+/// with a fresh store from `$make` (an expression, evaluated inside an async test).
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        conformance_tests!(@cases $make;
+            a_redelivered_event_is_a_duplicate_across_batches,
+            a_duplicate_within_one_batch_is_a_duplicate,
+            the_same_dedupe_key_on_another_connection_is_new,
+            ingested_events_leave_the_leg_as_apply_event_does,
+            events_in_one_batch_see_each_other,
+            reordered_events_end_where_apply_event_says,
+            an_empty_batch_is_fine,
+            claims_take_the_earliest_deadline_first_and_legs_without_one_last,
+            a_leg_is_not_claimed_before_its_not_before,
+            claiming_sets_a_lease_but_keeps_the_version,
+            concurrent_workers_never_get_the_same_leg,
+            an_expired_lease_lets_another_worker_claim,
+            a_writing_leg_is_reclaimed_after_its_lease_expires,
+            a_save_returns_the_next_version_and_release_frees_the_leg,
+            a_save_after_an_event_arrived_is_a_conflict,
+            a_save_by_a_worker_without_the_lease_is_a_conflict,
+            saving_or_reading_an_unknown_leg,
+            overdue_open_and_scheduled_legs_expire_but_writing_legs_are_left,
+            expiry_refuses_the_save_of_the_worker_holding_the_leg,
+            many_overdue_legs_all_expire,
+            the_ledger_reads_back_in_append_order,
+            outcome_counts_count_finished_and_open_legs_per_connection,
+            list_legs_filters_and_puts_the_newest_first,
+            the_catalog_cache_round_trips,
+            an_idempotency_key_returns_the_first_response,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::conformance::$case($make).await;
+            }
+        )*
+    };
+}
+
+/// Runs every case in turn, each on a fresh store from `make`; durability is [`everything_survives_a_reopen`].
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    a_redelivered_event_is_a_duplicate_across_batches(make().await).await;
+    a_duplicate_within_one_batch_is_a_duplicate(make().await).await;
+    the_same_dedupe_key_on_another_connection_is_new(make().await).await;
+    ingested_events_leave_the_leg_as_apply_event_does(make().await).await;
+    events_in_one_batch_see_each_other(make().await).await;
+    reordered_events_end_where_apply_event_says(make().await).await;
+    an_empty_batch_is_fine(make().await).await;
+    claims_take_the_earliest_deadline_first_and_legs_without_one_last(make().await).await;
+    a_leg_is_not_claimed_before_its_not_before(make().await).await;
+    claiming_sets_a_lease_but_keeps_the_version(make().await).await;
+    concurrent_workers_never_get_the_same_leg(make().await).await;
+    an_expired_lease_lets_another_worker_claim(make().await).await;
+    a_writing_leg_is_reclaimed_after_its_lease_expires(make().await).await;
+    a_save_returns_the_next_version_and_release_frees_the_leg(make().await).await;
+    a_save_after_an_event_arrived_is_a_conflict(make().await).await;
+    a_save_by_a_worker_without_the_lease_is_a_conflict(make().await).await;
+    saving_or_reading_an_unknown_leg(make().await).await;
+    overdue_open_and_scheduled_legs_expire_but_writing_legs_are_left(make().await).await;
+    expiry_refuses_the_save_of_the_worker_holding_the_leg(make().await).await;
+    many_overdue_legs_all_expire(make().await).await;
+    the_ledger_reads_back_in_append_order(make().await).await;
+    outcome_counts_count_finished_and_open_legs_per_connection(make().await).await;
+    list_legs_filters_and_puts_the_newest_first(make().await).await;
+    the_catalog_cache_round_trips(make().await).await;
+    an_idempotency_key_returns_the_first_response(make().await).await;
+}

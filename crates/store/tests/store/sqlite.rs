@@ -1,0 +1,86 @@
+//! The conformance suite against [`SqliteStore`], in memory and on files, plus SQLite-specific checks.
+
+use crate::conformance::{self, ended, key, t};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use wrapup_core::Event;
+use wrapup_store::{Ingested, SqliteStore, Store};
+
+async fn in_memory() -> SqliteStore {
+    SqliteStore::open_in_memory().await.unwrap()
+}
+
+conformance_tests!(in_memory().await);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_on_file_backed_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let path = dir
+            .path()
+            .join(format!("case-{}", n.fetch_add(1, Ordering::Relaxed)))
+            .join("wrapup.db");
+        async move { SqliteStore::open(&path).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_backed_store_keeps_everything_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("nested/dir/wrapup.db");
+    conformance::everything_survives_a_reopen(|| {
+        let path = path.clone();
+        async move { SqliteStore::open(&path).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reopening_an_existing_database_does_not_rerun_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrapup.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .ingest(&[ended(&key(1), 0, None)], t(0))
+        .await
+        .unwrap();
+    store.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(store.get_leg(&key(1)).await.unwrap().is_some());
+    store.close().await;
+}
+
+/// Intake throughput on a file-backed store, batches of 500 durable commits. A measurement, not a pass/fail check:
+/// `cargo test --release -p wrapup-store -- --ignored --nocapture ingest_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ingest_throughput() {
+    const LEGS: usize = 50_000;
+    const BATCH: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    // Each leg: its end event, then its code event (a new leg, then an update of an existing one).
+    let ends: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(60))).collect();
+    let codes: Vec<Event> = (0..LEGS)
+        .map(|n| conformance::coded(&key(n), 10, Some("c1"), false))
+        .collect();
+    let started = Instant::now();
+    for events in [&ends, &codes] {
+        for batch in events.chunks(BATCH) {
+            let results = store.ingest(batch, t(1)).await.unwrap();
+            assert!(results.iter().all(|r| *r == Ingested::New));
+        }
+    }
+    let elapsed = started.elapsed();
+    let events = 2 * LEGS;
+    eprintln!(
+        "ingest: {events} events in batches of {BATCH} in {elapsed:.2?}: {:.0} events/s",
+        events as f64 / elapsed.as_secs_f64()
+    );
+    store.close().await;
+}
