@@ -1,0 +1,207 @@
+//! wrapup's configuration file: one TOML document with the data directory, the listen address, the admin token,
+//! the platform connections and the rules.
+//!
+//! # How it is read
+//!
+//! The text is parsed into a tree of values that all carry their byte span (`tree`), then walked by hand (`read`)
+//! against the schema below. The walk never stops at the first problem: it records each one — syntax, unknown keys,
+//! wrong types, missing keys, values out of range, bad regexes, durations and templates, duplicate names, dangling
+//! references, unresolvable secrets — with `file:line:column` and the key path (`rules[2].when.talk_ms`), and
+//! carries on with the next key. Only a document without a single problem becomes a [`Config`]. Unknown keys are
+//! refused everywhere (a misspelt key silently ignored is a rule that silently does not apply).
+//!
+//! Secrets are references (`env:NAME`, `file:PATH`, or `literal:VALUE` for tests and demos), resolved at load time
+//! into [`Secret`]s; see [`SecretSource`]. No error message ever contains a secret's value.
+//!
+//! # Format
+//!
+//! ```toml
+//! data_dir = "./wrapup-data"            # default "./wrapup-data"; relative to the config file's directory
+//! listen = "127.0.0.1:8080"             # default; admin API + intake
+//!
+//! [admin]
+//! token = "env:WRAPUP_ADMIN_TOKEN"      # optional; when set, the admin API requires it
+//!
+//! [[connections]]
+//! name = "prod"                         # unique; what rules' `connection` and the ledger refer to
+//! kind = "genesys"                      # "genesys" (CXone is not supported yet)
+//! region = "eu_west_1"                  # exactly one of `region` or `base_url` (e.g. the sandbox)
+//! client_id = "env:GENESYS_CLIENT_ID"   # a reference, or written plainly (an id is not a secret)
+//! client_secret = "env:GENESYS_CLIENT_SECRET"
+//! requests_per_minute = 300             # default 300: the per-token budget
+//! extra_clients = [{ client_id = "…", client_secret = "env:…" }]  # optional; pooled budget
+//! system_codes = ["ININ-WRAP-UP-TIMEOUT"]  # optional; extra code ids/names the platform stamps itself
+//! catalog_ttl_secs = 300                # default 300
+//!
+//! [connections.intake]                  # optional; all keys have defaults
+//! api_key_header = "x-wrapup-intake-key"
+//! api_key = "env:WRAPUP_INTAKE_KEY"     # optional; when set, intake requires it
+//! max_body_bytes = 1048576
+//! websocket = { enabled = false, queues = ["Support"] }
+//!
+//! [[rules]]
+//! name = "short abandoned calls"        # unique
+//! code = "Abandoned"                    # the code *name*
+//! notes = "auto: {{channel}} {{talk_seconds}}s"   # optional template
+//! timing = "immediate"                  # default; or { before_timeout = "10s" } or { after = "30s" }
+//! mode = "enforce"                      # default; or "shadow"
+//! platform = "genesys"                  # optional limit
+//! connection = "prod"                   # optional limit; must name a connection
+//! [rules.when]                          # optional; every matcher present must hold
+//! channel = "voice"                     # or { one_of = ["voice", "callback"] }
+//! direction = "inbound"
+//! queue = { one_of = ["Support", "Sales"] }       # string matchers: "x" | { equals | one_of | regex | exists }
+//! disconnect_type = { regex = "peer|client" }     # regexes match the whole value
+//! campaign = { exists = false }
+//! talk_ms = { lt = 5000 }               # numeric: lt, lte, gt, gte, eq (combinable), or a bare number for eq
+//! hold_ms = { gte = 1000, lt = 60000 }
+//! acw_timeout_ms = { gt = 0 }
+//! attributes = { vip = { exists = false }, tier = "gold" }
+//! ```
+//!
+//! A documented example lives in `examples/wrapup.example.toml`.
+
+mod catalog_check;
+mod duration;
+mod error;
+mod read;
+mod region;
+mod secrets;
+mod tree;
+
+pub use catalog_check::{check_catalog, CatalogProblem, CatalogProblemKind};
+pub use error::{ConfigError, ConfigErrors, Location};
+pub use region::{genesys_domain, GENESYS_REGIONS};
+pub use secrets::{SecretSource, SystemSecrets};
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+use wrapup_core::{Platform, RuleSet, Secret};
+
+/// The whole configuration, validated and with secrets resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the embedded SQLite database lives.
+    pub data_dir: PathBuf,
+    /// Address of the admin API and intake.
+    pub listen: SocketAddr,
+    pub admin: AdminConfig,
+    pub connections: Vec<ConnectionConfig>,
+    pub rules: RuleSet,
+    /// Where each rule (by index) is written, for problems found later (e.g. against a live catalog).
+    rule_locations: Vec<Location>,
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// When set, the admin API requires it as a bearer token.
+    pub token: Option<Secret>,
+}
+
+/// One platform connection (a Genesys org).
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub kind: Platform,
+    pub endpoint: Endpoint,
+    /// The primary client first, then `extra_clients`; their budgets are pooled.
+    pub clients: Vec<ClientCredentials>,
+    /// Requests per minute per client.
+    pub requests_per_minute: u32,
+    /// Code ids or names the platform stamps by itself (in addition to the built-in ones).
+    pub system_codes: Vec<String>,
+    pub catalog_ttl: std::time::Duration,
+    pub intake: IntakeConfig,
+}
+
+/// Where a connection's API and OAuth endpoints are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The configured region, when the endpoint came from one.
+    pub region: Option<String>,
+    /// e.g. `https://api.mypurecloud.ie/`.
+    pub api_base: Url,
+    /// e.g. `https://login.mypurecloud.ie/`; equal to `api_base` for a `base_url` (the sandbox serves both).
+    pub login_base: Url,
+}
+
+/// OAuth client credentials.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// An identifier, not a secret; it may still be given by reference.
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+/// How events for a connection come in.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub api_key_header: String,
+    /// When set, intake requests must carry it in `api_key_header`.
+    pub api_key: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub websocket: WebsocketIntake,
+}
+
+/// The Genesys Notification API websocket as an intake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebsocketIntake {
+    pub enabled: bool,
+    /// Queue names whose conversations are subscribed to.
+    pub queues: Vec<String>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./wrapup-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
+pub const DEFAULT_CATALOG_TTL_SECS: u64 = 300;
+pub const DEFAULT_INTAKE_KEY_HEADER: &str = "x-wrapup-intake-key";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+impl Config {
+    /// Reads and validates the file at `path`, resolving secrets from the process environment and file system.
+    /// Relative `file:` secret paths and a relative `data_dir` are taken relative to the file's directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            errors: vec![ConfigError {
+                location: Location { file: origin.clone(), line: 0, column: 0 },
+                path: String::new(),
+                message: format!("cannot read config file: {e}"),
+            }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_with(&text, &origin, base, &SystemSecrets)
+    }
+
+    /// Validates `text` (named `origin` in messages), resolving secrets from the process environment; relative
+    /// paths stay relative to the working directory.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        Self::parse_with(text, origin, Path::new(""), &SystemSecrets)
+    }
+
+    /// Validates `text`, resolving secrets through `secrets` and relative paths against `base_dir`.
+    pub fn parse_with(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        secrets: &dyn SecretSource,
+    ) -> Result<Config, ConfigErrors> {
+        read::read(text, origin, base_dir, secrets)
+    }
+
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// Where rule number `index` is written.
+    pub fn rule_location(&self, index: usize) -> Option<&Location> {
+        self.rule_locations.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,946 @@
+//! The schema walk: from the spanned tree to a [`Config`], recording every problem on the way.
+//!
+//! Each reader takes a node and its key path, records a problem and returns `None` when the node is unusable, and
+//! otherwise returns the typed value. Callers keep going after a `None`, so one pass finds every problem; only when
+//! none was recorded are the pieces assembled. Tables are read through [`Table`], which remembers which keys were
+//! asked for and reports the rest as unknown.
+
+use crate::error::{ConfigError, ConfigErrors, LineIndex, Location};
+use crate::secrets::{self, Reference, SecretSource};
+use crate::tree::{self, Key, Node, Value};
+use crate::{
+    AdminConfig, ClientCredentials, Config, ConnectionConfig, Endpoint, IntakeConfig, WebsocketIntake,
+    DEFAULT_CATALOG_TTL_SECS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUESTS_PER_MINUTE,
+};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use url::Url;
+use wrapup_core::rules::{
+    ChoiceMatcher, Conditions, NotesTemplate, NumberMatcher, NumberOps, Pattern, Rule, RuleSet, StringMatcher,
+};
+use wrapup_core::{Channel, Direction, Mode, Platform, Secret, Timing};
+
+pub(crate) fn read(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    secrets: &dyn SecretSource,
+) -> Result<Config, ConfigErrors> {
+    let lines = LineIndex::new(origin, text);
+    let root = match tree::parse(text) {
+        Ok(root) => root,
+        Err((message, span)) => {
+            let location =
+                span.map_or(Location { file: origin.to_string(), line: 1, column: 1 }, |s| lines.location(&s));
+            return Err(ConfigErrors {
+                errors: vec![ConfigError {
+                    location,
+                    path: String::new(),
+                    message: format!("invalid TOML: {message}"),
+                }],
+            });
+        }
+    };
+    let mut cx = Cx { problems: Vec::new(), secrets, base_dir };
+    let config = read_root(&mut cx, &root, &lines);
+    match config {
+        Some(config) if cx.problems.is_empty() => Ok(config),
+        _ => {
+            let mut problems = cx.problems;
+            // Stable: problems at the same place keep the order they were found in.
+            problems.sort_by_key(|p| p.span.start);
+            let errors = problems
+                .into_iter()
+                .map(|p| ConfigError { location: lines.location(&p.span), path: p.path, message: p.message })
+                .collect::<Vec<_>>();
+            debug_assert!(!errors.is_empty(), "a config without a problem must be built");
+            if errors.is_empty() {
+                return Err(ConfigErrors {
+                    errors: vec![ConfigError {
+                        location: Location { file: origin.to_string(), line: 0, column: 0 },
+                        path: String::new(),
+                        message: "internal error: config was not built".into(),
+                    }],
+                });
+            }
+            Err(ConfigErrors { errors })
+        }
+    }
+}
+
+struct Problem {
+    span: Range<usize>,
+    path: String,
+    message: String,
+}
+
+struct Cx<'a> {
+    problems: Vec<Problem>,
+    secrets: &'a dyn SecretSource,
+    base_dir: &'a Path,
+}
+
+impl Cx<'_> {
+    fn problem(&mut self, span: &Range<usize>, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem { span: span.clone(), path: path.to_string(), message: message.into() });
+    }
+
+    fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {
+        // Never the value itself: it may be a secret in the wrong place.
+        self.problem(&node.span, path, format!("expected {expected}, found {}", node.value.describe()));
+    }
+}
+
+// ---- paths ----
+
+fn child(path: &str, key: &str) -> String {
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare { key.to_string() } else { format!("{key:?}") };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+// ---- tables ----
+
+struct Table<'n> {
+    path: String,
+    span: Range<usize>,
+    entries: &'n [(Key, Node)],
+    allowed: &'static [&'static str],
+    used: Vec<bool>,
+}
+
+fn table<'n>(cx: &mut Cx<'_>, node: &'n Node, path: &str, allowed: &'static [&'static str]) -> Option<Table<'n>> {
+    match &node.value {
+        Value::Table(entries) => Some(Table {
+            path: path.to_string(),
+            span: node.span.clone(),
+            entries,
+            allowed,
+            used: vec![false; entries.len()],
+        }),
+        _ => {
+            cx.wrong_type(node, path, "a table");
+            None
+        }
+    }
+}
+
+/// A value found in a table, with its path.
+struct Field<'n> {
+    node: &'n Node,
+    path: String,
+}
+
+impl<'n> Table<'n> {
+    fn get(&mut self, key: &str) -> Option<Field<'n>> {
+        debug_assert!(self.allowed.contains(&key), "{key} is not in the schema of {}", self.path);
+        let i = self.entries.iter().position(|(k, _)| k.name == key)?;
+        self.used[i] = true;
+        Some(Field { node: &self.entries[i].1, path: child(&self.path, key) })
+    }
+
+    fn require(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<Field<'n>> {
+        let found = self.get(key);
+        if found.is_none() {
+            cx.problem(&self.span, &self.path, format!("missing required key `{key}`"));
+        }
+        found
+    }
+
+    /// Reports every key that was not asked for.
+    fn finish(self, cx: &mut Cx<'_>) {
+        for ((key, _), used) in self.entries.iter().zip(&self.used) {
+            if !used {
+                cx.problem(
+                    &key.span,
+                    &child(&self.path, &key.name),
+                    format!("unknown key `{}`; expected one of: {}", key.name, self.allowed.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+// ---- scalars ----
+
+fn string<'n>(cx: &mut Cx<'_>, f: &Field<'n>) -> Option<&'n str> {
+    match &f.node.value {
+        Value::String(s) => Some(s),
+        _ => {
+            cx.wrong_type(f.node, &f.path, "a string");
+            None
+        }
+    }
+}
+
+fn non_empty_string<'n>(cx: &mut Cx<'_>, f: &Field<'n>) -> Option<&'n str> {
+    let s = string(cx, f)?;
+    if s.trim().is_empty() {
+        cx.problem(&f.node.span, &f.path, "must not be empty");
+        return None;
+    }
+    Some(s)
+}
+
+fn integer(cx: &mut Cx<'_>, f: &Field<'_>, min: u64, max: u64) -> Option<u64> {
+    match f.node.value {
+        Value::Integer(i) => match u64::try_from(i) {
+            Ok(v) if (min..=max).contains(&v) => Some(v),
+            _ => {
+                cx.problem(&f.node.span, &f.path, format!("must be between {min} and {max}, found {i}"));
+                None
+            }
+        },
+        _ => {
+            cx.wrong_type(f.node, &f.path, "an integer");
+            None
+        }
+    }
+}
+
+fn boolean(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<bool> {
+    match f.node.value {
+        Value::Bool(b) => Some(b),
+        _ => {
+            cx.wrong_type(f.node, &f.path, "a boolean");
+            None
+        }
+    }
+}
+
+fn array<'n>(cx: &mut Cx<'_>, f: &Field<'n>, expected: &str) -> Option<&'n [Node]> {
+    match &f.node.value {
+        Value::Array(items) => Some(items),
+        _ => {
+            cx.wrong_type(f.node, &f.path, expected);
+            None
+        }
+    }
+}
+
+fn items<'n>(items: &'n [Node], path: &str) -> impl Iterator<Item = Field<'n>> + 'n {
+    let path = path.to_string();
+    items.iter().enumerate().map(move |(i, node)| Field { node, path: index(&path, i) })
+}
+
+fn string_list(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<String>> {
+    let list = array(cx, f, "an array of strings")?;
+    let mut out = Some(Vec::with_capacity(list.len()));
+    for item in items(list, &f.path) {
+        match non_empty_string(cx, &item) {
+            Some(s) => out.as_mut().map(|o| o.push(s.to_string())),
+            None => out.take().map(|_| ()),
+        };
+    }
+    out
+}
+
+/// A closed set of names (platform, mode, channel…), parsed with the core type's own serde names so that the two
+/// never drift; the error lists the accepted names.
+fn parse_name<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text)).map_err(|e| e.to_string())
+}
+
+fn named<T: DeserializeOwned>(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<T> {
+    let s = string(cx, f)?;
+    parse_name(s).map_err(|e| cx.problem(&f.node.span, &f.path, e)).ok()
+}
+
+fn secret(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Secret> {
+    let Value::String(text) = &f.node.value else {
+        cx.wrong_type(f.node, &f.path, "a secret reference (`env:NAME` or `file:PATH`)");
+        return None;
+    };
+    let Some(reference) = Reference::parse(text) else {
+        cx.problem(&f.node.span, &f.path, secrets::NOT_A_REFERENCE);
+        return None;
+    };
+    match secrets::resolve(&reference, cx.secrets, cx.base_dir) {
+        Ok(v) => Some(Secret::new(v)),
+        Err(message) => {
+            cx.problem(&f.node.span, &f.path, message);
+            None
+        }
+    }
+}
+
+/// A value that is not secret but may still come from the environment (a client id).
+fn plain_or_reference(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
+    let text = non_empty_string(cx, f)?;
+    match Reference::parse(text) {
+        None => Some(text.to_string()),
+        Some(reference) => match secrets::resolve(&reference, cx.secrets, cx.base_dir) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                cx.problem(&f.node.span, &f.path, message);
+                None
+            }
+        },
+    }
+}
+
+// ---- the document ----
+
+const ROOT_KEYS: &[&str] = &["data_dir", "listen", "admin", "connections", "rules"];
+const ADMIN_KEYS: &[&str] = &["token"];
+const CONNECTION_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "region",
+    "base_url",
+    "client_id",
+    "client_secret",
+    "requests_per_minute",
+    "extra_clients",
+    "system_codes",
+    "catalog_ttl_secs",
+    "intake",
+];
+const CLIENT_KEYS: &[&str] = &["client_id", "client_secret"];
+const INTAKE_KEYS: &[&str] = &["api_key_header", "api_key", "max_body_bytes", "websocket"];
+const WEBSOCKET_KEYS: &[&str] = &["enabled", "queues"];
+const RULE_KEYS: &[&str] = &["name", "code", "notes", "timing", "mode", "platform", "connection", "when"];
+const TIMING_KEYS: &[&str] = &["before_timeout", "after"];
+const WHEN_KEYS: &[&str] = &[
+    "channel",
+    "direction",
+    "queue",
+    "disconnect_type",
+    "campaign",
+    "talk_ms",
+    "hold_ms",
+    "acw_timeout_ms",
+    "attributes",
+];
+const STRING_MATCHER_KEYS: &[&str] = &["equals", "one_of", "regex", "exists"];
+const CHOICE_MATCHER_KEYS: &[&str] = &["equals", "one_of"];
+const NUMBER_MATCHER_KEYS: &[&str] = &["lt", "lte", "gt", "gte", "eq"];
+
+fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> {
+    let mut t = table(cx, root, "", ROOT_KEYS)?;
+
+    let data_dir = match t.get("data_dir") {
+        Some(f) => non_empty_string(cx, &f).map(|s| cx.base_dir.join(s)),
+        None => Some(cx.base_dir.join(DEFAULT_DATA_DIR)),
+    };
+
+    let listen = match t.get("listen") {
+        Some(f) => string(cx, &f).and_then(|s| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    format!("invalid address {s:?}: write ip:port, e.g. {DEFAULT_LISTEN:?}"),
+                );
+                None
+            }
+        }),
+        None => DEFAULT_LISTEN.parse().ok(),
+    };
+
+    let admin = match t.get("admin") {
+        Some(f) => read_admin(cx, &f),
+        None => Some(AdminConfig::default()),
+    };
+
+    let mut connections = Some(Vec::new());
+    let mut connection_names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    // Every name written, even of connections with problems, so a rule naming one is not reported as dangling.
+    let mut declared_connections: Vec<&str> = Vec::new();
+    if let Some(f) = t.get("connections") {
+        if let Some(list) = array(cx, &f, "an array of tables (`[[connections]]`)") {
+            declared_connections = list.iter().filter_map(peek_name).collect();
+            for item in items(list, &f.path) {
+                match read_connection(cx, &item) {
+                    Some((c, name_span)) => {
+                        if let Some(first) = connection_names.get(&c.name) {
+                            let first = lines.location(first);
+                            cx.problem(
+                                &name_span,
+                                &child(&item.path, "name"),
+                                format!("duplicate connection name {:?} (first at line {})", c.name, first.line),
+                            );
+                        } else {
+                            connection_names.insert(c.name.clone(), name_span);
+                        }
+                        if let Some(cs) = connections.as_mut() {
+                            cs.push(c);
+                        }
+                    }
+                    None => connections = None,
+                }
+            }
+        }
+    }
+
+    let mut rules = Some(Vec::new());
+    let mut rule_locations = Vec::new();
+    let mut rules_span = root.span.clone();
+    if let Some(f) = t.get("rules") {
+        rules_span = f.node.span.clone();
+        if let Some(list) = array(cx, &f, "an array of tables (`[[rules]]`)") {
+            let mut rule_names: BTreeMap<String, Range<usize>> = BTreeMap::new();
+            for item in items(list, &f.path) {
+                rule_locations.push(lines.location(&item.node.span));
+                match read_rule(cx, &item, &declared_connections) {
+                    Some(read) => {
+                        if let Some(first) = rule_names.get(&read.rule.name) {
+                            let first = lines.location(first);
+                            cx.problem(
+                                &read.name_span,
+                                &child(&item.path, "name"),
+                                format!("duplicate rule name {:?} (first at line {})", read.rule.name, first.line),
+                            );
+                        } else {
+                            rule_names.insert(read.rule.name.clone(), read.name_span.clone());
+                        }
+                        if let Some(rs) = rules.as_mut() {
+                            rs.push(read.rule);
+                        }
+                    }
+                    None => rules = None,
+                }
+            }
+        }
+    }
+    t.finish(cx);
+
+    if !cx.problems.is_empty() {
+        return None;
+    }
+    let rules = match RuleSet::new(rules?) {
+        Ok(set) => set,
+        Err(e) => {
+            // Duplicates and empty names were reported above; this is a backstop.
+            cx.problem(&rules_span, "rules", e.to_string());
+            return None;
+        }
+    };
+    Some(Config {
+        data_dir: data_dir?,
+        listen: listen?,
+        admin: admin?,
+        connections: connections?,
+        rules,
+        rule_locations,
+    })
+}
+
+/// The `name` of a table, if it has a string one.
+fn peek_name(node: &Node) -> Option<&str> {
+    let Value::Table(entries) = &node.value else { return None };
+    entries.iter().find(|(k, _)| k.name == "name").and_then(|(_, v)| match &v.value {
+        Value::String(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+fn read_admin(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<AdminConfig> {
+    let mut t = table(cx, f.node, &f.path, ADMIN_KEYS)?;
+    let token = t.get("token").map(|f| secret(cx, &f));
+    t.finish(cx);
+    Some(AdminConfig {
+        token: match token {
+            None => None,
+            Some(resolved) => Some(resolved?),
+        },
+    })
+}
+
+fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<(ConnectionConfig, Range<usize>)> {
+    let mut t = table(cx, f.node, &f.path, CONNECTION_KEYS)?;
+    let name_field = t.require(cx, "name");
+    let name = name_field.as_ref().and_then(|f| non_empty_string(cx, f)).map(str::to_string);
+    let name_span = name_field.as_ref().map_or(t.span.clone(), |f| f.node.span.clone());
+
+    let kind = t.require(cx, "kind").and_then(|f| {
+        let s = string(cx, &f)?;
+        match s {
+            "genesys" => Some(Platform::Genesys),
+            "cxone" => {
+                cx.problem(&f.node.span, &f.path, "kind \"cxone\" is not supported yet; only \"genesys\" is");
+                None
+            }
+            _ => {
+                cx.problem(&f.node.span, &f.path, format!("unknown kind {s:?}; expected \"genesys\""));
+                None
+            }
+        }
+    });
+
+    let region = t.get("region");
+    let base_url = t.get("base_url");
+    let endpoint = match (region, base_url) {
+        (Some(_), Some(b)) => {
+            cx.problem(&b.node.span, &b.path, "set either `region` or `base_url`, not both");
+            None
+        }
+        (None, None) => {
+            cx.problem(
+                &t.span,
+                &t.path,
+                "missing `region` (e.g. \"eu_west_1\") or `base_url` (e.g. the sandbox's URL)",
+            );
+            None
+        }
+        (Some(r), None) => read_region(cx, &r),
+        (None, Some(b)) => read_base_url(cx, &b),
+    };
+
+    let client_id = t.require(cx, "client_id").and_then(|f| plain_or_reference(cx, &f));
+    let client_secret = t.require(cx, "client_secret").and_then(|f| secret(cx, &f));
+    let primary =
+        client_id.zip(client_secret).map(|(client_id, client_secret)| ClientCredentials { client_id, client_secret });
+
+    let requests_per_minute = match t.get("requests_per_minute") {
+        Some(f) => integer(cx, &f, 1, 100_000).map(|v| v as u32),
+        None => Some(DEFAULT_REQUESTS_PER_MINUTE),
+    };
+
+    let mut extra = Some(Vec::new());
+    if let Some(f) = t.get("extra_clients") {
+        match array(cx, &f, "an array of { client_id, client_secret } tables") {
+            Some(list) => {
+                for item in items(list, &f.path) {
+                    match read_client(cx, &item) {
+                        Some(c) => extra.as_mut().map(|e| e.push(c)),
+                        None => extra.take().map(|_| ()),
+                    };
+                }
+            }
+            None => extra = None,
+        }
+    }
+
+    let system_codes = match t.get("system_codes") {
+        Some(f) => string_list(cx, &f),
+        None => Some(Vec::new()),
+    };
+
+    let catalog_ttl = match t.get("catalog_ttl_secs") {
+        Some(f) => integer(cx, &f, 1, 86_400),
+        None => Some(DEFAULT_CATALOG_TTL_SECS),
+    }
+    .map(std::time::Duration::from_secs);
+
+    let intake = match t.get("intake") {
+        Some(f) => read_intake(cx, &f),
+        None => Some(IntakeConfig {
+            api_key_header: DEFAULT_INTAKE_KEY_HEADER.into(),
+            api_key: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            websocket: WebsocketIntake::default(),
+        }),
+    };
+    t.finish(cx);
+
+    let mut clients = vec![primary?];
+    clients.extend(extra?);
+    Some((
+        ConnectionConfig {
+            name: name?,
+            kind: kind?,
+            endpoint: endpoint?,
+            clients,
+            requests_per_minute: requests_per_minute?,
+            system_codes: system_codes?,
+            catalog_ttl: catalog_ttl?,
+            intake: intake?,
+        },
+        name_span,
+    ))
+}
+
+fn read_region(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Endpoint> {
+    let region = string(cx, f)?;
+    let Some(domain) = crate::region::genesys_domain(region) else {
+        let known = crate::region::GENESYS_REGIONS.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", ");
+        cx.problem(&f.node.span, &f.path, format!("unknown region {region:?}; known: {known}"));
+        return None;
+    };
+    let api_base = Url::parse(&format!("https://api.{domain}/")).ok()?;
+    let login_base = Url::parse(&format!("https://login.{domain}/")).ok()?;
+    Some(Endpoint { region: Some(region.to_string()), api_base, login_base })
+}
+
+fn read_base_url(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Endpoint> {
+    let text = string(cx, f)?;
+    let problem = match Url::parse(text) {
+        Err(e) => Err(format!("invalid URL: {e}")),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => Err("the URL must start with http:// or https://".into()),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Err("the URL has no host".into()),
+        // Credentials belong in client_id / client_secret, by reference.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            Err("the URL must not contain credentials".into())
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            Err("the URL must not have a query or fragment".into())
+        }
+        Ok(u) => Ok(u),
+    };
+    match problem {
+        Ok(url) => Some(Endpoint { region: None, api_base: url.clone(), login_base: url }),
+        Err(message) => {
+            cx.problem(&f.node.span, &f.path, message);
+            None
+        }
+    }
+}
+
+fn read_client(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ClientCredentials> {
+    let mut t = table(cx, f.node, &f.path, CLIENT_KEYS)?;
+    let client_id = t.require(cx, "client_id").and_then(|f| plain_or_reference(cx, &f));
+    let client_secret = t.require(cx, "client_secret").and_then(|f| secret(cx, &f));
+    t.finish(cx);
+    Some(ClientCredentials { client_id: client_id?, client_secret: client_secret? })
+}
+
+fn read_intake(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<IntakeConfig> {
+    let mut t = table(cx, f.node, &f.path, INTAKE_KEYS)?;
+    let api_key_header = match t.get("api_key_header") {
+        Some(f) => string(cx, &f).and_then(|h| {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if !h.is_empty() && h.chars().all(token) {
+                Some(h.to_ascii_lowercase())
+            } else {
+                cx.problem(&f.node.span, &f.path, format!("{h:?} is not a valid HTTP header name"));
+                None
+            }
+        }),
+        None => Some(DEFAULT_INTAKE_KEY_HEADER.to_string()),
+    };
+    let api_key = match t.get("api_key") {
+        Some(f) => secret(cx, &f).map(Some),
+        None => Some(None),
+    };
+    let max_body_bytes = match t.get("max_body_bytes") {
+        Some(f) => integer(cx, &f, 1024, 64 << 20).map(|v| v as usize),
+        None => Some(DEFAULT_MAX_BODY_BYTES),
+    };
+    let websocket = match t.get("websocket") {
+        Some(f) => read_websocket(cx, &f),
+        None => Some(WebsocketIntake::default()),
+    };
+    t.finish(cx);
+    Some(IntakeConfig {
+        api_key_header: api_key_header?,
+        api_key: api_key?,
+        max_body_bytes: max_body_bytes?,
+        websocket: websocket?,
+    })
+}
+
+fn read_websocket(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<WebsocketIntake> {
+    let mut t = table(cx, f.node, &f.path, WEBSOCKET_KEYS)?;
+    let enabled = t.get("enabled").map_or(Some(false), |f| boolean(cx, &f));
+    let queues = t.get("queues").map_or(Some(Vec::new()), |f| string_list(cx, &f));
+    if enabled == Some(true) && queues.as_ref().is_some_and(Vec::is_empty) {
+        cx.problem(&t.span, &t.path, "an enabled websocket intake needs at least one queue in `queues`");
+    }
+    t.finish(cx);
+    Some(WebsocketIntake { enabled: enabled?, queues: queues? })
+}
+
+// ---- rules ----
+
+struct ReadRule {
+    rule: Rule,
+    name_span: Range<usize>,
+}
+
+fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<ReadRule> {
+    let mut t = table(cx, f.node, &f.path, RULE_KEYS)?;
+    let name_field = t.require(cx, "name");
+    let name = name_field.as_ref().and_then(|f| non_empty_string(cx, f)).map(str::to_string);
+    let name_span = name_field.as_ref().map_or(t.span.clone(), |f| f.node.span.clone());
+    let code = t.require(cx, "code").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
+    let notes = match t.get("notes") {
+        Some(f) => string(cx, &f).and_then(|s| match NotesTemplate::parse(s) {
+            Ok(tpl) => Some(Some(tpl)),
+            Err(e) => {
+                cx.problem(&f.node.span, &f.path, e.to_string());
+                None
+            }
+        }),
+        None => Some(None),
+    };
+    let timing = match t.get("timing") {
+        Some(f) => read_timing(cx, &f),
+        None => Some(Timing::Immediate),
+    };
+    let mode = match t.get("mode") {
+        Some(f) => named::<Mode>(cx, &f),
+        None => Some(Mode::Enforce),
+    };
+    let platform = match t.get("platform") {
+        Some(f) => named::<Platform>(cx, &f).map(Some),
+        None => Some(None),
+    };
+    let connection = match &t.get("connection") {
+        Some(f) => non_empty_string(cx, f).and_then(|name| {
+            if !connections.contains(&name) {
+                let known = if connections.is_empty() { "none".to_string() } else { connections.join(", ") };
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    format!("rule names connection {name:?}, which is not configured (known: {known})"),
+                );
+                return None;
+            }
+            Some(Some(name.to_string()))
+        }),
+        None => Some(None),
+    };
+    let when = match t.get("when") {
+        Some(f) => read_when(cx, &f),
+        None => Some(Conditions::default()),
+    };
+    t.finish(cx);
+    Some(ReadRule {
+        rule: Rule {
+            name: name?,
+            when: when?,
+            code: code?,
+            notes: notes?,
+            timing: timing?,
+            mode: mode?,
+            platform: platform?,
+            connection: connection?,
+        },
+        name_span,
+    })
+}
+
+fn read_timing(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Timing> {
+    const HELP: &str = "write \"immediate\", { before_timeout = \"10s\" } or { after = \"30s\" }";
+    match &f.node.value {
+        Value::String(s) if s == "immediate" => Some(Timing::Immediate),
+        Value::String(s) => {
+            cx.problem(&f.node.span, &f.path, format!("unknown timing {s:?}; {HELP}"));
+            None
+        }
+        Value::Table(_) => {
+            let mut t = table(cx, f.node, &f.path, TIMING_KEYS)?;
+            let before = t.get("before_timeout");
+            let after = t.get("after");
+            t.finish(cx);
+            match (before, after) {
+                (Some(b), None) => duration(cx, &b).map(|margin| Timing::BeforeTimeout { margin }),
+                (None, Some(a)) => duration(cx, &a).map(|delay| Timing::After { delay }),
+                (Some(_), Some(a)) => {
+                    cx.problem(&a.node.span, &f.path, format!("a timing is one of its kinds, not both; {HELP}"));
+                    None
+                }
+                (None, None) => {
+                    // Unknown keys were reported by finish(); only an empty table is new here.
+                    if matches!(&f.node.value, Value::Table(e) if e.is_empty()) {
+                        cx.problem(&f.node.span, &f.path, format!("empty timing; {HELP}"));
+                    }
+                    None
+                }
+            }
+        }
+        _ => {
+            cx.wrong_type(f.node, &f.path, "a string or a table");
+            None
+        }
+    }
+}
+
+fn duration(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<jiff::SignedDuration> {
+    let s = string(cx, f)?;
+    crate::duration::parse(s).map_err(|e| cx.problem(&f.node.span, &f.path, e)).ok()
+}
+
+fn read_when(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Conditions> {
+    let mut t = table(cx, f.node, &f.path, WHEN_KEYS)?;
+    fn opt<T>(field: Option<Field<'_>>, read: impl FnOnce(&Field<'_>) -> Option<T>) -> Option<Option<T>> {
+        match field {
+            Some(f) => read(&f).map(Some),
+            None => Some(None),
+        }
+    }
+    let channel = opt(t.get("channel"), |f| choice_matcher::<Channel>(cx, f));
+    let direction = opt(t.get("direction"), |f| choice_matcher::<Direction>(cx, f));
+    let queue = opt(t.get("queue"), |f| string_matcher(cx, f));
+    let disconnect_type = opt(t.get("disconnect_type"), |f| string_matcher(cx, f));
+    let campaign = opt(t.get("campaign"), |f| string_matcher(cx, f));
+    let talk_ms = opt(t.get("talk_ms"), |f| number_matcher(cx, f));
+    let hold_ms = opt(t.get("hold_ms"), |f| number_matcher(cx, f));
+    let acw_timeout_ms = opt(t.get("acw_timeout_ms"), |f| number_matcher(cx, f));
+    let attributes = match t.get("attributes") {
+        Some(f) => read_attributes(cx, &f),
+        None => Some(BTreeMap::new()),
+    };
+    t.finish(cx);
+    Some(Conditions {
+        channel: channel?,
+        direction: direction?,
+        queue: queue?,
+        disconnect_type: disconnect_type?,
+        campaign: campaign?,
+        talk_ms: talk_ms?,
+        hold_ms: hold_ms?,
+        acw_timeout_ms: acw_timeout_ms?,
+        attributes: attributes?,
+    })
+}
+
+fn read_attributes(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<BTreeMap<String, StringMatcher>> {
+    let Value::Table(entries) = &f.node.value else {
+        cx.wrong_type(f.node, &f.path, "a table of attribute name = matcher");
+        return None;
+    };
+    let mut out = Some(BTreeMap::new());
+    for (key, node) in entries {
+        let field = Field { node, path: child(&f.path, &key.name) };
+        match string_matcher(cx, &field) {
+            Some(m) => out.as_mut().map(|o| o.insert(key.name.clone(), m)),
+            None => out.take().map(|_| None),
+        };
+    }
+    out
+}
+
+/// Reads the single operator of a `{ op = value }` matcher table.
+fn single_operator<'n>(
+    cx: &mut Cx<'_>,
+    f: &Field<'n>,
+    keys: &'static [&'static str],
+) -> Option<(&'static str, Field<'n>)> {
+    let mut t = table(cx, f.node, &f.path, keys)?;
+    let present: Vec<_> = keys.iter().filter_map(|k| t.get(k).map(|field| (*k, field))).collect();
+    t.finish(cx);
+    let mut present = present.into_iter();
+    match (present.next(), present.next()) {
+        (Some(op), None) => Some(op),
+        (None, _) => {
+            if t_is_empty(f.node) {
+                cx.problem(&f.node.span, &f.path, format!("write exactly one of: {}", keys.join(", ")));
+            }
+            None
+        }
+        (Some(_), Some((_, second))) => {
+            cx.problem(&second.node.span, &f.path, format!("write exactly one of: {} (not several)", keys.join(", ")));
+            None
+        }
+    }
+}
+
+fn t_is_empty(node: &Node) -> bool {
+    matches!(&node.value, Value::Table(e) if e.is_empty())
+}
+
+fn string_matcher(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<StringMatcher> {
+    match &f.node.value {
+        Value::String(s) => Some(StringMatcher::Equals(s.clone())),
+        Value::Table(_) => {
+            let (op, value) = single_operator(cx, f, STRING_MATCHER_KEYS)?;
+            match op {
+                "equals" => string(cx, &value).map(|s| StringMatcher::Equals(s.to_string())),
+                "one_of" => non_empty_list(cx, &value).map(StringMatcher::OneOf),
+                "regex" => {
+                    let source = string(cx, &value)?;
+                    match Pattern::new(source) {
+                        Ok(p) => Some(StringMatcher::Regex(p)),
+                        Err(e) => {
+                            cx.problem(&value.node.span, &value.path, regex_message(&e.to_string()));
+                            None
+                        }
+                    }
+                }
+                _ => boolean(cx, &value).map(StringMatcher::Exists),
+            }
+        }
+        _ => {
+            cx.wrong_type(f.node, &f.path, "a string or a table with one of equals, one_of, regex, exists");
+            None
+        }
+    }
+}
+
+/// The regex crate's messages span several lines (pattern, caret, error); keep the error line.
+fn regex_message(message: &str) -> String {
+    let last = message.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(message).trim();
+    let last = last.strip_prefix("error: ").unwrap_or(last);
+    format!("invalid regex: {last}")
+}
+
+fn non_empty_list(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<String>> {
+    let list = array(cx, f, "an array of strings")?;
+    if list.is_empty() {
+        cx.problem(&f.node.span, &f.path, "one_of needs at least one value");
+        return None;
+    }
+    let mut out = Some(Vec::new());
+    for item in items(list, &f.path) {
+        match string(cx, &item) {
+            Some(s) => out.as_mut().map(|o| o.push(s.to_string())),
+            None => out.take().map(|_| ()),
+        };
+    }
+    out
+}
+
+fn choice_matcher<T: DeserializeOwned>(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ChoiceMatcher<T>> {
+    match &f.node.value {
+        Value::String(_) => named(cx, f).map(ChoiceMatcher::Equals),
+        Value::Table(_) => {
+            let (op, value) = single_operator(cx, f, CHOICE_MATCHER_KEYS)?;
+            if op == "equals" {
+                return named(cx, &value).map(ChoiceMatcher::Equals);
+            }
+            let list = array(cx, &value, "an array of strings")?;
+            if list.is_empty() {
+                cx.problem(&value.node.span, &value.path, "one_of needs at least one value");
+                return None;
+            }
+            let mut out = Some(Vec::new());
+            for item in items(list, &value.path) {
+                match named::<T>(cx, &item) {
+                    Some(v) => out.as_mut().map(|o| o.push(v)),
+                    None => out.take().map(|_| ()),
+                };
+            }
+            out.map(ChoiceMatcher::OneOf)
+        }
+        _ => {
+            cx.wrong_type(f.node, &f.path, "a string or a table with equals or one_of");
+            None
+        }
+    }
+}
+
+fn number_matcher(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<NumberMatcher> {
+    let ops = match &f.node.value {
+        Value::Integer(_) => NumberOps { eq: Some(integer(cx, f, 0, i64::MAX as u64)?), ..NumberOps::default() },
+        Value::Table(_) => {
+            let mut t = table(cx, f.node, &f.path, NUMBER_MATCHER_KEYS)?;
+            let mut bound = |key: &str| match t.get(key) {
+                Some(field) => integer(cx, &field, 0, i64::MAX as u64).map(Some),
+                None => Some(None),
+            };
+            let (lt, lte, gt, gte, eq) = (bound("lt"), bound("lte"), bound("gt"), bound("gte"), bound("eq"));
+            t.finish(cx);
+            NumberOps { lt: lt?, lte: lte?, gt: gt?, gte: gte?, eq: eq? }
+        }
+        _ => {
+            cx.wrong_type(f.node, &f.path, "an integer or a table of lt, lte, gt, gte, eq");
+            return None;
+        }
+    };
+    NumberMatcher::new(ops).map_err(|e| cx.problem(&f.node.span, &f.path, e.to_string())).ok()
+}

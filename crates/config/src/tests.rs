@@ -1,0 +1,487 @@
+use super::*;
+use crate::secrets::tests::FakeSecrets;
+use proptest::prelude::*;
+use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
+use wrapup_core::{Channel, Direction, LegFacts, Mode, Timing};
+
+const EXAMPLE: &str = include_str!("../examples/wrapup.example.toml");
+
+fn env() -> FakeSecrets {
+    FakeSecrets::with_env(&[
+        ("WRAPUP_ADMIN_TOKEN", "admin-token-value"),
+        ("GENESYS_CLIENT_ID", "client-1"),
+        ("GENESYS_CLIENT_SECRET", "s3cr3t-one"),
+        ("GENESYS_CLIENT_ID_2", "client-2"),
+        ("GENESYS_CLIENT_SECRET_2", "s3cr3t-two"),
+        ("WRAPUP_INTAKE_KEY", "intake-key-value"),
+    ])
+}
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse_with(text, "w.toml", Path::new(""), &env())
+}
+
+/// The problems of `text`, as displayed.
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_problem(text: &str, expected_prefix: &str, expected_fragment: &str) {
+    let all = problems(text);
+    assert!(
+        all.iter().any(|p| p.starts_with(expected_prefix) && p.contains(expected_fragment)),
+        "no problem starting with {expected_prefix:?} containing {expected_fragment:?} in:\n{}",
+        all.join("\n")
+    );
+}
+
+const CONNECTION: &str = r#"
+[[connections]]
+name = "prod"
+kind = "genesys"
+region = "eu_west_1"
+client_id = "client-1"
+client_secret = "env:GENESYS_CLIENT_SECRET"
+"#;
+
+fn with_connection(rest: &str) -> String {
+    format!("{CONNECTION}{rest}")
+}
+
+#[test]
+fn the_example_parses() {
+    let config = parse(EXAMPLE).unwrap();
+    assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(config.data_dir, PathBuf::from("./wrapup-data"));
+    assert_eq!(config.admin.token.as_ref().unwrap().expose(), "admin-token-value");
+    let prod = config.connection("prod").unwrap();
+    assert_eq!(prod.kind, Platform::Genesys);
+    assert_eq!(prod.endpoint.api_base.as_str(), "https://api.mypurecloud.ie/");
+    assert_eq!(prod.endpoint.login_base.as_str(), "https://login.mypurecloud.ie/");
+    assert_eq!(prod.clients.len(), 2);
+    assert_eq!(prod.clients[1].client_id, "client-2");
+    assert_eq!(prod.clients[1].client_secret.expose(), "s3cr3t-two");
+    assert_eq!(prod.intake.api_key.as_ref().unwrap().expose(), "intake-key-value");
+    assert_eq!(prod.catalog_ttl, std::time::Duration::from_secs(300));
+    let sandbox = config.connection("sandbox").unwrap();
+    assert_eq!(sandbox.endpoint.api_base.as_str(), "http://127.0.0.1:8089/");
+    assert_eq!(sandbox.endpoint.login_base, sandbox.endpoint.api_base);
+    assert_eq!(sandbox.requests_per_minute, 300);
+    assert_eq!(sandbox.intake.api_key_header, "x-wrapup-intake-key");
+    assert_eq!(config.rules.len(), 2);
+    assert_eq!(
+        config.rule_location(1).unwrap().to_string(),
+        format!("w.toml:{}:1", line_of(EXAMPLE, "name = \"support calls left uncoded\"") - 1)
+    );
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn the_example_loads_from_disk_with_the_process_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret.txt");
+    std::fs::write(&secret_file, "from-a-file\n").unwrap();
+    let text = EXAMPLE
+        .replace("env:GENESYS_CLIENT_SECRET_2", "file:secret.txt")
+        .replace("env:GENESYS_CLIENT_SECRET\"", "literal:x\"")
+        .replace("env:GENESYS_CLIENT_ID_2", "client-2")
+        .replace("env:GENESYS_CLIENT_ID", "client-1")
+        .replace("env:WRAPUP_ADMIN_TOKEN", "literal:a")
+        .replace("env:WRAPUP_INTAKE_KEY", "env:WRAPUP_CONFIG_TEST_INTAKE_KEY");
+    let path = dir.path().join("wrapup.toml");
+    std::fs::write(&path, text).unwrap();
+    // Only this test reads this variable.
+    std::env::set_var("WRAPUP_CONFIG_TEST_INTAKE_KEY", "k");
+    let config = Config::load(&path).unwrap();
+    let prod = config.connection("prod").unwrap();
+    assert_eq!(prod.clients[1].client_secret.expose(), "from-a-file");
+    assert_eq!(prod.intake.api_key.as_ref().unwrap().expose(), "k");
+    assert_eq!(config.data_dir, dir.path().join("./wrapup-data"));
+    assert!(config.rule_location(0).unwrap().file.ends_with("wrapup.toml"));
+
+    let missing = Config::load(dir.path().join("nope.toml")).unwrap_err();
+    assert_eq!(missing.len(), 1);
+    assert!(missing.to_string().contains("nope.toml: cannot read config file"), "{missing}");
+}
+
+#[test]
+fn a_minimal_file_gets_the_defaults() {
+    let config = parse("").unwrap();
+    assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
+    assert!(config.connections.is_empty());
+    assert!(config.rules.is_empty());
+    assert!(config.admin.token.is_none());
+}
+
+#[test]
+fn rules_from_the_file_decide_legs() {
+    let config = parse(EXAMPLE).unwrap();
+    let leg = LegFacts {
+        platform: Some(Platform::Genesys),
+        channel: Some(Channel::Voice),
+        direction: Direction::Inbound,
+        queue_name: Some("Support".into()),
+        talk_ms: Some(3_000),
+        disconnect_type: Some("peer".into()),
+        ..LegFacts::default()
+    };
+    let m = config.rules.evaluate("prod", &leg).unwrap();
+    assert_eq!((m.index, m.code.as_str(), m.notes.as_deref()), (0, "Abandoned", Some("auto: voice 3s")));
+    let long = LegFacts { talk_ms: Some(60_000), hold_ms: Some(4_000), ..leg.clone() };
+    let m = config.rules.evaluate("prod", &long).unwrap();
+    assert_eq!(m.rule_name, "support calls left uncoded");
+    assert_eq!(m.timing, Timing::BeforeTimeout { margin: jiff::SignedDuration::from_secs(10) });
+    assert_eq!(m.mode, Mode::Shadow);
+    assert_eq!(m.notes.as_deref(), Some("auto (support calls left uncoded): Support, 60s talk, 4s hold"));
+    // The second rule is limited to prod.
+    assert_eq!(config.rules.evaluate("sandbox", &long), None);
+}
+
+#[test]
+fn the_rule_set_version_ignores_formatting() {
+    let a = parse(&with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\nwhen = { queue = \"Q\" }\n")).unwrap();
+    let b = parse(&with_connection(
+        "\n\n[[rules]]\ncode   = \"X\"\nname = 'r'\ntiming = \"immediate\"\n[rules.when]\nqueue = { equals = \"Q\" }\n",
+    ))
+    .unwrap();
+    assert_eq!(a.rules.version(), b.rules.version());
+}
+
+// ---- one test per kind of problem, each with its location ----
+
+#[test]
+fn toml_syntax_errors_have_a_location() {
+    assert_problem("listen = \"127.0.0.1:8080\"\nrules = [\n", "w.toml:", "invalid TOML");
+    let all = problems("a = 1\nb = = 2\n");
+    assert!(all[0].starts_with("w.toml:2:"), "{all:?}");
+}
+
+#[test]
+fn unknown_keys_are_reported_everywhere() {
+    assert_problem("lisen = \"x\"\n", "w.toml:1:1: lisen: unknown key `lisen`", "expected one of: data_dir, listen");
+    assert_problem(&with_connection("regoin = \"x\"\n"), "w.toml:8:1: connections[0].regoin: unknown key", "");
+    assert_problem(
+        &with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\n[rules.when]\nqeue = \"Support\"\n"),
+        "w.toml:12:1: rules[0].when.qeue: unknown key",
+        "",
+    );
+    assert_problem(
+        &with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\nwhen = { talk_ms = { lt = 5, lessthan = 3 } }\n"),
+        "w.toml:11:",
+        "rules[0].when.talk_ms.lessthan: unknown key",
+    );
+}
+
+#[test]
+fn wrong_types_are_reported() {
+    assert_problem("listen = 8080\n", "w.toml:1:10: listen: expected a string, found an integer", "");
+    assert_problem(
+        &with_connection("requests_per_minute = \"lots\"\n"),
+        "w.toml:8:23: connections[0].requests_per_minute: expected an integer, found a string",
+        "",
+    );
+    assert_problem(
+        &with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\nwhen = { talk_ms = \"5s\" }\n"),
+        "w.toml:11:20: rules[0].when.talk_ms: expected an integer",
+        "",
+    );
+    assert_problem("[connections]\nname = \"x\"\n", "w.toml:", "connections: expected an array of tables");
+}
+
+#[test]
+fn region_and_base_url_are_exclusive_and_checked() {
+    let both = CONNECTION.replace("region = \"eu_west_1\"", "region = \"eu_west_1\"\nbase_url = \"http://x\"");
+    assert_problem(&both, "w.toml:6:12: connections[0].base_url", "either `region` or `base_url`, not both");
+    let neither = CONNECTION.replace("region = \"eu_west_1\"\n", "");
+    assert_problem(&neither, "w.toml:2:1: connections[0]", "missing `region`");
+    let unknown = CONNECTION.replace("eu_west_1", "eu_west_9");
+    assert_problem(&unknown, "w.toml:5:10: connections[0].region", "unknown region \"eu_west_9\"; known: us_east_1");
+    let bad_url = CONNECTION.replace("region = \"eu_west_1\"", "base_url = \"ftp://sandbox\"");
+    assert_problem(&bad_url, "w.toml:5:12: connections[0].base_url", "http:// or https://");
+    let not_url = CONNECTION.replace("region = \"eu_west_1\"", "base_url = \"localhost:8089/x y\"");
+    assert_problem(&not_url, "w.toml:5:12: connections[0].base_url", "");
+}
+
+#[test]
+fn duplicate_names_are_reported_at_the_second_one() {
+    let two = format!("{CONNECTION}{CONNECTION}");
+    assert_problem(&two, "w.toml:10:8: connections[1].name", "duplicate connection name \"prod\" (first at line 3)");
+    let rules = with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\n[[rules]]\nname = \"r\"\ncode = \"Y\"\n");
+    assert_problem(&rules, "w.toml:12:8: rules[1].name", "duplicate rule name \"r\" (first at line 9)");
+}
+
+#[test]
+fn bad_regexes_durations_and_templates_are_reported() {
+    let rule = |body: &str| with_connection(&format!("[[rules]]\nname = \"r\"\ncode = \"X\"\n{body}\n"));
+    assert_problem(
+        &rule("when = { queue = { regex = \"Sup(port\" } }"),
+        "w.toml:11:28: rules[0].when.queue.regex",
+        "invalid regex: unclosed group",
+    );
+    assert_problem(
+        &rule("timing = { after = \"30 seconds\" }"),
+        "w.toml:11:20: rules[0].timing.after",
+        "invalid duration \"30 seconds\"",
+    );
+    assert_problem(&rule("timing = \"later\""), "w.toml:11:10: rules[0].timing", "unknown timing \"later\"");
+    assert_problem(&rule("notes = \"{{chanel}} x\""), "w.toml:11:9: rules[0].notes", "unknown placeholder {{chanel}}");
+    assert_problem(
+        &rule("mode = \"loud\""),
+        "w.toml:11:8: rules[0].mode",
+        "unknown variant `loud`, expected `enforce` or `shadow`",
+    );
+    assert_problem(
+        &rule("when = { channel = \"fax\" }"),
+        "w.toml:11:20: rules[0].when.channel",
+        "unknown variant `fax`",
+    );
+    assert_problem(
+        &rule("when = { talk_ms = { gt = 10, lt = 5 } }"),
+        "w.toml:11:20: rules[0].when.talk_ms",
+        "can never all hold",
+    );
+    assert_problem(
+        &rule("when = { queue = { one_of = [] } }"),
+        "w.toml:11:29: rules[0].when.queue.one_of",
+        "at least one value",
+    );
+    assert_problem(&rule("when = { queue = { equals = \"a\", regex = \"b\" } }"), "w.toml:11:", "exactly one of");
+    assert_problem(&rule("when = { queue = {} }"), "w.toml:11:18: rules[0].when.queue", "exactly one of");
+}
+
+#[test]
+fn a_rule_naming_no_connection_is_reported() {
+    let text = with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\nconnection = \"dev\"\n");
+    assert_problem(
+        &text,
+        "w.toml:11:14: rules[0].connection",
+        "connection \"dev\", which is not configured (known: prod)",
+    );
+}
+
+#[test]
+fn missing_required_keys_are_reported_at_their_table() {
+    assert_problem(
+        &with_connection("[[rules]]\ncode = \"X\"\n"),
+        "w.toml:8:1: rules[0]",
+        "missing required key `name`",
+    );
+    assert_problem("[[connections]]\nname = \"x\"\n", "w.toml:1:1: connections[0]", "missing required key `kind`");
+}
+
+#[test]
+fn unresolvable_secrets_are_reported_without_their_value() {
+    let text = CONNECTION.replace("env:GENESYS_CLIENT_SECRET", "env:NOT_SET_ANYWHERE");
+    assert_problem(
+        &text,
+        "w.toml:7:17: connections[0].client_secret",
+        "environment variable `NOT_SET_ANYWHERE` is not set",
+    );
+    let text = CONNECTION.replace("env:GENESYS_CLIENT_SECRET", "file:/nonexistent/secret");
+    assert_problem(&text, "w.toml:7:17: connections[0].client_secret", "cannot read secret file `/nonexistent/secret`");
+    let text = CONNECTION.replace("env:GENESYS_CLIENT_SECRET", "file:");
+    assert_problem(&text, "w.toml:7:17: connections[0].client_secret", "`file:` needs a path");
+}
+
+#[test]
+fn literal_secrets_are_refused_and_never_echoed() {
+    let pasted = "Zx9-pasted-secret-Qq7";
+    let text = format!(
+        "[admin]\ntoken = \"{pasted}\"\n{}\n[[rules]]\nname = \"r\"\ncode = 5\n",
+        CONNECTION.replace("env:GENESYS_CLIENT_SECRET", pasted).replace("client-1", "env:GENESYS_CLIENT_SECRET")
+    );
+    let err = parse(&text).unwrap_err();
+    let shown = format!("{err}\n{err:?}");
+    assert!(shown.contains("admin.token: secrets must be given by reference"), "{shown}");
+    assert!(shown.contains("connections[0].client_secret: secrets must be given by reference"), "{shown}");
+    assert!(!shown.contains(pasted), "a secret leaked into:\n{shown}");
+    // A value resolved from the environment never appears either, even when something else is wrong.
+    assert!(!shown.contains("s3cr3t-one"), "{shown}");
+    // Nor in a syntax error, whose parser message would otherwise quote the line.
+    let broken = format!("[admin]\ntoken = \"literal:{pasted}\n");
+    let err = parse(&broken).unwrap_err();
+    assert!(!format!("{err}{err:?}").contains(pasted), "{err}");
+    // Nor in a loaded config's Debug output.
+    let config = parse(&format!("[admin]\ntoken = \"literal:{pasted}\"\n{CONNECTION}")).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(pasted) && !debug.contains("s3cr3t-one"), "{debug}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_file_order() {
+    let text = r#"
+lisen = "x"
+[admin]
+token = "oops"
+
+[[connections]]
+name = "prod"
+kind = "genesys"
+region = "mars_1"
+client_id = "a"
+client_secret = "env:NOT_SET_ANYWHERE"
+
+[[rules]]
+name = "r"
+code = ""
+connection = "dev"
+[rules.when]
+talk_ms = { lt = "5s" }
+queue = { regex = "(" }
+"#;
+    let all = problems(text);
+    let paths: Vec<_> = all.iter().map(|p| p.split(": ").nth(1).unwrap_or_default().to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "lisen",
+            "admin.token",
+            "connections[0].region",
+            "connections[0].client_secret",
+            "rules[0].code",
+            "rules[0].connection",
+            "rules[0].when.talk_ms.lt",
+            "rules[0].when.queue.regex",
+        ],
+        "{}",
+        all.join("\n")
+    );
+    let lines: Vec<usize> = all.iter().map(|p| p.split(':').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
+}
+
+#[test]
+fn value_ranges_and_header_names_are_checked() {
+    assert_problem(
+        &with_connection("requests_per_minute = 0\n"),
+        "w.toml:8:23: connections[0].requests_per_minute",
+        "between 1 and 100000",
+    );
+    assert_problem(
+        &with_connection("[connections.intake]\napi_key_header = \"x key\"\n"),
+        "w.toml:9:18: connections[0].intake.api_key_header",
+        "not a valid HTTP header name",
+    );
+    assert_problem(
+        &with_connection("[connections.intake]\nwebsocket = { enabled = true }\n"),
+        "w.toml:9:13: connections[0].intake.websocket",
+        "at least one queue",
+    );
+    assert_problem(&with_connection("kind2 = 1\n"), "w.toml:8:1", "unknown key `kind2`");
+    assert_problem(
+        &CONNECTION.replace("\"genesys\"", "\"cxone\""),
+        "w.toml:4:8: connections[0].kind",
+        "not supported yet",
+    );
+    assert_problem("listen = \"localhost\"\n", "w.toml:1:10: listen", "invalid address");
+}
+
+// ---- the catalog check ----
+
+fn catalog() -> Catalog {
+    Catalog {
+        codes: vec![
+            CodeEntry { id: "c-ab".into(), name: "Abandoned".into() },
+            CodeEntry { id: "c-res".into(), name: "Resolved".into() },
+        ],
+        queues: vec![
+            QueueEntry {
+                id: "q1".into(),
+                name: "Support".into(),
+                code_ids: vec!["c-ab".into(), "c-res".into()],
+                acw_timeout_ms: None,
+                acw_mode: None,
+            },
+            QueueEntry {
+                id: "q2".into(),
+                name: "Sales".into(),
+                code_ids: vec!["c-res".into()],
+                acw_timeout_ms: None,
+                acw_mode: None,
+            },
+            QueueEntry {
+                id: "q3".into(),
+                name: "Support Tier 1".into(),
+                code_ids: vec![],
+                acw_timeout_ms: None,
+                acw_mode: None,
+            },
+        ],
+    }
+}
+
+#[test]
+fn the_catalog_check_finds_unknown_and_unassigned_codes_and_unknown_queues() {
+    let text = with_connection(
+        r#"
+[[rules]]
+name = "a"
+code = "Abandoned"
+when = { queue = { one_of = ["Support", "Sales", "Billing"] } }
+[[rules]]
+name = "b"
+code = "Resolved"
+when = { queue = { regex = "Support.*" } }
+[[rules]]
+name = "c"
+code = "Nope"
+when = { queue = { exists = false } }
+[[rules]]
+name = "d"
+code = "Resolved"
+[[rules]]
+name = "elsewhere"
+code = "Nope"
+platform = "cxone"
+"#,
+    );
+    let config = parse(&text).unwrap();
+    let problems: Vec<String> = check_catalog(&config, "prod", &catalog()).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "w.toml:9:1: rules[0] (\"a\"): queue \"Billing\" does not exist on connection \"prod\"",
+            "w.toml:9:1: rules[0] (\"a\"): code \"Abandoned\" is not assigned to queue \"Sales\" on connection \"prod\"",
+            "w.toml:13:1: rules[1] (\"b\"): code \"Resolved\" is not assigned to queue \"Support Tier 1\" on connection \"prod\"",
+            "w.toml:17:1: rules[2] (\"c\"): code \"Nope\" does not exist on connection \"prod\"",
+            "w.toml:21:1: rules[3] (\"d\"): code \"Resolved\" is not assigned to queue \"Support Tier 1\" on connection \"prod\"",
+        ],
+        "{}",
+        problems.join("\n")
+    );
+}
+
+// ---- robustness ----
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parsing_arbitrary_text_never_panics(text in any::<String>()) {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn parsing_a_damaged_example_never_panics(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), "[a-z\\[\\]{}=\"'.,0-9 \n]{0,3}"), 1..4)) {
+        let mut text = EXAMPLE.to_string();
+        for (at, len, insert) in cuts {
+            let start = at.index(text.len() + 1);
+            let end = (start + len.index(8)).min(text.len());
+            if text.is_char_boundary(start) && text.is_char_boundary(end) {
+                text.replace_range(start..end, &insert);
+            }
+        }
+        if let Err(e) = parse(&text) {
+            prop_assert!(!e.is_empty());
+            for p in &e {
+                prop_assert!(!p.to_string().contains("s3cr3t"));
+            }
+        }
+    }
+}
