@@ -53,7 +53,8 @@ pub struct SandboxArgs {
 pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     let mut cfg = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => SandboxConfig::default(),
@@ -71,7 +72,8 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         cfg.speed = s;
     }
     if let Some(f) = &args.faults {
-        cfg.faults = FaultProfile::named(f).with_context(|| format!("unknown fault profile {f:?} (calm, hostile)"))?;
+        cfg.faults = FaultProfile::named(f)
+            .with_context(|| format!("unknown fault profile {f:?} (calm, hostile)"))?;
     }
     if let Some(r) = args.rate_limit {
         cfg.rate_limit_per_minute = r;
@@ -82,7 +84,10 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     for url in &args.event_targets {
         cfg.event_targets.push(EventTarget {
             url: url.clone(),
-            api_key_header: args.event_api_key_header.clone().or_else(|| args.event_api_key.as_ref().map(|_| "x-api-key".into())),
+            api_key_header: args
+                .event_api_key_header
+                .clone()
+                .or_else(|| args.event_api_key.as_ref().map(|_| "x-api-key".into())),
             api_key: args.event_api_key.clone(),
         });
     }
@@ -94,11 +99,14 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
     let cfg = config_from_args(&args)?;
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let clock = ScaledClock::new(jiff::Timestamp::now(), cfg.speed).shared();
     let handle = Sandbox::start(cfg, listener, clock).await?;
     let creds = handle.credentials();
@@ -115,7 +123,9 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
         writeln!(out, "{line}")?;
         out.flush()?;
     }
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("Shutting the sandbox down.");
     handle.shutdown().await;
     Ok(())

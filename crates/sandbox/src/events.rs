@@ -102,7 +102,11 @@ impl Targets {
 }
 
 /// Reads events from the org, applies faults, fans out to the targets.
-pub async fn dispatcher(mut rx: mpsc::UnboundedReceiver<OutEvent>, org: Arc<Mutex<Org>>, targets: Targets) {
+pub async fn dispatcher(
+    mut rx: mpsc::UnboundedReceiver<OutEvent>,
+    org: Arc<Mutex<Org>>,
+    targets: Targets,
+) {
     while let Some(ev) = rx.recv().await {
         if targets.is_empty() {
             continue;
@@ -117,7 +121,11 @@ pub async fn dispatcher(mut rx: mpsc::UnboundedReceiver<OutEvent>, org: Arc<Mute
             let reorder = r.gen_bool(f.event_reorder_rate.clamp(0.0, 1.0));
             let delay = r.gen_bool(f.event_delay_rate.clamp(0.0, 1.0));
             let max = f.event_delay_ms_max.max(if reorder { 200 } else { 0 });
-            let hold = if (reorder || delay) && max > 0 { Some(r.gen_range(1..=max)) } else { None };
+            let hold = if (reorder || delay) && max > 0 {
+                Some(r.gen_range(1..=max))
+            } else {
+                None
+            };
             (o.org_id.clone(), drop, dup, hold)
         };
         let stats = org.lock().event_stats.clone();
@@ -162,7 +170,10 @@ async fn target_worker(
         let mut backoff = Duration::from_millis(100);
         let mut ok = false;
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut req = client.post(&target.url).header("content-type", "application/json").body(body.clone());
+            let mut req = client
+                .post(&target.url)
+                .header("content-type", "application/json")
+                .body(body.clone());
             if let (Some(h), Some(k)) = (&target.api_key_header, &target.api_key) {
                 req = req.header(h.as_str(), k.as_str());
             }
@@ -174,7 +185,9 @@ async fn target_worker(
                 Ok(resp) => {
                     tracing::debug!(status = %resp.status(), attempt, url = %target.url, "Event target refused an event.")
                 }
-                Err(e) => tracing::debug!(error = %e, attempt, url = %target.url, "Event delivery failed."),
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt, url = %target.url, "Event delivery failed.")
+                }
             }
             if attempt < MAX_ATTEMPTS {
                 tokio::time::sleep(backoff).await;

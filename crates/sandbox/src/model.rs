@@ -49,7 +49,12 @@ pub enum Media {
 }
 
 impl Media {
-    pub const ALL: [Media; 4] = [Media::Calls, Media::Callbacks, Media::Emails, Media::Messages];
+    pub const ALL: [Media; 4] = [
+        Media::Calls,
+        Media::Callbacks,
+        Media::Emails,
+        Media::Messages,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -341,7 +346,10 @@ pub struct Scheduled {
 impl Ord for Scheduled {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // BinaryHeap is a max-heap: the earliest (then lowest seq) must compare greatest.
-        other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
+        other
+            .at
+            .cmp(&self.at)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 impl PartialOrd for Scheduled {
@@ -378,10 +386,17 @@ pub struct PlatformError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Rarely set parts, boxed to keep `Result<_, PlatformError>` small.
+    pub extra: Box<ErrorExtra>,
+    pub retry_after: Option<u64>,
+}
+
+/// `messageWithParams`, `messageParams` and `details` of an `ErrorBody`.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorExtra {
     pub message_with_params: Option<String>,
     pub params: BTreeMap<String, String>,
     pub details: Vec<Value>,
-    pub retry_after: Option<u64>,
 }
 
 impl PlatformError {
@@ -390,15 +405,16 @@ impl PlatformError {
             status,
             code,
             message: message.into(),
-            message_with_params: None,
-            params: BTreeMap::new(),
-            details: Vec::new(),
+            extra: Box::default(),
             retry_after: None,
         }
     }
     pub fn with_params(mut self, template: &str, params: &[(&str, &str)]) -> Self {
-        self.message_with_params = Some(template.to_string());
-        self.params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.extra.message_with_params = Some(template.to_string());
+        self.extra.params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self
     }
     pub fn not_found() -> Self {
@@ -408,14 +424,27 @@ impl PlatformError {
         Self::new(400, "bad.request", message)
     }
     pub fn malformed() -> Self {
-        Self::bad_request("The request could not be understood by the server due to malformed syntax.")
+        Self::bad_request(
+            "The request could not be understood by the server due to malformed syntax.",
+        )
     }
     pub fn not_authorized() -> Self {
-        Self::new(403, "not.authorized", "You are not authorized to perform the requested action.")
+        Self::new(
+            403,
+            "not.authorized",
+            "You are not authorized to perform the requested action.",
+        )
     }
     pub fn conversation_forbidden(cid: &str) -> Self {
-        Self::new(403, "not.authorized", format!("Access to Conversation {cid} is forbidden."))
-            .with_params("Access to {type} {id} is forbidden.", &[("id", cid), ("type", "Conversation")])
+        Self::new(
+            403,
+            "not.authorized",
+            format!("Access to Conversation {cid} is forbidden."),
+        )
+        .with_params(
+            "Access to {type} {id} is forbidden.",
+            &[("id", cid), ("type", "Conversation")],
+        )
     }
 }
 
@@ -480,7 +509,9 @@ impl Org {
         let org_id = rid(&mut rng);
         let division_id = rid(&mut rng);
         let admin = rid(&mut rng);
-        let created = now.checked_sub(jiff::SignedDuration::from_hours(24 * 30)).unwrap_or(now);
+        let created = now
+            .checked_sub(jiff::SignedDuration::from_hours(24 * 30))
+            .unwrap_or(now);
 
         let mut codes: HashMap<String, Code> = HashMap::new();
         let mut code_by_name: HashMap<String, String> = HashMap::new();
@@ -508,7 +539,11 @@ impl Org {
         let mut queue_by_id = HashMap::new();
         for qc in &cfg.center.queues {
             let qid = rid(&mut rng);
-            let codes_of_queue = qc.codes.iter().map(|n| make_code(n, &mut codes, &mut rng)).collect();
+            let codes_of_queue = qc
+                .codes
+                .iter()
+                .map(|n| make_code(n, &mut codes, &mut rng))
+                .collect();
             queue_by_id.insert(qid.clone(), queues.len());
             queues.push(Queue {
                 id: qid,
@@ -541,10 +576,19 @@ impl Org {
                 }
             }
             user_by_id.insert(uid.clone(), i);
-            users.push(User { id: uid, name: format!("Agent {:02}", i + 1), queues: qs, busy: 0, status_since: now });
+            users.push(User {
+                id: uid,
+                name: format!("Agent {:02}", i + 1),
+                queues: qs,
+                busy: 0,
+                status_since: now,
+            });
         }
         let clients = (0..cfg.clients.max(1))
-            .map(|_| OAuthClient { id: rid(&mut rng), secret: base64_secret(&mut rng) })
+            .map(|_| OAuthClient {
+                id: rid(&mut rng),
+                secret: base64_secret(&mut rng),
+            })
             .collect();
         Self {
             org_id,
@@ -580,12 +624,18 @@ impl Org {
 
     /// A fresh id from the simulation RNG (deterministic per seed).
     pub fn new_id(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(self.rng.gen())
+            .into_uuid()
+            .to_string()
     }
 
     pub fn schedule(&mut self, at: Timestamp, action: Action) {
         self.seq += 1;
-        self.schedule.push(Scheduled { at, seq: self.seq, action });
+        self.schedule.push(Scheduled {
+            at,
+            seq: self.seq,
+            action,
+        });
     }
 
     pub fn code_name(&self, id: &str) -> Option<&str> {
@@ -598,7 +648,12 @@ impl Org {
     /// Sends a detail event `v2.detail.events.conversation.{id}.{kind}` to the delivery task.
     pub fn emit(&self, kind: &'static str, cid: &str, at: Timestamp, body: Value) {
         if let Some(tx) = &self.events_tx {
-            let _ = tx.send(OutEvent { kind, conversation_id: cid.to_string(), at, body });
+            let _ = tx.send(OutEvent {
+                kind,
+                conversation_id: cid.to_string(),
+                at,
+                body,
+            });
         }
     }
 
@@ -627,7 +682,10 @@ impl Org {
         now: Timestamp,
     ) -> Result<(), PlatformError> {
         let behaviours = self.behaviours;
-        let conv = self.conversations.get(cid).ok_or_else(PlatformError::not_found)?;
+        let conv = self
+            .conversations
+            .get(cid)
+            .ok_or_else(PlatformError::not_found)?;
         if media.is_some_and(|m| m != conv.media) {
             return Err(PlatformError::not_found());
         }
@@ -636,9 +694,12 @@ impl Org {
             return Err(PlatformError::not_found());
         }
         if p.purpose != Purpose::Agent {
-            return Err(PlatformError::bad_request(format!("Participant {pid} does not take a wrap-up.")));
+            return Err(PlatformError::bad_request(format!(
+                "Participant {pid} does not take a wrap-up."
+            )));
         }
-        if behaviours.client_credentials_writes == crate::config::ClientCredentialsWrites::Forbidden {
+        if behaviours.client_credentials_writes == crate::config::ClientCredentialsWrites::Forbidden
+        {
             return Err(PlatformError::not_authorized());
         }
         // The code must exist; a provisional save may omit it.
@@ -646,23 +707,39 @@ impl Org {
             Some(code) => match self.code_name(code) {
                 Some(n) => Some(n.to_string()),
                 None => {
-                    let mut e = PlatformError::new(400, "invalid.value", format!("The wrap-up code {code} does not exist."))
-                        .with_params("The wrap-up code {code} does not exist.", &[("code", code)]);
-                    e.details.push(json!({"errorCode": "invalid.value", "fieldName": "code", "entityId": code}));
+                    let mut e = PlatformError::new(
+                        400,
+                        "invalid.value",
+                        format!("The wrap-up code {code} does not exist."),
+                    )
+                    .with_params("The wrap-up code {code} does not exist.", &[("code", code)]);
+                    e.extra.details.push(json!({"errorCode": "invalid.value", "fieldName": "code", "entityId": code}));
                     return Err(e);
                 }
             },
             None if input.provisional => None,
-            None => return Err(PlatformError::bad_request("A wrap-up code is required unless the wrap-up is provisional.")),
+            None => {
+                return Err(PlatformError::bad_request(
+                    "A wrap-up code is required unless the wrap-up is provisional.",
+                ))
+            }
         };
         if let (Some(code), Some(q)) = (&input.code, p.queue) {
-            let in_queue = self.queues.get(q).is_some_and(|q| q.codes.iter().any(|c| c == code));
+            let in_queue = self
+                .queues
+                .get(q)
+                .is_some_and(|q| q.codes.iter().any(|c| c == code));
             if !in_queue
                 && code != SYSTEM_TIMEOUT_CODE_ID
                 && behaviours.code_not_in_queue == crate::config::CodeNotInQueue::Rejected
             {
-                return Err(PlatformError::bad_request(format!("The wrap-up code {code} is not valid for this participant's queue."))
-                    .with_params("The wrap-up code {code} is not valid for queue {queueId}.", &[("code", code)]));
+                return Err(PlatformError::bad_request(format!(
+                    "The wrap-up code {code} is not valid for this participant's queue."
+                ))
+                .with_params(
+                    "The wrap-up code {code} is not valid for queue {queueId}.",
+                    &[("code", code)],
+                ));
             }
         }
 
@@ -676,7 +753,8 @@ impl Org {
             let reject = match phase {
                 Phase::Alerting | Phase::Connected => !input.provisional,
                 Phase::Done => {
-                    behaviours.apply_after_acw == crate::config::ApplyAfterAcw::Rejected || !wrapup_required
+                    behaviours.apply_after_acw == crate::config::ApplyAfterAcw::Rejected
+                        || !wrapup_required
                 }
                 Phase::Acw => false,
             };
@@ -690,7 +768,10 @@ impl Org {
         }
 
         // Existing code (agent or other writer).
-        let conv = self.conversations.get(cid).ok_or_else(PlatformError::not_found)?;
+        let conv = self
+            .conversations
+            .get(cid)
+            .ok_or_else(PlatformError::not_found)?;
         let p = conv.participant(pid).ok_or_else(PlatformError::not_found)?;
         let existing = p.wrapup.as_ref().map(|w| (w.by, w.provisional));
         let agent_code_present = matches!(existing, Some((Writer::Agent, _)));
@@ -701,7 +782,9 @@ impl Org {
             && !input.provisional
             && behaviours.second_write == crate::config::SecondWrite::Reject
         {
-            return Err(PlatformError::bad_request(format!("Participant {pid} already has a wrap-up code.")));
+            return Err(PlatformError::bad_request(format!(
+                "Participant {pid} already has a wrap-up code."
+            )));
         }
 
         // Accepted.
@@ -709,22 +792,34 @@ impl Org {
             self.violations.overwrites += 1;
             self.record_violation("overwrite", cid, pid, now);
         }
-        let conv = self.conversations.get_mut(cid).ok_or_else(PlatformError::not_found)?;
-        let p = conv.participant_mut(pid).ok_or_else(PlatformError::not_found)?;
+        let conv = self
+            .conversations
+            .get_mut(cid)
+            .ok_or_else(PlatformError::not_found)?;
+        let p = conv
+            .participant_mut(pid)
+            .ok_or_else(PlatformError::not_found)?;
         p.truth.api_writes += 1;
         let duplicate = p.truth.api_writes > 1;
         if agent_code_present && p.truth.api_writes == 1 {
             p.truth.agent_coded_before_api = true;
         }
         let provisional = input.provisional;
-        let duration = input.duration_seconds.or_else(|| p.acw_start.map(|s| (now.as_second() - s.as_second()).max(0)));
+        let duration = input.duration_seconds.or_else(|| {
+            p.acw_start
+                .map(|s| (now.as_second() - s.as_second()).max(0))
+        });
         p.wrapup = Some(Wrapup {
             code: input.code.clone(),
             name: input.name.clone().or(code_name),
             notes: input.notes.clone(),
             tags: input.tags.clone(),
             duration_seconds: duration,
-            end_time: if provisional { None } else { Some(input.end_time.unwrap_or(now)) },
+            end_time: if provisional {
+                None
+            } else {
+                Some(input.end_time.unwrap_or(now))
+            },
             provisional,
             by: Writer::Api,
         });
@@ -751,7 +846,13 @@ impl Org {
             }
             if let Some((delay, _)) = schedule_change {
                 let at = add_secs(now, delay);
-                self.schedule(at, Action::AgentChange { cid: cid.to_string(), pid: pid.to_string() });
+                self.schedule(
+                    at,
+                    Action::AgentChange {
+                        cid: cid.to_string(),
+                        pid: pid.to_string(),
+                    },
+                );
             }
         }
         Ok(())
@@ -759,8 +860,12 @@ impl Org {
 
     /// Closes an open ACW window with the participant's current wrap-up (or skip) and frees the agent.
     pub fn close_window(&mut self, cid: &str, pid: &str, at: Timestamp, state: AcwState) {
-        let Some(conv) = self.conversations.get_mut(cid) else { return };
-        let Some(p) = conv.participant_mut(pid) else { return };
+        let Some(conv) = self.conversations.get_mut(cid) else {
+            return;
+        };
+        let Some(p) = conv.participant_mut(pid) else {
+            return;
+        };
         if p.phase != Phase::Acw {
             return;
         }
@@ -773,7 +878,8 @@ impl Org {
             p.truth.coded_by = Some(CodedBy::Skipped);
         }
         // Forced timeout: no early exit, the agent stays INTERACTING until the deadline.
-        let hold = p.prompt == Some(AcwMode::MandatoryForcedTimeout) && p.truth.deadline.is_some_and(|d| d > at);
+        let hold = p.prompt == Some(AcwMode::MandatoryForcedTimeout)
+            && p.truth.deadline.is_some_and(|d| d > at);
         p.holds_agent_until_deadline = hold;
         let user = p.user_id.clone();
         if !hold {
@@ -786,9 +892,16 @@ impl Org {
 
     /// Emits `.wrapup` (when a final code is present) and, when `acw` is set, `.acw`.
     pub fn emit_wrapup_events(&self, cid: &str, pid: &str, at: Timestamp, acw: bool) {
-        let Some(conv) = self.conversations.get(cid) else { return };
-        let Some(p) = conv.participant(pid) else { return };
-        let queue_id = p.queue.and_then(|q| self.queues.get(q)).map(|q| q.id.clone());
+        let Some(conv) = self.conversations.get(cid) else {
+            return;
+        };
+        let Some(p) = conv.participant(pid) else {
+            return;
+        };
+        let queue_id = p
+            .queue
+            .and_then(|q| self.queues.get(q))
+            .map(|q| q.id.clone());
         let mut body = json!({
             "eventTime": epoch_ms(at),
             "conversationId": cid,
@@ -802,8 +915,14 @@ impl Org {
         let code = p.wrapup.as_ref().filter(|w| !w.provisional);
         if let (Some(w), Some(obj)) = (code, body.as_object_mut()) {
             obj.insert("wrapupCode".into(), json!(w.code));
-            obj.insert("wrapupNotes".into(), json!(w.notes.clone().unwrap_or_default()));
-            let ms = p.acw_start.map(|s| (at.as_millisecond() - s.as_millisecond()).max(0)).unwrap_or(0);
+            obj.insert(
+                "wrapupNotes".into(),
+                json!(w.notes.clone().unwrap_or_default()),
+            );
+            let ms = p
+                .acw_start
+                .map(|s| (at.as_millisecond() - s.as_millisecond()).max(0))
+                .unwrap_or(0);
             obj.insert("wrapupDurationMs".into(), json!(ms));
         }
         if code.is_some() {
@@ -819,7 +938,9 @@ impl Org {
 
     /// One fewer leg keeps this agent busy; an idle agent takes the next waiting conversation.
     pub fn release_agent(&mut self, user_id: &str, at: Timestamp) {
-        let Some(&u) = self.user_by_id.get(user_id) else { return };
+        let Some(&u) = self.user_by_id.get(user_id) else {
+            return;
+        };
         let user = &mut self.users[u];
         user.busy = user.busy.saturating_sub(1);
         if user.busy == 0 {
@@ -853,7 +974,9 @@ impl Org {
         if comm_id.is_some_and(|c| c != p.comm_id) {
             return Err(PlatformError::not_found());
         }
-        let Some(w) = p.wrapup.as_ref() else { return Ok(None) };
+        let Some(w) = p.wrapup.as_ref() else {
+            return Ok(None);
+        };
         if w.provisional && !provisional {
             return Ok(None);
         }
@@ -872,8 +995,16 @@ impl Org {
         Ok(Some(Value::Object(v)))
     }
 
-    pub fn find_participant(&self, cid: &str, pid: &str, media: Option<Media>) -> Result<&Participant, PlatformError> {
-        let conv = self.conversations.get(cid).ok_or_else(PlatformError::not_found)?;
+    pub fn find_participant(
+        &self,
+        cid: &str,
+        pid: &str,
+        media: Option<Media>,
+    ) -> Result<&Participant, PlatformError> {
+        let conv = self
+            .conversations
+            .get(cid)
+            .ok_or_else(PlatformError::not_found)?;
         if media.is_some_and(|m| m != conv.media) {
             return Err(PlatformError::not_found());
         }
@@ -881,12 +1012,23 @@ impl Org {
     }
 
     /// The codes available to a participant (its queue's codes) as a bare array.
-    pub fn participant_codes(&self, cid: &str, pid: &str, media: Option<Media>) -> Result<Value, PlatformError> {
+    pub fn participant_codes(
+        &self,
+        cid: &str,
+        pid: &str,
+        media: Option<Media>,
+    ) -> Result<Value, PlatformError> {
         let p = self.find_participant(cid, pid, media)?;
         let list: Vec<Value> = p
             .queue
             .and_then(|q| self.queues.get(q))
-            .map(|q| q.codes.iter().filter_map(|c| self.codes.get(c)).map(|c| self.code_json(c)).collect())
+            .map(|q| {
+                q.codes
+                    .iter()
+                    .filter_map(|c| self.codes.get(c))
+                    .map(|c| self.code_json(c))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(Value::Array(list))
     }
@@ -927,8 +1069,14 @@ impl Org {
     pub fn legs(&self) -> Vec<LegTruth> {
         let mut out = Vec::new();
         for cid in &self.conversation_order {
-            let Some(conv) = self.conversations.get(cid) else { continue };
-            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
+            let Some(conv) = self.conversations.get(cid) else {
+                continue;
+            };
+            for p in conv
+                .participants
+                .iter()
+                .filter(|p| p.purpose == Purpose::Agent)
+            {
                 out.push(self.leg_truth(conv, p));
             }
         }
@@ -937,7 +1085,11 @@ impl Org {
 
     pub fn leg_truth(&self, conv: &Conversation, p: &Participant) -> LegTruth {
         let queue = p.queue.and_then(|q| self.queues.get(q));
-        let final_code = p.wrapup.as_ref().filter(|w| !w.provisional).and_then(|w| w.code.clone());
+        let final_code = p
+            .wrapup
+            .as_ref()
+            .filter(|w| !w.provisional)
+            .and_then(|w| w.code.clone());
         let coded_by = match (p.phase, p.truth.coded_by) {
             (_, Some(c)) => c,
             (Phase::Done, None) if !p.wrapup_required => CodedBy::None,
@@ -963,7 +1115,10 @@ impl Org {
             acw_started_at: p.acw_start.map(iso),
             acw_deadline: p.truth.deadline.map(iso),
             window_closed_at: p.truth.window_closed_at.map(iso),
-            final_code_name: final_code.as_deref().and_then(|c| self.code_name(c)).map(str::to_string),
+            final_code_name: final_code
+                .as_deref()
+                .and_then(|c| self.code_name(c))
+                .map(str::to_string),
             final_code,
             coded_by,
             api_writes: p.truth.api_writes,
@@ -974,7 +1129,9 @@ impl Org {
 }
 
 fn rid(rng: &mut SmallRng) -> String {
-    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rng.gen())
+        .into_uuid()
+        .to_string()
 }
 
 fn base64_secret(rng: &mut SmallRng) -> String {
@@ -985,6 +1142,7 @@ fn base64_secret(rng: &mut SmallRng) -> String {
 
 /// `at + secs` (simulated seconds, fractional).
 pub fn add_secs(at: Timestamp, secs: f64) -> Timestamp {
-    let d = jiff::SignedDuration::try_from_secs_f64(secs.max(0.0)).unwrap_or(jiff::SignedDuration::ZERO);
+    let d = jiff::SignedDuration::try_from_secs_f64(secs.max(0.0))
+        .unwrap_or(jiff::SignedDuration::ZERO);
     at.checked_add(d).unwrap_or(at)
 }

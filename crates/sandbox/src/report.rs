@@ -111,7 +111,11 @@ impl Org {
     pub fn report(&self) -> Report {
         let mut legs = LegCounts::default();
         for conv in self.conversations.values() {
-            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
+            for p in conv
+                .participants
+                .iter()
+                .filter(|p| p.purpose == Purpose::Agent)
+            {
                 legs.total += 1;
                 match (p.phase, p.truth.coded_by) {
                     (Phase::Alerting | Phase::Connected | Phase::Acw, _) => legs.open += 1,
@@ -131,7 +135,12 @@ impl Org {
                 .api
                 .by_endpoint
                 .iter()
-                .map(|(k, m)| (k.clone(), m.iter().map(|(s, n)| (s.to_string(), *n)).collect()))
+                .map(|(k, m)| {
+                    (
+                        k.clone(),
+                        m.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+                    )
+                })
                 .collect(),
         };
         Report {

@@ -14,8 +14,8 @@
 
 use crate::config::{AcwMode, Dist};
 use crate::model::{
-    add_secs, epoch_ms, AcwState, Action, Conversation, FinalAction, Media, Org, Participant, Phase, Purpose,
-    Wrapup, Writer, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
+    add_secs, epoch_ms, Action, AcwState, Conversation, FinalAction, Media, Org, Participant,
+    Phase, Purpose, Wrapup, Writer, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
 };
 use crate::report::CodedBy;
 use jiff::Timestamp;
@@ -96,7 +96,12 @@ impl Org {
 
     fn pick_media(&mut self) -> Media {
         let m = self.center.media_mix;
-        let weights = [(Media::Calls, m.calls), (Media::Messages, m.messages), (Media::Emails, m.emails), (Media::Callbacks, m.callbacks)];
+        let weights = [
+            (Media::Calls, m.calls),
+            (Media::Messages, m.messages),
+            (Media::Emails, m.emails),
+            (Media::Callbacks, m.callbacks),
+        ];
         let total: f64 = weights.iter().map(|w| w.1.max(0.0)).sum();
         if total <= 0.0 {
             return Media::Calls;
@@ -124,10 +129,22 @@ impl Org {
         acd.connected_at = Some(at);
         acd.queue = Some(q);
         acd.name = self.queues[q].name.clone();
-        let direction = if media == Media::Callbacks { "outbound" } else { "inbound" };
+        let direction = if media == Media::Callbacks {
+            "outbound"
+        } else {
+            "inbound"
+        };
         self.conversations.insert(
             cid.clone(),
-            Conversation { id: cid.clone(), media, direction, start: at, end: None, queue: q, participants: vec![customer, acd] },
+            Conversation {
+                id: cid.clone(),
+                media,
+                direction,
+                start: at,
+                end: None,
+                queue: q,
+                participants: vec![customer, acd],
+            },
         );
         self.conversation_order.push(cid.clone());
         cid
@@ -166,7 +183,9 @@ impl Org {
 
     /// Routes conversation `cid` to an idle agent of queue `q`; `false` if nobody is free.
     fn assign(&mut self, cid: &str, q: usize, at: Timestamp, consult_of: Option<String>) -> bool {
-        let Some(u) = self.idle_agent(q) else { return false };
+        let Some(u) = self.idle_agent(q) else {
+            return false;
+        };
         let plan = self.draw_plan(q);
         let alert = self.draw(self.center.alert_time);
         let pid = self.new_id();
@@ -180,9 +199,17 @@ impl Org {
         p.queue = Some(q);
         p.plan = plan;
         p.consult_participant_id = consult_of;
-        let Some(conv) = self.conversations.get_mut(cid) else { return false };
+        let Some(conv) = self.conversations.get_mut(cid) else {
+            return false;
+        };
         conv.participants.push(p);
-        self.schedule(add_secs(at, alert), Action::Connect { cid: cid.to_string(), pid });
+        self.schedule(
+            add_secs(at, alert),
+            Action::Connect {
+                cid: cid.to_string(),
+                pid,
+            },
+        );
         true
     }
 
@@ -214,7 +241,10 @@ impl Org {
         let code = pick(self);
         let change_code = pick(self);
 
-        let mut plan = crate::model::AgentPlan { requests_acw, ..Default::default() };
+        let mut plan = crate::model::AgentPlan {
+            requests_acw,
+            ..Default::default()
+        };
         let Some(code) = code else { return plan };
         if provisional {
             plan.provisional = Some((provisional_delay, code.clone()));
@@ -239,11 +269,19 @@ impl Org {
     fn connect(&mut self, cid: &str, pid: &str, at: Timestamp) {
         let talk = self.draw(self.center.talk_time);
         let hold_p = self.center.hold_probability;
-        let held = if self.chance(hold_p) { self.draw(self.center.hold_time) } else { 0.0 };
+        let held = if self.chance(hold_p) {
+            self.draw(self.center.hold_time)
+        } else {
+            0.0
+        };
         let consult_p = self.center.consult_probability;
         let consult = self.chance(consult_p);
-        let Some(conv) = self.conversations.get_mut(cid) else { return };
-        let Some(p) = conv.participant_mut(pid) else { return };
+        let Some(conv) = self.conversations.get_mut(cid) else {
+            return;
+        };
+        let Some(p) = conv.participant_mut(pid) else {
+            return;
+        };
         if p.phase != Phase::Alerting {
             return;
         }
@@ -256,7 +294,11 @@ impl Org {
         let user_id = p.user_id.clone();
         // The ACD participant leaves when an agent answers.
         let mut acd_end = None;
-        if let Some(acd) = conv.participants.iter_mut().find(|x| x.purpose == Purpose::Acd && x.end.is_none()) {
+        if let Some(acd) = conv
+            .participants
+            .iter_mut()
+            .find(|x| x.purpose == Purpose::Acd && x.end.is_none())
+        {
             acd.end = Some(at);
             acd.phase = Phase::Done;
             acd.disconnect_type = Some("transfer");
@@ -275,23 +317,49 @@ impl Org {
             });
             self.emit("acd.end", cid, at, body);
         }
-        self.schedule(add_secs(at, talk + held), Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() });
+        self.schedule(
+            add_secs(at, talk + held),
+            Action::Disconnect {
+                cid: cid.to_string(),
+                pid: pid.to_string(),
+            },
+        );
         if let Some((d, _)) = provisional {
             if d < talk {
-                self.schedule(add_secs(at, d), Action::Provisional { cid: cid.to_string(), pid: pid.to_string() });
+                self.schedule(
+                    add_secs(at, d),
+                    Action::Provisional {
+                        cid: cid.to_string(),
+                        pid: pid.to_string(),
+                    },
+                );
             }
         }
         if consult && !is_consult {
-            self.schedule(add_secs(at, talk * 0.4), Action::Consult { cid: cid.to_string(), pid: pid.to_string() });
+            self.schedule(
+                add_secs(at, talk * 0.4),
+                Action::Consult {
+                    cid: cid.to_string(),
+                    pid: pid.to_string(),
+                },
+            );
         }
     }
 
     fn agent_provisional(&mut self, cid: &str, pid: &str, _at: Timestamp) {
-        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else { return };
+        let Some(p) = self
+            .conversations
+            .get_mut(cid)
+            .and_then(|c| c.participant_mut(pid))
+        else {
+            return;
+        };
         if p.phase != Phase::Connected || p.wrapup.is_some() {
             return;
         }
-        let Some((_, code)) = p.plan.provisional.clone() else { return };
+        let Some((_, code)) = p.plan.provisional.clone() else {
+            return;
+        };
         p.wrapup = Some(Wrapup {
             code: Some(code),
             name: None,
@@ -305,8 +373,12 @@ impl Org {
     }
 
     fn consult(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(conv) = self.conversations.get(cid) else { return };
-        let Some(p) = conv.participant(pid) else { return };
+        let Some(conv) = self.conversations.get(cid) else {
+            return;
+        };
+        let Some(p) = conv.participant(pid) else {
+            return;
+        };
         if p.phase != Phase::Connected {
             return;
         }
@@ -320,10 +392,14 @@ impl Org {
         let transfer = self.chance(transfer_p);
         let agent_hangs_up = self.chance(0.3);
         let other_queue = self.pick_queue();
-        let Some(conv) = self.conversations.get_mut(cid) else { return };
+        let Some(conv) = self.conversations.get_mut(cid) else {
+            return;
+        };
         let media = conv.media;
         let direction = conv.direction;
-        let Some(p) = conv.participant_mut(pid) else { return };
+        let Some(p) = conv.participant_mut(pid) else {
+            return;
+        };
         if p.phase != Phase::Connected {
             return;
         }
@@ -354,15 +430,29 @@ impl Org {
             if let (true, Some(t)) = (mode.has_timeout(), timeout_ms) {
                 let deadline = add_secs(at, t as f64 / 1000.0);
                 p.truth.deadline = Some(deadline);
-                actions.push((deadline, Action::Timeout { cid: cid.to_string(), pid: pid.to_string() }));
+                actions.push((
+                    deadline,
+                    Action::Timeout {
+                        cid: cid.to_string(),
+                        pid: pid.to_string(),
+                    },
+                ));
             }
             match p.plan.final_action.clone() {
-                FinalAction::Code(d, _) => {
-                    actions.push((add_secs(at, d), Action::AgentFinal { cid: cid.to_string(), pid: pid.to_string() }))
-                }
-                FinalAction::Skip(d) if mode == AcwMode::Optional => {
-                    actions.push((add_secs(at, d), Action::AgentSkip { cid: cid.to_string(), pid: pid.to_string() }))
-                }
+                FinalAction::Code(d, _) => actions.push((
+                    add_secs(at, d),
+                    Action::AgentFinal {
+                        cid: cid.to_string(),
+                        pid: pid.to_string(),
+                    },
+                )),
+                FinalAction::Skip(d) if mode == AcwMode::Optional => actions.push((
+                    add_secs(at, d),
+                    Action::AgentSkip {
+                        cid: cid.to_string(),
+                        pid: pid.to_string(),
+                    },
+                )),
                 _ => {}
             }
         } else {
@@ -381,7 +471,11 @@ impl Org {
             "heldDurationMs": p.held_ms,
             "alertingDurationMs": p.connected_at.map(|c| (c.as_millisecond() - p.start.as_millisecond()).max(0)).unwrap_or(0),
         });
-        let release = if p.wrapup_required { None } else { p.user_id.clone() };
+        let release = if p.wrapup_required {
+            None
+        } else {
+            p.user_id.clone()
+        };
         for (when, a) in actions {
             self.schedule(when, a);
         }
@@ -401,10 +495,16 @@ impl Org {
     }
 
     fn customer_leaves(&mut self, cid: &str, at: Timestamp, agent_hung_up: bool) {
-        let Some(conv) = self.conversations.get_mut(cid) else { return };
+        let Some(conv) = self.conversations.get_mut(cid) else {
+            return;
+        };
         let media = conv.media;
         let direction = conv.direction;
-        let Some(c) = conv.participants.iter_mut().find(|p| p.purpose == Purpose::Customer && p.end.is_none()) else {
+        let Some(c) = conv
+            .participants
+            .iter_mut()
+            .find(|p| p.purpose == Purpose::Customer && p.end.is_none())
+        else {
             return;
         };
         c.end = Some(at);
@@ -422,18 +522,28 @@ impl Org {
 
     /// Sets `Conversation.endTime` once every participant has left.
     fn maybe_end_conversation(&mut self, cid: &str) {
-        let Some(conv) = self.conversations.get_mut(cid) else { return };
+        let Some(conv) = self.conversations.get_mut(cid) else {
+            return;
+        };
         if conv.end.is_none() && conv.participants.iter().all(|p| p.end.is_some()) {
             conv.end = conv.participants.iter().filter_map(|p| p.end).max();
         }
     }
 
     fn agent_final(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else { return };
+        let Some(p) = self
+            .conversations
+            .get_mut(cid)
+            .and_then(|c| c.participant_mut(pid))
+        else {
+            return;
+        };
         if p.phase != Phase::Acw || p.wrapup.as_ref().is_some_and(|w| !w.provisional) {
             return;
         }
-        let FinalAction::Code(_, code) = p.plan.final_action.clone() else { return };
+        let FinalAction::Code(_, code) = p.plan.final_action.clone() else {
+            return;
+        };
         // An agent who had picked a provisional code confirms that one.
         let code = match &p.wrapup {
             Some(w) if w.by == Writer::Agent => w.code.clone().unwrap_or(code),
@@ -455,7 +565,13 @@ impl Org {
     }
 
     fn agent_skip(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else { return };
+        let Some(p) = self
+            .conversations
+            .get_mut(cid)
+            .and_then(|c| c.participant_mut(pid))
+        else {
+            return;
+        };
         if p.phase != Phase::Acw || p.wrapup.as_ref().is_some_and(|w| !w.provisional) {
             return;
         }
@@ -464,7 +580,13 @@ impl Org {
     }
 
     fn timeout(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else { return };
+        let Some(p) = self
+            .conversations
+            .get_mut(cid)
+            .and_then(|c| c.participant_mut(pid))
+        else {
+            return;
+        };
         match p.phase {
             Phase::Acw => {
                 let duration = p.acw_start.map(|s| (at.as_second() - s.as_second()).max(0));
@@ -492,9 +614,21 @@ impl Org {
     }
 
     fn agent_change(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else { return };
-        let Some((_, code)) = p.plan.change_after_api.clone() else { return };
-        if !p.wrapup.as_ref().is_some_and(|w| w.by == Writer::Api && !w.provisional) {
+        let Some(p) = self
+            .conversations
+            .get_mut(cid)
+            .and_then(|c| c.participant_mut(pid))
+        else {
+            return;
+        };
+        let Some((_, code)) = p.plan.change_after_api.clone() else {
+            return;
+        };
+        if !p
+            .wrapup
+            .as_ref()
+            .is_some_and(|w| w.by == Writer::Api && !w.provisional)
+        {
             return;
         }
         if let Some(w) = p.wrapup.as_mut() {
@@ -524,7 +658,9 @@ impl Org {
 
     /// Creates `n` legs already in ACW (ended within the last few seconds), spread over the queues that have ACW.
     pub fn preload(&mut self, n: usize, now: Timestamp, send_events: bool) {
-        let queues: Vec<usize> = (0..self.queues.len()).filter(|&q| !self.queues[q].members.is_empty()).collect();
+        let queues: Vec<usize> = (0..self.queues.len())
+            .filter(|&q| !self.queues[q].members.is_empty())
+            .collect();
         if queues.is_empty() {
             return;
         }
@@ -533,11 +669,22 @@ impl Org {
             let media = self.pick_media();
             let ended_ago = self.rng.gen_range(0.0..5.0);
             let talk = self.draw(self.center.talk_time);
-            let acw_start = add_secs(now, 0.0).checked_sub(jiff::SignedDuration::from_secs_f64(ended_ago)).unwrap_or(now);
-            let start = acw_start.checked_sub(jiff::SignedDuration::from_secs_f64(talk + 5.0)).unwrap_or(acw_start);
+            let acw_start = add_secs(now, 0.0)
+                .checked_sub(jiff::SignedDuration::from_secs_f64(ended_ago))
+                .unwrap_or(now);
+            let start = acw_start
+                .checked_sub(jiff::SignedDuration::from_secs_f64(talk + 5.0))
+                .unwrap_or(acw_start);
             let cid = self.new_conversation(q, media, start);
-            let members = self.queues[q].members.clone();
-            let u = members[(i / queues.len()) % members.len()];
+            // The least busy member; beyond one leg per agent, legs double up.
+            let Some(u) = self.queues[q]
+                .members
+                .iter()
+                .copied()
+                .min_by_key(|&u| (self.users[u].busy, u))
+            else {
+                continue;
+            };
             let mut plan = self.draw_plan(q);
             plan.requests_acw = true;
             let pid = self.new_id();
@@ -576,7 +723,11 @@ impl Org {
                 conv.participants.push(p);
             }
             // Mute events for the setup unless asked: preloaded legs ended "before" the sandbox came up.
-            let tx = if send_events { None } else { self.events_tx.take() };
+            let tx = if send_events {
+                None
+            } else {
+                self.events_tx.take()
+            };
             self.disconnect_preloaded(&cid, &pid, acw_start);
             if tx.is_some() {
                 self.events_tx = tx;

@@ -28,7 +28,11 @@ pub fn routes() -> Router<SharedState> {
 }
 
 fn bad(msg: impl std::fmt::Display) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg.to_string()}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": msg.to_string()})),
+    )
+        .into_response()
 }
 
 async fn report(State(st): State<SharedState>) -> Response {
@@ -63,7 +67,9 @@ async fn stop(State(st): State<SharedState>) -> Response {
 
 /// Merges the top-level keys of `patch` into `base` (both JSON objects).
 fn merge(base: &mut Value, patch: Value) -> Result<(), &'static str> {
-    let (Some(b), Value::Object(p)) = (base.as_object_mut(), patch) else { return Err("expected a JSON object") };
+    let (Some(b), Value::Object(p)) = (base.as_object_mut(), patch) else {
+        return Err("expected a JSON object");
+    };
     for (k, v) in p {
         b.insert(k, v);
     }
@@ -86,7 +92,11 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
     match serde_json::from_value::<CenterConfig>(base) {
         Ok(c) => {
             // Queues and agents are set up at start; only the process parameters change at runtime.
-            org.center = CenterConfig { queues: org.center.queues.clone(), agents: org.center.agents, ..c };
+            org.center = CenterConfig {
+                queues: org.center.queues.clone(),
+                agents: org.center.agents,
+                ..c
+            };
             drop(org);
             st.wake.notify_one();
             axum::Json(st.org.lock().center.clone()).into_response()
@@ -100,7 +110,11 @@ async fn put_faults(State(st): State<SharedState>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return bad(e),
     };
-    let name_only = v.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("name")).and_then(Value::as_str);
+    let name_only = v
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("name"))
+        .and_then(Value::as_str);
     let name = match &v {
         Value::String(n) => Some(n.as_str()),
         _ => name_only,

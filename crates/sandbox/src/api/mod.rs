@@ -64,32 +64,45 @@ pub fn error_response(e: &PlatformError, correlation: &str) -> Response {
         "message": e.message,
         "code": e.code,
         "status": e.status,
-        "messageParams": e.params,
+        "messageParams": e.extra.params,
         "contextId": correlation,
-        "details": e.details,
+        "details": e.extra.details,
         "errors": [],
     });
-    if let (Some(m), Some(obj)) = (&e.message_with_params, body.as_object_mut()) {
+    if let (Some(m), Some(obj)) = (&e.extra.message_with_params, body.as_object_mut()) {
         obj.insert("messageWithParams".into(), json!(m));
     }
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     if let Some(secs) = e.retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
 
 impl IntoResponse for PlatformError {
     fn into_response(self) -> Response {
-        let corr = CORRELATION.try_with(|c| c.clone()).unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+        let corr = CORRELATION
+            .try_with(|c| c.clone())
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
         error_response(&self, &corr)
     }
 }
 
 /// A JSON 200 response.
 pub fn json_ok(v: serde_json::Value) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// Parses a JSON body; malformed JSON is the platform's 400 `bad.request`.
@@ -102,9 +115,12 @@ pub fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
 
+/// `inin-ratelimit-count`, `-allowed`, `-reset`.
+type Limit = (u32, u32, u64);
+
 /// What the gate decided for one request.
 struct Gate {
-    limit: Option<(u32, u32, u64)>,
+    limit: Option<Limit>,
     latency: Duration,
     hang: Option<Duration>,
 }
@@ -123,26 +139,47 @@ fn endpoint_key(method: &str, matched: &str) -> String {
 }
 
 /// Auth, rate limit and faults for one `/api/v2` request. Must be called with the org locked.
-fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (PlatformError, Option<(u32, u32, u64)>)> {
-    let token = match auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))) {
+fn gate(
+    org: &mut Org,
+    auth: Option<&str>,
+    now: Instant,
+) -> Result<Gate, (PlatformError, Option<Limit>)> {
+    let token = match auth.and_then(|a| {
+        a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("bearer "))
+    }) {
         Some(t) if !t.trim().is_empty() => t.trim(),
         _ => {
             return Err((
-                PlatformError::new(401, "authentication.required", "No authentication bearer token specified in authorization header."),
+                PlatformError::new(
+                    401,
+                    "authentication.required",
+                    "No authentication bearer token specified in authorization header.",
+                ),
                 None,
             ))
         }
     };
     let allowed = org.rate_limit_per_minute;
     let Some(tok) = org.tokens.get_mut(token) else {
-        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
+        return Err((
+            PlatformError::new(401, "bad.credentials", "Invalid login credentials."),
+            None,
+        ));
     };
     if tok.revoked {
-        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
+        return Err((
+            PlatformError::new(401, "bad.credentials", "Invalid login credentials."),
+            None,
+        ));
     }
     if now >= tok.expires {
         return Err((
-            PlatformError::new(401, "credentials.expired", "The supplied credentials are expired and cannot be used."),
+            PlatformError::new(
+                401,
+                "credentials.expired",
+                "The supplied credentials are expired and cannot be used.",
+            ),
             None,
         ));
     }
@@ -153,7 +190,11 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
         tok.count = 0;
     }
     tok.count = tok.count.saturating_add(1);
-    let reset = window.saturating_sub(now.duration_since(tok.window_start)).as_secs_f64().ceil().max(1.0) as u64;
+    let reset = window
+        .saturating_sub(now.duration_since(tok.window_start))
+        .as_secs_f64()
+        .ceil()
+        .max(1.0) as u64;
     let limit = Some((tok.count.min(allowed), allowed, reset));
     if tok.count > allowed {
         let mut e = PlatformError::new(
@@ -161,10 +202,10 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
             "too.many.requests",
             format!("Rate limit exceeded the maximum [{allowed}] requests within [60] seconds"),
         )
-        .with_params("Rate limit exceeded the maximum [{limit}] requests within [{duration}] seconds", &[
-            ("limit", &allowed.to_string()),
-            ("duration", "60"),
-        ]);
+        .with_params(
+            "Rate limit exceeded the maximum [{limit}] requests within [{duration}] seconds",
+            &[("limit", &allowed.to_string()), ("duration", "60")],
+        );
         e.retry_after = Some(reset);
         return Err((e, limit));
     }
@@ -173,7 +214,11 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
     let f = org.faults.clone();
     if let Some(until) = org.storm_until {
         if now < until {
-            let mut e = PlatformError::new(429, "too.many.requests", "Rate limit exceeded the maximum [300] requests within [60] seconds");
+            let mut e = PlatformError::new(
+                429,
+                "too.many.requests",
+                "Rate limit exceeded the maximum [300] requests within [60] seconds",
+            );
             e.retry_after = Some(until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64);
             return Err((e, limit));
         }
@@ -182,7 +227,11 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
     let r = &mut org.fault_rng;
     if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
         org.storm_until = Some(now + Duration::from_secs(f.storm_secs.max(1)));
-        let mut e = PlatformError::new(429, "too.many.requests", "Rate limit exceeded the maximum [300] requests within [60] seconds");
+        let mut e = PlatformError::new(
+            429,
+            "too.many.requests",
+            "Rate limit exceeded the maximum [300] requests within [60] seconds",
+        );
         e.retry_after = Some(f.storm_secs.max(1));
         return Err((e, limit));
     }
@@ -191,25 +240,47 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
         if let Some(tok) = org.tokens.get_mut(token) {
             tok.revoked = true;
         }
-        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit));
+        return Err((
+            PlatformError::new(401, "bad.credentials", "Invalid login credentials."),
+            limit,
+        ));
     }
     let r = &mut org.fault_rng;
     if f.http_5xx_rate > 0.0 && r.gen_bool(f.http_5xx_rate.clamp(0.0, 1.0)) {
         let e = match r.gen_range(0..4) {
-            0 => PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition."),
-            1 => PlatformError::new(502, "bad.gateway", "The server received an invalid response from an upstream server."),
-            2 => PlatformError::new(503, "service.unavailable", "Service Unavailable - The server is currently unavailable."),
+            0 => PlatformError::new(
+                500,
+                "internal.server.error",
+                "The server encountered an unexpected condition.",
+            ),
+            1 => PlatformError::new(
+                502,
+                "bad.gateway",
+                "The server received an invalid response from an upstream server.",
+            ),
+            2 => PlatformError::new(
+                503,
+                "service.unavailable",
+                "Service Unavailable - The server is currently unavailable.",
+            ),
             _ => PlatformError::new(504, "request.timeout", "The request timed out."),
         };
         return Err((e, limit));
     }
-    let hang = (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0))).then(|| Duration::from_millis(f.hang_ms));
+    let hang = (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0)))
+        .then(|| Duration::from_millis(f.hang_ms));
     let latency = if f.latency_ms_max > 0 {
-        Duration::from_millis(r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max))
+        Duration::from_millis(
+            r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max),
+        )
     } else {
         Duration::ZERO
     };
-    Ok(Gate { limit, latency, hang })
+    Ok(Gate {
+        limit,
+        latency,
+        hang,
+    })
 }
 
 /// The `/api/v2` middleware (see the module docs).
@@ -217,9 +288,16 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
     let corr = uuid::Uuid::new_v4().to_string();
     let key = endpoint_key(
         req.method().as_str(),
-        req.extensions().get::<MatchedPath>().map(|m| m.as_str()).unwrap_or(req.uri().path()),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str())
+            .unwrap_or(req.uri().path()),
     );
-    let auth = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
     let decision = {
         let mut org = st.org.lock();
         org.advance_to(st.clock.now());
@@ -244,7 +322,13 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
     resp
 }
 
-fn finish(st: &SharedState, resp: &mut Response<Body>, corr: &str, limit: Option<(u32, u32, u64)>, key: String) {
+fn finish(
+    st: &SharedState,
+    resp: &mut Response<Body>,
+    corr: &str,
+    limit: Option<Limit>,
+    key: String,
+) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(corr) {
         h.insert("ININ-Correlation-Id", v);
@@ -259,12 +343,22 @@ fn finish(st: &SharedState, resp: &mut Response<Body>, corr: &str, limit: Option
     if status == 429 {
         org.api.rate_limited += 1;
     }
-    *org.api.by_endpoint.entry(key).or_default().entry(status).or_default() += 1;
+    *org.api
+        .by_endpoint
+        .entry(key)
+        .or_default()
+        .entry(status)
+        .or_default() += 1;
 }
 
 /// Parses the raw query string into pairs (repeated keys kept, as `id=a&id=b`).
 pub fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
-    q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+    q.map(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Current correlation id (inside a handler), for handlers that build their own responses.

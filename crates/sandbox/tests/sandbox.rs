@@ -1,0 +1,716 @@
+//! Integration tests of the sandbox over HTTP on 127.0.0.1, with a manual clock.
+
+mod common;
+
+use common::{quiet_config, start};
+use reqwest::Method;
+use serde_json::{json, Value};
+use wrapup_sandbox::{
+    ApplyAfterAcw, Behaviours, ClientCredentialsWrites, CodedBy, GetWrapupUnset, SandboxConfig,
+    SecondWrite, SYSTEM_TIMEOUT_CODE_ID,
+};
+
+fn preloaded(n: usize) -> SandboxConfig {
+    SandboxConfig {
+        preload: n,
+        ..quiet_config()
+    }
+}
+
+fn assert_error_body(v: &Value, status: u16, code: &str) {
+    assert_eq!(v["status"], status, "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["message"].is_string(), "{v}");
+    assert!(v["contextId"].is_string(), "{v}");
+    assert!(v["details"].is_array() && v["errors"].is_array(), "{v}");
+    assert!(v["messageParams"].is_object(), "{v}");
+}
+
+#[tokio::test]
+async fn token_endpoint_issues_bearer_tokens_and_rejects_bad_clients_and_grants() {
+    let env = start(quiet_config()).await;
+    let (id, secret) = env.sb.credentials()[0].clone();
+    let url = format!("{}/oauth/token", env.base);
+    let ok: Value = env
+        .http
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["token_type"], "bearer");
+    assert_eq!(ok["expires_in"], 86_399);
+    assert!(ok["access_token"].as_str().unwrap().len() > 20);
+
+    let bad_secret = env
+        .http
+        .post(&url)
+        .basic_auth(&id, Some("nope"))
+        .form(&[("grant_type", "client_credentials")]);
+    let r = bad_secret.send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_client");
+
+    let r = env
+        .http
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized_client");
+    assert!(v["description"]
+        .as_str()
+        .unwrap()
+        .contains("password grant type"));
+
+    let r = env
+        .http
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_calls_without_valid_credentials_get_the_documented_401_bodies() {
+    let env = start(SandboxConfig {
+        token_lifetime_secs: 1,
+        ..quiet_config()
+    })
+    .await;
+    let url = format!("{}/api/v2/routing/wrapupcodes", env.base);
+
+    let (s, h, v) = common::split(env.http.get(&url).send().await.unwrap()).await;
+    assert_eq!(s, 401);
+    assert_error_body(&v, 401, "authentication.required");
+    assert_eq!(
+        h["inin-correlation-id"].to_str().unwrap(),
+        v["contextId"].as_str().unwrap()
+    );
+
+    let (s, _, v) = common::split(
+        env.http
+            .get(&url)
+            .bearer_auth("forged")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    assert_error_body(&v, 401, "bad.credentials");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, _, v) = env.get("/api/v2/routing/wrapupcodes").await;
+    assert_eq!(s, 401);
+    assert_error_body(&v, 401, "credentials.expired");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
+    let env = start(SandboxConfig {
+        rate_limit_per_minute: 5,
+        ..quiet_config()
+    })
+    .await;
+    for i in 1..=5 {
+        let (s, h, _) = env.get("/api/v2/routing/queues").await;
+        assert_eq!(s, 200);
+        assert_eq!(h["inin-ratelimit-count"].to_str().unwrap(), i.to_string());
+        assert_eq!(h["inin-ratelimit-allowed"].to_str().unwrap(), "5");
+        assert!(h.contains_key("inin-ratelimit-reset"));
+        assert!(h.contains_key("inin-correlation-id"));
+    }
+    let (s, h, v) = env.get("/api/v2/routing/queues").await;
+    assert_eq!(s, 429);
+    assert_error_body(&v, 429, "too.many.requests");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another token has its own budget.
+    let mut other = env.token.clone();
+    other.clear();
+    let fresh = env.new_token().await;
+    let r = env
+        .http
+        .get(format!("{}/api/v2/routing/queues", env.base))
+        .bearer_auth(fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report = env.sb.report();
+    assert_eq!(report.api.rate_limited, 1);
+    assert_eq!(report.api.total, 7);
+    assert_eq!(
+        report.api.by_endpoint["GET /api/v2/routing/queues"]["429"],
+        1
+    );
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_resources_are_404_not_found() {
+    let env = start(quiet_config()).await;
+    for path in [
+        "/api/v2/conversations/00000000-0000-0000-0000-000000000000",
+        "/api/v2/conversations/calls/00000000-0000-0000-0000-000000000000",
+        "/api/v2/routing/wrapupcodes/00000000-0000-0000-0000-000000000000",
+        "/api/v2/routing/queues/nope",
+        "/api/v2/nothing/here",
+    ] {
+        let (s, _, v) = env.get(path).await;
+        assert_eq!(s, 404, "{path}");
+        assert_error_body(&v, 404, "not.found");
+    }
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
+    let env = start(preloaded(5)).await;
+    let leg = env.leg_on("Support");
+    assert_eq!(leg.state, "acw");
+    assert_eq!(leg.wrapup_prompt.as_deref(), Some("timeout"));
+    assert!(leg.acw_deadline.is_some());
+
+    let (s, h, conv) = env
+        .get(&format!("/api/v2/conversations/{}", leg.conversation_id))
+        .await;
+    assert_eq!(s, 200);
+    assert!(h.contains_key("inin-correlation-id"));
+    let agent = conv["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == "agent")
+        .unwrap();
+    assert_eq!(agent["wrapupRequired"], true);
+    assert_eq!(agent["wrapupPrompt"], "timeout");
+    assert_eq!(agent["wrapupTimeoutMs"], 60_000);
+    assert!(agent["startAcwTime"].is_string() && agent["endAcwTime"].is_null());
+    assert_eq!(agent["userId"], leg.user_id.clone().unwrap());
+    assert_eq!(agent["queueId"], leg.queue_id.clone().unwrap());
+    let media = common::media_path(leg.media_type);
+    let comm = &agent[media][0];
+    assert_eq!(comm["id"], leg.communication_id);
+    assert_eq!(comm["afterCallWork"]["state"], "pending");
+    assert!(comm["state"] == "disconnected" || comm["state"] == "terminated");
+
+    // Media-specific view: user/queue objects, no afterCallWork.
+    let (s, _, mconv) = env
+        .get(&format!(
+            "/api/v2/conversations/{media}/{}",
+            leg.conversation_id
+        ))
+        .await;
+    assert_eq!(s, 200);
+    let magent = mconv["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == "agent")
+        .unwrap();
+    assert_eq!(magent["user"]["id"], leg.user_id.clone().unwrap());
+    assert_eq!(magent["queue"]["id"], leg.queue_id.clone().unwrap());
+    assert!(magent.get("afterCallWork").is_none());
+
+    // Codes available to the participant: a bare array.
+    let (s, _, codes) = env
+        .get(&format!(
+            "/api/v2/conversations/{}/participants/{}/wrapupcodes",
+            leg.conversation_id, leg.participant_id
+        ))
+        .await;
+    assert_eq!(s, 200);
+    assert!(codes.as_array().unwrap().len() >= 2);
+
+    let user = leg.user_id.clone().unwrap();
+    let (_, _, rs) = env
+        .get(&format!("/api/v2/users/{user}/routingstatus"))
+        .await;
+    assert_eq!(rs["status"], "INTERACTING");
+
+    let code = env.code_for(&leg);
+    let (s, body) = env.write(&leg, &code).await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(body, Value::Null);
+
+    let (_, _, w) = env
+        .get(&format!(
+            "/api/v2/conversations/{}/participants/{}/wrapup",
+            leg.conversation_id, leg.participant_id
+        ))
+        .await;
+    assert_eq!(w["code"], code);
+    assert_eq!(w["notes"], "by test");
+    assert!(w["endTime"].is_string());
+
+    let (_, _, conv) = env
+        .get(&format!("/api/v2/conversations/{}", leg.conversation_id))
+        .await;
+    let agent = conv["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == "agent")
+        .unwrap();
+    assert_eq!(agent[media][0]["afterCallWork"]["state"], "complete");
+    assert!(agent["endAcwTime"].is_string());
+
+    let (_, _, rs) = env
+        .get(&format!("/api/v2/users/{user}/routingstatus"))
+        .await;
+    assert_eq!(rs["status"], "IDLE");
+
+    let truth = env.leg(&leg.participant_id);
+    assert_eq!(truth.coded_by, CodedBy::Api);
+    assert_eq!(truth.api_writes, 1);
+    assert_eq!(truth.final_code.as_deref(), Some(code.as_str()));
+    assert!(truth.window_closed_at.is_some());
+    let report = env.sb.report();
+    assert_eq!(report.legs.coded_by_api, 1);
+    assert_eq!(
+        report.violations.overwrites
+            + report.violations.outside_window
+            + report.violations.duplicate_writes,
+        0
+    );
+    assert_eq!(
+        report.api.by_endpoint
+            ["POST /api/v2/conversations/{media}/{cid}/participants/{pid}/communications/{comm}/wrapup"]["202"],
+        1
+    );
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_with_an_unknown_code_is_a_400_with_a_clear_error_body() {
+    let env = start(preloaded(1)).await;
+    let leg = env.sb.legs()[0].clone();
+    let (s, v) = env
+        .write(&leg, "11111111-2222-3333-4444-555555555555")
+        .await;
+    assert_eq!(s, 400);
+    assert_error_body(&v, 400, "invalid.value");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("11111111-2222-3333-4444-555555555555"));
+    assert_eq!(env.leg(&leg.participant_id).api_writes, 0);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn patch_with_only_wrapup_is_accepted_and_other_fields_on_an_ended_leg_are_403() {
+    let env = start(preloaded(1)).await;
+    let leg = env.sb.legs()[0].clone();
+    let path = format!(
+        "/api/v2/conversations/{}/participants/{}",
+        leg.conversation_id, leg.participant_id
+    );
+    let (s, _, v) = env
+        .send(
+            Method::PATCH,
+            &path,
+            json!({"state": "disconnected", "wrapup": {"code": env.code_for(&leg)}}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert_error_body(&v, 403, "not.authorized");
+    assert_eq!(v["messageParams"]["type"], "Conversation");
+    assert_eq!(
+        v["messageWithParams"],
+        "Access to {type} {id} is forbidden."
+    );
+    assert_eq!(env.leg(&leg.participant_id).api_writes, 0);
+
+    let media_path = format!(
+        "/api/v2/conversations/{}/{}/participants/{}",
+        leg.media_type.path(),
+        leg.conversation_id,
+        leg.participant_id
+    );
+    let (s, _, _) = env
+        .send(
+            Method::PATCH,
+            &media_path,
+            json!({"wrapup": {"code": env.code_for(&leg)}}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    assert_eq!(env.leg(&leg.participant_id).coded_by, CodedBy::Api);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_acw_mode_closes_its_window_as_the_platform_does() {
+    let env = start(preloaded(5)).await;
+    let sales = env.leg_on("Sales"); // MANDATORY
+    let support = env.leg_on("Support"); // MANDATORY_TIMEOUT 60 s
+    let billing = env.leg_on("Billing"); // MANDATORY_FORCED_TIMEOUT 45 s
+    let retention = env.leg_on("Retention"); // OPTIONAL
+    let callbacks = env.leg_on("Callbacks"); // AGENT_REQUESTED 30 s (preloaded legs asked for ACW)
+    assert_eq!(sales.wrapup_prompt.as_deref(), Some("mandatory"));
+    assert!(sales.acw_deadline.is_none());
+    assert_eq!(billing.wrapup_prompt.as_deref(), Some("forcedTimeout"));
+    assert_eq!(retention.wrapup_prompt.as_deref(), Some("optional"));
+    assert_eq!(callbacks.wrapup_prompt.as_deref(), Some("agentRequested"));
+
+    // Forced timeout: an early code closes the window but the agent stays INTERACTING until the deadline.
+    let (s, _) = env.write(&billing, &env.code_for(&billing)).await;
+    assert_eq!(s, 202);
+    let user = billing.user_id.clone().unwrap();
+    let (_, _, rs) = env
+        .get(&format!("/api/v2/users/{user}/routingstatus"))
+        .await;
+    assert_eq!(rs["status"], "INTERACTING");
+
+    env.clock.advance(70.0);
+    let support = env.leg(&support.participant_id);
+    assert_eq!(support.coded_by, CodedBy::SystemTimeout);
+    assert_eq!(support.final_code.as_deref(), Some(SYSTEM_TIMEOUT_CODE_ID));
+    assert_eq!(
+        support.final_code_name.as_deref(),
+        Some("ININ-WRAP-UP-TIMEOUT")
+    );
+    assert_eq!(
+        env.leg(&callbacks.participant_id).coded_by,
+        CodedBy::SystemTimeout
+    );
+    let (_, _, rs) = env
+        .get(&format!("/api/v2/users/{user}/routingstatus"))
+        .await;
+    assert_eq!(rs["status"], "IDLE");
+    assert_eq!(env.leg(&billing.participant_id).coded_by, CodedBy::Api);
+
+    // MANDATORY never times out; OPTIONAL is skipped by the agent (skip delay 1000 s in the quiet config).
+    env.clock.advance(2000.0);
+    let sales_now = env.leg(&sales.participant_id);
+    assert_eq!(sales_now.state, "acw");
+    assert!(sales_now.window_closed_at.is_none());
+    let retention_now = env.leg(&retention.participant_id);
+    assert_eq!(retention_now.coded_by, CodedBy::Skipped);
+    let (_, _, conv) = env
+        .get(&format!(
+            "/api/v2/conversations/{}",
+            retention.conversation_id
+        ))
+        .await;
+    let agent = conv["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == "agent")
+        .unwrap();
+    assert_eq!(agent["wrapupSkipped"], true);
+    assert_eq!(
+        agent[retention.media_type.path()][0]["afterCallWork"]["state"],
+        "skipped"
+    );
+
+    let r = env.sb.report();
+    assert_eq!(r.legs.total, 5);
+    assert_eq!(r.legs.open, 1);
+    assert_eq!(r.legs.system_timeout, 2);
+    assert_eq!(r.legs.skipped, 1);
+    assert_eq!(r.legs.coded_by_api, 1);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn live_traffic_walks_legs_through_alerting_connected_acw_and_done() {
+    let mut cfg = quiet_config();
+    cfg.center.arrival_rate_per_sec = 0.05;
+    cfg.center.agent.requests_acw = 0.0;
+    cfg.traffic_autostart = true;
+    let env = start(cfg).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        env.clock.advance(5.0);
+        for l in env.sb.legs() {
+            seen.insert(l.state.clone());
+        }
+    }
+    for s in ["alerting", "connected", "acw", "done"] {
+        assert!(seen.contains(s), "never saw {s}: {seen:?}");
+    }
+    let r = env.sb.report();
+    assert!(r.legs.total > 20, "{r:?}");
+    // AGENT_REQUESTED without a request ends without ACW.
+    assert!(r.legs.no_acw > 0, "{r:?}");
+    assert!(r.legs.system_timeout > 0, "{r:?}");
+    assert!(r.legs.skipped > 0, "{r:?}");
+    for l in env
+        .sb
+        .legs()
+        .iter()
+        .filter(|l| l.coded_by == CodedBy::None && l.state == "done")
+    {
+        assert_eq!(l.wrapup_prompt.as_deref(), Some("agentRequested"));
+        assert!(!l.wrapup_required);
+    }
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn writing_over_an_agents_provisional_code_is_an_overwrite() {
+    let mut cfg = preloaded(10);
+    cfg.center.agent.provisional_during = 1.0;
+    cfg.center.agent.late_delay = wrapup_sandbox::Dist::new(500.0, 500.0, 500.0);
+    let env = start(cfg).await;
+    let leg = env.leg_on("Sales");
+    let (s, _, w) = env
+        .get(&format!(
+            "/api/v2/conversations/{}/participants/{}/wrapup?provisional=true",
+            leg.conversation_id, leg.participant_id
+        ))
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        w["code"].is_string(),
+        "the agent's provisional code is visible: {w}"
+    );
+    let (_, _, w) = env
+        .get(&format!(
+            "/api/v2/conversations/{}/participants/{}/wrapup",
+            leg.conversation_id, leg.participant_id
+        ))
+        .await;
+    assert_eq!(w, json!({}), "not visible without provisional=true");
+
+    let (s, _) = env.write(&leg, &env.code_for(&leg)).await;
+    assert_eq!(s, 202);
+    let truth = env.leg(&leg.participant_id);
+    assert!(truth.agent_coded_before_api);
+    let r = env.sb.report();
+    assert_eq!(r.violations.overwrites, 1);
+    assert_eq!(r.violations.overwrite_attempts, 1);
+    assert_eq!(r.violations.details[0].kind, "overwrite");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn second_writes_overwrite_or_are_rejected_by_switch() {
+    let env = start(preloaded(2)).await;
+    let legs = env.sb.legs();
+    let (a, b) = (&legs[0], &legs[1]);
+    assert_eq!(env.write(a, &env.code_for(a)).await.0, 202);
+    // Default: overwrite (202) and a duplicate write on record.
+    assert_eq!(env.write(a, &env.code_for(a)).await.0, 202);
+    let r = env.sb.report();
+    assert_eq!(r.violations.duplicate_writes, 1);
+    assert_eq!(env.leg(&a.participant_id).api_writes, 2);
+
+    env.sb.set_behaviours(Behaviours {
+        second_write: SecondWrite::Reject,
+        ..Behaviours::default()
+    });
+    assert_eq!(env.write(b, &env.code_for(b)).await.0, 202);
+    let (s, v) = env.write(b, &env.code_for(b)).await;
+    assert_eq!(s, 400);
+    assert_error_body(&v, 400, "bad.request");
+    assert_eq!(env.leg(&b.participant_id).api_writes, 1);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn writes_outside_the_window_are_counted_and_follow_the_after_acw_switch() {
+    let mut cfg = preloaded(5);
+    cfg.center.arrival_rate_per_sec = 1.0;
+    let env = start(cfg).await;
+    // A timed-out leg: window closed.
+    env.clock.advance(70.0);
+    let closed = env
+        .sb
+        .legs()
+        .into_iter()
+        .find(|l| l.coded_by == CodedBy::SystemTimeout)
+        .unwrap();
+    assert_eq!(
+        env.write(&closed, &env.code_for(&closed)).await.0,
+        202,
+        "default: accepted"
+    );
+    assert_eq!(env.sb.report().violations.outside_window, 1);
+    assert_eq!(env.leg(&closed.participant_id).coded_by, CodedBy::Api);
+
+    env.sb.set_behaviours(Behaviours {
+        apply_after_acw: ApplyAfterAcw::Rejected,
+        ..Behaviours::default()
+    });
+    let other = env
+        .sb
+        .legs()
+        .into_iter()
+        .find(|l| l.coded_by == CodedBy::SystemTimeout && l.participant_id != closed.participant_id)
+        .unwrap();
+    assert_eq!(env.write(&other, &env.code_for(&other)).await.0, 400);
+    assert_eq!(env.sb.report().violations.outside_window, 2);
+
+    // A live leg (agent still talking): too early.
+    env.sb.start_traffic();
+    env.clock.advance(30.0);
+    let live = env
+        .sb
+        .legs()
+        .into_iter()
+        .find(|l| l.state == "connected" || l.state == "alerting")
+        .unwrap();
+    let (s, v) = env.write(&live, &env.code_for(&live)).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(env.sb.report().violations.outside_window, 3);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_credentials_writes_can_be_forbidden() {
+    let env = start(preloaded(1)).await;
+    env.sb.set_behaviours(Behaviours {
+        client_credentials_writes: ClientCredentialsWrites::Forbidden,
+        ..Behaviours::default()
+    });
+    let leg = env.sb.legs()[0].clone();
+    let (s, v) = env.write(&leg, &env.code_for(&leg)).await;
+    assert_eq!(s, 403);
+    assert_error_body(&v, 403, "not.authorized");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_wrapup_when_unset_follows_its_switch() {
+    let env = start(preloaded(1)).await;
+    let leg = env.sb.legs()[0].clone();
+    let path = format!(
+        "/api/v2/conversations/{}/{}/participants/{}/wrapup",
+        leg.media_type.path(),
+        leg.conversation_id,
+        leg.participant_id
+    );
+    let (s, _, v) = env.get(&path).await;
+    assert_eq!((s, v), (200, json!({})));
+    env.sb.set_behaviours(Behaviours {
+        get_wrapup_unset: GetWrapupUnset::NotFound,
+        ..Behaviours::default()
+    });
+    let (s, _, v) = env.get(&path).await;
+    assert_eq!(s, 404);
+    assert_error_body(&v, 404, "not.found");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_api_switches_behaviours_and_faults_at_runtime() {
+    let env = start(preloaded(1)).await;
+    let r = env
+        .http
+        .put(format!("{}/sandbox/v1/behaviours", env.base))
+        .json(&json!({"second_write": "reject", "get_wrapup_unset": "notFound"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b = env.sb.with_org(|o| o.behaviours);
+    assert_eq!(b.second_write, SecondWrite::Reject);
+    assert_eq!(b.get_wrapup_unset, GetWrapupUnset::NotFound);
+
+    let r = env
+        .http
+        .put(format!("{}/sandbox/v1/faults", env.base))
+        .json(&json!("hostile"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.sb.with_org(|o| o.faults.name.clone()), "hostile");
+    let r = env
+        .http
+        .put(format!("{}/sandbox/v1/faults", env.base))
+        .json(&json!({"name": "calm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.sb.with_org(|o| o.faults.http_5xx_rate), 0.0);
+
+    let r = env
+        .http
+        .put(format!("{}/sandbox/v1/traffic", env.base))
+        .json(&json!({"arrival_rate_per_sec": 3.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.sb.with_org(|o| o.center.arrival_rate_per_sec), 3.5);
+
+    let report: Value = env
+        .http
+        .get(format!("{}/sandbox/v1/report", env.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for k in ["legs", "violations", "api", "events"] {
+        assert!(report[k].is_object(), "{report}");
+    }
+    assert_eq!(report["legs"]["total"], 1);
+    let legs: Value = env
+        .http
+        .get(format!("{}/sandbox/v1/legs", env.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(legs[0]["codedBy"], "none");
+    assert!(legs[0]["acwStartedAt"].is_string());
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_faults_produce_5xx_and_429_storms() {
+    let env = start(quiet_config()).await;
+    env.sb.set_faults(wrapup_sandbox::FaultProfile {
+        http_5xx_rate: 0.5,
+        ..wrapup_sandbox::FaultProfile::calm()
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..60 {
+        let (s, _, v) = env.get("/api/v2/routing/queues").await;
+        if s >= 500 {
+            assert!(v["code"].is_string());
+        }
+        *statuses.entry(s).or_insert(0) += 1;
+    }
+    assert!(statuses.get(&200).copied().unwrap_or(0) > 5, "{statuses:?}");
+    assert!(statuses.keys().any(|s| *s >= 500), "{statuses:?}");
+
+    env.sb.set_faults(wrapup_sandbox::FaultProfile {
+        storm_rate: 1.0,
+        storm_secs: 30,
+        ..wrapup_sandbox::FaultProfile::calm()
+    });
+    let (s, h, _) = env.get("/api/v2/routing/queues").await;
+    assert_eq!(s, 429);
+    assert!(h.contains_key("retry-after"));
+    env.sb.set_faults(wrapup_sandbox::FaultProfile::calm());
+    let (s, _, _) = env.get("/api/v2/routing/queues").await;
+    assert_eq!(s, 200);
+    env.sb.shutdown().await;
+}
