@@ -235,16 +235,15 @@ fn items<'n>(items: &'n [Node], path: &str) -> impl Iterator<Item = Field<'n>> +
     items.iter().enumerate().map(move |(i, node)| Field { node, path: index(&path, i) })
 }
 
+/// Reads every item — so every problem is reported — and keeps the results only when all of them are good.
+fn all_of<T>(results: impl Iterator<Item = Option<T>>) -> Option<Vec<T>> {
+    let results: Vec<Option<T>> = results.collect();
+    results.into_iter().collect()
+}
+
 fn string_list(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<String>> {
     let list = array(cx, f, "an array of strings")?;
-    let mut out = Some(Vec::with_capacity(list.len()));
-    for item in items(list, &f.path) {
-        match non_empty_string(cx, &item) {
-            Some(s) => out.as_mut().map(|o| o.push(s.to_string())),
-            None => out.take().map(|_| ()),
-        };
-    }
-    out
+    all_of(items(list, &f.path).map(|item| non_empty_string(cx, &item).map(str::to_string)))
 }
 
 /// A closed set of names (platform, mode, channel…), parsed with the core type's own serde names so that the two
@@ -357,33 +356,13 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     };
 
     let mut connections = Some(Vec::new());
-    let mut connection_names: BTreeMap<String, Range<usize>> = BTreeMap::new();
     // Every name written, even of connections with problems, so a rule naming one is not reported as dangling.
     let mut declared_connections: Vec<&str> = Vec::new();
     if let Some(f) = t.get("connections") {
-        if let Some(list) = array(cx, &f, "an array of tables (`[[connections]]`)") {
-            declared_connections = list.iter().filter_map(peek_name).collect();
-            for item in items(list, &f.path) {
-                match read_connection(cx, &item) {
-                    Some((c, name_span)) => {
-                        if let Some(first) = connection_names.get(&c.name) {
-                            let first = lines.location(first);
-                            cx.problem(
-                                &name_span,
-                                &child(&item.path, "name"),
-                                format!("duplicate connection name {:?} (first at line {})", c.name, first.line),
-                            );
-                        } else {
-                            connection_names.insert(c.name.clone(), name_span);
-                        }
-                        if let Some(cs) = connections.as_mut() {
-                            cs.push(c);
-                        }
-                    }
-                    None => connections = None,
-                }
-            }
-        }
+        connections = array(cx, &f, "an array of tables (`[[connections]]`)").and_then(|list| {
+            declared_connections = check_unique_names(cx, lines, list, &f.path, "connection");
+            all_of(items(list, &f.path).map(|item| read_connection(cx, &item)))
+        });
     }
 
     let mut rules = Some(Vec::new());
@@ -391,30 +370,11 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     let mut rules_span = root.span.clone();
     if let Some(f) = t.get("rules") {
         rules_span = f.node.span.clone();
-        if let Some(list) = array(cx, &f, "an array of tables (`[[rules]]`)") {
-            let mut rule_names: BTreeMap<String, Range<usize>> = BTreeMap::new();
-            for item in items(list, &f.path) {
-                rule_locations.push(lines.location(&item.node.span));
-                match read_rule(cx, &item, &declared_connections) {
-                    Some(read) => {
-                        if let Some(first) = rule_names.get(&read.rule.name) {
-                            let first = lines.location(first);
-                            cx.problem(
-                                &read.name_span,
-                                &child(&item.path, "name"),
-                                format!("duplicate rule name {:?} (first at line {})", read.rule.name, first.line),
-                            );
-                        } else {
-                            rule_names.insert(read.rule.name.clone(), read.name_span.clone());
-                        }
-                        if let Some(rs) = rules.as_mut() {
-                            rs.push(read.rule);
-                        }
-                    }
-                    None => rules = None,
-                }
-            }
-        }
+        rules = array(cx, &f, "an array of tables (`[[rules]]`)").and_then(|list| {
+            check_unique_names(cx, lines, list, &f.path, "rule");
+            rule_locations = list.iter().map(|item| lines.location(&item.span)).collect();
+            all_of(items(list, &f.path).map(|item| read_rule(cx, &item, &declared_connections)))
+        });
     }
     t.finish(cx);
 
@@ -439,13 +399,36 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     })
 }
 
-/// The `name` of a table, if it has a string one.
-fn peek_name(node: &Node) -> Option<&str> {
-    let Value::Table(entries) = &node.value else { return None };
-    entries.iter().find(|(k, _)| k.name == "name").and_then(|(_, v)| match &v.value {
-        Value::String(s) => Some(s.as_str()),
-        _ => None,
-    })
+/// Reports every table of `list` whose `name` repeats an earlier one, at the repetition, and returns the names.
+/// Works on the raw tables so that a duplicate is found even when the table has other problems.
+fn check_unique_names<'n>(
+    cx: &mut Cx<'_>,
+    lines: &LineIndex,
+    list: &'n [Node],
+    path: &str,
+    what: &str,
+) -> Vec<&'n str> {
+    let mut seen: Vec<(&str, &Range<usize>)> = Vec::new();
+    for (i, node) in list.iter().enumerate() {
+        let Value::Table(entries) = &node.value else { continue };
+        let Some((name, span)) = entries.iter().find(|(k, _)| k.name == "name").and_then(|(_, v)| match &v.value {
+            Value::String(s) => Some((s.as_str(), &v.span)),
+            _ => None,
+        }) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            let line = lines.location(first).line;
+            cx.problem(
+                span,
+                &child(&index(path, i), "name"),
+                format!("duplicate {what} name {name:?} (first at line {line})"),
+            );
+        } else {
+            seen.push((name, span));
+        }
+    }
+    seen.into_iter().map(|(n, _)| n).collect()
 }
 
 fn read_admin(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<AdminConfig> {
@@ -460,11 +443,9 @@ fn read_admin(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<AdminConfig> {
     })
 }
 
-fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<(ConnectionConfig, Range<usize>)> {
+fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
     let mut t = table(cx, f.node, &f.path, CONNECTION_KEYS)?;
-    let name_field = t.require(cx, "name");
-    let name = name_field.as_ref().and_then(|f| non_empty_string(cx, f)).map(str::to_string);
-    let name_span = name_field.as_ref().map_or(t.span.clone(), |f| f.node.span.clone());
+    let name = t.require(cx, "name").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
 
     let kind = t.require(cx, "kind").and_then(|f| {
         let s = string(cx, &f)?;
@@ -510,20 +491,11 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<(ConnectionConfig, 
         None => Some(DEFAULT_REQUESTS_PER_MINUTE),
     };
 
-    let mut extra = Some(Vec::new());
-    if let Some(f) = t.get("extra_clients") {
-        match array(cx, &f, "an array of { client_id, client_secret } tables") {
-            Some(list) => {
-                for item in items(list, &f.path) {
-                    match read_client(cx, &item) {
-                        Some(c) => extra.as_mut().map(|e| e.push(c)),
-                        None => extra.take().map(|_| ()),
-                    };
-                }
-            }
-            None => extra = None,
-        }
-    }
+    let extra = match t.get("extra_clients") {
+        Some(f) => array(cx, &f, "an array of { client_id, client_secret } tables")
+            .and_then(|list| all_of(items(list, &f.path).map(|item| read_client(cx, &item)))),
+        None => Some(Vec::new()),
+    };
 
     let system_codes = match t.get("system_codes") {
         Some(f) => string_list(cx, &f),
@@ -549,19 +521,16 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<(ConnectionConfig, 
 
     let mut clients = vec![primary?];
     clients.extend(extra?);
-    Some((
-        ConnectionConfig {
-            name: name?,
-            kind: kind?,
-            endpoint: endpoint?,
-            clients,
-            requests_per_minute: requests_per_minute?,
-            system_codes: system_codes?,
-            catalog_ttl: catalog_ttl?,
-            intake: intake?,
-        },
-        name_span,
-    ))
+    Some(ConnectionConfig {
+        name: name?,
+        kind: kind?,
+        endpoint: endpoint?,
+        clients,
+        requests_per_minute: requests_per_minute?,
+        system_codes: system_codes?,
+        catalog_ttl: catalog_ttl?,
+        intake: intake?,
+    })
 }
 
 fn read_region(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Endpoint> {
@@ -656,16 +625,9 @@ fn read_websocket(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<WebsocketIntake> {
 
 // ---- rules ----
 
-struct ReadRule {
-    rule: Rule,
-    name_span: Range<usize>,
-}
-
-fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<ReadRule> {
+fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<Rule> {
     let mut t = table(cx, f.node, &f.path, RULE_KEYS)?;
-    let name_field = t.require(cx, "name");
-    let name = name_field.as_ref().and_then(|f| non_empty_string(cx, f)).map(str::to_string);
-    let name_span = name_field.as_ref().map_or(t.span.clone(), |f| f.node.span.clone());
+    let name = t.require(cx, "name").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
     let code = t.require(cx, "code").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
     let notes = match t.get("notes") {
         Some(f) => string(cx, &f).and_then(|s| match NotesTemplate::parse(s) {
@@ -709,18 +671,15 @@ fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<Rea
         None => Some(Conditions::default()),
     };
     t.finish(cx);
-    Some(ReadRule {
-        rule: Rule {
-            name: name?,
-            when: when?,
-            code: code?,
-            notes: notes?,
-            timing: timing?,
-            mode: mode?,
-            platform: platform?,
-            connection: connection?,
-        },
-        name_span,
+    Some(Rule {
+        name: name?,
+        when: when?,
+        code: code?,
+        notes: notes?,
+        timing: timing?,
+        mode: mode?,
+        platform: platform?,
+        connection: connection?,
     })
 }
 
@@ -804,15 +763,11 @@ fn read_attributes(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<BTreeMap<String, St
         cx.wrong_type(f.node, &f.path, "a table of attribute name = matcher");
         return None;
     };
-    let mut out = Some(BTreeMap::new());
-    for (key, node) in entries {
+    let read = all_of(entries.iter().map(|(key, node)| {
         let field = Field { node, path: child(&f.path, &key.name) };
-        match string_matcher(cx, &field) {
-            Some(m) => out.as_mut().map(|o| o.insert(key.name.clone(), m)),
-            None => out.take().map(|_| None),
-        };
-    }
-    out
+        string_matcher(cx, &field).map(|m| (key.name.clone(), m))
+    }));
+    read.map(|pairs| pairs.into_iter().collect())
 }
 
 /// Reads the single operator of a `{ op = value }` matcher table.
@@ -885,14 +840,7 @@ fn non_empty_list(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<String>> {
         cx.problem(&f.node.span, &f.path, "one_of needs at least one value");
         return None;
     }
-    let mut out = Some(Vec::new());
-    for item in items(list, &f.path) {
-        match string(cx, &item) {
-            Some(s) => out.as_mut().map(|o| o.push(s.to_string())),
-            None => out.take().map(|_| ()),
-        };
-    }
-    out
+    all_of(items(list, &f.path).map(|item| string(cx, &item).map(str::to_string)))
 }
 
 fn choice_matcher<T: DeserializeOwned>(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ChoiceMatcher<T>> {
@@ -908,14 +856,7 @@ fn choice_matcher<T: DeserializeOwned>(cx: &mut Cx<'_>, f: &Field<'_>) -> Option
                 cx.problem(&value.node.span, &value.path, "one_of needs at least one value");
                 return None;
             }
-            let mut out = Some(Vec::new());
-            for item in items(list, &value.path) {
-                match named::<T>(cx, &item) {
-                    Some(v) => out.as_mut().map(|o| o.push(v)),
-                    None => out.take().map(|_| ()),
-                };
-            }
-            out.map(ChoiceMatcher::OneOf)
+            all_of(items(list, &value.path).map(|item| named::<T>(cx, &item))).map(ChoiceMatcher::OneOf)
         }
         _ => {
             cx.wrong_type(f.node, &f.path, "a string or a table with equals or one_of");

@@ -357,6 +357,33 @@ queue = { regex = "(" }
 }
 
 #[test]
+fn problems_inside_lists_are_all_reported() {
+    let all = problems(&with_connection(
+        "system_codes = [\"\", 5]\nextra_clients = [{ client_id = \"a\" }, { client_id = 1, client_secret = \"x\" }]\n",
+    ));
+    let paths: Vec<_> = all.iter().map(|p| p.split(": ").nth(1).unwrap_or_default().to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "connections[0].system_codes[0]",
+            "connections[0].system_codes[1]",
+            "connections[0].extra_clients[0]",
+            "connections[0].extra_clients[1].client_id",
+            "connections[0].extra_clients[1].client_secret",
+        ],
+        "{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn a_duplicate_name_is_found_even_in_a_rule_with_other_problems() {
+    let text = with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\n[[rules]]\nname = \"r\"\ncode = 5\n");
+    assert_problem(&text, "w.toml:12:8: rules[1].name", "duplicate rule name");
+    assert_problem(&text, "w.toml:13:8: rules[1].code", "expected a string");
+}
+
+#[test]
 fn value_ranges_and_header_names_are_checked() {
     assert_problem(
         &with_connection("requests_per_minute = 0\n"),
