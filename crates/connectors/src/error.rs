@@ -177,7 +177,7 @@ fn truncate(s: &str) -> String {
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     let v = value?.trim();
     let secs: f64 = v.parse().ok()?;
-    if secs.is_finite() && secs >= 0.0 && secs < 86_400.0 {
+    if (0.0..86_400.0).contains(&secs) {
         Some(Duration::from_secs_f64(secs))
     } else {
         None
