@@ -714,3 +714,422 @@ async fn hostile_faults_produce_5xx_and_429_storms() {
     assert_eq!(s, 200);
     env.sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_catalog_lists_pages_sorts_filters_and_edits_codes_and_queue_assignments() {
+    let env = start(quiet_config()).await;
+    let (s, _, all) = env.get("/api/v2/routing/wrapupcodes").await;
+    assert_eq!(s, 200);
+    let total = all["total"].as_u64().unwrap();
+    assert_eq!(total, 16);
+    assert_eq!(all["pageSize"], 25);
+    assert_eq!(all["pageNumber"], 1);
+    assert_eq!(all["pageCount"], 1);
+    for k in ["firstUri", "selfUri", "lastUri"] {
+        assert!(all[k].is_string(), "{k}");
+    }
+    let names: Vec<String> = all["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_by_key(|n| n.to_lowercase());
+    assert_eq!(names, sorted);
+    let first = &all["entities"][0];
+    for k in [
+        "id",
+        "name",
+        "division",
+        "description",
+        "dateCreated",
+        "dateModified",
+        "createdBy",
+        "modifiedBy",
+        "selfUri",
+    ] {
+        assert!(!first[k].is_null(), "missing {k}");
+    }
+
+    let (_, _, page) = env
+        .get("/api/v2/routing/wrapupcodes?pageSize=5&pageNumber=2&sortOrder=descending")
+        .await;
+    assert_eq!(page["entities"].as_array().unwrap().len(), 5);
+    assert_eq!(page["pageCount"], 4);
+    assert!(page["nextUri"].is_string() && page["previousUri"].is_string());
+    assert_eq!(
+        page["entities"][0]["name"],
+        sorted[sorted.len() - 6].as_str()
+    );
+
+    let (_, _, exact) = env
+        .get("/api/v2/routing/wrapupcodes?name=sale%20completed")
+        .await;
+    assert_eq!(exact["total"], 1);
+    let (_, _, prefix) = env.get("/api/v2/routing/wrapupcodes?name=Follow*").await;
+    assert_eq!(prefix["total"], 1);
+    let (s, _, v) = env.get("/api/v2/routing/wrapupcodes?pageSize=abc").await;
+    assert_eq!(s, 400);
+    assert_error_body(&v, 400, "invalid.query.param.value");
+
+    let (s, _, created) = env
+        .send(
+            Method::POST,
+            "/api/v2/routing/wrapupcodes",
+            json!({"name": "Brand new"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let id = created["id"].as_str().unwrap().to_string();
+    let (s, _, _) = env
+        .send(
+            Method::POST,
+            "/api/v2/routing/wrapupcodes",
+            json!({"name": "brand NEW"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _, v) = env
+        .send(
+            Method::POST,
+            "/api/v2/routing/wrapupcodes",
+            json!({"description": "x"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_error_body(&v, 400, "invalid.value");
+    let (s, _, renamed) = env
+        .send(
+            Method::PUT,
+            &format!("/api/v2/routing/wrapupcodes/{id}"),
+            json!({"name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(renamed["name"], "Renamed");
+
+    // Queues and their codes.
+    let (_, _, queues) = env.get("/api/v2/routing/queues?pageSize=100").await;
+    assert_eq!(queues["total"], 5);
+    let support = queues["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "Support")
+        .unwrap()
+        .clone();
+    assert_eq!(support["acwSettings"]["wrapupPrompt"], "MANDATORY_TIMEOUT");
+    assert_eq!(support["acwSettings"]["timeoutMs"], 60_000);
+    let qid = support["id"].as_str().unwrap();
+    let (_, _, q) = env.get(&format!("/api/v2/routing/queues/{qid}")).await;
+    assert_eq!(q["acwSettings"], support["acwSettings"]);
+
+    let too_many: Vec<Value> = (0..101).map(|_| json!({"id": id})).collect();
+    let (s, _, _) = env
+        .send(
+            Method::POST,
+            &format!("/api/v2/routing/queues/{qid}/wrapupcodes"),
+            json!(too_many),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _, added) = env
+        .send(
+            Method::POST,
+            &format!("/api/v2/routing/queues/{qid}/wrapupcodes"),
+            json!([{"id": id}]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(added[0]["id"], id.as_str());
+    let (_, _, qcodes) = env
+        .get(&format!("/api/v2/routing/queues/{qid}/wrapupcodes"))
+        .await;
+    assert_eq!(qcodes["total"], 5);
+    let (s, _, _) = env
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/routing/queues/{qid}/wrapupcodes/{id}"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _, _) = env
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/routing/queues/{qid}/wrapupcodes/{id}"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    let (s, _, _) = env
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/routing/wrapupcodes/{id}"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _, _) = env.get(&format!("/api/v2/routing/wrapupcodes/{id}")).await;
+    assert_eq!(s, 404);
+    let (s, _, sys) = env
+        .get(&format!(
+            "/api/v2/routing/wrapupcodes/{SYSTEM_TIMEOUT_CODE_ID}"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(sys["name"], "ININ-WRAP-UP-TIMEOUT");
+    env.sb.shutdown().await;
+}
+
+/// Runs a center for a simulated hour and returns its legs.
+async fn simulated_hour(seed: u64) -> Vec<wrapup_sandbox::LegTruth> {
+    let mut cfg = SandboxConfig {
+        seed,
+        ..SandboxConfig::default()
+    };
+    cfg.center.arrival_rate_per_sec = 0.2;
+    let env = start(cfg).await;
+    for _ in 0..360 {
+        env.clock.advance(10.0);
+        env.sb.with_org(|_| ());
+    }
+    let legs = env.sb.legs();
+    env.sb.shutdown().await;
+    legs
+}
+
+#[tokio::test]
+async fn the_same_seed_and_clock_give_the_same_center() {
+    let a = simulated_hour(7).await;
+    let b = simulated_hour(7).await;
+    assert!(a.len() > 300, "{}", a.len());
+    assert_eq!(a, b);
+    let c = simulated_hour(8).await;
+    assert_ne!(a, c);
+    // The default center exercises every ending.
+    for by in [CodedBy::Agent, CodedBy::SystemTimeout, CodedBy::Skipped] {
+        assert!(a.iter().any(|l| l.coded_by == by), "{by:?}");
+    }
+    assert!(
+        a.iter().any(|l| l.state == "done" && !l.wrapup_required),
+        "some legs end without ACW"
+    );
+    // Transfers and consults put several agent legs into one conversation.
+    let mut per_conv = std::collections::HashMap::new();
+    for l in &a {
+        *per_conv.entry(&l.conversation_id).or_insert(0) += 1;
+    }
+    assert!(per_conv.values().any(|&n| n > 1));
+}
+
+/// A local event target that records what it receives and refuses the first `fail_first` POSTs with 503.
+async fn receiver(
+    fail_first: usize,
+) -> (
+    String,
+    std::sync::Arc<parking_lot::Mutex<Vec<(axum::http::HeaderMap, Value)>>>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let got = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                let seen = seen.clone();
+                async move {
+                    if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    sink.lock()
+                        .push((headers, serde_json::from_slice(&body).unwrap()));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+async fn wait_for(got: &parking_lot::Mutex<Vec<(axum::http::HeaderMap, Value)>>, n: usize) {
+    for _ in 0..100 {
+        if got.lock().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("only {} events arrived", got.lock().len());
+}
+
+#[tokio::test]
+async fn events_arrive_as_eventbridge_envelopes_with_the_api_key_and_are_retried() {
+    let (url, got) = receiver(1).await;
+    let mut cfg = preloaded(1);
+    cfg.event_targets.push(wrapup_sandbox::EventTarget {
+        url,
+        api_key_header: Some("x-api-key".into()),
+        api_key: Some("sekret".into()),
+    });
+    let env = start(cfg).await;
+    // The preloaded leg's customer.end and user.end (the first POST is refused and retried).
+    wait_for(&got, 2).await;
+    let leg = env.sb.legs()[0].clone();
+    let (h, ev) = got
+        .lock()
+        .iter()
+        .find(|(_, e)| e["detail-type"] == "v2.detail.events.conversation.{id}.user.end")
+        .cloned()
+        .unwrap();
+    assert_eq!(h["x-api-key"], "sekret");
+    assert_eq!(ev["version"], "0");
+    assert!(
+        ev["id"].is_string()
+            && ev["time"].is_string()
+            && ev["account"].is_string()
+            && ev["region"].is_string()
+    );
+    assert!(ev["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("aws.partner/genesys.com/cloud/"));
+    assert!(ev["resources"].is_array());
+    let d = &ev["detail"];
+    assert_eq!(
+        d["topicName"],
+        format!(
+            "v2.detail.events.conversation.{}.user.end",
+            leg.conversation_id
+        )
+    );
+    assert_eq!(d["version"], "2");
+    assert!(d["metadata"]["CorrelationId"].is_string());
+    assert!(d["timestamp"].is_string());
+    let b = &d["eventBody"];
+    assert!(b["eventTime"].is_i64());
+    assert_eq!(b["conversationId"], leg.conversation_id);
+    assert_eq!(b["participantId"], leg.participant_id);
+    assert_eq!(b["sessionId"], leg.communication_id);
+    assert_eq!(b["userId"], leg.user_id.clone().unwrap());
+    assert_eq!(b["queueId"], leg.queue_id.clone().unwrap());
+    assert!(b["divisionId"].is_string());
+    assert!(["VOICE", "CALLBACK", "EMAIL", "MESSAGE"].contains(&b["mediaType"].as_str().unwrap()));
+    assert!(b["disconnectType"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c == '_'));
+    assert!(b["interactingDurationMs"].is_u64() && b["heldDurationMs"].is_u64());
+
+    let code = env.code_for(&leg);
+    assert_eq!(env.write(&leg, &code).await.0, 202);
+    wait_for(&got, 4).await;
+    let events = got.lock().clone();
+    let acw = events
+        .iter()
+        .map(|(_, e)| e)
+        .find(|e| e["detail-type"] == "v2.detail.events.conversation.{id}.acw")
+        .unwrap();
+    let b = &acw["detail"]["eventBody"];
+    assert_eq!(b["wrapupCode"], code.as_str());
+    assert_eq!(b["wrapupNotes"], "by test");
+    assert!(b["wrapupDurationMs"].is_i64());
+    assert_eq!(b["userId"], leg.user_id.clone().unwrap());
+    let wrapup = events
+        .iter()
+        .map(|(_, e)| e)
+        .find(|e| e["detail-type"] == "v2.detail.events.conversation.{id}.wrapup")
+        .unwrap();
+    assert_eq!(wrapup["detail"]["eventBody"]["wrapupCode"], code.as_str());
+    let r = env.sb.report();
+    assert_eq!(r.events.delivered, 4);
+    assert_eq!(r.events.failed_deliveries, 0);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn event_faults_drop_and_duplicate_events() {
+    let (url, got) = receiver(0).await;
+    let mut cfg = preloaded(40);
+    cfg.faults = wrapup_sandbox::FaultProfile {
+        event_drop_rate: 0.3,
+        event_duplicate_rate: 0.3,
+        ..wrapup_sandbox::FaultProfile::calm()
+    };
+    cfg.event_targets.push(wrapup_sandbox::EventTarget {
+        url,
+        api_key_header: None,
+        api_key: None,
+    });
+    let env = start(cfg).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = env.sb.report();
+    assert!(
+        r.events.dropped > 0 && r.events.duplicated > 0,
+        "{:?}",
+        r.events
+    );
+    assert_eq!(
+        r.events.dropped + r.events.delivered - r.events.duplicated,
+        80,
+        "{:?}",
+        r.events
+    );
+    let ids: Vec<String> = got
+        .lock()
+        .iter()
+        .map(|(_, e)| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert!(
+        unique.len() < ids.len(),
+        "duplicates are redeliveries of the same envelope id"
+    );
+    env.sb.shutdown().await;
+}
+
+#[test]
+fn cli_flags_override_the_config_file() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: wrapup_sandbox::SandboxArgs,
+    }
+    let dir = std::env::temp_dir().join(format!("wrapup-sandbox-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sandbox.toml");
+    std::fs::write(
+        &file,
+        "seed = 3\npreload = 9\n[behaviours]\nsecond_write = \"reject\"\n",
+    )
+    .unwrap();
+    let cli = Cli::parse_from([
+        "x",
+        "--config",
+        file.to_str().unwrap(),
+        "--preload",
+        "4",
+        "--faults",
+        "hostile",
+        "--event-target",
+        "http://127.0.0.1:1/e",
+        "--event-api-key",
+        "k",
+    ]);
+    let cfg = wrapup_sandbox::cli::config_from_args(&cli.args).unwrap();
+    assert_eq!(cfg.seed, 3);
+    assert_eq!(cfg.preload, 4);
+    assert_eq!(cfg.faults.name, "hostile");
+    assert_eq!(cfg.behaviours.second_write, SecondWrite::Reject);
+    assert_eq!(cfg.event_targets[0].api_key.as_deref(), Some("k"));
+    assert_eq!(cli.args.listen, "127.0.0.1:8089");
+    std::fs::remove_dir_all(&dir).ok();
+}
