@@ -144,6 +144,15 @@ impl FaultProfile {
         }
     }
 
+    /// Whether any fault applies to API requests (the gate skips fault draws otherwise).
+    pub fn request_faults_active(&self) -> bool {
+        self.http_5xx_rate > 0.0
+            || self.timeout_rate > 0.0
+            || self.latency_ms_max > 0
+            || self.storm_rate > 0.0
+            || self.token_revocation_rate > 0.0
+    }
+
     /// A profile by name (`calm`, `hostile`).
     pub fn named(name: &str) -> Option<Self> {
         match name {

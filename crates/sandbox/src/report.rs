@@ -128,20 +128,19 @@ impl Org {
             }
         }
         let v = &self.violations;
+        let mut by_endpoint: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (raw, statuses) in &self.api.by_endpoint {
+            let entry = by_endpoint
+                .entry(crate::api::endpoint_key(raw))
+                .or_default();
+            for (status, n) in statuses {
+                *entry.entry(status.to_string()).or_default() += n;
+            }
+        }
         let api = ApiReport {
             total: self.api.total,
             rate_limited: self.api.rate_limited,
-            by_endpoint: self
-                .api
-                .by_endpoint
-                .iter()
-                .map(|(k, m)| {
-                    (
-                        k.clone(),
-                        m.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
-                    )
-                })
-                .collect(),
+            by_endpoint,
         };
         Report {
             legs,

@@ -291,7 +291,7 @@ async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
     );
     assert_eq!(
         report.api.by_endpoint
-            ["POST /api/v2/conversations/{media}/{cid}/participants/{pid}/communications/{comm}/wrapup"]["202"],
+            ["POST /api/v2/conversations/{media}/{cid}/participants/{pid}/communications/{commId}/wrapup"]["202"],
         1
     );
     env.sb.shutdown().await;

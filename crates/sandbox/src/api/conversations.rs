@@ -54,7 +54,7 @@ pub fn routes() -> Router<SharedState> {
                 get(move |st, p| codes_media(st, m, p)),
             )
             .route(
-                &format!("{base}/{{cid}}/participants/{{pid}}/communications/{{comm}}/wrapup"),
+                &format!("{base}/{{cid}}/participants/{{pid}}/communications/{{commId}}/wrapup"),
                 post(move |st, p, b| post_wrapup(st, m, p, b))
                     .get(move |st, p, q| get_comm_wrapup(st, m, p, q)),
             );

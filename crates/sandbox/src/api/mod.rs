@@ -126,7 +126,8 @@ struct Gate {
 }
 
 /// Maps a matched route to its report key, folding the media segment into `{media}`.
-fn endpoint_key(method: &str, matched: &str) -> String {
+pub fn endpoint_key(raw: &str) -> String {
+    let (method, matched) = raw.split_once(' ').unwrap_or(("", raw));
     let mut path = matched.to_string();
     for m in crate::model::Media::ALL {
         let prefix = format!("/api/v2/conversations/{}/", m.path());
@@ -210,7 +211,14 @@ fn gate(
         return Err((e, limit));
     }
 
-    // Faults.
+    // Faults (the calm path costs nothing).
+    if !org.faults.request_faults_active() && org.storm_until.is_none() {
+        return Ok(Gate {
+            limit,
+            latency: Duration::ZERO,
+            hang: None,
+        });
+    }
     let f = org.faults.clone();
     if let Some(until) = org.storm_until {
         if now < until {
@@ -285,13 +293,14 @@ fn gate(
 
 /// The `/api/v2` middleware (see the module docs).
 async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Response {
-    let corr = uuid::Uuid::new_v4().to_string();
-    let key = endpoint_key(
+    // Raw key; folded into templates (`{media}`) when the report is built.
+    let key = format!(
+        "{} {}",
         req.method().as_str(),
         req.extensions()
             .get::<MatchedPath>()
             .map(|m| m.as_str())
-            .unwrap_or(req.uri().path()),
+            .unwrap_or(req.uri().path())
     );
     let auth = req
         .headers()
@@ -302,8 +311,13 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
         let mut org = st.org.lock();
         org.advance_to(st.clock.now());
         org.api.total += 1;
-        gate(&mut org, auth.as_deref(), Instant::now())
+        // Random bytes from the (locked) fault RNG: cheaper than a getrandom call per request.
+        let corr = uuid::Builder::from_random_bytes(org.fault_rng.gen())
+            .into_uuid()
+            .to_string();
+        (corr, gate(&mut org, auth.as_deref(), Instant::now()))
     };
+    let (corr, decision) = decision;
     let (mut resp, limit) = match decision {
         Ok(g) => {
             if !g.latency.is_zero() {
