@@ -13,11 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let conc: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(32);
-    let cfg = SandboxConfig {
-        preload: 2000,
-        rate_limit_per_minute: u32::MAX,
-        ..SandboxConfig::default()
-    };
+    let cfg = SandboxConfig { preload: 2000, rate_limit_per_minute: u32::MAX, ..SandboxConfig::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let clock = wrapup_core::ScaledClock::system().shared();
     let sb = Sandbox::start(cfg, listener, clock).await?;
@@ -38,13 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let end = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for w in 0..conc {
-        let (http, base, token, legs, done) = (
-            http.clone(),
-            base.clone(),
-            token.clone(),
-            legs.clone(),
-            done.clone(),
-        );
+        let (http, base, token, legs, done) = (http.clone(), base.clone(), token.clone(), legs.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while Instant::now() < end {
@@ -57,12 +47,7 @@ async fn main() -> anyhow::Result<()> {
                     ),
                     _ => "/api/v2/routing/wrapupcodes?pageSize=100".to_string(),
                 };
-                if let Ok(r) = http
-                    .get(format!("{base}{path}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                {
+                if let Ok(r) = http.get(format!("{base}{path}")).bearer_auth(&token).send().await {
                     let _ = r.bytes().await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -74,10 +59,7 @@ async fn main() -> anyhow::Result<()> {
         t.await?;
     }
     let n = done.load(Ordering::Relaxed);
-    println!(
-        "{n} requests in {secs}s = {:.0} req/s (client and server share the machine)",
-        n as f64 / secs as f64
-    );
+    println!("{n} requests in {secs}s = {:.0} req/s (client and server share the machine)", n as f64 / secs as f64);
     sb.shutdown().await;
     Ok(())
 }

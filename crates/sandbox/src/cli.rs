@@ -53,8 +53,7 @@ pub struct SandboxArgs {
 pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     let mut cfg = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => SandboxConfig::default(),
@@ -72,8 +71,7 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         cfg.speed = s;
     }
     if let Some(f) = &args.faults {
-        cfg.faults = FaultProfile::named(f)
-            .with_context(|| format!("unknown fault profile {f:?} (calm, hostile)"))?;
+        cfg.faults = FaultProfile::named(f).with_context(|| format!("unknown fault profile {f:?} (calm, hostile)"))?;
     }
     if let Some(r) = args.rate_limit {
         cfg.rate_limit_per_minute = r;
@@ -104,9 +102,8 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let cfg = config_from_args(&args)?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let clock = ScaledClock::new(jiff::Timestamp::now(), cfg.speed).shared();
     let handle = Sandbox::start(cfg, listener, clock).await?;
     let creds = handle.credentials();
@@ -123,9 +120,7 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
         writeln!(out, "{line}")?;
         out.flush()?;
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     tracing::info!("Shutting the sandbox down.");
     handle.shutdown().await;
     Ok(())

@@ -269,10 +269,7 @@ impl AcwMode {
 
     /// Whether the platform closes the window by itself after `timeoutMs`.
     pub fn has_timeout(self) -> bool {
-        matches!(
-            self,
-            AcwMode::MandatoryTimeout | AcwMode::MandatoryForcedTimeout | AcwMode::AgentRequested
-        )
+        matches!(self, AcwMode::MandatoryTimeout | AcwMode::MandatoryForcedTimeout | AcwMode::AgentRequested)
     }
 }
 
@@ -323,12 +320,7 @@ pub struct MediaMix {
 
 impl Default for MediaMix {
     fn default() -> Self {
-        Self {
-            calls: 0.6,
-            messages: 0.2,
-            emails: 0.1,
-            callbacks: 0.1,
-        }
+        Self { calls: 0.6, messages: 0.2, emails: 0.1, callbacks: 0.1 }
     }
 }
 
@@ -416,40 +408,21 @@ impl Default for CenterConfig {
                     "Sales",
                     AcwMode::Mandatory,
                     None,
-                    &[
-                        "Sale completed",
-                        "No sale",
-                        "Follow-up required",
-                        "Wrong number",
-                    ],
+                    &["Sale completed", "No sale", "Follow-up required", "Wrong number"],
                 ),
                 q(
                     "Support",
                     AcwMode::MandatoryTimeout,
                     Some(60_000),
-                    &[
-                        "Issue resolved",
-                        "Escalated",
-                        "Follow-up required",
-                        "Wrong number",
-                    ],
+                    &["Issue resolved", "Escalated", "Follow-up required", "Wrong number"],
                 ),
                 q(
                     "Billing",
                     AcwMode::MandatoryForcedTimeout,
                     Some(45_000),
-                    &[
-                        "Payment taken",
-                        "Refund issued",
-                        "Billing question answered",
-                    ],
+                    &["Payment taken", "Refund issued", "Billing question answered"],
                 ),
-                q(
-                    "Retention",
-                    AcwMode::Optional,
-                    None,
-                    &["Customer retained", "Customer cancelled", "No sale"],
-                ),
+                q("Retention", AcwMode::Optional, None, &["Customer retained", "Customer cancelled", "No sale"]),
                 q(
                     "Callbacks",
                     AcwMode::AgentRequested,

@@ -102,11 +102,7 @@ impl Targets {
 }
 
 /// Reads events from the org, applies faults, fans out to the targets.
-pub async fn dispatcher(
-    mut rx: mpsc::UnboundedReceiver<OutEvent>,
-    org: Arc<Mutex<Org>>,
-    targets: Targets,
-) {
+pub async fn dispatcher(mut rx: mpsc::UnboundedReceiver<OutEvent>, org: Arc<Mutex<Org>>, targets: Targets) {
     while let Some(ev) = rx.recv().await {
         if targets.is_empty() {
             continue;
@@ -121,11 +117,7 @@ pub async fn dispatcher(
             let reorder = r.gen_bool(f.event_reorder_rate.clamp(0.0, 1.0));
             let delay = r.gen_bool(f.event_delay_rate.clamp(0.0, 1.0));
             let max = f.event_delay_ms_max.max(if reorder { 200 } else { 0 });
-            let hold = if (reorder || delay) && max > 0 {
-                Some(r.gen_range(1..=max))
-            } else {
-                None
-            };
+            let hold = if (reorder || delay) && max > 0 { Some(r.gen_range(1..=max)) } else { None };
             (o.org_id.clone(), drop, dup, hold)
         };
         let stats = org.lock().event_stats.clone();
@@ -170,10 +162,7 @@ async fn target_worker(
         let mut backoff = Duration::from_millis(100);
         let mut ok = false;
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut req = client
-                .post(&target.url)
-                .header("content-type", "application/json")
-                .body(body.clone());
+            let mut req = client.post(&target.url).header("content-type", "application/json").body(body.clone());
             if let (Some(h), Some(k)) = (&target.api_key_header, &target.api_key) {
                 req = req.header(h.as_str(), k.as_str());
             }

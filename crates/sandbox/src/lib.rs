@@ -23,9 +23,8 @@ pub mod sim;
 
 pub use cli::{run_cli, SandboxArgs};
 pub use config::{
-    AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites,
-    CodeNotInQueue, DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix,
-    QueueConfig, SandboxConfig, SecondWrite,
+    AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites, CodeNotInQueue,
+    DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig, SandboxConfig, SecondWrite,
 };
 pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 pub use report::{CodedBy, LegTruth, Report, Violation};
@@ -120,10 +119,7 @@ impl Sandbox {
             org.start_traffic(now);
         }
         let org = Arc::new(Mutex::new(org));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(SandboxError::Http)?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(SandboxError::Http)?;
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             org: org.clone(),
@@ -169,9 +165,7 @@ async fn sim_loop(inner: SharedState) {
             org.next_due()
         };
         let wait = match next {
-            Some(at) => inner
-                .clock
-                .wall_duration(at.duration_since(inner.clock.now())),
+            Some(at) => inner.clock.wall_duration(at.duration_since(inner.clock.now())),
             None => Duration::from_secs(3600),
         };
         tokio::select! {
@@ -196,13 +190,7 @@ impl SandboxHandle {
 
     /// `(client_id, client_secret)` of every OAuth client of the org.
     pub fn credentials(&self) -> Vec<(String, String)> {
-        self.inner
-            .org
-            .lock()
-            .clients
-            .iter()
-            .map(|c| (c.id.clone(), c.secret.clone()))
-            .collect()
+        self.inner.org.lock().clients.iter().map(|c| (c.id.clone(), c.secret.clone())).collect()
     }
 
     /// The ground-truth report (same as `GET /sandbox/v1/report`).
@@ -253,10 +241,7 @@ impl SandboxHandle {
             if i == 2 {
                 t.abort();
             }
-            if tokio::time::timeout(Duration::from_secs(5), &mut t)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(5), &mut t).await.is_err() {
                 t.abort();
             }
         }

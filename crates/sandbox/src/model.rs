@@ -49,12 +49,7 @@ pub enum Media {
 }
 
 impl Media {
-    pub const ALL: [Media; 4] = [
-        Media::Calls,
-        Media::Callbacks,
-        Media::Emails,
-        Media::Messages,
-    ];
+    pub const ALL: [Media; 4] = [Media::Calls, Media::Callbacks, Media::Emails, Media::Messages];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -346,10 +341,7 @@ pub struct Scheduled {
 impl Ord for Scheduled {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // BinaryHeap is a max-heap: the earliest (then lowest seq) must compare greatest.
-        other
-            .at
-            .cmp(&self.at)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
     }
 }
 impl PartialOrd for Scheduled {
@@ -401,20 +393,11 @@ pub struct ErrorExtra {
 
 impl PlatformError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            extra: Box::default(),
-            retry_after: None,
-        }
+        Self { status, code, message: message.into(), extra: Box::default(), retry_after: None }
     }
     pub fn with_params(mut self, template: &str, params: &[(&str, &str)]) -> Self {
         self.extra.message_with_params = Some(template.to_string());
-        self.extra.params = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        self.extra.params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self
     }
     pub fn not_found() -> Self {
@@ -424,27 +407,14 @@ impl PlatformError {
         Self::new(400, "bad.request", message)
     }
     pub fn malformed() -> Self {
-        Self::bad_request(
-            "The request could not be understood by the server due to malformed syntax.",
-        )
+        Self::bad_request("The request could not be understood by the server due to malformed syntax.")
     }
     pub fn not_authorized() -> Self {
-        Self::new(
-            403,
-            "not.authorized",
-            "You are not authorized to perform the requested action.",
-        )
+        Self::new(403, "not.authorized", "You are not authorized to perform the requested action.")
     }
     pub fn conversation_forbidden(cid: &str) -> Self {
-        Self::new(
-            403,
-            "not.authorized",
-            format!("Access to Conversation {cid} is forbidden."),
-        )
-        .with_params(
-            "Access to {type} {id} is forbidden.",
-            &[("id", cid), ("type", "Conversation")],
-        )
+        Self::new(403, "not.authorized", format!("Access to Conversation {cid} is forbidden."))
+            .with_params("Access to {type} {id} is forbidden.", &[("id", cid), ("type", "Conversation")])
     }
 }
 
@@ -509,9 +479,7 @@ impl Org {
         let org_id = rid(&mut rng);
         let division_id = rid(&mut rng);
         let admin = rid(&mut rng);
-        let created = now
-            .checked_sub(jiff::SignedDuration::from_hours(24 * 30))
-            .unwrap_or(now);
+        let created = now.checked_sub(jiff::SignedDuration::from_hours(24 * 30)).unwrap_or(now);
 
         let mut codes: HashMap<String, Code> = HashMap::new();
         let mut code_by_name: HashMap<String, String> = HashMap::new();
@@ -539,11 +507,7 @@ impl Org {
         let mut queue_by_id = HashMap::new();
         for qc in &cfg.center.queues {
             let qid = rid(&mut rng);
-            let codes_of_queue = qc
-                .codes
-                .iter()
-                .map(|n| make_code(n, &mut codes, &mut rng))
-                .collect();
+            let codes_of_queue = qc.codes.iter().map(|n| make_code(n, &mut codes, &mut rng)).collect();
             queue_by_id.insert(qid.clone(), queues.len());
             queues.push(Queue {
                 id: qid,
@@ -576,19 +540,10 @@ impl Org {
                 }
             }
             user_by_id.insert(uid.clone(), i);
-            users.push(User {
-                id: uid,
-                name: format!("Agent {:02}", i + 1),
-                queues: qs,
-                busy: 0,
-                status_since: now,
-            });
+            users.push(User { id: uid, name: format!("Agent {:02}", i + 1), queues: qs, busy: 0, status_since: now });
         }
         let clients = (0..cfg.clients.max(1))
-            .map(|_| OAuthClient {
-                id: rid(&mut rng),
-                secret: base64_secret(&mut rng),
-            })
+            .map(|_| OAuthClient { id: rid(&mut rng), secret: base64_secret(&mut rng) })
             .collect();
         Self {
             org_id,
@@ -624,18 +579,12 @@ impl Org {
 
     /// A fresh id from the simulation RNG (deterministic per seed).
     pub fn new_id(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.rng.gen())
-            .into_uuid()
-            .to_string()
+        uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid().to_string()
     }
 
     pub fn schedule(&mut self, at: Timestamp, action: Action) {
         self.seq += 1;
-        self.schedule.push(Scheduled {
-            at,
-            seq: self.seq,
-            action,
-        });
+        self.schedule.push(Scheduled { at, seq: self.seq, action });
     }
 
     pub fn code_name(&self, id: &str) -> Option<&str> {
@@ -648,12 +597,7 @@ impl Org {
     /// Sends a detail event `v2.detail.events.conversation.{id}.{kind}` to the delivery task.
     pub fn emit(&self, kind: &'static str, cid: &str, at: Timestamp, body: Value) {
         if let Some(tx) = &self.events_tx {
-            let _ = tx.send(OutEvent {
-                kind,
-                conversation_id: cid.to_string(),
-                at,
-                body,
-            });
+            let _ = tx.send(OutEvent { kind, conversation_id: cid.to_string(), at, body });
         }
     }
 
@@ -682,10 +626,7 @@ impl Org {
         now: Timestamp,
     ) -> Result<(), PlatformError> {
         let behaviours = self.behaviours;
-        let conv = self
-            .conversations
-            .get(cid)
-            .ok_or_else(PlatformError::not_found)?;
+        let conv = self.conversations.get(cid).ok_or_else(PlatformError::not_found)?;
         if media.is_some_and(|m| m != conv.media) {
             return Err(PlatformError::not_found());
         }
@@ -694,12 +635,9 @@ impl Org {
             return Err(PlatformError::not_found());
         }
         if p.purpose != Purpose::Agent {
-            return Err(PlatformError::bad_request(format!(
-                "Participant {pid} does not take a wrap-up."
-            )));
+            return Err(PlatformError::bad_request(format!("Participant {pid} does not take a wrap-up.")));
         }
-        if behaviours.client_credentials_writes == crate::config::ClientCredentialsWrites::Forbidden
-        {
+        if behaviours.client_credentials_writes == crate::config::ClientCredentialsWrites::Forbidden {
             return Err(PlatformError::not_authorized());
         }
         // The code must exist; a provisional save may omit it.
@@ -707,28 +645,20 @@ impl Org {
             Some(code) => match self.code_name(code) {
                 Some(n) => Some(n.to_string()),
                 None => {
-                    let mut e = PlatformError::new(
-                        400,
-                        "invalid.value",
-                        format!("The wrap-up code {code} does not exist."),
-                    )
-                    .with_params("The wrap-up code {code} does not exist.", &[("code", code)]);
+                    let mut e =
+                        PlatformError::new(400, "invalid.value", format!("The wrap-up code {code} does not exist."))
+                            .with_params("The wrap-up code {code} does not exist.", &[("code", code)]);
                     e.extra.details.push(json!({"errorCode": "invalid.value", "fieldName": "code", "entityId": code}));
                     return Err(e);
                 }
             },
             None if input.provisional => None,
             None => {
-                return Err(PlatformError::bad_request(
-                    "A wrap-up code is required unless the wrap-up is provisional.",
-                ))
+                return Err(PlatformError::bad_request("A wrap-up code is required unless the wrap-up is provisional."))
             }
         };
         if let (Some(code), Some(q)) = (&input.code, p.queue) {
-            let in_queue = self
-                .queues
-                .get(q)
-                .is_some_and(|q| q.codes.iter().any(|c| c == code));
+            let in_queue = self.queues.get(q).is_some_and(|q| q.codes.iter().any(|c| c == code));
             if !in_queue
                 && code != SYSTEM_TIMEOUT_CODE_ID
                 && behaviours.code_not_in_queue == crate::config::CodeNotInQueue::Rejected
@@ -736,10 +666,7 @@ impl Org {
                 return Err(PlatformError::bad_request(format!(
                     "The wrap-up code {code} is not valid for this participant's queue."
                 ))
-                .with_params(
-                    "The wrap-up code {code} is not valid for queue {queueId}.",
-                    &[("code", code)],
-                ));
+                .with_params("The wrap-up code {code} is not valid for queue {queueId}.", &[("code", code)]));
             }
         }
 
@@ -752,10 +679,7 @@ impl Org {
             self.record_violation("outside_window", cid, pid, now);
             let reject = match phase {
                 Phase::Alerting | Phase::Connected => !input.provisional,
-                Phase::Done => {
-                    behaviours.apply_after_acw == crate::config::ApplyAfterAcw::Rejected
-                        || !wrapup_required
-                }
+                Phase::Done => behaviours.apply_after_acw == crate::config::ApplyAfterAcw::Rejected || !wrapup_required,
                 Phase::Acw => false,
             };
             if reject {
@@ -768,10 +692,7 @@ impl Org {
         }
 
         // Existing code (agent or other writer).
-        let conv = self
-            .conversations
-            .get(cid)
-            .ok_or_else(PlatformError::not_found)?;
+        let conv = self.conversations.get(cid).ok_or_else(PlatformError::not_found)?;
         let p = conv.participant(pid).ok_or_else(PlatformError::not_found)?;
         let existing = p.wrapup.as_ref().map(|w| (w.by, w.provisional));
         let agent_code_present = matches!(existing, Some((Writer::Agent, _)));
@@ -782,9 +703,7 @@ impl Org {
             && !input.provisional
             && behaviours.second_write == crate::config::SecondWrite::Reject
         {
-            return Err(PlatformError::bad_request(format!(
-                "Participant {pid} already has a wrap-up code."
-            )));
+            return Err(PlatformError::bad_request(format!("Participant {pid} already has a wrap-up code.")));
         }
 
         // Accepted.
@@ -792,42 +711,27 @@ impl Org {
             self.violations.overwrites += 1;
             self.record_violation("overwrite", cid, pid, now);
         }
-        let conv = self
-            .conversations
-            .get_mut(cid)
-            .ok_or_else(PlatformError::not_found)?;
-        let p = conv
-            .participant_mut(pid)
-            .ok_or_else(PlatformError::not_found)?;
+        let conv = self.conversations.get_mut(cid).ok_or_else(PlatformError::not_found)?;
+        let p = conv.participant_mut(pid).ok_or_else(PlatformError::not_found)?;
         p.truth.api_writes += 1;
         let duplicate = p.truth.api_writes > 1;
         if agent_code_present && p.truth.api_writes == 1 {
             p.truth.agent_coded_before_api = true;
         }
         let provisional = input.provisional;
-        let duration = input.duration_seconds.or_else(|| {
-            p.acw_start
-                .map(|s| (now.as_second() - s.as_second()).max(0))
-        });
+        let duration = input.duration_seconds.or_else(|| p.acw_start.map(|s| (now.as_second() - s.as_second()).max(0)));
         p.wrapup = Some(Wrapup {
             code: input.code.clone(),
             name: input.name.clone().or(code_name),
             notes: input.notes.clone(),
             tags: input.tags.clone(),
             duration_seconds: duration,
-            end_time: if provisional {
-                None
-            } else {
-                Some(input.end_time.unwrap_or(now))
-            },
+            end_time: if provisional { None } else { Some(input.end_time.unwrap_or(now)) },
             provisional,
             by: Writer::Api,
         });
-        let schedule_change = if !provisional && !p.truth.change_scheduled {
-            p.plan.change_after_api.clone()
-        } else {
-            None
-        };
+        let schedule_change =
+            if !provisional && !p.truth.change_scheduled { p.plan.change_after_api.clone() } else { None };
         if schedule_change.is_some() {
             p.truth.change_scheduled = true;
         }
@@ -846,13 +750,7 @@ impl Org {
             }
             if let Some((delay, _)) = schedule_change {
                 let at = add_secs(now, delay);
-                self.schedule(
-                    at,
-                    Action::AgentChange {
-                        cid: cid.to_string(),
-                        pid: pid.to_string(),
-                    },
-                );
+                self.schedule(at, Action::AgentChange { cid: cid.to_string(), pid: pid.to_string() });
             }
         }
         Ok(())
@@ -878,8 +776,7 @@ impl Org {
             p.truth.coded_by = Some(CodedBy::Skipped);
         }
         // Forced timeout: no early exit, the agent stays INTERACTING until the deadline.
-        let hold = p.prompt == Some(AcwMode::MandatoryForcedTimeout)
-            && p.truth.deadline.is_some_and(|d| d > at);
+        let hold = p.prompt == Some(AcwMode::MandatoryForcedTimeout) && p.truth.deadline.is_some_and(|d| d > at);
         p.holds_agent_until_deadline = hold;
         let user = p.user_id.clone();
         if !hold {
@@ -898,10 +795,7 @@ impl Org {
         let Some(p) = conv.participant(pid) else {
             return;
         };
-        let queue_id = p
-            .queue
-            .and_then(|q| self.queues.get(q))
-            .map(|q| q.id.clone());
+        let queue_id = p.queue.and_then(|q| self.queues.get(q)).map(|q| q.id.clone());
         let mut body = json!({
             "eventTime": epoch_ms(at),
             "conversationId": cid,
@@ -915,14 +809,8 @@ impl Org {
         let code = p.wrapup.as_ref().filter(|w| !w.provisional);
         if let (Some(w), Some(obj)) = (code, body.as_object_mut()) {
             obj.insert("wrapupCode".into(), json!(w.code));
-            obj.insert(
-                "wrapupNotes".into(),
-                json!(w.notes.clone().unwrap_or_default()),
-            );
-            let ms = p
-                .acw_start
-                .map(|s| (at.as_millisecond() - s.as_millisecond()).max(0))
-                .unwrap_or(0);
+            obj.insert("wrapupNotes".into(), json!(w.notes.clone().unwrap_or_default()));
+            let ms = p.acw_start.map(|s| (at.as_millisecond() - s.as_millisecond()).max(0)).unwrap_or(0);
             obj.insert("wrapupDurationMs".into(), json!(ms));
         }
         if code.is_some() {
@@ -995,16 +883,8 @@ impl Org {
         Ok(Some(Value::Object(v)))
     }
 
-    pub fn find_participant(
-        &self,
-        cid: &str,
-        pid: &str,
-        media: Option<Media>,
-    ) -> Result<&Participant, PlatformError> {
-        let conv = self
-            .conversations
-            .get(cid)
-            .ok_or_else(PlatformError::not_found)?;
+    pub fn find_participant(&self, cid: &str, pid: &str, media: Option<Media>) -> Result<&Participant, PlatformError> {
+        let conv = self.conversations.get(cid).ok_or_else(PlatformError::not_found)?;
         if media.is_some_and(|m| m != conv.media) {
             return Err(PlatformError::not_found());
         }
@@ -1012,23 +892,12 @@ impl Org {
     }
 
     /// The codes available to a participant (its queue's codes) as a bare array.
-    pub fn participant_codes(
-        &self,
-        cid: &str,
-        pid: &str,
-        media: Option<Media>,
-    ) -> Result<Value, PlatformError> {
+    pub fn participant_codes(&self, cid: &str, pid: &str, media: Option<Media>) -> Result<Value, PlatformError> {
         let p = self.find_participant(cid, pid, media)?;
         let list: Vec<Value> = p
             .queue
             .and_then(|q| self.queues.get(q))
-            .map(|q| {
-                q.codes
-                    .iter()
-                    .filter_map(|c| self.codes.get(c))
-                    .map(|c| self.code_json(c))
-                    .collect()
-            })
+            .map(|q| q.codes.iter().filter_map(|c| self.codes.get(c)).map(|c| self.code_json(c)).collect())
             .unwrap_or_default();
         Ok(Value::Array(list))
     }
@@ -1072,11 +941,7 @@ impl Org {
             let Some(conv) = self.conversations.get(cid) else {
                 continue;
             };
-            for p in conv
-                .participants
-                .iter()
-                .filter(|p| p.purpose == Purpose::Agent)
-            {
+            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
                 out.push(self.leg_truth(conv, p));
             }
         }
@@ -1085,11 +950,7 @@ impl Org {
 
     pub fn leg_truth(&self, conv: &Conversation, p: &Participant) -> LegTruth {
         let queue = p.queue.and_then(|q| self.queues.get(q));
-        let final_code = p
-            .wrapup
-            .as_ref()
-            .filter(|w| !w.provisional)
-            .and_then(|w| w.code.clone());
+        let final_code = p.wrapup.as_ref().filter(|w| !w.provisional).and_then(|w| w.code.clone());
         let coded_by = match (p.phase, p.truth.coded_by) {
             (_, Some(c)) => c,
             (Phase::Done, None) if !p.wrapup_required => CodedBy::None,
@@ -1115,10 +976,7 @@ impl Org {
             acw_started_at: p.acw_start.map(iso),
             acw_deadline: p.truth.deadline.map(iso),
             window_closed_at: p.truth.window_closed_at.map(iso),
-            final_code_name: final_code
-                .as_deref()
-                .and_then(|c| self.code_name(c))
-                .map(str::to_string),
+            final_code_name: final_code.as_deref().and_then(|c| self.code_name(c)).map(str::to_string),
             final_code,
             coded_by,
             api_writes: p.truth.api_writes,
@@ -1129,9 +987,7 @@ impl Org {
 }
 
 fn rid(rng: &mut SmallRng) -> String {
-    uuid::Builder::from_random_bytes(rng.gen())
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
 }
 
 fn base64_secret(rng: &mut SmallRng) -> String {
@@ -1142,7 +998,6 @@ fn base64_secret(rng: &mut SmallRng) -> String {
 
 /// `at + secs` (simulated seconds, fractional).
 pub fn add_secs(at: Timestamp, secs: f64) -> Timestamp {
-    let d = jiff::SignedDuration::try_from_secs_f64(secs.max(0.0))
-        .unwrap_or(jiff::SignedDuration::ZERO);
+    let d = jiff::SignedDuration::try_from_secs_f64(secs.max(0.0)).unwrap_or(jiff::SignedDuration::ZERO);
     at.checked_add(d).unwrap_or(at)
 }

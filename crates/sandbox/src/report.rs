@@ -111,11 +111,7 @@ impl Org {
     pub fn report(&self) -> Report {
         let mut legs = LegCounts::default();
         for conv in self.conversations.values() {
-            for p in conv
-                .participants
-                .iter()
-                .filter(|p| p.purpose == Purpose::Agent)
-            {
+            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
                 legs.total += 1;
                 match (p.phase, p.truth.coded_by) {
                     (Phase::Alerting | Phase::Connected | Phase::Acw, _) => legs.open += 1,
@@ -130,18 +126,12 @@ impl Org {
         let v = &self.violations;
         let mut by_endpoint: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for (raw, statuses) in &self.api.by_endpoint {
-            let entry = by_endpoint
-                .entry(crate::api::endpoint_key(raw))
-                .or_default();
+            let entry = by_endpoint.entry(crate::api::endpoint_key(raw)).or_default();
             for (status, n) in statuses {
                 *entry.entry(status.to_string()).or_default() += n;
             }
         }
-        let api = ApiReport {
-            total: self.api.total,
-            rate_limited: self.api.rate_limited,
-            by_endpoint,
-        };
+        let api = ApiReport { total: self.api.total, rate_limited: self.api.rate_limited, by_endpoint };
         Report {
             legs,
             violations: ViolationReport {

@@ -14,8 +14,8 @@
 
 use crate::config::{AcwMode, Dist};
 use crate::model::{
-    add_secs, epoch_ms, Action, AcwState, Conversation, FinalAction, Media, Org, Participant,
-    Phase, Purpose, Wrapup, Writer, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
+    add_secs, epoch_ms, Action, AcwState, Conversation, FinalAction, Media, Org, Participant, Phase, Purpose, Wrapup,
+    Writer, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
 };
 use crate::report::CodedBy;
 use jiff::Timestamp;
@@ -129,11 +129,7 @@ impl Org {
         acd.connected_at = Some(at);
         acd.queue = Some(q);
         acd.name = self.queues[q].name.clone();
-        let direction = if media == Media::Callbacks {
-            "outbound"
-        } else {
-            "inbound"
-        };
+        let direction = if media == Media::Callbacks { "outbound" } else { "inbound" };
         self.conversations.insert(
             cid.clone(),
             Conversation {
@@ -203,13 +199,7 @@ impl Org {
             return false;
         };
         conv.participants.push(p);
-        self.schedule(
-            add_secs(at, alert),
-            Action::Connect {
-                cid: cid.to_string(),
-                pid,
-            },
-        );
+        self.schedule(add_secs(at, alert), Action::Connect { cid: cid.to_string(), pid });
         true
     }
 
@@ -241,10 +231,7 @@ impl Org {
         let code = pick(self);
         let change_code = pick(self);
 
-        let mut plan = crate::model::AgentPlan {
-            requests_acw,
-            ..Default::default()
-        };
+        let mut plan = crate::model::AgentPlan { requests_acw, ..Default::default() };
         let Some(code) = code else { return plan };
         if provisional {
             plan.provisional = Some((provisional_delay, code.clone()));
@@ -269,11 +256,7 @@ impl Org {
     fn connect(&mut self, cid: &str, pid: &str, at: Timestamp) {
         let talk = self.draw(self.center.talk_time);
         let hold_p = self.center.hold_probability;
-        let held = if self.chance(hold_p) {
-            self.draw(self.center.hold_time)
-        } else {
-            0.0
-        };
+        let held = if self.chance(hold_p) { self.draw(self.center.hold_time) } else { 0.0 };
         let consult_p = self.center.consult_probability;
         let consult = self.chance(consult_p);
         let Some(conv) = self.conversations.get_mut(cid) else {
@@ -294,11 +277,7 @@ impl Org {
         let user_id = p.user_id.clone();
         // The ACD participant leaves when an agent answers.
         let mut acd_end = None;
-        if let Some(acd) = conv
-            .participants
-            .iter_mut()
-            .find(|x| x.purpose == Purpose::Acd && x.end.is_none())
-        {
+        if let Some(acd) = conv.participants.iter_mut().find(|x| x.purpose == Purpose::Acd && x.end.is_none()) {
             acd.end = Some(at);
             acd.phase = Phase::Done;
             acd.disconnect_type = Some("transfer");
@@ -317,41 +296,19 @@ impl Org {
             });
             self.emit("acd.end", cid, at, body);
         }
-        self.schedule(
-            add_secs(at, talk + held),
-            Action::Disconnect {
-                cid: cid.to_string(),
-                pid: pid.to_string(),
-            },
-        );
+        self.schedule(add_secs(at, talk + held), Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() });
         if let Some((d, _)) = provisional {
             if d < talk {
-                self.schedule(
-                    add_secs(at, d),
-                    Action::Provisional {
-                        cid: cid.to_string(),
-                        pid: pid.to_string(),
-                    },
-                );
+                self.schedule(add_secs(at, d), Action::Provisional { cid: cid.to_string(), pid: pid.to_string() });
             }
         }
         if consult && !is_consult {
-            self.schedule(
-                add_secs(at, talk * 0.4),
-                Action::Consult {
-                    cid: cid.to_string(),
-                    pid: pid.to_string(),
-                },
-            );
+            self.schedule(add_secs(at, talk * 0.4), Action::Consult { cid: cid.to_string(), pid: pid.to_string() });
         }
     }
 
     fn agent_provisional(&mut self, cid: &str, pid: &str, _at: Timestamp) {
-        let Some(p) = self
-            .conversations
-            .get_mut(cid)
-            .and_then(|c| c.participant_mut(pid))
-        else {
+        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else {
             return;
         };
         if p.phase != Phase::Connected || p.wrapup.is_some() {
@@ -430,29 +387,15 @@ impl Org {
             if let (true, Some(t)) = (mode.has_timeout(), timeout_ms) {
                 let deadline = add_secs(at, t as f64 / 1000.0);
                 p.truth.deadline = Some(deadline);
-                actions.push((
-                    deadline,
-                    Action::Timeout {
-                        cid: cid.to_string(),
-                        pid: pid.to_string(),
-                    },
-                ));
+                actions.push((deadline, Action::Timeout { cid: cid.to_string(), pid: pid.to_string() }));
             }
             match p.plan.final_action.clone() {
-                FinalAction::Code(d, _) => actions.push((
-                    add_secs(at, d),
-                    Action::AgentFinal {
-                        cid: cid.to_string(),
-                        pid: pid.to_string(),
-                    },
-                )),
-                FinalAction::Skip(d) if mode == AcwMode::Optional => actions.push((
-                    add_secs(at, d),
-                    Action::AgentSkip {
-                        cid: cid.to_string(),
-                        pid: pid.to_string(),
-                    },
-                )),
+                FinalAction::Code(d, _) => {
+                    actions.push((add_secs(at, d), Action::AgentFinal { cid: cid.to_string(), pid: pid.to_string() }))
+                }
+                FinalAction::Skip(d) if mode == AcwMode::Optional => {
+                    actions.push((add_secs(at, d), Action::AgentSkip { cid: cid.to_string(), pid: pid.to_string() }))
+                }
                 _ => {}
             }
         } else {
@@ -471,11 +414,7 @@ impl Org {
             "heldDurationMs": p.held_ms,
             "alertingDurationMs": p.connected_at.map(|c| (c.as_millisecond() - p.start.as_millisecond()).max(0)).unwrap_or(0),
         });
-        let release = if p.wrapup_required {
-            None
-        } else {
-            p.user_id.clone()
-        };
+        let release = if p.wrapup_required { None } else { p.user_id.clone() };
         for (when, a) in actions {
             self.schedule(when, a);
         }
@@ -500,11 +439,7 @@ impl Org {
         };
         let media = conv.media;
         let direction = conv.direction;
-        let Some(c) = conv
-            .participants
-            .iter_mut()
-            .find(|p| p.purpose == Purpose::Customer && p.end.is_none())
-        else {
+        let Some(c) = conv.participants.iter_mut().find(|p| p.purpose == Purpose::Customer && p.end.is_none()) else {
             return;
         };
         c.end = Some(at);
@@ -531,11 +466,7 @@ impl Org {
     }
 
     fn agent_final(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self
-            .conversations
-            .get_mut(cid)
-            .and_then(|c| c.participant_mut(pid))
-        else {
+        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else {
             return;
         };
         if p.phase != Phase::Acw || p.wrapup.as_ref().is_some_and(|w| !w.provisional) {
@@ -565,11 +496,7 @@ impl Org {
     }
 
     fn agent_skip(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self
-            .conversations
-            .get_mut(cid)
-            .and_then(|c| c.participant_mut(pid))
-        else {
+        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else {
             return;
         };
         if p.phase != Phase::Acw || p.wrapup.as_ref().is_some_and(|w| !w.provisional) {
@@ -580,11 +507,7 @@ impl Org {
     }
 
     fn timeout(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self
-            .conversations
-            .get_mut(cid)
-            .and_then(|c| c.participant_mut(pid))
-        else {
+        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else {
             return;
         };
         match p.phase {
@@ -614,21 +537,13 @@ impl Org {
     }
 
     fn agent_change(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let Some(p) = self
-            .conversations
-            .get_mut(cid)
-            .and_then(|c| c.participant_mut(pid))
-        else {
+        let Some(p) = self.conversations.get_mut(cid).and_then(|c| c.participant_mut(pid)) else {
             return;
         };
         let Some((_, code)) = p.plan.change_after_api.clone() else {
             return;
         };
-        if !p
-            .wrapup
-            .as_ref()
-            .is_some_and(|w| w.by == Writer::Api && !w.provisional)
-        {
+        if !p.wrapup.as_ref().is_some_and(|w| w.by == Writer::Api && !w.provisional) {
             return;
         }
         if let Some(w) = p.wrapup.as_mut() {
@@ -658,9 +573,7 @@ impl Org {
 
     /// Creates `n` legs already in ACW (ended within the last few seconds), spread over the queues that have ACW.
     pub fn preload(&mut self, n: usize, now: Timestamp, send_events: bool) {
-        let queues: Vec<usize> = (0..self.queues.len())
-            .filter(|&q| !self.queues[q].members.is_empty())
-            .collect();
+        let queues: Vec<usize> = (0..self.queues.len()).filter(|&q| !self.queues[q].members.is_empty()).collect();
         if queues.is_empty() {
             return;
         }
@@ -669,20 +582,12 @@ impl Org {
             let media = self.pick_media();
             let ended_ago = self.rng.gen_range(0.0..5.0);
             let talk = self.draw(self.center.talk_time);
-            let acw_start = add_secs(now, 0.0)
-                .checked_sub(jiff::SignedDuration::from_secs_f64(ended_ago))
-                .unwrap_or(now);
-            let start = acw_start
-                .checked_sub(jiff::SignedDuration::from_secs_f64(talk + 5.0))
-                .unwrap_or(acw_start);
+            let acw_start =
+                add_secs(now, 0.0).checked_sub(jiff::SignedDuration::from_secs_f64(ended_ago)).unwrap_or(now);
+            let start = acw_start.checked_sub(jiff::SignedDuration::from_secs_f64(talk + 5.0)).unwrap_or(acw_start);
             let cid = self.new_conversation(q, media, start);
             // The least busy member; beyond one leg per agent, legs double up.
-            let Some(u) = self.queues[q]
-                .members
-                .iter()
-                .copied()
-                .min_by_key(|&u| (self.users[u].busy, u))
-            else {
+            let Some(u) = self.queues[q].members.iter().copied().min_by_key(|&u| (self.users[u].busy, u)) else {
                 continue;
             };
             let mut plan = self.draw_plan(q);
@@ -723,11 +628,7 @@ impl Org {
                 conv.participants.push(p);
             }
             // Mute events for the setup unless asked: preloaded legs ended "before" the sandbox came up.
-            let tx = if send_events {
-                None
-            } else {
-                self.events_tx.take()
-            };
+            let tx = if send_events { None } else { self.events_tx.take() };
             self.disconnect_preloaded(&cid, &pid, acw_start);
             if tx.is_some() {
                 self.events_tx = tx;

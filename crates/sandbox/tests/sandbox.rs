@@ -6,15 +6,12 @@ use common::{quiet_config, start};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wrapup_sandbox::{
-    ApplyAfterAcw, Behaviours, ClientCredentialsWrites, CodedBy, GetWrapupUnset, SandboxConfig,
-    SecondWrite, SYSTEM_TIMEOUT_CODE_ID,
+    ApplyAfterAcw, Behaviours, ClientCredentialsWrites, CodedBy, GetWrapupUnset, SandboxConfig, SecondWrite,
+    SYSTEM_TIMEOUT_CODE_ID,
 };
 
 fn preloaded(n: usize) -> SandboxConfig {
-    SandboxConfig {
-        preload: n,
-        ..quiet_config()
-    }
+    SandboxConfig { preload: n, ..quiet_config() }
 }
 
 fn assert_error_body(v: &Value, status: u16, code: &str) {
@@ -46,70 +43,35 @@ async fn token_endpoint_issues_bearer_tokens_and_rejects_bad_clients_and_grants(
     assert_eq!(ok["expires_in"], 86_399);
     assert!(ok["access_token"].as_str().unwrap().len() > 20);
 
-    let bad_secret = env
-        .http
-        .post(&url)
-        .basic_auth(&id, Some("nope"))
-        .form(&[("grant_type", "client_credentials")]);
+    let bad_secret = env.http.post(&url).basic_auth(&id, Some("nope")).form(&[("grant_type", "client_credentials")]);
     let r = bad_secret.send().await.unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "invalid_client");
 
-    let r = env
-        .http
-        .post(&url)
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "password")])
-        .send()
-        .await
-        .unwrap();
+    let r =
+        env.http.post(&url).basic_auth(&id, Some(&secret)).form(&[("grant_type", "password")]).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "unauthorized_client");
-    assert!(v["description"]
-        .as_str()
-        .unwrap()
-        .contains("password grant type"));
+    assert!(v["description"].as_str().unwrap().contains("password grant type"));
 
-    let r = env
-        .http
-        .post(&url)
-        .basic_auth(&id, Some(&secret))
-        .form(&[("x", "y")])
-        .send()
-        .await
-        .unwrap();
+    let r = env.http.post(&url).basic_auth(&id, Some(&secret)).form(&[("x", "y")]).send().await.unwrap();
     assert_eq!(r.status(), 400);
     env.sb.shutdown().await;
 }
 
 #[tokio::test]
 async fn api_calls_without_valid_credentials_get_the_documented_401_bodies() {
-    let env = start(SandboxConfig {
-        token_lifetime_secs: 1,
-        ..quiet_config()
-    })
-    .await;
+    let env = start(SandboxConfig { token_lifetime_secs: 1, ..quiet_config() }).await;
     let url = format!("{}/api/v2/routing/wrapupcodes", env.base);
 
     let (s, h, v) = common::split(env.http.get(&url).send().await.unwrap()).await;
     assert_eq!(s, 401);
     assert_error_body(&v, 401, "authentication.required");
-    assert_eq!(
-        h["inin-correlation-id"].to_str().unwrap(),
-        v["contextId"].as_str().unwrap()
-    );
+    assert_eq!(h["inin-correlation-id"].to_str().unwrap(), v["contextId"].as_str().unwrap());
 
-    let (s, _, v) = common::split(
-        env.http
-            .get(&url)
-            .bearer_auth("forged")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _, v) = common::split(env.http.get(&url).bearer_auth("forged").send().await.unwrap()).await;
     assert_eq!(s, 401);
     assert_error_body(&v, 401, "bad.credentials");
 
@@ -122,11 +84,7 @@ async fn api_calls_without_valid_credentials_get_the_documented_401_bodies() {
 
 #[tokio::test]
 async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
-    let env = start(SandboxConfig {
-        rate_limit_per_minute: 5,
-        ..quiet_config()
-    })
-    .await;
+    let env = start(SandboxConfig { rate_limit_per_minute: 5, ..quiet_config() }).await;
     for i in 1..=5 {
         let (s, h, _) = env.get("/api/v2/routing/queues").await;
         assert_eq!(s, 200);
@@ -144,21 +102,12 @@ async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
     let mut other = env.token.clone();
     other.clear();
     let fresh = env.new_token().await;
-    let r = env
-        .http
-        .get(format!("{}/api/v2/routing/queues", env.base))
-        .bearer_auth(fresh)
-        .send()
-        .await
-        .unwrap();
+    let r = env.http.get(format!("{}/api/v2/routing/queues", env.base)).bearer_auth(fresh).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let report = env.sb.report();
     assert_eq!(report.api.rate_limited, 1);
     assert_eq!(report.api.total, 7);
-    assert_eq!(
-        report.api.by_endpoint["GET /api/v2/routing/queues"]["429"],
-        1
-    );
+    assert_eq!(report.api.by_endpoint["GET /api/v2/routing/queues"]["429"], 1);
     env.sb.shutdown().await;
 }
 
@@ -187,17 +136,10 @@ async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
     assert_eq!(leg.wrapup_prompt.as_deref(), Some("timeout"));
     assert!(leg.acw_deadline.is_some());
 
-    let (s, h, conv) = env
-        .get(&format!("/api/v2/conversations/{}", leg.conversation_id))
-        .await;
+    let (s, h, conv) = env.get(&format!("/api/v2/conversations/{}", leg.conversation_id)).await;
     assert_eq!(s, 200);
     assert!(h.contains_key("inin-correlation-id"));
-    let agent = conv["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["purpose"] == "agent")
-        .unwrap();
+    let agent = conv["participants"].as_array().unwrap().iter().find(|p| p["purpose"] == "agent").unwrap();
     assert_eq!(agent["wrapupRequired"], true);
     assert_eq!(agent["wrapupPrompt"], "timeout");
     assert_eq!(agent["wrapupTimeoutMs"], 60_000);
@@ -211,37 +153,22 @@ async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
     assert!(comm["state"] == "disconnected" || comm["state"] == "terminated");
 
     // Media-specific view: user/queue objects, no afterCallWork.
-    let (s, _, mconv) = env
-        .get(&format!(
-            "/api/v2/conversations/{media}/{}",
-            leg.conversation_id
-        ))
-        .await;
+    let (s, _, mconv) = env.get(&format!("/api/v2/conversations/{media}/{}", leg.conversation_id)).await;
     assert_eq!(s, 200);
-    let magent = mconv["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["purpose"] == "agent")
-        .unwrap();
+    let magent = mconv["participants"].as_array().unwrap().iter().find(|p| p["purpose"] == "agent").unwrap();
     assert_eq!(magent["user"]["id"], leg.user_id.clone().unwrap());
     assert_eq!(magent["queue"]["id"], leg.queue_id.clone().unwrap());
     assert!(magent.get("afterCallWork").is_none());
 
     // Codes available to the participant: a bare array.
     let (s, _, codes) = env
-        .get(&format!(
-            "/api/v2/conversations/{}/participants/{}/wrapupcodes",
-            leg.conversation_id, leg.participant_id
-        ))
+        .get(&format!("/api/v2/conversations/{}/participants/{}/wrapupcodes", leg.conversation_id, leg.participant_id))
         .await;
     assert_eq!(s, 200);
     assert!(codes.as_array().unwrap().len() >= 2);
 
     let user = leg.user_id.clone().unwrap();
-    let (_, _, rs) = env
-        .get(&format!("/api/v2/users/{user}/routingstatus"))
-        .await;
+    let (_, _, rs) = env.get(&format!("/api/v2/users/{user}/routingstatus")).await;
     assert_eq!(rs["status"], "INTERACTING");
 
     let code = env.code_for(&leg);
@@ -250,30 +177,18 @@ async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
     assert_eq!(body, Value::Null);
 
     let (_, _, w) = env
-        .get(&format!(
-            "/api/v2/conversations/{}/participants/{}/wrapup",
-            leg.conversation_id, leg.participant_id
-        ))
+        .get(&format!("/api/v2/conversations/{}/participants/{}/wrapup", leg.conversation_id, leg.participant_id))
         .await;
     assert_eq!(w["code"], code);
     assert_eq!(w["notes"], "by test");
     assert!(w["endTime"].is_string());
 
-    let (_, _, conv) = env
-        .get(&format!("/api/v2/conversations/{}", leg.conversation_id))
-        .await;
-    let agent = conv["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["purpose"] == "agent")
-        .unwrap();
+    let (_, _, conv) = env.get(&format!("/api/v2/conversations/{}", leg.conversation_id)).await;
+    let agent = conv["participants"].as_array().unwrap().iter().find(|p| p["purpose"] == "agent").unwrap();
     assert_eq!(agent[media][0]["afterCallWork"]["state"], "complete");
     assert!(agent["endAcwTime"].is_string());
 
-    let (_, _, rs) = env
-        .get(&format!("/api/v2/users/{user}/routingstatus"))
-        .await;
+    let (_, _, rs) = env.get(&format!("/api/v2/users/{user}/routingstatus")).await;
     assert_eq!(rs["status"], "IDLE");
 
     let truth = env.leg(&leg.participant_id);
@@ -283,12 +198,7 @@ async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
     assert!(truth.window_closed_at.is_some());
     let report = env.sb.report();
     assert_eq!(report.legs.coded_by_api, 1);
-    assert_eq!(
-        report.violations.overwrites
-            + report.violations.outside_window
-            + report.violations.duplicate_writes,
-        0
-    );
+    assert_eq!(report.violations.overwrites + report.violations.outside_window + report.violations.duplicate_writes, 0);
     assert_eq!(
         report.api.by_endpoint
             ["POST /api/v2/conversations/{media}/{cid}/participants/{pid}/communications/{commId}/wrapup"]["202"],
@@ -301,15 +211,10 @@ async fn a_preloaded_leg_shows_pending_acw_and_an_api_write_completes_it() {
 async fn a_write_with_an_unknown_code_is_a_400_with_a_clear_error_body() {
     let env = start(preloaded(1)).await;
     let leg = env.sb.legs()[0].clone();
-    let (s, v) = env
-        .write(&leg, "11111111-2222-3333-4444-555555555555")
-        .await;
+    let (s, v) = env.write(&leg, "11111111-2222-3333-4444-555555555555").await;
     assert_eq!(s, 400);
     assert_error_body(&v, 400, "invalid.value");
-    assert!(v["message"]
-        .as_str()
-        .unwrap()
-        .contains("11111111-2222-3333-4444-555555555555"));
+    assert!(v["message"].as_str().unwrap().contains("11111111-2222-3333-4444-555555555555"));
     assert_eq!(env.leg(&leg.participant_id).api_writes, 0);
     env.sb.shutdown().await;
 }
@@ -318,24 +223,13 @@ async fn a_write_with_an_unknown_code_is_a_400_with_a_clear_error_body() {
 async fn patch_with_only_wrapup_is_accepted_and_other_fields_on_an_ended_leg_are_403() {
     let env = start(preloaded(1)).await;
     let leg = env.sb.legs()[0].clone();
-    let path = format!(
-        "/api/v2/conversations/{}/participants/{}",
-        leg.conversation_id, leg.participant_id
-    );
-    let (s, _, v) = env
-        .send(
-            Method::PATCH,
-            &path,
-            json!({"state": "disconnected", "wrapup": {"code": env.code_for(&leg)}}),
-        )
-        .await;
+    let path = format!("/api/v2/conversations/{}/participants/{}", leg.conversation_id, leg.participant_id);
+    let (s, _, v) =
+        env.send(Method::PATCH, &path, json!({"state": "disconnected", "wrapup": {"code": env.code_for(&leg)}})).await;
     assert_eq!(s, 403);
     assert_error_body(&v, 403, "not.authorized");
     assert_eq!(v["messageParams"]["type"], "Conversation");
-    assert_eq!(
-        v["messageWithParams"],
-        "Access to {type} {id} is forbidden."
-    );
+    assert_eq!(v["messageWithParams"], "Access to {type} {id} is forbidden.");
     assert_eq!(env.leg(&leg.participant_id).api_writes, 0);
 
     let media_path = format!(
@@ -344,13 +238,7 @@ async fn patch_with_only_wrapup_is_accepted_and_other_fields_on_an_ended_leg_are
         leg.conversation_id,
         leg.participant_id
     );
-    let (s, _, _) = env
-        .send(
-            Method::PATCH,
-            &media_path,
-            json!({"wrapup": {"code": env.code_for(&leg)}}),
-        )
-        .await;
+    let (s, _, _) = env.send(Method::PATCH, &media_path, json!({"wrapup": {"code": env.code_for(&leg)}})).await;
     assert_eq!(s, 202);
     assert_eq!(env.leg(&leg.participant_id).coded_by, CodedBy::Api);
     env.sb.shutdown().await;
@@ -374,26 +262,16 @@ async fn each_acw_mode_closes_its_window_as_the_platform_does() {
     let (s, _) = env.write(&billing, &env.code_for(&billing)).await;
     assert_eq!(s, 202);
     let user = billing.user_id.clone().unwrap();
-    let (_, _, rs) = env
-        .get(&format!("/api/v2/users/{user}/routingstatus"))
-        .await;
+    let (_, _, rs) = env.get(&format!("/api/v2/users/{user}/routingstatus")).await;
     assert_eq!(rs["status"], "INTERACTING");
 
     env.clock.advance(70.0);
     let support = env.leg(&support.participant_id);
     assert_eq!(support.coded_by, CodedBy::SystemTimeout);
     assert_eq!(support.final_code.as_deref(), Some(SYSTEM_TIMEOUT_CODE_ID));
-    assert_eq!(
-        support.final_code_name.as_deref(),
-        Some("ININ-WRAP-UP-TIMEOUT")
-    );
-    assert_eq!(
-        env.leg(&callbacks.participant_id).coded_by,
-        CodedBy::SystemTimeout
-    );
-    let (_, _, rs) = env
-        .get(&format!("/api/v2/users/{user}/routingstatus"))
-        .await;
+    assert_eq!(support.final_code_name.as_deref(), Some("ININ-WRAP-UP-TIMEOUT"));
+    assert_eq!(env.leg(&callbacks.participant_id).coded_by, CodedBy::SystemTimeout);
+    let (_, _, rs) = env.get(&format!("/api/v2/users/{user}/routingstatus")).await;
     assert_eq!(rs["status"], "IDLE");
     assert_eq!(env.leg(&billing.participant_id).coded_by, CodedBy::Api);
 
@@ -404,23 +282,10 @@ async fn each_acw_mode_closes_its_window_as_the_platform_does() {
     assert!(sales_now.window_closed_at.is_none());
     let retention_now = env.leg(&retention.participant_id);
     assert_eq!(retention_now.coded_by, CodedBy::Skipped);
-    let (_, _, conv) = env
-        .get(&format!(
-            "/api/v2/conversations/{}",
-            retention.conversation_id
-        ))
-        .await;
-    let agent = conv["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["purpose"] == "agent")
-        .unwrap();
+    let (_, _, conv) = env.get(&format!("/api/v2/conversations/{}", retention.conversation_id)).await;
+    let agent = conv["participants"].as_array().unwrap().iter().find(|p| p["purpose"] == "agent").unwrap();
     assert_eq!(agent["wrapupSkipped"], true);
-    assert_eq!(
-        agent[retention.media_type.path()][0]["afterCallWork"]["state"],
-        "skipped"
-    );
+    assert_eq!(agent[retention.media_type.path()][0]["afterCallWork"]["state"], "skipped");
 
     let r = env.sb.report();
     assert_eq!(r.legs.total, 5);
@@ -454,12 +319,7 @@ async fn live_traffic_walks_legs_through_alerting_connected_acw_and_done() {
     assert!(r.legs.no_acw > 0, "{r:?}");
     assert!(r.legs.system_timeout > 0, "{r:?}");
     assert!(r.legs.skipped > 0, "{r:?}");
-    for l in env
-        .sb
-        .legs()
-        .iter()
-        .filter(|l| l.coded_by == CodedBy::None && l.state == "done")
-    {
+    for l in env.sb.legs().iter().filter(|l| l.coded_by == CodedBy::None && l.state == "done") {
         assert_eq!(l.wrapup_prompt.as_deref(), Some("agentRequested"));
         assert!(!l.wrapup_required);
     }
@@ -480,15 +340,9 @@ async fn writing_over_an_agents_provisional_code_is_an_overwrite() {
         ))
         .await;
     assert_eq!(s, 200);
-    assert!(
-        w["code"].is_string(),
-        "the agent's provisional code is visible: {w}"
-    );
+    assert!(w["code"].is_string(), "the agent's provisional code is visible: {w}");
     let (_, _, w) = env
-        .get(&format!(
-            "/api/v2/conversations/{}/participants/{}/wrapup",
-            leg.conversation_id, leg.participant_id
-        ))
+        .get(&format!("/api/v2/conversations/{}/participants/{}/wrapup", leg.conversation_id, leg.participant_id))
         .await;
     assert_eq!(w, json!({}), "not visible without provisional=true");
 
@@ -515,10 +369,7 @@ async fn second_writes_overwrite_or_are_rejected_by_switch() {
     assert_eq!(r.violations.duplicate_writes, 1);
     assert_eq!(env.leg(&a.participant_id).api_writes, 2);
 
-    env.sb.set_behaviours(Behaviours {
-        second_write: SecondWrite::Reject,
-        ..Behaviours::default()
-    });
+    env.sb.set_behaviours(Behaviours { second_write: SecondWrite::Reject, ..Behaviours::default() });
     assert_eq!(env.write(b, &env.code_for(b)).await.0, 202);
     let (s, v) = env.write(b, &env.code_for(b)).await;
     assert_eq!(s, 400);
@@ -534,24 +385,12 @@ async fn writes_outside_the_window_are_counted_and_follow_the_after_acw_switch()
     let env = start(cfg).await;
     // A timed-out leg: window closed.
     env.clock.advance(70.0);
-    let closed = env
-        .sb
-        .legs()
-        .into_iter()
-        .find(|l| l.coded_by == CodedBy::SystemTimeout)
-        .unwrap();
-    assert_eq!(
-        env.write(&closed, &env.code_for(&closed)).await.0,
-        202,
-        "default: accepted"
-    );
+    let closed = env.sb.legs().into_iter().find(|l| l.coded_by == CodedBy::SystemTimeout).unwrap();
+    assert_eq!(env.write(&closed, &env.code_for(&closed)).await.0, 202, "default: accepted");
     assert_eq!(env.sb.report().violations.outside_window, 1);
     assert_eq!(env.leg(&closed.participant_id).coded_by, CodedBy::Api);
 
-    env.sb.set_behaviours(Behaviours {
-        apply_after_acw: ApplyAfterAcw::Rejected,
-        ..Behaviours::default()
-    });
+    env.sb.set_behaviours(Behaviours { apply_after_acw: ApplyAfterAcw::Rejected, ..Behaviours::default() });
     let other = env
         .sb
         .legs()
@@ -564,12 +403,7 @@ async fn writes_outside_the_window_are_counted_and_follow_the_after_acw_switch()
     // A live leg (agent still talking): too early.
     env.sb.start_traffic();
     env.clock.advance(30.0);
-    let live = env
-        .sb
-        .legs()
-        .into_iter()
-        .find(|l| l.state == "connected" || l.state == "alerting")
-        .unwrap();
+    let live = env.sb.legs().into_iter().find(|l| l.state == "connected" || l.state == "alerting").unwrap();
     let (s, v) = env.write(&live, &env.code_for(&live)).await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(env.sb.report().violations.outside_window, 3);
@@ -602,10 +436,7 @@ async fn get_wrapup_when_unset_follows_its_switch() {
     );
     let (s, _, v) = env.get(&path).await;
     assert_eq!((s, v), (200, json!({})));
-    env.sb.set_behaviours(Behaviours {
-        get_wrapup_unset: GetWrapupUnset::NotFound,
-        ..Behaviours::default()
-    });
+    env.sb.set_behaviours(Behaviours { get_wrapup_unset: GetWrapupUnset::NotFound, ..Behaviours::default() });
     let (s, _, v) = env.get(&path).await;
     assert_eq!(s, 404);
     assert_error_body(&v, 404, "not.found");
@@ -627,22 +458,11 @@ async fn control_api_switches_behaviours_and_faults_at_runtime() {
     assert_eq!(b.second_write, SecondWrite::Reject);
     assert_eq!(b.get_wrapup_unset, GetWrapupUnset::NotFound);
 
-    let r = env
-        .http
-        .put(format!("{}/sandbox/v1/faults", env.base))
-        .json(&json!("hostile"))
-        .send()
-        .await
-        .unwrap();
+    let r = env.http.put(format!("{}/sandbox/v1/faults", env.base)).json(&json!("hostile")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(env.sb.with_org(|o| o.faults.name.clone()), "hostile");
-    let r = env
-        .http
-        .put(format!("{}/sandbox/v1/faults", env.base))
-        .json(&json!({"name": "calm"}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        env.http.put(format!("{}/sandbox/v1/faults", env.base)).json(&json!({"name": "calm"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(env.sb.with_org(|o| o.faults.http_5xx_rate), 0.0);
 
@@ -656,28 +476,13 @@ async fn control_api_switches_behaviours_and_faults_at_runtime() {
     assert_eq!(r.status(), 200);
     assert_eq!(env.sb.with_org(|o| o.center.arrival_rate_per_sec), 3.5);
 
-    let report: Value = env
-        .http
-        .get(format!("{}/sandbox/v1/report", env.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value =
+        env.http.get(format!("{}/sandbox/v1/report", env.base)).send().await.unwrap().json().await.unwrap();
     for k in ["legs", "violations", "api", "events"] {
         assert!(report[k].is_object(), "{report}");
     }
     assert_eq!(report["legs"]["total"], 1);
-    let legs: Value = env
-        .http
-        .get(format!("{}/sandbox/v1/legs", env.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let legs: Value = env.http.get(format!("{}/sandbox/v1/legs", env.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(legs[0]["codedBy"], "none");
     assert!(legs[0]["acwStartedAt"].is_string());
     env.sb.shutdown().await;
@@ -686,10 +491,7 @@ async fn control_api_switches_behaviours_and_faults_at_runtime() {
 #[tokio::test]
 async fn hostile_faults_produce_5xx_and_429_storms() {
     let env = start(quiet_config()).await;
-    env.sb.set_faults(wrapup_sandbox::FaultProfile {
-        http_5xx_rate: 0.5,
-        ..wrapup_sandbox::FaultProfile::calm()
-    });
+    env.sb.set_faults(wrapup_sandbox::FaultProfile { http_5xx_rate: 0.5, ..wrapup_sandbox::FaultProfile::calm() });
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..60 {
         let (s, _, v) = env.get("/api/v2/routing/queues").await;
@@ -728,44 +530,25 @@ async fn the_catalog_lists_pages_sorts_filters_and_edits_codes_and_queue_assignm
     for k in ["firstUri", "selfUri", "lastUri"] {
         assert!(all[k].is_string(), "{k}");
     }
-    let names: Vec<String> = all["entities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<String> =
+        all["entities"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
     let mut sorted = names.clone();
     sorted.sort_by_key(|n| n.to_lowercase());
     assert_eq!(names, sorted);
     let first = &all["entities"][0];
-    for k in [
-        "id",
-        "name",
-        "division",
-        "description",
-        "dateCreated",
-        "dateModified",
-        "createdBy",
-        "modifiedBy",
-        "selfUri",
-    ] {
+    for k in
+        ["id", "name", "division", "description", "dateCreated", "dateModified", "createdBy", "modifiedBy", "selfUri"]
+    {
         assert!(!first[k].is_null(), "missing {k}");
     }
 
-    let (_, _, page) = env
-        .get("/api/v2/routing/wrapupcodes?pageSize=5&pageNumber=2&sortOrder=descending")
-        .await;
+    let (_, _, page) = env.get("/api/v2/routing/wrapupcodes?pageSize=5&pageNumber=2&sortOrder=descending").await;
     assert_eq!(page["entities"].as_array().unwrap().len(), 5);
     assert_eq!(page["pageCount"], 4);
     assert!(page["nextUri"].is_string() && page["previousUri"].is_string());
-    assert_eq!(
-        page["entities"][0]["name"],
-        sorted[sorted.len() - 6].as_str()
-    );
+    assert_eq!(page["entities"][0]["name"], sorted[sorted.len() - 6].as_str());
 
-    let (_, _, exact) = env
-        .get("/api/v2/routing/wrapupcodes?name=sale%20completed")
-        .await;
+    let (_, _, exact) = env.get("/api/v2/routing/wrapupcodes?name=sale%20completed").await;
     assert_eq!(exact["total"], 1);
     let (_, _, prefix) = env.get("/api/v2/routing/wrapupcodes?name=Follow*").await;
     assert_eq!(prefix["total"], 1);
@@ -773,52 +556,23 @@ async fn the_catalog_lists_pages_sorts_filters_and_edits_codes_and_queue_assignm
     assert_eq!(s, 400);
     assert_error_body(&v, 400, "invalid.query.param.value");
 
-    let (s, _, created) = env
-        .send(
-            Method::POST,
-            "/api/v2/routing/wrapupcodes",
-            json!({"name": "Brand new"}),
-        )
-        .await;
+    let (s, _, created) = env.send(Method::POST, "/api/v2/routing/wrapupcodes", json!({"name": "Brand new"})).await;
     assert_eq!(s, 200);
     let id = created["id"].as_str().unwrap().to_string();
-    let (s, _, _) = env
-        .send(
-            Method::POST,
-            "/api/v2/routing/wrapupcodes",
-            json!({"name": "brand NEW"}),
-        )
-        .await;
+    let (s, _, _) = env.send(Method::POST, "/api/v2/routing/wrapupcodes", json!({"name": "brand NEW"})).await;
     assert_eq!(s, 400);
-    let (s, _, v) = env
-        .send(
-            Method::POST,
-            "/api/v2/routing/wrapupcodes",
-            json!({"description": "x"}),
-        )
-        .await;
+    let (s, _, v) = env.send(Method::POST, "/api/v2/routing/wrapupcodes", json!({"description": "x"})).await;
     assert_eq!(s, 400);
     assert_error_body(&v, 400, "invalid.value");
-    let (s, _, renamed) = env
-        .send(
-            Method::PUT,
-            &format!("/api/v2/routing/wrapupcodes/{id}"),
-            json!({"name": "Renamed"}),
-        )
-        .await;
+    let (s, _, renamed) =
+        env.send(Method::PUT, &format!("/api/v2/routing/wrapupcodes/{id}"), json!({"name": "Renamed"})).await;
     assert_eq!(s, 200);
     assert_eq!(renamed["name"], "Renamed");
 
     // Queues and their codes.
     let (_, _, queues) = env.get("/api/v2/routing/queues?pageSize=100").await;
     assert_eq!(queues["total"], 5);
-    let support = queues["entities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["name"] == "Support")
-        .unwrap()
-        .clone();
+    let support = queues["entities"].as_array().unwrap().iter().find(|q| q["name"] == "Support").unwrap().clone();
     assert_eq!(support["acwSettings"]["wrapupPrompt"], "MANDATORY_TIMEOUT");
     assert_eq!(support["acwSettings"]["timeoutMs"], 60_000);
     let qid = support["id"].as_str().unwrap();
@@ -826,59 +580,26 @@ async fn the_catalog_lists_pages_sorts_filters_and_edits_codes_and_queue_assignm
     assert_eq!(q["acwSettings"], support["acwSettings"]);
 
     let too_many: Vec<Value> = (0..101).map(|_| json!({"id": id})).collect();
-    let (s, _, _) = env
-        .send(
-            Method::POST,
-            &format!("/api/v2/routing/queues/{qid}/wrapupcodes"),
-            json!(too_many),
-        )
-        .await;
+    let (s, _, _) = env.send(Method::POST, &format!("/api/v2/routing/queues/{qid}/wrapupcodes"), json!(too_many)).await;
     assert_eq!(s, 400);
-    let (s, _, added) = env
-        .send(
-            Method::POST,
-            &format!("/api/v2/routing/queues/{qid}/wrapupcodes"),
-            json!([{"id": id}]),
-        )
-        .await;
+    let (s, _, added) =
+        env.send(Method::POST, &format!("/api/v2/routing/queues/{qid}/wrapupcodes"), json!([{"id": id}])).await;
     assert_eq!(s, 200);
     assert_eq!(added[0]["id"], id.as_str());
-    let (_, _, qcodes) = env
-        .get(&format!("/api/v2/routing/queues/{qid}/wrapupcodes"))
-        .await;
+    let (_, _, qcodes) = env.get(&format!("/api/v2/routing/queues/{qid}/wrapupcodes")).await;
     assert_eq!(qcodes["total"], 5);
-    let (s, _, _) = env
-        .send(
-            Method::DELETE,
-            &format!("/api/v2/routing/queues/{qid}/wrapupcodes/{id}"),
-            json!(null),
-        )
-        .await;
+    let (s, _, _) =
+        env.send(Method::DELETE, &format!("/api/v2/routing/queues/{qid}/wrapupcodes/{id}"), json!(null)).await;
     assert_eq!(s, 204);
-    let (s, _, _) = env
-        .send(
-            Method::DELETE,
-            &format!("/api/v2/routing/queues/{qid}/wrapupcodes/{id}"),
-            json!(null),
-        )
-        .await;
+    let (s, _, _) =
+        env.send(Method::DELETE, &format!("/api/v2/routing/queues/{qid}/wrapupcodes/{id}"), json!(null)).await;
     assert_eq!(s, 404);
 
-    let (s, _, _) = env
-        .send(
-            Method::DELETE,
-            &format!("/api/v2/routing/wrapupcodes/{id}"),
-            json!(null),
-        )
-        .await;
+    let (s, _, _) = env.send(Method::DELETE, &format!("/api/v2/routing/wrapupcodes/{id}"), json!(null)).await;
     assert_eq!(s, 204);
     let (s, _, _) = env.get(&format!("/api/v2/routing/wrapupcodes/{id}")).await;
     assert_eq!(s, 404);
-    let (s, _, sys) = env
-        .get(&format!(
-            "/api/v2/routing/wrapupcodes/{SYSTEM_TIMEOUT_CODE_ID}"
-        ))
-        .await;
+    let (s, _, sys) = env.get(&format!("/api/v2/routing/wrapupcodes/{SYSTEM_TIMEOUT_CODE_ID}")).await;
     assert_eq!(s, 200);
     assert_eq!(sys["name"], "ININ-WRAP-UP-TIMEOUT");
     env.sb.shutdown().await;
@@ -886,10 +607,7 @@ async fn the_catalog_lists_pages_sorts_filters_and_edits_codes_and_queue_assignm
 
 /// Runs a center for a simulated hour and returns its legs.
 async fn simulated_hour(seed: u64) -> Vec<wrapup_sandbox::LegTruth> {
-    let mut cfg = SandboxConfig {
-        seed,
-        ..SandboxConfig::default()
-    };
+    let mut cfg = SandboxConfig { seed, ..SandboxConfig::default() };
     cfg.center.arrival_rate_per_sec = 0.2;
     let env = start(cfg).await;
     for _ in 0..360 {
@@ -913,10 +631,7 @@ async fn the_same_seed_and_clock_give_the_same_center() {
     for by in [CodedBy::Agent, CodedBy::SystemTimeout, CodedBy::Skipped] {
         assert!(a.iter().any(|l| l.coded_by == by), "{by:?}");
     }
-    assert!(
-        a.iter().any(|l| l.state == "done" && !l.wrapup_required),
-        "some legs end without ACW"
-    );
+    assert!(a.iter().any(|l| l.state == "done" && !l.wrapup_required), "some legs end without ACW");
     // Transfers and consults put several agent legs into one conversation.
     let mut per_conv = std::collections::HashMap::new();
     for l in &a {
@@ -928,30 +643,24 @@ async fn the_same_seed_and_clock_give_the_same_center() {
 /// A local event target that records what it receives and refuses the first `fail_first` POSTs with 503.
 async fn receiver(
     fail_first: usize,
-) -> (
-    String,
-    std::sync::Arc<parking_lot::Mutex<Vec<(axum::http::HeaderMap, Value)>>>,
-) {
+) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<(axum::http::HeaderMap, Value)>>>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let got = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let seen = std::sync::Arc::new(AtomicUsize::new(0));
     let sink = got.clone();
     let app = axum::Router::new().route(
         "/events",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let sink = sink.clone();
-                let seen = seen.clone();
-                async move {
-                    if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
-                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    sink.lock()
-                        .push((headers, serde_json::from_slice(&body).unwrap()));
-                    axum::http::StatusCode::OK
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let sink = sink.clone();
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
                 }
-            },
-        ),
+                sink.lock().push((headers, serde_json::from_slice(&body).unwrap()));
+                axum::http::StatusCode::OK
+            }
+        }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/events", listener.local_addr().unwrap());
@@ -990,25 +699,11 @@ async fn events_arrive_as_eventbridge_envelopes_with_the_api_key_and_are_retried
         .unwrap();
     assert_eq!(h["x-api-key"], "sekret");
     assert_eq!(ev["version"], "0");
-    assert!(
-        ev["id"].is_string()
-            && ev["time"].is_string()
-            && ev["account"].is_string()
-            && ev["region"].is_string()
-    );
-    assert!(ev["source"]
-        .as_str()
-        .unwrap()
-        .starts_with("aws.partner/genesys.com/cloud/"));
+    assert!(ev["id"].is_string() && ev["time"].is_string() && ev["account"].is_string() && ev["region"].is_string());
+    assert!(ev["source"].as_str().unwrap().starts_with("aws.partner/genesys.com/cloud/"));
     assert!(ev["resources"].is_array());
     let d = &ev["detail"];
-    assert_eq!(
-        d["topicName"],
-        format!(
-            "v2.detail.events.conversation.{}.user.end",
-            leg.conversation_id
-        )
-    );
+    assert_eq!(d["topicName"], format!("v2.detail.events.conversation.{}.user.end", leg.conversation_id));
     assert_eq!(d["version"], "2");
     assert!(d["metadata"]["CorrelationId"].is_string());
     assert!(d["timestamp"].is_string());
@@ -1021,22 +716,15 @@ async fn events_arrive_as_eventbridge_envelopes_with_the_api_key_and_are_retried
     assert_eq!(b["queueId"], leg.queue_id.clone().unwrap());
     assert!(b["divisionId"].is_string());
     assert!(["VOICE", "CALLBACK", "EMAIL", "MESSAGE"].contains(&b["mediaType"].as_str().unwrap()));
-    assert!(b["disconnectType"]
-        .as_str()
-        .unwrap()
-        .chars()
-        .all(|c| c.is_ascii_uppercase() || c == '_'));
+    assert!(b["disconnectType"].as_str().unwrap().chars().all(|c| c.is_ascii_uppercase() || c == '_'));
     assert!(b["interactingDurationMs"].is_u64() && b["heldDurationMs"].is_u64());
 
     let code = env.code_for(&leg);
     assert_eq!(env.write(&leg, &code).await.0, 202);
     wait_for(&got, 4).await;
     let events = got.lock().clone();
-    let acw = events
-        .iter()
-        .map(|(_, e)| e)
-        .find(|e| e["detail-type"] == "v2.detail.events.conversation.{id}.acw")
-        .unwrap();
+    let acw =
+        events.iter().map(|(_, e)| e).find(|e| e["detail-type"] == "v2.detail.events.conversation.{id}.acw").unwrap();
     let b = &acw["detail"]["eventBody"];
     assert_eq!(b["wrapupCode"], code.as_str());
     assert_eq!(b["wrapupNotes"], "by test");
@@ -1063,35 +751,15 @@ async fn event_faults_drop_and_duplicate_events() {
         event_duplicate_rate: 0.3,
         ..wrapup_sandbox::FaultProfile::calm()
     };
-    cfg.event_targets.push(wrapup_sandbox::EventTarget {
-        url,
-        api_key_header: None,
-        api_key: None,
-    });
+    cfg.event_targets.push(wrapup_sandbox::EventTarget { url, api_key_header: None, api_key: None });
     let env = start(cfg).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let r = env.sb.report();
-    assert!(
-        r.events.dropped > 0 && r.events.duplicated > 0,
-        "{:?}",
-        r.events
-    );
-    assert_eq!(
-        r.events.dropped + r.events.delivered - r.events.duplicated,
-        80,
-        "{:?}",
-        r.events
-    );
-    let ids: Vec<String> = got
-        .lock()
-        .iter()
-        .map(|(_, e)| e["id"].as_str().unwrap().to_string())
-        .collect();
+    assert!(r.events.dropped > 0 && r.events.duplicated > 0, "{:?}", r.events);
+    assert_eq!(r.events.dropped + r.events.delivered - r.events.duplicated, 80, "{:?}", r.events);
+    let ids: Vec<String> = got.lock().iter().map(|(_, e)| e["id"].as_str().unwrap().to_string()).collect();
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
-    assert!(
-        unique.len() < ids.len(),
-        "duplicates are redeliveries of the same envelope id"
-    );
+    assert!(unique.len() < ids.len(), "duplicates are redeliveries of the same envelope id");
     env.sb.shutdown().await;
 }
 
@@ -1106,11 +774,7 @@ fn cli_flags_override_the_config_file() {
     let dir = std::env::temp_dir().join(format!("wrapup-sandbox-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sandbox.toml");
-    std::fs::write(
-        &file,
-        "seed = 3\npreload = 9\n[behaviours]\nsecond_write = \"reject\"\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "seed = 3\npreload = 9\n[behaviours]\nsecond_write = \"reject\"\n").unwrap();
     let cli = Cli::parse_from([
         "x",
         "--config",
@@ -1132,4 +796,46 @@ fn cli_flags_override_the_config_file() {
     assert_eq!(cfg.event_targets[0].api_key.as_deref(), Some("k"));
     assert_eq!(cli.args.listen, "127.0.0.1:8089");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn analytics_details_query_finds_legs_in_acw_and_coded_legs_by_segment_filters() {
+    let env = start(preloaded(5)).await;
+    let legs = env.sb.legs();
+    let coded = legs[0].clone();
+    let code = env.code_for(&coded);
+    assert_eq!(env.write(&coded, &code).await.0, 202);
+    let interval = "2026-03-02T00:00:00.000Z/2026-03-03T00:00:00.000Z";
+    let q = |filters: Value| json!({"interval": interval, "order": "desc", "paging": {"pageSize": 25, "pageNumber": 1}, "segmentFilters": filters});
+    let path = "/api/v2/analytics/conversations/details/query";
+
+    let (s, _, all) = env.send(Method::POST, path, q(json!([]))).await;
+    assert_eq!(s, 200, "{all}");
+    assert_eq!(all["totalHits"], 5);
+    let conv = &all["conversations"][0];
+    assert!(conv["conversationStart"].is_string() && conv["divisionIds"].is_array());
+    let agent = conv["participants"].as_array().unwrap().iter().find(|p| p["purpose"] == "agent").unwrap();
+    let segs = agent["sessions"][0]["segments"].as_array().unwrap();
+    assert_eq!(segs.last().unwrap()["segmentType"], "wrapup");
+
+    // Legs in ACW without a code: a wrapup segment with no wrapUpCode.
+    let pending = json!([{"type": "and", "predicates": [
+        {"type": "dimension", "dimension": "purpose", "operator": "matches", "value": "agent"},
+        {"type": "dimension", "dimension": "segmentType", "operator": "matches", "value": "wrapup"},
+        {"type": "dimension", "dimension": "wrapUpCode", "operator": "notExists"}]}]);
+    let (_, _, v) = env.send(Method::POST, path, q(pending)).await;
+    assert_eq!(v["totalHits"], 4);
+
+    let by_code = json!([{"type": "and", "predicates": [{"dimension": "wrapUpCode", "value": code}]}]);
+    let (_, _, v) = env.send(Method::POST, path, q(by_code)).await;
+    assert_eq!(v["totalHits"], 1);
+    assert_eq!(v["conversations"][0]["conversationId"], coded.conversation_id);
+
+    let none = json!({"interval": "2020-01-01T00:00:00Z/2020-01-02T00:00:00Z"});
+    let (_, _, v) = env.send(Method::POST, path, none).await;
+    assert_eq!(v, json!({"totalHits": 0}));
+    let (s, _, v) = env.send(Method::POST, path, json!({"paging": {"pageSize": 5, "pageNumber": 1}})).await;
+    assert_eq!(s, 400);
+    assert_error_body(&v, 400, "bad.request");
+    env.sb.shutdown().await;
 }

@@ -22,24 +22,14 @@ pub fn routes() -> Router<SharedState> {
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    let body =
-        json!({"error": error, "description": description, "error_description": description});
-    (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    let body = json!({"error": error, "description": description, "error_description": description});
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let b64 = h
-        .strip_prefix("Basic ")
-        .or_else(|| h.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
+    let b64 = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (id, secret) = s.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
@@ -55,21 +45,12 @@ async fn token(State(st): State<SharedState>, headers: HeaderMap, body: Bytes) -
 }
 
 fn issue(st: &SharedState, headers: &HeaderMap, body: &Bytes) -> Response {
-    let grant = url::form_urlencoded::parse(body)
-        .find(|(k, _)| k == "grant_type")
-        .map(|(_, v)| v.into_owned());
+    let grant = url::form_urlencoded::parse(body).find(|(k, _)| k == "grant_type").map(|(_, v)| v.into_owned());
     let Some((id, secret)) = basic_credentials(headers) else {
-        return oauth_error(
-            "invalid_client",
-            "client authentication is required (HTTP Basic)",
-        );
+        return oauth_error("invalid_client", "client authentication is required (HTTP Basic)");
     };
     let mut org = st.org.lock();
-    let Some(client) = org
-        .clients
-        .iter()
-        .position(|c| c.id == id && c.secret == secret)
-    else {
+    let Some(client) = org.clients.iter().position(|c| c.id == id && c.secret == secret) else {
         return oauth_error("invalid_client", "client not found or bad client secret");
     };
     match grant.as_deref() {
@@ -88,19 +69,8 @@ fn issue(st: &SharedState, headers: &HeaderMap, body: &Bytes) -> Response {
     let lifetime = org.token_lifetime;
     org.tokens.insert(
         access_token.clone(),
-        Token {
-            client,
-            expires: now + lifetime,
-            revoked: false,
-            window_start: now,
-            count: 0,
-        },
+        Token { client, expires: now + lifetime, revoked: false, window_start: now, count: 0 },
     );
     let body = json!({"access_token": access_token, "token_type": "bearer", "expires_in": lifetime.as_secs()});
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }

@@ -28,11 +28,7 @@ pub fn routes() -> Router<SharedState> {
 }
 
 fn bad(msg: impl std::fmt::Display) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": msg.to_string()})),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg.to_string()}))).into_response()
 }
 
 async fn report(State(st): State<SharedState>) -> Response {
@@ -92,11 +88,7 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
     match serde_json::from_value::<CenterConfig>(base) {
         Ok(c) => {
             // Queues and agents are set up at start; only the process parameters change at runtime.
-            org.center = CenterConfig {
-                queues: org.center.queues.clone(),
-                agents: org.center.agents,
-                ..c
-            };
+            org.center = CenterConfig { queues: org.center.queues.clone(), agents: org.center.agents, ..c };
             drop(org);
             st.wake.notify_one();
             axum::Json(st.org.lock().center.clone()).into_response()
@@ -110,11 +102,7 @@ async fn put_faults(State(st): State<SharedState>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return bad(e),
     };
-    let name_only = v
-        .as_object()
-        .filter(|o| o.len() == 1)
-        .and_then(|o| o.get("name"))
-        .and_then(Value::as_str);
+    let name_only = v.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("name")).and_then(Value::as_str);
     let name = match &v {
         Value::String(n) => Some(n.as_str()),
         _ => name_only,

@@ -8,9 +8,7 @@
 
 use super::{accepted, json_ok, parse_body, query_pairs};
 use crate::config::GetWrapupUnset;
-use crate::model::{
-    iso, Conversation, Media, Org, Participant, Phase, PlatformError, Purpose, Wrapup, WrapupInput,
-};
+use crate::model::{iso, Conversation, Media, Org, Participant, Phase, PlatformError, Purpose, Wrapup, WrapupInput};
 use crate::SharedState;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -22,25 +20,13 @@ use serde_json::{json, Map, Value};
 pub fn routes() -> Router<SharedState> {
     let mut r = Router::new()
         .route("/conversations/{cid}", get(get_generic))
-        .route(
-            "/conversations/{cid}/participants/{pid}",
-            axum::routing::patch(patch_generic),
-        )
-        .route(
-            "/conversations/{cid}/participants/{pid}/wrapup",
-            get(get_wrapup_generic),
-        )
-        .route(
-            "/conversations/{cid}/participants/{pid}/wrapupcodes",
-            get(codes_generic),
-        );
+        .route("/conversations/{cid}/participants/{pid}", axum::routing::patch(patch_generic))
+        .route("/conversations/{cid}/participants/{pid}/wrapup", get(get_wrapup_generic))
+        .route("/conversations/{cid}/participants/{pid}/wrapupcodes", get(codes_generic));
     for m in Media::ALL {
         let base = format!("/conversations/{}", m.path());
         r = r
-            .route(
-                &format!("{base}/{{cid}}"),
-                get(move |st, p| get_media(st, m, p)),
-            )
+            .route(&format!("{base}/{{cid}}"), get(move |st, p| get_media(st, m, p)))
             .route(
                 &format!("{base}/{{cid}}/participants/{{pid}}"),
                 axum::routing::patch(move |st, p, b| patch_media(st, m, p, b)),
@@ -49,14 +35,10 @@ pub fn routes() -> Router<SharedState> {
                 &format!("{base}/{{cid}}/participants/{{pid}}/wrapup"),
                 get(move |st, p, q| get_wrapup_media(st, m, p, q)),
             )
-            .route(
-                &format!("{base}/{{cid}}/participants/{{pid}}/wrapupcodes"),
-                get(move |st, p| codes_media(st, m, p)),
-            )
+            .route(&format!("{base}/{{cid}}/participants/{{pid}}/wrapupcodes"), get(move |st, p| codes_media(st, m, p)))
             .route(
                 &format!("{base}/{{cid}}/participants/{{pid}}/communications/{{commId}}/wrapup"),
-                post(move |st, p, b| post_wrapup(st, m, p, b))
-                    .get(move |st, p, q| get_comm_wrapup(st, m, p, q)),
+                post(move |st, p, b| post_wrapup(st, m, p, b)).get(move |st, p, q| get_comm_wrapup(st, m, p, q)),
             );
     }
     r
@@ -66,9 +48,7 @@ fn state_of(p: &Participant, conv: &Conversation) -> &'static str {
     match p.phase {
         Phase::Alerting => "alerting",
         Phase::Connected => "connected",
-        Phase::Acw | Phase::Done if conv.media == Media::Calls && conv.end.is_some() => {
-            "terminated"
-        }
+        Phase::Acw | Phase::Done if conv.media == Media::Calls && conv.end.is_some() => "terminated",
         Phase::Acw | Phase::Done => "disconnected",
     }
 }
@@ -77,10 +57,7 @@ fn wrapup_json(org: &Org, w: &Wrapup) -> Value {
     let mut v = Map::new();
     if let Some(c) = &w.code {
         v.insert("code".into(), json!(c));
-        let name = w
-            .name
-            .clone()
-            .or_else(|| org.code_name(c).map(str::to_string));
+        let name = w.name.clone().or_else(|| org.code_name(c).map(str::to_string));
         v.insert("name".into(), json!(name));
     }
     v.insert("notes".into(), json!(w.notes.clone().unwrap_or_default()));
@@ -106,37 +83,18 @@ fn communication_json(org: &Org, conv: &Conversation, p: &Participant) -> Value 
     let mut c = Map::new();
     c.insert("id".into(), json!(p.comm_id));
     c.insert("state".into(), json!(state_of(p, conv)));
-    c.insert(
-        "initialState".into(),
-        json!(if p.purpose == Purpose::Agent {
-            "alerting"
-        } else {
-            "connected"
-        }),
-    );
+    c.insert("initialState".into(), json!(if p.purpose == Purpose::Agent { "alerting" } else { "connected" }));
     c.insert("direction".into(), json!(conv.direction));
     c.insert("held".into(), json!(false));
-    put_opt(
-        &mut c,
-        "disconnectType",
-        p.disconnect_type.map(|d| json!(d)),
-    );
+    put_opt(&mut c, "disconnectType", p.disconnect_type.map(|d| json!(d)));
     if p.purpose == Purpose::Agent {
         c.insert("startAlertingTime".into(), json!(iso(p.start)));
     }
-    put_opt(
-        &mut c,
-        "connectedTime",
-        p.connected_at.map(|t| json!(iso(t))),
-    );
+    put_opt(&mut c, "connectedTime", p.connected_at.map(|t| json!(iso(t))));
     put_opt(&mut c, "disconnectedTime", p.end.map(|t| json!(iso(t))));
     c.insert("provider".into(), json!("Edge"));
     if p.purpose == Purpose::Agent {
-        put_opt(
-            &mut c,
-            "wrapup",
-            p.wrapup.as_ref().map(|w| wrapup_json(org, w)),
-        );
+        put_opt(&mut c, "wrapup", p.wrapup.as_ref().map(|w| wrapup_json(org, w)));
         if let Some(state) = p.acw_state {
             let mut acw = Map::new();
             acw.insert("state".into(), json!(state.as_str()));
@@ -162,28 +120,16 @@ fn participant_common(org: &Org, p: &Participant, obj: &mut Map<String, Value>) 
     obj.insert("purpose".into(), json!(p.purpose.as_str()));
     obj.insert("wrapupRequired".into(), json!(p.wrapup_required));
     if p.purpose == Purpose::Agent && p.end.is_some() {
-        put_opt(
-            obj,
-            "wrapupPrompt",
-            p.prompt.map(|m| json!(m.participant_prompt())),
-        );
+        put_opt(obj, "wrapupPrompt", p.prompt.map(|m| json!(m.participant_prompt())));
         put_opt(obj, "wrapupTimeoutMs", p.timeout_ms.map(|t| json!(t)));
     }
     if p.wrapup_skipped {
         obj.insert("wrapupSkipped".into(), json!(true));
     }
-    put_opt(
-        obj,
-        "wrapup",
-        p.wrapup.as_ref().map(|w| wrapup_json(org, w)),
-    );
+    put_opt(obj, "wrapup", p.wrapup.as_ref().map(|w| wrapup_json(org, w)));
     put_opt(obj, "startAcwTime", p.acw_start.map(|t| json!(iso(t))));
     put_opt(obj, "endAcwTime", p.acw_end.map(|t| json!(iso(t))));
-    put_opt(
-        obj,
-        "consultParticipantId",
-        p.consult_participant_id.as_ref().map(|c| json!(c)),
-    );
+    put_opt(obj, "consultParticipantId", p.consult_participant_id.as_ref().map(|c| json!(c)));
     obj.insert("attributes".into(), json!({}));
 }
 
@@ -207,10 +153,7 @@ pub fn conversation_json(org: &Org, conv: &Conversation) -> Value {
                 o.insert("userId".into(), json!(u));
                 o.insert("userUri".into(), json!(format!("/api/v2/users/{u}")));
             }
-            o.insert(
-                conv.media.path().into(),
-                json!([communication_json(org, conv, p)]),
-            );
+            o.insert(conv.media.path().into(), json!([communication_json(org, conv, p)]));
             Value::Object(o)
         })
         .collect();
@@ -224,10 +167,7 @@ pub fn conversation_json(org: &Org, conv: &Conversation) -> Value {
     c.insert("recordingState".into(), json!("NONE"));
     c.insert("divisions".into(), divisions(org));
     c.insert("recentTransfers".into(), json!([]));
-    c.insert(
-        "selfUri".into(),
-        json!(format!("/api/v2/conversations/{}", conv.id)),
-    );
+    c.insert("selfUri".into(), json!(format!("/api/v2/conversations/{}", conv.id)));
     Value::Object(c)
 }
 
@@ -242,26 +182,16 @@ pub fn media_conversation_json(org: &Org, conv: &Conversation) -> Value {
             o.insert("state".into(), json!(state_of(p, conv)));
             o.insert("direction".into(), json!(conv.direction));
             o.insert("held".into(), json!(false));
-            put_opt(
-                &mut o,
-                "disconnectType",
-                p.disconnect_type.map(|d| json!(d)),
-            );
+            put_opt(&mut o, "disconnectType", p.disconnect_type.map(|d| json!(d)));
             if p.purpose == Purpose::Agent {
                 o.insert("startAlertingTime".into(), json!(iso(p.start)));
             }
             o.insert("provider".into(), json!("Edge"));
             if let Some(q) = p.queue.and_then(|q| org.queues.get(q)) {
-                o.insert(
-                    "queue".into(),
-                    json!({"id": q.id, "selfUri": format!("/api/v2/routing/queues/{}", q.id)}),
-                );
+                o.insert("queue".into(), json!({"id": q.id, "selfUri": format!("/api/v2/routing/queues/{}", q.id)}));
             }
             if let Some(u) = &p.user_id {
-                o.insert(
-                    "user".into(),
-                    json!({"id": u, "name": p.name, "selfUri": format!("/api/v2/users/{u}")}),
-                );
+                o.insert("user".into(), json!({"id": u, "name": p.name, "selfUri": format!("/api/v2/users/{u}")}));
             }
             Value::Object(o)
         })
@@ -359,10 +289,7 @@ async fn post_wrapup(
         }
     };
     let now = st.clock.now();
-    let result = st
-        .org
-        .lock()
-        .api_write_wrapup(&cid, &pid, Some(m), Some(&comm), input, now);
+    let result = st.org.lock().api_write_wrapup(&cid, &pid, Some(m), Some(&comm), input, now);
     match result {
         Ok(()) => {
             st.wake.notify_one();
@@ -373,9 +300,7 @@ async fn post_wrapup(
 }
 
 fn provisional_flag(q: Option<String>) -> bool {
-    query_pairs(q.as_deref())
-        .iter()
-        .any(|(k, v)| k == "provisional" && v.eq_ignore_ascii_case("true"))
+    query_pairs(q.as_deref()).iter().any(|(k, v)| k == "provisional" && v.eq_ignore_ascii_case("true"))
 }
 
 fn wrapup_answer(st: &SharedState, r: Result<Option<Value>, PlatformError>) -> Response {
@@ -394,10 +319,7 @@ async fn get_wrapup_generic(
     Path((cid, pid)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let r = st
-        .org
-        .lock()
-        .assigned_wrapup(&cid, &pid, None, None, provisional_flag(q));
+    let r = st.org.lock().assigned_wrapup(&cid, &pid, None, None, provisional_flag(q));
     wrapup_answer(&st, r)
 }
 
@@ -407,10 +329,7 @@ async fn get_wrapup_media(
     Path((cid, pid)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let r = st
-        .org
-        .lock()
-        .assigned_wrapup(&cid, &pid, Some(m), None, provisional_flag(q));
+    let r = st.org.lock().assigned_wrapup(&cid, &pid, Some(m), None, provisional_flag(q));
     wrapup_answer(&st, r)
 }
 
@@ -420,28 +339,18 @@ async fn get_comm_wrapup(
     Path((cid, pid, comm)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let r = st
-        .org
-        .lock()
-        .assigned_wrapup(&cid, &pid, Some(m), Some(&comm), provisional_flag(q));
+    let r = st.org.lock().assigned_wrapup(&cid, &pid, Some(m), Some(&comm), provisional_flag(q));
     wrapup_answer(&st, r)
 }
 
-async fn codes_generic(
-    State(st): State<SharedState>,
-    Path((cid, pid)): Path<(String, String)>,
-) -> Response {
+async fn codes_generic(State(st): State<SharedState>, Path((cid, pid)): Path<(String, String)>) -> Response {
     match st.org.lock().participant_codes(&cid, &pid, None) {
         Ok(v) => json_ok(v),
         Err(e) => e.into_response(),
     }
 }
 
-async fn codes_media(
-    State(st): State<SharedState>,
-    m: Media,
-    Path((cid, pid)): Path<(String, String)>,
-) -> Response {
+async fn codes_media(State(st): State<SharedState>, m: Media, Path((cid, pid)): Path<(String, String)>) -> Response {
     match st.org.lock().participant_codes(&cid, &pid, Some(m)) {
         Ok(v) => json_ok(v),
         Err(e) => e.into_response(),
@@ -457,13 +366,7 @@ impl Org {
             .and_then(|c| c.participant(pid))
             .is_some_and(|p| p.purpose == Purpose::Agent && p.phase == Phase::Connected);
         if connected {
-            self.schedule(
-                now,
-                crate::model::Action::Disconnect {
-                    cid: cid.to_string(),
-                    pid: pid.to_string(),
-                },
-            );
+            self.schedule(now, crate::model::Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() });
             self.advance_to(now);
         }
     }

@@ -7,9 +7,10 @@
 //! (429 `too.many.requests` + `Retry-After`), and draw the request faults. It then runs the handler inside a
 //! task-local holding the `ININ-Correlation-Id`, so any [`PlatformError`] renders as an `ErrorBody` whose `contextId`
 //! equals the header, stamps the `inin-ratelimit-*` headers, and counts the answer per endpoint *template* for the
-//! report. Handler modules (`conversations`, `routing`, `users`, `control`) each export a `routes()` function; adding
+//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `control`) each export a `routes()` function; adding
 //! an API family is adding a module and one `merge` line here.
 
+pub mod analytics;
 pub mod auth;
 pub mod control;
 pub mod conversations;
@@ -44,6 +45,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(conversations::routes())
         .merge(routing::routes())
         .merge(users::routes())
+        .merge(analytics::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), api_gate))
         .fallback(api_not_found);
     Router::new()
@@ -73,36 +75,23 @@ pub fn error_response(e: &PlatformError, correlation: &str) -> Response {
         obj.insert("messageWithParams".into(), json!(m));
     }
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     if let Some(secs) = e.retry_after {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
 
 impl IntoResponse for PlatformError {
     fn into_response(self) -> Response {
-        let corr = CORRELATION
-            .try_with(|c| c.clone())
-            .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+        let corr = CORRELATION.try_with(|c| c.clone()).unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
         error_response(&self, &corr)
     }
 }
 
 /// A JSON 200 response.
 pub fn json_ok(v: serde_json::Value) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
 /// Parses a JSON body; malformed JSON is the platform's 400 `bad.request`.
@@ -140,15 +129,8 @@ pub fn endpoint_key(raw: &str) -> String {
 }
 
 /// Auth, rate limit and faults for one `/api/v2` request. Must be called with the org locked.
-fn gate(
-    org: &mut Org,
-    auth: Option<&str>,
-    now: Instant,
-) -> Result<Gate, (PlatformError, Option<Limit>)> {
-    let token = match auth.and_then(|a| {
-        a.strip_prefix("Bearer ")
-            .or_else(|| a.strip_prefix("bearer "))
-    }) {
+fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (PlatformError, Option<Limit>)> {
+    let token = match auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))) {
         Some(t) if !t.trim().is_empty() => t.trim(),
         _ => {
             return Err((
@@ -163,24 +145,14 @@ fn gate(
     };
     let allowed = org.rate_limit_per_minute;
     let Some(tok) = org.tokens.get_mut(token) else {
-        return Err((
-            PlatformError::new(401, "bad.credentials", "Invalid login credentials."),
-            None,
-        ));
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
     };
     if tok.revoked {
-        return Err((
-            PlatformError::new(401, "bad.credentials", "Invalid login credentials."),
-            None,
-        ));
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
     }
     if now >= tok.expires {
         return Err((
-            PlatformError::new(
-                401,
-                "credentials.expired",
-                "The supplied credentials are expired and cannot be used.",
-            ),
+            PlatformError::new(401, "credentials.expired", "The supplied credentials are expired and cannot be used."),
             None,
         ));
     }
@@ -191,11 +163,7 @@ fn gate(
         tok.count = 0;
     }
     tok.count = tok.count.saturating_add(1);
-    let reset = window
-        .saturating_sub(now.duration_since(tok.window_start))
-        .as_secs_f64()
-        .ceil()
-        .max(1.0) as u64;
+    let reset = window.saturating_sub(now.duration_since(tok.window_start)).as_secs_f64().ceil().max(1.0) as u64;
     let limit = Some((tok.count.min(allowed), allowed, reset));
     if tok.count > allowed {
         let mut e = PlatformError::new(
@@ -213,11 +181,7 @@ fn gate(
 
     // Faults (the calm path costs nothing).
     if !org.faults.request_faults_active() && org.storm_until.is_none() {
-        return Ok(Gate {
-            limit,
-            latency: Duration::ZERO,
-            hang: None,
-        });
+        return Ok(Gate { limit, latency: Duration::ZERO, hang: None });
     }
     let f = org.faults.clone();
     if let Some(until) = org.storm_until {
@@ -248,19 +212,12 @@ fn gate(
         if let Some(tok) = org.tokens.get_mut(token) {
             tok.revoked = true;
         }
-        return Err((
-            PlatformError::new(401, "bad.credentials", "Invalid login credentials."),
-            limit,
-        ));
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit));
     }
     let r = &mut org.fault_rng;
     if f.http_5xx_rate > 0.0 && r.gen_bool(f.http_5xx_rate.clamp(0.0, 1.0)) {
         let e = match r.gen_range(0..4) {
-            0 => PlatformError::new(
-                500,
-                "internal.server.error",
-                "The server encountered an unexpected condition.",
-            ),
+            0 => PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition."),
             1 => PlatformError::new(
                 502,
                 "bad.gateway",
@@ -275,20 +232,14 @@ fn gate(
         };
         return Err((e, limit));
     }
-    let hang = (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0)))
-        .then(|| Duration::from_millis(f.hang_ms));
+    let hang =
+        (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0))).then(|| Duration::from_millis(f.hang_ms));
     let latency = if f.latency_ms_max > 0 {
-        Duration::from_millis(
-            r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max),
-        )
+        Duration::from_millis(r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max))
     } else {
         Duration::ZERO
     };
-    Ok(Gate {
-        limit,
-        latency,
-        hang,
-    })
+    Ok(Gate { limit, latency, hang })
 }
 
 /// The `/api/v2` middleware (see the module docs).
@@ -297,24 +248,15 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
     let key = format!(
         "{} {}",
         req.method().as_str(),
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(|m| m.as_str())
-            .unwrap_or(req.uri().path())
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str()).unwrap_or(req.uri().path())
     );
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string);
     let decision = {
         let mut org = st.org.lock();
         org.advance_to(st.clock.now());
         org.api.total += 1;
         // Random bytes from the (locked) fault RNG: cheaper than a getrandom call per request.
-        let corr = uuid::Builder::from_random_bytes(org.fault_rng.gen())
-            .into_uuid()
-            .to_string();
+        let corr = uuid::Builder::from_random_bytes(org.fault_rng.gen()).into_uuid().to_string();
         (corr, gate(&mut org, auth.as_deref(), Instant::now()))
     };
     let (corr, decision) = decision;
@@ -336,13 +278,7 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
     resp
 }
 
-fn finish(
-    st: &SharedState,
-    resp: &mut Response<Body>,
-    corr: &str,
-    limit: Option<Limit>,
-    key: String,
-) {
+fn finish(st: &SharedState, resp: &mut Response<Body>, corr: &str, limit: Option<Limit>, key: String) {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(corr) {
         h.insert("ININ-Correlation-Id", v);
@@ -357,22 +293,12 @@ fn finish(
     if status == 429 {
         org.api.rate_limited += 1;
     }
-    *org.api
-        .by_endpoint
-        .entry(key)
-        .or_default()
-        .entry(status)
-        .or_default() += 1;
+    *org.api.by_endpoint.entry(key).or_default().entry(status).or_default() += 1;
 }
 
 /// Parses the raw query string into pairs (repeated keys kept, as `id=a&id=b`).
 pub fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
-    q.map(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .into_owned()
-            .collect()
-    })
-    .unwrap_or_default()
+    q.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
 /// Current correlation id (inside a handler), for handlers that build their own responses.

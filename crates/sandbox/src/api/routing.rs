@@ -22,20 +22,11 @@ const MAX_PAGE_SIZE: usize = 500;
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/routing/wrapupcodes", get(list_codes).post(create_code))
-        .route(
-            "/routing/wrapupcodes/{id}",
-            get(get_code).put(update_code).delete(delete_code),
-        )
+        .route("/routing/wrapupcodes/{id}", get(get_code).put(update_code).delete(delete_code))
         .route("/routing/queues", get(list_queues))
         .route("/routing/queues/{id}", get(get_queue))
-        .route(
-            "/routing/queues/{id}/wrapupcodes",
-            get(list_queue_codes).post(add_queue_codes),
-        )
-        .route(
-            "/routing/queues/{id}/wrapupcodes/{code}",
-            delete(remove_queue_code),
-        )
+        .route("/routing/queues/{id}/wrapupcodes", get(list_queue_codes).post(add_queue_codes))
+        .route("/routing/queues/{id}/wrapupcodes/{code}", delete(remove_queue_code))
 }
 
 /// Paging and filter parameters common to the listings.
@@ -107,11 +98,7 @@ fn listing(base: &str, p: &ListParams, entities_all: Vec<Value>) -> Value {
     let total = entities_all.len();
     let page_count = total.div_ceil(p.page_size);
     let start = (p.page_number - 1).saturating_mul(p.page_size);
-    let entities: Vec<Value> = entities_all
-        .into_iter()
-        .skip(start)
-        .take(p.page_size)
-        .collect();
+    let entities: Vec<Value> = entities_all.into_iter().skip(start).take(p.page_size).collect();
     let uri = |n: usize| format!("{base}?pageSize={}&pageNumber={n}", p.page_size);
     json!({
         "entities": entities,
@@ -136,12 +123,7 @@ fn sorted_codes<'a>(org: &'a Org, p: &ListParams, ids: Option<&[String]>) -> Vec
     if p.sort_by == "id" {
         codes.sort_by(|a, b| a.id.cmp(&b.id));
     } else {
-        codes.sort_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
-                .then(a.id.cmp(&b.id))
-        });
+        codes.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
     }
     if p.descending {
         codes.reverse();
@@ -155,10 +137,7 @@ async fn list_codes(State(st): State<SharedState>, RawQuery(q): RawQuery) -> Res
         Err(e) => return e.into_response(),
     };
     let org = st.org.lock();
-    let entities = sorted_codes(&org, &p, None)
-        .into_iter()
-        .map(|c| org.code_json(c))
-        .collect();
+    let entities = sorted_codes(&org, &p, None).into_iter().map(|c| org.code_json(c)).collect();
     json_ok(listing("/api/v2/routing/wrapupcodes", &p, entities))
 }
 
@@ -192,35 +171,16 @@ struct CodeRequest {
     description: Option<String>,
 }
 
-fn validate_name(
-    org: &Org,
-    name: Option<&str>,
-    except: Option<&str>,
-) -> Result<String, PlatformError> {
+fn validate_name(org: &Org, name: Option<&str>, except: Option<&str>) -> Result<String, PlatformError> {
     let name = name.map(str::trim).unwrap_or_default();
     if name.is_empty() {
-        let mut e = PlatformError::new(
-            400,
-            "invalid.value",
-            "The name of a wrap-up code is required.",
-        );
-        e.extra
-            .details
-            .push(json!({"errorCode": "required", "fieldName": "name"}));
+        let mut e = PlatformError::new(400, "invalid.value", "The name of a wrap-up code is required.");
+        e.extra.details.push(json!({"errorCode": "required", "fieldName": "name"}));
         return Err(e);
     }
-    if org
-        .codes
-        .values()
-        .any(|c| c.name.eq_ignore_ascii_case(name) && Some(c.id.as_str()) != except)
-    {
-        return Err(PlatformError::bad_request(format!(
-            "A wrap-up code named [{name}] already exists."
-        ))
-        .with_params(
-            "A wrap-up code named [{name}] already exists.",
-            &[("name", name)],
-        ));
+    if org.codes.values().any(|c| c.name.eq_ignore_ascii_case(name) && Some(c.id.as_str()) != except) {
+        return Err(PlatformError::bad_request(format!("A wrap-up code named [{name}] already exists."))
+            .with_params("A wrap-up code named [{name}] already exists.", &[("name", name)]));
     }
     Ok(name.to_string())
 }
@@ -237,11 +197,7 @@ async fn create_code(State(st): State<SharedState>, body: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let by = org
-        .clients
-        .first()
-        .map(|c| c.id.clone())
-        .unwrap_or_default();
+    let by = org.clients.first().map(|c| c.id.clone()).unwrap_or_default();
     let code = Code {
         id: id.clone(),
         name,
@@ -256,11 +212,7 @@ async fn create_code(State(st): State<SharedState>, body: Bytes) -> Response {
     json_ok(v)
 }
 
-async fn update_code(
-    State(st): State<SharedState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn update_code(State(st): State<SharedState>, Path(id): Path<String>, body: Bytes) -> Response {
     let req: CodeRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -274,11 +226,7 @@ async fn update_code(
         Ok(n) => n,
         Err(e) => return e.into_response(),
     };
-    let by = org
-        .clients
-        .first()
-        .map(|c| c.id.clone())
-        .unwrap_or_default();
+    let by = org.clients.first().map(|c| c.id.clone()).unwrap_or_default();
     let Some(code) = org.codes.get_mut(&id) else {
         return PlatformError::not_found().into_response();
     };
@@ -316,11 +264,7 @@ async fn list_queues(State(st): State<SharedState>, RawQuery(q): RawQuery) -> Re
         Err(e) => return e.into_response(),
     };
     let org = st.org.lock();
-    let mut queues: Vec<_> = org
-        .queues
-        .iter()
-        .filter(|q| name_matches(&p.name, &q.name))
-        .collect();
+    let mut queues: Vec<_> = org.queues.iter().filter(|q| name_matches(&p.name, &q.name)).collect();
     if p.sort_by == "id" {
         queues.sort_by(|a, b| a.id.cmp(&b.id));
     } else {
@@ -341,11 +285,7 @@ async fn get_queue(State(st): State<SharedState>, Path(id): Path<String>) -> Res
     }
 }
 
-async fn list_queue_codes(
-    State(st): State<SharedState>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
+async fn list_queue_codes(State(st): State<SharedState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
     let p = match list_params(q.as_deref()) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -354,15 +294,8 @@ async fn list_queue_codes(
     let Some(queue) = org.queue_by_id.get(&id).and_then(|&i| org.queues.get(i)) else {
         return PlatformError::not_found().into_response();
     };
-    let entities = sorted_codes(&org, &p, Some(&queue.codes))
-        .into_iter()
-        .map(|c| org.code_json(c))
-        .collect();
-    json_ok(listing(
-        &format!("/api/v2/routing/queues/{id}/wrapupcodes"),
-        &p,
-        entities,
-    ))
+    let entities = sorted_codes(&org, &p, Some(&queue.codes)).into_iter().map(|c| org.code_json(c)).collect();
+    json_ok(listing(&format!("/api/v2/routing/queues/{id}/wrapupcodes"), &p, entities))
 }
 
 #[derive(serde::Deserialize)]
@@ -370,36 +303,23 @@ struct CodeRef {
     id: String,
 }
 
-async fn add_queue_codes(
-    State(st): State<SharedState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn add_queue_codes(State(st): State<SharedState>, Path(id): Path<String>, body: Bytes) -> Response {
     let refs: Vec<CodeRef> = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     if refs.len() > 100 {
-        return PlatformError::new(
-            400,
-            "bad.request",
-            "You can add at most 100 wrap-up codes to a queue per request.",
-        )
-        .into_response();
+        return PlatformError::new(400, "bad.request", "You can add at most 100 wrap-up codes to a queue per request.")
+            .into_response();
     }
     let mut org = st.org.lock();
     let Some(&qi) = org.queue_by_id.get(&id) else {
         return PlatformError::not_found().into_response();
     };
     if let Some(missing) = refs.iter().find(|r| !org.codes.contains_key(&r.id)) {
-        let mut e = PlatformError::new(
-            400,
-            "invalid.value",
-            format!("The wrap-up code {} does not exist.", missing.id),
-        );
-        e.extra
-            .details
-            .push(json!({"errorCode": "invalid.value", "fieldName": "id", "entityId": missing.id}));
+        let mut e =
+            PlatformError::new(400, "invalid.value", format!("The wrap-up code {} does not exist.", missing.id));
+        e.extra.details.push(json!({"errorCode": "invalid.value", "fieldName": "id", "entityId": missing.id}));
         return e.into_response();
     }
     let mut added = Vec::new();
@@ -414,10 +334,7 @@ async fn add_queue_codes(
     json_ok(Value::Array(added))
 }
 
-async fn remove_queue_code(
-    State(st): State<SharedState>,
-    Path((id, code)): Path<(String, String)>,
-) -> Response {
+async fn remove_queue_code(State(st): State<SharedState>, Path((id, code)): Path<(String, String)>) -> Response {
     let mut org = st.org.lock();
     let Some(&qi) = org.queue_by_id.get(&id) else {
         return PlatformError::not_found().into_response();

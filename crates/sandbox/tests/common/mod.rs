@@ -77,18 +77,9 @@ pub async fn start(cfg: SandboxConfig) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let clock = ManualClock::new();
     let sb = Sandbox::start(cfg, listener, clock.clone()).await.unwrap();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let base = sb.base_url();
-    let mut env = Env {
-        sb,
-        clock,
-        http,
-        base,
-        token: String::new(),
-    };
+    let mut env = Env { sb, clock, http, base, token: String::new() };
     env.token = env.new_token().await;
     env
 }
@@ -110,13 +101,7 @@ impl Env {
     }
 
     pub async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
+        let resp = self.http.get(format!("{}{}", self.base, path)).bearer_auth(&self.token).send().await.unwrap();
         split(resp).await
     }
 
@@ -146,38 +131,24 @@ impl Env {
             leg.participant_id,
             leg.communication_id
         );
-        let (s, _, v) = self
-            .send(
-                reqwest::Method::POST,
-                &path,
-                serde_json::json!({"code": code, "notes": "by test"}),
-            )
-            .await;
+        let (s, _, v) =
+            self.send(reqwest::Method::POST, &path, serde_json::json!({"code": code, "notes": "by test"})).await;
         (s, v)
     }
 
     /// Id of a code of the leg's queue.
     pub fn code_for(&self, leg: &wrapup_sandbox::LegTruth) -> String {
         let q = leg.queue_id.clone().unwrap();
-        self.sb
-            .with_org(|o| o.queues[o.queue_by_id[&q]].codes[0].clone())
+        self.sb.with_org(|o| o.queues[o.queue_by_id[&q]].codes[0].clone())
     }
 
     pub fn leg(&self, pid: &str) -> wrapup_sandbox::LegTruth {
-        self.sb
-            .legs()
-            .into_iter()
-            .find(|l| l.participant_id == pid)
-            .unwrap()
+        self.sb.legs().into_iter().find(|l| l.participant_id == pid).unwrap()
     }
 
     /// The first preloaded leg on the queue called `queue`.
     pub fn leg_on(&self, queue: &str) -> wrapup_sandbox::LegTruth {
-        self.sb
-            .legs()
-            .into_iter()
-            .find(|l| l.queue_name.as_deref() == Some(queue))
-            .unwrap()
+        self.sb.legs().into_iter().find(|l| l.queue_name.as_deref() == Some(queue)).unwrap()
     }
 }
 
@@ -189,10 +160,6 @@ pub async fn split(resp: reqwest::Response) -> (u16, reqwest::header::HeaderMap,
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
+    let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
     (status, headers, v)
 }
