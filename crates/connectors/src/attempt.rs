@@ -38,9 +38,7 @@ pub struct ApiAttempt {
 impl ApiAttempt {
     /// The status as a metrics label: the number, or `error` when no response arrived.
     pub fn status_label(&self) -> String {
-        self.status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "error".to_string())
+        self.status.map(|s| s.to_string()).unwrap_or_else(|| "error".to_string())
     }
 }
 
@@ -88,11 +86,7 @@ pub(crate) struct AttemptRecorder {
 
 impl AttemptRecorder {
     pub(crate) fn new(connection: String, sink: SharedAttemptSink) -> Self {
-        Self {
-            connection,
-            sink,
-            stats: Mutex::new(CallStats::default()),
-        }
+        Self { connection, sink, stats: Mutex::new(CallStats::default()) }
     }
 
     pub(crate) fn connection(&self) -> &str {
@@ -110,9 +104,7 @@ impl AttemptRecorder {
             if is_token {
                 s.token_requests_total += 1;
             }
-            *s.by_endpoint_status
-                .entry((attempt.endpoint.to_string(), status.clone()))
-                .or_default() += 1;
+            *s.by_endpoint_status.entry((attempt.endpoint.to_string(), status.clone())).or_default() += 1;
         }
         metrics::counter!(
             "wrapup_platform_calls_total",

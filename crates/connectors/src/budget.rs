@@ -51,22 +51,13 @@ pub struct Priority {
 
 impl Priority {
     pub fn live(deadline: Option<Timestamp>) -> Self {
-        Self {
-            class: PriorityClass::Live,
-            deadline,
-        }
+        Self { class: PriorityClass::Live, deadline }
     }
     pub fn reconcile() -> Self {
-        Self {
-            class: PriorityClass::Reconcile,
-            deadline: None,
-        }
+        Self { class: PriorityClass::Reconcile, deadline: None }
     }
     pub fn backfill() -> Self {
-        Self {
-            class: PriorityClass::Backfill,
-            deadline: None,
-        }
+        Self { class: PriorityClass::Backfill, deadline: None }
     }
 }
 
@@ -109,9 +100,7 @@ impl Slot {
     }
 
     fn refill(&mut self, now: Instant) {
-        let elapsed = now
-            .saturating_duration_since(self.refilled_at)
-            .as_secs_f64();
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate_per_sec()).min(self.burst());
         self.refilled_at = now;
         if self.paused_until.is_some_and(|p| p <= now) {
@@ -158,11 +147,7 @@ impl State {
     }
 
     fn next_ready(&self, now: Instant) -> Instant {
-        self.slots
-            .iter()
-            .map(|s| s.ready_at(now))
-            .min()
-            .unwrap_or(now + Duration::from_secs(1))
+        self.slots.iter().map(|s| s.ready_at(now)).min().unwrap_or(now + Duration::from_secs(1))
     }
 }
 
@@ -188,10 +173,7 @@ pub struct Budget {
 impl std::fmt::Debug for Budget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.inner.state.lock();
-        f.debug_struct("Budget")
-            .field("credentials", &st.slots.len())
-            .field("waiting", &st.waiters.len())
-            .finish()
+        f.debug_struct("Budget").field("credentials", &st.slots.len()).field("waiting", &st.waiters.len()).finish()
     }
 }
 
@@ -213,11 +195,7 @@ impl Budget {
             .collect();
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    slots,
-                    waiters: BTreeSet::new(),
-                    seq: 0,
-                }),
+                state: Mutex::new(State { slots, waiters: BTreeSet::new(), seq: 0 }),
                 changed: Notify::new(),
             }),
         }
@@ -262,11 +240,7 @@ impl Budget {
             st.waiters.insert(key);
             key
         };
-        let mut guard = WaiterGuard {
-            inner: &self.inner,
-            key,
-            armed: true,
-        };
+        let mut guard = WaiterGuard { inner: &self.inner, key, armed: true };
         loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
@@ -320,13 +294,7 @@ impl Budget {
 
     /// Follows the platform's rate-limit headers for a credential: `allowed` requests per window, `count` used so
     /// far, `reset` until the window resets.
-    pub fn observe(
-        &self,
-        credential: usize,
-        allowed: Option<u32>,
-        count: Option<u32>,
-        reset: Option<Duration>,
-    ) {
+    pub fn observe(&self, credential: usize, allowed: Option<u32>, count: Option<u32>, reset: Option<Duration>) {
         {
             let now = Instant::now();
             let mut st = self.inner.state.lock();
@@ -398,10 +366,7 @@ mod tests {
     async fn two_credentials_double_throughput() {
         let one = granted_within(&Budget::new(1, 300), Duration::from_secs(30)).await;
         let two = granted_within(&Budget::new(2, 300), Duration::from_secs(30)).await;
-        assert!(
-            two >= 2 * one - 2 && two <= 2 * one + 2,
-            "one {one}, two {two}"
-        );
+        assert!(two >= 2 * one - 2 && two <= 2 * one + 2, "one {one}, two {two}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -445,14 +410,8 @@ mod tests {
             ("backfill", Priority::backfill()),
             ("reconcile", Priority::reconcile()),
             ("live-none", Priority::live(None)),
-            (
-                "live-late",
-                Priority::live(Some(t0 + jiff::SignedDuration::from_secs(60))),
-            ),
-            (
-                "live-early",
-                Priority::live(Some(t0 + jiff::SignedDuration::from_secs(10))),
-            ),
+            ("live-late", Priority::live(Some(t0 + jiff::SignedDuration::from_secs(60)))),
+            ("live-early", Priority::live(Some(t0 + jiff::SignedDuration::from_secs(10)))),
         ];
         let mut tasks = Vec::new();
         for (name, prio) in prios {
@@ -468,16 +427,7 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(
-            *order.lock(),
-            [
-                "live-early",
-                "live-late",
-                "live-none",
-                "reconcile",
-                "backfill"
-            ]
-        );
+        assert_eq!(*order.lock(), ["live-early", "live-late", "live-none", "reconcile", "backfill"]);
     }
 
     #[tokio::test(start_paused = true)]

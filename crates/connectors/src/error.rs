@@ -93,16 +93,10 @@ impl fmt::Display for PlatformError {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
-        if let ErrorClass::Forbidden {
-            permission: Some(p),
-        } = &self.class
-        {
+        if let ErrorClass::Forbidden { permission: Some(p) } = &self.class {
             write!(f, "; missing permission {p}")?;
         }
-        if let ErrorClass::RateLimited {
-            retry_after: Some(d),
-        } = &self.class
-        {
+        if let ErrorClass::RateLimited { retry_after: Some(d) } = &self.class {
             write!(f, "; retry after {} s", d.as_secs_f64())?;
         }
         if let Some(c) = &self.correlation_id {
@@ -114,19 +108,8 @@ impl fmt::Display for PlatformError {
 
 impl PlatformError {
     /// A failure with no HTTP response (connect error, timeout, body too large, undecodable body).
-    pub fn transport(
-        class: ErrorClass,
-        endpoint: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            class,
-            status: None,
-            code: None,
-            message: message.into(),
-            correlation_id: None,
-            endpoint,
-        }
+    pub fn transport(class: ErrorClass, endpoint: &'static str, message: impl Into<String>) -> Self {
+        Self { class, status: None, code: None, message: message.into(), correlation_id: None, endpoint }
     }
 
     /// Classifies a reqwest send/receive failure. The message deliberately omits the URL's query and any header.
@@ -189,10 +172,7 @@ pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
 fn missing_permission(body: &ErrorBody) -> Option<String> {
     let looks_like_permission = |s: &str| {
         let parts: Vec<&str> = s.split(':').collect();
-        parts.len() >= 2
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
+        parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && !p.contains(char::is_whitespace))
     };
     if let Some(params) = &body.message_params {
         for v in params.values() {
@@ -206,18 +186,9 @@ fn missing_permission(body: &ErrorBody) -> Option<String> {
     }
     let message = body.message.as_deref()?;
     let lower = message.to_ascii_lowercase();
-    for marker in [
-        "permission(s):",
-        "permissions assigned:",
-        "permissions:",
-        "permission:",
-    ] {
+    for marker in ["permission(s):", "permissions assigned:", "permissions:", "permission:"] {
         if let Some(at) = lower.find(marker) {
-            let rest = message
-                .get(at + marker.len()..)?
-                .trim()
-                .trim_end_matches('.')
-                .trim();
+            let rest = message.get(at + marker.len()..)?.trim().trim_end_matches('.').trim();
             if !rest.is_empty() {
                 return Some(truncate(rest));
             }
@@ -235,10 +206,7 @@ pub fn classify(
     body: &[u8],
 ) -> PlatformError {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let description = parsed
-        .description
-        .clone()
-        .or_else(|| parsed.error_description.clone());
+    let description = parsed.description.clone().or_else(|| parsed.error_description.clone());
     let code = parsed.code.clone().or_else(|| parsed.error.clone());
     let message = parsed
         .message
@@ -248,37 +216,22 @@ pub fn classify(
         .unwrap_or_else(|| format!("HTTP {status}"));
     let correlation_id = correlation_id.or_else(|| parsed.context_id.clone());
     let class = match status {
-        429 => ErrorClass::RateLimited {
-            retry_after: parse_retry_after(retry_after),
-        },
+        429 => ErrorClass::RateLimited { retry_after: parse_retry_after(retry_after) },
         // The login host reports its own rate limit as 400 invalid_request "rate limit exceeded; …".
         400 if parsed.error.as_deref() == Some("invalid_request")
-            && description
-                .as_deref()
-                .is_some_and(|d| d.to_ascii_lowercase().starts_with("rate limit exceeded")) =>
+            && description.as_deref().is_some_and(|d| d.to_ascii_lowercase().starts_with("rate limit exceeded")) =>
         {
-            ErrorClass::RateLimited {
-                retry_after: parse_retry_after(retry_after),
-            }
+            ErrorClass::RateLimited { retry_after: parse_retry_after(retry_after) }
         }
         408 => ErrorClass::Retryable,
         409 => ErrorClass::Conflict,
         401 => ErrorClass::Auth,
-        403 => ErrorClass::Forbidden {
-            permission: missing_permission(&parsed),
-        },
+        403 => ErrorClass::Forbidden { permission: missing_permission(&parsed) },
         501 => ErrorClass::Permanent,
         500..=599 => ErrorClass::Retryable,
         _ => ErrorClass::Permanent,
     };
-    PlatformError {
-        class,
-        status: Some(status),
-        code,
-        message,
-        correlation_id,
-        endpoint,
-    }
+    PlatformError { class, status: Some(status), code, message, correlation_id, endpoint }
 }
 
 #[cfg(test)]
@@ -297,44 +250,21 @@ mod tests {
         assert_eq!(class_of(504, "not json", None), ErrorClass::Retryable);
         assert_eq!(class_of(501, "", None), ErrorClass::Permanent);
         assert_eq!(class_of(408, "", None), ErrorClass::Retryable);
-        assert_eq!(
-            class_of(429, "", Some("7")),
-            ErrorClass::RateLimited {
-                retry_after: Some(Duration::from_secs(7))
-            }
-        );
-        assert_eq!(
-            class_of(429, "", None),
-            ErrorClass::RateLimited { retry_after: None }
-        );
-        assert_eq!(
-            class_of(429, "", Some("soon")),
-            ErrorClass::RateLimited { retry_after: None }
-        );
+        assert_eq!(class_of(429, "", Some("7")), ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(7)) });
+        assert_eq!(class_of(429, "", None), ErrorClass::RateLimited { retry_after: None });
+        assert_eq!(class_of(429, "", Some("soon")), ErrorClass::RateLimited { retry_after: None });
         assert_eq!(class_of(409, "", None), ErrorClass::Conflict);
-        assert_eq!(
-            class_of(400, r#"{"code":"bad.request"}"#, None),
-            ErrorClass::Permanent
-        );
-        assert_eq!(
-            class_of(404, r#"{"code":"not.found"}"#, None),
-            ErrorClass::Permanent
-        );
+        assert_eq!(class_of(400, r#"{"code":"bad.request"}"#, None), ErrorClass::Permanent);
+        assert_eq!(class_of(404, r#"{"code":"not.found"}"#, None), ErrorClass::Permanent);
         assert_eq!(class_of(422, "", None), ErrorClass::Permanent);
         assert_eq!(class_of(401, "", None), ErrorClass::Auth);
-        assert_eq!(
-            class_of(403, "", None),
-            ErrorClass::Forbidden { permission: None }
-        );
+        assert_eq!(class_of(403, "", None), ErrorClass::Forbidden { permission: None });
     }
 
     #[test]
     fn the_token_endpoint_rate_limit_is_rate_limiting() {
         let body = r#"{"error":"invalid_request","description":"rate limit exceeded; try later"}"#;
-        assert!(matches!(
-            class_of(400, body, None),
-            ErrorClass::RateLimited { .. }
-        ));
+        assert!(matches!(class_of(400, body, None), ErrorClass::RateLimited { .. }));
         let other = r#"{"error":"invalid_request","description":"missing grant_type"}"#;
         assert_eq!(class_of(400, other, None), ErrorClass::Permanent);
     }
@@ -344,22 +274,15 @@ mod tests {
         let body = r#"{"status":403,"code":"missing.permissions","message":"Unable to perform the requested action. You are missing the following permission(s): conversation:participant:wrapup","messageParams":{}}"#;
         assert_eq!(
             class_of(403, body, None),
-            ErrorClass::Forbidden {
-                permission: Some("conversation:participant:wrapup".into())
-            }
+            ErrorClass::Forbidden { permission: Some("conversation:participant:wrapup".into()) }
         );
         let params = r#"{"status":403,"code":"missing.permissions","message":"x","messageParams":{"permissions":"routing:queue:view"}}"#;
         assert_eq!(
             class_of(403, params, None),
-            ErrorClass::Forbidden {
-                permission: Some("routing:queue:view".into())
-            }
+            ErrorClass::Forbidden { permission: Some("routing:queue:view".into()) }
         );
         let not_perm = r#"{"status":403,"code":"not.authorized","message":"Access to Conversation abc is forbidden.","messageParams":{"id":"abc","type":"Conversation"}}"#;
-        assert_eq!(
-            class_of(403, not_perm, None),
-            ErrorClass::Forbidden { permission: None }
-        );
+        assert_eq!(class_of(403, not_perm, None), ErrorClass::Forbidden { permission: None });
     }
 
     #[test]
@@ -380,13 +303,7 @@ mod tests {
 
     #[test]
     fn the_context_id_stands_in_for_a_missing_correlation_header() {
-        let e = classify(
-            "/x",
-            400,
-            None,
-            None,
-            br#"{"code":"bad.request","contextId":"ctx-9"}"#,
-        );
+        let e = classify("/x", 400, None, None, br#"{"code":"bad.request","contextId":"ctx-9"}"#);
         assert_eq!(e.correlation_id.as_deref(), Some("ctx-9"));
     }
 }

@@ -36,11 +36,7 @@ pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<V
 
 /// A header as a trimmed string, if present and valid.
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// A header as an unsigned integer.

@@ -43,9 +43,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Backoff before retry number `retry` (0-based): `d/2 + random(0..=d/2)` with `d = min(base * 2^retry, max)`.
     pub fn backoff(&self, retry: u32, rng: &mut impl Rng) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(retry.min(20)).unwrap_or(u32::MAX));
+        let exp = self.base.saturating_mul(1u32.checked_shl(retry.min(20)).unwrap_or(u32::MAX));
         let d = exp.min(self.max_backoff);
         let half = d / 2;
         half + half.mul_f64(rng.gen_range(0.0..=1.0))
@@ -76,10 +74,7 @@ where
             return Err(err);
         }
         let mut wait = policy.backoff(attempt - 1, &mut rand::thread_rng());
-        if let ErrorClass::RateLimited {
-            retry_after: Some(ra),
-        } = err.class
-        {
+        if let ErrorClass::RateLimited { retry_after: Some(ra) } = err.class {
             if ra > policy.max_retry_after {
                 return Err(err);
             }
@@ -113,11 +108,7 @@ mod tests {
         for retry in 0..30 {
             let b = p.backoff(retry, &mut rng);
             let d = p.base.saturating_mul(1 << retry.min(20)).min(p.max_backoff);
-            assert!(
-                b >= d / 2 && b <= d,
-                "retry {retry}: {b:?} not in [{:?}, {d:?}]",
-                d / 2
-            );
+            assert!(b >= d / 2 && b <= d, "retry {retry}: {b:?} not in [{:?}, {d:?}]", d / 2);
         }
     }
 
@@ -157,9 +148,7 @@ mod tests {
         let start = tokio::time::Instant::now();
         let r = call_with_retry(&clock, None, &RetryPolicy::default(), |_| async {
             if n.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(err(ErrorClass::RateLimited {
-                    retry_after: Some(Duration::from_secs(5)),
-                }))
+                Err(err(ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(5)) }))
             } else {
                 Ok(())
             }
@@ -175,14 +164,11 @@ mod tests {
         let deadline = clock.now() + jiff::SignedDuration::from_secs(2);
         let n = AtomicU32::new(0);
         let start = tokio::time::Instant::now();
-        let r: Result<(), _> =
-            call_with_retry(&clock, Some(deadline), &RetryPolicy::default(), |_| async {
-                n.fetch_add(1, Ordering::SeqCst);
-                Err(err(ErrorClass::RateLimited {
-                    retry_after: Some(Duration::from_secs(3)),
-                }))
-            })
-            .await;
+        let r: Result<(), _> = call_with_retry(&clock, Some(deadline), &RetryPolicy::default(), |_| async {
+            n.fetch_add(1, Ordering::SeqCst);
+            Err(err(ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(3)) }))
+        })
+        .await;
         assert!(r.is_err());
         assert_eq!(n.load(Ordering::SeqCst), 1);
         assert!(start.elapsed() < Duration::from_secs(1));

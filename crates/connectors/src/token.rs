@@ -63,10 +63,7 @@ impl TokenCache {
             }
         }
         let grant = fetch().await?;
-        let cached = Cached {
-            token: grant.access_token,
-            refresh_at: Instant::now() + refresh_after(grant.expires_in),
-        };
+        let cached = Cached { token: grant.access_token, refresh_at: Instant::now() + refresh_after(grant.expires_in) };
         let token = cached.token.clone();
         *slot = Some(cached);
         Ok(token)
@@ -89,27 +86,15 @@ mod tests {
 
     #[test]
     fn tokens_are_refreshed_early() {
-        assert_eq!(
-            refresh_after(Duration::from_secs(86_399)),
-            Duration::from_secs(86_399).mul_f64(0.9)
-        );
-        assert_eq!(
-            refresh_after(Duration::from_secs(300)),
-            Duration::from_secs(240)
-        );
-        assert_eq!(
-            refresh_after(Duration::from_secs(10)),
-            Duration::from_secs(9)
-        );
+        assert_eq!(refresh_after(Duration::from_secs(86_399)), Duration::from_secs(86_399).mul_f64(0.9));
+        assert_eq!(refresh_after(Duration::from_secs(300)), Duration::from_secs(240));
+        assert_eq!(refresh_after(Duration::from_secs(10)), Duration::from_secs(9));
     }
 
     async fn fetch(counter: &AtomicU32, life: u64) -> Result<Grant, PlatformError> {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        Ok(Grant {
-            access_token: Secret::new(format!("t{n}")),
-            expires_in: Duration::from_secs(life),
-        })
+        Ok(Grant { access_token: Secret::new(format!("t{n}")), expires_in: Duration::from_secs(life) })
     }
 
     #[tokio::test(start_paused = true)]
@@ -119,9 +104,7 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let (cache, count) = (cache.clone(), count.clone());
-            tasks.push(tokio::spawn(async move {
-                cache.get(|| fetch(&count, 3600)).await.unwrap()
-            }));
+            tasks.push(tokio::spawn(async move { cache.get(|| fetch(&count, 3600)).await.unwrap() }));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap().expose(), "t1");
@@ -133,20 +116,11 @@ mod tests {
     async fn a_token_is_refreshed_before_it_expires() {
         let cache = TokenCache::new();
         let count = AtomicU32::new(0);
-        assert_eq!(
-            cache.get(|| fetch(&count, 300)).await.unwrap().expose(),
-            "t1"
-        );
+        assert_eq!(cache.get(|| fetch(&count, 300)).await.unwrap().expose(), "t1");
         tokio::time::advance(Duration::from_secs(239)).await;
-        assert_eq!(
-            cache.get(|| fetch(&count, 300)).await.unwrap().expose(),
-            "t1"
-        );
+        assert_eq!(cache.get(|| fetch(&count, 300)).await.unwrap().expose(), "t1");
         tokio::time::advance(Duration::from_secs(2)).await; // 60 s before expiry: refresh
-        assert_eq!(
-            cache.get(|| fetch(&count, 300)).await.unwrap().expose(),
-            "t2"
-        );
+        assert_eq!(cache.get(|| fetch(&count, 300)).await.unwrap().expose(), "t2");
     }
 
     #[tokio::test(start_paused = true)]
@@ -159,9 +133,6 @@ mod tests {
         assert_eq!(t2.expose(), "t2");
         // A late 401 for t1 must not throw away t2.
         cache.invalidate(&t1).await;
-        assert_eq!(
-            cache.get(|| fetch(&count, 3600)).await.unwrap().expose(),
-            "t2"
-        );
+        assert_eq!(cache.get(|| fetch(&count, 3600)).await.unwrap().expose(), "t2");
     }
 }

@@ -28,11 +28,7 @@ struct Reply {
 }
 
 fn reply(status: u16, body: &str) -> Reply {
-    Reply {
-        status,
-        headers: vec![],
-        body: body.to_string(),
-    }
+    Reply { status, headers: vec![], body: body.to_string() }
 }
 
 impl Reply {
@@ -77,13 +73,7 @@ impl Platform {
 
 async fn token(State(p): State<Arc<Platform>>, headers: HeaderMap, body: Bytes) -> Response {
     let n = p.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
-    p.token_auth.lock().push(
-        headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-    );
+    p.token_auth.lock().push(headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string());
     assert_eq!(&body[..], b"grant_type=client_credentials");
     let delay = *p.token_delay.lock();
     tokio::time::sleep(delay).await;
@@ -94,51 +84,27 @@ async fn token(State(p): State<Arc<Platform>>, headers: HeaderMap, body: Bytes) 
         0 => 86399,
         e => e,
     };
-    let body =
-        format!(r#"{{"access_token":"tok-{n}","token_type":"bearer","expires_in":{expires_in}}}"#);
+    let body = format!(r#"{{"access_token":"tok-{n}","token_type":"bearer","expires_in":{expires_in}}}"#);
     (StatusCode::OK, body).into_response()
 }
 
-async fn api(
-    State(p): State<Arc<Platform>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+async fn api(State(p): State<Arc<Platform>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     p.seen.lock().push(Seen {
         at: Instant::now(),
         method,
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
+        path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
         auth: auth.clone(),
         body: String::from_utf8_lossy(&body).to_string(),
     });
-    let token = auth
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
     if *p.reject_all.lock() || p.rejected.lock().contains(token) {
         return into_response(
-            reply(
-                401,
-                r#"{"status":401,"code":"bad.credentials","message":"Invalid login credentials."}"#,
-            )
-            .header("ININ-Correlation-Id", "corr-401"),
+            reply(401, r#"{"status":401,"code":"bad.credentials","message":"Invalid login credentials."}"#)
+                .header("ININ-Correlation-Id", "corr-401"),
         );
     }
-    let r = p
-        .script
-        .lock()
-        .pop_front()
-        .or_else(|| p.default_reply.lock().clone())
-        .unwrap_or_else(|| reply(200, "{}"));
+    let r = p.script.lock().pop_front().or_else(|| p.default_reply.lock().clone()).unwrap_or_else(|| reply(200, "{}"));
     into_response(r)
 }
 
@@ -158,17 +124,12 @@ struct Harness {
 
 async fn start(credentials: usize, configure: impl FnOnce(&mut GenesysConnection)) -> Harness {
     let platform = Arc::new(Platform::default());
-    let app = Router::new()
-        .route("/oauth/token", post(token))
-        .fallback(api)
-        .with_state(platform.clone());
+    let app = Router::new().route("/oauth/token", post(token)).fallback(api).with_state(platform.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let base = Url::parse(&format!("http://{addr}")).unwrap();
-    let creds = (0..credentials)
-        .map(|i| (format!("client-{i}"), Secret::new(SECRET)))
-        .collect();
+    let creds = (0..credentials).map(|i| (format!("client-{i}"), Secret::new(SECRET))).collect();
     let mut conn = GenesysConnection::for_base_url("test-org", base, creds);
     conn.request_timeout = Duration::from_secs(10);
     configure(&mut conn);
@@ -180,11 +141,7 @@ async fn start(credentials: usize, configure: impl FnOnce(&mut GenesysConnection
         Arc::new(move |a: &ApiAttempt| sink_attempts.lock().push(a.clone())),
     )
     .unwrap();
-    Harness {
-        platform,
-        client,
-        attempts,
-    }
+    Harness { platform, client, attempts }
 }
 
 fn live() -> Priority {
@@ -198,21 +155,16 @@ async fn concurrent_calls_share_one_token_request() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let c = h.client.clone();
-        tasks.push(tokio::spawn(async move {
-            c.get_participant_wrapup(&format!("c-{i}"), "p", None, true, live())
-                .await
-        }));
+        tasks.push(tokio::spawn(
+            async move { c.get_participant_wrapup(&format!("c-{i}"), "p", None, true, live()).await },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), None);
     }
     assert_eq!(h.platform.token_requests.load(Ordering::SeqCst), 1);
     assert_eq!(h.platform.api_calls().len(), 20);
-    assert!(h
-        .platform
-        .api_calls()
-        .iter()
-        .all(|s| s.auth.as_deref() == Some("Bearer tok-1")));
+    assert!(h.platform.api_calls().iter().all(|s| s.auth.as_deref() == Some("Bearer tok-1")));
     // Basic auth with client id and secret, as the login host expects.
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("client-0:{SECRET}"));
@@ -226,22 +178,14 @@ async fn concurrent_calls_share_one_token_request() {
 async fn a_401_refreshes_the_token_once_and_retries_the_call() {
     let h = start(1, |_| {}).await;
     h.platform.rejected.lock().insert("tok-1".into());
-    h.platform
-        .push(reply(200, r#"{"code":"code-1","notes":"n"}"#));
-    let got = h
-        .client
-        .get_participant_wrapup("c", "p", Some("calls"), true, live())
-        .await
-        .unwrap();
+    h.platform.push(reply(200, r#"{"code":"code-1","notes":"n"}"#));
+    let got = h.client.get_participant_wrapup("c", "p", Some("calls"), true, live()).await.unwrap();
     assert_eq!(got.unwrap().code.as_deref(), Some("code-1"));
     assert_eq!(h.platform.token_requests.load(Ordering::SeqCst), 2);
     let calls = h.platform.api_calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1].auth.as_deref(), Some("Bearer tok-2"));
-    assert_eq!(
-        calls[1].path_and_query,
-        "/api/v2/conversations/calls/c/participants/p/wrapup?provisional=true"
-    );
+    assert_eq!(calls[1].path_and_query, "/api/v2/conversations/calls/c/participants/p/wrapup?provisional=true");
     let attempts = h.attempts.lock().clone();
     let statuses: Vec<_> = attempts.iter().map(|a| (a.endpoint, a.status)).collect();
     assert_eq!(
@@ -277,39 +221,26 @@ async fn after_a_429_no_call_is_made_before_retry_after_elapses() {
             .header("Retry-After", "1"),
     );
     let err = h.client.get_conversation("c", live()).await.unwrap_err();
-    assert_eq!(
-        err.class,
-        ErrorClass::RateLimited {
-            retry_after: Some(Duration::from_secs(1))
-        }
-    );
+    assert_eq!(err.class, ErrorClass::RateLimited { retry_after: Some(Duration::from_secs(1)) });
     assert_eq!(err.code.as_deref(), Some("too.many.requests"));
     assert_eq!(h.client.stats().rate_limited_total, 1);
     // The very next call waits in the budget until the credential's pause is over.
     h.client.get_conversation("c", live()).await.unwrap();
     let calls = h.platform.api_calls();
-    assert!(
-        calls[1].at.duration_since(calls[0].at) >= Duration::from_millis(990),
-        "{:?}",
-        calls[1].at - calls[0].at
-    );
+    assert!(calls[1].at.duration_since(calls[0].at) >= Duration::from_millis(990), "{:?}", calls[1].at - calls[0].at);
 }
 
 #[tokio::test]
 async fn call_with_retry_rides_out_a_429_and_a_503() {
     let h = start(1, |_| {}).await;
-    h.platform
-        .push(reply(503, r#"{"status":503,"code":"service.unavailable"}"#));
+    h.platform.push(reply(503, r#"{"status":503,"code":"service.unavailable"}"#));
     h.platform.push(reply(429, "").header("Retry-After", "1"));
-    h.platform
-        .push(reply(200, r#"{"id":"c","participants":[]}"#));
+    h.platform.push(reply(200, r#"{"id":"c","participants":[]}"#));
     let clock = ScaledClock::system();
     let started = Instant::now();
-    let conv = call_with_retry(&clock, None, &RetryPolicy::default(), |_| {
-        h.client.get_conversation("c", live())
-    })
-    .await
-    .unwrap();
+    let conv = call_with_retry(&clock, None, &RetryPolicy::default(), |_| h.client.get_conversation("c", live()))
+        .await
+        .unwrap();
     assert_eq!(conv.id, "c");
     assert_eq!(h.platform.api_calls().len(), 3);
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -321,39 +252,23 @@ async fn every_reading_of_an_unset_wrapup_is_none() {
     h.platform.push(reply(200, ""));
     h.platform.push(reply(200, "{}"));
     h.platform.push(reply(200, "null"));
+    h.platform.push(reply(200, r#"{"notes":"typing…","tags":[]}"#));
     h.platform
-        .push(reply(200, r#"{"notes":"typing…","tags":[]}"#));
+        .push(reply(404, r#"{"status":404,"code":"not.found","message":"The requested resource was not found."}"#));
     h.platform.push(reply(
-        404,
-        r#"{"status":404,"code":"not.found","message":"The requested resource was not found."}"#,
+        200,
+        r#"{"code":"7fb334b0","notes":"","durationSeconds":39,"endTime":"2022-04-20T14:48:33.626Z"}"#,
     ));
-    h.platform.push(reply(200, r#"{"code":"7fb334b0","notes":"","durationSeconds":39,"endTime":"2022-04-20T14:48:33.626Z"}"#));
     for _ in 0..5 {
-        assert_eq!(
-            h.client
-                .get_participant_wrapup("c", "p", None, true, live())
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(h.client.get_participant_wrapup("c", "p", None, true, live()).await.unwrap(), None);
     }
-    let set = h
-        .client
-        .get_participant_wrapup("c", "p", None, true, live())
-        .await
-        .unwrap()
-        .unwrap();
+    let set = h.client.get_participant_wrapup("c", "p", None, true, live()).await.unwrap().unwrap();
     assert_eq!(set.code.as_deref(), Some("7fb334b0"));
     assert_eq!(set.duration_seconds, Some(39));
     // Other 404s and 4xx are errors, not "unset".
-    h.platform
-        .push(reply(404, r#"{"status":404,"code":"conversation.gone"}"#));
+    h.platform.push(reply(404, r#"{"status":404,"code":"conversation.gone"}"#));
     assert_eq!(
-        h.client
-            .get_participant_wrapup("c", "p", None, true, live())
-            .await
-            .unwrap_err()
-            .class,
+        h.client.get_participant_wrapup("c", "p", None, true, live()).await.unwrap_err().class,
         ErrorClass::Permanent
     );
 }
@@ -361,60 +276,27 @@ async fn every_reading_of_an_unset_wrapup_is_none() {
 #[tokio::test]
 async fn wrapup_is_posted_to_the_media_path_and_202_is_accepted() {
     let h = start(1, |_| {}).await;
-    h.platform
-        .push(reply(202, "").header("ININ-Correlation-Id", "corr-202"));
-    let input = WrapupInput {
-        code: Some("code-1".into()),
-        notes: Some("auto".into()),
-        ..Default::default()
-    };
-    let accepted = h
-        .client
-        .post_wrapup("calls", "c/1", "p", "comm", &input, live())
-        .await
-        .unwrap();
+    h.platform.push(reply(202, "").header("ININ-Correlation-Id", "corr-202"));
+    let input = WrapupInput { code: Some("code-1".into()), notes: Some("auto".into()), ..Default::default() };
+    let accepted = h.client.post_wrapup("calls", "c/1", "p", "comm", &input, live()).await.unwrap();
     assert_eq!(accepted.correlation_id.as_deref(), Some("corr-202"));
     let call = &h.platform.api_calls()[0];
     assert_eq!(call.method, Method::POST);
     // Ids are single path segments, whatever they contain.
-    assert_eq!(
-        call.path_and_query,
-        "/api/v2/conversations/calls/c%2F1/participants/p/communications/comm/wrapup"
-    );
+    assert_eq!(call.path_and_query, "/api/v2/conversations/calls/c%2F1/participants/p/communications/comm/wrapup");
     assert_eq!(call.body, r#"{"code":"code-1","notes":"auto"}"#);
-    let err = h
-        .client
-        .post_wrapup("chats", "c", "p", "comm", &input, live())
-        .await
-        .unwrap_err();
+    let err = h.client.post_wrapup("chats", "c", "p", "comm", &input, live()).await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Permanent);
-    assert_eq!(
-        h.platform.api_calls().len(),
-        1,
-        "an unknown media type is refused before any call"
-    );
+    assert_eq!(h.platform.api_calls().len(), 1, "an unknown media type is refused before any call");
 }
 
 #[tokio::test]
 async fn participant_wrapupcodes_are_a_bare_array() {
     let h = start(1, |_| {}).await;
-    h.platform.push(reply(
-        200,
-        r#"[{"id":"a","name":"Sale"},{"id":"b","name":"No sale","description":"x"}]"#,
-    ));
-    let codes = h
-        .client
-        .get_participant_wrapupcodes("c", "p", live())
-        .await
-        .unwrap();
-    assert_eq!(
-        codes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        ["Sale", "No sale"]
-    );
-    assert_eq!(
-        h.platform.api_calls()[0].path_and_query,
-        "/api/v2/conversations/c/participants/p/wrapupcodes"
-    );
+    h.platform.push(reply(200, r#"[{"id":"a","name":"Sale"},{"id":"b","name":"No sale","description":"x"}]"#));
+    let codes = h.client.get_participant_wrapupcodes("c", "p", live()).await.unwrap();
+    assert_eq!(codes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["Sale", "No sale"]);
+    assert_eq!(h.platform.api_calls()[0].path_and_query, "/api/v2/conversations/c/participants/p/wrapupcodes");
 }
 
 #[tokio::test]
@@ -428,16 +310,8 @@ async fn catalog_listings_read_every_page() {
     }
     let queues = h.client.list_queues(Priority::reconcile()).await.unwrap();
     assert_eq!(queues.len(), 3);
-    assert_eq!(
-        queues[2].acw_settings.as_ref().unwrap().timeout_ms,
-        Some(30000)
-    );
-    let paths: Vec<_> = h
-        .platform
-        .api_calls()
-        .into_iter()
-        .map(|s| s.path_and_query)
-        .collect();
+    assert_eq!(queues[2].acw_settings.as_ref().unwrap().timeout_ms, Some(30000));
+    let paths: Vec<_> = h.platform.api_calls().into_iter().map(|s| s.path_and_query).collect();
     assert_eq!(
         paths,
         [
@@ -453,19 +327,12 @@ async fn queue_codes_are_added_in_chunks_of_100() {
     let h = start(1, |_| {}).await;
     *h.platform.default_reply.lock() = Some(reply(200, "[]"));
     let ids: Vec<String> = (0..250).map(|i| format!("code-{i}")).collect();
-    h.client
-        .add_queue_wrapupcodes("q", &ids, Priority::backfill())
-        .await
-        .unwrap();
+    h.client.add_queue_wrapupcodes("q", &ids, Priority::backfill()).await.unwrap();
     let sizes: Vec<usize> = h
         .platform
         .api_calls()
         .iter()
-        .map(|s| {
-            serde_json::from_str::<Vec<serde_json::Value>>(&s.body)
-                .unwrap()
-                .len()
-        })
+        .map(|s| serde_json::from_str::<Vec<serde_json::Value>>(&s.body).unwrap().len())
         .collect();
     assert_eq!(sizes, [100, 100, 50]);
 }
@@ -482,18 +349,13 @@ async fn rate_limit_headers_steer_the_budget() {
     h.client.get_conversation("c", live()).await.unwrap();
     let status = &h.client.budget().status()[0];
     assert_eq!(status.limit_per_minute, 120);
-    assert!(status
-        .paused_for
-        .is_some_and(|d| d > Duration::from_secs(28)));
+    assert!(status.paused_for.is_some_and(|d| d > Duration::from_secs(28)));
 }
 
 #[tokio::test]
 async fn oversized_responses_are_refused() {
     let h = start(1, |_| {}).await;
-    h.platform.push(reply(
-        200,
-        &"x".repeat(wrapup_connectors::http::MAX_RESPONSE_BYTES + 1),
-    ));
+    h.platform.push(reply(200, &"x".repeat(wrapup_connectors::http::MAX_RESPONSE_BYTES + 1)));
     let err = h.client.get_conversation("c", live()).await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Permanent);
     assert!(err.message.contains("exceeds"));
@@ -506,20 +368,9 @@ async fn a_403_names_the_missing_permission() {
         403,
         r#"{"status":403,"code":"missing.permissions","message":"Unable to perform the requested action. You are missing the following permission(s): conversation:participant:wrapup","messageParams":{},"contextId":"ctx"}"#,
     ));
-    let err = h
-        .client
-        .post_wrapup("calls", "c", "p", "m", &WrapupInput::default(), live())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.class,
-        ErrorClass::Forbidden {
-            permission: Some("conversation:participant:wrapup".into())
-        }
-    );
-    assert!(err
-        .to_string()
-        .contains("missing permission conversation:participant:wrapup"));
+    let err = h.client.post_wrapup("calls", "c", "p", "m", &WrapupInput::default(), live()).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Forbidden { permission: Some("conversation:participant:wrapup".into()) });
+    assert!(err.to_string().contains("missing permission conversation:participant:wrapup"));
 }
 
 #[tokio::test]
@@ -548,10 +399,8 @@ async fn secrets_and_tokens_never_show_in_debug_display_or_errors() {
 
     // An API error after a successful token: the token is not in the error either.
     *h.platform.token_reply.lock() = None;
-    h.platform.push(reply(
-        400,
-        r#"{"status":400,"code":"bad.request","message":"The request could not be understood"}"#,
-    ));
+    h.platform
+        .push(reply(400, r#"{"status":400,"code":"bad.request","message":"The request could not be understood"}"#));
     let err = h.client.get_conversation("c", live()).await.unwrap_err();
     for text in [err.to_string(), format!("{err:?}")] {
         assert!(!text.contains("tok-"), "{text}");
@@ -562,10 +411,8 @@ async fn secrets_and_tokens_never_show_in_debug_display_or_errors() {
 #[tokio::test]
 async fn the_token_endpoints_rate_limit_is_classified_as_rate_limiting() {
     let h = start(1, |_| {}).await;
-    *h.platform.token_reply.lock() = Some(reply(
-        400,
-        r#"{"error":"invalid_request","description":"rate limit exceeded; retry later"}"#,
-    ));
+    *h.platform.token_reply.lock() =
+        Some(reply(400, r#"{"error":"invalid_request","description":"rate limit exceeded; retry later"}"#));
     let err = h.client.get_conversation("c", live()).await.unwrap_err();
     assert!(matches!(err.class, ErrorClass::RateLimited { .. }), "{err}");
     assert_eq!(h.client.stats().rate_limited_total, 1);
@@ -578,12 +425,9 @@ async fn connection_failures_are_retryable() {
     let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
     drop(listener);
     let conn = GenesysConnection::for_base_url("x", base, vec![("id".into(), Secret::new(SECRET))]);
-    let client = GenesysClient::new(
-        conn,
-        ScaledClock::system().shared(),
-        wrapup_connectors::attempt::discard_attempts(),
-    )
-    .unwrap();
+    let client =
+        GenesysClient::new(conn, ScaledClock::system().shared(), wrapup_connectors::attempt::discard_attempts())
+            .unwrap();
     let err = client.get_conversation("c", live()).await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Retryable);
     assert_eq!(err.status, None);
@@ -595,18 +439,13 @@ async fn two_credentials_spread_calls_over_both_tokens() {
     let h = start(2, |c| c.requests_per_minute = 60).await;
     // Burst 1 per credential: the first two calls go out at once, one per credential.
     let started = Instant::now();
-    let (a, b) = tokio::join!(
-        h.client.get_conversation("a", live()),
-        h.client.get_conversation("b", live())
-    );
+    let (a, b) = tokio::join!(h.client.get_conversation("a", live()), h.client.get_conversation("b", live()));
     a.unwrap();
     b.unwrap();
     assert!(started.elapsed() < Duration::from_millis(800));
-    let tokens: HashSet<_> = h
-        .platform
-        .api_calls()
-        .into_iter()
-        .filter_map(|s| s.auth)
-        .collect();
+    let tokens: HashSet<_> = h.platform.api_calls().into_iter().filter_map(|s| s.auth).collect();
     assert_eq!(tokens.len(), 2);
 }
+
+#[path = "genesys/notifications.rs"]
+mod notifications;

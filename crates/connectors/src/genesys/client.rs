@@ -21,9 +21,7 @@ use crate::budget::{Budget, Priority};
 use crate::error::{classify, ErrorClass, PlatformError};
 use crate::genesys::model::*;
 use crate::genesys::DEFAULT_REQUESTS_PER_MINUTE;
-use crate::http::{
-    header_str, header_u32, read_limited, BodyError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
-};
+use crate::http::{header_str, header_u32, read_limited, BodyError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
 use crate::token::{Grant, TokenCache};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
@@ -36,25 +34,11 @@ use wrapup_core::clock::SharedClock;
 use wrapup_core::Secret;
 
 /// Media path segments that have a `POST …/communications/{commId}/wrapup` endpoint.
-pub const WRITE_MEDIA: [&str; 8] = [
-    "calls",
-    "callbacks",
-    "emails",
-    "messages",
-    "cobrowsesessions",
-    "screenshares",
-    "socials",
-    "videos",
-];
+pub const WRITE_MEDIA: [&str; 8] =
+    ["calls", "callbacks", "emails", "messages", "cobrowsesessions", "screenshares", "socials", "videos"];
 
 /// Media path segments accepted by `GET /api/v2/conversations/{media}/…/participants/{pid}/wrapup`.
-const READ_MEDIA: [&str; 5] = [
-    "calls",
-    "callbacks",
-    "emails",
-    "messages",
-    "cobrowsesessions",
-];
+const READ_MEDIA: [&str; 5] = ["calls", "callbacks", "emails", "messages", "cobrowsesessions"];
 
 /// Catalog listings are read 100 per page; stop after this many pages whatever `pageCount` says.
 const MAX_PAGES: u32 = 1000;
@@ -65,8 +49,7 @@ const QUEUE_CODES_CHUNK: usize = 100;
 /// Path templates, used as the `endpoint` of attempts and errors (low-cardinality metric labels).
 pub mod endpoints {
     pub const TOKEN: &str = "/oauth/token";
-    pub const PARTICIPANT_WRAPUP: &str =
-        "/api/v2/conversations/{conversationId}/participants/{participantId}/wrapup";
+    pub const PARTICIPANT_WRAPUP: &str = "/api/v2/conversations/{conversationId}/participants/{participantId}/wrapup";
     pub const MEDIA_PARTICIPANT_WRAPUP: &str =
         "/api/v2/conversations/{media}/{conversationId}/participants/{participantId}/wrapup";
     pub const PARTICIPANT_WRAPUPCODES: &str =
@@ -79,8 +62,7 @@ pub mod endpoints {
     pub const QUEUE_WRAPUPCODES: &str = "/api/v2/routing/queues/{queueId}/wrapupcodes";
     pub const ANALYTICS_DETAILS_QUERY: &str = "/api/v2/analytics/conversations/details/query";
     pub const NOTIFICATION_CHANNELS: &str = "/api/v2/notifications/channels";
-    pub const NOTIFICATION_SUBSCRIPTIONS: &str =
-        "/api/v2/notifications/channels/{channelId}/subscriptions";
+    pub const NOTIFICATION_SUBSCRIPTIONS: &str = "/api/v2/notifications/channels/{channelId}/subscriptions";
 }
 
 /// One Genesys org as configured.
@@ -100,11 +82,7 @@ pub struct GenesysConnection {
 
 impl GenesysConnection {
     /// A connection to a Genesys region (`us_east_1`, `eu-west-1`, …). `None` for an unknown region.
-    pub fn for_region(
-        name: impl Into<String>,
-        region: &str,
-        credentials: Vec<(String, Secret)>,
-    ) -> Option<Self> {
+    pub fn for_region(name: impl Into<String>, region: &str, credentials: Vec<(String, Secret)>) -> Option<Self> {
         let api = crate::genesys::region_api_host(region)?;
         let base_url = Url::parse(&format!("https://{api}")).ok()?;
         let login_url = Url::parse(&format!("https://{}", crate::genesys::login_host(api))).ok()?;
@@ -112,20 +90,11 @@ impl GenesysConnection {
     }
 
     /// A connection to an explicit base URL (a sandbox): tokens are requested from the same host.
-    pub fn for_base_url(
-        name: impl Into<String>,
-        base_url: Url,
-        credentials: Vec<(String, Secret)>,
-    ) -> Self {
+    pub fn for_base_url(name: impl Into<String>, base_url: Url, credentials: Vec<(String, Secret)>) -> Self {
         Self::with_urls(name, base_url.clone(), base_url, credentials)
     }
 
-    fn with_urls(
-        name: impl Into<String>,
-        base_url: Url,
-        login_url: Url,
-        credentials: Vec<(String, Secret)>,
-    ) -> Self {
+    fn with_urls(name: impl Into<String>, base_url: Url, login_url: Url, credentials: Vec<(String, Secret)>) -> Self {
         Self {
             name: name.into(),
             base_url,
@@ -143,11 +112,7 @@ pub enum ConfigError {
     #[error("connection {connection} has no credentials")]
     NoCredentials { connection: String },
     #[error("connection {connection}: {which} URL {url} cannot be used as a base URL")]
-    BadUrl {
-        connection: String,
-        which: &'static str,
-        url: String,
-    },
+    BadUrl { connection: String, which: &'static str, url: String },
     #[error("connection {connection}: the HTTP client could not be built")]
     Http {
         connection: String,
@@ -220,23 +185,13 @@ struct IdRef<'a> {
 
 impl GenesysClient {
     /// Builds the client. `clock` stamps attempts and bounds deadlines; `sink` receives every attempt.
-    pub fn new(
-        conn: GenesysConnection,
-        clock: SharedClock,
-        sink: SharedAttemptSink,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(conn: GenesysConnection, clock: SharedClock, sink: SharedAttemptSink) -> Result<Self, ConfigError> {
         if conn.credentials.is_empty() {
-            return Err(ConfigError::NoCredentials {
-                connection: conn.name,
-            });
+            return Err(ConfigError::NoCredentials { connection: conn.name });
         }
         for (which, url) in [("base", &conn.base_url), ("login", &conn.login_url)] {
             if url.cannot_be_a_base() {
-                return Err(ConfigError::BadUrl {
-                    connection: conn.name.clone(),
-                    which,
-                    url: url.to_string(),
-                });
+                return Err(ConfigError::BadUrl { connection: conn.name.clone(), which, url: url.to_string() });
             }
         }
         let http = reqwest::Client::builder()
@@ -246,19 +201,12 @@ impl GenesysClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wrapup/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|source| ConfigError::Http {
-                connection: conn.name.clone(),
-                source,
-            })?;
+            .map_err(|source| ConfigError::Http { connection: conn.name.clone(), source })?;
         let budget = Budget::new(conn.credentials.len(), conn.requests_per_minute);
         let credentials = conn
             .credentials
             .into_iter()
-            .map(|(client_id, secret)| Credential {
-                client_id,
-                secret,
-                tokens: TokenCache::new(),
-            })
+            .map(|(client_id, secret)| Credential { client_id, secret, tokens: TokenCache::new() })
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -310,29 +258,12 @@ impl GenesysClient {
             Some(m) => {
                 let endpoint = endpoints::MEDIA_PARTICIPANT_WRAPUP;
                 check_media(endpoint, m, &READ_MEDIA)?;
-                let segs = [
-                    "api",
-                    "v2",
-                    "conversations",
-                    m,
-                    conversation_id,
-                    "participants",
-                    participant_id,
-                    "wrapup",
-                ];
+                let segs = ["api", "v2", "conversations", m, conversation_id, "participants", participant_id, "wrapup"];
                 (endpoint, self.api_url(endpoint, &segs)?)
             }
             None => {
                 let endpoint = endpoints::PARTICIPANT_WRAPUP;
-                let segs = [
-                    "api",
-                    "v2",
-                    "conversations",
-                    conversation_id,
-                    "participants",
-                    participant_id,
-                    "wrapup",
-                ];
+                let segs = ["api", "v2", "conversations", conversation_id, "participants", participant_id, "wrapup"];
                 (endpoint, self.api_url(endpoint, &segs)?)
             }
         };
@@ -350,11 +281,7 @@ impl GenesysClient {
         };
         let resp = match self.execute(&call).await {
             Ok(r) => r,
-            Err(e)
-                if e.status == Some(404) && e.code.as_deref().is_none_or(|c| c == "not.found") =>
-            {
-                return Ok(None)
-            }
+            Err(e) if e.status == Some(404) && e.code.as_deref().is_none_or(|c| c == "not.found") => return Ok(None),
             Err(e) => return Err(e),
         };
         if resp.body.iter().all(u8::is_ascii_whitespace) {
@@ -372,15 +299,7 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<Vec<WrapupCode>, PlatformError> {
         let endpoint = endpoints::PARTICIPANT_WRAPUPCODES;
-        let segs = [
-            "api",
-            "v2",
-            "conversations",
-            conversation_id,
-            "participants",
-            participant_id,
-            "wrapupcodes",
-        ];
+        let segs = ["api", "v2", "conversations", conversation_id, "participants", participant_id, "wrapupcodes"];
         let call = Call {
             method: Method::GET,
             endpoint,
@@ -439,9 +358,7 @@ impl GenesysClient {
             participant_id: Some(participant_id),
         };
         let resp = self.execute(&call).await?;
-        Ok(Accepted {
-            correlation_id: resp.correlation_id,
-        })
+        Ok(Accepted { correlation_id: resp.correlation_id })
     }
 
     /// The generic conversation (`GET /api/v2/conversations/{conversationId}`).
@@ -464,23 +381,14 @@ impl GenesysClient {
     }
 
     /// Every wrap-up code of the org (all pages of `GET /api/v2/routing/wrapupcodes`).
-    pub async fn list_wrapupcodes(
-        &self,
-        priority: Priority,
-    ) -> Result<Vec<WrapupCode>, PlatformError> {
+    pub async fn list_wrapupcodes(&self, priority: Priority) -> Result<Vec<WrapupCode>, PlatformError> {
         let endpoint = endpoints::WRAPUPCODES;
-        self.list_all(endpoint, &["api", "v2", "routing", "wrapupcodes"], priority)
-            .await
+        self.list_all(endpoint, &["api", "v2", "routing", "wrapupcodes"], priority).await
     }
 
     /// Every queue of the org with its `acwSettings` (all pages of `GET /api/v2/routing/queues`).
     pub async fn list_queues(&self, priority: Priority) -> Result<Vec<Queue>, PlatformError> {
-        self.list_all(
-            endpoints::QUEUES,
-            &["api", "v2", "routing", "queues"],
-            priority,
-        )
-        .await
+        self.list_all(endpoints::QUEUES, &["api", "v2", "routing", "queues"], priority).await
     }
 
     /// The codes assigned to a queue (all pages of `GET /api/v2/routing/queues/{queueId}/wrapupcodes`).
@@ -490,8 +398,7 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<Vec<WrapupCode>, PlatformError> {
         let segs = ["api", "v2", "routing", "queues", queue_id, "wrapupcodes"];
-        self.list_all(endpoints::QUEUE_WRAPUPCODES, &segs, priority)
-            .await
+        self.list_all(endpoints::QUEUE_WRAPUPCODES, &segs, priority).await
     }
 
     /// Creates a wrap-up code (`POST /api/v2/routing/wrapupcodes`).
@@ -523,10 +430,7 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<Vec<WrapupCode>, PlatformError> {
         let endpoint = endpoints::QUEUE_WRAPUPCODES;
-        let url = self.api_url(
-            endpoint,
-            &["api", "v2", "routing", "queues", queue_id, "wrapupcodes"],
-        )?;
+        let url = self.api_url(endpoint, &["api", "v2", "routing", "queues", queue_id, "wrapupcodes"])?;
         let mut added = Vec::new();
         for chunk in code_ids.chunks(QUEUE_CODES_CHUNK) {
             let refs: Vec<IdRef<'_>> = chunk.iter().map(|id| IdRef { id }).collect();
@@ -555,14 +459,7 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<serde_json::Value, PlatformError> {
         let endpoint = endpoints::ANALYTICS_DETAILS_QUERY;
-        let segs = [
-            "api",
-            "v2",
-            "analytics",
-            "conversations",
-            "details",
-            "query",
-        ];
+        let segs = ["api", "v2", "analytics", "conversations", "details", "query"];
         let call = Call {
             method: Method::POST,
             endpoint,
@@ -606,17 +503,7 @@ impl GenesysClient {
         let call = Call {
             method: Method::POST,
             endpoint,
-            url: self.api_url(
-                endpoint,
-                &[
-                    "api",
-                    "v2",
-                    "notifications",
-                    "channels",
-                    channel_id,
-                    "subscriptions",
-                ],
-            )?,
+            url: self.api_url(endpoint, &["api", "v2", "notifications", "channels", channel_id, "subscriptions"])?,
             body: Some(encode(endpoint, &refs)?),
             priority,
             conversation_id: None,
@@ -635,19 +522,10 @@ impl GenesysClient {
     /// so an id cannot change the path, and empty ids are refused.
     fn api_url(&self, endpoint: &'static str, segments: &[&str]) -> Result<Url, PlatformError> {
         if segments.iter().any(|s| s.is_empty()) {
-            return Err(PlatformError::transport(
-                ErrorClass::Permanent,
-                endpoint,
-                "an id in the path is empty",
-            ));
+            return Err(PlatformError::transport(ErrorClass::Permanent, endpoint, "an id in the path is empty"));
         }
-        join(&self.inner.base_url, segments).ok_or_else(|| {
-            PlatformError::transport(
-                ErrorClass::Permanent,
-                endpoint,
-                "the base URL cannot take a path",
-            )
-        })
+        join(&self.inner.base_url, segments)
+            .ok_or_else(|| PlatformError::transport(ErrorClass::Permanent, endpoint, "the base URL cannot take a path"))
     }
 
     async fn list_all<T: DeserializeOwned>(
@@ -661,9 +539,7 @@ impl GenesysClient {
         let mut page: u32 = 1;
         loop {
             let mut url = base.clone();
-            url.query_pairs_mut()
-                .append_pair("pageSize", PAGE_SIZE)
-                .append_pair("pageNumber", &page.to_string());
+            url.query_pairs_mut().append_pair("pageSize", PAGE_SIZE).append_pair("pageNumber", &page.to_string());
             let call = Call {
                 method: Method::GET,
                 endpoint,
@@ -690,10 +566,7 @@ impl GenesysClient {
         loop {
             let permit = self.inner.budget.acquire(call.priority).await;
             let credential = &self.inner.credentials[permit.credential];
-            let token = credential
-                .tokens
-                .get(|| self.fetch_token(permit.credential))
-                .await?;
+            let token = credential.tokens.get(|| self.fetch_token(permit.credential)).await?;
             match self.send(call, permit.credential, &token).await {
                 Err(e) if e.status == Some(401) && !refreshed => {
                     tracing::debug!(
@@ -710,12 +583,7 @@ impl GenesysClient {
     }
 
     /// One attempt with one token.
-    async fn send(
-        &self,
-        call: &Call<'_>,
-        credential: usize,
-        token: &Secret,
-    ) -> Result<Response, PlatformError> {
+    async fn send(&self, call: &Call<'_>, credential: usize, token: &Secret) -> Result<Response, PlatformError> {
         let at = self.inner.clock.now();
         let started = tokio::time::Instant::now();
         let mut req = self
@@ -725,23 +593,15 @@ impl GenesysClient {
             .bearer_auth(token.expose())
             .header(ACCEPT, "application/json");
         if let Some(body) = &call.body {
-            req = req
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
+            req = req.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
         let (status, correlation_id, result) = match req.send().await {
-            Err(e) => (
-                None,
-                None,
-                Err(PlatformError::from_reqwest(call.endpoint, &e)),
-            ),
+            Err(e) => (None, None, Err(PlatformError::from_reqwest(call.endpoint, &e))),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
-                let correlation_id =
-                    header_str(&headers, "inin-correlation-id").map(str::to_string);
-                let reset = header_u32(&headers, "inin-ratelimit-reset")
-                    .map(|s| Duration::from_secs(u64::from(s)));
+                let correlation_id = header_str(&headers, "inin-correlation-id").map(str::to_string);
+                let reset = header_u32(&headers, "inin-ratelimit-reset").map(|s| Duration::from_secs(u64::from(s)));
                 self.inner.budget.observe(
                     credential,
                     header_u32(&headers, "inin-ratelimit-allowed"),
@@ -750,10 +610,9 @@ impl GenesysClient {
                 );
                 let result = match read_limited(resp, MAX_RESPONSE_BYTES).await {
                     Err(e) => Err(body_error(call.endpoint, status, correlation_id.clone(), e)),
-                    Ok(body) if (200..300).contains(&status) => Ok(Response {
-                        body,
-                        correlation_id: correlation_id.clone(),
-                    }),
+                    Ok(body) if (200..300).contains(&status) => {
+                        Ok(Response { body, correlation_id: correlation_id.clone() })
+                    }
                     Ok(body) => {
                         let e = classify(
                             call.endpoint,
@@ -763,10 +622,9 @@ impl GenesysClient {
                             &body,
                         );
                         if let ErrorClass::RateLimited { retry_after } = &e.class {
-                            self.inner.budget.pause(
-                                credential,
-                                retry_after.or(reset).unwrap_or(Duration::from_secs(1)),
-                            );
+                            self.inner
+                                .budget
+                                .pause(credential, retry_after.or(reset).unwrap_or(Duration::from_secs(1)));
                         }
                         Err(e)
                     }
@@ -793,13 +651,8 @@ impl GenesysClient {
     async fn fetch_token(&self, credential: usize) -> Result<Grant, PlatformError> {
         let endpoint = endpoints::TOKEN;
         let cred = &self.inner.credentials[credential];
-        let url = join(&self.inner.login_url, &["oauth", "token"]).ok_or_else(|| {
-            PlatformError::transport(
-                ErrorClass::Auth,
-                endpoint,
-                "the login URL cannot take a path",
-            )
-        })?;
+        let url = join(&self.inner.login_url, &["oauth", "token"])
+            .ok_or_else(|| PlatformError::transport(ErrorClass::Auth, endpoint, "the login URL cannot take a path"))?;
         let at = self.inner.clock.now();
         let started = tokio::time::Instant::now();
         let sent = self
@@ -817,8 +670,7 @@ impl GenesysClient {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
-                let correlation_id =
-                    header_str(&headers, "inin-correlation-id").map(str::to_string);
+                let correlation_id = header_str(&headers, "inin-correlation-id").map(str::to_string);
                 let result = match read_limited(resp, MAX_RESPONSE_BYTES).await {
                     Err(e) => Err(body_error(endpoint, status, correlation_id.clone(), e)),
                     Ok(body) if (200..300).contains(&status) => {
@@ -847,10 +699,7 @@ impl GenesysClient {
                             &body,
                         );
                         // A refused token request is an authentication problem, whatever its status.
-                        if matches!(
-                            e.class,
-                            ErrorClass::Permanent | ErrorClass::Forbidden { .. }
-                        ) {
+                        if matches!(e.class, ErrorClass::Permanent | ErrorClass::Forbidden { .. }) {
                             e.class = ErrorClass::Auth;
                         }
                         Err(e)
@@ -871,17 +720,7 @@ impl GenesysClient {
             conversation_id: None,
             participant_id: None,
         };
-        self.record(
-            endpoint,
-            "POST",
-            status,
-            correlation_id,
-            at,
-            started,
-            &result,
-            true,
-            &meta,
-        );
+        self.record(endpoint, "POST", status, correlation_id, at, started, &result, true, &meta);
         result
     }
 
@@ -953,45 +792,23 @@ fn check_media(endpoint: &'static str, media: &str, allowed: &[&str]) -> Result<
         Err(PlatformError::transport(
             ErrorClass::Permanent,
             endpoint,
-            format!(
-                "media type {media:?} has no such endpoint (expected one of {})",
-                allowed.join(", ")
-            ),
+            format!("media type {media:?} has no such endpoint (expected one of {})", allowed.join(", ")),
         ))
     }
 }
 
-fn body_error(
-    endpoint: &'static str,
-    status: u16,
-    correlation_id: Option<String>,
-    e: BodyError,
-) -> PlatformError {
+fn body_error(endpoint: &'static str, status: u16, correlation_id: Option<String>, e: BodyError) -> PlatformError {
     let class = match e {
         // A response this large is not a wrap-up API response; retrying will not shrink it.
         BodyError::TooLarge { .. } => ErrorClass::Permanent,
         BodyError::Read(_) => ErrorClass::Retryable,
     };
-    PlatformError {
-        class,
-        status: Some(status),
-        code: None,
-        message: e.to_string(),
-        correlation_id,
-        endpoint,
-    }
+    PlatformError { class, status: Some(status), code: None, message: e.to_string(), correlation_id, endpoint }
 }
 
-fn encode<T: Serialize + ?Sized>(
-    endpoint: &'static str,
-    value: &T,
-) -> Result<Vec<u8>, PlatformError> {
+fn encode<T: Serialize + ?Sized>(endpoint: &'static str, value: &T) -> Result<Vec<u8>, PlatformError> {
     let body = serde_json::to_vec(value).map_err(|e| {
-        PlatformError::transport(
-            ErrorClass::Permanent,
-            endpoint,
-            format!("the request body could not be encoded: {e}"),
-        )
+        PlatformError::transport(ErrorClass::Permanent, endpoint, format!("the request body could not be encoded: {e}"))
     })?;
     if body.len() > MAX_REQUEST_BYTES {
         return Err(PlatformError::transport(
@@ -1003,10 +820,7 @@ fn encode<T: Serialize + ?Sized>(
     Ok(body)
 }
 
-fn decode<T: DeserializeOwned>(
-    endpoint: &'static str,
-    resp: &Response,
-) -> Result<T, PlatformError> {
+fn decode<T: DeserializeOwned>(endpoint: &'static str, resp: &Response) -> Result<T, PlatformError> {
     serde_json::from_slice(&resp.body).map_err(|e| PlatformError {
         // The platform answered 2xx with a body we cannot read: retrying reads the same body.
         class: ErrorClass::Permanent,

@@ -69,10 +69,7 @@ pub enum EventError {
     #[error("topic {topic} is not supported")]
     UnsupportedTopic { topic: String },
     #[error("event {index} of the batch: {source}")]
-    InBatch {
-        index: usize,
-        source: Box<EventError>,
-    },
+    InBatch { index: usize, source: Box<EventError> },
 }
 
 /// Parses an EventBridge envelope, a batch of them, or a bare notification frame. See the module docs.
@@ -82,31 +79,20 @@ pub fn parse_eventbridge(
     system_code_ids: &HashSet<String>,
 ) -> Result<Vec<Parsed>, EventError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(EventError::TooLarge {
-            size: body.len(),
-            limit: MAX_BODY_BYTES,
-        });
+        return Err(EventError::TooLarge { size: body.len(), limit: MAX_BODY_BYTES });
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| EventError::MalformedJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| EventError::MalformedJson(e.to_string()))?;
     match value {
         Value::Array(items) => {
             if items.len() > MAX_BATCH {
-                return Err(EventError::TooManyEvents {
-                    count: items.len(),
-                    limit: MAX_BATCH,
-                });
+                return Err(EventError::TooManyEvents { count: items.len(), limit: MAX_BATCH });
             }
             items
                 .iter()
                 .enumerate()
                 .map(|(index, item)| {
-                    parse_value(connection, item, system_code_ids).map_err(|e| {
-                        EventError::InBatch {
-                            index,
-                            source: Box::new(e),
-                        }
-                    })
+                    parse_value(connection, item, system_code_ids)
+                        .map_err(|e| EventError::InBatch { index, source: Box::new(e) })
                 })
                 .collect()
         }
@@ -115,11 +101,7 @@ pub fn parse_eventbridge(
 }
 
 /// Parses one already-decoded envelope or frame (used by the websocket intake, which decodes frames itself).
-pub fn parse_value(
-    connection: &str,
-    value: &Value,
-    system_code_ids: &HashSet<String>,
-) -> Result<Parsed, EventError> {
+pub fn parse_value(connection: &str, value: &Value, system_code_ids: &HashSet<String>) -> Result<Parsed, EventError> {
     let obj = value.as_object().ok_or(EventError::NotAnEvent)?;
     let (frame, pattern) = match obj.get("detail") {
         Some(Value::Object(detail)) => (detail, obj.get("detail-type").and_then(Value::as_str)),
@@ -130,15 +112,11 @@ pub fn parse_value(
     let topic = match frame.get("topicName") {
         Some(Value::String(t)) => t.as_str(),
         Some(_) => return Err(invalid("topicName", "not a string")),
-        None => pattern.ok_or(EventError::MissingField {
-            field: "detail.topicName",
-        })?,
+        None => pattern.ok_or(EventError::MissingField { field: "detail.topicName" })?,
     };
     let (topic_id, kind) = classify_topic(topic)?;
     if kind == TopicKind::Ignored {
-        return Ok(Parsed::Ignored {
-            topic: bounded(topic),
-        });
+        return Ok(Parsed::Ignored { topic: bounded(topic) });
     }
     let body = match frame.get("eventBody") {
         Some(Value::Object(b)) => b,
@@ -158,60 +136,30 @@ pub fn parse_value(
         // The concrete topic names the conversation; the EventBridge pattern's `{id}` does not.
         None => match topic_id {
             Some(id) if id != "{id}" => check_id(id, "eventBody.conversationId")?.to_string(),
-            _ => {
-                return Err(EventError::MissingField {
-                    field: "eventBody.conversationId",
-                })
-            }
+            _ => return Err(EventError::MissingField { field: "eventBody.conversationId" }),
         },
     };
-    let participant_id = id_field(body, "participantId", "eventBody.participantId")?.ok_or(
-        EventError::MissingField {
-            field: "eventBody.participantId",
-        },
-    )?;
+    let participant_id = id_field(body, "participantId", "eventBody.participantId")?
+        .ok_or(EventError::MissingField { field: "eventBody.participantId" })?;
     let event_time_ms = match body.get("eventTime") {
-        None | Some(Value::Null) => {
-            return Err(EventError::MissingField {
-                field: "eventBody.eventTime",
-            })
-        }
-        Some(v) => {
-            as_i64(v).ok_or_else(|| invalid("eventBody.eventTime", "not epoch milliseconds"))?
-        }
+        None | Some(Value::Null) => return Err(EventError::MissingField { field: "eventBody.eventTime" }),
+        Some(v) => as_i64(v).ok_or_else(|| invalid("eventBody.eventTime", "not epoch milliseconds"))?,
     };
-    let occurred_at = Timestamp::from_millisecond(event_time_ms)
-        .map_err(|_| invalid("eventBody.eventTime", "out of range"))?;
+    let occurred_at =
+        Timestamp::from_millisecond(event_time_ms).map_err(|_| invalid("eventBody.eventTime", "out of range"))?;
 
     let leg = LegKey::new(connection, conversation_id.clone(), participant_id.clone());
-    let dedupe_key = format!(
-        "genesys:{}:{conversation_id}:{participant_id}:{event_time_ms}",
-        kind.as_str()
-    );
+    let dedupe_key = format!("genesys:{}:{conversation_id}:{participant_id}:{event_time_ms}", kind.as_str());
     let kind = match kind {
-        TopicKind::UserEnd => EventKind::LegEnded {
-            facts: Box::new(leg_facts(body, occurred_at)?),
-        },
+        TopicKind::UserEnd => EventKind::LegEnded { facts: Box::new(leg_facts(body, occurred_at)?) },
         // `Ignored` returned above; listing it here keeps the match total without a panic path.
         TopicKind::Acw | TopicKind::Wrapup | TopicKind::Ignored => {
             let code_id = string_field(body, "wrapupCode");
-            let system = code_id
-                .as_deref()
-                .is_some_and(|c| c == WRAP_UP_TIMEOUT_CODE || system_code_ids.contains(c));
-            EventKind::CodeRecorded {
-                code_id,
-                notes: string_field(body, "wrapupNotes"),
-                system,
-            }
+            let system = code_id.as_deref().is_some_and(|c| c == WRAP_UP_TIMEOUT_CODE || system_code_ids.contains(c));
+            EventKind::CodeRecorded { code_id, notes: string_field(body, "wrapupNotes"), system }
         }
     };
-    Ok(Parsed::Event(Event {
-        leg,
-        dedupe_key,
-        occurred_at,
-        correlation_id,
-        kind,
-    }))
+    Ok(Parsed::Event(Event { leg, dedupe_key, occurred_at, correlation_id, kind }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,9 +205,7 @@ const SUFFIXES: [(&str, TopicKind); 17] = [
 
 /// `v2.detail.events.conversation.{id}.<suffix>` → (id, kind).
 fn classify_topic(topic: &str) -> Result<(Option<&str>, TopicKind), EventError> {
-    let unsupported = || EventError::UnsupportedTopic {
-        topic: bounded(topic),
-    };
+    let unsupported = || EventError::UnsupportedTopic { topic: bounded(topic) };
     let rest = topic.strip_prefix(TOPIC_PREFIX).ok_or_else(unsupported)?;
     for (suffix, kind) in SUFFIXES {
         if let Some(id) = rest.strip_suffix(suffix) {
@@ -273,12 +219,7 @@ fn classify_topic(topic: &str) -> Result<(Option<&str>, TopicKind), EventError> 
 }
 
 fn leg_facts(body: &Map<String, Value>, ended_at: Timestamp) -> Result<LegFacts, EventError> {
-    let (media, channel) = match body
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
+    let (media, channel) = match body.get("mediaType").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
         Some("VOICE") => (Some("calls"), Channel::Voice),
         Some("CALLBACK") => (Some("callbacks"), Channel::Callback),
         Some("EMAIL") => (Some("emails"), Channel::Email),
@@ -291,12 +232,7 @@ fn leg_facts(body: &Map<String, Value>, ended_at: Timestamp) -> Result<LegFacts,
         Some("CHAT") => (None, Channel::Chat),
         _ => (None, Channel::Other),
     };
-    let direction = match body
-        .get("direction")
-        .and_then(Value::as_str)
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let direction = match body.get("direction").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
         Some("inbound") => Direction::Inbound,
         Some("outbound") => Direction::Outbound,
         _ => Direction::Unknown,
@@ -314,19 +250,14 @@ fn leg_facts(body: &Map<String, Value>, ended_at: Timestamp) -> Result<LegFacts,
         talk_ms: body.get("interactingDurationMs").and_then(as_u64),
         hold_ms: body.get("heldDurationMs").and_then(as_u64),
         ended_at: Some(ended_at),
-        acw_timeout_ms: ["wrapupTimeoutMs", "acwTimeoutMs"]
-            .iter()
-            .find_map(|k| body.get(*k).and_then(as_u64)),
+        acw_timeout_ms: ["wrapupTimeoutMs", "acwTimeoutMs"].iter().find_map(|k| body.get(*k).and_then(as_u64)),
         campaign_id: id_field(body, "outboundCampaignId", "eventBody.outboundCampaignId")?,
         attributes: Default::default(),
     })
 }
 
 fn invalid(field: &'static str, reason: &str) -> EventError {
-    EventError::InvalidField {
-        field,
-        reason: reason.to_string(),
-    }
+    EventError::InvalidField { field, reason: reason.to_string() }
 }
 
 /// A bounded copy of an untrusted string for error messages.
@@ -351,11 +282,7 @@ fn check_id<'a>(id: &'a str, field: &'static str) -> Result<&'a str, EventError>
 }
 
 /// An id field: absent, null or empty → `None`; a non-string or a hostile value → error.
-fn id_field(
-    body: &Map<String, Value>,
-    key: &str,
-    field: &'static str,
-) -> Result<Option<String>, EventError> {
+fn id_field(body: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>, EventError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -366,19 +293,14 @@ fn id_field(
 
 /// A free-text field: a non-empty string, else `None`.
 fn string_field(body: &Map<String, Value>, key: &str) -> Option<String> {
-    body.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+    body.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -395,9 +317,7 @@ mod tests {
     use serde_json::json;
 
     fn systems() -> HashSet<String> {
-        ["7fb334b0-0e9e-11e4-9191-0800200c9a66".to_string()]
-            .into_iter()
-            .collect()
+        ["7fb334b0-0e9e-11e4-9191-0800200c9a66".to_string()].into_iter().collect()
     }
 
     fn envelope(suffix: &str, body: Value) -> Value {
@@ -446,13 +366,8 @@ mod tests {
         assert_eq!(e.leg, LegKey::new("prod", "c-1", "p-1"));
         assert_eq!(e.dedupe_key, "genesys:user.end:c-1:p-1:1765551750107");
         assert_eq!(e.correlation_id.as_deref(), Some("corr-1"));
-        assert_eq!(
-            e.occurred_at,
-            Timestamp::from_millisecond(1_765_551_750_107).unwrap()
-        );
-        let EventKind::LegEnded { facts } = e.kind else {
-            panic!("not leg_ended")
-        };
+        assert_eq!(e.occurred_at, Timestamp::from_millisecond(1_765_551_750_107).unwrap());
+        let EventKind::LegEnded { facts } = e.kind else { panic!("not leg_ended") };
         assert_eq!(facts.platform, Some(Platform::Genesys));
         assert_eq!(facts.communication_id.as_deref(), Some("s-1"));
         assert_eq!(facts.media.as_deref(), Some("calls"));
@@ -480,14 +395,8 @@ mod tests {
             body["mediaType"] = json!(media_type);
             body["disconnectType"] = json!("PEER");
             body["wrapupTimeoutMs"] = json!(30000);
-            let EventKind::LegEnded { facts } = one_event(&envelope("user.end", body)).kind else {
-                panic!()
-            };
-            assert_eq!(
-                (facts.media.as_deref(), facts.channel),
-                (media, Some(channel)),
-                "{media_type}"
-            );
+            let EventKind::LegEnded { facts } = one_event(&envelope("user.end", body)).kind else { panic!() };
+            assert_eq!((facts.media.as_deref(), facts.channel), (media, Some(channel)), "{media_type}");
             assert_eq!(facts.disconnect_type.as_deref(), Some("peer"));
             assert_eq!(facts.acw_timeout_ms, Some(30000));
         }
@@ -501,11 +410,7 @@ mod tests {
         let wrapup = one_event(&envelope("wrapup", body));
         assert_eq!(
             acw.kind,
-            EventKind::CodeRecorded {
-                code_id: Some("code-1".into()),
-                notes: Some("hi".into()),
-                system: false
-            }
+            EventKind::CodeRecorded { code_id: Some("code-1".into()), notes: Some("hi".into()), system: false }
         );
         assert_eq!(acw.kind, wrapup.kind);
         assert_ne!(acw.dedupe_key, wrapup.dedupe_key);
@@ -513,25 +418,15 @@ mod tests {
 
     #[test]
     fn system_codes_are_flagged() {
-        for code in [
-            "ININ-WRAP-UP-TIMEOUT",
-            "7fb334b0-0e9e-11e4-9191-0800200c9a66",
-        ] {
+        for code in ["ININ-WRAP-UP-TIMEOUT", "7fb334b0-0e9e-11e4-9191-0800200c9a66"] {
             let body = json!({"eventTime": 1000, "conversationId": "c-1", "participantId": "p-1", "wrapupCode": code});
-            let EventKind::CodeRecorded { system, .. } = one_event(&envelope("acw", body)).kind
-            else {
-                panic!()
-            };
+            let EventKind::CodeRecorded { system, .. } = one_event(&envelope("acw", body)).kind else { panic!() };
             assert!(system, "{code}");
         }
         let skipped = json!({"eventTime": 1000, "conversationId": "c-1", "participantId": "p-1"});
         assert_eq!(
             one_event(&envelope("wrapup", skipped)).kind,
-            EventKind::CodeRecorded {
-                code_id: None,
-                notes: None,
-                system: false
-            }
+            EventKind::CodeRecorded { code_id: None, notes: None, system: false }
         );
     }
 
@@ -547,15 +442,9 @@ mod tests {
     fn unknown_topics_are_unsupported() {
         let mut v = envelope("acw", json!({}));
         v["detail"]["topicName"] = json!("v2.users.u-1.conversations");
-        assert!(matches!(
-            parse(&v),
-            Err(EventError::UnsupportedTopic { .. })
-        ));
+        assert!(matches!(parse(&v), Err(EventError::UnsupportedTopic { .. })));
         v["detail"]["topicName"] = json!("v2.detail.events.conversation.c-1.something.new");
-        assert!(matches!(
-            parse(&v),
-            Err(EventError::UnsupportedTopic { .. })
-        ));
+        assert!(matches!(parse(&v), Err(EventError::UnsupportedTopic { .. })));
     }
 
     #[test]
@@ -570,88 +459,41 @@ mod tests {
 
     #[test]
     fn batches_parse_in_order_and_fail_with_the_index() {
-        let batch = json!([
-            envelope("user.end", user_end_body()),
-            envelope("customer.end", json!({}))
-        ]);
+        let batch = json!([envelope("user.end", user_end_body()), envelope("customer.end", json!({}))]);
         let parsed = parse(&batch).unwrap();
-        assert!(matches!(
-            &parsed[..],
-            [Parsed::Event(_), Parsed::Ignored { .. }]
-        ));
+        assert!(matches!(&parsed[..], [Parsed::Event(_), Parsed::Ignored { .. }]));
         // The topic names conversation c-1, so what this body lacks is the participant.
-        let bad = json!([
-            envelope("user.end", user_end_body()),
-            envelope("acw", json!({"eventTime": 1}))
-        ]);
+        let bad = json!([envelope("user.end", user_end_body()), envelope("acw", json!({"eventTime": 1}))]);
         assert_eq!(
             parse(&bad).unwrap_err(),
             EventError::InBatch {
                 index: 1,
-                source: Box::new(EventError::MissingField {
-                    field: "eventBody.participantId"
-                })
+                source: Box::new(EventError::MissingField { field: "eventBody.participantId" })
             }
         );
         let too_many = Value::Array(vec![json!({}); MAX_BATCH + 1]);
-        assert!(matches!(
-            parse(&too_many),
-            Err(EventError::TooManyEvents { .. })
-        ));
+        assert!(matches!(parse(&too_many), Err(EventError::TooManyEvents { .. })));
         assert!(parse(&json!([])).unwrap().is_empty());
     }
 
     #[test]
     fn malformed_input_gets_a_clear_error() {
         let s = systems();
-        assert!(matches!(
-            parse_eventbridge("p", b"{not json", &s),
-            Err(EventError::MalformedJson(_))
-        ));
-        assert_eq!(
-            parse_eventbridge("p", b"42", &s),
-            Err(EventError::NotAnEvent)
-        );
-        assert_eq!(
-            parse_eventbridge("p", b"{}", &s),
-            Err(EventError::NotAnEvent)
-        );
+        assert!(matches!(parse_eventbridge("p", b"{not json", &s), Err(EventError::MalformedJson(_))));
+        assert_eq!(parse_eventbridge("p", b"42", &s), Err(EventError::NotAnEvent));
+        assert_eq!(parse_eventbridge("p", b"{}", &s), Err(EventError::NotAnEvent));
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert!(matches!(
-            parse_eventbridge("p", &big, &s),
-            Err(EventError::TooLarge { .. })
-        ));
+        assert!(matches!(parse_eventbridge("p", &big, &s), Err(EventError::TooLarge { .. })));
         let mut v = envelope("user.end", user_end_body());
         v["detail"]["eventBody"]["eventTime"] = json!("yesterday");
-        assert!(matches!(
-            parse(&v),
-            Err(EventError::InvalidField {
-                field: "eventBody.eventTime",
-                ..
-            })
-        ));
+        assert!(matches!(parse(&v), Err(EventError::InvalidField { field: "eventBody.eventTime", .. })));
         v["detail"]["eventBody"] = json!([1, 2]);
-        assert!(matches!(
-            parse(&v),
-            Err(EventError::InvalidField {
-                field: "eventBody",
-                ..
-            })
-        ));
+        assert!(matches!(parse(&v), Err(EventError::InvalidField { field: "eventBody", .. })));
         v["detail"].as_object_mut().unwrap().remove("eventBody");
-        assert_eq!(
-            parse(&v),
-            Err(EventError::MissingField { field: "eventBody" })
-        );
+        assert_eq!(parse(&v), Err(EventError::MissingField { field: "eventBody" }));
         let mut w = envelope("user.end", user_end_body());
         w["detail"]["eventBody"]["participantId"] = json!(17);
-        assert!(matches!(
-            parse(&w),
-            Err(EventError::InvalidField {
-                field: "eventBody.participantId",
-                ..
-            })
-        ));
+        assert!(matches!(parse(&w), Err(EventError::InvalidField { field: "eventBody.participantId", .. })));
     }
 
     #[test]
@@ -668,9 +510,7 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|i| json!(i)),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null)),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
             "[a-zA-Z0-9.{}_-]{0,40}".prop_map(Value::String),
             prop_oneof![
                 Just("v2.detail.events.conversation.c-1.user.end"),

@@ -59,10 +59,7 @@ mod tests {
     fn regions_map_to_api_and_login_hosts() {
         assert_eq!(region_api_host("us_east_1"), Some("api.mypurecloud.com"));
         assert_eq!(region_api_host("eu-central-1"), Some("api.mypurecloud.de"));
-        assert_eq!(
-            region_api_host("ap_northeast_3"),
-            Some("api.apne3.pure.cloud")
-        );
+        assert_eq!(region_api_host("ap_northeast_3"), Some("api.apne3.pure.cloud"));
         assert_eq!(region_api_host("mars_1"), None);
         assert_eq!(login_host("api.mypurecloud.ie"), "login.mypurecloud.ie");
         assert_eq!(login_host("127.0.0.1"), "127.0.0.1");

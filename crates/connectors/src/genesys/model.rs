@@ -242,22 +242,12 @@ mod tests {
         assert_eq!(agent.wrapup_timeout_ms, Some(30_000));
         let (media, comm) = agent.communications().next().unwrap();
         assert_eq!((media, comm.id.as_str()), ("calls", "comm-agent"));
-        assert_eq!(
-            comm.after_call_work.as_ref().unwrap().state.as_deref(),
-            Some("pending")
-        );
+        assert_eq!(comm.after_call_work.as_ref().unwrap().state.as_deref(), Some("pending"));
     }
 
     #[test]
     fn wrapup_input_sends_only_what_is_set() {
-        let w = WrapupInput {
-            code: Some("id-1".into()),
-            notes: Some("n".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            serde_json::to_string(&w).unwrap(),
-            r#"{"code":"id-1","notes":"n"}"#
-        );
+        let w = WrapupInput { code: Some("id-1".into()), notes: Some("n".into()), ..Default::default() };
+        assert_eq!(serde_json::to_string(&w).unwrap(), r#"{"code":"id-1","notes":"n"}"#);
     }
 }
