@@ -147,7 +147,8 @@ impl Org {
     }
 
     fn arrival(&mut self, at: Timestamp) {
-        if !self.traffic_on {
+        let rate = self.center.arrival_rate_per_sec;
+        if !self.traffic_on || !(rate > 0.0 && rate.is_finite()) {
             self.arrival_pending = false;
             return;
         }
@@ -158,13 +159,8 @@ impl Org {
                 self.queues[q].waiting.push_back(cid);
             }
         }
-        let rate = self.center.arrival_rate_per_sec;
-        if rate > 0.0 && rate.is_finite() {
-            let gap = self.draw(Dist::new(0.0, 1.0 / rate, 100.0 / rate));
-            self.schedule(add_secs(at, gap), Action::Arrival);
-        } else {
-            self.arrival_pending = false;
-        }
+        let gap = self.draw(Dist::new(0.0, 1.0 / rate, 100.0 / rate));
+        self.schedule(add_secs(at, gap), Action::Arrival);
     }
 
     /// The idle member of queue `q` that has been idle longest.

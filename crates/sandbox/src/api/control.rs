@@ -89,6 +89,11 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
         Ok(c) => {
             // Queues and agents are set up at start; only the process parameters change at runtime.
             org.center = CenterConfig { queues: org.center.queues.clone(), agents: org.center.agents, ..c };
+            // A rate raised from zero restarts the arrival process.
+            if org.traffic_on {
+                let now = st.clock.now();
+                org.start_traffic(now);
+            }
             drop(org);
             st.wake.notify_one();
             axum::Json(st.org.lock().center.clone()).into_response()
