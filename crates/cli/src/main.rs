@@ -1,1 +1,72 @@
-fn main() {}
+//! The `wrapup` binary: parse the command line, dispatch to a subcommand module.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use wrapup_cli::{demo, logging, serve, summary};
+
+#[derive(Parser)]
+#[command(name = "wrapup", version, about = "Meaningful wrap-up codes for every contact-center interaction.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sandbox + service + traffic on embedded SQLite, ending in a summary.
+    Demo(demo::DemoArgs),
+    /// Run the service with a configuration file.
+    Serve(serve::ServeArgs),
+    /// Check a configuration file (and its codes against each connection's live catalog).
+    Validate(serve::ServeArgs),
+    /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
+    Sandbox(wrapup_sandbox::SandboxArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => {
+                logging::init("warn");
+                let result = demo::run(&args).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&result.to_json())?);
+                } else {
+                    print!("{}", summary::table(&result.summaries, result.elapsed_secs));
+                }
+                if result.violations() > 0 {
+                    eprintln!("error: the sandbox reports {} invariant violation(s)", result.violations());
+                    return Ok(ExitCode::from(1));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Serve(args) => {
+                logging::init("info");
+                serve::serve(&args).await.map(|_| ExitCode::SUCCESS)
+            }
+            Command::Validate(args) => {
+                logging::init("warn");
+                serve::validate(&args).await
+            }
+            Command::Sandbox(args) => {
+                logging::init("info");
+                wrapup_sandbox::run_cli(args).await.map(|_| ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

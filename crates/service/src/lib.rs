@@ -1,1 +1,12 @@
+//! The wrapup service: intake, the leg scheduler and workers, the catalog cache, the admin API, and the demo.
 
+pub mod admin;
+pub mod app;
+pub mod attempts;
+pub mod build;
+pub mod catalog;
+pub mod genesys;
+pub mod intake;
+pub mod platform;
+pub mod scheduler;
+pub mod worker;

@@ -1,0 +1,221 @@
+//! `wrapup demo`: the sandbox, the service and traffic in one process, on a fresh SQLite, ending in a summary.
+//!
+//! The demo goes through the same path as a real deployment: it writes a configuration (connection, intake key,
+//! the rules in `rules.toml`), validates it with the config crate, builds the service from it, and points the
+//! sandbox's EventBridge-style event delivery at the service's `/intake/{connection}`. Sandbox and service share one
+//! accelerated clock (`--speed`), so a demo minute holds many ACW timeouts while the platform's rate limit stays
+//! per wall minute.
+
+use crate::summary::{self, ConnectionSummary};
+use anyhow::Context;
+use jiff::Timestamp;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wrapup_core::clock::{ScaledClock, SharedClock};
+use wrapup_core::Outcome;
+use wrapup_sandbox::{EventTarget, FaultProfile, Sandbox, SandboxConfig};
+use wrapup_service::app;
+use wrapup_store::{LegFilter, SqliteStore, Store};
+
+/// The rules the demo runs (also a readable example of the rule format).
+pub const DEMO_RULES: &str = include_str!("rules.toml");
+
+/// Name of the demo's Genesys connection.
+pub const CONNECTION: &str = "genesys";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How long traffic runs, in wall seconds.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Print the summary as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Sandbox fault profile: calm or hostile.
+    #[arg(long, default_value = "calm")]
+    pub faults: String,
+    /// Seed of the simulated center.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulated seconds per wall second.
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+    /// Conversations arriving per simulated second.
+    #[arg(long, default_value_t = 0.06)]
+    pub arrival_rate: f64,
+    /// Agent legs already in ACW at start.
+    #[arg(long, default_value_t = 10)]
+    pub preload: usize,
+    /// Keep the SQLite store (and its ledger) in this directory instead of a temporary one.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// No live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What the demo ended with.
+pub struct DemoResult {
+    pub summaries: Vec<ConnectionSummary>,
+    pub elapsed_secs: f64,
+}
+
+impl DemoResult {
+    pub fn violations(&self) -> u64 {
+        self.summaries.iter().map(|s| s.violations.total()).sum()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"duration_secs": self.elapsed_secs, "connections": self.summaries})
+    }
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs the demo to completion.
+pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
+    let faults = FaultProfile::named(&args.faults)
+        .with_context(|| format!("unknown fault profile {:?} (try calm or hostile)", args.faults))?;
+    let clock: SharedClock = Arc::new(ScaledClock::new(Timestamp::now(), args.speed));
+    let temp = tempfile::tempdir().context("creating a temporary data directory")?;
+    let data_path = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let service_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the service")?;
+    let service_url = format!("http://{}", service_listener.local_addr()?);
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the sandbox")?;
+
+    let intake_key = random_token();
+    let mut sandbox_cfg = SandboxConfig {
+        seed: args.seed,
+        preload: args.preload,
+        speed: args.speed,
+        faults,
+        traffic_autostart: false,
+        ..SandboxConfig::default()
+    };
+    sandbox_cfg.center.arrival_rate_per_sec = args.arrival_rate;
+    sandbox_cfg.event_targets.push(EventTarget {
+        url: format!("{service_url}/intake/{CONNECTION}"),
+        api_key_header: Some("x-wrapup-intake-key".into()),
+        api_key: Some(intake_key.clone()),
+    });
+    let sandbox = Sandbox::start(sandbox_cfg, sandbox_listener, clock.clone()).await?;
+    let (client_id, client_secret) = sandbox.credentials().into_iter().next().context("the sandbox has no client")?;
+
+    let config_text = format!(
+        r#"data_dir = {data_dir:?}
+listen = "127.0.0.1:0"
+
+[[connections]]
+name = "{CONNECTION}"
+kind = "genesys"
+base_url = "{base_url}"
+client_id = "{client_id}"
+client_secret = "literal:{client_secret}"
+requests_per_minute = 300
+
+[connections.intake]
+api_key_header = "x-wrapup-intake-key"
+api_key = "literal:{intake_key}"
+
+{DEMO_RULES}"#,
+        data_dir = data_path.display().to_string(),
+        base_url = sandbox.base_url(),
+    );
+    let config = wrapup_config::Config::parse(&config_text, "demo configuration")
+        .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_path.join("wrapup.db")).await?);
+    let spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
+    let service = app::start(spec, service_listener).await?;
+    let service_started = clock.now();
+
+    // Traffic.
+    sandbox.start_traffic();
+    let started = Instant::now();
+    let total = Duration::from_secs(args.duration);
+    while started.elapsed() < total {
+        tokio::time::sleep(Duration::from_millis(500).min(total.saturating_sub(started.elapsed()))).await;
+        if !args.quiet {
+            progress(&service, started.elapsed(), total).await;
+        }
+    }
+    sandbox.stop_traffic();
+
+    // Let the service catch up with every window the sandbox has closed (events in flight, legs being written).
+    let truth = sandbox.legs();
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(5) {
+        let legs = store.list_legs(&LegFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?;
+        let done: std::collections::HashSet<(String, String)> = legs
+            .iter()
+            .filter(|l| l.is_done())
+            .map(|l| (l.key.conversation.clone(), l.key.participant.clone()))
+            .collect();
+        let pending = truth
+            .iter()
+            .filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some())
+            .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
+            .count();
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !args.quiet {
+        eprintln!();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = sandbox.report();
+    let conn = service.state.connections.get(CONNECTION).context("the demo connection is missing")?.clone();
+    let stats = conn.platform.stats();
+    let catalog = conn.catalog.get().await.ok();
+    service.shutdown().await;
+    let legs = store.list_legs(&LegFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?;
+    let summary = summary::summarise(summary::Inputs {
+        name: CONNECTION,
+        platform: "genesys",
+        legs: &legs,
+        catalog: catalog.as_deref(),
+        rules: &config.rules,
+        api_calls: stats.total,
+        rate_limited: stats.rate_limited,
+        clock_factor: args.speed,
+        latency_since: service_started,
+        truth: &truth,
+        report: &report,
+    });
+    sandbox.shutdown().await;
+    drop(temp);
+    Ok(DemoResult { summaries: vec![summary], elapsed_secs: (elapsed * 10.0).round() / 10.0 })
+}
+
+async fn progress(service: &app::ServiceHandle, elapsed: Duration, total: Duration) {
+    let mut line = format!("[{:>3}/{} s]", elapsed.as_secs(), total.as_secs());
+    for (name, conn) in &service.state.connections {
+        let counts = service.state.store.outcome_counts(name).await.unwrap_or_default();
+        let get = |o: Option<Outcome>| counts.get(&o).copied().unwrap_or(0);
+        let legs: u64 = counts.values().sum();
+        line.push_str(&format!(
+            " {name}: legs {legs} applied {} agent_won {} expired {} review {} open {} calls {}",
+            get(Some(Outcome::Applied)),
+            get(Some(Outcome::AgentWon)),
+            get(Some(Outcome::Expired)),
+            get(Some(Outcome::Review)),
+            get(None),
+            conn.platform.stats().total
+        ));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r{line}\x1b[K");
+    let _ = err.flush();
+}

@@ -1,0 +1,92 @@
+//! `wrapup serve` and `wrapup validate`.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wrapup_core::clock::{ScaledClock, SharedClock};
+use wrapup_store::{SqliteStore, Store};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+/// Loads and validates the configuration, printing every problem with its location.
+pub fn load_config(path: &PathBuf) -> anyhow::Result<wrapup_config::Config> {
+    wrapup_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let clock: SharedClock = Arc::new(ScaledClock::system());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("wrapup.db")).await?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let spec = wrapup_service::build::spec_from_config(&config, store, clock)?;
+    let service = wrapup_service::app::start(spec, listener).await?;
+    tracing::info!(addr = %service.addr, "Serving; Ctrl-C stops.");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!("Stopping: finishing legs in flight.");
+    service.shutdown().await;
+    Ok(())
+}
+
+/// `wrapup validate`: the file first (every problem, with its location), then each connection's live catalog
+/// against the codes the rules name. Exit status 0 only when nothing is wrong.
+pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = match wrapup_config::Config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            println!("{errors}");
+            return Ok(std::process::ExitCode::from(1));
+        }
+    };
+    let clock: SharedClock = Arc::new(ScaledClock::system());
+    let mut problems = 0usize;
+    for conn in &config.connections {
+        let platform = match wrapup_service::build::platform_for(conn, clock.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("connection {:?}: {e:#}", conn.name);
+                problems += 1;
+                continue;
+            }
+        };
+        match platform.fetch_catalog().await {
+            Ok(catalog) => {
+                let found = wrapup_config::check_catalog(&config, &conn.name, &catalog);
+                for p in &found {
+                    println!("{p}");
+                }
+                problems += found.len();
+                eprintln!(
+                    "connection {:?}: catalog has {} codes and {} queues; {} problem(s)",
+                    conn.name,
+                    catalog.codes.len(),
+                    catalog.queues.len(),
+                    found.len()
+                );
+            }
+            Err(e) => {
+                println!("connection {:?}: could not load the live catalog: {e}", conn.name);
+                problems += 1;
+            }
+        }
+    }
+    if problems == 0 {
+        eprintln!(
+            "{}: valid ({} rules, {} connections)",
+            args.config.display(),
+            config.rules.len(),
+            config.connections.len()
+        );
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        Ok(std::process::ExitCode::from(1))
+    }
+}

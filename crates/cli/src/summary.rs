@@ -1,0 +1,241 @@
+//! The end-of-run summary: per connection, what happened to every leg, judged against the sandbox's ground truth.
+//!
+//! Outcomes, latency and coverage come from the service's own store; calls from the platform client's counters;
+//! violations from the sandbox, which saw every write. `lost` joins the two: a leg whose window the sandbox closed
+//! but for which the service recorded no outcome.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use wrapup_core::catalog::Catalog;
+use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::rules::RuleSet;
+use wrapup_core::{Mode, Outcome, Timing};
+use wrapup_sandbox::report::{LegTruth, Report};
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Outcomes {
+    pub applied: u64,
+    pub agent_won: u64,
+    pub agent_changed: u64,
+    pub no_rule: u64,
+    pub shadow: u64,
+    pub expired: u64,
+    pub review: u64,
+    pub open: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Violations {
+    pub overwrites: u64,
+    pub outside_window: u64,
+    pub duplicate_writes: u64,
+    pub lost: u64,
+}
+
+impl Violations {
+    pub fn total(&self) -> u64 {
+        self.overwrites + self.outside_window + self.duplicate_writes + self.lost
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionSummary {
+    pub name: String,
+    pub platform: String,
+    pub legs: u64,
+    pub outcomes: Outcomes,
+    pub api_calls: u64,
+    pub rate_limited: u64,
+    pub calls_per_applied: Option<f64>,
+    pub latency_ms: Latency,
+    pub coverage: Option<f64>,
+    /// Shadow decisions compared with the code the agent finally chose.
+    pub shadow_agreement: Option<f64>,
+    pub violations: Violations,
+    /// The sandbox's record of each violation (at most 20), for investigation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violation_details: Vec<wrapup_sandbox::report::Violation>,
+    /// Legs lost, by id, for investigation (at most 20).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_legs: Vec<String>,
+}
+
+/// Everything needed to summarise one connection.
+pub struct Inputs<'a> {
+    pub name: &'a str,
+    pub platform: &'a str,
+    pub legs: &'a [LegRecord],
+    pub catalog: Option<&'a Catalog>,
+    pub rules: &'a RuleSet,
+    pub api_calls: u64,
+    pub rate_limited: u64,
+    pub clock_factor: f64,
+    /// Only legs that ended after this (the service's start) count for latency: a leg that ended before the
+    /// service ran measures the outage, not the service.
+    pub latency_since: Timestamp,
+    pub truth: &'a [LegTruth],
+    pub report: &'a Report,
+}
+
+pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
+    let mut outcomes = Outcomes::default();
+    for leg in i.legs {
+        match leg.outcome {
+            Some(Outcome::Applied) => outcomes.applied += 1,
+            Some(Outcome::AgentWon) => outcomes.agent_won += 1,
+            Some(Outcome::AgentChanged) => outcomes.agent_changed += 1,
+            Some(Outcome::NoRule) => outcomes.no_rule += 1,
+            Some(Outcome::Shadow) => outcomes.shadow += 1,
+            Some(Outcome::Expired) => outcomes.expired += 1,
+            Some(Outcome::Review) => outcomes.review += 1,
+            None => outcomes.open += 1,
+        }
+    }
+    // Latency: leg end → our write accepted, for legs decided by an `immediate` rule. Both timestamps are on the
+    // (possibly accelerated) shared clock; divide by its factor for wall milliseconds.
+    let mut lat: Vec<f64> = i
+        .legs
+        .iter()
+        .filter(|l| l.decision.as_ref().is_some_and(|d| d.timing == Timing::Immediate))
+        .filter(|l| matches!(l.outcome, Some(Outcome::Applied | Outcome::AgentChanged)))
+        .filter(|l| l.facts.ended_at.is_some_and(|e| e >= i.latency_since))
+        .filter_map(|l| {
+            let d = l.written_at?.duration_since(l.facts.ended_at?);
+            Some(d.as_secs_f64().max(0.0) * 1000.0 / i.clock_factor)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let latency = Latency { p50: percentile(&lat, 0.50), p99: percentile(&lat, 0.99), samples: lat.len() };
+
+    // Coverage: of the finished legs that an enforce rule matches, the share that ended with a meaningful code,
+    // ours or the agent's.
+    let (mut covered, mut eligible) = (0u64, 0u64);
+    for leg in i.legs.iter().filter(|l| l.is_done() && l.ended_seen) {
+        let mut facts = leg.facts.clone();
+        if let (Some(cat), Some(q)) = (i.catalog, facts.queue_id.as_deref()) {
+            if facts.queue_name.is_none() {
+                facts.queue_name = cat.queue_by_id(q).map(|q| q.name.clone());
+            }
+        }
+        let enforce = i.rules.evaluate(i.name, &facts).is_some_and(|m| m.mode == Mode::Enforce);
+        if enforce {
+            eligible += 1;
+            if matches!(leg.outcome, Some(Outcome::Applied | Outcome::AgentWon | Outcome::AgentChanged)) {
+                covered += 1;
+            }
+        }
+    }
+
+    // Shadow agreement: the shadow rule's code against the agent's final code (from the ground truth).
+    let truth_by_leg: HashMap<(&str, &str), &LegTruth> =
+        i.truth.iter().map(|t| ((t.conversation_id.as_str(), t.participant_id.as_str()), t)).collect();
+    let (mut agree, mut compared) = (0u64, 0u64);
+    for leg in i.legs.iter().filter(|l| l.outcome == Some(Outcome::Shadow)) {
+        let Some(t) = truth_by_leg.get(&(leg.key.conversation.as_str(), leg.key.participant.as_str())) else {
+            continue;
+        };
+        if let (Some(decided), Some(final_name)) = (leg.decision.as_ref(), t.final_code_name.as_deref()) {
+            compared += 1;
+            if decided.code_name.eq_ignore_ascii_case(final_name) {
+                agree += 1;
+            }
+        }
+    }
+
+    // Lost: the sandbox closed a window that was open (ACW started) and the service has no outcome for the leg.
+    let by_key: HashMap<(&str, &str), &LegRecord> =
+        i.legs.iter().map(|l| ((l.key.conversation.as_str(), l.key.participant.as_str()), l)).collect();
+    let mut lost_legs = Vec::new();
+    for t in i.truth.iter().filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some()) {
+        let done = by_key.get(&(t.conversation_id.as_str(), t.participant_id.as_str())).is_some_and(|l| l.is_done());
+        if !done {
+            lost_legs.push(format!("{}/{}", t.conversation_id, t.participant_id));
+        }
+    }
+    let v = &i.report.violations;
+    let violations = Violations {
+        overwrites: v.overwrites,
+        outside_window: v.outside_window,
+        duplicate_writes: v.duplicate_writes,
+        lost: lost_legs.len() as u64,
+    };
+    lost_legs.truncate(20);
+    ConnectionSummary {
+        name: i.name.to_string(),
+        platform: i.platform.to_string(),
+        legs: i.legs.len() as u64,
+        calls_per_applied: (outcomes.applied > 0).then(|| round(i.api_calls as f64 / outcomes.applied as f64, 3)),
+        outcomes,
+        api_calls: i.api_calls,
+        rate_limited: i.rate_limited,
+        latency_ms: latency,
+        coverage: (eligible > 0).then(|| round(covered as f64 / eligible as f64, 4)),
+        shadow_agreement: (compared > 0).then(|| round(agree as f64 / compared as f64, 4)),
+        violations,
+        violation_details: v.details.iter().take(20).cloned().collect(),
+        lost_legs,
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    Some(round(sorted[idx.min(sorted.len() - 1)], 2))
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// A human table of the summaries.
+pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
+    let mut out = String::new();
+    for s in summaries {
+        let o = &s.outcomes;
+        let f = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+        out.push_str(&format!("connection {} ({}), {:.0} s\n", s.name, s.platform, elapsed_secs));
+        let rows: BTreeMap<usize, (&str, String)> = [
+            ("legs", s.legs.to_string()),
+            ("applied", o.applied.to_string()),
+            ("agent_won", o.agent_won.to_string()),
+            ("agent_changed", o.agent_changed.to_string()),
+            ("no_rule", o.no_rule.to_string()),
+            ("shadow", o.shadow.to_string()),
+            ("expired", o.expired.to_string()),
+            ("review", o.review.to_string()),
+            ("open (window still open)", o.open.to_string()),
+            ("api calls", s.api_calls.to_string()),
+            ("calls per applied code", f(s.calls_per_applied)),
+            ("latency p50 / p99 (ms)", format!("{} / {}", f(s.latency_ms.p50), f(s.latency_ms.p99))),
+            ("coverage", f(s.coverage)),
+            ("shadow agreement with agents", f(s.shadow_agreement)),
+            ("violations: overwrites", s.violations.overwrites.to_string()),
+            ("violations: outside window", s.violations.outside_window.to_string()),
+            ("violations: duplicate writes", s.violations.duplicate_writes.to_string()),
+            ("violations: lost", s.violations.lost.to_string()),
+        ]
+        .into_iter()
+        .enumerate()
+        .collect();
+        for (_, (k, v)) in rows {
+            out.push_str(&format!("  {k:<32} {v:>10}\n"));
+        }
+    }
+    out
+}
+
+/// Seconds between two timestamps.
+pub fn secs_between(a: Timestamp, b: Timestamp) -> f64 {
+    b.duration_since(a).as_secs_f64()
+}

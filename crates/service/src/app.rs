@@ -1,0 +1,123 @@
+//! Assembling the service: one store, one worker pool, one HTTP server (intake + admin), per-connection runtimes.
+//!
+//! [`start`] takes a fully built [`ServiceSpec`] (from a config file in `wrapup serve`, or programmatically in the
+//! demo and tests) and a bound listener, so tests can run the whole service on port 0.
+
+use crate::catalog::CatalogCache;
+use crate::intake::IntakeSettings;
+use crate::platform::SharedPlatform;
+use crate::scheduler::{self, SchedulerSettings, Shutdown};
+use crate::worker::{ConnectionRuntime, RetryPolicy, Worker};
+use anyhow::Context;
+use jiff::SignedDuration;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use wrapup_core::clock::SharedClock;
+use wrapup_core::rules::RuleSet;
+use wrapup_core::Secret;
+use wrapup_store::Store;
+
+/// One platform connection, ready to run.
+pub struct ConnectionSpec {
+    pub name: String,
+    pub platform: SharedPlatform,
+    pub rules: Arc<RuleSet>,
+    pub intake: IntakeSettings,
+    pub catalog_ttl: SignedDuration,
+}
+
+/// Everything the service needs.
+pub struct ServiceSpec {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub connections: Vec<ConnectionSpec>,
+    pub admin_token: Option<Secret>,
+    pub scheduler: SchedulerSettings,
+    pub retry: RetryPolicy,
+    /// See [`Worker::deadline_guard`].
+    pub deadline_guard: std::time::Duration,
+}
+
+/// Shared by the HTTP handlers.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub intake: HashMap<String, IntakeSettings>,
+    pub connections: HashMap<String, Arc<ConnectionRuntime>>,
+    pub wake: Arc<Notify>,
+    pub admin_token: Option<Secret>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// A running service.
+pub struct ServiceHandle {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ServiceHandle {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting work, lets in-flight legs finish, and returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the service on `listener`.
+pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyhow::Result<ServiceHandle> {
+    let addr = listener.local_addr().context("reading the listener's address")?;
+    let wake = Arc::new(Notify::new());
+    let mut connections = HashMap::new();
+    let mut intake = HashMap::new();
+    for c in spec.connections {
+        let catalog = CatalogCache::new(c.platform.clone(), spec.store.clone(), spec.clock.clone(), c.catalog_ttl);
+        connections.insert(
+            c.name.clone(),
+            Arc::new(ConnectionRuntime { name: c.name.clone(), platform: c.platform, catalog, rules: c.rules }),
+        );
+        intake.insert(c.name, c.intake);
+    }
+    let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
+    let worker = Arc::new(Worker {
+        store: spec.store.clone(),
+        clock: spec.clock.clone(),
+        connections: connections.clone(),
+        owner,
+        retry: spec.retry,
+        deadline_guard: spec.deadline_guard,
+    });
+    let state = Arc::new(AppState {
+        store: spec.store.clone(),
+        clock: spec.clock.clone(),
+        intake,
+        connections,
+        wake: wake.clone(),
+        admin_token: spec.admin_token,
+        metrics: crate::admin::metrics_handle(),
+    });
+    let shutdown = Shutdown::default();
+    let router = crate::admin::router(state.clone());
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, router).with_graceful_shutdown(async move { server_shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "The HTTP server stopped with an error.");
+        }
+    });
+    let claim = tokio::spawn(scheduler::run_claim_loop(worker.clone(), spec.scheduler.clone(), wake, shutdown.clone()));
+    let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
+    tracing::info!(%addr, "wrapup is serving.");
+    Ok(ServiceHandle { addr, state, shutdown, tasks: vec![server, claim, sweep] })
+}

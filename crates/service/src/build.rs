@@ -1,0 +1,82 @@
+//! From a validated [`Config`] to a runnable [`ServiceSpec`]: one platform client per connection, the rule set,
+//! intake settings, the store.
+
+use crate::app::{ConnectionSpec, ServiceSpec};
+use crate::genesys::GenesysPlatform;
+use crate::intake::IntakeSettings;
+use crate::platform::SharedPlatform;
+use crate::scheduler::SchedulerSettings;
+use crate::worker::RetryPolicy;
+use anyhow::{bail, Context};
+use jiff::SignedDuration;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use wrapup_config::{Config, ConnectionConfig};
+use wrapup_connectors::genesys::{GenesysClient, GenesysConnection};
+use wrapup_core::clock::SharedClock;
+use wrapup_core::{Platform, Secret};
+use wrapup_store::Store;
+
+/// The system code the platform stamps when a time-boxed ACW runs out (Genesys "Default Wrap-up Code").
+pub const GENESYS_SYSTEM_CODES: [&str; 2] = ["ININ-WRAP-UP-TIMEOUT", "7fb334b0-0e9e-11e4-9191-0800200c9a66"];
+
+/// Builds the platform client of one connection.
+pub fn platform_for(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Result<SharedPlatform> {
+    match conn.kind {
+        Platform::Genesys => {
+            let credentials =
+                conn.clients.iter().map(|c| (c.client_id.clone(), c.client_secret.clone())).collect::<Vec<_>>();
+            let genesys = GenesysConnection {
+                name: conn.name.clone(),
+                base_url: conn.endpoint.api_base.clone(),
+                login_url: conn.endpoint.login_base.clone(),
+                credentials,
+                requests_per_minute: conn.requests_per_minute,
+                request_timeout: Duration::from_secs(10),
+            };
+            let client = GenesysClient::new(genesys, clock, crate::attempts::sink())
+                .with_context(|| format!("connection {:?}", conn.name))?;
+            Ok(Arc::new(GenesysPlatform::new(client)))
+        }
+        Platform::Cxone => bail!("connection {:?}: NICE CXone connections are not supported yet", conn.name),
+    }
+}
+
+/// Builds the service from `config`, on `store`.
+pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClock) -> anyhow::Result<ServiceSpec> {
+    let rules = Arc::new(config.rules.clone());
+    let mut connections = Vec::new();
+    for conn in &config.connections {
+        let platform = platform_for(conn, clock.clone())?;
+        let Some(api_key) = conn.intake.api_key.clone() else {
+            bail!(
+                "connection {:?} has no intake api_key: every intake must be authenticated (set connections.intake.api_key)",
+                conn.name
+            );
+        };
+        let mut system_code_ids: HashSet<String> = GENESYS_SYSTEM_CODES.iter().map(|s| s.to_string()).collect();
+        system_code_ids.extend(conn.system_codes.iter().cloned());
+        connections.push(ConnectionSpec {
+            name: conn.name.clone(),
+            platform,
+            rules: rules.clone(),
+            intake: IntakeSettings {
+                api_key_header: conn.intake.api_key_header.to_ascii_lowercase(),
+                api_key,
+                max_body_bytes: conn.intake.max_body_bytes,
+                system_code_ids,
+            },
+            catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
+        });
+    }
+    Ok(ServiceSpec {
+        store,
+        clock,
+        connections,
+        admin_token: config.admin.token.clone().map(|t: Secret| t),
+        scheduler: SchedulerSettings::default(),
+        retry: RetryPolicy::default(),
+        deadline_guard: Duration::from_millis(500),
+    })
+}

@@ -1,0 +1,454 @@
+//! The leg worker: decide → resolve → gate read → write → record, one leg at a time.
+//!
+//! The store is the queue: [`Scheduler`](crate::scheduler) claims due legs (earliest ACW deadline first) with a
+//! lease, and hands each to [`Worker::process`]. A leg moves through the states of
+//! [`wrapup_core::lifecycle`] inside one call where it can (an `immediate` rule goes from `open` to `done` without
+//! another claim), and every move is saved with the version the worker holds: if an event changed the leg meanwhile
+//! (the agent coded, the window closed), the save is refused, the worker reloads the leg and re-decides from what
+//! the events say. That is how "agent wins" survives races with our own worker.
+//!
+//! The write is guarded twice:
+//! 1. *Write-ahead intent*: `writing` + the intended code id are saved **before** the platform call, so a crash
+//!    between the write and the record is recognised on restart (the gate read then shows our code: `applied`,
+//!    no second write).
+//! 2. *Gate read*: immediately before writing, the leg's current code (provisional included) is read; any code that
+//!    is not ours means someone else chose: `agent_won`, no write.
+//!
+//! Failures are classified once (by the connector): transient ones and 429s reschedule the leg with jittered
+//! backoff (never before `Retry-After`), within its deadline; a 403 or an unknown code is a `review` outcome with
+//! the reason; a deadline that passes is `expired`.
+
+use crate::attempts;
+use crate::catalog::CatalogCache;
+use crate::platform::{SharedPlatform, Urgency};
+use jiff::{SignedDuration, Timestamp};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use wrapup_connectors::attempt::ApiAttempt;
+use wrapup_connectors::error::{ErrorClass, PlatformError};
+use wrapup_core::catalog::{Catalog, CodeEntry, ResolveError};
+use wrapup_core::clock::SharedClock;
+use wrapup_core::lifecycle::{Decision, DecisionSource, LegRecord, LegState, WriteIntent};
+use wrapup_core::rules::RuleSet;
+use wrapup_core::{Mode, Outcome, Timing};
+use wrapup_store::{ClaimedLeg, LedgerEntry, Store, StoreError};
+
+/// One platform connection as the worker sees it.
+pub struct ConnectionRuntime {
+    pub name: String,
+    pub platform: SharedPlatform,
+    pub catalog: CatalogCache,
+    pub rules: Arc<RuleSet>,
+}
+
+/// Retry pacing, in wall time.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { base: Duration::from_millis(250), max: Duration::from_secs(30) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter exponential backoff for the `attempt`-th retry (1-based), at least `floor`.
+    pub fn delay(&self, attempt: u32, floor: Option<Duration>) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max);
+        let jittered = exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+        jittered.max(floor.unwrap_or_default())
+    }
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub connections: std::collections::HashMap<String, Arc<ConnectionRuntime>>,
+    pub owner: String,
+    pub retry: RetryPolicy,
+    /// No write is sent when the window closes within this much wall time: the request's own latency and the
+    /// skew between our clock and the platform's would land it outside the window.
+    pub deadline_guard: Duration,
+}
+
+/// What the current step wants done with the leg.
+enum Next {
+    /// Save and keep working on it now.
+    Continue,
+    /// Save and hand it back to the queue.
+    Release,
+}
+
+impl Worker {
+    /// Works on one claimed leg until it is done or waiting, then releases it. Never panics on platform or store
+    /// failures: they are logged, recorded, and the lease is released so the leg is retried.
+    pub async fn process(&self, claimed: ClaimedLeg) {
+        let key = claimed.leg.key.clone();
+        let Some(conn) = self.connections.get(&key.connection).cloned() else {
+            let mut leg = claimed.leg;
+            let reason = format!("connection {:?} is not configured", key.connection);
+            leg.finish(Outcome::Review, Some(reason.clone()), self.clock.now());
+            self.ledger(&leg, "outcome", serde_json::json!({"outcome": "review", "reason": reason})).await;
+            let _ = self.store.save_leg(&leg, claimed.version, &self.owner, true).await;
+            return;
+        };
+        let (mut leg, mut version) = (claimed.leg, claimed.version);
+        let span = tracing::debug_span!("leg", leg.id = %key, connection = %key.connection);
+        let _enter = span.enter();
+        // Set when a reload left a change that must be saved even if the next step changes nothing.
+        let mut dirty = false;
+        for _round in 0..8 {
+            let before = leg.clone();
+            let next = match self.step(&conn, &mut leg).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(leg = %key, error = %e, "Leg step failed; it will be retried.");
+                    let _ = self.store.release(&key, &self.owner).await;
+                    return;
+                }
+            };
+            if leg == before && !dirty && matches!(next, Next::Release) {
+                let _ = self.store.release(&key, &self.owner).await;
+                return;
+            }
+            dirty = false;
+            let release = matches!(next, Next::Release) || leg.is_done();
+            match self.store.save_leg(&leg, version, &self.owner, release).await {
+                Ok(v) => {
+                    version = v;
+                    if release {
+                        return;
+                    }
+                }
+                Err(StoreError::Conflict(_)) => {
+                    // An event changed the leg under us. Reload and reconsider from what it says now.
+                    match self.store.get_leg(&key).await {
+                        Ok(Some(fresh)) => {
+                            let wrote = leg.written_at.is_some() && before.written_at.is_none();
+                            leg = fresh.leg;
+                            version = fresh.version;
+                            if wrote && !matches!(leg.outcome, Some(Outcome::Applied)) {
+                                // Our write was accepted, yet an event finished the leg differently meanwhile:
+                                // the agent coded in the instant between our gate read and our write.
+                                let reason = "an agent code arrived while our write was in flight; check the leg";
+                                leg.state = LegState::Writing;
+                                leg.outcome = None;
+                                leg.finish(Outcome::Review, Some(reason.to_string()), self.clock.now());
+                                self.ledger(
+                                    &leg,
+                                    "outcome",
+                                    serde_json::json!({"outcome": "review", "reason": reason}),
+                                )
+                                .await;
+                                dirty = true;
+                            }
+                            if leg.is_done() && !wrote {
+                                let _ = self.store.release(&key, &self.owner).await;
+                                return;
+                            }
+                        }
+                        _ => {
+                            let _ = self.store.release(&key, &self.owner).await;
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(leg = %key, error = %e, "Could not save the leg; it will be retried.");
+                    let _ = self.store.release(&key, &self.owner).await;
+                    return;
+                }
+            }
+        }
+        let _ = self.store.release(&key, &self.owner).await;
+    }
+
+    async fn step(&self, conn: &ConnectionRuntime, leg: &mut LegRecord) -> Result<Next, StoreError> {
+        let now = self.clock.now();
+        if leg.is_done() {
+            return Ok(Next::Release);
+        }
+        let overdue = self.too_late(leg, now);
+        match leg.state {
+            LegState::Done => Ok(Next::Release),
+            LegState::Open | LegState::Scheduled if overdue => {
+                self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
+                Ok(Next::Release)
+            }
+            LegState::Open => self.decide(conn, leg, now).await,
+            LegState::Scheduled if leg.not_before > now => Ok(Next::Release),
+            LegState::Scheduled => self.begin_write(conn, leg, now).await,
+            LegState::Writing => self.gate_and_write(conn, leg, overdue).await,
+        }
+    }
+
+    /// Open → decided: `no_rule`, `shadow`, `review`, or `scheduled` for the write.
+    async fn decide(&self, conn: &ConnectionRuntime, leg: &mut LegRecord, now: Timestamp) -> Result<Next, StoreError> {
+        if !leg.ended_seen {
+            // Only a code event was seen so far; nothing to decide until the leg's end is known.
+            return Ok(Next::Release);
+        }
+        let catalog = match conn.catalog.get().await {
+            Ok(c) => c,
+            Err(e) => return Ok(self.platform_failure(leg, &e, "loading the catalog").await),
+        };
+        enrich(leg, &catalog);
+        let Some(m) = conn.rules.evaluate(&conn.name, &leg.facts) else {
+            self.finish(leg, Outcome::NoRule, "no rule matched this leg").await;
+            return Ok(Next::Release);
+        };
+        let decision = Decision {
+            source: DecisionSource::Rule {
+                index: m.index,
+                name: m.rule_name.clone(),
+                version: conn.rules.version().into(),
+            },
+            code_name: m.code.clone(),
+            notes: m.notes.clone(),
+            timing: m.timing,
+            mode: m.mode,
+            decided_at: now,
+        };
+        self.ledger(leg, "decision", serde_json::to_value(&decision).unwrap_or_default()).await;
+        leg.decision = Some(decision);
+        if m.mode == Mode::Shadow {
+            let reason = format!("shadow rule {:?} would apply {:?}", m.rule_name, m.code);
+            self.finish(leg, Outcome::Shadow, &reason).await;
+            return Ok(Next::Release);
+        }
+        leg.state = LegState::Scheduled;
+        leg.not_before = leg.write_time(m.timing, now);
+        leg.updated_at = now;
+        Ok(if leg.not_before <= now { Next::Continue } else { Next::Release })
+    }
+
+    /// Scheduled and due → resolve the code and persist the write intent (before any write).
+    async fn begin_write(
+        &self,
+        conn: &ConnectionRuntime,
+        leg: &mut LegRecord,
+        now: Timestamp,
+    ) -> Result<Next, StoreError> {
+        let Some(decision) = leg.decision.clone() else {
+            leg.state = LegState::Open;
+            return Ok(Next::Continue);
+        };
+        let code = match self.resolve(conn, leg, &decision.code_name).await {
+            Ok(code) => code,
+            Err(Some(reason)) => {
+                self.finish(leg, Outcome::Review, &reason).await;
+                return Ok(Next::Release);
+            }
+            Err(None) => return Ok(Next::Release),
+        };
+        leg.intent = Some(WriteIntent { code_id: code.id, code_name: code.name, at: now });
+        leg.state = LegState::Writing;
+        leg.attempts += 1;
+        leg.updated_at = now;
+        Ok(Next::Continue)
+    }
+
+    /// Resolves a code name for this leg; on a miss, refreshes the catalog once. `Err(Some(reason))` is a review
+    /// outcome; `Err(None)` a transient failure (the leg was rescheduled).
+    async fn resolve(
+        &self,
+        conn: &ConnectionRuntime,
+        leg: &mut LegRecord,
+        name: &str,
+    ) -> Result<CodeEntry, Option<String>> {
+        let queue = leg.facts.queue_id.clone();
+        let catalog = match conn.catalog.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.platform_failure(leg, &e, "loading the catalog").await;
+                return Err(None);
+            }
+        };
+        match catalog.resolve(name, queue.as_deref()) {
+            Ok(code) => Ok(code.clone()),
+            Err(first) => {
+                let refreshed = conn.catalog.refresh().await.unwrap_or(catalog);
+                refreshed.resolve(name, queue.as_deref()).cloned().map_err(|e| Some(resolve_reason(&e, &first)))
+            }
+        }
+    }
+
+    /// Writing: gate read, then the write. Also the crash-recovery path (a leg found in `writing`).
+    async fn gate_and_write(
+        &self,
+        conn: &ConnectionRuntime,
+        leg: &mut LegRecord,
+        overdue: bool,
+    ) -> Result<Next, StoreError> {
+        let Some(intent) = leg.intent.clone() else {
+            leg.state = LegState::Scheduled;
+            return Ok(Next::Continue);
+        };
+        let urgency = Urgency::Live { deadline: leg.deadline };
+        let (read, calls) = attempts::collect(conn.platform.read_code(leg, urgency)).await;
+        self.record_attempts(leg, &calls).await;
+        let current = match read {
+            Ok(current) => current,
+            Err(e) => return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await),
+        };
+        leg.observed_code = current.clone();
+        match current {
+            Some(code) if code == intent.code_id => {
+                // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
+                // landed (we crashed or timed out before recording it). Do not write again.
+                leg.written_at.get_or_insert(self.clock.now());
+                self.finish(leg, Outcome::Applied, "an earlier write of ours had landed; not written again").await;
+                return Ok(Next::Release);
+            }
+            Some(code) => {
+                let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
+                let reason = format!("the leg already has code {}", name.unwrap_or(code));
+                self.finish(leg, Outcome::AgentWon, &reason).await;
+                return Ok(Next::Release);
+            }
+            None if overdue || self.too_late(leg, self.clock.now()) => {
+                // Checked again after the gate read: waiting for the request budget may have used up the window.
+                self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
+                return Ok(Next::Release);
+            }
+            None => {}
+        }
+        let code = CodeEntry { id: intent.code_id.clone(), name: intent.code_name.clone() };
+        let notes = leg.decision.as_ref().and_then(|d| d.notes.clone());
+        let (write, calls) = attempts::collect(conn.platform.write_code(leg, &code, notes.as_deref(), urgency)).await;
+        self.record_attempts(leg, &calls).await;
+        match write {
+            Ok(()) => {
+                let now = self.clock.now();
+                leg.written_at = Some(now);
+                metrics::counter!("wrapup_codes_applied_total", "connection" => conn.name.clone()).increment(1);
+                let reason = format!("wrote {}", intent.code_name);
+                self.finish(leg, Outcome::Applied, &reason).await;
+                Ok(Next::Release)
+            }
+            Err(e) if e.class == ErrorClass::Permanent && e.status == Some(400) => {
+                // Most likely the code is no longer valid for the leg (catalog changed): refresh and decide again
+                // once; a second refusal is for a person.
+                let _ = conn.catalog.refresh().await;
+                if leg.attempts >= 2 {
+                    self.finish(leg, Outcome::Review, &format!("the platform refused the code twice: {e}")).await;
+                } else {
+                    leg.state = LegState::Scheduled;
+                    leg.not_before = self.clock.now();
+                }
+                Ok(Next::Release)
+            }
+            Err(e) => Ok(self.platform_failure(leg, &e, "writing the code").await),
+        }
+    }
+
+    /// Whether the window is closed, or closes too soon for a write to land inside it.
+    fn too_late(&self, leg: &LegRecord, now: Timestamp) -> bool {
+        let guard = self.clock.clock_duration(self.deadline_guard);
+        leg.deadline.is_some_and(|d| d.checked_sub(guard).unwrap_or(d) <= now)
+    }
+
+    /// Maps a classified failure to the leg's next step.
+    async fn platform_failure(&self, leg: &mut LegRecord, e: &PlatformError, doing: &str) -> Next {
+        let now = self.clock.now();
+        let retry_after = match &e.class {
+            ErrorClass::Retryable | ErrorClass::Conflict => None,
+            ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+            ErrorClass::Forbidden { permission } => {
+                let reason = match permission {
+                    Some(p) => format!("{doing} was forbidden: the OAuth client lacks permission {p}"),
+                    None => format!("{doing} was forbidden (403): {e}"),
+                };
+                self.finish(leg, Outcome::Review, &reason).await;
+                return Next::Release;
+            }
+            ErrorClass::Auth => {
+                self.finish(leg, Outcome::Review, &format!("{doing} failed authentication: {e}")).await;
+                return Next::Release;
+            }
+            ErrorClass::Permanent => {
+                self.finish(leg, Outcome::Review, &format!("{doing} was rejected: {e}")).await;
+                return Next::Release;
+            }
+        };
+        let retries = leg.attempts.max(1);
+        let wait = self.retry.delay(retries, retry_after);
+        let at = now.checked_add(self.clock.clock_duration(wait)).unwrap_or(now);
+        if let Some(deadline) = leg.deadline {
+            if at >= deadline && leg.state != LegState::Writing {
+                self.finish(leg, Outcome::Expired, &format!("the window closes before a retry is possible: {e}")).await;
+                return Next::Release;
+            }
+        }
+        // A leg in `writing` goes back to `scheduled` (intent kept): the next attempt starts with a gate read,
+        // which tells whether an ambiguous write landed.
+        if leg.state == LegState::Writing {
+            leg.state = LegState::Scheduled;
+        }
+        leg.not_before = at;
+        leg.updated_at = now;
+        self.ledger(
+            leg,
+            "note",
+            serde_json::json!({"retry": doing, "class": e.class.as_str(), "error": e.to_string(), "retry_in_ms": wait.as_millis() as u64}),
+        )
+        .await;
+        Next::Release
+    }
+
+    async fn finish(&self, leg: &mut LegRecord, outcome: Outcome, reason: &str) {
+        leg.finish(outcome, Some(reason.to_string()), self.clock.now());
+        metrics::counter!("wrapup_outcomes_total", "connection" => leg.key.connection.clone(), "outcome" => outcome.as_str())
+            .increment(1);
+        self.ledger(leg, "outcome", serde_json::json!({"outcome": outcome.as_str(), "reason": reason})).await;
+    }
+
+    async fn record_attempts(&self, leg: &LegRecord, calls: &[ApiAttempt]) {
+        for a in calls {
+            self.ledger(leg, "attempt", attempts::ledger_detail(a)).await;
+        }
+    }
+
+    async fn ledger(&self, leg: &LegRecord, kind: &str, detail: serde_json::Value) {
+        let entry = LedgerEntry { at: self.clock.now(), kind: kind.to_string(), detail };
+        if let Err(e) = self.store.append_ledger(&leg.key, &entry).await {
+            tracing::warn!(leg = %leg.key, error = %e, "Could not append to the ledger.");
+        }
+    }
+}
+
+/// Fills what the event did not carry from the catalog: queue name, ACW timeout (and so the deadline).
+pub fn enrich(leg: &mut LegRecord, catalog: &Catalog) {
+    if let Some(queue) = leg.facts.queue_id.as_deref().and_then(|q| catalog.queue_by_id(q)) {
+        if leg.facts.queue_name.is_none() {
+            leg.facts.queue_name = Some(queue.name.clone());
+        }
+        if leg.facts.acw_timeout_ms.is_none() {
+            leg.facts.acw_timeout_ms = queue.acw_timeout_ms;
+        }
+        leg.refresh_deadline();
+    }
+}
+
+fn resolve_reason(e: &ResolveError, _first: &ResolveError) -> String {
+    format!("the decided code cannot be used: {e}")
+}
+
+/// The wall-clock latency from the leg's end to our accepted write, when both are known.
+pub fn write_latency(leg: &LegRecord, clock_factor: f64) -> Option<Duration> {
+    let (ended, written) = (leg.facts.ended_at?, leg.written_at?);
+    let d: SignedDuration = written.duration_since(ended);
+    if d.is_negative() {
+        return Some(Duration::ZERO);
+    }
+    Some(Duration::try_from(d).ok()?.div_f64(clock_factor.max(f64::MIN_POSITIVE)))
+}
+
+/// The rule timing a leg was decided with, if any.
+pub fn decided_timing(leg: &LegRecord) -> Option<Timing> {
+    leg.decision.as_ref().map(|d| d.timing)
+}
