@@ -148,7 +148,7 @@ impl Org {
 
     fn arrival(&mut self, at: Timestamp) {
         let rate = self.center.arrival_rate_per_sec;
-        if !self.traffic_on || !(rate > 0.0 && rate.is_finite()) {
+        if !(self.traffic_on && rate > 0.0 && rate.is_finite()) {
             self.arrival_pending = false;
             return;
         }
