@@ -26,6 +26,8 @@ pub struct SandboxConfig {
     pub token_lifetime_secs: u64,
     /// Number of OAuth clients of the one org (their tokens each get their own rate-limit budget).
     pub clients: usize,
+    /// A profile name (`"calm"`, `"hostile"`) or a full profile table.
+    #[serde(deserialize_with = "faults_by_name_or_table")]
     pub faults: FaultProfile,
     pub behaviours: Behaviours,
     pub center: CenterConfig,
@@ -50,6 +52,20 @@ impl Default for SandboxConfig {
             event_targets: Vec::new(),
             traffic_autostart: true,
         }
+    }
+}
+
+fn faults_by_name_or_table<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FaultProfile, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrTable {
+        Name(String),
+        Table(Box<FaultProfile>),
+    }
+    match NameOrTable::deserialize(d)? {
+        NameOrTable::Name(n) => FaultProfile::named(&n)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown fault profile {n:?} (calm, hostile)"))),
+        NameOrTable::Table(t) => Ok(*t),
     }
 }
 

@@ -774,7 +774,8 @@ fn cli_flags_override_the_config_file() {
     let dir = std::env::temp_dir().join(format!("wrapup-sandbox-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sandbox.toml");
-    std::fs::write(&file, "seed = 3\npreload = 9\n[behaviours]\nsecond_write = \"reject\"\n").unwrap();
+    std::fs::write(&file, "seed = 3\npreload = 9\nfaults = \"calm\"\n[behaviours]\nsecond_write = \"reject\"\n")
+        .unwrap();
     let cli = Cli::parse_from([
         "x",
         "--config",
@@ -796,6 +797,12 @@ fn cli_flags_override_the_config_file() {
     assert_eq!(cfg.event_targets[0].api_key.as_deref(), Some("k"));
     assert_eq!(cli.args.listen, "127.0.0.1:8089");
     std::fs::remove_dir_all(&dir).ok();
+
+    let by_name: SandboxConfig = toml::from_str("faults = \"hostile\"").unwrap();
+    assert_eq!(by_name.faults, wrapup_sandbox::FaultProfile::hostile());
+    let table: SandboxConfig = toml::from_str("[faults]\nname = \"custom\"\nhttp_5xx_rate = 0.5").unwrap();
+    assert_eq!(table.faults.http_5xx_rate, 0.5);
+    assert!(toml::from_str::<SandboxConfig>("no_such_field = 1").is_err());
 }
 
 #[tokio::test]
