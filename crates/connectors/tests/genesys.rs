@@ -449,3 +449,6 @@ async fn two_credentials_spread_calls_over_both_tokens() {
 
 #[path = "genesys/notifications.rs"]
 mod notifications;
+
+#[path = "genesys/sandbox_contract.rs"]
+mod sandbox_contract;
