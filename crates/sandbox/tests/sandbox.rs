@@ -846,3 +846,64 @@ async fn analytics_details_query_finds_legs_in_acw_and_coded_legs_by_segment_fil
     assert_error_body(&v, 400, "bad.request");
     env.sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hung_request_still_takes_effect() {
+    let env = start(preloaded(1)).await;
+    env.sb.set_faults(wrapup_sandbox::FaultProfile {
+        timeout_rate: 1.0,
+        hang_ms: 300,
+        ..wrapup_sandbox::FaultProfile::calm()
+    });
+    let leg = env.sb.legs()[0].clone();
+    let started = std::time::Instant::now();
+    let (s, _) = env.write(&leg, &env.code_for(&leg)).await;
+    assert_eq!(s, 202);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(env.leg(&leg.participant_id).coded_by, CodedBy::Api);
+
+    env.sb.set_faults(wrapup_sandbox::FaultProfile {
+        token_revocation_rate: 1.0,
+        ..wrapup_sandbox::FaultProfile::calm()
+    });
+    let (s, _, v) = env.get("/api/v2/routing/queues").await;
+    assert_eq!(s, 401);
+    assert_error_body(&v, 401, "bad.credentials");
+    env.sb.set_faults(wrapup_sandbox::FaultProfile::calm());
+    let (s, _, _) = env.get("/api/v2/routing/queues").await;
+    assert_eq!(s, 401, "a revoked token stays revoked");
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_cli_prints_its_credentials_as_the_first_stdout_line_and_serves() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wrapup-sandbox"))
+        .args(["--listen", "127.0.0.1:0", "--seed", "5", "--preload", "3", "--clients", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line =
+        tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    let base = info["base_url"].as_str().unwrap();
+    assert!(base.starts_with("http://127.0.0.1:"));
+    assert_eq!(info["clients"].as_array().unwrap().len(), 2);
+    assert_eq!(info["control_url"], format!("{base}/sandbox/v1"));
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(info["client_id"].as_str().unwrap(), info["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = http.get(format!("{base}/sandbox/v1/report")).send().await.unwrap().json().await.unwrap();
+    assert!(report["legs"]["total"].as_u64().unwrap() >= 3);
+    child.kill().await.unwrap();
+}
