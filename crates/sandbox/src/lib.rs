@@ -10,6 +10,21 @@
 //!   "now" first, so answers are exact to the clock, not to the loop's wake-ups;
 //! - the **event dispatcher** (`events.rs`): EventBridge envelopes to every target, at least once, with faults.
 //!
+//! Routes (see `api/`):
+//!
+//! - `POST /oauth/token` (Basic auth, `grant_type=client_credentials`);
+//! - `GET /api/v2/conversations/{id}`, `GET /api/v2/conversations/{calls|callbacks|emails|messages}/{id}`;
+//! - `POST|GET /api/v2/conversations/{media}/{cid}/participants/{pid}/communications/{commId}/wrapup`;
+//! - `PATCH /api/v2/conversations[/{media}]/{cid}/participants/{pid}`;
+//! - `GET /api/v2/conversations[/{media}]/{cid}/participants/{pid}/wrapup?provisional=` and `…/wrapupcodes`;
+//! - `GET|POST /api/v2/routing/wrapupcodes`, `GET|PUT|DELETE /api/v2/routing/wrapupcodes/{id}`;
+//! - `GET /api/v2/routing/queues`, `GET /api/v2/routing/queues/{id}`,
+//!   `GET|POST /api/v2/routing/queues/{id}/wrapupcodes`, `DELETE /api/v2/routing/queues/{id}/wrapupcodes/{codeId}`;
+//! - `GET /api/v2/users/{id}/routingstatus`;
+//! - `POST /api/v2/analytics/conversations/details/query`;
+//! - `GET /sandbox/v1/report|legs|config`, `POST /sandbox/v1/traffic/start|stop`, `PUT /sandbox/v1/traffic`,
+//!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `POST /sandbox/v1/event-targets`.
+//!
 //! All state is in one [`model::Org`] behind a `parking_lot::Mutex`; nothing awaits while holding it. The simulation
 //! draws only from an RNG seeded with `SandboxConfig::seed`, so a seed and a clock determine the center.
 

@@ -1,7 +1,7 @@
 //! The HTTP surface: the emulated platform under `/oauth/token` and `/api/v2/*`, ground truth and control under
 //! `/sandbox/v1/*`.
 //!
-//! Every `/api/v2` request passes one middleware ([`api_gate`]) that does, under a single short lock of the org:
+//! Every `/api/v2` request passes one middleware (`api_gate`) that does, under a single short lock of the org:
 //! catch the simulation up to the clock (so a handler sees exactly the state of "now", e.g. a timed-out ACW), check
 //! the Bearer token (documented 401 bodies), count the request against the token's wall-time rate-limit window
 //! (429 `too.many.requests` + `Retry-After`), and draw the request faults. It then runs the handler inside a
