@@ -54,6 +54,8 @@ pub struct ConnectionSummary {
     pub outcomes: Outcomes,
     pub api_calls: u64,
     pub rate_limited: u64,
+    /// OAuth token requests (included in `api_calls`).
+    pub token_requests: u64,
     pub calls_per_applied: Option<f64>,
     pub latency_ms: Latency,
     pub coverage: Option<f64>,
@@ -77,6 +79,7 @@ pub struct Inputs<'a> {
     pub rules: &'a RuleSet,
     pub api_calls: u64,
     pub rate_limited: u64,
+    pub token_requests: u64,
     pub clock_factor: f64,
     /// Only legs that ended after this (the service's start) count for latency: a leg that ended before the
     /// service ran measures the outage, not the service.
@@ -176,6 +179,7 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
         outcomes,
         api_calls: i.api_calls,
         rate_limited: i.rate_limited,
+        token_requests: i.token_requests,
         latency_ms: latency,
         coverage: (eligible > 0).then(|| round(covered as f64 / eligible as f64, 4)),
         shadow_agreement: (compared > 0).then(|| round(agree as f64 / compared as f64, 4)),

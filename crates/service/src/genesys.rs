@@ -110,6 +110,6 @@ impl LegPlatform for GenesysPlatform {
 
     fn stats(&self) -> CallStats {
         let s = self.client.stats();
-        CallStats { total: s.calls_total, rate_limited: s.rate_limited_total }
+        CallStats { total: s.calls_total, rate_limited: s.rate_limited_total, token_requests: s.token_requests_total }
     }
 }

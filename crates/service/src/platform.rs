@@ -25,6 +25,8 @@ pub enum Urgency {
 pub struct CallStats {
     pub total: u64,
     pub rate_limited: u64,
+    /// OAuth token requests (included in `total`).
+    pub token_requests: u64,
 }
 
 #[async_trait]

@@ -221,7 +221,15 @@ impl Worker {
             return Ok(Next::Release);
         }
         leg.state = LegState::Scheduled;
-        leg.not_before = leg.write_time(m.timing, now);
+        // A margin inside the deadline guard would never be written: keep at least two guards of room.
+        let timing = match m.timing {
+            Timing::BeforeTimeout { margin } => {
+                let room = self.clock.clock_duration(self.deadline_guard * 2);
+                Timing::BeforeTimeout { margin: margin.max(room) }
+            }
+            other => other,
+        };
+        leg.not_before = leg.write_time(timing, now);
         leg.updated_at = now;
         Ok(if leg.not_before <= now { Next::Continue } else { Next::Release })
     }

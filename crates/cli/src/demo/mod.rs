@@ -77,43 +77,67 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs the demo to completion.
-pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
-    let faults = FaultProfile::named(&args.faults)
-        .with_context(|| format!("unknown fault profile {:?} (try calm or hostile)", args.faults))?;
-    let clock: SharedClock = Arc::new(ScaledClock::new(Timestamp::now(), args.speed));
-    let temp = tempfile::tempdir().context("creating a temporary data directory")?;
-    let data_path = match &args.data_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir.clone()
-        }
-        None => temp.path().to_path_buf(),
-    };
-    let service_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the service")?;
-    let service_url = format!("http://{}", service_listener.local_addr()?);
-    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the sandbox")?;
+/// What an embedded run (the demo, the end-to-end tests) is made of.
+pub struct EnvOptions {
+    pub sandbox: SandboxConfig,
+    /// `[[rules]]` tables in the configuration format.
+    pub rules: String,
+    /// Simulated seconds per wall second, shared by sandbox and service.
+    pub speed: f64,
+    /// The service's request budget per OAuth client.
+    pub requests_per_minute: u32,
+    /// Keep the store here instead of a temporary directory.
+    pub data_dir: Option<std::path::PathBuf>,
+}
 
-    let intake_key = random_token();
-    let mut sandbox_cfg = SandboxConfig {
-        seed: args.seed,
-        preload: args.preload,
-        speed: args.speed,
-        faults,
-        traffic_autostart: false,
-        ..SandboxConfig::default()
-    };
-    sandbox_cfg.center.arrival_rate_per_sec = args.arrival_rate;
-    sandbox_cfg.event_targets.push(EventTarget {
-        url: format!("{service_url}/intake/{CONNECTION}"),
-        api_key_header: Some("x-wrapup-intake-key".into()),
-        api_key: Some(intake_key.clone()),
-    });
-    let sandbox = Sandbox::start(sandbox_cfg, sandbox_listener, clock.clone()).await?;
-    let (client_id, client_secret) = sandbox.credentials().into_iter().next().context("the sandbox has no client")?;
+/// The sandbox and the service, wired together in this process.
+pub struct DemoEnv {
+    pub sandbox: wrapup_sandbox::SandboxHandle,
+    pub service: Option<app::ServiceHandle>,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub config: wrapup_config::Config,
+    pub speed: f64,
+    /// When the service started (legs that ended earlier do not count for latency).
+    pub service_started: Timestamp,
+    pub data_path: std::path::PathBuf,
+    _temp: tempfile::TempDir,
+}
 
-    let config_text = format!(
-        r#"data_dir = {data_dir:?}
+impl DemoEnv {
+    /// Starts the sandbox (traffic stopped) and the service built from a generated configuration.
+    pub async fn start(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
+        let clock: SharedClock = Arc::new(ScaledClock::new(Timestamp::now(), opts.speed));
+        let temp = tempfile::tempdir().context("creating a temporary data directory")?;
+        let data_path = match &opts.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                dir.clone()
+            }
+            None => temp.path().to_path_buf(),
+        };
+        let service_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the service")?;
+        let service_url = format!("http://{}", service_listener.local_addr()?);
+        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the sandbox")?;
+        let intake_key = random_token();
+        let mut sandbox_cfg = opts.sandbox;
+        sandbox_cfg.traffic_autostart = false;
+        sandbox_cfg.speed = opts.speed;
+        sandbox_cfg.event_targets.push(EventTarget {
+            url: format!("{service_url}/intake/{CONNECTION}"),
+            api_key_header: Some("x-wrapup-intake-key".into()),
+            api_key: Some(intake_key.clone()),
+        });
+        let sandbox = Sandbox::start(sandbox_cfg, sandbox_listener, clock.clone()).await?;
+        let credentials = sandbox.credentials();
+        let (client_id, client_secret) = credentials.first().cloned().context("the sandbox has no client")?;
+        let extra: Vec<String> = credentials
+            .iter()
+            .skip(1)
+            .map(|(id, secret)| format!("{{ client_id = \"{id}\", client_secret = \"literal:{secret}\" }}"))
+            .collect();
+        let config_text = format!(
+            r#"data_dir = {data_dir:?}
 listen = "127.0.0.1:0"
 
 [[connections]]
@@ -122,80 +146,131 @@ kind = "genesys"
 base_url = "{base_url}"
 client_id = "{client_id}"
 client_secret = "literal:{client_secret}"
-requests_per_minute = 300
+extra_clients = [{extra}]
+requests_per_minute = {rpm}
 
 [connections.intake]
 api_key_header = "x-wrapup-intake-key"
 api_key = "literal:{intake_key}"
 
-{DEMO_RULES}"#,
-        data_dir = data_path.display().to_string(),
-        base_url = sandbox.base_url(),
-    );
-    let config = wrapup_config::Config::parse(&config_text, "demo configuration")
-        .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_path.join("wrapup.db")).await?);
-    let spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
-    let service = app::start(spec, service_listener).await?;
-    let service_started = clock.now();
+{rules}"#,
+            data_dir = data_path.display().to_string(),
+            base_url = sandbox.base_url(),
+            extra = extra.join(", "),
+            rpm = opts.requests_per_minute,
+            rules = opts.rules,
+        );
+        let config = wrapup_config::Config::parse(&config_text, "generated configuration")
+            .map_err(|e| anyhow::anyhow!("the generated configuration is invalid:\n{e}"))?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_path.join("wrapup.db")).await?);
+        let spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
+        let service = app::start(spec, service_listener).await?;
+        let service_started = clock.now();
+        Ok(DemoEnv {
+            sandbox,
+            service: Some(service),
+            store,
+            clock,
+            config,
+            speed: opts.speed,
+            service_started,
+            data_path,
+            _temp: temp,
+        })
+    }
 
-    // Traffic.
-    sandbox.start_traffic();
+    /// All legs the service knows, of the demo connection.
+    pub async fn legs(&self) -> anyhow::Result<Vec<wrapup_core::lifecycle::LegRecord>> {
+        Ok(self.store.list_legs(&LegFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?)
+    }
+
+    /// Waits (at most `max`) until the service recorded an outcome for every leg whose window the sandbox closed.
+    /// Returns how many are still without one.
+    pub async fn settle(&self, max: Duration) -> anyhow::Result<usize> {
+        let truth = self.sandbox.legs();
+        let settle = Instant::now();
+        loop {
+            let done: std::collections::HashSet<(String, String)> = self
+                .legs()
+                .await?
+                .into_iter()
+                .filter(|l| l.is_done())
+                .map(|l| (l.key.conversation, l.key.participant))
+                .collect();
+            let pending = truth
+                .iter()
+                .filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some())
+                .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
+                .count();
+            if pending == 0 || settle.elapsed() >= max {
+                return Ok(pending);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the service and the sandbox and summarises the run.
+    pub async fn finish(mut self) -> anyhow::Result<ConnectionSummary> {
+        let truth = self.sandbox.legs();
+        let report = self.sandbox.report();
+        let service = self.service.take().context("the service is not running")?;
+        let conn = service.state.connections.get(CONNECTION).context("the demo connection is missing")?.clone();
+        let stats = conn.platform.stats();
+        let catalog = conn.catalog.get().await.ok();
+        service.shutdown().await;
+        let legs = self.legs().await?;
+        let summary = summary::summarise(summary::Inputs {
+            name: CONNECTION,
+            platform: "genesys",
+            legs: &legs,
+            catalog: catalog.as_deref(),
+            rules: &self.config.rules,
+            api_calls: stats.total,
+            rate_limited: stats.rate_limited,
+            token_requests: stats.token_requests,
+            clock_factor: self.speed,
+            latency_since: self.service_started,
+            truth: &truth,
+            report: &report,
+        });
+        self.sandbox.shutdown().await;
+        Ok(summary)
+    }
+}
+
+/// Runs the demo to completion.
+pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
+    let faults = FaultProfile::named(&args.faults)
+        .with_context(|| format!("unknown fault profile {:?} (try calm or hostile)", args.faults))?;
+    let mut sandbox = SandboxConfig { seed: args.seed, preload: args.preload, faults, ..SandboxConfig::default() };
+    sandbox.center.arrival_rate_per_sec = args.arrival_rate;
+    let env = DemoEnv::start(EnvOptions {
+        sandbox,
+        rules: DEMO_RULES.to_string(),
+        speed: args.speed,
+        requests_per_minute: 300,
+        data_dir: args.data_dir.clone(),
+    })
+    .await?;
+    env.sandbox.start_traffic();
     let started = Instant::now();
     let total = Duration::from_secs(args.duration);
     while started.elapsed() < total {
         tokio::time::sleep(Duration::from_millis(500).min(total.saturating_sub(started.elapsed()))).await;
         if !args.quiet {
-            progress(&service, started.elapsed(), total).await;
+            if let Some(service) = &env.service {
+                progress(service, started.elapsed(), total).await;
+            }
         }
     }
-    sandbox.stop_traffic();
-
+    env.sandbox.stop_traffic();
     // Let the service catch up with every window the sandbox has closed (events in flight, legs being written).
-    let truth = sandbox.legs();
-    let settle = Instant::now();
-    while settle.elapsed() < Duration::from_secs(5) {
-        let legs = store.list_legs(&LegFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?;
-        let done: std::collections::HashSet<(String, String)> = legs
-            .iter()
-            .filter(|l| l.is_done())
-            .map(|l| (l.key.conversation.clone(), l.key.participant.clone()))
-            .collect();
-        let pending = truth
-            .iter()
-            .filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some())
-            .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
-            .count();
-        if pending == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.settle(Duration::from_secs(5)).await?;
     if !args.quiet {
         eprintln!();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let report = sandbox.report();
-    let conn = service.state.connections.get(CONNECTION).context("the demo connection is missing")?.clone();
-    let stats = conn.platform.stats();
-    let catalog = conn.catalog.get().await.ok();
-    service.shutdown().await;
-    let legs = store.list_legs(&LegFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?;
-    let summary = summary::summarise(summary::Inputs {
-        name: CONNECTION,
-        platform: "genesys",
-        legs: &legs,
-        catalog: catalog.as_deref(),
-        rules: &config.rules,
-        api_calls: stats.total,
-        rate_limited: stats.rate_limited,
-        clock_factor: args.speed,
-        latency_since: service_started,
-        truth: &truth,
-        report: &report,
-    });
-    sandbox.shutdown().await;
-    drop(temp);
+    let summary = env.finish().await?;
     Ok(DemoResult { summaries: vec![summary], elapsed_secs: (elapsed * 10.0).round() / 10.0 })
 }
 
