@@ -81,13 +81,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Saves a claimed leg. Refused with `Conflict` when its version changed or `owner` no longer holds the lease.
     /// On success returns the new version; `release` clears the lease (keep it while still working on the leg).
-    async fn save_leg(
-        &self,
-        leg: &LegRecord,
-        version: i64,
-        owner: &str,
-        release: bool,
-    ) -> StoreResult<i64>;
+    async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64>;
 
     /// Releases a lease without changing the leg (e.g. after a conflict).
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()>;
@@ -109,12 +103,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts>;
 
-    async fn put_catalog(
-        &self,
-        connection: &str,
-        catalog: &Catalog,
-        fetched_at: Timestamp,
-    ) -> StoreResult<()>;
+    async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()>;
     async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>>;
 
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.

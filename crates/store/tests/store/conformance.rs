@@ -51,11 +51,7 @@ pub fn coded(key: &LegKey, at: i64, code: Option<&str>, system: bool) -> Event {
         dedupe_key: format!("{key}/acw/{at}"),
         occurred_at: t(at),
         correlation_id: None,
-        kind: EventKind::CodeRecorded {
-            code_id: code.map(str::to_string),
-            notes: None,
-            system,
-        },
+        kind: EventKind::CodeRecorded { code_id: code.map(str::to_string), notes: None, system },
     }
 }
 
@@ -79,11 +75,7 @@ fn expected(events: &[Event], now: Timestamp) -> LegRecord {
 }
 
 async fn leg_of<S: Store>(store: &S, key: &LegKey) -> ClaimedLeg {
-    store
-        .get_leg(key)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("leg {key} should exist"))
+    store.get_leg(key).await.unwrap().unwrap_or_else(|| panic!("leg {key} should exist"))
 }
 
 /// `next_due` is `want`, up to the store's time resolution (indexed times may be truncated to milliseconds, never
@@ -91,10 +83,7 @@ async fn leg_of<S: Store>(store: &S, key: &LegKey) -> ClaimedLeg {
 async fn assert_next_due<S: Store>(store: &S, want: Timestamp) {
     let due = store.next_due().await.unwrap().expect("a leg is due");
     let early = want.duration_since(due);
-    assert!(
-        early >= SignedDuration::ZERO && early < SignedDuration::from_millis(1),
-        "next_due {due}, want {want}"
-    );
+    assert!(early >= SignedDuration::ZERO && early < SignedDuration::from_millis(1), "next_due {due}, want {want}");
 }
 
 fn keys(claimed: &[ClaimedLeg]) -> Vec<LegKey> {
@@ -103,10 +92,7 @@ fn keys(claimed: &[ClaimedLeg]) -> Vec<LegKey> {
 
 fn catalog() -> Catalog {
     Catalog {
-        codes: vec![CodeEntry {
-            id: "c1".into(),
-            name: "Sale".into(),
-        }],
+        codes: vec![CodeEntry { id: "c1".into(), name: "Sale".into() }],
         queues: vec![QueueEntry {
             id: "q1".into(),
             name: "Sales".into(),
@@ -123,10 +109,7 @@ pub async fn a_redelivered_event_is_a_duplicate_across_batches<S: Store>(store: 
     let k = key(1);
     let first = store.ingest(&[ended(&k, 0, Some(60))], t(1)).await.unwrap();
     assert_eq!(first, vec![Ingested::New]);
-    let again = store
-        .ingest(&[ended(&k, 0, Some(60)), closed(&k, 5)], t(2))
-        .await
-        .unwrap();
+    let again = store.ingest(&[ended(&k, 0, Some(60)), closed(&k, 5)], t(2)).await.unwrap();
     assert_eq!(again, vec![Ingested::Duplicate, Ingested::New]);
     let leg = leg_of(&store, &k).await;
     assert_eq!(leg.version, 2, "a duplicate does not touch the leg");
@@ -136,22 +119,8 @@ pub async fn a_redelivered_event_is_a_duplicate_across_batches<S: Store>(store: 
 pub async fn a_duplicate_within_one_batch_is_a_duplicate<S: Store>(store: S) {
     let k = key(1);
     let e = ended(&k, 0, Some(60));
-    let results = store
-        .ingest(
-            &[e.clone(), e.clone(), coded(&k, 3, Some("c1"), false), e],
-            t(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        results,
-        vec![
-            Ingested::New,
-            Ingested::Duplicate,
-            Ingested::New,
-            Ingested::Duplicate
-        ]
-    );
+    let results = store.ingest(&[e.clone(), e.clone(), coded(&k, 3, Some("c1"), false), e], t(1)).await.unwrap();
+    assert_eq!(results, vec![Ingested::New, Ingested::Duplicate, Ingested::New, Ingested::Duplicate]);
     assert_eq!(leg_of(&store, &k).await.version, 2);
 }
 
@@ -178,10 +147,7 @@ pub async fn ingested_events_leave_the_leg_as_apply_event_does<S: Store>(store: 
     store.ingest(&batch2, t(11)).await.unwrap();
     let want = apply_event(Some(after_first.leg), &batch2[0], t(11)).0;
     let after_second = leg_of(&store, &k).await;
-    assert_eq!(
-        after_second.leg, want,
-        "the whole record round-trips exactly"
-    );
+    assert_eq!(after_second.leg, want, "the whole record round-trips exactly");
     assert_eq!(after_second.leg.outcome, Some(Outcome::AgentWon));
     assert_eq!(after_second.version, 2);
 
@@ -192,21 +158,14 @@ pub async fn ingested_events_leave_the_leg_as_apply_event_does<S: Store>(store: 
     assert_eq!(ledger[0].detail["event"], "leg_ended");
     assert_eq!(ledger[0].detail["dedupe_key"], batch1[0].dedupe_key);
     assert_eq!(ledger[0].detail["correlation_id"], format!("corr-{k}"));
-    assert_eq!(
-        ledger[0].detail["occurred_at"],
-        serde_json::json!(batch1[0].occurred_at)
-    );
+    assert_eq!(ledger[0].detail["occurred_at"], serde_json::json!(batch1[0].occurred_at));
     assert_eq!(ledger[0].detail["note"], "leg ended; ACW window open");
     assert_eq!(ledger[1].detail["event"], "code_recorded");
 }
 
 pub async fn events_in_one_batch_see_each_other<S: Store>(store: S) {
     let k = key(1);
-    let events = [
-        ended(&k, 0, Some(60)),
-        coded(&k, 5, Some("sys"), true),
-        closed(&k, 6),
-    ];
+    let events = [ended(&k, 0, Some(60)), coded(&k, 5, Some("sys"), true), closed(&k, 6)];
     store.ingest(&events, t(7)).await.unwrap();
     let leg = leg_of(&store, &k).await;
     assert_eq!(leg.leg, expected(&events, t(7)));
@@ -217,28 +176,15 @@ pub async fn events_in_one_batch_see_each_other<S: Store>(store: S) {
 pub async fn reordered_events_end_where_apply_event_says<S: Store>(store: S) {
     let k = key(1);
     // The agent's code arrives before the leg's end event.
-    let events = [
-        coded(&k, 10, Some("agent-code"), false),
-        ended(&k, 0, Some(60)),
-    ];
+    let events = [coded(&k, 10, Some("agent-code"), false), ended(&k, 0, Some(60))];
     store.ingest(&events[..1], t(11)).await.unwrap();
     store.ingest(&events[1..], t(11)).await.unwrap();
     let leg = leg_of(&store, &k).await;
     assert_eq!(leg.leg, expected(&events, t(11)));
     assert_eq!(leg.leg.outcome, Some(Outcome::AgentWon));
-    assert!(
-        leg.leg.ended_seen,
-        "the late end event still merges its facts"
-    );
+    assert!(leg.leg.ended_seen, "the late end event still merges its facts");
     assert_eq!(leg.leg.facts.queue_id.as_deref(), Some("q1"));
-    assert!(
-        store
-            .claim_due(t(100), 10, "w", LEASE)
-            .await
-            .unwrap()
-            .is_empty(),
-        "a finished leg is never claimed"
-    );
+    assert!(store.claim_due(t(100), 10, "w", LEASE).await.unwrap().is_empty(), "a finished leg is never claimed");
 }
 
 pub async fn an_empty_batch_is_fine<S: Store>(store: S) {
@@ -251,24 +197,11 @@ pub async fn claims_take_the_earliest_deadline_first_and_legs_without_one_last<S
     // key(1): no deadline, due at t(0). key(2): deadline t(90). key(3): deadline t(40). key(4): deadline t(40), due
     // later than key(3). key(5): not due yet.
     store
-        .ingest(
-            &[
-                ended(&key(1), 0, None),
-                ended(&key(2), 0, Some(90)),
-                ended(&key(3), 0, Some(40)),
-            ],
-            t(0),
-        )
+        .ingest(&[ended(&key(1), 0, None), ended(&key(2), 0, Some(90)), ended(&key(3), 0, Some(40))], t(0))
         .await
         .unwrap();
-    store
-        .ingest(&[ended(&key(4), 0, Some(40))], t(1))
-        .await
-        .unwrap();
-    store
-        .ingest(&[ended(&key(5), 0, Some(10))], t(20))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&key(4), 0, Some(40))], t(1)).await.unwrap();
+    store.ingest(&[ended(&key(5), 0, Some(10))], t(20)).await.unwrap();
     let claimed = store.claim_due(t(5), 10, "w", LEASE).await.unwrap();
     assert_eq!(keys(&claimed), vec![key(3), key(4), key(2), key(1)]);
 
@@ -282,15 +215,8 @@ pub async fn claims_take_the_earliest_deadline_first_and_legs_without_one_last<S
 }
 
 pub async fn a_leg_is_not_claimed_before_its_not_before<S: Store>(store: S) {
-    store
-        .ingest(&[ended(&key(1), 0, None)], t(10))
-        .await
-        .unwrap();
-    assert!(store
-        .claim_due(t(9), 10, "w", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    store.ingest(&[ended(&key(1), 0, None)], t(10)).await.unwrap();
+    assert!(store.claim_due(t(9), 10, "w", LEASE).await.unwrap().is_empty());
     assert_next_due(&store, t(10)).await;
     let claimed = store.claim_due(t(10), 10, "w", LEASE).await.unwrap();
     assert_eq!(keys(&claimed), vec![key(1)]);
@@ -303,17 +229,10 @@ pub async fn claiming_sets_a_lease_but_keeps_the_version<S: Store>(store: S) {
     let claimed = store.claim_due(t(1), 10, "w", LEASE).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].version, before.version);
-    assert_eq!(
-        claimed[0].leg, before.leg,
-        "claiming does not change the record"
-    );
+    assert_eq!(claimed[0].leg, before.leg, "claiming does not change the record");
     assert_eq!(leg_of(&store, &k).await.version, before.version);
     assert!(
-        store
-            .claim_due(t(2), 10, "other", LEASE)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.claim_due(t(2), 10, "other", LEASE).await.unwrap().is_empty(),
         "a leased leg is not claimed by another worker"
     );
     // A leased leg becomes due when its lease ends.
@@ -355,17 +274,10 @@ pub async fn concurrent_workers_never_get_the_same_leg<S: Store>(store: S) {
 
 pub async fn an_expired_lease_lets_another_worker_claim<S: Store>(store: S) {
     let k = key(1);
-    store
-        .ingest(&[ended(&k, 0, Some(600))], t(0))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
     let a = store.claim_due(t(1), 1, "a", LEASE).await.unwrap();
     assert_eq!(a.len(), 1);
-    assert!(store
-        .claim_due(t(30), 1, "b", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.claim_due(t(30), 1, "b", LEASE).await.unwrap().is_empty());
     let b = store.claim_due(t(31), 1, "b", LEASE).await.unwrap();
     assert_eq!(keys(&b), vec![k.clone()]);
     // The first worker's late save is refused; the new owner's goes through.
@@ -379,57 +291,29 @@ pub async fn an_expired_lease_lets_another_worker_claim<S: Store>(store: S) {
 
 pub async fn a_writing_leg_is_reclaimed_after_its_lease_expires<S: Store>(store: S) {
     let k = key(1);
-    store
-        .ingest(&[ended(&k, 0, Some(600))], t(0))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
     let claimed = store.claim_due(t(1), 1, "crashed", LEASE).await.unwrap();
     let mut leg = claimed[0].leg.clone();
     leg.state = LegState::Writing;
     leg.not_before = t(500);
-    leg.intent = Some(WriteIntent {
-        code_id: "c1".into(),
-        code_name: "Sale".into(),
-        at: t(2),
-    });
+    leg.intent = Some(WriteIntent { code_id: "c1".into(), code_name: "Sale".into(), at: t(2) });
     leg.updated_at = t(2);
-    let v = store
-        .save_leg(&leg, claimed[0].version, "crashed", false)
-        .await
-        .unwrap();
+    let v = store.save_leg(&leg, claimed[0].version, "crashed", false).await.unwrap();
     // The worker dies holding the lease (taken at t(1) for 30 s).
-    assert!(store
-        .claim_due(t(30), 1, "rescuer", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.claim_due(t(30), 1, "rescuer", LEASE).await.unwrap().is_empty());
     let rescued = store.claim_due(t(31), 1, "rescuer", LEASE).await.unwrap();
-    assert_eq!(
-        rescued.len(),
-        1,
-        "writing legs ignore not_before once the lease is gone"
-    );
+    assert_eq!(rescued.len(), 1, "writing legs ignore not_before once the lease is gone");
     assert_eq!(rescued[0].version, v);
     assert_eq!(rescued[0].leg.state, LegState::Writing);
-    assert_eq!(
-        rescued[0].leg.intent, leg.intent,
-        "the write intent survives"
-    );
+    assert_eq!(rescued[0].leg.intent, leg.intent, "the write intent survives");
 }
 
 // ---- saving -----------------------------------------------------------------------------------------------------
 
 pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>(store: S) {
     let k = key(1);
-    store
-        .ingest(&[ended(&k, 0, Some(600))], t(0))
-        .await
-        .unwrap();
-    let c = store
-        .claim_due(t(1), 1, "w", LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
+    let c = store.claim_due(t(1), 1, "w", LEASE).await.unwrap().remove(0);
     let mut leg = c.leg.clone();
     leg.state = LegState::Scheduled;
     leg.not_before = t(5);
@@ -437,11 +321,7 @@ pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>
     let v1 = store.save_leg(&leg, c.version, "w", false).await.unwrap();
     assert_eq!(v1, c.version + 1);
     // Kept lease (until t(31)): still ours, and the next save with the new version works.
-    assert!(store
-        .claim_due(t(20), 1, "other", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.claim_due(t(20), 1, "other", LEASE).await.unwrap().is_empty());
     let v2 = store.save_leg(&leg, v1, "w", true).await.unwrap();
     assert_eq!(v2, v1 + 1);
     let stored = leg_of(&store, &k).await;
@@ -449,94 +329,42 @@ pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>
     assert_eq!(stored.version, v2);
     // Released: due again at its (new) not_before, for anyone.
     assert_next_due(&store, t(5)).await;
-    assert!(store
-        .claim_due(t(4), 1, "other", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        store
-            .claim_due(t(5), 1, "other", LEASE)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(store.claim_due(t(4), 1, "other", LEASE).await.unwrap().is_empty());
+    assert_eq!(store.claim_due(t(5), 1, "other", LEASE).await.unwrap().len(), 1);
 }
 
 pub async fn a_save_after_an_event_arrived_is_a_conflict<S: Store>(store: S) {
     let k = key(1);
-    store
-        .ingest(&[ended(&k, 0, Some(600))], t(0))
-        .await
-        .unwrap();
-    let c = store
-        .claim_due(t(1), 1, "w", LEASE)
-        .await
-        .unwrap()
-        .remove(0);
-    store
-        .ingest(&[coded(&k, 2, Some("agent"), false)], t(2))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
+    let c = store.claim_due(t(1), 1, "w", LEASE).await.unwrap().remove(0);
+    store.ingest(&[coded(&k, 2, Some("agent"), false)], t(2)).await.unwrap();
     let mut leg = c.leg.clone();
     leg.state = LegState::Scheduled;
     let r = store.save_leg(&leg, c.version, "w", true).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
     // The event kept the worker's lease: the worker reloads and may save on the fresh version.
-    assert!(store
-        .claim_due(t(3), 1, "other", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.claim_due(t(3), 1, "other", LEASE).await.unwrap().is_empty());
     let fresh = leg_of(&store, &k).await;
     assert_eq!(fresh.version, c.version + 1);
     assert_eq!(fresh.leg.outcome, Some(Outcome::AgentWon));
-    store
-        .save_leg(&fresh.leg, fresh.version, "w", true)
-        .await
-        .unwrap();
+    store.save_leg(&fresh.leg, fresh.version, "w", true).await.unwrap();
 }
 
 pub async fn a_save_by_a_worker_without_the_lease_is_a_conflict<S: Store>(store: S) {
     let k = key(1);
-    store
-        .ingest(&[ended(&k, 0, Some(600))], t(0))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
     let unleased = leg_of(&store, &k).await;
-    let r = store
-        .save_leg(&unleased.leg, unleased.version, "nobody", true)
-        .await;
+    let r = store.save_leg(&unleased.leg, unleased.version, "nobody", true).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
-    let c = store
-        .claim_due(t(1), 1, "w", LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let c = store.claim_due(t(1), 1, "w", LEASE).await.unwrap().remove(0);
     let r = store.save_leg(&c.leg, c.version, "intruder", true).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
     // Releasing someone else's lease changes nothing.
     store.release(&k, "intruder").await.unwrap();
-    assert!(store
-        .claim_due(t(2), 1, "intruder", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.claim_due(t(2), 1, "intruder", LEASE).await.unwrap().is_empty());
     store.release(&k, "w").await.unwrap();
-    assert_eq!(
-        store
-            .claim_due(t(2), 1, "intruder", LEASE)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        leg_of(&store, &k).await.version,
-        c.version,
-        "releasing does not change the leg"
-    );
+    assert_eq!(store.claim_due(t(2), 1, "intruder", LEASE).await.unwrap().len(), 1);
+    assert_eq!(leg_of(&store, &k).await.version, c.version, "releasing does not change the leg");
 }
 
 pub async fn saving_or_reading_an_unknown_leg<S: Store>(store: S) {
@@ -579,40 +407,25 @@ pub async fn overdue_open_and_scheduled_legs_expire_but_writing_legs_are_left<S:
         store.save_leg(&leg, c.version, "w", true).await.unwrap();
     }
     let before = leg_of(&store, &open).await;
-    let expired: BTreeSet<LegKey> = store
-        .expire_overdue(t(31))
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let expired: BTreeSet<LegKey> = store.expire_overdue(t(31)).await.unwrap().into_iter().collect();
     assert_eq!(expired, BTreeSet::from([open.clone(), scheduled.clone()]));
     let after = leg_of(&store, &open).await;
     assert_eq!(after.version, before.version + 1);
     assert_eq!(after.leg.state, LegState::Done);
     assert_eq!(after.leg.outcome, Some(Outcome::Expired));
-    assert_eq!(
-        after.leg.outcome_reason.as_deref(),
-        Some("the ACW window closed before we acted")
-    );
+    assert_eq!(after.leg.outcome_reason.as_deref(), Some("the ACW window closed before we acted"));
     let last = store.ledger(&open).await.unwrap().pop().unwrap();
     assert_eq!(last.kind, "outcome");
     assert_eq!(last.at, t(31));
     assert_eq!(last.detail["outcome"], "expired");
     assert_eq!(leg_of(&store, &writing).await.leg.state, LegState::Writing);
-    assert!(
-        store.expire_overdue(t(31)).await.unwrap().is_empty(),
-        "expiry happens once"
-    );
+    assert!(store.expire_overdue(t(31)).await.unwrap().is_empty(), "expiry happens once");
 }
 
 pub async fn expiry_refuses_the_save_of_the_worker_holding_the_leg<S: Store>(store: S) {
     let k = key(1);
     store.ingest(&[ended(&k, 0, Some(30))], t(0)).await.unwrap();
-    let c = store
-        .claim_due(t(1), 1, "w", LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let c = store.claim_due(t(1), 1, "w", LEASE).await.unwrap().remove(0);
     assert_eq!(store.expire_overdue(t(31)).await.unwrap(), vec![k.clone()]);
     let r = store.save_leg(&c.leg, c.version, "w", true).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
@@ -635,10 +448,7 @@ pub async fn the_ledger_reads_back_in_append_order<S: Store>(store: S) {
     let k = key(1);
     let other = key(2);
     store.ingest(&[ended(&k, 0, None)], t(0)).await.unwrap();
-    for (i, kind) in ["decision", "attempt", "attempt", "outcome"]
-        .iter()
-        .enumerate()
-    {
+    for (i, kind) in ["decision", "attempt", "attempt", "outcome"].iter().enumerate() {
         let entry = LedgerEntry {
             // Out-of-order times: the ledger is in append order, not time order.
             at: t(10 - i as i64),
@@ -650,14 +460,8 @@ pub async fn the_ledger_reads_back_in_append_order<S: Store>(store: S) {
     }
     let ledger = store.ledger(&k).await.unwrap();
     let kinds: Vec<&str> = ledger.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["event", "decision", "attempt", "attempt", "outcome"]
-    );
-    assert_eq!(
-        ledger[2].detail,
-        serde_json::json!({ "n": 1, "nested": { "ok": true } })
-    );
+    assert_eq!(kinds, ["event", "decision", "attempt", "attempt", "outcome"]);
+    assert_eq!(ledger[2].detail, serde_json::json!({ "n": 1, "nested": { "ok": true } }));
     assert_eq!(ledger[4].at, t(7));
     assert_eq!(store.ledger(&other).await.unwrap().len(), 4);
 }
@@ -681,39 +485,23 @@ pub async fn outcome_counts_count_finished_and_open_legs_per_connection<S: Store
     let counts = store.outcome_counts("prod").await.unwrap();
     assert_eq!(
         counts.into_iter().collect::<Vec<_>>(),
-        vec![
-            (None, 1),
-            (Some(Outcome::AgentWon), 2),
-            (Some(Outcome::Expired), 1)
-        ]
+        vec![(None, 1), (Some(Outcome::AgentWon), 2), (Some(Outcome::Expired), 1)]
     );
-    assert_eq!(
-        store.outcome_counts("dev").await.unwrap().get(&None),
-        Some(&1)
-    );
+    assert_eq!(store.outcome_counts("dev").await.unwrap().get(&None), Some(&1));
     assert!(store.outcome_counts("none").await.unwrap().is_empty());
 }
 
 pub async fn list_legs_filters_and_puts_the_newest_first<S: Store>(store: S) {
     for n in 0..5 {
-        store
-            .ingest(&[ended(&key(n), 0, None)], t(n as i64))
-            .await
-            .unwrap();
+        store.ingest(&[ended(&key(n), 0, None)], t(n as i64)).await.unwrap();
     }
     store.ingest(&[closed(&key(1), 9)], t(9)).await.unwrap();
-    store
-        .ingest(&[ended(&LegKey::new("dev", "c", "p"), 0, None)], t(10))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&LegKey::new("dev", "c", "p"), 0, None)], t(10)).await.unwrap();
     let all = store.list_legs(&LegFilter::default()).await.unwrap();
     assert_eq!(all.len(), 6);
     assert_eq!(all[0].key.connection, "dev");
     let prod: Vec<LegKey> = store
-        .list_legs(&LegFilter {
-            connection: Some("prod".into()),
-            ..Default::default()
-        })
+        .list_legs(&LegFilter { connection: Some("prod".into()), ..Default::default() })
         .await
         .unwrap()
         .into_iter()
@@ -729,17 +517,8 @@ pub async fn list_legs_filters_and_puts_the_newest_first<S: Store>(store: S) {
         })
         .await
         .unwrap();
-    assert_eq!(
-        open.iter().map(|l| l.key.clone()).collect::<Vec<_>>(),
-        vec![key(4), key(3)]
-    );
-    let expired = store
-        .list_legs(&LegFilter {
-            outcome: Some(Outcome::Expired),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert_eq!(open.iter().map(|l| l.key.clone()).collect::<Vec<_>>(), vec![key(4), key(3)]);
+    let expired = store.list_legs(&LegFilter { outcome: Some(Outcome::Expired), ..Default::default() }).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].key, key(1));
 }
@@ -747,34 +526,19 @@ pub async fn list_legs_filters_and_puts_the_newest_first<S: Store>(store: S) {
 pub async fn the_catalog_cache_round_trips<S: Store>(store: S) {
     assert!(store.get_catalog("prod").await.unwrap().is_none());
     store.put_catalog("prod", &catalog(), t(0)).await.unwrap();
-    assert_eq!(
-        store.get_catalog("prod").await.unwrap(),
-        Some((catalog(), t(0)))
-    );
+    assert_eq!(store.get_catalog("prod").await.unwrap(), Some((catalog(), t(0))));
     let mut newer = catalog();
-    newer.codes.push(CodeEntry {
-        id: "c2".into(),
-        name: "No sale".into(),
-    });
+    newer.codes.push(CodeEntry { id: "c2".into(), name: "No sale".into() });
     store.put_catalog("prod", &newer, t(60)).await.unwrap();
-    assert_eq!(
-        store.get_catalog("prod").await.unwrap(),
-        Some((newer, t(60)))
-    );
+    assert_eq!(store.get_catalog("prod").await.unwrap(), Some((newer, t(60))));
     assert!(store.get_catalog("dev").await.unwrap().is_none());
 }
 
 pub async fn an_idempotency_key_returns_the_first_response<S: Store>(store: S) {
     let first = serde_json::json!({ "status": 202, "leg": "a" });
     let second = serde_json::json!({ "status": 202, "leg": "b" });
-    assert_eq!(
-        store.idempotent("prod", "k1", &first).await.unwrap(),
-        (true, first.clone())
-    );
-    assert_eq!(
-        store.idempotent("prod", "k1", &second).await.unwrap(),
-        (false, first.clone())
-    );
+    assert_eq!(store.idempotent("prod", "k1", &first).await.unwrap(), (true, first.clone()));
+    assert_eq!(store.idempotent("prod", "k1", &second).await.unwrap(), (false, first.clone()));
     assert_eq!(
         store.idempotent("dev", "k1", &second).await.unwrap(),
         (true, second.clone()),
@@ -792,20 +556,12 @@ where
     Fut: Future<Output = S>,
 {
     let k = key(1);
-    let entry = LedgerEntry {
-        at: t(3),
-        kind: "decision".into(),
-        detail: serde_json::json!({ "code": "Sale" }),
-    };
+    let entry = LedgerEntry { at: t(3), kind: "decision".into(), detail: serde_json::json!({ "code": "Sale" }) };
     let response = serde_json::json!({ "ok": true });
     let written = {
         let store = open().await;
         store.ingest(&[ended(&k, 0, Some(60))], t(1)).await.unwrap();
-        let c = store
-            .claim_due(t(2), 1, "w", LEASE)
-            .await
-            .unwrap()
-            .remove(0);
+        let c = store.claim_due(t(2), 1, "w", LEASE).await.unwrap().remove(0);
         let mut leg = c.leg;
         leg.state = LegState::Scheduled;
         leg.updated_at = t(3);
@@ -825,31 +581,11 @@ where
     let ledger = store.ledger(&k).await.unwrap();
     assert_eq!(ledger.len(), 2);
     assert_eq!(ledger[1], entry);
-    assert_eq!(
-        store.get_catalog("prod").await.unwrap(),
-        Some((catalog(), t(4)))
-    );
-    assert_eq!(
-        store
-            .idempotent("prod", "k", &serde_json::json!(1))
-            .await
-            .unwrap(),
-        (false, response)
-    );
+    assert_eq!(store.get_catalog("prod").await.unwrap(), Some((catalog(), t(4))));
+    assert_eq!(store.idempotent("prod", "k", &serde_json::json!(1)).await.unwrap(), (false, response));
     // The lease survives too.
-    assert!(store
-        .claim_due(t(10), 1, "other", LEASE)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        store
-            .claim_due(t(32), 1, "other", LEASE)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(store.claim_due(t(10), 1, "other", LEASE).await.unwrap().is_empty());
+    assert_eq!(store.claim_due(t(32), 1, "other", LEASE).await.unwrap().len(), 1);
 }
 
 /// Instantiates every case (except durability, which needs reopenable storage) as its own `#[tokio::test]`, each

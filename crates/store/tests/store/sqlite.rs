@@ -18,10 +18,7 @@ async fn the_conformance_suite_passes_on_file_backed_stores() {
     let dir = tempfile::tempdir().unwrap();
     let n = AtomicUsize::new(0);
     conformance::run_all(|| {
-        let path = dir
-            .path()
-            .join(format!("case-{}", n.fetch_add(1, Ordering::Relaxed)))
-            .join("wrapup.db");
+        let path = dir.path().join(format!("case-{}", n.fetch_add(1, Ordering::Relaxed))).join("wrapup.db");
         async move { SqliteStore::open(&path).await.unwrap() }
     })
     .await;
@@ -43,10 +40,7 @@ async fn reopening_an_existing_database_does_not_rerun_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrapup.db");
     let store = SqliteStore::open(&path).await.unwrap();
-    store
-        .ingest(&[ended(&key(1), 0, None)], t(0))
-        .await
-        .unwrap();
+    store.ingest(&[ended(&key(1), 0, None)], t(0)).await.unwrap();
     store.close().await;
     let store = SqliteStore::open(&path).await.unwrap();
     assert!(store.get_leg(&key(1)).await.unwrap().is_some());
@@ -61,14 +55,10 @@ async fn ingest_throughput() {
     const LEGS: usize = 50_000;
     const BATCH: usize = 500;
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("bench.db"))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("bench.db")).await.unwrap();
     // Each leg: its end event, then its code event (a new leg, then an update of an existing one).
     let ends: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(60))).collect();
-    let codes: Vec<Event> = (0..LEGS)
-        .map(|n| conformance::coded(&key(n), 10, Some("c1"), false))
-        .collect();
+    let codes: Vec<Event> = (0..LEGS).map(|n| conformance::coded(&key(n), 10, Some("c1"), false)).collect();
     let started = Instant::now();
     for events in [&ends, &codes] {
         for batch in events.chunks(BATCH) {
