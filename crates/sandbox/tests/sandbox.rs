@@ -907,3 +907,25 @@ async fn the_cli_prints_its_credentials_as_the_first_stdout_line_and_serves() {
     assert!(report["legs"]["total"].as_u64().unwrap() >= 3);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn with_a_scaled_clock_the_center_runs_and_sends_events_on_its_own() {
+    let (url, got) = receiver(0).await;
+    let mut cfg = SandboxConfig::default();
+    cfg.center.arrival_rate_per_sec = 0.5;
+    cfg.event_targets.push(wrapup_sandbox::EventTarget { url, api_key_header: None, api_key: None });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let clock = wrapup_core::ScaledClock::new("2026-03-02T09:00:00Z".parse().unwrap(), 600.0).shared();
+    let sb = wrapup_sandbox::Sandbox::start(cfg, listener, clock).await.unwrap();
+    // No API calls: only the simulation loop moves the center (1.5 s wall = 15 simulated minutes).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let kinds: std::collections::BTreeSet<String> =
+        got.lock().iter().map(|(_, e)| e["detail-type"].as_str().unwrap().to_string()).collect();
+    for k in ["acd.end", "user.end", "customer.end", "acw", "wrapup"] {
+        assert!(kinds.contains(&format!("v2.detail.events.conversation.{{id}}.{k}")), "no {k}: {kinds:?}");
+    }
+    let r = sb.report();
+    assert!(r.legs.total > 100, "{:?}", r.legs);
+    assert_eq!(r.violations.overwrites + r.violations.duplicate_writes + r.violations.outside_window, 0);
+    sb.shutdown().await;
+}

@@ -57,7 +57,12 @@ pub fn router(state: SharedState) -> Router {
 }
 
 async fn api_not_found() -> Response {
-    PlatformError::not_found().into_response()
+    let corr = uuid::Uuid::new_v4().to_string();
+    let mut resp = error_response(&PlatformError::not_found(), &corr);
+    if let Ok(v) = HeaderValue::from_str(&corr) {
+        resp.headers_mut().insert("ININ-Correlation-Id", v);
+    }
+    resp
 }
 
 /// Renders an `ErrorBody` with the given correlation id.
