@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use base64::Engine;
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,6 +61,8 @@ struct Platform {
     default_reply: Mutex<Option<Reply>>,
     seen: Mutex<Vec<Seen>>,
     token_auth: Mutex<Vec<String>>,
+    /// Client ids the login host refuses.
+    bad_clients: Mutex<HashSet<String>>,
 }
 
 impl Platform {
@@ -75,6 +78,15 @@ async fn token(State(p): State<Arc<Platform>>, headers: HeaderMap, body: Bytes) 
     let n = p.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
     p.token_auth.lock().push(headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string());
     assert_eq!(&body[..], b"grant_type=client_credentials");
+    let basic = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+    let client_id = basic
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split(':').next().map(str::to_string))
+        .unwrap_or_default();
+    if p.bad_clients.lock().contains(&client_id) {
+        return into_response(reply(401, r#"{"error":"invalid_client","description":"bad client credentials"}"#));
+    }
     let delay = *p.token_delay.lock();
     tokio::time::sleep(delay).await;
     if let Some(r) = p.token_reply.lock().clone() {
@@ -150,7 +162,8 @@ fn live() -> Priority {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_share_one_token_request() {
-    let h = start(1, |_| {}).await;
+    // A generous budget, so the 20 calls are in flight together rather than paced.
+    let h = start(1, |c| c.requests_per_minute = 6000).await;
     *h.platform.token_delay.lock() = Duration::from_millis(150);
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -166,7 +179,6 @@ async fn concurrent_calls_share_one_token_request() {
     assert_eq!(h.platform.api_calls().len(), 20);
     assert!(h.platform.api_calls().iter().all(|s| s.auth.as_deref() == Some("Bearer tok-1")));
     // Basic auth with client id and secret, as the login host expects.
-    use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("client-0:{SECRET}"));
     assert_eq!(h.platform.token_auth.lock()[0], format!("Basic {basic}"));
     let stats = h.client.stats();
@@ -396,6 +408,9 @@ async fn secrets_and_tokens_never_show_in_debug_display_or_errors() {
         assert!(!text.contains(SECRET), "{text}");
         assert!(text.contains("unauthorized_client"), "{text}");
     }
+    // Both credentials were refused: one is sidelined, the last one stays in rotation (fail fast, no stall).
+    let paused = h.client.budget().status().iter().filter(|s| s.paused_for.is_some()).count();
+    assert_eq!(paused, 1);
 
     // An API error after a successful token: the token is not in the error either.
     *h.platform.token_reply.lock() = None;
@@ -445,6 +460,46 @@ async fn two_credentials_spread_calls_over_both_tokens() {
     assert!(started.elapsed() < Duration::from_millis(800));
     let tokens: HashSet<_> = h.platform.api_calls().into_iter().filter_map(|s| s.auth).collect();
     assert_eq!(tokens.len(), 2);
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let h = start(1, |_| {}).await;
+    // 61 s of life: refreshed 60 s before expiry, i.e. after 1 s.
+    *h.platform.expires_in.lock() = 61;
+    h.client.get_conversation("c", live()).await.unwrap();
+    h.client.get_conversation("c", live()).await.unwrap();
+    assert_eq!(h.platform.token_requests.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.client.get_conversation("c", live()).await.unwrap();
+    assert_eq!(h.platform.token_requests.load(Ordering::SeqCst), 2);
+    let auths: Vec<_> = h.platform.api_calls().into_iter().filter_map(|s| s.auth).collect();
+    assert_eq!(auths, ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]);
+}
+
+#[tokio::test]
+async fn a_refused_credential_is_sidelined_and_the_pool_keeps_serving() {
+    let h = start(2, |_| {}).await;
+    h.platform.bad_clients.lock().insert("client-0".into());
+    for i in 0..6 {
+        h.client.get_conversation(&format!("c-{i}"), live()).await.unwrap();
+    }
+    // client-0 was tried once, then taken out of rotation; every call went out with client-1's token.
+    let token_auths = h.platform.token_auth.lock().clone();
+    assert_eq!(token_auths.len(), 2);
+    assert_eq!(h.platform.api_calls().len(), 6);
+    assert!(h.client.budget().status()[0].paused_for.is_some());
+}
+
+#[tokio::test]
+async fn a_lone_refused_credential_fails_fast_with_an_auth_error() {
+    let h = start(1, |_| {}).await;
+    h.platform.bad_clients.lock().insert("client-0".into());
+    let err = h.client.get_conversation("c", live()).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Auth);
+    assert_eq!(err.code.as_deref(), Some("invalid_client"));
+    assert!(h.client.budget().status()[0].paused_for.is_none());
+    assert!(h.platform.api_calls().is_empty());
 }
 
 #[path = "genesys/notifications.rs"]

@@ -563,10 +563,21 @@ impl GenesysClient {
     /// Budget → token → send → feed back → (one 401 refresh) → classify. See the module docs.
     async fn execute(&self, call: &Call<'_>) -> Result<Response, PlatformError> {
         let mut refreshed = false;
+        let mut token_failures = 0;
         loop {
             let permit = self.inner.budget.acquire(call.priority).await;
             let credential = &self.inner.credentials[permit.credential];
-            let token = credential.tokens.get(|| self.fetch_token(permit.credential)).await?;
+            let token = match credential.tokens.get(|| self.fetch_token(permit.credential)).await {
+                Ok(token) => token,
+                Err(e) => {
+                    token_failures += 1;
+                    // With the credential sidelined, another pooled credential can still serve this call.
+                    if self.sideline(permit.credential, &e) && token_failures < self.inner.credentials.len() {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
             match self.send(call, permit.credential, &token).await {
                 Err(e) if e.status == Some(401) && !refreshed => {
                     tracing::debug!(
@@ -580,6 +591,33 @@ impl GenesysClient {
                 other => return other,
             }
         }
+    }
+
+    /// Takes a credential whose token request failed out of rotation for a while, so pooled work flows to the
+    /// others: for the login host's `Retry-After` when it rate-limits us, and for a minute when it refuses the
+    /// credential outright — but only while another credential is still in rotation, so that when every
+    /// credential is refused calls fail fast with [`ErrorClass::Auth`] instead of stalling in the queue.
+    /// Returns whether the credential was sidelined.
+    fn sideline(&self, credential: usize, e: &PlatformError) -> bool {
+        let pause = match &e.class {
+            ErrorClass::RateLimited { retry_after } => retry_after.unwrap_or(Duration::from_secs(5)),
+            ErrorClass::Auth => {
+                let others_in_rotation = self
+                    .inner
+                    .budget
+                    .status()
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| i != credential && s.paused_for.is_none());
+                if !others_in_rotation {
+                    return false;
+                }
+                Duration::from_secs(60)
+            }
+            _ => return false,
+        };
+        self.inner.budget.pause(credential, pause);
+        true
     }
 
     /// One attempt with one token.

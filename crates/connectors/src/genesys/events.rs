@@ -143,7 +143,10 @@ pub fn parse_value(connection: &str, value: &Value, system_code_ids: &HashSet<St
         .ok_or(EventError::MissingField { field: "eventBody.participantId" })?;
     let event_time_ms = match body.get("eventTime") {
         None | Some(Value::Null) => return Err(EventError::MissingField { field: "eventBody.eventTime" }),
-        Some(v) => as_i64(v).ok_or_else(|| invalid("eventBody.eventTime", "not epoch milliseconds"))?,
+        // Detail events carry epoch milliseconds; a relay may have rewritten it as an RFC 3339 string.
+        Some(v) => as_i64(v)
+            .or_else(|| v.as_str().and_then(|s| s.parse::<Timestamp>().ok()).map(|t| t.as_millisecond()))
+            .ok_or_else(|| invalid("eventBody.eventTime", "neither epoch milliseconds nor an RFC 3339 time"))?,
     };
     let occurred_at =
         Timestamp::from_millisecond(event_time_ms).map_err(|_| invalid("eventBody.eventTime", "out of range"))?;
@@ -485,6 +488,9 @@ mod tests {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert!(matches!(parse_eventbridge("p", &big, &s), Err(EventError::TooLarge { .. })));
         let mut v = envelope("user.end", user_end_body());
+        let mut iso = envelope("user.end", user_end_body());
+        iso["detail"]["eventBody"]["eventTime"] = json!("2025-12-12T15:02:30.107Z");
+        assert_eq!(one_event(&iso).dedupe_key, "genesys:user.end:c-1:p-1:1765551750107");
         v["detail"]["eventBody"]["eventTime"] = json!("yesterday");
         assert!(matches!(parse(&v), Err(EventError::InvalidField { field: "eventBody.eventTime", .. })));
         v["detail"]["eventBody"] = json!([1, 2]);
