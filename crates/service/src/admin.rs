@@ -50,7 +50,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.admin_token else { return Ok(()) };
     let presented = headers
         .get("authorization")
@@ -60,7 +60,11 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "unauthenticated", "the admin API needs 'Authorization: Bearer <token>'"))
+        Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the admin API needs 'Authorization: Bearer <token>'",
+        )))
     }
 }
 
@@ -75,7 +79,7 @@ struct LegQuery {
 
 async fn list_legs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<LegQuery>) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     let outcome = match q.outcome.as_deref().map(Outcome::parse) {
         Some(None) => return error(StatusCode::BAD_REQUEST, "bad_outcome", "unknown outcome"),
@@ -100,7 +104,7 @@ async fn get_leg(
     Path((connection, conversation, participant)): Path<(String, String, String)>,
 ) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     let key = LegKey::new(connection, conversation, participant);
     let leg = match state.store.get_leg(&key).await {
@@ -114,7 +118,7 @@ async fn get_leg(
 
 async fn summary(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&state, &headers) {
-        return r;
+        return *r;
     }
     let mut out = Vec::new();
     for (name, conn) in &state.connections {

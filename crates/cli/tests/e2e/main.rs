@@ -7,3 +7,4 @@ mod demo;
 mod harness;
 mod intake;
 mod invariants;
+mod validate;

@@ -1,0 +1,67 @@
+use std::process::Command;
+use wrapup_core::clock::ScaledClock;
+use wrapup_sandbox::{Sandbox, SandboxConfig};
+
+/// `wrapup validate` checks the file, then every rule's code against the live catalog, with locations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_codes_missing_from_the_live_catalog_with_their_location() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = SandboxConfig { traffic_autostart: false, ..SandboxConfig::default() };
+    let sandbox = Sandbox::start(cfg, listener, ScaledClock::system().shared()).await.unwrap();
+    let (id, secret) = sandbox.credentials()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rules: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            r#"data_dir = "data"
+[[connections]]
+name = "sandbox"
+kind = "genesys"
+base_url = "{}"
+client_id = "{id}"
+client_secret = "literal:{secret}"
+[connections.intake]
+api_key = "literal:k"
+{rules}"#,
+            sandbox.base_url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write(
+        "good.toml",
+        "[[rules]]\nname = \"support\"\ncode = \"Issue resolved\"\n[rules.when]\nqueue = \"Support\"\n",
+    );
+    let bad = write(
+        "bad.toml",
+        "[[rules]]\nname = \"support\"\ncode = \"Issue resolved\"\n[rules.when]\nqueue = \"Support\"\n\n\
+         [[rules]]\nname = \"sales\"\ncode = \"No such code\"\n[rules.when]\nqueue = \"Sales\"\n\n\
+         [[rules]]\nname = \"billing\"\ncode = \"Issue resolved\"\n[rules.when]\nqueue = \"Billing\"\n",
+    );
+    let run = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_wrapup")).arg("validate").arg("--config").arg(&path).output().unwrap()
+        })
+    };
+    let ok = run(&good).await.unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let out = run(&bad).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("bad.toml:16:") && stdout.contains("bad.toml:22:"),
+        "the unknown code is located: {stdout}"
+    );
+    assert!(stdout.contains("No such code"), "{stdout}");
+    assert!(stdout.contains("not assigned") || stdout.contains("Billing"), "the unassigned code is named: {stdout}");
+    assert!(!stdout.contains(&secret) && !String::from_utf8_lossy(&out.stderr).contains(&secret));
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "data_dir = 1\n[[connections]]\nname = \"x\"\nkind = \"genesys\"\nbogus = true\n").unwrap();
+    let out = run(&broken).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("broken.toml:1:") && stdout.contains("broken.toml:5:"), "every problem: {stdout}");
+    sandbox.shutdown().await;
+}
