@@ -210,6 +210,15 @@ async fn a_401_refreshes_the_token_once_and_retries_the_call() {
         ]
     );
     assert_eq!(attempts[1].correlation_id.as_deref(), Some("corr-401"));
+    let stats = h.client.stats();
+    assert_eq!(stats.calls_total, 4);
+    let by = |endpoint: &str, status: &str| {
+        stats.by_endpoint_status.get(&(endpoint.to_string(), status.to_string())).copied()
+    };
+    let wrapup = "/api/v2/conversations/{media}/{conversationId}/participants/{participantId}/wrapup";
+    assert_eq!(by(wrapup, "401"), Some(1));
+    assert_eq!(by(wrapup, "200"), Some(1));
+    assert_eq!(by("/oauth/token", "200"), Some(2));
     assert_eq!(attempts[3].conversation_id.as_deref(), Some("c"));
     assert_eq!(attempts[3].participant_id.as_deref(), Some("p"));
 }

@@ -171,6 +171,23 @@ struct Call<'a> {
     participant_id: Option<&'a str>,
 }
 
+/// What an attempt was, for the report.
+#[derive(Clone, Copy)]
+struct AttemptOf<'a> {
+    endpoint: &'static str,
+    method: &'static str,
+    conversation_id: Option<&'a str>,
+    participant_id: Option<&'a str>,
+    is_token: bool,
+}
+
+/// When an attempt started: on the client's clock (for the ledger) and on the monotonic clock (for its duration).
+#[derive(Clone, Copy)]
+struct Started {
+    at: jiff::Timestamp,
+    instant: tokio::time::Instant,
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
@@ -622,8 +639,7 @@ impl GenesysClient {
 
     /// One attempt with one token.
     async fn send(&self, call: &Call<'_>, credential: usize, token: &Secret) -> Result<Response, PlatformError> {
-        let at = self.inner.clock.now();
-        let started = tokio::time::Instant::now();
+        let started = self.started();
         let mut req = self
             .inner
             .http
@@ -670,17 +686,14 @@ impl GenesysClient {
                 (Some(status), correlation_id, result)
             }
         };
-        self.record(
-            call.endpoint,
-            method_name(&call.method),
-            status,
-            correlation_id,
-            at,
-            started,
-            &result,
-            false,
-            call,
-        );
+        let what = AttemptOf {
+            endpoint: call.endpoint,
+            method: method_name(&call.method),
+            conversation_id: call.conversation_id,
+            participant_id: call.participant_id,
+            is_token: false,
+        };
+        self.record(what, started, status, correlation_id, &result);
         result
     }
 
@@ -691,8 +704,7 @@ impl GenesysClient {
         let cred = &self.inner.credentials[credential];
         let url = join(&self.inner.login_url, &["oauth", "token"])
             .ok_or_else(|| PlatformError::transport(ErrorClass::Auth, endpoint, "the login URL cannot take a path"))?;
-        let at = self.inner.clock.now();
-        let started = tokio::time::Instant::now();
+        let started = self.started();
         let sent = self
             .inner
             .http
@@ -749,53 +761,45 @@ impl GenesysClient {
         if let Err(e) = &result {
             tracing::warn!(connection = self.name(), client_id = %cred.client_id, error = %e, "A token request failed.");
         }
-        let meta = Call {
-            method: Method::POST,
-            endpoint,
-            url: self.inner.login_url.clone(),
-            body: None,
-            priority: Priority::live(None),
-            conversation_id: None,
-            participant_id: None,
-        };
-        self.record(endpoint, "POST", status, correlation_id, at, started, &result, true, &meta);
+        let what = AttemptOf { endpoint, method: "POST", conversation_id: None, participant_id: None, is_token: true };
+        self.record(what, started, status, correlation_id, &result);
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Reports one finished attempt (sink, stats, metrics).
     fn record<T>(
         &self,
-        endpoint: &'static str,
-        method: &'static str,
+        what: AttemptOf<'_>,
+        started: Started,
         status: Option<u16>,
         correlation_id: Option<String>,
-        at: jiff::Timestamp,
-        started: tokio::time::Instant,
         result: &Result<T, PlatformError>,
-        is_token: bool,
-        call: &Call<'_>,
     ) {
         let attempt = ApiAttempt {
             connection: self.name().to_string(),
-            endpoint,
-            method,
+            endpoint: what.endpoint,
+            method: what.method,
             status,
             correlation_id,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            at,
+            duration_ms: u64::try_from(started.instant.elapsed().as_millis()).unwrap_or(u64::MAX),
+            at: started.at,
             error_class: result.as_ref().err().map(|e| e.class.clone()),
-            conversation_id: call.conversation_id.map(str::to_string),
-            participant_id: call.participant_id.map(str::to_string),
+            conversation_id: what.conversation_id.map(str::to_string),
+            participant_id: what.participant_id.map(str::to_string),
         };
         tracing::debug!(
             connection = self.name(),
-            endpoint,
-            method,
+            endpoint = what.endpoint,
+            method = what.method,
             status = ?attempt.status,
             duration_ms = attempt.duration_ms,
             "Platform call finished."
         );
-        self.inner.recorder.record(attempt, is_token);
+        self.inner.recorder.record(attempt, what.is_token);
+    }
+
+    fn started(&self) -> Started {
+        Started { at: self.inner.clock.now(), instant: tokio::time::Instant::now() }
     }
 }
 
