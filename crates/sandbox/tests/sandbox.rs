@@ -929,3 +929,41 @@ async fn with_a_scaled_clock_the_center_runs_and_sends_events_on_its_own() {
     assert_eq!(r.violations.overwrites + r.violations.duplicate_writes + r.violations.outside_window, 0);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_naive_writer_under_hostile_faults_leaves_a_consistent_report() {
+    let (url, _got) = receiver(0).await;
+    let mut cfg = SandboxConfig { preload: 30, rate_limit_per_minute: 100_000, ..SandboxConfig::default() };
+    cfg.faults = wrapup_sandbox::FaultProfile {
+        hang_ms: 200,
+        token_revocation_rate: 0.0,
+        ..wrapup_sandbox::FaultProfile::hostile()
+    };
+    cfg.center.arrival_rate_per_sec = 0.5;
+    cfg.event_targets.push(wrapup_sandbox::EventTarget { url, api_key_header: None, api_key: None });
+    let env = start(cfg).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for round in 0..15 {
+        env.clock.advance(40.0);
+        let legs = env.sb.legs();
+        // Writes without reading first, twice on some legs, sometimes too early: everything a bad script does.
+        for leg in legs.iter().filter(|l| l.state != "done").take(8) {
+            let (s, _) = env.write(leg, &env.code_for(leg)).await;
+            *statuses.entry(s).or_insert(0u32) += 1;
+            if round % 3 == 0 {
+                let (s, _) = env.write(leg, &env.code_for(leg)).await;
+                *statuses.entry(s).or_insert(0u32) += 1;
+            }
+        }
+    }
+    let r = env.sb.report();
+    let l = &r.legs;
+    assert_eq!(l.total, l.open + l.coded_by_agent + l.coded_by_api + l.system_timeout + l.skipped + l.no_acw, "{l:?}");
+    assert!(statuses.contains_key(&202), "{statuses:?}");
+    assert!(statuses.keys().any(|s| *s >= 500), "{statuses:?}");
+    assert!(r.violations.outside_window > 0 && r.violations.duplicate_writes > 0, "{:?}", r.violations);
+    assert!(r.violations.overwrite_attempts >= r.violations.overwrites);
+    let accepted: u64 = env.sb.legs().iter().map(|l| u64::from(l.api_writes)).sum();
+    assert!(accepted >= r.violations.duplicate_writes);
+    env.sb.shutdown().await;
+}
