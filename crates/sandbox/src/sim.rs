@@ -191,6 +191,10 @@ impl Org {
         p.queue = Some(q);
         p.plan = plan;
         p.consult_participant_id = consult_of;
+        // The prompt comes from the queue the leg was routed on and shows from the start.
+        let mode = self.queues[q].mode;
+        p.prompt = Some(mode);
+        p.timeout_ms = if mode.has_timeout() { self.queues[q].timeout_ms } else { None };
         let Some(conv) = self.conversations.get_mut(cid) else {
             return false;
         };

@@ -119,7 +119,7 @@ fn participant_common(org: &Org, p: &Participant, obj: &mut Map<String, Value>) 
     put_opt(obj, "endTime", p.end.map(|t| json!(iso(t))));
     obj.insert("purpose".into(), json!(p.purpose.as_str()));
     obj.insert("wrapupRequired".into(), json!(p.wrapup_required));
-    if p.purpose == Purpose::Agent && p.end.is_some() {
+    if p.purpose == Purpose::Agent {
         put_opt(obj, "wrapupPrompt", p.prompt.map(|m| json!(m.participant_prompt())));
         put_opt(obj, "wrapupTimeoutMs", p.timeout_ms.map(|t| json!(t)));
     }
