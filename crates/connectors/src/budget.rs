@@ -430,6 +430,43 @@ mod tests {
         assert_eq!(*order.lock(), ["live-early", "live-late", "live-none", "reconcile", "backfill"]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever arrives while the budget is exhausted is served in priority order: class, then earliest
+        /// deadline (none last), then arrival.
+        #[test]
+        fn waiters_are_served_in_priority_order(
+            reqs in proptest::collection::vec((0u8..3, proptest::option::of(0i64..5)), 1..16)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            let order = rt.block_on(async {
+                let budget = Budget::new(1, 60);
+                let _ = budget.acquire(Priority::live(None)).await;
+                let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+                let order = Arc::new(Mutex::new(Vec::new()));
+                let mut tasks = Vec::new();
+                for (i, (class, deadline)) in reqs.iter().copied().enumerate() {
+                    let class = [PriorityClass::Live, PriorityClass::Reconcile, PriorityClass::Backfill][class as usize];
+                    let deadline = deadline.map(|s| t0 + jiff::SignedDuration::from_secs(s));
+                    let (b, order) = (budget.clone(), order.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let _ = b.acquire(Priority { class, deadline }).await;
+                        order.lock().push(i);
+                    }));
+                    tokio::task::yield_now().await;
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                let order = order.lock().clone();
+                order
+            });
+            let mut expected: Vec<usize> = (0..reqs.len()).collect();
+            expected.sort_by_key(|&i| (reqs[i].0, reqs[i].1.is_none(), reqs[i].1, i));
+            proptest::prop_assert_eq!(order, expected);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_waiter_does_not_block_the_queue() {
         let budget = Budget::new(1, 60);

@@ -112,6 +112,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn backoff_stays_within_half_and_full_of_the_capped_exponential(
+            base_ms in 1u64..5_000,
+            max_ms in 1u64..120_000,
+            retry in 0u32..64,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let p = RetryPolicy {
+                max_attempts: 5,
+                base: Duration::from_millis(base_ms),
+                max_backoff: Duration::from_millis(max_ms),
+                max_retry_after: Duration::from_secs(60),
+            };
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let b = p.backoff(retry, &mut rng);
+            let d = p.base.saturating_mul(1u32 << retry.min(20)).min(p.max_backoff);
+            proptest::prop_assert!(b >= d / 2 && b <= d);
+            proptest::prop_assert!(b <= p.max_backoff);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retryable_errors_are_retried_until_success() {
         let clock = ScaledClock::system();

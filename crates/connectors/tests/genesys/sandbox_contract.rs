@@ -13,9 +13,10 @@ use url::Url;
 use wrapup_connectors::attempt::discard_attempts;
 use wrapup_connectors::genesys::events::{parse_eventbridge, Parsed};
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection, WrapupInput};
+use wrapup_connectors::ErrorClass;
 use wrapup_connectors::Priority;
 use wrapup_core::{EventKind, ScaledClock, Secret};
-use wrapup_sandbox::{EventTarget, Sandbox, SandboxConfig};
+use wrapup_sandbox::{Behaviours, ClientCredentialsWrites, EventTarget, GetWrapupUnset, Sandbox, SandboxConfig};
 
 type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;
 
@@ -75,7 +76,10 @@ async fn the_client_and_parser_speak_the_sandboxs_genesys() {
 
     // Gate read, allowed codes, write — the service's path for each leg.
     let mut written = 0;
-    for (leg, facts) in &ended {
+    for (i, (leg, facts)) in ended.iter().enumerate() {
+        // Both readings of "unset" the platform notes leave open: 200 `{}` and 404 `not.found`.
+        let unset = if i % 2 == 0 { GetWrapupUnset::Empty200 } else { GetWrapupUnset::NotFound };
+        sandbox.set_behaviours(Behaviours { get_wrapup_unset: unset, ..Default::default() });
         let media = facts.media.as_deref().expect("media");
         let comm = facts.communication_id.as_deref().expect("communication id");
         let live = Priority::live(None);
@@ -97,6 +101,26 @@ async fn the_client_and_parser_speak_the_sandboxs_genesys() {
         assert_eq!(after.and_then(|a| a.code), Some(code.id.clone()));
     }
     assert!(written > 0);
+
+    // An org where client credentials may not write agents' wrap-ups: a clean Forbidden, not a retry loop.
+    sandbox.set_behaviours(Behaviours {
+        client_credentials_writes: ClientCredentialsWrites::Forbidden,
+        ..Default::default()
+    });
+    let (leg, facts) = &ended[0];
+    let input = WrapupInput { code: codes.first().map(|c| c.id.clone()), ..Default::default() };
+    let err = client
+        .post_wrapup(
+            facts.media.as_deref().unwrap(),
+            &leg.conversation,
+            &leg.participant,
+            facts.communication_id.as_deref().unwrap(),
+            &input,
+            Priority::live(None),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err.class, ErrorClass::Forbidden { .. }), "{err}");
     let report = sandbox.report();
     assert_eq!(report.violations.overwrites + report.violations.outside_window + report.violations.duplicate_writes, 0);
     sandbox.shutdown().await;
