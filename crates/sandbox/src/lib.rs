@@ -25,6 +25,13 @@
 //! - `GET /sandbox/v1/report|legs|config`, `POST /sandbox/v1/traffic/start|stop`, `PUT /sandbox/v1/traffic`,
 //!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `POST /sandbox/v1/event-targets`.
 //!
+//! Switches for UNCONFIRMED platform behaviour ([`Behaviours`], defaults first): second write on a coded leg
+//! `overwrite`|`reject` (400); client-credentials writes `allowed`|`forbidden` (403 `not.authorized`); `GET …/wrapup`
+//! when unset `empty200` (`{}`)|`notFound` (404); write after the ACW window closed `accepted`|`rejected` (400);
+//! code not assigned to the leg's queue `accepted`|`rejected` (400); catalog DELETE `noContent204`|`ok200`.
+//! Writes before the agent's part ended are always 400 (provisional ones are accepted); both count as
+//! `outside_window`.
+//!
 //! All state is in one [`model::Org`] behind a `parking_lot::Mutex`; nothing awaits while holding it. The simulation
 //! draws only from an RNG seeded with `SandboxConfig::seed`, so a seed and a clock determine the center.
 
