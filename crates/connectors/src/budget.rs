@@ -87,8 +87,8 @@ struct Slot {
     paused_until: Option<Instant>,
 }
 
-/// Longest pause we accept from headers, so one odd header cannot stall a credential for hours.
-const MAX_PAUSE: Duration = Duration::from_secs(300);
+/// Longest pause we accept from headers, so one odd header cannot stall a credential for a day.
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 impl Slot {
     fn rate_per_sec(&self) -> f64 {

@@ -286,6 +286,11 @@ async fn every_reading_of_an_unset_wrapup_is_none() {
     let set = h.client.get_participant_wrapup("c", "p", None, true, live()).await.unwrap().unwrap();
     assert_eq!(set.code.as_deref(), Some("7fb334b0"));
     assert_eq!(set.duration_seconds, Some(39));
+    // Media without a media-specific read use the generic path.
+    h.platform.push(reply(200, "{}"));
+    assert_eq!(h.client.get_participant_wrapup("c", "p", Some("videos"), false, live()).await.unwrap(), None);
+    let last = h.platform.api_calls().pop().unwrap();
+    assert_eq!(last.path_and_query, "/api/v2/conversations/c/participants/p/wrapup");
     // Other 404s and 4xx are errors, not "unset".
     h.platform.push(reply(404, r#"{"status":404,"code":"conversation.gone"}"#));
     assert_eq!(

@@ -260,7 +260,8 @@ impl GenesysClient {
 
     // ----- typed calls -------------------------------------------------------------------------------------------
 
-    /// The participant's current wrap-up (`provisional=true` includes one the agent has typed but not saved).
+    /// The participant's current wrap-up (`provisional=true` includes one the agent has typed but not saved), read
+    /// on the media-specific path when `media` has one, else on the generic path.
     /// `None` when no code is set — whether the platform answers with an empty body, `{}`, a wrap-up without
     /// `code`, or 404 `not.found`.
     pub async fn get_participant_wrapup(
@@ -271,10 +272,10 @@ impl GenesysClient {
         provisional: bool,
         priority: Priority,
     ) -> Result<Option<AssignedWrapup>, PlatformError> {
-        let (endpoint, mut url) = match media {
+        // Media without a media-specific read (screenshares, socials, videos) use the generic path.
+        let (endpoint, mut url) = match media.filter(|m| READ_MEDIA.contains(m)) {
             Some(m) => {
                 let endpoint = endpoints::MEDIA_PARTICIPANT_WRAPUP;
-                check_media(endpoint, m, &READ_MEDIA)?;
                 let segs = ["api", "v2", "conversations", m, conversation_id, "participants", participant_id, "wrapup"];
                 (endpoint, self.api_url(endpoint, &segs)?)
             }

@@ -279,6 +279,8 @@ async fn session(
     mut live: Live,
 ) -> End {
     let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    // After a stall (e.g. waiting for a renewal), send one ping, not a burst of the missed ones.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_frame = Instant::now();
     loop {
         let idle_at = last_frame + config.idle_timeout;
