@@ -45,6 +45,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a connection waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Page cache of the writer connection, in KiB as SQLite wants it (negative). Readers keep SQLite's 2 MiB default.
+const WRITER_CACHE_KIB: &str = "-65536";
 /// Reader connections of a file-backed store.
 const READERS: u32 = 4;
 /// `list_legs` without a limit returns at most this many legs (never the whole table).
@@ -312,7 +314,9 @@ impl Store for SqliteStore {
         // Only fixed fragments are spliced in; every value is a bound parameter.
         let mut sql = String::from("SELECT record FROM legs WHERE 1 = 1");
         if filter.connection.is_some() {
-            sql.push_str(" AND connection = ?");
+            // `+connection`: keep the planner on `legs_created` (newest first, stops at the limit) instead of
+            // fetching every leg of the connection through `legs_outcome` and sorting them.
+            sql.push_str(" AND +connection = ?");
         }
         if filter.outcome.is_some() {
             sql.push_str(" AND outcome = ?");
@@ -375,7 +379,11 @@ impl Store for SqliteStore {
 
     /// The earliest time a leg becomes claimable: its `not_before`, or the end of another worker's lease on it.
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = sqlx::query_scalar("SELECT min(due_at) FROM legs").fetch_one(&self.reader).await?;
+        // Not `min(due_at)`: this form provably walks the partial index `legs_due`.
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT due_at FROM legs WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1")
+                .fetch_optional(&self.reader)
+                .await?;
         due.map(|ms| Timestamp::from_millisecond(ms).map_err(|e| corrupt("due time", e))).transpose()
     }
 
@@ -555,8 +563,10 @@ async fn ingest_batch(
     let mut at = 0;
     for n in chunk_sizes(order.len()) {
         let sql = format!(
-            "SELECT connection, conversation, participant, version, lease_until, record FROM legs \
-             WHERE (connection, conversation, participant) IN (VALUES {})",
+            "SELECT l.connection, l.conversation, l.participant, l.version, l.lease_until, l.record \
+             FROM (VALUES {}) AS w \
+             JOIN legs AS l ON l.connection = w.column1 AND l.conversation = w.column2 \
+                           AND l.participant = w.column3",
             placeholders(n, 3)
         );
         let mut query = sqlx::query(&sql);
