@@ -36,6 +36,9 @@ pub enum ErrorClass {
     Auth,
     /// 403; `permission` is the missing permission when the platform names it.
     Forbidden { permission: Option<String> },
+    /// Not sent: the request's deadline passed while it waited for the request budget. The work it was for is
+    /// no longer useful (e.g. the leg's ACW window closed), so spending a request on it would only cost budget.
+    DeadlinePassed,
 }
 
 impl ErrorClass {
@@ -48,6 +51,7 @@ impl ErrorClass {
             ErrorClass::Permanent => "permanent",
             ErrorClass::Auth => "auth",
             ErrorClass::Forbidden { .. } => "forbidden",
+            ErrorClass::DeadlinePassed => "deadline_passed",
         }
     }
 
@@ -82,6 +86,7 @@ impl fmt::Display for PlatformError {
             ErrorClass::Permanent => "was rejected",
             ErrorClass::Auth => "was not authenticated",
             ErrorClass::Forbidden { .. } => "was forbidden",
+            ErrorClass::DeadlinePassed => "was not sent: its deadline passed while it waited for the request budget",
         };
         write!(f, "platform call {} {what}", self.endpoint)?;
         if let Some(status) = self.status {

@@ -521,3 +521,17 @@ mod notifications;
 
 #[path = "genesys/sandbox_contract.rs"]
 mod sandbox_contract;
+
+#[tokio::test]
+async fn a_request_whose_deadline_passes_in_the_budget_queue_is_not_sent() {
+    let h = start(1, |_| {}).await;
+    h.platform.push(
+        reply(429, r#"{"status":429,"code":"too.many.requests","message":"slow down"}"#).header("Retry-After", "1"),
+    );
+    let _ = h.client.get_conversation("c", live()).await.unwrap_err();
+    // The credential is paused for a second; this call's deadline comes first.
+    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(200);
+    let err = h.client.get_participant_wrapup("c", "p", None, true, Priority::live(Some(deadline))).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::DeadlinePassed);
+    assert_eq!(h.platform.api_calls().len(), 1, "the late request never reached the platform");
+}

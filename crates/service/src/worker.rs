@@ -296,7 +296,10 @@ impl Worker {
             leg.state = LegState::Scheduled;
             return Ok(Next::Continue);
         };
-        let urgency = Urgency::Live { deadline: leg.deadline };
+        // The budget orders live legs by this deadline and drops a request still waiting when it passes: the guard
+        // keeps room for the request itself to land inside the window.
+        let guard = self.clock.clock_duration(self.deadline_guard);
+        let urgency = Urgency::Live { deadline: leg.deadline.map(|d| d.checked_sub(guard).unwrap_or(d)) };
         let (read, calls) = attempts::collect(conn.platform.read_code(leg, urgency)).await;
         self.record_attempts(leg, &calls).await;
         let current = match read {
@@ -366,6 +369,15 @@ impl Worker {
         let retry_after = match &e.class {
             ErrorClass::Retryable | ErrorClass::Conflict => None,
             ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+            ErrorClass::DeadlinePassed => {
+                self.finish(
+                    leg,
+                    Outcome::Expired,
+                    &format!("the ACW window closed while {doing} waited for the request budget"),
+                )
+                .await;
+                return Next::Release;
+            }
             ErrorClass::Forbidden { permission } => {
                 let reason = match permission {
                     Some(p) => format!("{doing} was forbidden: the OAuth client lacks permission {p}"),

@@ -583,7 +583,26 @@ impl GenesysClient {
         let mut refreshed = false;
         let mut token_failures = 0;
         loop {
-            let permit = self.inner.budget.acquire(call.priority).await;
+            // A request whose deadline passes while it waits for the budget is dropped from the queue unsent: the
+            // work it was for is no longer useful, and sending it would spend budget other legs need.
+            let deadline_passed = || {
+                PlatformError::transport(
+                    ErrorClass::DeadlinePassed,
+                    call.endpoint,
+                    "the deadline passed while the request waited for the budget",
+                )
+            };
+            let permit = match call.priority.deadline {
+                Some(deadline) => {
+                    let clock = &self.inner.clock;
+                    let wait = clock.wall_duration(deadline.duration_since(clock.now()));
+                    match tokio::time::timeout(wait, self.inner.budget.acquire(call.priority)).await {
+                        Ok(permit) => permit,
+                        Err(_) => return Err(deadline_passed()),
+                    }
+                }
+                None => self.inner.budget.acquire(call.priority).await,
+            };
             let credential = &self.inner.credentials[permit.credential];
             let token = match credential.tokens.get(|| self.fetch_token(permit.credential)).await {
                 Ok(token) => token,
