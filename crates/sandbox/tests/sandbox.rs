@@ -967,3 +967,37 @@ async fn a_naive_writer_under_hostile_faults_leaves_a_consistent_report() {
     assert!(accepted >= r.violations.duplicate_writes);
     env.sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn agents_code_their_own_legs_and_sometimes_change_the_code_after_an_api_write() {
+    let mut cfg = preloaded(5);
+    cfg.center.agent.change_after_api = 1.0;
+    cfg.center.agent.change_delay = wrapup_sandbox::Dist::new(10.0, 10.0, 10.0);
+    let env = start(cfg).await;
+    let leg = env.leg_on("Sales");
+    let api_code = env.code_for(&leg);
+    assert_eq!(env.write(&leg, &api_code).await.0, 202);
+    env.clock.advance(15.0);
+    let truth = env.leg(&leg.participant_id);
+    assert_eq!(truth.coded_by, CodedBy::Agent);
+    assert!(truth.agent_changed_after_api);
+    assert!(!truth.agent_coded_before_api);
+    assert_eq!(truth.api_writes, 1);
+    // A change after the write is the agent's right, not a violation.
+    assert_eq!(env.sb.report().violations.overwrites, 0);
+
+    let mut cfg = preloaded(5);
+    cfg.center.agent.at_disconnect = 1.0;
+    cfg.center.agent.at_disconnect_delay = wrapup_sandbox::Dist::new(8.0, 8.0, 8.0);
+    let env2 = start(cfg).await;
+    env2.clock.advance(10.0);
+    let legs = env2.sb.legs();
+    assert!(legs.iter().all(|l| l.coded_by == CodedBy::Agent && l.final_code.is_some()), "{legs:?}");
+    // Writing over the agent's final code: attempted and, with the default overwrite switch, an overwrite.
+    let l = &legs[0];
+    assert_eq!(env2.write(l, &env2.code_for(l)).await.0, 202);
+    let v = env2.sb.report().violations;
+    assert_eq!((v.overwrite_attempts, v.overwrites, v.outside_window), (1, 1, 1));
+    env.sb.shutdown().await;
+    env2.sb.shutdown().await;
+}
