@@ -87,8 +87,14 @@ impl SqliteStore {
             // FULL: in WAL mode each commit fsyncs the WAL, which is what makes an acknowledgement durable.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            .foreign_keys(true)
+            // Statement journals (multi-row upserts need them) stay in memory instead of temp files.
+            .pragma("temp_store", "memory");
+        // The writer gets a larger page cache: ingest looks legs up by key all over the table.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
+            .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
         Ok(SqliteStore { writer, reader })
