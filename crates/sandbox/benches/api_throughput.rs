@@ -220,14 +220,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!targets.is_empty(), "the sandbox has no legs");
 
     if let Some(secs) = args.serve {
-        // For an external load generator: the base URL, a token and the mix's paths, then serve.
-        let paths: Vec<String> = (0..targets.len().min(200))
-            .flat_map(|i| {
-                let t = &targets[i];
-                [t.gate.clone(), t.conversation.clone()]
+        // For an external load generator: the base URL, a token and 1,000 paths in the mix's order, then serve.
+        let paths: Vec<String> = (0..1000usize)
+            .map(|i| {
+                let t = &targets[i.wrapping_mul(31) % targets.len()];
+                match Kind::MIX[i % Kind::MIX.len()] {
+                    Kind::Gate => t.gate.trim_start_matches(&*base).to_string(),
+                    Kind::Conversation => t.conversation.trim_start_matches(&*base).to_string(),
+                    Kind::Catalog => "/api/v2/routing/wrapupcodes".to_string(),
+                }
             })
-            .map(|u| u.trim_start_matches(&*base).to_string())
-            .chain(std::iter::once("/api/v2/routing/wrapupcodes".to_string()))
             .collect();
         println!("{}", serde_json::json!({"base_url": &*base, "access_token": tok, "paths": paths}));
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
