@@ -106,7 +106,8 @@ async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
     assert_eq!(r.status(), 200);
     let report = env.sb.report();
     assert_eq!(report.api.rate_limited, 1);
-    assert_eq!(report.api.total, 7);
+    assert_eq!(report.api.total, 9, "7 API calls and 2 token requests");
+    assert_eq!(report.api.by_endpoint["POST /oauth/token"]["200"], 2);
     assert_eq!(report.api.by_endpoint["GET /api/v2/routing/queues"]["429"], 1);
     env.sb.shutdown().await;
 }

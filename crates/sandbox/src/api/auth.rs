@@ -41,6 +41,11 @@ async fn token(State(st): State<SharedState>, headers: HeaderMap, body: Bytes) -
     if let Ok(v) = header::HeaderValue::from_str(&corr) {
         resp.headers_mut().insert("ININ-Correlation-Id", v);
     }
+    // Token requests count as API traffic (they are part of the calls per applied code).
+    let status = resp.status().as_u16();
+    let mut org = st.org.lock();
+    org.api.total += 1;
+    *org.api.by_endpoint.entry("POST /oauth/token".to_string()).or_default().entry(status).or_default() += 1;
     resp
 }
 
