@@ -99,8 +99,6 @@ async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
     let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     // Another token has its own budget.
-    let mut other = env.token.clone();
-    other.clear();
     let fresh = env.new_token().await;
     let r = env.http.get(format!("{}/api/v2/routing/queues", env.base)).bearer_auth(fresh).send().await.unwrap();
     assert_eq!(r.status(), 200);
