@@ -7,4 +7,5 @@ mod demo;
 mod harness;
 mod intake;
 mod invariants;
+mod switches;
 mod validate;

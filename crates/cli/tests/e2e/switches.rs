@@ -1,0 +1,49 @@
+//! The platform behaviours the public contract leaves open (UNCONFIRMED in platforms/genesys-cloud.md) are switches
+//! of the sandbox; the service must keep every invariant under either reading.
+
+use crate::harness::{self, center, sandbox, SUPPORT_IMMEDIATE};
+use wrapup_core::Outcome;
+use wrapup_sandbox::config::{
+    AcwMode, ApplyAfterAcw, ClientCredentialsWrites, CodeNotInQueue, Dist, GetWrapupUnset, SecondWrite,
+};
+use wrapup_sandbox::Behaviours;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_strict_reading_of_every_switch_keeps_the_invariants() {
+    let mut c = center(AcwMode::MandatoryTimeout, Some(30_000));
+    c.agent.at_disconnect = 0.3;
+    c.agent.at_disconnect_delay = Dist::new(0.0, 0.5, 2.0);
+    c.agent.change_after_api = 0.3;
+    c.agent.change_delay = Dist::new(1.0, 2.0, 5.0);
+    let mut s = sandbox(c);
+    s.behaviours = Behaviours {
+        second_write: SecondWrite::Reject,
+        get_wrapup_unset: GetWrapupUnset::NotFound,
+        apply_after_acw: ApplyAfterAcw::Rejected,
+        code_not_in_queue: CodeNotInQueue::Rejected,
+        ..Behaviours::default()
+    };
+    let env = harness::start(s, SUPPORT_IMMEDIATE).await;
+    let run = harness::run(env, 4).await;
+    run.assert_no_violations();
+    let o = &run.summary.outcomes;
+    assert!(o.applied + o.agent_changed >= 3 && o.agent_won >= 1, "outcomes: {o:?}");
+    assert_eq!(o.review, 0, "{o:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_that_forbids_client_credentials_writes_gives_review_naming_the_refusal() {
+    let mut s = sandbox(center(AcwMode::MandatoryTimeout, Some(30_000)));
+    s.behaviours =
+        Behaviours { client_credentials_writes: ClientCredentialsWrites::Forbidden, ..Behaviours::default() };
+    let env = harness::start(s, SUPPORT_IMMEDIATE).await;
+    let run = harness::run(env, 3).await;
+    run.assert_no_violations();
+    let reviews: Vec<_> = run.legs.iter().filter(|l| l.outcome == Some(Outcome::Review)).collect();
+    assert!(reviews.len() >= 3, "outcomes: {:?}", run.summary.outcomes);
+    for leg in &reviews {
+        let reason = leg.outcome_reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("forbidden"), "reason: {reason}");
+    }
+    assert_eq!(run.write_requests(), reviews.len() as u64, "one refused write per leg, never retried blindly");
+}
