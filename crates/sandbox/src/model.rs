@@ -658,15 +658,20 @@ impl Org {
             }
         };
         if let (Some(code), Some(q)) = (&input.code, p.queue) {
-            let in_queue = self.queues.get(q).is_some_and(|q| q.codes.iter().any(|c| c == code));
+            let queue = self.queues.get(q);
+            let in_queue = queue.is_some_and(|q| q.codes.iter().any(|c| c == code));
             if !in_queue
                 && code != SYSTEM_TIMEOUT_CODE_ID
                 && behaviours.code_not_in_queue == crate::config::CodeNotInQueue::Rejected
             {
+                let queue_id = queue.map(|q| q.id.as_str()).unwrap_or_default();
                 return Err(PlatformError::bad_request(format!(
-                    "The wrap-up code {code} is not valid for this participant's queue."
+                    "The wrap-up code {code} is not valid for queue {queue_id}."
                 ))
-                .with_params("The wrap-up code {code} is not valid for queue {queueId}.", &[("code", code)]));
+                .with_params(
+                    "The wrap-up code {code} is not valid for queue {queueId}.",
+                    &[("code", code), ("queueId", queue_id)],
+                ));
             }
         }
 

@@ -1000,3 +1000,20 @@ async fn agents_code_their_own_legs_and_sometimes_change_the_code_after_an_api_w
     env.sb.shutdown().await;
     env2.sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_code_outside_the_legs_queue_follows_its_switch() {
+    let env = start(preloaded(2)).await;
+    let legs = env.sb.legs();
+    let unassigned =
+        env.sb.with_org(|o| o.codes.values().find(|c| c.name == "Test code").map(|c| c.id.clone()).unwrap());
+    assert_eq!(env.write(&legs[0], &unassigned).await.0, 202, "default: accepted");
+    env.sb.set_behaviours(Behaviours {
+        code_not_in_queue: wrapup_sandbox::CodeNotInQueue::Rejected,
+        ..Behaviours::default()
+    });
+    let (s, v) = env.write(&legs[1], &unassigned).await;
+    assert_eq!(s, 400);
+    assert_eq!(v["messageParams"]["queueId"], legs[1].queue_id.clone().unwrap());
+    env.sb.shutdown().await;
+}
