@@ -101,6 +101,11 @@ impl Targets {
     }
 }
 
+/// A draw with probability `p`; rates outside 0..=1 (or NaN, from a hand-written config) are clamped to it.
+fn chance(r: &mut rand::rngs::SmallRng, p: f64) -> bool {
+    p > 0.0 && r.gen_bool(p.min(1.0))
+}
+
 /// Reads events from the org, applies faults, fans out to the targets.
 pub async fn dispatcher(mut rx: mpsc::UnboundedReceiver<OutEvent>, org: Arc<Mutex<Org>>, targets: Targets) {
     while let Some(ev) = rx.recv().await {
@@ -112,10 +117,10 @@ pub async fn dispatcher(mut rx: mpsc::UnboundedReceiver<OutEvent>, org: Arc<Mute
             let mut o = org.lock();
             let f = o.faults.clone();
             let r = &mut o.fault_rng;
-            let drop = r.gen_bool(f.event_drop_rate.clamp(0.0, 1.0));
-            let dup = r.gen_bool(f.event_duplicate_rate.clamp(0.0, 1.0));
-            let reorder = r.gen_bool(f.event_reorder_rate.clamp(0.0, 1.0));
-            let delay = r.gen_bool(f.event_delay_rate.clamp(0.0, 1.0));
+            let drop = chance(r, f.event_drop_rate);
+            let dup = chance(r, f.event_duplicate_rate);
+            let reorder = chance(r, f.event_reorder_rate);
+            let delay = chance(r, f.event_delay_rate);
             let max = f.event_delay_ms_max.max(if reorder { 200 } else { 0 });
             let hold = if (reorder || delay) && max > 0 { Some(r.gen_range(1..=max)) } else { None };
             (o.org_id.clone(), drop, dup, hold)

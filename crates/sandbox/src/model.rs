@@ -515,7 +515,7 @@ impl Org {
                 mode: qc.wrapup_prompt,
                 timeout_ms: qc.timeout_ms,
                 codes: codes_of_queue,
-                weight: qc.weight.max(0.0),
+                weight: if qc.weight.is_finite() { qc.weight.max(0.0) } else { 0.0 },
                 created,
                 members: Vec::new(),
                 waiting: VecDeque::new(),

@@ -81,7 +81,7 @@ impl Org {
 
     fn pick_queue(&mut self) -> Option<usize> {
         let total: f64 = self.queues.iter().map(|q| q.weight).sum();
-        if self.queues.is_empty() || total <= 0.0 {
+        if self.queues.is_empty() || !(total > 0.0 && total.is_finite()) {
             return None;
         }
         let mut x = self.rng.gen_range(0.0..total);
@@ -103,7 +103,7 @@ impl Org {
             (Media::Callbacks, m.callbacks),
         ];
         let total: f64 = weights.iter().map(|w| w.1.max(0.0)).sum();
-        if total <= 0.0 {
+        if !(total > 0.0 && total.is_finite()) {
             return Media::Calls;
         }
         let mut x = self.rng.gen_range(0.0..total);
