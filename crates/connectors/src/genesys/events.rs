@@ -16,6 +16,7 @@
 //! | `v2.detail.events.conversation.{id}.user.end`      | `LegEnded` with [`LegFacts`] from the body      |
 //! | `v2.detail.events.conversation.{id}.acw`, `.wrapup`| `CodeRecorded` (`wrapupCode`, `wrapupNotes`)    |
 //! | other documented conversation detail events        | [`Parsed::Ignored`] (accepted, nothing to do)   |
+//! | `v2.routing.queues.{id}.conversations[.media]`      | zero or more events, see [`queue_topics`]       |
 //! | anything else                                      | [`EventError::UnsupportedTopic`]                |
 //!
 //! The leg is `(connection, conversationId, participantId)`; the dedupe key is
@@ -26,6 +27,7 @@
 //! The parser works on `serde_json::Value` with explicit field access and never panics (serde_json bounds nesting
 //! depth; sizes and counts are checked first); a proptest feeds it random bytes and random JSON.
 
+use super::queue_topics;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -94,14 +96,20 @@ pub fn parse_eventbridge(
                     parse_value(connection, item, system_code_ids)
                         .map_err(|e| EventError::InBatch { index, source: Box::new(e) })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, _>>()
+                .map(|parsed| parsed.into_iter().flatten().collect())
         }
-        other => Ok(vec![parse_value(connection, &other, system_code_ids)?]),
+        other => parse_value(connection, &other, system_code_ids),
     }
 }
 
-/// Parses one already-decoded envelope or frame (used by the websocket intake, which decodes frames itself).
-pub fn parse_value(connection: &str, value: &Value, system_code_ids: &HashSet<String>) -> Result<Parsed, EventError> {
+/// Parses one already-decoded envelope or frame (used by the websocket intake, which decodes frames itself). A
+/// detail event yields one element; a queue conversation snapshot yields one per fact it carries (possibly none).
+pub fn parse_value(
+    connection: &str,
+    value: &Value,
+    system_code_ids: &HashSet<String>,
+) -> Result<Vec<Parsed>, EventError> {
     let obj = value.as_object().ok_or(EventError::NotAnEvent)?;
     let (frame, pattern) = match obj.get("detail") {
         Some(Value::Object(detail)) => (detail, obj.get("detail-type").and_then(Value::as_str)),
@@ -114,15 +122,6 @@ pub fn parse_value(connection: &str, value: &Value, system_code_ids: &HashSet<St
         Some(_) => return Err(invalid("topicName", "not a string")),
         None => pattern.ok_or(EventError::MissingField { field: "detail.topicName" })?,
     };
-    let (topic_id, kind) = classify_topic(topic)?;
-    if kind == TopicKind::Ignored {
-        return Ok(Parsed::Ignored { topic: bounded(topic) });
-    }
-    let body = match frame.get("eventBody") {
-        Some(Value::Object(b)) => b,
-        Some(_) => return Err(invalid("eventBody", "not an object")),
-        None => return Err(EventError::MissingField { field: "eventBody" }),
-    };
     let correlation_id = frame
         .get("metadata")
         .and_then(Value::as_object)
@@ -130,6 +129,14 @@ pub fn parse_value(connection: &str, value: &Value, system_code_ids: &HashSet<St
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty() && s.chars().count() <= MAX_ID_CHARS)
         .map(str::to_string);
+    if queue_topics::queue_of_topic(topic).is_some() {
+        return queue_topics::parse_snapshot(connection, event_body(frame)?, correlation_id, system_code_ids);
+    }
+    let (topic_id, kind) = classify_topic(topic)?;
+    if kind == TopicKind::Ignored {
+        return Ok(vec![Parsed::Ignored { topic: bounded(topic) }]);
+    }
+    let body = event_body(frame)?;
 
     let conversation_id = match id_field(body, "conversationId", "eventBody.conversationId")? {
         Some(c) => c,
@@ -162,7 +169,43 @@ pub fn parse_value(connection: &str, value: &Value, system_code_ids: &HashSet<St
             EventKind::CodeRecorded { code_id, notes: string_field(body, "wrapupNotes"), system }
         }
     };
-    Ok(Parsed::Event(Event { leg, dedupe_key, occurred_at, correlation_id, kind }))
+    Ok(vec![Parsed::Event(Event { leg, dedupe_key, occurred_at, correlation_id, kind })])
+}
+
+fn event_body(frame: &Map<String, Value>) -> Result<&Map<String, Value>, EventError> {
+    match frame.get("eventBody") {
+        Some(Value::Object(b)) => Ok(b),
+        Some(_) => Err(invalid("eventBody", "not an object")),
+        None => Err(EventError::MissingField { field: "eventBody" }),
+    }
+}
+
+/// A media path segment (`calls`, `callbacks`, `emails`, `messages`) → (write-path media, channel).
+pub(crate) fn media_of_path(media: &str) -> (Option<&'static str>, Channel) {
+    match media {
+        "calls" => (Some("calls"), Channel::Voice),
+        "callbacks" => (Some("callbacks"), Channel::Callback),
+        "emails" => (Some("emails"), Channel::Email),
+        "messages" => (Some("messages"), Channel::Message),
+        _ => (None, Channel::Other),
+    }
+}
+
+/// A REST / conversation-topic disconnect type (`transfer.consult`, `endpoint.dnd`) → the detail-event spelling the
+/// `user.end` parser produces (`consult_transfer`, `dnd_endpoint`), so rules see one vocabulary whatever the intake.
+pub(crate) fn normalize_disconnect_type(raw: &str) -> String {
+    let lower = raw.to_ascii_lowercase();
+    let mapped = match lower.as_str() {
+        "transfer.conference" => "conference_transfer",
+        "transfer.consult" => "consult_transfer",
+        "transfer.forward" => "forward_transfer",
+        "transfer.noanswer" => "no_answer_transfer",
+        "transfer.notavailable" => "not_available_transfer",
+        "transfer.dnd" | "transfer.donotdisturb" => "dnd_transfer",
+        "endpoint.dnd" | "endpoint.donotdisturb" => "dnd_endpoint",
+        other => return other.replace('.', "_"),
+    };
+    mapped.to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,7 +317,7 @@ fn bounded(s: &str) -> String {
     }
 }
 
-fn check_id<'a>(id: &'a str, field: &'static str) -> Result<&'a str, EventError> {
+pub(crate) fn check_id<'a>(id: &'a str, field: &'static str) -> Result<&'a str, EventError> {
     if id.chars().count() > MAX_ID_CHARS {
         return Err(invalid(field, "too long"));
     }
@@ -285,7 +328,11 @@ fn check_id<'a>(id: &'a str, field: &'static str) -> Result<&'a str, EventError>
 }
 
 /// An id field: absent, null or empty → `None`; a non-string or a hostile value → error.
-fn id_field(body: &Map<String, Value>, key: &str, field: &'static str) -> Result<Option<String>, EventError> {
+pub(crate) fn id_field(
+    body: &Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<Option<String>, EventError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -295,11 +342,11 @@ fn id_field(body: &Map<String, Value>, key: &str, field: &'static str) -> Result
 }
 
 /// A free-text field: a non-empty string, else `None`.
-fn string_field(body: &Map<String, Value>, key: &str) -> Option<String> {
+pub(crate) fn string_field(body: &Map<String, Value>, key: &str) -> Option<String> {
     body.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-fn as_i64(v: &Value) -> Option<i64> {
+pub(crate) fn as_i64(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n
             .as_i64()

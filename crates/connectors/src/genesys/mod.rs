@@ -8,6 +8,7 @@ pub mod client;
 pub mod events;
 pub mod model;
 pub mod notifications;
+pub mod queue_topics;
 
 pub use client::{GenesysClient, GenesysConnection, WRITE_MEDIA};
 pub use model::*;

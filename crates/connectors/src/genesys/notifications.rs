@@ -397,12 +397,15 @@ async fn handle_message(
         events::parse_value(client.name(), &value, &codes)
     };
     match parsed {
-        Ok(Parsed::Event(event)) => {
-            if tx.send(Notification::Event(event)).await.is_err() {
-                return FrameAction::Stopped;
+        Ok(parsed) => {
+            for p in parsed {
+                if let Parsed::Event(event) = p {
+                    if tx.send(Notification::Event(event)).await.is_err() {
+                        return FrameAction::Stopped;
+                    }
+                }
             }
         }
-        Ok(Parsed::Ignored { .. }) => {}
         Err(e) => reject(client, &e.to_string()),
     }
     FrameAction::Continue
