@@ -22,6 +22,8 @@
 //!   `GET|POST /api/v2/routing/queues/{id}/wrapupcodes`, `DELETE /api/v2/routing/queues/{id}/wrapupcodes/{codeId}`;
 //! - `GET /api/v2/users/{id}/routingstatus`;
 //! - `POST /api/v2/analytics/conversations/details/query`;
+//! - `POST|GET /api/v2/notifications/channels`, `HEAD /api/v2/notifications/channels/{id}`,
+//!   `GET|POST|PUT|DELETE /api/v2/notifications/channels/{id}/subscriptions`, websocket `GET /channels/{id}`;
 //! - `GET /sandbox/v1/report|legs|config`, `POST /sandbox/v1/traffic/start|stop`, `PUT /sandbox/v1/traffic`,
 //!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `POST /sandbox/v1/event-targets`.
 //!
@@ -40,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod model;
+pub mod notifications;
 pub mod report;
 pub mod sim;
 
@@ -78,6 +81,10 @@ pub struct Inner {
 pub type SharedState = Arc<Inner>;
 
 impl Inner {
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     pub fn report(&self) -> Report {
         let mut org = self.org.lock();
         org.advance_to(self.clock.now());

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
@@ -457,6 +457,8 @@ pub struct Org {
     pub api: ApiStats,
     pub event_stats: Arc<EventStats>,
     pub events_tx: Option<UnboundedSender<OutEvent>>,
+    /// Notification API channels (websocket delivery).
+    pub hub: Arc<crate::notifications::Hub>,
     pub center: crate::config::CenterConfig,
     /// Simulation RNG: ids, arrivals, agent plans. Only the simulation and setup draw from it.
     pub rng: SmallRng,
@@ -565,6 +567,7 @@ impl Org {
             api: ApiStats::default(),
             event_stats,
             events_tx: None,
+            hub: Arc::default(),
             center: cfg.center.clone(),
             rng,
             fault_rng,
@@ -596,8 +599,36 @@ impl Org {
 
     /// Sends a detail event `v2.detail.events.conversation.{id}.{kind}` to the delivery task.
     pub fn emit(&self, kind: &'static str, cid: &str, at: Timestamp, body: Value) {
+        if self.hub.active() {
+            let topic = format!("v2.detail.events.conversation.{cid}.{kind}");
+            if self.hub.wants(&topic) {
+                self.hub.publish(&topic, &body);
+            }
+        }
         if let Some(tx) = &self.events_tx {
             let _ = tx.send(OutEvent { kind, conversation_id: cid.to_string(), at, body });
+        }
+    }
+
+    /// Publishes a snapshot of conversation `cid` on the user and queue conversation topics that have subscribers.
+    pub fn notify_conversation(&self, cid: &str) {
+        if !self.hub.active() {
+            return;
+        }
+        let Some(conv) = self.conversations.get(cid) else { return };
+        let mut topics = BTreeSet::new();
+        for p in &conv.participants {
+            if let Some(u) = &p.user_id {
+                topics.insert(format!("v2.users.{u}.conversations"));
+            }
+            if let Some(q) = p.queue.and_then(|q| self.queues.get(q)) {
+                topics.insert(format!("v2.routing.queues.{}.conversations", q.id));
+            }
+        }
+        let mut body = None;
+        for t in topics.iter().filter(|t| self.hub.wants(t)) {
+            let b = body.get_or_insert_with(|| crate::api::conversations::conversation_json(self, conv));
+            self.hub.publish(t, b);
         }
     }
 
@@ -758,6 +789,7 @@ impl Org {
                 self.schedule(at, Action::AgentChange { cid: cid.to_string(), pid: pid.to_string() });
             }
         }
+        self.notify_conversation(cid);
         Ok(())
     }
 

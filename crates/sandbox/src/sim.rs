@@ -66,6 +66,32 @@ impl Org {
     }
 
     fn run(&mut self, at: Timestamp, action: Action) {
+        let created = self.conversation_order.len();
+        let touched = match &action {
+            Action::Arrival => None,
+            Action::Connect { cid, .. }
+            | Action::Provisional { cid, .. }
+            | Action::Consult { cid, .. }
+            | Action::Disconnect { cid, .. }
+            | Action::AgentFinal { cid, .. }
+            | Action::AgentSkip { cid, .. }
+            | Action::Timeout { cid, .. }
+            | Action::AgentChange { cid, .. } => Some(cid.clone()),
+        };
+        self.run_action(at, action);
+        if self.hub.active() {
+            if let Some(cid) = touched {
+                self.notify_conversation(&cid);
+            }
+            if self.conversation_order.len() > created {
+                if let Some(cid) = self.conversation_order.last().cloned() {
+                    self.notify_conversation(&cid);
+                }
+            }
+        }
+    }
+
+    fn run_action(&mut self, at: Timestamp, action: Action) {
         match action {
             Action::Arrival => self.arrival(at),
             Action::Connect { cid, pid } => self.connect(&cid, &pid, at),

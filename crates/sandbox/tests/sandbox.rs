@@ -1017,3 +1017,85 @@ async fn a_code_outside_the_legs_queue_follows_its_switch() {
     assert_eq!(v["messageParams"]["queueId"], legs[1].queue_id.clone().unwrap());
     env.sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn notification_channels_deliver_subscribed_topics_over_the_websocket() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let env = start(preloaded(1)).await;
+    let leg = env.sb.legs()[0].clone();
+    let qid = leg.queue_id.clone().unwrap();
+
+    let (s, _, ch) = env.send(Method::POST, "/api/v2/notifications/channels", json!(null)).await;
+    assert_eq!(s, 200);
+    let id = ch["id"].as_str().unwrap().to_string();
+    let connect = ch["connectUri"].as_str().unwrap().to_string();
+    assert!(connect.starts_with("ws://127.0.0.1:") && connect.ends_with(&id), "{connect}");
+    assert!(ch["expires"].is_string());
+
+    let topics = json!([
+        {"id": format!("v2.routing.queues.{qid}.conversations")},
+        {"id": format!("v2.detail.events.conversation.{}.acw", leg.conversation_id)},
+        {"id": "v2.bogus.topic"},
+    ]);
+    let (s, _, subs) =
+        env.send(Method::POST, &format!("/api/v2/notifications/channels/{id}/subscriptions"), topics).await;
+    assert_eq!(s, 200);
+    let states: Vec<&str> = subs["entities"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["Permitted", "Permitted", "Rejected"]);
+    let (s, _, listed) = env.get(&format!("/api/v2/notifications/channels/{id}/subscriptions")).await;
+    assert_eq!(s, 200);
+    assert_eq!(listed["entities"].as_array().unwrap().len(), 2);
+    let (_, _, channels) = env.get("/api/v2/notifications/channels").await;
+    assert_eq!(channels["entities"][0]["id"], id.as_str());
+    let (s, _, _) = env.send(Method::HEAD, &format!("/api/v2/notifications/channels/{id}"), json!(null)).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = env.send(Method::HEAD, "/api/v2/notifications/channels/streaming-0-nope", json!(null)).await;
+    assert_eq!(s, 404);
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(connect.as_str()).await.unwrap();
+    ws.send(Message::Text(r#"{"message":"ping"}"#.into())).await.unwrap();
+    let pong = next_json(&mut ws).await;
+    assert_eq!(pong["topicName"], "channel.metadata");
+    assert_eq!(pong["eventBody"]["message"], "pong");
+
+    let code = env.code_for(&leg);
+    assert_eq!(env.write(&leg, &code).await.0, 202);
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        frames.push(next_json(&mut ws).await);
+    }
+    let acw = frames.iter().find(|f| f["topicName"].as_str().unwrap().ends_with(".acw")).unwrap();
+    assert_eq!(acw["version"], "2");
+    assert_eq!(acw["eventBody"]["wrapupCode"], code.as_str());
+    assert!(acw["metadata"]["CorrelationId"].is_string());
+    let snap = frames.iter().find(|f| f["topicName"].as_str().unwrap().starts_with("v2.routing.queues.")).unwrap();
+    assert_eq!(snap["eventBody"]["id"], leg.conversation_id);
+    let agent = snap["eventBody"]["participants"].as_array().unwrap().iter().find(|p| p["purpose"] == "agent").unwrap();
+    assert_eq!(agent["wrapup"]["code"], code.as_str());
+
+    // A second socket on the channel closes the first.
+    let (_ws2, _) = tokio_tungstenite::connect_async(connect.as_str()).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok());
+    env.sb.shutdown().await;
+}
+
+/// The next websocket frame as JSON (5 s at most).
+async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    use futures::StreamExt;
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    serde_json::from_str::<Value>(msg.to_text().unwrap()).unwrap()
+}

@@ -14,6 +14,7 @@ pub mod analytics;
 pub mod auth;
 pub mod control;
 pub mod conversations;
+pub mod notifications;
 pub mod routing;
 pub mod users;
 
@@ -46,12 +47,14 @@ pub fn router(state: SharedState) -> Router {
         .merge(routing::routes())
         .merge(users::routes())
         .merge(analytics::routes())
+        .merge(notifications::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), api_gate))
         .fallback(api_not_found);
     Router::new()
         .nest("/api/v2", api)
         .merge(auth::routes())
         .merge(control::routes())
+        .merge(notifications::socket_routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -114,9 +117,17 @@ type Limit = (u32, u32, u64);
 
 /// What the gate decided for one request.
 struct Gate {
+    caller: Caller,
     limit: Option<Limit>,
     latency: Duration,
     hang: Option<Duration>,
+}
+
+/// Who is calling (request extension set by the gate for handlers that need it).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// Index of the OAuth client whose token was used.
+    pub client: usize,
 }
 
 /// Maps a matched route to its report key, folding the media segment into `{media}`.
@@ -155,6 +166,7 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
     if tok.revoked {
         return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
     }
+    let caller = Caller { client: tok.client };
     if now >= tok.expires {
         return Err((
             PlatformError::new(401, "credentials.expired", "The supplied credentials are expired and cannot be used."),
@@ -186,7 +198,7 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
 
     // Faults (the calm path costs nothing).
     if !org.faults.request_faults_active() && org.storm_until.is_none() {
-        return Ok(Gate { limit, latency: Duration::ZERO, hang: None });
+        return Ok(Gate { caller, limit, latency: Duration::ZERO, hang: None });
     }
     let f = org.faults.clone();
     if let Some(until) = org.storm_until {
@@ -244,7 +256,7 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
     } else {
         Duration::ZERO
     };
-    Ok(Gate { limit, latency, hang })
+    Ok(Gate { caller, limit, latency, hang })
 }
 
 /// The `/api/v2` middleware (see the module docs).
@@ -270,6 +282,8 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
             if !g.latency.is_zero() {
                 tokio::time::sleep(g.latency).await;
             }
+            let mut req = req;
+            req.extensions_mut().insert(g.caller);
             let resp = CORRELATION.scope(corr.clone(), next.run(req)).await;
             if let Some(h) = g.hang {
                 // The request took effect; the answer comes too late for a typical client.
