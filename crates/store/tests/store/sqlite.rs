@@ -1,6 +1,7 @@
 //! The conformance suite against [`SqliteStore`], in memory and on files, plus SQLite-specific checks.
 
 use crate::conformance::{self, ended, key, t};
+use jiff::SignedDuration;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -72,5 +73,36 @@ async fn ingest_throughput() {
             events.len() as f64 / elapsed.as_secs_f64()
         );
     }
+    store.close().await;
+}
+
+/// Claim latency with many pending legs of which few are due. A measurement:
+/// `cargo test --release -p wrapup-store -- --ignored --nocapture claim_latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn claim_latency_with_many_pending_legs() {
+    const LEGS: usize = 200_000;
+    const BATCH: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("bench.db")).await.unwrap();
+    // Batch i arrives at t(i): its legs are due from then on; deadlines are spread over 15 minutes.
+    let events: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(30 + (n as u64 * 7) % 900))).collect();
+    for (i, batch) in events.chunks(BATCH).enumerate() {
+        store.ingest(batch, t(i as i64)).await.unwrap();
+    }
+    let started = Instant::now();
+    let mut claimed = 0;
+    for _ in 0..20 {
+        claimed += store.claim_due(t(10), 50, "w", SignedDuration::from_secs(30)).await.unwrap().len();
+    }
+    let claim = started.elapsed() / 20;
+    let started = Instant::now();
+    let due = store.next_due().await.unwrap();
+    let next_due = started.elapsed();
+    eprintln!(
+        "{LEGS} pending legs, {} due: claim_due(50) {claim:.2?} per call ({claimed} claimed), next_due {next_due:.2?} \
+         ({due:?})",
+        11 * BATCH
+    );
     store.close().await;
 }
