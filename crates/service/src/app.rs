@@ -7,6 +7,7 @@ use crate::catalog::CatalogCache;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
 use crate::scheduler::{self, SchedulerSettings, Shutdown};
+use crate::websocket::WebsocketSpec;
 use crate::worker::{ConnectionRuntime, RetryPolicy, Worker};
 use anyhow::Context;
 use jiff::SignedDuration;
@@ -27,6 +28,8 @@ pub struct ConnectionSpec {
     pub rules: Arc<RuleSet>,
     pub intake: IntakeSettings,
     pub catalog_ttl: SignedDuration,
+    /// The Notification API websocket intake, when enabled.
+    pub websocket: Option<WebsocketSpec>,
 }
 
 /// Everything the service needs.
@@ -80,7 +83,11 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
     let wake = Arc::new(Notify::new());
     let mut connections = HashMap::new();
     let mut intake = HashMap::new();
+    let mut websockets = Vec::new();
     for c in spec.connections {
+        if let Some(ws) = c.websocket {
+            websockets.push((c.name.clone(), ws));
+        }
         let catalog = CatalogCache::new(c.platform.clone(), spec.store.clone(), spec.clock.clone(), c.catalog_ttl);
         connections.insert(
             c.name.clone(),
@@ -118,6 +125,12 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
     });
     let claim = tokio::spawn(scheduler::run_claim_loop(worker.clone(), spec.scheduler.clone(), wake, shutdown.clone()));
     let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
+    let mut tasks = vec![server, claim, sweep];
+    for (name, ws) in websockets {
+        if let Some(runtime) = state.connections.get(&name).cloned() {
+            tasks.push(tokio::spawn(crate::websocket::run(state.clone(), runtime, ws, shutdown.clone())));
+        }
+    }
     tracing::info!(%addr, "wrapup is serving.");
-    Ok(ServiceHandle { addr, state, shutdown, tasks: vec![server, claim, sweep] })
+    Ok(ServiceHandle { addr, state, shutdown, tasks })
 }

@@ -6,6 +6,7 @@ use crate::genesys::GenesysPlatform;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
 use crate::scheduler::SchedulerSettings;
+use crate::websocket::WebsocketSpec;
 use crate::worker::RetryPolicy;
 use anyhow::{bail, Context};
 use jiff::SignedDuration;
@@ -23,6 +24,15 @@ pub const GENESYS_SYSTEM_CODES: [&str; 2] = ["ININ-WRAP-UP-TIMEOUT", "7fb334b0-0
 
 /// Builds the platform client of one connection.
 pub fn platform_for(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Result<SharedPlatform> {
+    Ok(connection_for(conn, clock)?.0)
+}
+
+/// The platform of one connection and, for Genesys, its client (the same one, so that the websocket intake shares
+/// its budget, tokens and attempt counts).
+pub fn connection_for(
+    conn: &ConnectionConfig,
+    clock: SharedClock,
+) -> anyhow::Result<(SharedPlatform, Option<GenesysClient>)> {
     match conn.kind {
         Platform::Genesys => {
             let credentials =
@@ -37,7 +47,7 @@ pub fn platform_for(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Resu
             };
             let client = GenesysClient::new(genesys, clock, crate::attempts::sink())
                 .with_context(|| format!("connection {:?}", conn.name))?;
-            Ok(Arc::new(GenesysPlatform::new(client)))
+            Ok((Arc::new(GenesysPlatform::new(client.clone())), Some(client)))
         }
         Platform::Cxone => bail!("connection {:?}: NICE CXone connections are not supported yet", conn.name),
     }
@@ -48,7 +58,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
     let rules = Arc::new(config.rules.clone());
     let mut connections = Vec::new();
     for conn in &config.connections {
-        let platform = platform_for(conn, clock.clone())?;
+        let (platform, client) = connection_for(conn, clock.clone())?;
         let Some(api_key) = conn.intake.api_key.clone() else {
             bail!(
                 "connection {:?} has no intake api_key: every intake must be authenticated (set connections.intake.api_key)",
@@ -57,6 +67,15 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         };
         let mut system_code_ids: HashSet<String> = GENESYS_SYSTEM_CODES.iter().map(|s| s.to_string()).collect();
         system_code_ids.extend(conn.system_codes.iter().cloned());
+        let websocket = match (&conn.intake.websocket, client) {
+            (ws, Some(client)) if ws.enabled => {
+                Some(WebsocketSpec::new(client, ws.queues.clone(), system_code_ids.clone()))
+            }
+            (ws, None) if ws.enabled => {
+                bail!("connection {:?}: the websocket intake exists only for Genesys connections", conn.name)
+            }
+            _ => None,
+        };
         connections.push(ConnectionSpec {
             name: conn.name.clone(),
             platform,
@@ -68,6 +87,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
                 system_code_ids,
             },
             catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
+            websocket,
         });
     }
     Ok(ServiceSpec {

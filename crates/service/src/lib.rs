@@ -9,4 +9,5 @@ pub mod genesys;
 pub mod intake;
 pub mod platform;
 pub mod scheduler;
+pub mod websocket;
 pub mod worker;

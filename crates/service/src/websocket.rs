@@ -1,0 +1,293 @@
+//! The Notification API websocket as a second Genesys intake.
+//!
+//! For a connection whose config enables it (`[connections.intake] websocket = { enabled = true, queues = [...] }`):
+//!
+//! 1. **Topics.** The configured queue *names* are resolved to ids through the connection's catalog cache (retried
+//!    until the catalog loads; a name the catalog does not know is logged and skipped) and become one
+//!    `v2.routing.queues.{id}.conversations` topic each. Topics are split into channels of at most
+//!    [`MAX_TOPICS_PER_CHANNEL`]; more than [`MAX_CHANNELS`] channels (the platform's limit per user and app — a
+//!    21st would evict the oldest) is refused.
+//! 2. **Channels.** Each channel runs [`notifications::run`] on the connection's own [`GenesysClient`] — the one
+//!    the worker uses — so channel and subscription calls share the budget, the tokens and the attempt counts. That
+//!    loop creates, subscribes, reconnects with backoff and renews before expiry or on `socket_closing`.
+//! 3. **Intake.** Events from all channels go through one bounded queue into [`Store::ingest`](wrapup_store::Store::ingest) in small batches
+//!    (the same deduplicating, durable path as `POST /intake/{connection}`; the snapshots of a conversation repeat
+//!    most facts, and their dedupe keys collapse them), and each batch with something new wakes the claim loop.
+//!    A batch the store refuses is retried (the socket cannot redeliver it) until it is stored or the service stops.
+//! 4. **Gaps.** While no socket is connected the platform drops messages. Each reconnect reports the blind window;
+//!    it is logged at warn level and counted (`wrapup_intake_gaps_total`, `wrapup_intake_gap_seconds_total`) for
+//!    the reconciler to sweep.
+//!
+//! On shutdown the queue's receiver is dropped, which ends every channel loop (they close their sockets).
+//!
+//! Metrics: `wrapup_intake_events_total{connection, result = accepted|duplicate, intake = "websocket"}`.
+
+use crate::app::AppState;
+use crate::scheduler::Shutdown;
+use crate::worker::ConnectionRuntime;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use wrapup_connectors::genesys::notifications::{self, Notification, NotificationConfig, MAX_TOPICS_PER_CHANNEL};
+use wrapup_connectors::genesys::queue_topics::queue_topic;
+use wrapup_connectors::genesys::GenesysClient;
+use wrapup_core::catalog::Catalog;
+use wrapup_core::Event;
+use wrapup_store::Ingested;
+
+/// Channels per OAuth client and app the platform keeps (`platforms/genesys-cloud.md` §5.1).
+pub const MAX_CHANNELS: usize = 20;
+/// Events per store transaction.
+const BATCH: usize = 64;
+/// Notifications buffered between the sockets and the store.
+const QUEUE: usize = 1024;
+
+/// The websocket intake of one connection.
+#[derive(Clone)]
+pub struct WebsocketSpec {
+    /// The connection's client (shared with the worker).
+    pub client: GenesysClient,
+    /// Queue names whose conversations are subscribed to.
+    pub queues: Vec<String>,
+    /// Code ids flagged `system` in `CodeRecorded`.
+    pub system_code_ids: HashSet<String>,
+    /// Reconnect backoff, first delay and ceiling.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long to wait before resolving the queues again when the catalog is unavailable.
+    pub resolve_retry: Duration,
+}
+
+impl WebsocketSpec {
+    pub fn new(client: GenesysClient, queues: Vec<String>, system_code_ids: HashSet<String>) -> Self {
+        Self {
+            client,
+            queues,
+            system_code_ids,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            resolve_retry: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a websocket intake cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("none of the configured queues ({0}) exists in the catalog")]
+    NoQueues(String),
+    #[error("{topics} topics need {channels} channels, more than the {MAX_CHANNELS} the platform allows")]
+    TooManyChannels { topics: usize, channels: usize },
+}
+
+/// Queue names → topics, with the names the catalog does not know.
+pub fn topics_for(catalog: &Catalog, names: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut topics = Vec::new();
+    let mut unknown = Vec::new();
+    let mut seen = HashSet::new();
+    for name in names {
+        match catalog.queue_by_name(name) {
+            Some(q) => {
+                if seen.insert(q.id.clone()) {
+                    topics.push(queue_topic(&q.id));
+                }
+            }
+            None => unknown.push(name.clone()),
+        }
+    }
+    (topics, unknown)
+}
+
+/// Splits topics into channels of at most [`MAX_TOPICS_PER_CHANNEL`], refusing more than [`MAX_CHANNELS`].
+pub fn plan_channels(topics: Vec<String>) -> Result<Vec<Vec<String>>, PlanError> {
+    let channels = topics.len().div_ceil(MAX_TOPICS_PER_CHANNEL);
+    if channels > MAX_CHANNELS {
+        return Err(PlanError::TooManyChannels { topics: topics.len(), channels });
+    }
+    Ok(topics.chunks(MAX_TOPICS_PER_CHANNEL).map(<[String]>::to_vec).collect())
+}
+
+/// Runs the websocket intake of `runtime`'s connection until `shutdown`.
+pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: WebsocketSpec, shutdown: Shutdown) {
+    let connection = runtime.name.clone();
+    let Some(channels) = resolve(&runtime, &spec, &shutdown).await else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::channel::<Notification>(QUEUE);
+    let system_codes: notifications::SystemCodes = Arc::new(parking_lot::RwLock::new(spec.system_code_ids.clone()));
+    let mut loops = Vec::new();
+    for topics in channels {
+        let mut config = NotificationConfig::new(topics);
+        config.system_code_ids = system_codes.clone();
+        config.backoff_base = spec.backoff_base;
+        config.backoff_max = spec.backoff_max;
+        let client = spec.client.clone();
+        let tx = tx.clone();
+        let connection = connection.clone();
+        loops.push(tokio::spawn(async move {
+            if let Err(e) = notifications::run(client, config, tx).await {
+                tracing::error!(connection = %connection, error = %e, "The websocket intake cannot run.");
+            }
+        }));
+    }
+    drop(tx);
+    tracing::info!(connection = %connection, channels = loops.len(), "Websocket intake started.");
+    let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
+            n = rx.recv() => n,
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut next = Some(first);
+        while let Some(n) = next.take() {
+            match n {
+                Notification::Event(e) => batch.push(e),
+                Notification::Gap { from, to } => {
+                    let secs = to.duration_since(from).as_secs_f64().max(0.0);
+                    tracing::warn!(
+                        connection = %connection,
+                        from = %from,
+                        to = %to,
+                        seconds = secs,
+                        "The notification socket was down; events in this window may be lost until reconciled."
+                    );
+                    metrics::counter!("wrapup_intake_gaps_total", "connection" => connection.clone()).increment(1);
+                    metrics::counter!("wrapup_intake_gap_seconds_total", "connection" => connection.clone())
+                        .increment(secs.round() as u64);
+                }
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() && !store_batch(&state, &connection, &batch, &shutdown).await {
+            break;
+        }
+        batch.clear();
+    }
+    // Dropping the receiver ends every channel loop; they close their sockets.
+    drop(rx);
+    for l in loops {
+        let _ = l.await;
+    }
+    tracing::info!(connection = %connection, "Websocket intake stopped.");
+}
+
+/// Resolves the queues to channel plans, retrying while the catalog is unavailable. `None` on shutdown or when
+/// the configuration can never work.
+async fn resolve(runtime: &ConnectionRuntime, spec: &WebsocketSpec, shutdown: &Shutdown) -> Option<Vec<Vec<String>>> {
+    let connection = &runtime.name;
+    loop {
+        let problem = match runtime.catalog.get().await {
+            Ok(catalog) => {
+                let (topics, unknown) = topics_for(&catalog, &spec.queues);
+                if !unknown.is_empty() {
+                    tracing::error!(
+                        connection = %connection,
+                        queues = %unknown.join(", "),
+                        "Websocket intake: these queues are not in the catalog and are not subscribed."
+                    );
+                }
+                if topics.is_empty() {
+                    PlanError::NoQueues(spec.queues.join(", ")).to_string()
+                } else {
+                    match plan_channels(topics) {
+                        Ok(plan) => return Some(plan),
+                        Err(e) => {
+                            tracing::error!(connection = %connection, error = %e, "The websocket intake cannot run.");
+                            return None;
+                        }
+                    }
+                }
+            }
+            Err(e) => format!("the catalog is unavailable: {e}"),
+        };
+        tracing::warn!(connection = %connection, problem = %problem, "Websocket intake waits for its queues.");
+        tokio::select! {
+            _ = tokio::time::sleep(spec.resolve_retry) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        // A queue created meanwhile only shows up in a fresh catalog.
+        let _ = runtime.catalog.refresh().await;
+    }
+}
+
+/// Stores one batch, retrying store failures; false when the service stops first.
+async fn store_batch(state: &AppState, connection: &str, batch: &[Event], shutdown: &Shutdown) -> bool {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match state.store.ingest(batch, state.clock.now()).await {
+            Ok(results) => {
+                let accepted = results.iter().filter(|r| **r == Ingested::New).count();
+                let duplicates = results.len() - accepted;
+                let count = |result: &'static str, n: usize| {
+                    metrics::counter!(
+                        "wrapup_intake_events_total",
+                        "connection" => connection.to_string(),
+                        "result" => result,
+                        "intake" => "websocket"
+                    )
+                    .increment(n as u64);
+                };
+                count("accepted", accepted);
+                count("duplicate", duplicates);
+                if accepted > 0 {
+                    state.wake.notify_one();
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(connection = %connection, error = %e, events = batch.len(), "Could not store websocket events; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return false,
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wrapup_core::catalog::QueueEntry;
+
+    fn catalog(names: &[&str]) -> Catalog {
+        Catalog {
+            codes: Vec::new(),
+            queues: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| QueueEntry {
+                    id: format!("q-{i}"),
+                    name: n.to_string(),
+                    code_ids: Vec::new(),
+                    acw_timeout_ms: None,
+                    acw_mode: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn queue_names_become_topics_and_unknown_names_are_reported() {
+        let c = catalog(&["Support", "Sales"]);
+        let names = ["Sales".to_string(), "Nope".to_string(), "Sales".to_string(), "Support".to_string()];
+        let (topics, unknown) = topics_for(&c, &names);
+        assert_eq!(topics, ["v2.routing.queues.q-1.conversations", "v2.routing.queues.q-0.conversations"]);
+        assert_eq!(unknown, ["Nope"]);
+    }
+
+    #[test]
+    fn topics_are_split_into_channels_of_at_most_a_thousand_and_at_most_twenty_channels() {
+        let topics = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+        assert_eq!(plan_channels(topics(1)).unwrap().len(), 1);
+        let plan = plan_channels(topics(2500)).unwrap();
+        assert_eq!(plan.iter().map(Vec::len).collect::<Vec<_>>(), [1000, 1000, 500]);
+        assert_eq!(plan_channels(topics(20_000)).unwrap().len(), 20);
+        assert_eq!(plan_channels(topics(20_001)), Err(PlanError::TooManyChannels { topics: 20_001, channels: 21 }));
+    }
+}
