@@ -70,7 +70,8 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `limit` legs that need a worker, to `owner` for `lease`:
     /// legs in state `open`/`scheduled` with `not_before <= now`, and legs in state `writing` (a crashed or slow
     /// worker), each only if not leased by someone else (`lease_until <= now` or no lease). Earliest `deadline`
-    /// first (legs without a deadline after those with one), then `not_before`.
+    /// first (legs without a deadline after those with one), then `not_before`. Claiming sets the lease only: the
+    /// version stays as it was (pass `ClaimedLeg::version` back to `save_leg`).
     async fn claim_due(
         &self,
         now: Timestamp,
@@ -81,21 +82,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Saves a claimed leg. Refused with `Conflict` when its version changed or `owner` no longer holds the lease.
     /// On success returns the new version; `release` clears the lease (keep it while still working on the leg).
+    /// "Holds the lease" means `lease_owner == owner`: a lease that ran out is lost only once another worker claims
+    /// the leg, so owner names must be unique per worker.
     async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64>;
 
-    /// Releases a lease without changing the leg (e.g. after a conflict).
+    /// Releases a lease without changing the leg (e.g. after a conflict). A no-op when `owner` does not hold it;
+    /// `NotFound` when there is no such leg.
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()>;
 
     async fn get_leg(&self, key: &LegKey) -> StoreResult<Option<ClaimedLeg>>;
 
-    /// Legs, newest first.
+    /// Legs, newest (`created_at`) first. Without `filter.limit` an implementation caps the result (never the
+    /// whole table); `SqliteStore` returns at most `DEFAULT_LIST_LIMIT`.
     async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>>;
 
     /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired` (legs in `writing` are
     /// left to their worker, which reads the platform before deciding). Returns the legs it finished.
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>>;
 
-    /// The earliest `not_before` among legs a worker could claim (for sleeping until then), if any.
+    /// The earliest time at which `claim_due` would return a leg (for sleeping until then), if any: the earliest
+    /// `not_before` of open/scheduled legs, or the end of another worker's lease when that is later (a `writing` leg
+    /// is due when its lease ends). May be earlier than exact by the store's time resolution, never later.
     async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
 
     async fn append_ledger(&self, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()>;
@@ -107,6 +114,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>>;
 
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.
+    /// Returns `(true, response)` when this call stored it, `(false, first response)` when the key was used before.
     async fn idempotent(
         &self,
         connection: &str,

@@ -20,9 +20,14 @@
 //! names must therefore be unique per worker (e.g. a UUID per task). Applying an event leaves the lease alone but
 //! bumps the version, so the worker holding the leg gets [`StoreError::Conflict`], reloads and decides again.
 //!
+//! **Batched intake.** [`Store::ingest`] is set-based: a batch of events becomes a few multi-row statements (inbox
+//! rows with `ON CONFLICT DO NOTHING RETURNING`, one lookup of the touched legs, one upsert of them, the ledger
+//! lines), each leg is folded through `apply_event` in memory, and the whole batch commits once.
+//!
 //! **Due legs.** The `due_at` column is when a worker may next claim a leg (NULL once done; `max(not_before,
 //! lease_until)` for open/scheduled legs; `lease_until` for writing legs, which are reclaimed after a crash). Claiming
-//! is a range on one indexed column, and [`Store::next_due`] is one index lookup. Times in indexed columns are integer
+//! walks the claim-order index (deadline, not_before, due_at) and filters on that one column; [`Store::next_due`] is
+//! one lookup in the `due_at` index. Times in indexed columns are integer
 //! epoch milliseconds (truncated), the JSON record keeps full precision.
 
 use crate::{ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeCounts, Store, StoreError, StoreResult};
