@@ -272,6 +272,60 @@ pub async fn concurrent_workers_never_get_the_same_leg<S: Store>(store: S) {
     assert_eq!(seen.len(), LEGS);
 }
 
+pub async fn events_racing_with_workers_are_never_lost<S: Store>(store: S) {
+    // Workers keep rescheduling legs while the agents' codes arrive; every code must win, whatever the interleaving:
+    // a save based on a version from before an event is refused.
+    let store = Arc::new(store);
+    const LEGS: usize = 100;
+    let ends: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(600))).collect();
+    store.ingest(&ends, t(0)).await.unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (store, done) = (store.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let (mut saved, mut conflicts) = (0, 0);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let claimed = store.claim_due(t(1), 5, &owner, LEASE).await.unwrap();
+                if claimed.is_empty() && finished {
+                    return (saved, conflicts);
+                }
+                for c in claimed {
+                    let mut leg = c.leg;
+                    leg.state = LegState::Open;
+                    leg.attempts += 1;
+                    match store.save_leg(&leg, c.version, &owner, true).await {
+                        Ok(_) => saved += 1,
+                        Err(StoreError::Conflict(_)) => {
+                            conflicts += 1;
+                            store.release(&leg.key, &owner).await.unwrap();
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for chunk in (0..LEGS).collect::<Vec<_>>().chunks(7) {
+        let codes: Vec<Event> = chunk.iter().map(|&n| coded(&key(n), 5, Some("agent"), false)).collect();
+        store.ingest(&codes, t(1)).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    for n in 0..LEGS {
+        let leg = leg_of(&*store, &key(n)).await.leg;
+        assert_eq!(leg.outcome, Some(Outcome::AgentWon), "leg {n} lost its event");
+        assert_eq!(leg.state, LegState::Done);
+    }
+    assert!(store.claim_due(t(1), 10, "w", LEASE).await.unwrap().is_empty());
+}
+
 pub async fn an_expired_lease_lets_another_worker_claim<S: Store>(store: S) {
     let k = key(1);
     store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
@@ -604,6 +658,7 @@ macro_rules! conformance_tests {
             a_leg_is_not_claimed_before_its_not_before,
             claiming_sets_a_lease_but_keeps_the_version,
             concurrent_workers_never_get_the_same_leg,
+            events_racing_with_workers_are_never_lost,
             an_expired_lease_lets_another_worker_claim,
             a_writing_leg_is_reclaimed_after_its_lease_expires,
             a_save_returns_the_next_version_and_release_frees_the_leg,
@@ -648,6 +703,7 @@ where
     a_leg_is_not_claimed_before_its_not_before(make().await).await;
     claiming_sets_a_lease_but_keeps_the_version(make().await).await;
     concurrent_workers_never_get_the_same_leg(make().await).await;
+    events_racing_with_workers_are_never_lost(make().await).await;
     an_expired_lease_lets_another_worker_claim(make().await).await;
     a_writing_leg_is_reclaimed_after_its_lease_expires(make().await).await;
     a_save_returns_the_next_version_and_release_frees_the_leg(make().await).await;

@@ -37,6 +37,20 @@ async fn a_file_backed_store_keeps_everything_across_a_reopen() {
 }
 
 #[tokio::test]
+async fn a_file_backed_store_writes_ahead() {
+    // WAL is a property of the file, so a fresh connection sees it. (`synchronous = FULL` is per connection and set
+    // in `SqliteStore::open`.)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrapup.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut conn =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode, "wal");
+    store.close().await;
+}
+
+#[tokio::test]
 async fn reopening_an_existing_database_does_not_rerun_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrapup.db");
