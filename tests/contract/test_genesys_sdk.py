@@ -511,6 +511,15 @@ def test_apply_wrapup_to_a_call_and_read_it_back(client, call_leg, queues):
     assert isinstance(got.end_time, datetime)
     got2, _ = checked(client, "AssignedWrapupCode", api.get_conversation_participant_wrapup, cid, pid)
     assert got2.code == final_code
+    # The same through the media-specific read paths.
+    media, _ = checked(client, "AssignedWrapupCode", api.get_conversations_call_participant_wrapup, cid, pid)
+    assert media.code == final_code and media.duration_seconds == 12
+    comm, _ = checked(client, "AssignedWrapupCode", api.get_conversations_call_participant_communication_wrapup,
+                      cid, pid, t["communicationId"])
+    assert comm.code == final_code and comm.notes == "contract test"
+    codes_media, raw = checked(client, "list[WrapupCode]", api.get_conversations_call_participant_wrapupcodes,
+                               cid, pid)
+    assert isinstance(raw, list) and {c.id for c in codes_media} == set(codes)
 
     conv, _ = checked(client, "Conversation", api.get_conversation, cid)
     agent = next(p for p in conv.participants if p.id == pid)
@@ -539,6 +548,22 @@ def test_apply_wrapup_with_patch_participant(client, acw_scan, queues):
     agent = next(p for p in conv.participants if p.id == pid)
     assert agent.wrapup.code == code and isinstance(agent.end_acw_time, datetime)
     assert agent.messages and agent.messages[0].after_call_work.state == "complete"
+
+
+def test_apply_wrapup_with_media_patch_on_an_email(client, acw_scan, queues):
+    (cid, pid), t = pick_leg(acw_scan, "emails")
+    api = gc.ConversationsApi(client)
+    code = sorted(queues[t["queueId"]]["codes"])[0]
+    wrapup = models.WrapupInput()
+    wrapup.code = code
+    req = models.MediaParticipantRequest()
+    req.wrapup = wrapup
+    assert api.patch_conversations_email_participant(cid, pid, req) is None
+    assert client.last_response.status == 202
+    got, _ = checked(client, "AssignedWrapupCode", api.get_conversations_email_participant_wrapup, cid, pid)
+    assert got.code == code
+    leg = next(x for x in control("/legs") if x["conversationId"] == cid and x["participantId"] == pid)
+    assert leg["finalCode"] == code and leg["codedBy"] == "api"
 
 
 MEDIA_VIEWS = {
