@@ -315,6 +315,8 @@ pub struct Token {
     pub revoked: bool,
     pub window_start: Instant,
     pub count: u32,
+    /// When this token was last told to wait, and until when (its last `Retry-After`).
+    pub retry_after: Option<(Instant, Instant)>,
 }
 
 /// One simulation step, run at `at`.
@@ -355,6 +357,8 @@ impl PartialOrd for Scheduled {
 pub struct ApiStats {
     pub total: u64,
     pub rate_limited: u64,
+    /// Requests a token made before the `Retry-After` it was given had elapsed (a client not honouring 429s).
+    pub calls_before_retry_after: u64,
     pub by_endpoint: HashMap<String, BTreeMap<u16, u64>>,
 }
 

@@ -85,6 +85,9 @@ pub struct ViolationReport {
 pub struct ApiReport {
     pub total: u64,
     pub rate_limited: u64,
+    /// Requests made with a token before the `Retry-After` that token was given had elapsed.
+    #[serde(default)]
+    pub calls_before_retry_after: u64,
     /// `"METHOD /path/{template}"` → status (as a string) → count.
     pub by_endpoint: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -131,7 +134,12 @@ impl Org {
                 *entry.entry(status.to_string()).or_default() += n;
             }
         }
-        let api = ApiReport { total: self.api.total, rate_limited: self.api.rate_limited, by_endpoint };
+        let api = ApiReport {
+            total: self.api.total,
+            rate_limited: self.api.rate_limited,
+            calls_before_retry_after: self.api.calls_before_retry_after,
+            by_endpoint,
+        };
         Report {
             legs,
             violations: ViolationReport {

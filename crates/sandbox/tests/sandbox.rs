@@ -107,6 +107,12 @@ async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
     assert_eq!(report.api.total, 9, "7 API calls and 2 token requests");
     assert_eq!(report.api.by_endpoint["POST /oauth/token"]["200"], 2);
     assert_eq!(report.api.by_endpoint["GET /api/v2/routing/queues"]["429"], 1);
+    assert_eq!(report.api.calls_before_retry_after, 0, "the 429 itself is not an early call");
+    // A client that ignores Retry-After and asks again (after the in-flight grace) is caught.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let (s, _, _) = env.get("/api/v2/routing/queues").await;
+    assert_eq!(s, 429);
+    assert_eq!(env.sb.report().api.calls_before_retry_after, 1);
     env.sb.shutdown().await;
 }
 

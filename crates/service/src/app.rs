@@ -42,6 +42,9 @@ pub struct ServiceSpec {
     pub retry: RetryPolicy,
     /// See [`Worker::deadline_guard`].
     pub deadline_guard: std::time::Duration,
+    /// This process is the store's only user (embedded SQLite): leases found at startup were left by a previous
+    /// run that died, and are cleared so its legs resume at once instead of after the lease expires.
+    pub exclusive_store: bool,
 }
 
 /// Shared by the HTTP handlers.
@@ -80,6 +83,12 @@ impl ServiceHandle {
 /// Starts the service on `listener`.
 pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyhow::Result<ServiceHandle> {
     let addr = listener.local_addr().context("reading the listener's address")?;
+    if spec.exclusive_store {
+        let cleared = spec.store.release_all_leases().await.context("clearing leases left by a previous run")?;
+        if cleared > 0 {
+            tracing::info!(legs = cleared, "Resuming legs a previous run was working on.");
+        }
+    }
     let wake = Arc::new(Notify::new());
     let mut connections = HashMap::new();
     let mut intake = HashMap::new();

@@ -86,6 +86,11 @@ pub trait Store: Send + Sync + 'static {
     /// the leg, so owner names must be unique per worker.
     async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64>;
 
+    /// Clears every lease. Only for a process that is the store's sole user (embedded SQLite) at startup: the
+    /// leases it finds were left by a previous run of itself that crashed, and waiting for them to expire would
+    /// only delay those legs. Returns how many leases were cleared.
+    async fn release_all_leases(&self) -> StoreResult<u64>;
+
     /// Releases a lease without changing the leg (e.g. after a conflict). A no-op when `owner` does not hold it;
     /// `NotFound` when there is no such leg.
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()>;

@@ -293,6 +293,20 @@ impl Store for SqliteStore {
         Ok(new_version)
     }
 
+    async fn release_all_leases(&self) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        // Same rule as `due_at()` without a lease: open/scheduled legs at `not_before`, writing legs at once.
+        let done = sqlx::query(
+            "UPDATE legs SET lease_owner = NULL, lease_until = NULL, \
+             due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END \
+             WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let cur = load_current(&mut tx, key).await?.ok_or_else(|| StoreError::NotFound(key.to_string()))?;

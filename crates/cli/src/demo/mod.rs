@@ -181,7 +181,8 @@ api_key = "literal:{intake_key}"
 
     /// All legs the service knows, of the demo connection.
     pub async fn legs(&self) -> anyhow::Result<Vec<wrapup_core::lifecycle::LegRecord>> {
-        Ok(self.store.list_legs(&LegFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?)
+        let all = LegFilter { connection: Some(CONNECTION.into()), limit: Some(u32::MAX), ..Default::default() };
+        Ok(self.store.list_legs(&all).await?)
     }
 
     /// Waits (at most `max`) until the service recorded an outcome for every leg whose window the sandbox closed.

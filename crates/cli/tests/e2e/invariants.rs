@@ -143,3 +143,15 @@ queue = "Support"
     assert!(o.agent_won >= 2 && o.applied >= 2, "outcomes: {o:?}");
     assert_eq!(run.report.violations.overwrites, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_honoured_no_call_before_retry_after() {
+    let mut s = sandbox(center(AcwMode::MandatoryTimeout, Some(60_000)));
+    s.faults = FaultProfile { name: "storms".into(), storm_rate: 0.04, storm_secs: 1, ..FaultProfile::calm() };
+    let env = harness::start(s, SUPPORT_IMMEDIATE).await;
+    let run = harness::run(env, 5).await;
+    run.assert_no_violations();
+    assert!(run.report.api.rate_limited > 0, "the sandbox raised 429 storms");
+    assert_eq!(run.report.api.calls_before_retry_after, 0, "no request was sent before its Retry-After elapsed");
+    assert!(run.summary.outcomes.applied >= 5, "work went on between storms: {:?}", run.summary.outcomes);
+}

@@ -7,5 +7,6 @@ mod demo;
 mod harness;
 mod intake;
 mod invariants;
+mod restart;
 mod switches;
 mod validate;

@@ -74,7 +74,7 @@ fn issue(st: &SharedState, headers: &HeaderMap, body: &Bytes) -> Response {
     let lifetime = org.token_lifetime;
     org.tokens.insert(
         access_token.clone(),
-        Token { client, expires: now + lifetime, revoked: false, window_start: now, count: 0 },
+        Token { client, expires: now + lifetime, revoked: false, window_start: now, count: 0, retry_after: None },
     );
     let body = json!({"access_token": access_token, "token_type": "bearer", "expires_in": lifetime.as_secs()});
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -167,6 +167,12 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
         return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
     }
     let caller = Caller { client: tok.client };
+    // Ground truth for "a 429 is honoured": a request made with this token before the Retry-After it was given
+    // elapsed. Requests arriving within the first 100 ms were in flight before the client could have read the 429,
+    // so they do not count; nor do those in the last 50 ms (clock granularity of whole-second Retry-After).
+    let early = tok.retry_after.is_some_and(|(given, until)| {
+        now > given + Duration::from_millis(100) && now + Duration::from_millis(50) < until
+    });
     if now >= tok.expires {
         return Err((
             PlatformError::new(401, "credentials.expired", "The supplied credentials are expired and cannot be used."),
@@ -179,6 +185,12 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
         tok.window_start = now;
         tok.count = 0;
     }
+    if early {
+        org.api.calls_before_retry_after += 1;
+    }
+    let Some(tok) = org.tokens.get_mut(token) else {
+        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
+    };
     tok.count = tok.count.saturating_add(1);
     let reset = window.saturating_sub(now.duration_since(tok.window_start)).as_secs_f64().ceil().max(1.0) as u64;
     let limit = Some((tok.count.min(allowed), allowed, reset));
@@ -193,6 +205,7 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
             &[("limit", &allowed.to_string()), ("duration", "60")],
         );
         e.retry_after = Some(reset);
+        tok.retry_after = Some((now, now + Duration::from_secs(reset)));
         return Err((e, limit));
     }
 
@@ -208,7 +221,9 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
                 "too.many.requests",
                 "Rate limit exceeded the maximum [300] requests within [60] seconds",
             );
-            e.retry_after = Some(until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64);
+            let secs = until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
+            e.retry_after = Some(secs);
+            told_to_wait(org, token, now, secs);
             return Err((e, limit));
         }
         org.storm_until = None;
@@ -222,6 +237,7 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
             "Rate limit exceeded the maximum [300] requests within [60] seconds",
         );
         e.retry_after = Some(f.storm_secs.max(1));
+        told_to_wait(org, token, now, f.storm_secs.max(1));
         return Err((e, limit));
     }
     let r = &mut org.fault_rng;
@@ -257,6 +273,13 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
         Duration::ZERO
     };
     Ok(Gate { caller, limit, latency, hang })
+}
+
+/// Remembers the `Retry-After` a token was given, for the `calls_before_retry_after` ground truth.
+fn told_to_wait(org: &mut Org, token: &str, now: Instant, secs: u64) {
+    if let Some(tok) = org.tokens.get_mut(token) {
+        tok.retry_after = Some((now, now + Duration::from_secs(secs)));
+    }
 }
 
 /// The `/api/v2` middleware (see the module docs).

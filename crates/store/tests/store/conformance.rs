@@ -362,6 +362,26 @@ pub async fn a_writing_leg_is_reclaimed_after_its_lease_expires<S: Store>(store:
     assert_eq!(rescued[0].leg.intent, leg.intent, "the write intent survives");
 }
 
+pub async fn leases_left_by_a_crashed_run_are_cleared_at_startup<S: Store>(store: S) {
+    let (open, writing) = (key(1), key(2));
+    store.ingest(&[ended(&open, 0, Some(600)), ended(&writing, 0, Some(600))], t(0)).await.unwrap();
+    let claimed = store.claim_due(t(1), 2, "crashed-run", LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let w = claimed.iter().find(|c| c.leg.key == writing).unwrap();
+    let mut leg = w.leg.clone();
+    leg.state = LegState::Writing;
+    leg.intent = Some(WriteIntent { code_id: "c1".into(), code_name: "Sale".into(), at: t(2) });
+    leg.updated_at = t(2);
+    store.save_leg(&leg, w.version, "crashed-run", false).await.unwrap();
+    // Still leased: nobody else can take them for the lease's 30 s.
+    assert!(store.claim_due(t(3), 2, "next-run", LEASE).await.unwrap().is_empty());
+    assert_eq!(store.release_all_leases().await.unwrap(), 2);
+    let mut rescued = keys(&store.claim_due(t(3), 2, "next-run", LEASE).await.unwrap());
+    rescued.sort();
+    assert_eq!(rescued, vec![open, writing], "both legs are claimable at once, the write intent included");
+    assert_eq!(store.release_all_leases().await.unwrap(), 2, "only leased legs are counted");
+}
+
 // ---- saving -----------------------------------------------------------------------------------------------------
 
 pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>(store: S) {
@@ -661,6 +681,7 @@ macro_rules! conformance_tests {
             events_racing_with_workers_are_never_lost,
             an_expired_lease_lets_another_worker_claim,
             a_writing_leg_is_reclaimed_after_its_lease_expires,
+            leases_left_by_a_crashed_run_are_cleared_at_startup,
             a_save_returns_the_next_version_and_release_frees_the_leg,
             a_save_after_an_event_arrived_is_a_conflict,
             a_save_by_a_worker_without_the_lease_is_a_conflict,
@@ -706,6 +727,7 @@ where
     events_racing_with_workers_are_never_lost(make().await).await;
     an_expired_lease_lets_another_worker_claim(make().await).await;
     a_writing_leg_is_reclaimed_after_its_lease_expires(make().await).await;
+    leases_left_by_a_crashed_run_are_cleared_at_startup(make().await).await;
     a_save_returns_the_next_version_and_release_frees_the_leg(make().await).await;
     a_save_after_an_event_arrived_is_a_conflict(make().await).await;
     a_save_by_a_worker_without_the_lease_is_a_conflict(make().await).await;
