@@ -110,6 +110,8 @@ pub struct FaultProfile {
     /// Share of events delivered late, and the maximum extra wall delay.
     pub event_delay_rate: f64,
     pub event_delay_ms_max: u64,
+    /// Probability per notification frame that the websocket carrying it breaks (the frame is lost with it).
+    pub ws_disconnect_rate: f64,
 }
 
 impl Default for FaultProfile {
@@ -136,11 +138,13 @@ impl FaultProfile {
             event_reorder_rate: 0.0,
             event_delay_rate: 0.0,
             event_delay_ms_max: 0,
+            ws_disconnect_rate: 0.0,
         }
     }
 
     /// A bad day at the platform: 10 % 5xx, 5 % hangs, occasional 429 storms and token revocations, 5 % of events
-    /// dropped, 5 % duplicated, some reordered and delayed.
+    /// dropped, 5 % duplicated, some reordered and delayed, and a notification websocket that breaks on 1 % of
+    /// frames.
     pub fn hostile() -> Self {
         Self {
             name: "hostile".into(),
@@ -157,6 +161,7 @@ impl FaultProfile {
             event_reorder_rate: 0.05,
             event_delay_rate: 0.10,
             event_delay_ms_max: 2_000,
+            ws_disconnect_rate: 0.01,
         }
     }
 

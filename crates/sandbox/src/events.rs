@@ -49,6 +49,7 @@ impl EventStats {
             dropped: self.dropped.load(Ordering::Relaxed),
             duplicated: self.duplicated.load(Ordering::Relaxed),
             failed_deliveries: self.failed_deliveries.load(Ordering::Relaxed),
+            ..EventReport::default()
         }
     }
 }

@@ -25,7 +25,8 @@
 //! - `POST|GET /api/v2/notifications/channels`, `HEAD /api/v2/notifications/channels/{id}`,
 //!   `GET|POST|PUT|DELETE /api/v2/notifications/channels/{id}/subscriptions`, websocket `GET /channels/{id}`;
 //! - `GET /sandbox/v1/report|legs|config`, `POST /sandbox/v1/traffic/start|stop`, `PUT /sandbox/v1/traffic`,
-//!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `POST /sandbox/v1/event-targets`.
+//!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `POST /sandbox/v1/event-targets`,
+//!   `POST /sandbox/v1/notifications/drop` (break every notification websocket).
 //!
 //! Switches for UNCONFIRMED platform behaviour ([`Behaviours`], defaults first): second write on a coded leg
 //! `overwrite`|`reject` (400); client-credentials writes `allowed`|`forbidden` (403 `not.authorized`); `GET …/wrapup`
@@ -108,6 +109,7 @@ impl Inner {
 
     pub fn set_faults(&self, f: FaultProfile) {
         let mut org = self.org.lock();
+        org.hub.set_disconnect_rate(f.ws_disconnect_rate);
         org.faults = f;
         org.storm_until = None;
     }
@@ -141,6 +143,7 @@ impl Sandbox {
         let stats = Arc::new(EventStats::default());
         let now = clock.now();
         let mut org = Org::new(&cfg, now, stats.clone());
+        org.hub.set_disconnect_rate(cfg.faults.ws_disconnect_rate);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         org.events_tx = Some(tx);
         org.preload(cfg.preload, now, cfg.preload_events);
@@ -242,6 +245,13 @@ impl SandboxHandle {
 
     pub fn add_event_target(&self, t: EventTarget) {
         self.inner.add_event_target(t)
+    }
+
+    /// Breaks every connected notification websocket (no close frame), as a network fault would; returns how many
+    /// (same as `POST /sandbox/v1/notifications/drop`).
+    pub fn drop_notification_sockets(&self) -> usize {
+        let hub = self.inner.org.lock().hub.clone();
+        hub.drop_sockets()
     }
 
     pub fn start_traffic(&self) {

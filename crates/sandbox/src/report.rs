@@ -98,6 +98,15 @@ pub struct EventReport {
     pub dropped: u64,
     pub duplicated: u64,
     pub failed_deliveries: u64,
+    /// Notification websocket: event frames written to a connected socket.
+    #[serde(default)]
+    pub ws_frames_sent: u64,
+    /// Notification websocket: event frames lost (subscribed channel without a socket, or broken on that frame).
+    #[serde(default)]
+    pub ws_frames_dropped: u64,
+    /// Notification websockets broken by the fault profile or on demand.
+    #[serde(default)]
+    pub ws_sockets_dropped: u64,
 }
 
 /// The summary report.
@@ -150,7 +159,16 @@ impl Org {
                 details: v.details.clone(),
             },
             api,
-            events: self.event_stats.snapshot(),
+            events: {
+                use std::sync::atomic::Ordering::Relaxed;
+                let ws = &self.hub.stats;
+                EventReport {
+                    ws_frames_sent: ws.frames_sent.load(Relaxed),
+                    ws_frames_dropped: ws.frames_dropped.load(Relaxed),
+                    ws_sockets_dropped: ws.sockets_dropped.load(Relaxed),
+                    ..self.event_stats.snapshot()
+                }
+            },
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `GET report|legs|config`, `POST traffic/start|stop`, `PUT traffic` (merge fields into the center config, e.g.
 //! `{"arrival_rate_per_sec": 2.0}`), `PUT faults` (a profile name as a JSON string or `{"name": …}` with only a
-//! name, or a full profile object), `PUT behaviours` (merge), `POST event-targets` (an `EventTarget`).
+//! name, or a full profile object), `PUT behaviours` (merge), `POST event-targets` (an `EventTarget`),
+//! `POST notifications/drop` (break every notification websocket now; answers `{"dropped": n}`).
 
 use crate::config::{Behaviours, CenterConfig, EventTarget, FaultProfile};
 use crate::SharedState;
@@ -25,6 +26,12 @@ pub fn routes() -> Router<SharedState> {
         .route("/sandbox/v1/faults", put(put_faults))
         .route("/sandbox/v1/behaviours", put(put_behaviours))
         .route("/sandbox/v1/event-targets", post(add_target))
+        .route("/sandbox/v1/notifications/drop", post(drop_sockets))
+}
+
+async fn drop_sockets(State(st): State<SharedState>) -> Response {
+    let hub = st.org.lock().hub.clone();
+    axum::Json(json!({"dropped": hub.drop_sockets()})).into_response()
 }
 
 fn bad(msg: impl std::fmt::Display) -> Response {

@@ -3,10 +3,12 @@
 //! translates HTTP and websocket traffic.
 //!
 //! On the socket: event frames, a `channel.metadata` heartbeat every [`HEARTBEAT`], and `{"message":"ping"}` is
-//! answered with a `pong` metadata frame. A second socket on the same channel closes the first.
+//! answered with a `pong` metadata frame. A second socket on the same channel closes the first. Every [`TICK`] the
+//! socket task also lets the hub send `v2.system.socket_closing` and expire channels (see `crate::notifications`).
 
 use super::{json_ok, parse_body, Caller};
 use crate::model::{iso, PlatformError};
+use crate::notifications::Outgoing;
 use crate::SharedState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Path, State};
@@ -21,8 +23,8 @@ use std::time::Duration;
 /// Wall time between heartbeats on an idle socket.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 
-/// Channel lifetime (simulated time), as on the platform.
-const CHANNEL_LIFETIME_HOURS: i64 = 24;
+/// Wall time between the hub's expiry checks while a socket is connected.
+pub const TICK: Duration = Duration::from_millis(500);
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -42,9 +44,10 @@ fn channel_json(st: &SharedState, id: &str, expires: jiff::Timestamp) -> Value {
 }
 
 async fn create(State(st): State<SharedState>, Extension(caller): Extension<Caller>) -> Response {
-    let expires = st.clock.now() + jiff::SignedDuration::from_hours(CHANNEL_LIFETIME_HOURS);
     let hub = st.org.lock().hub.clone();
-    let id = hub.create(caller.client, expires);
+    let now = st.clock.now();
+    hub.tick(now);
+    let (id, expires) = hub.create(caller.client, now);
     json_ok(channel_json(&st, &id, expires))
 }
 
@@ -106,7 +109,10 @@ fn subscribe(st: &SharedState, id: &str, body: &Bytes, replace: bool) -> Respons
             crate::notifications::MAX_TOPICS
         ))
         .into_response(),
-        Some(Ok(entries)) => listing(entries),
+        Some(Ok(entries)) => {
+            hub.renew(id, st.clock.now());
+            listing(entries)
+        }
     }
 }
 
@@ -131,31 +137,40 @@ async fn socket(State(st): State<SharedState>, Path(id): Path<String>, ws: WebSo
     if !hub.exists(&id) {
         return PlatformError::not_found().into_response();
     }
-    ws.on_upgrade(move |socket| serve_socket(hub, id, socket))
+    ws.on_upgrade(move |socket| serve_socket(st, hub, id, socket))
 }
 
 fn metadata(message: &str) -> Message {
     Message::Text(json!({"topicName": "channel.metadata", "eventBody": {"message": message}}).to_string().into())
 }
 
-async fn serve_socket(hub: std::sync::Arc<crate::notifications::Hub>, id: String, mut socket: WebSocket) {
+async fn serve_socket(
+    st: SharedState,
+    hub: std::sync::Arc<crate::notifications::Hub>,
+    id: String,
+    mut socket: WebSocket,
+) {
     let Some((n, mut rx)) = hub.connect(&id) else { return };
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
+    let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {
-                Some(text) => {
+                Some(Outgoing::Frame(text)) => {
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
                 }
-                // Another socket took the channel over.
-                None => {
+                // The connection breaks (a fault): no close frame.
+                Some(Outgoing::Drop) => break,
+                // Another socket took the channel over, or the channel is gone.
+                Some(Outgoing::Close) | None => {
                     let _ = socket.send(Message::Close(None)).await;
                     break;
                 }
             },
+            _ = tick.tick() => hub.tick(st.clock.now()),
             _ = heartbeat.tick() => {
                 if socket.send(metadata("WebSocket Heartbeat")).await.is_err() {
                     break;
@@ -174,4 +189,169 @@ async fn serve_socket(hub: std::sync::Arc<crate::notifications::Hub>, id: String
         }
     }
     hub.disconnect(&id, n);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Sandbox, SandboxConfig, SandboxHandle};
+    use futures::StreamExt;
+    use reqwest::StatusCode;
+    use serde_json::{json, Value};
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+    use wrapup_core::clock::ScaledClock;
+
+    struct Env {
+        sb: SandboxHandle,
+        http: reqwest::Client,
+        token: String,
+    }
+
+    impl Env {
+        async fn start() -> Env {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let cfg = SandboxConfig { traffic_autostart: false, ..SandboxConfig::default() };
+            let sb = Sandbox::start(cfg, listener, ScaledClock::system().shared()).await.unwrap();
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let (id, secret) = sb.credentials()[0].clone();
+            let tok: Value = http
+                .post(format!("{}/oauth/token", sb.base_url()))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            Env { sb, http, token: tok["access_token"].as_str().unwrap().to_string() }
+        }
+
+        async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+            let mut req =
+                self.http.request(method, format!("{}/api/v2{path}", self.sb.base_url())).bearer_auth(&self.token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        }
+
+        async fn channel(&self) -> (String, String) {
+            let (s, ch) = self.call(reqwest::Method::POST, "/notifications/channels", None).await;
+            assert_eq!(s, 200, "{ch}");
+            (ch["id"].as_str().unwrap().to_string(), ch["connectUri"].as_str().unwrap().to_string())
+        }
+    }
+
+    /// The next text frame that is not a heartbeat, or how the socket ended.
+    async fn next_event<S>(ws: &mut S) -> Result<Value, String>
+    where
+        S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                Err(_) => return Err("timeout".into()),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["eventBody"]["message"] != "WebSocket Heartbeat" {
+                        return Ok(v);
+                    }
+                }
+                Ok(Some(Ok(Message::Close(_)))) => return Err("close".into()),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(format!("error: {e}")),
+                Ok(None) => return Err("end".into()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn channel_limits_and_subscription_errors_have_the_documented_statuses() {
+        use reqwest::Method;
+        let env = Env::start().await;
+        let mut ids = Vec::new();
+        for _ in 0..=crate::notifications::MAX_CHANNELS {
+            ids.push(env.channel().await.0);
+        }
+        let (s, list) = env.call(Method::GET, "/notifications/channels", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(list["entities"].as_array().unwrap().len(), crate::notifications::MAX_CHANNELS);
+        let (s, _) = env.call(Method::HEAD, &format!("/notifications/channels/{}", ids[0]), None).await;
+        assert_eq!(s, 404, "the 21st channel evicted the oldest");
+        let (s, _) = env.call(Method::HEAD, &format!("/notifications/channels/{}", ids[20]), None).await;
+        assert_eq!(s, 200);
+
+        let subs = format!("/notifications/channels/{}/subscriptions", ids[20]);
+        let too_many: Vec<Value> = (0..=crate::notifications::MAX_TOPICS)
+            .map(|i| json!({"id": format!("v2.routing.queues.q{i}.conversations")}))
+            .collect();
+        let (s, e) = env.call(Method::POST, &subs, Some(Value::Array(too_many))).await;
+        assert_eq!((s.as_u16(), e["code"].as_str()), (400, Some("bad.request")), "{e}");
+        let (s, e) = env.call(Method::POST, &subs, Some(json!({"id": "not a list"}))).await;
+        assert_eq!(s, 400, "{e}");
+        let (s, ok) = env
+            .call(Method::PUT, &subs, Some(json!([{"id": "v2.routing.queues.q-1.conversations"}, {"id": "v2.nope"}])))
+            .await;
+        assert_eq!(s, 200);
+        let states: Vec<&str> =
+            ok["entities"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["Permitted", "Rejected"]);
+        assert!(ok["entities"][1]["rejectionReason"].is_string());
+        let (s, _) = env.call(Method::DELETE, &subs, None).await;
+        assert_eq!(s, 204);
+        let (s, listed) = env.call(Method::GET, &subs, None).await;
+        assert_eq!((s.as_u16(), listed["entities"].as_array().map(Vec::len)), (200, Some(0)));
+        let (s, _) = env.call(Method::GET, "/notifications/channels/streaming-0-nope/subscriptions", None).await;
+        assert_eq!(s, 404);
+        let anonymous =
+            env.http.post(format!("{}/api/v2/notifications/channels", env.sb.base_url())).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let unknown = env.sb.base_url().replacen("http", "ws", 1) + "/channels/streaming-0-nope";
+        match tokio_tungstenite::connect_async(unknown.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 404),
+            other => panic!("no socket for an unknown channel: {:?}", other.map(|_| ())),
+        }
+        env.sb.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_socket_gets_socket_closing_then_is_closed_at_expiry() {
+        let env = Env::start().await;
+        env.sb.with_org(|o| o.hub.set_channel_life(Some(jiff::SignedDuration::from_secs(2))));
+        let (id, uri) = env.channel().await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(uri.as_str()).await.unwrap();
+        let closing = next_event(&mut ws).await.unwrap();
+        assert_eq!(closing["topicName"], "v2.system.socket_closing");
+        assert_eq!(next_event(&mut ws).await, Err("close".into()));
+        let (s, _) = env.call(reqwest::Method::HEAD, &format!("/notifications/channels/{id}"), None).await;
+        assert_eq!(s, 404, "the expired channel is gone");
+        env.sb.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_forced_drop_breaks_the_socket_without_a_close_frame_and_is_counted() {
+        let env = Env::start().await;
+        let (_, uri) = env.channel().await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(uri.as_str()).await.unwrap();
+        // The socket is attached once the server-side task runs; a ping round trip proves it.
+        futures::SinkExt::send(&mut ws, Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+        assert_eq!(next_event(&mut ws).await.unwrap()["eventBody"]["message"], "pong");
+        let dropped: Value = env
+            .http
+            .post(format!("{}/sandbox/v1/notifications/drop", env.sb.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(dropped["dropped"], 1);
+        let ended = next_event(&mut ws).await.unwrap_err();
+        assert_ne!(ended, "close", "a broken connection sends no close frame");
+        assert_ne!(ended, "timeout");
+        assert_eq!(env.sb.report().events.ws_sockets_dropped, 1);
+        env.sb.shutdown().await;
+    }
 }
