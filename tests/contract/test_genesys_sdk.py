@@ -461,8 +461,6 @@ def test_wrapup_code_catalog_pages(catalog, client):
     assert past.entities == [] and past.total == first.total
 
 
-@pytest.mark.xfail(strict=True, reason="sandbox bug #5: list query parameters are not split on commas "
-                                       "(the SDK sends id=a,b)")
 def test_wrapup_codes_filtered_by_ids(client, catalog):
     """The SDK sends list query parameters comma-separated (ApiClient.to_path_value): `id=a,b`."""
     two = sorted(catalog["codes"])[:2]
@@ -665,18 +663,7 @@ MEDIA_VIEWS = {
 }
 
 
-# Sandbox bug (see /tmp/sandbox-bugs.md #1): `recordingState` is sent on every media conversation, but only
-# CallConversation has it in the SDK. Strict: the marks must go when the sandbox is fixed.
-RECORDING_STATE_BUG = pytest.mark.xfail(
-    strict=True, reason="sandbox sends recordingState on callback/email/message conversations (not in the SDK model)")
-
-
-@pytest.mark.parametrize("media", [
-    "calls",
-    pytest.param("callbacks", marks=RECORDING_STATE_BUG),
-    pytest.param("emails", marks=RECORDING_STATE_BUG),
-    pytest.param("messages", marks=RECORDING_STATE_BUG),
-])
+@pytest.mark.parametrize("media", sorted(MEDIA_VIEWS))
 def test_every_media_matches_the_sdk_models(client, acw_scan, media):
     """One ACW leg per media type, read through the generic and the media-specific view."""
     method, model, participant_model, attr = MEDIA_VIEWS[media]
@@ -697,12 +684,6 @@ def test_every_media_matches_the_sdk_models(client, acw_scan, media):
     magent = next(p for p in view.participants if p.id == pid)
     assert type(magent).__name__ == participant_model
     assert magent.purpose == "agent" and magent.wrapup_required is True
-
-
-# Sandbox bug (see /tmp/sandbox-bugs.md #4): the conversation topics carry the REST `Conversation` document, which
-# has fields that `ConversationEventTopicConversation`/`…Participant`/`…Call` do not.
-CONVERSATION_TOPIC_BUG = pytest.mark.xfail(
-    strict=True, reason="v2.users.{id}.conversations frames are the REST Conversation, not ConversationEventTopicConversation")
 
 
 @pytest.fixture(scope="module")
@@ -789,7 +770,6 @@ def test_notification_detail_events(notification_run):
     assert frames[acw_topic]["eventBody"]["userId"] == t["userId"]
 
 
-@CONVERSATION_TOPIC_BUG
 def test_notification_conversation_topic(notification_run):
     cid, pid, t, code = notification_run["leg"]
     user_topic = notification_run["topics"][0]
@@ -817,6 +797,11 @@ def test_errors_are_platform_error_bodies(client, call_leg):
     with pytest.raises(ApiException) as e:
         api.post_conversations_call_participant_communication_wrapup(cid, pid, t["communicationId"], body=body)
     error_of(e.value, 400)
+
+    # No body (the SDK then sends JSON `null`): an absent WrapupInput, judged as such — not "malformed".
+    with pytest.raises(ApiException) as e:
+        api.post_conversations_call_participant_communication_wrapup(cid, pid, t["communicationId"])
+    assert "malformed" not in error_of(e.value, 400)["message"]
 
     # Wrong media segment for the conversation: not found.
     with pytest.raises(ApiException) as e:

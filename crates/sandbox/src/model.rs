@@ -181,6 +181,8 @@ pub struct Truth {
     pub window_closed_at: Option<Timestamp>,
     pub coded_by: Option<CodedBy>,
     pub api_writes: u32,
+    /// Accepted non-provisional API writes (a provisional save is not an effective write).
+    pub final_api_writes: u32,
     pub agent_coded_before_api: bool,
     pub agent_changed_after_api: bool,
     pub change_scheduled: bool,
@@ -631,7 +633,7 @@ impl Org {
         }
         let mut body = None;
         for t in topics.iter().filter(|t| self.hub.wants(t)) {
-            let b = body.get_or_insert_with(|| crate::api::conversations::conversation_json(self, conv));
+            let b = body.get_or_insert_with(|| crate::api::conversations::event_conversation_json(self, conv));
             self.hub.publish(t, b);
         }
     }
@@ -754,7 +756,11 @@ impl Org {
         let conv = self.conversations.get_mut(cid).ok_or_else(PlatformError::not_found)?;
         let p = conv.participant_mut(pid).ok_or_else(PlatformError::not_found)?;
         p.truth.api_writes += 1;
-        let duplicate = p.truth.api_writes > 1;
+        // Duplicate *effective* writes: a final write after an earlier final one (provisional saves do not count).
+        let duplicate = !input.provisional && p.truth.final_api_writes > 0;
+        if !input.provisional {
+            p.truth.final_api_writes += 1;
+        }
         if agent_code_present && p.truth.api_writes == 1 {
             p.truth.agent_coded_before_api = true;
         }

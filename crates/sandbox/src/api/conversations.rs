@@ -196,14 +196,64 @@ pub fn media_conversation_json(org: &Org, conv: &Conversation) -> Value {
             Value::Object(o)
         })
         .collect();
-    json!({
+    let mut v = json!({
         "id": conv.id,
         "participants": participants,
         "otherMediaUris": [],
-        "recordingState": "NONE",
         "divisions": divisions(org),
         "selfUri": format!("/api/v2/conversations/{}/{}", conv.media.path(), conv.id),
-    })
+    });
+    // Only `CallConversation` has `recordingState` (callback, email and message conversations do not).
+    if let (Media::Calls, Some(obj)) = (conv.media, v.as_object_mut()) {
+        obj.insert("recordingState".into(), json!("NONE"));
+    }
+    v
+}
+
+/// The `eventBody` of `v2.users.{id}.conversations` / `v2.routing.queues.{id}.conversations` frames
+/// (`ConversationEventTopicConversation`): the generic conversation without the REST-only fields (`startTime`,
+/// `endTime`, `conversationIds`, `selfUri`; participant `startTime`, `queueName`, `userUri`, `wrapupSkipped`;
+/// communication `startAlertingTime`; wrap-up `name`, `provisional`; division `name`). A provisional wrap-up is
+/// not shown: the event model cannot mark it as such.
+pub fn event_conversation_json(org: &Org, conv: &Conversation) -> Value {
+    fn strip_wrapup(o: &mut Map<String, Value>) {
+        let provisional = o.get("wrapup").and_then(|w| w.get("provisional")).and_then(Value::as_bool);
+        match provisional {
+            Some(true) => {
+                o.remove("wrapup");
+            }
+            _ => {
+                if let Some(w) = o.get_mut("wrapup").and_then(Value::as_object_mut) {
+                    w.remove("name");
+                    w.remove("provisional");
+                }
+            }
+        }
+    }
+    let mut v = conversation_json(org, conv);
+    let Some(obj) = v.as_object_mut() else { return v };
+    for k in ["startTime", "endTime", "conversationIds", "selfUri"] {
+        obj.remove(k);
+    }
+    for d in obj.get_mut("divisions").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(div) = d.get_mut("division").and_then(Value::as_object_mut) {
+            div.remove("name");
+        }
+    }
+    for p in obj.get_mut("participants").and_then(Value::as_array_mut).into_iter().flatten() {
+        let Some(p) = p.as_object_mut() else { continue };
+        for k in ["startTime", "queueName", "userUri", "wrapupSkipped"] {
+            p.remove(k);
+        }
+        strip_wrapup(p);
+        for comm in p.get_mut(conv.media.path()).and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(c) = comm.as_object_mut() {
+                c.remove("startAlertingTime");
+                strip_wrapup(c);
+            }
+        }
+    }
+    v
 }
 
 async fn get_generic(State(st): State<SharedState>, Path(cid): Path<String>) -> Response {
@@ -280,7 +330,9 @@ async fn post_wrapup(
     Path((cid, pid, comm)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let input: WrapupInput = if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional; SDKs send the JSON literal `null` when it is omitted.
+    let trimmed = body.trim_ascii();
+    let input: WrapupInput = if trimmed.is_empty() || trimmed == b"null" {
         WrapupInput::default()
     } else {
         match parse_body(&body) {

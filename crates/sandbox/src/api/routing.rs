@@ -69,7 +69,8 @@ fn list_params(q: Option<&str>) -> Result<ListParams, PlatformError> {
                 "descending" | "desc" => p.descending = true,
                 _ => return Err(bad()),
             },
-            "id" => p.ids.push(v),
+            // Repeated (`id=a&id=b`) or comma-separated (`id=a,b`, as the SDKs send lists).
+            "id" => p.ids.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)),
             _ => {}
         }
     }
