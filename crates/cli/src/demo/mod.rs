@@ -90,6 +90,17 @@ pub struct EnvOptions {
     pub data_dir: Option<std::path::PathBuf>,
 }
 
+/// How the service hears about legs in an embedded run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IntakeMode {
+    /// The sandbox POSTs EventBridge envelopes to the service's `/intake/{connection}` (the default).
+    #[default]
+    EventBridge,
+    /// No event target at all: the service subscribes to every queue of the center over the Notification API
+    /// websocket, and that is its only intake.
+    WebsocketOnly,
+}
+
 /// The sandbox and the service, wired together in this process.
 pub struct DemoEnv {
     pub sandbox: wrapup_sandbox::SandboxHandle,
@@ -107,6 +118,11 @@ pub struct DemoEnv {
 impl DemoEnv {
     /// Starts the sandbox (traffic stopped) and the service built from a generated configuration.
     pub async fn start(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
+        Self::start_with_intake(opts, IntakeMode::default()).await
+    }
+
+    /// [`DemoEnv::start`] with a choice of intake.
+    pub async fn start_with_intake(opts: EnvOptions, intake: IntakeMode) -> anyhow::Result<DemoEnv> {
         let clock: SharedClock = Arc::new(ScaledClock::new(Timestamp::now(), opts.speed));
         let temp = tempfile::tempdir().context("creating a temporary data directory")?;
         let data_path = match &opts.data_dir {
@@ -123,11 +139,20 @@ impl DemoEnv {
         let mut sandbox_cfg = opts.sandbox;
         sandbox_cfg.traffic_autostart = false;
         sandbox_cfg.speed = opts.speed;
-        sandbox_cfg.event_targets.push(EventTarget {
-            url: format!("{service_url}/intake/{CONNECTION}"),
-            api_key_header: Some("x-wrapup-intake-key".into()),
-            api_key: Some(intake_key.clone()),
-        });
+        let websocket = match intake {
+            IntakeMode::EventBridge => {
+                sandbox_cfg.event_targets.push(EventTarget {
+                    url: format!("{service_url}/intake/{CONNECTION}"),
+                    api_key_header: Some("x-wrapup-intake-key".into()),
+                    api_key: Some(intake_key.clone()),
+                });
+                String::new()
+            }
+            IntakeMode::WebsocketOnly => {
+                let queues: Vec<String> = sandbox_cfg.center.queues.iter().map(|q| format!("{:?}", q.name)).collect();
+                format!("websocket = {{ enabled = true, queues = [{}] }}\n", queues.join(", "))
+            }
+        };
         let sandbox = Sandbox::start(sandbox_cfg, sandbox_listener, clock.clone()).await?;
         let credentials = sandbox.credentials();
         let (client_id, client_secret) = credentials.first().cloned().context("the sandbox has no client")?;
@@ -152,7 +177,7 @@ requests_per_minute = {rpm}
 [connections.intake]
 api_key_header = "x-wrapup-intake-key"
 api_key = "literal:{intake_key}"
-
+{websocket}
 {rules}"#,
             data_dir = data_path.display().to_string(),
             base_url = sandbox.base_url(),

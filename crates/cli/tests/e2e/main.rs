@@ -10,3 +10,4 @@ mod invariants;
 mod restart;
 mod switches;
 mod validate;
+mod websocket;

@@ -1,0 +1,91 @@
+//! The Notification API websocket as the only intake: no EventBridge target, every event a queue conversation
+//! snapshot over the sandbox's channel socket.
+
+use crate::harness::{self, center, sandbox, SPEED, SUPPORT_IMMEDIATE};
+use std::time::Duration;
+use wrapup_cli::demo::{DemoEnv, EnvOptions, IntakeMode};
+use wrapup_sandbox::config::{AcwMode, Dist};
+
+async fn start_websocket_only(s: wrapup_sandbox::SandboxConfig) -> DemoEnv {
+    DemoEnv::start_with_intake(
+        EnvOptions {
+            sandbox: s,
+            rules: SUPPORT_IMMEDIATE.to_string(),
+            speed: SPEED,
+            requests_per_minute: 6000,
+            data_dir: None,
+        },
+        IntakeMode::WebsocketOnly,
+    )
+    .await
+    .expect("the sandbox and the service start")
+}
+
+/// The sum of a Prometheus counter's samples whose labels contain all of `labels`.
+fn counter(rendered: &str, name: &str, labels: &[&str]) -> f64 {
+    rendered
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_only_intake_applies_codes_lets_agents_win_and_survives_a_socket_drop() {
+    let mut c = center(AcwMode::MandatoryTimeout, Some(60_000));
+    // A third of the agents type a provisional code while talking and finish it well into the window: they must
+    // win. Every leg's window closes by a later change (the agent's final code or the timeout), so a snapshot lost
+    // while the socket is down is always followed by another one carrying the same facts.
+    c.agent.provisional_during = 0.35;
+    c.agent.provisional_delay = Dist::new(0.5, 1.0, 2.0);
+    c.agent.late_delay = Dist::new(15.0, 20.0, 30.0);
+    let mut s = sandbox(c);
+    s.event_targets.clear();
+    let env = start_websocket_only(s).await;
+    let metrics = env.service.as_ref().and_then(|s| s.state.metrics.clone());
+
+    // The service subscribes on its own; wait for its socket before traffic starts.
+    let connected = async {
+        loop {
+            let (channels, connected) = env.sandbox.with_org(|o| {
+                let hub = o.hub.clone();
+                let ids = (0..o.clients.len()).flat_map(|c| hub.list(c)).map(|(id, _)| id).collect::<Vec<_>>();
+                let connected = ids.iter().any(|id| hub.is_connected(id));
+                (ids.len(), connected)
+            });
+            if channels > 0 && connected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), connected).await.expect("the service connects a channel");
+
+    env.sandbox.start_traffic();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(env.sandbox.drop_notification_sockets(), 1, "one channel, one socket");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    env.sandbox.stop_traffic();
+    let run = harness::finish(env).await;
+
+    run.assert_no_violations();
+    assert_eq!(run.report.events.delivered, 0, "no EventBridge delivery at all");
+    assert!(run.report.events.ws_frames_sent > 0, "{:?}", run.report.events);
+    assert_eq!(run.report.events.ws_sockets_dropped, 1);
+    let o = &run.summary.outcomes;
+    assert!(o.applied >= 3, "outcomes: {o:?}");
+    assert!(o.agent_won >= 1, "outcomes: {o:?}");
+    // The report is taken before the service stops, so legs still being written then are applied but unseen.
+    assert!(run.write_requests() <= o.applied, "at most one write per applied leg");
+    assert!(run.truth.iter().all(|t| t.api_writes <= 1), "never a second write on a leg");
+    assert!(run.truth.iter().all(|t| !t.agent_coded_before_api), "no write landed on a leg an agent had coded");
+    // The drop was survived by a new channel, created and subscribed again.
+    assert!(run.calls_to("POST /api/v2/notifications/channels") >= 2, "{:?}", run.report.api.by_endpoint);
+    assert!(run.calls_to("POST /api/v2/notifications/channels/{id}/subscriptions") >= 2);
+    if let Some(m) = metrics {
+        let rendered = m.render();
+        assert!(counter(&rendered, "wrapup_intake_gaps_total", &["connection=\"genesys\""]) >= 1.0, "{rendered}");
+        let ws = ["connection=\"genesys\"", "intake=\"websocket\"", "result=\"accepted\""];
+        assert!(counter(&rendered, "wrapup_intake_events_total", &ws) > 0.0, "{rendered}");
+    }
+}
