@@ -441,6 +441,47 @@ pub struct WrapupInput {
     pub disable_end_time_updates: bool,
 }
 
+/// Most audit records the org keeps (the oldest are dropped first).
+pub const MAX_AUDIT_ENTRIES: usize = 10_000;
+
+/// One `AuditLogMessage`: a catalog change made through the API (rendered and queried by `api/audit.rs`).
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: String,
+    /// Insertion order (ties on `at` sort by it).
+    pub seq: u64,
+    pub at: Timestamp,
+    /// The OAuth client whose token made the change.
+    pub client_id: String,
+    pub action: &'static str,
+    pub entity_type: &'static str,
+    pub entity_id: String,
+    pub entity_name: String,
+    /// `(property, oldValues, newValues)`.
+    pub property_changes: Vec<(String, Vec<String>, Vec<String>)>,
+    /// `entityChanges[]` items, already in their JSON shape.
+    pub entity_changes: Vec<Value>,
+}
+
+/// The org's audit trail, bounded to [`MAX_AUDIT_ENTRIES`].
+#[derive(Debug, Default)]
+pub struct AuditLog {
+    pub entries: VecDeque<AuditEntry>,
+    pub seq: u64,
+}
+
+impl AuditLog {
+    /// Appends `e` (its `seq` is assigned here), dropping the oldest record beyond the bound.
+    pub fn push(&mut self, mut e: AuditEntry) {
+        self.seq += 1;
+        e.seq = self.seq;
+        self.entries.push_back(e);
+        while self.entries.len() > MAX_AUDIT_ENTRIES {
+            self.entries.pop_front();
+        }
+    }
+}
+
 /// Everything the platform holds.
 pub struct Org {
     pub org_id: String,
@@ -477,6 +518,8 @@ pub struct Org {
     pub storm_until: Option<Instant>,
     /// The simulation has been advanced up to here.
     pub sim_now: Timestamp,
+    /// Audit records of catalog changes made through the API.
+    pub audit: AuditLog,
 }
 
 impl Org {
@@ -583,6 +626,7 @@ impl Org {
             arrival_pending: false,
             storm_until: None,
             sim_now: now,
+            audit: AuditLog::default(),
         }
     }
 

@@ -7,10 +7,12 @@
 //! (429 `too.many.requests` + `Retry-After`), and draw the request faults. It then runs the handler inside a
 //! task-local holding the `ININ-Correlation-Id`, so any [`PlatformError`] renders as an `ErrorBody` whose `contextId`
 //! equals the header, stamps the `inin-ratelimit-*` headers, and counts the answer per endpoint *template* for the
-//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `control`) each export a `routes()` function; adding
-//! an API family is adding a module and one `merge` line here.
+//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `aggregates`, `audit`, `control`) each
+//! export a `routes()` function; adding an API family is adding a module and one `merge` line here.
 
+pub mod aggregates;
 pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod control;
 pub mod conversations;
@@ -47,6 +49,8 @@ pub fn router(state: SharedState) -> Router {
         .merge(routing::routes())
         .merge(users::routes())
         .merge(analytics::routes())
+        .merge(aggregates::routes())
+        .merge(audit::routes())
         .merge(notifications::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), api_gate))
         .fallback(api_not_found);

@@ -3,12 +3,15 @@
 //!
 //! Listings use the platform's paging envelope (`entities, pageSize, pageNumber, total, pageCount, firstUri, selfUri,
 //! nextUri, previousUri, lastUri`). There is no versioning: PUT is last-writer-wins, as on the platform.
+//!
+//! Every successful change (code create/update/delete, queue code add/remove) is recorded in the org's audit trail
+//! with the OAuth client that made it (see `audit.rs`).
 
-use super::{json_ok, parse_body, query_pairs};
+use super::{json_ok, parse_body, query_pairs, Caller};
 use crate::config::DeleteStatus;
 use crate::model::{Code, Org, PlatformError, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 use crate::SharedState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -186,7 +189,7 @@ fn validate_name(org: &Org, name: Option<&str>, except: Option<&str>) -> Result<
     Ok(name.to_string())
 }
 
-async fn create_code(State(st): State<SharedState>, body: Bytes) -> Response {
+async fn create_code(State(st): State<SharedState>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
     let req: CodeRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -209,11 +212,21 @@ async fn create_code(State(st): State<SharedState>, body: Bytes) -> Response {
         modified_by: by,
     };
     let v = org.code_json(&code);
+    let mut changes = vec![("name".to_string(), vec![], vec![code.name.clone()])];
+    if !code.description.is_empty() {
+        changes.push(("description".to_string(), vec![], vec![code.description.clone()]));
+    }
+    org.record_audit(now, caller.client, "Create", "WrapupCode", &id, &code.name, changes, vec![]);
     org.codes.insert(id, code);
     json_ok(v)
 }
 
-async fn update_code(State(st): State<SharedState>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn update_code(
+    State(st): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let req: CodeRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -231,13 +244,21 @@ async fn update_code(State(st): State<SharedState>, Path(id): Path<String>, body
     let Some(code) = org.codes.get_mut(&id) else {
         return PlatformError::not_found().into_response();
     };
+    let mut changes = Vec::new();
+    if code.name != name {
+        changes.push(("name".to_string(), vec![code.name.clone()], vec![name.clone()]));
+    }
     code.name = name;
     if let Some(d) = req.description {
+        if code.description != d {
+            changes.push(("description".to_string(), vec![code.description.clone()], vec![d.clone()]));
+        }
         code.description = d;
     }
     code.modified = now;
     code.modified_by = by;
     let code = code.clone();
+    org.record_audit(now, caller.client, "Update", "WrapupCode", &id, &code.name, changes, vec![]);
     json_ok(org.code_json(&code))
 }
 
@@ -248,14 +269,24 @@ fn deleted(org: &Org) -> Response {
     }
 }
 
-async fn delete_code(State(st): State<SharedState>, Path(id): Path<String>) -> Response {
+async fn delete_code(
+    State(st): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let now = st.clock.now();
     let mut org = st.org.lock();
-    if org.codes.remove(&id).is_none() {
+    let Some(code) = org.codes.remove(&id) else {
         return PlatformError::not_found().into_response();
-    }
+    };
     for q in org.queues.iter_mut() {
         q.codes.retain(|c| c != &id);
     }
+    let mut changes = vec![("name".to_string(), vec![code.name.clone()], vec![])];
+    if !code.description.is_empty() {
+        changes.push(("description".to_string(), vec![code.description.clone()], vec![]));
+    }
+    org.record_audit(now, caller.client, "Delete", "WrapupCode", &id, &code.name, changes, vec![]);
     deleted(&org)
 }
 
@@ -304,7 +335,12 @@ struct CodeRef {
     id: String,
 }
 
-async fn add_queue_codes(State(st): State<SharedState>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn add_queue_codes(
+    State(st): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let refs: Vec<CodeRef> = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -324,18 +360,37 @@ async fn add_queue_codes(State(st): State<SharedState>, Path(id): Path<String>, 
         return e.into_response();
     }
     let mut added = Vec::new();
+    let mut new_ids = Vec::new();
     for r in refs {
         if !org.queues[qi].codes.contains(&r.id) {
             org.queues[qi].codes.push(r.id.clone());
+            new_ids.push(r.id.clone());
         }
         if let Some(c) = org.codes.get(&r.id) {
             added.push(org.code_json(c));
         }
     }
+    if !new_ids.is_empty() {
+        let now = st.clock.now();
+        let entity_changes = new_ids.iter().map(|c| code_change(&org, c, vec![], vec![c.clone()])).collect();
+        let queue_name = org.queues[qi].name.clone();
+        let changes = vec![("wrapupCodes".to_string(), vec![], new_ids)];
+        org.record_audit(now, caller.client, "WrapupCodeAdd", "Queue", &id, &queue_name, changes, entity_changes);
+    }
     json_ok(Value::Array(added))
 }
 
-async fn remove_queue_code(State(st): State<SharedState>, Path((id, code)): Path<(String, String)>) -> Response {
+/// An `entityChanges[]` item for wrap-up code `id` assigned to or removed from a queue.
+fn code_change(org: &Org, id: &str, old: Vec<String>, new: Vec<String>) -> Value {
+    let name = org.code_name(id).unwrap_or_default();
+    json!({"entityId": id, "entityName": name, "entityType": "WrapupCode", "oldValues": old, "newValues": new})
+}
+
+async fn remove_queue_code(
+    State(st): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, code)): Path<(String, String)>,
+) -> Response {
     let mut org = st.org.lock();
     let Some(&qi) = org.queue_by_id.get(&id) else {
         return PlatformError::not_found().into_response();
@@ -345,5 +400,10 @@ async fn remove_queue_code(State(st): State<SharedState>, Path((id, code)): Path
     if org.queues[qi].codes.len() == before {
         return PlatformError::not_found().into_response();
     }
+    let now = st.clock.now();
+    let entity_changes = vec![code_change(&org, &code, vec![code.clone()], vec![])];
+    let queue_name = org.queues[qi].name.clone();
+    let changes = vec![("wrapupCodes".to_string(), vec![code.clone()], vec![])];
+    org.record_audit(now, caller.client, "WrapupCodeRemove", "Queue", &id, &queue_name, changes, entity_changes);
     deleted(&org)
 }
