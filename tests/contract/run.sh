@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Contract test: the official Genesys Cloud Python SDK (requirements.txt) against `wrapup sandbox`.
 #
-# Builds the binary if it is missing, starts the sandbox on a free loopback port, reads the JSON object it prints as
+# Builds the binary (if missing or stale), starts the sandbox on a free loopback port, reads the JSON object it prints as
 # its first stdout line, exports its fields as SANDBOX_* variables (base_url -> SANDBOX_BASE_URL, ...), runs the
 # Python test, always stops the sandbox, and exits with the test's status.
 #
 #   python3 -m pip install -r tests/contract/requirements.txt
 #   bash tests/contract/run.sh [extra pytest args]
 #
-# WRAPUP_BIN overrides the binary (default target/debug/wrapup).
+# WRAPUP_BIN overrides the binary (default target/debug/wrapup, built with `cargo build -p wrapup --locked`).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+HERE="$(cd "$(dirname "$0")" && pwd)"
+cd "$HERE/../.."
 
-BIN="${WRAPUP_BIN:-target/debug/wrapup}"
-if [ ! -x "$BIN" ]; then
-  echo "run.sh: $BIN is missing; building it" >&2
-  cargo build -p wrapup --locked
+if [ -n "${WRAPUP_BIN:-}" ]; then
+  BIN="$WRAPUP_BIN"
+else
+  BIN=target/debug/wrapup
+  # Builds it when missing, and rebuilds a stale one (a no-op when it is up to date).
+  cargo build -p wrapup --locked --quiet
 fi
+[ -x "$BIN" ] || { echo "run.sh: $BIN is not an executable" >&2; exit 1; }
 
 WORK="$(mktemp -d)"
 SANDBOX_PID=""
@@ -63,7 +67,7 @@ eval "$EXPORTS"
 echo "run.sh: sandbox pid $SANDBOX_PID at $SANDBOX_BASE_URL" >&2
 
 status=0
-python3 -m pytest -p no:cacheprovider -q "$(dirname "$0")/test_genesys_sdk.py" "$@" || status=$?
+python3 -m pytest -p no:cacheprovider -q "$HERE/test_genesys_sdk.py" "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "run.sh: the contract test failed ($status); last lines of the sandbox log:" >&2
   tail -n 40 "$WORK/sandbox.log" >&2 || true
