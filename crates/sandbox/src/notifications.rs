@@ -8,7 +8,8 @@
 //! without a connected socket are lost (no replay), and a second socket on a channel kicks the first.
 //!
 //! Topics the sandbox publishes: `v2.users.{userId}.conversations`, `v2.routing.queues.{queueId}.conversations`
-//! (a conversation snapshot on every change of one of its participants) and
+//! and its media variants (`….conversations.calls|callbacks|emails|messages`; a conversation snapshot on every
+//! change of one of its participants) and
 //! `v2.detail.events.conversation.{conversationId}.{user.end|customer.end|acd.end|acw|wrapup}` (the detail event
 //! body). Other topics are answered `Rejected`.
 //!
@@ -136,12 +137,27 @@ pub fn supported(topic: &str) -> bool {
     let parts: Vec<&str> = topic.split('.').collect();
     match parts.as_slice() {
         ["v2", "users", id, "conversations"] | ["v2", "routing", "queues", id, "conversations"] => !id.is_empty(),
+        ["v2", "routing", "queues", id, "conversations", media] => !id.is_empty() && MEDIA.contains(media),
         ["v2", "detail", "events", "conversation", id, rest @ ..] => {
             !id.is_empty()
                 && matches!(rest, ["user", "end"] | ["customer", "end"] | ["acd", "end"] | ["acw"] | ["wrapup"])
         }
         _ => false,
     }
+}
+
+/// The media variants of the queue conversation topic (`….conversations.calls` etc.).
+const MEDIA: [&str; 4] = ["calls", "callbacks", "emails", "messages"];
+
+/// For a queue conversation topic and a snapshot, the media variant the snapshot also goes to: the media of its
+/// communications (the first participant's communication array that is present).
+fn media_variant(topic: &str, body: &Value) -> Option<String> {
+    if !(topic.starts_with("v2.routing.queues.") && topic.ends_with(".conversations")) {
+        return None;
+    }
+    let participants = body.get("participants")?.as_array()?;
+    let media = participants.iter().find_map(|p| MEDIA.iter().find(|m| p.get(**m).is_some()))?;
+    Some(format!("{topic}.{media}"))
 }
 
 impl Hub {
@@ -319,7 +335,11 @@ impl Hub {
 
     /// Whether any channel listens on `topic` (cheap; lets the org skip building bodies).
     pub fn wants(&self, topic: &str) -> bool {
-        self.state.lock().by_topic.contains_key(topic)
+        let st = self.state.lock();
+        st.by_topic.contains_key(topic)
+            || (topic.starts_with("v2.routing.queues.")
+                && topic.ends_with(".conversations")
+                && MEDIA.iter().any(|m| st.by_topic.contains_key(&format!("{topic}.{m}"))))
     }
 
     /// Whether any channel has any subscription.
@@ -329,7 +349,16 @@ impl Hub {
 
     /// Sends one frame on `topic` to every connected subscriber. A subscriber without a socket loses it; a
     /// connected one loses its socket (and the frame) with the disconnect fault's probability.
+    /// A queue conversation snapshot also goes to the subscribers of its media variant (`….conversations.calls`),
+    /// under that topic name.
     pub fn publish(&self, topic: &str, body: &Value) {
+        if let Some(variant) = media_variant(topic, body) {
+            self.publish_one(&variant, body);
+        }
+        self.publish_one(topic, body);
+    }
+
+    fn publish_one(&self, topic: &str, body: &Value) {
         let rate = f64::from_bits(self.disconnect_rate.load(Ordering::Relaxed));
         let mut st = self.state.lock();
         let HubState { channels, by_topic, rng, .. } = &mut *st;
@@ -452,6 +481,23 @@ mod tests {
         let v: Value = serde_json::from_str(f).unwrap();
         assert_eq!((v["topicName"].as_str(), v["eventBody"]["id"].as_str()), (Some(topic("q").as_str()), Some("c-1")));
         assert_eq!(stats(&h)[..2], [1, 1], "b had no socket");
+    }
+
+    #[test]
+    fn a_snapshot_also_goes_to_the_media_variant_of_its_queue_topic() {
+        let h = Hub::default();
+        let (a, _) = h.create(0, t0());
+        let calls = format!("{}.calls", topic("q"));
+        let answer = h.subscribe(&a, &[calls.clone(), format!("{}.chats", topic("q"))], false).unwrap().unwrap();
+        assert_eq!(answer.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, false]);
+        assert!(h.wants(&topic("q")), "the generic topic is wanted through its variant");
+        let (_, mut rx) = h.connect(&a).unwrap();
+        h.publish(&topic("q"), &json!({"id": "c-1", "participants": [{"id": "p", "calls": []}]}));
+        h.publish(&topic("q"), &json!({"id": "c-2", "participants": [{"id": "p", "emails": []}]}));
+        let got = drain(&mut rx);
+        let [Outgoing::Frame(f)] = &got[..] else { panic!("{got:?}") };
+        let v: Value = serde_json::from_str(f).unwrap();
+        assert_eq!((v["topicName"].as_str(), v["eventBody"]["id"].as_str()), (Some(calls.as_str()), Some("c-1")));
     }
 
     #[test]
