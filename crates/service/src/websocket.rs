@@ -42,6 +42,8 @@ pub const MAX_CHANNELS: usize = 20;
 const BATCH: usize = 64;
 /// Notifications buffered between the sockets and the store.
 const QUEUE: usize = 1024;
+/// How long a channel loop may take to close its socket on shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The websocket intake of one connection.
 #[derive(Clone)]
@@ -169,8 +171,11 @@ pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: We
     }
     // Dropping the receiver ends every channel loop; they close their sockets.
     drop(rx);
-    for l in loops {
-        let _ = l.await;
+    for mut l in loops {
+        // A loop waiting on the platform (a channel being opened) notices only when that call returns.
+        if tokio::time::timeout(STOP_GRACE, &mut l).await.is_err() {
+            l.abort();
+        }
     }
     tracing::info!(connection = %connection, "Websocket intake stopped.");
 }
@@ -180,7 +185,11 @@ pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: We
 async fn resolve(runtime: &ConnectionRuntime, spec: &WebsocketSpec, shutdown: &Shutdown) -> Option<Vec<Vec<String>>> {
     let connection = &runtime.name;
     loop {
-        let problem = match runtime.catalog.get().await {
+        let catalog = tokio::select! {
+            c = runtime.catalog.get() => c,
+            _ = shutdown.cancelled() => return None,
+        };
+        let problem = match catalog {
             Ok(catalog) => {
                 let (topics, unknown) = topics_for(&catalog, &spec.queues);
                 if !unknown.is_empty() {
@@ -210,7 +219,10 @@ async fn resolve(runtime: &ConnectionRuntime, spec: &WebsocketSpec, shutdown: &S
             _ = shutdown.cancelled() => return None,
         }
         // A queue created meanwhile only shows up in a fresh catalog.
-        let _ = runtime.catalog.refresh().await;
+        tokio::select! {
+            _ = runtime.catalog.refresh() => {}
+            _ = shutdown.cancelled() => return None,
+        }
     }
 }
 
