@@ -103,10 +103,10 @@ pub async fn post_events(
     };
     let accepted = results.iter().filter(|r| **r == Ingested::New).count();
     let duplicates = results.len() - accepted;
-    metrics::counter!("wrapup_intake_events_total", "connection" => connection.clone(), "result" => "accepted")
-        .increment(accepted as u64);
-    metrics::counter!("wrapup_intake_events_total", "connection" => connection.clone(), "result" => "duplicate")
-        .increment(duplicates as u64);
+    for (result, n) in [("accepted", accepted), ("duplicate", duplicates)] {
+        metrics::counter!("wrapup_intake_events_total", "connection" => connection.clone(), "result" => result, "intake" => "http")
+            .increment(n as u64);
+    }
     if accepted > 0 {
         state.wake.notify_one();
     }
