@@ -522,6 +522,9 @@ mod notifications;
 #[path = "genesys/sandbox_contract.rs"]
 mod sandbox_contract;
 
+#[path = "genesys/queue_snapshot_contract.rs"]
+mod queue_snapshot_contract;
+
 #[tokio::test]
 async fn a_request_whose_deadline_passes_in_the_budget_queue_is_not_sent() {
     let h = start(1, |_| {}).await;
