@@ -5,8 +5,9 @@
 //! 1. **Topics.** The configured queue *names* are resolved to ids through the connection's catalog cache (retried
 //!    until the catalog loads; a name the catalog does not know is logged and skipped) and become one
 //!    `v2.routing.queues.{id}.conversations` topic each. Topics are split into channels of at most
-//!    [`MAX_TOPICS_PER_CHANNEL`]; more than [`MAX_CHANNELS`] channels (the platform's limit per user and app — a
-//!    21st would evict the oldest) is refused.
+//!    [`MAX_TOPICS_PER_CHANNEL`]; more than [`MAX_CHANNELS`] channels is refused: the platform keeps
+//!    [`PLATFORM_MAX_CHANNELS`] per user and app (one more evicts the least recently used), and every channel may
+//!    briefly need a second one while it renews.
 //! 2. **Channels.** Each channel runs [`notifications::run`] on the connection's own [`GenesysClient`] — the one
 //!    the worker uses — so channel and subscription calls share the budget, the tokens and the attempt counts. That
 //!    loop creates, subscribes, reconnects with backoff and renews before expiry or on `socket_closing`.
@@ -36,8 +37,13 @@ use wrapup_core::catalog::Catalog;
 use wrapup_core::Event;
 use wrapup_store::Ingested;
 
-/// Channels per OAuth client and app the platform keeps (`platforms/genesys-cloud.md` §5.1).
-pub const MAX_CHANNELS: usize = 20;
+/// Channels per OAuth client and app the platform keeps (`platforms/genesys-cloud.md` §5.1); one more evicts the
+/// least recently used.
+pub const PLATFORM_MAX_CHANNELS: usize = 20;
+/// Channels the intake plans for. Each channel loop briefly holds a second channel while it renews (make before
+/// break), and loops started together renew together, so half the platform's limit is the most that can never
+/// make the platform evict one of our live channels.
+pub const MAX_CHANNELS: usize = PLATFORM_MAX_CHANNELS / 2;
 /// Events per store transaction.
 const BATCH: usize = 64;
 /// Notifications buffered between the sockets and the store.
@@ -79,7 +85,9 @@ impl WebsocketSpec {
 pub enum PlanError {
     #[error("none of the configured queues ({0}) exists in the catalog")]
     NoQueues(String),
-    #[error("{topics} topics need {channels} channels, more than the {MAX_CHANNELS} the platform allows")]
+    #[error(
+        "{topics} topics need {channels} channels, more than the {MAX_CHANNELS} that fit the platform's {PLATFORM_MAX_CHANNELS} with room to renew"
+    )]
     TooManyChannels { topics: usize, channels: usize },
 }
 
@@ -294,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn topics_are_split_into_channels_of_at_most_a_thousand_and_at_most_twenty_channels() {
+    fn topics_are_split_into_channels_of_at_most_a_thousand_leaving_room_to_renew_under_twenty() {
         let topics = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
         assert_eq!(plan_channels(topics(1)).unwrap().len(), 1);
         let plan = plan_channels(topics(2500)).unwrap();
