@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(plan_channels(topics(1)).unwrap().len(), 1);
         let plan = plan_channels(topics(2500)).unwrap();
         assert_eq!(plan.iter().map(Vec::len).collect::<Vec<_>>(), [1000, 1000, 500]);
-        assert_eq!(plan_channels(topics(20_000)).unwrap().len(), 20);
-        assert_eq!(plan_channels(topics(20_001)), Err(PlanError::TooManyChannels { topics: 20_001, channels: 21 }));
+        assert_eq!(plan_channels(topics(10_000)).unwrap().len(), 10);
+        assert_eq!(plan_channels(topics(10_001)), Err(PlanError::TooManyChannels { topics: 10_001, channels: 11 }));
     }
 }
