@@ -331,6 +331,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_fault_profiles_disconnect_rate_breaks_sockets_on_frames() {
+        let env = Env::start().await;
+        env.sb.set_faults(crate::FaultProfile { ws_disconnect_rate: 1.0, ..crate::FaultProfile::calm() });
+        let (id, uri) = env.channel().await;
+        let topic = "v2.routing.queues.q-1.conversations";
+        let subs = format!("/notifications/channels/{id}/subscriptions");
+        assert_eq!(env.call(reqwest::Method::POST, &subs, Some(json!([{"id": topic}]))).await.0, 200);
+        let (mut ws, _) = tokio_tungstenite::connect_async(uri.as_str()).await.unwrap();
+        futures::SinkExt::send(&mut ws, Message::text(r#"{"message":"ping"}"#)).await.unwrap();
+        assert_eq!(next_event(&mut ws).await.unwrap()["eventBody"]["message"], "pong");
+        env.sb.with_org(|o| o.hub.publish(topic, &json!({"id": "c-1", "participants": []})));
+        assert_ne!(next_event(&mut ws).await.unwrap_err(), "timeout");
+        let events = env.sb.report().events;
+        assert_eq!((events.ws_sockets_dropped, events.ws_frames_dropped, events.ws_frames_sent), (1, 1, 0));
+        assert!(crate::FaultProfile::hostile().ws_disconnect_rate > 0.0);
+        env.sb.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_forced_drop_breaks_the_socket_without_a_close_frame_and_is_counted() {
         let env = Env::start().await;
         let (_, uri) = env.channel().await;
