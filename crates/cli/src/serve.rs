@@ -63,13 +63,21 @@ pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode
                 for p in &found {
                     println!("{p}");
                 }
-                problems += found.len();
+                // The websocket intake subscribes by queue name: a name the catalog lacks is a queue never heard of.
+                let ws = &conn.intake.websocket;
+                let unknown_ws_queues =
+                    if ws.enabled { wrapup_service::websocket::topics_for(&catalog, &ws.queues).1 } else { Vec::new() };
+                for q in &unknown_ws_queues {
+                    println!("connection {:?}: websocket intake queue {q:?} does not exist", conn.name);
+                }
+                let found = found.len() + unknown_ws_queues.len();
+                problems += found;
                 eprintln!(
                     "connection {:?}: catalog has {} codes and {} queues; {} problem(s)",
                     conn.name,
                     catalog.codes.len(),
                     catalog.queues.len(),
-                    found.len()
+                    found
                 );
             }
             Err(e) => {

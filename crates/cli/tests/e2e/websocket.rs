@@ -89,3 +89,43 @@ async fn websocket_only_intake_applies_codes_lets_agents_win_and_survives_a_sock
         assert!(counter(&rendered, "wrapup_intake_events_total", &ws) > 0.0, "{rendered}");
     }
 }
+
+/// `wrapup validate` names a websocket intake queue the live catalog does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_websocket_queues_missing_from_the_catalog() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = wrapup_sandbox::SandboxConfig { traffic_autostart: false, ..Default::default() };
+    let sandbox =
+        wrapup_sandbox::Sandbox::start(cfg, listener, wrapup_core::ScaledClock::system().shared()).await.unwrap();
+    let (id, secret) = sandbox.credentials()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, queues: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "data_dir = \"data\"\n[[connections]]\nname = \"sandbox\"\nkind = \"genesys\"\nbase_url = \"{}\"\n\
+             client_id = \"{id}\"\nclient_secret = \"literal:{secret}\"\n[connections.intake]\napi_key = \"literal:k\"\n\
+             websocket = {{ enabled = true, queues = [{queues}] }}\n",
+            sandbox.base_url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let run = |path: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_wrapup"))
+                .arg("validate")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap()
+        })
+    };
+    let ok = run(write("good.toml", "\"Support\", \"Sales\"")).await.unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let bad = run(write("bad.toml", "\"Support\", \"Nowhere\"")).await.unwrap();
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("websocket intake queue \"Nowhere\" does not exist"), "{stdout}");
+    assert!(!stdout.contains("\"Support\""), "{stdout}");
+    sandbox.shutdown().await;
+}
