@@ -259,7 +259,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = end.saturating_duration_since(measure_from).as_secs_f64().max(f64::EPSILON);
     let cpu_cores = match (cpu_at_measure, process_cpu_secs()) {
-        (Some(a), Some(b)) => Some((b - a) / elapsed),
+        (Some(a), Some(b)) => Some(((b - a) / elapsed * 1000.0).round() / 1000.0),
         _ => None,
     };
     let api = sb.report();
