@@ -63,8 +63,9 @@ pub struct WebsocketSpec {
     /// Reconnect backoff, first delay and ceiling.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// How long to wait before resolving the queues again when the catalog is unavailable.
+    /// First and longest wait before resolving the queues again when the catalog is unavailable (doubling).
     pub resolve_retry: Duration,
+    pub resolve_retry_max: Duration,
 }
 
 impl WebsocketSpec {
@@ -75,7 +76,8 @@ impl WebsocketSpec {
             system_code_ids,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            resolve_retry: Duration::from_secs(10),
+            resolve_retry: Duration::from_millis(500),
+            resolve_retry_max: Duration::from_secs(30),
         }
     }
 }
@@ -192,6 +194,7 @@ pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: We
 /// the configuration can never work.
 async fn resolve(runtime: &ConnectionRuntime, spec: &WebsocketSpec, shutdown: &Shutdown) -> Option<Vec<Vec<String>>> {
     let connection = &runtime.name;
+    let mut wait = spec.resolve_retry;
     loop {
         let catalog = tokio::select! {
             c = runtime.catalog.get() => c,
@@ -221,11 +224,17 @@ async fn resolve(runtime: &ConnectionRuntime, spec: &WebsocketSpec, shutdown: &S
             }
             Err(e) => format!("the catalog is unavailable: {e}"),
         };
-        tracing::warn!(connection = %connection, problem = %problem, "Websocket intake waits for its queues.");
+        tracing::warn!(
+            connection = %connection,
+            problem = %problem,
+            retry_in_ms = wait.as_millis() as u64,
+            "Websocket intake waits for its queues."
+        );
         tokio::select! {
-            _ = tokio::time::sleep(spec.resolve_retry) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => return None,
         }
+        wait = (wait * 2).min(spec.resolve_retry_max);
         // A queue created meanwhile only shows up in a fresh catalog.
         tokio::select! {
             _ = runtime.catalog.refresh() => {}

@@ -53,6 +53,9 @@ pub struct DemoArgs {
     /// No live progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// How the service hears about legs: EventBridge-style HTTP delivery, or only the Notification API websocket.
+    #[arg(long, value_enum, default_value_t = IntakeMode::EventBridge)]
+    pub intake: IntakeMode,
 }
 
 /// What the demo ended with.
@@ -91,13 +94,15 @@ pub struct EnvOptions {
 }
 
 /// How the service hears about legs in an embedded run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum IntakeMode {
     /// The sandbox POSTs EventBridge envelopes to the service's `/intake/{connection}` (the default).
     #[default]
+    #[value(name = "eventbridge")]
     EventBridge,
     /// No event target at all: the service subscribes to every queue of the center over the Notification API
     /// websocket, and that is its only intake.
+    #[value(name = "websocket")]
     WebsocketOnly,
 }
 
@@ -190,6 +195,18 @@ api_key = "literal:{intake_key}"
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_path.join("wrapup.db")).await?);
         let spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
         let service = app::start(spec, service_listener).await?;
+        if intake == IntakeMode::WebsocketOnly {
+            // Messages published before the service's socket is up are lost (the platform does not replay them):
+            // start only once it listens.
+            let connected = async {
+                while !websocket_connected(&sandbox) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), connected)
+                .await
+                .context("the service did not connect its notification websocket within 10 s")?;
+        }
         let service_started = clock.now();
         Ok(DemoEnv {
             sandbox,
@@ -264,19 +281,30 @@ api_key = "literal:{intake_key}"
     }
 }
 
+/// Whether any notification channel of the sandbox has a socket connected.
+pub fn websocket_connected(sandbox: &wrapup_sandbox::SandboxHandle) -> bool {
+    sandbox.with_org(|o| {
+        let hub = o.hub.clone();
+        (0..o.clients.len()).flat_map(|c| hub.list(c)).any(|(id, _)| hub.is_connected(&id))
+    })
+}
+
 /// Runs the demo to completion.
 pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
     let faults = FaultProfile::named(&args.faults)
         .with_context(|| format!("unknown fault profile {:?} (try calm or hostile)", args.faults))?;
     let mut sandbox = SandboxConfig { seed: args.seed, preload: args.preload, faults, ..SandboxConfig::default() };
     sandbox.center.arrival_rate_per_sec = args.arrival_rate;
-    let env = DemoEnv::start(EnvOptions {
-        sandbox,
-        rules: DEMO_RULES.to_string(),
-        speed: args.speed,
-        requests_per_minute: 300,
-        data_dir: args.data_dir.clone(),
-    })
+    let env = DemoEnv::start_with_intake(
+        EnvOptions {
+            sandbox,
+            rules: DEMO_RULES.to_string(),
+            speed: args.speed,
+            requests_per_minute: 300,
+            data_dir: args.data_dir.clone(),
+        },
+        args.intake,
+    )
     .await?;
     env.sandbox.start_traffic();
     let started = Instant::now();

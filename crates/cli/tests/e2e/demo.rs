@@ -13,6 +13,7 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
         preload: 10,
         data_dir: None,
         quiet: true,
+        intake: demo::IntakeMode::EventBridge,
     };
     let result = demo::run(&args).await.expect("the demo runs");
     let json = result.to_json();

@@ -44,23 +44,7 @@ async fn websocket_only_intake_applies_codes_lets_agents_win_and_survives_a_sock
     let env = start_websocket_only(s).await;
     let metrics = env.service.as_ref().and_then(|s| s.state.metrics.clone());
 
-    // The service subscribes on its own; wait for its socket before traffic starts.
-    let connected = async {
-        loop {
-            let (channels, connected) = env.sandbox.with_org(|o| {
-                let hub = o.hub.clone();
-                let ids = (0..o.clients.len()).flat_map(|c| hub.list(c)).map(|(id, _)| id).collect::<Vec<_>>();
-                let connected = ids.iter().any(|id| hub.is_connected(id));
-                (ids.len(), connected)
-            });
-            if channels > 0 && connected {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), connected).await.expect("the service connects a channel");
-
+    assert!(wrapup_cli::demo::websocket_connected(&env.sandbox), "the service's socket is up once started");
     env.sandbox.start_traffic();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(env.sandbox.drop_notification_sockets(), 1, "one channel, one socket");
