@@ -46,6 +46,7 @@ CONTROL_URL = os.environ.get("SANDBOX_CONTROL_URL", BASE_URL + "/sandbox/v1")
 # Platform timestamps on REST: yyyy-MM-ddTHH:mm:ss.SSSZ (platforms/genesys-cloud.md §11).
 DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 OUTDATED = "outdated_sdk_version"
+CATALOG_WRITES = {}
 QUEUE_PROMPTS = {"MANDATORY", "OPTIONAL", "MANDATORY_TIMEOUT", "MANDATORY_FORCED_TIMEOUT", "AGENT_REQUESTED"}
 
 
@@ -828,6 +829,7 @@ def test_catalog_writes(client, queues):
     req.description = "made by the SDK contract test"
     code, _ = checked(client, "WrapupCode", routing.post_routing_wrapupcodes, req)
     assert code.id and code.name == req.name and code.description == req.description
+    CATALOG_WRITES["code"] = code.id
     assert isinstance(code.date_created, datetime)
 
     with pytest.raises(ApiException) as e:
@@ -839,6 +841,7 @@ def test_catalog_writes(client, queues):
     assert renamed.id == code.id and renamed.name == req.name
 
     qid = sorted(queues)[0]
+    CATALOG_WRITES["queue"] = qid
     queue, _ = checked(client, "Queue", routing.get_routing_queue, qid)
     assert queue.id == qid and queue.acw_settings.wrapup_prompt in QUEUE_PROMPTS
     ref = models.WrapUpCodeReference()
@@ -858,6 +861,94 @@ def test_catalog_writes(client, queues):
         routing.get_routing_wrapupcode(code.id)
     assert error_of(e.value, 404)["code"] == "not.found"
     assert routing.get_routing_wrapupcodes(page_size=100).total == before
+    CATALOG_WRITES["done"] = True
+
+
+def iso_interval(hours):
+    now = datetime.now(timezone.utc)
+    return "{}/{}".format((now - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                          (now + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+
+
+def test_audit_trail_of_the_catalog_writes(client):
+    assert CATALOG_WRITES.get("done"), "test_catalog_writes must run first"
+    code_id, qid = CATALOG_WRITES["code"], CATALOG_WRITES["queue"]
+    audit = gc.AuditApi(client)
+    for method in (audit.get_audits_query_servicemapping, audit.get_audits_query_realtime_servicemapping):
+        mapping, _ = checked(client, "AuditQueryServiceMapping", method)
+        routing = next(sv for sv in mapping.services if sv.name == "Routing")
+        assert "WrapupCode" in {e.name for e in routing.entities}
+
+    def query(entity_type, entity_id):
+        req = models.AuditRealtimeQueryRequest()
+        req.interval = iso_interval(1)
+        req.service_name = "Routing"
+        filters = []
+        for prop, value in (("EntityType", entity_type), ("EntityId", entity_id)):
+            f = models.AuditQueryFilter()
+            f.pcProperty = prop  # the SDK renames `property` (a Python builtin)
+            f.value = value
+            filters.append(f)
+        req.filters = filters
+        sort = models.AuditQuerySort()
+        sort.name = "Timestamp"
+        sort.sort_order = "ascending"
+        req.sort = [sort]
+        req.page_size = 25
+        req.page_number = 1
+        resp, _ = checked(client, "AuditRealtimeQueryResultsResponse", audit.post_audits_query_realtime, req)
+        return resp
+
+    resp = query("WrapupCode", code_id)
+    assert [m.action for m in resp.entities] == ["Create", "Update", "Delete"]
+    assert resp.total == 3
+    for m in resp.entities:
+        assert m.entity.id == code_id and m.entity_type == "WrapupCode" and m.service_name == "Routing"
+        assert isinstance(m.event_date, datetime) and m.status == "SUCCESS"
+        assert m.client is not None and m.client.id == CLIENT_ID
+    renamed = next(pc for pc in resp.entities[1].property_changes if pc.pcProperty == "name")
+    assert renamed.new_values[0].endswith(" renamed")
+    resp = query("Queue", qid)
+    assert [m.action for m in resp.entities][-2:] == ["WrapupCodeAdd", "WrapupCodeRemove"]
+    assert resp.entities[-2].entity_changes[0].entity_id == code_id
+
+
+def test_conversation_aggregates(client):
+    """Aggregates grouped by queue and code, against the legs' ground truth."""
+    q = models.ConversationAggregationQuery()
+    q.interval = iso_interval(24)
+    q.group_by = ["queueId", "wrapUpCode"]
+    q.metrics = ["nConnected", "tAcw", "tHandle"]
+    pred = models.ConversationAggregateQueryPredicate()
+    pred.dimension = "mediaType"
+    pred.value = "voice"
+    f = models.ConversationAggregateQueryFilter()
+    f.type = "and"
+    f.predicates = [pred]
+    q.filter = f
+    resp, _ = checked(client, "ConversationAggregateQueryResponse",
+                      gc.AnalyticsApi(client).post_analytics_conversations_aggregates_query, q)
+    assert resp.results, "no aggregate results"
+    closed = {}
+    for t in control("/legs"):
+        if t["mediaType"] == "calls" and t["windowClosedAt"] and t["finalCode"]:
+            key = (t["queueId"], t["finalCode"])
+            closed[key] = closed.get(key, 0) + 1
+    seen = {}
+    for r in resp.results:
+        assert set(r.group) <= {"queueId", "wrapUpCode"}
+        for d in r.data:
+            assert "/" in d.interval
+            for m in d.metrics:
+                assert m.metric in ("nConnected", "tAcw", "tHandle")
+                assert isinstance(m.stats.count, int) and m.stats.count >= 1
+                if m.metric == "tAcw" and "wrapUpCode" in r.group:
+                    key = (r.group["queueId"], r.group["wrapUpCode"])
+                    seen[key] = seen.get(key, 0) + m.stats.count
+                    assert isinstance(m.stats.sum, (int, float)) and m.stats.sum >= 0
+    # Every coded voice leg whose window closed (the ones this test coded included) is counted in its group.
+    for key, n in closed.items():
+        assert seen.get(key, 0) >= n, (key, n, seen.get(key))
 
 
 def test_rate_limit_429_with_retry_after(allowed):
