@@ -39,6 +39,8 @@ pub enum ErrorClass {
     /// Not sent: the request's deadline passed while it waited for the request budget. The work it was for is
     /// no longer useful (e.g. the leg's ACW window closed), so spending a request on it would only cost budget.
     DeadlinePassed,
+    /// Not sent: the caller's precondition no longer held when the request was about to go out.
+    PreconditionFailed,
 }
 
 impl ErrorClass {
@@ -52,6 +54,7 @@ impl ErrorClass {
             ErrorClass::Auth => "auth",
             ErrorClass::Forbidden { .. } => "forbidden",
             ErrorClass::DeadlinePassed => "deadline_passed",
+            ErrorClass::PreconditionFailed => "precondition_failed",
         }
     }
 
@@ -87,6 +90,7 @@ impl fmt::Display for PlatformError {
             ErrorClass::Auth => "was not authenticated",
             ErrorClass::Forbidden { .. } => "was forbidden",
             ErrorClass::DeadlinePassed => "was not sent: its deadline passed while it waited for the request budget",
+            ErrorClass::PreconditionFailed => "was not sent: its precondition no longer held",
         };
         write!(f, "platform call {} {what}", self.endpoint)?;
         if let Some(status) = self.status {

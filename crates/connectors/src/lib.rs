@@ -17,4 +17,5 @@ pub mod token;
 pub use attempt::{ApiAttempt, AttemptSink, CallStats, SharedAttemptSink};
 pub use budget::{Budget, Permit, Priority, PriorityClass};
 pub use error::{ErrorClass, PlatformError};
+pub use genesys::Precondition;
 pub use retry::{call_with_retry, RetryPolicy};

@@ -218,8 +218,18 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
                 (LegState::Writing, Some(code)) if leg.intent.as_ref().map(|i| &i.code_id) == Some(code) => {
                     leg.written_at.get_or_insert(event.occurred_at);
                     leg.confirmed = true;
-                    leg.finish(Outcome::Applied, Some("write confirmed by the platform's event".into()), now);
-                    effect(true, "our write confirmed by the platform")
+                    // While writing we cannot tell our own write from an agent who chose the very same code; either
+                    // way the leg holds the decided code, and the worker will not send another write (its
+                    // precondition sees this change).
+                    leg.finish(
+                        Outcome::Applied,
+                        Some(
+                            "the platform reported the intended code (our write, or the agent's identical choice)"
+                                .into(),
+                        ),
+                        now,
+                    );
+                    effect(true, "the platform reported the intended code")
                 }
                 (_, Some(_)) if *system => {
                     leg.finish(

@@ -42,6 +42,8 @@ pub struct ServiceSpec {
     pub retry: RetryPolicy,
     /// See [`Worker::deadline_guard`].
     pub deadline_guard: std::time::Duration,
+    /// See [`Worker::gate_freshness`].
+    pub gate_freshness: std::time::Duration,
     /// This process is the store's only user (embedded SQLite): leases found at startup were left by a previous
     /// run that died, and are cleared so its legs resume at once instead of after the lease expires.
     pub exclusive_store: bool,
@@ -112,6 +114,7 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         owner,
         retry: spec.retry,
         deadline_guard: spec.deadline_guard,
+        gate_freshness: spec.gate_freshness,
     });
     let state = Arc::new(AppState {
         store: spec.store.clone(),

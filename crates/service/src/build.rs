@@ -98,6 +98,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         scheduler: SchedulerSettings::default(),
         retry: RetryPolicy::default(),
         deadline_guard: Duration::from_millis(500),
+        gate_freshness: Duration::from_secs(1),
         // The configuration names one SQLite file, used by this process alone.
         exclusive_store: true,
     })

@@ -10,6 +10,7 @@ use wrapup_connectors::budget::Priority;
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::genesys::model::WrapupInput;
 use wrapup_connectors::genesys::GenesysClient;
+use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Platform;
@@ -89,6 +90,7 @@ impl LegPlatform for GenesysPlatform {
         code: &CodeEntry,
         notes: Option<&str>,
         urgency: Urgency,
+        still_wanted: &dyn Precondition,
     ) -> Result<(), PlatformError> {
         let (Some(media), Some(comm)) = (leg.facts.media.as_deref(), leg.facts.communication_id.as_deref()) else {
             return Err(PlatformError::transport(
@@ -104,7 +106,9 @@ impl LegPlatform for GenesysPlatform {
             ..Default::default()
         };
         let k = &leg.key;
-        self.client.post_wrapup(media, &k.conversation, &k.participant, comm, &input, priority(urgency)).await?;
+        self.client
+            .post_wrapup_if(media, &k.conversation, &k.participant, comm, &input, priority(urgency), Some(still_wanted))
+            .await?;
         Ok(())
     }
 

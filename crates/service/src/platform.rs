@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use std::sync::Arc;
 use wrapup_connectors::error::PlatformError;
+use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{Catalog, CodeEntry};
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Platform;
@@ -37,13 +38,15 @@ pub trait LegPlatform: Send + Sync + 'static {
     async fn fetch_catalog(&self) -> Result<Catalog, PlatformError>;
     /// The code currently on the leg, provisional included; `None` when no code is set.
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError>;
-    /// Writes `code` (with `notes`) to the leg.
+    /// Writes `code` (with `notes`) to the leg — only if `still_wanted` holds once the request may be sent
+    /// (after waiting for the budget); otherwise nothing is sent and the error class is `PreconditionFailed`.
     async fn write_code(
         &self,
         leg: &LegRecord,
         code: &CodeEntry,
         notes: Option<&str>,
         urgency: Urgency,
+        still_wanted: &dyn Precondition,
     ) -> Result<(), PlatformError>;
     /// Calls made so far (every HTTP attempt, token requests included).
     fn stats(&self) -> CallStats;

@@ -73,6 +73,8 @@ pub struct Worker {
     /// No write is sent when the window closes within this much wall time: the request's own latency and the
     /// skew between our clock and the platform's would land it outside the window.
     pub deadline_guard: Duration,
+    /// A gate read that took longer than this (wall time) is not trusted to license a write: it is read again.
+    pub gate_freshness: Duration,
 }
 
 /// What the current step wants done with the leg.
@@ -103,7 +105,7 @@ impl Worker {
         let mut dirty = false;
         for _round in 0..8 {
             let before = leg.clone();
-            let next = match self.step(&conn, &mut leg).await {
+            let next = match self.step(&conn, &mut leg, version).await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(leg = %key, error = %e, "Leg step failed; it will be retried.");
@@ -167,7 +169,8 @@ impl Worker {
         let _ = self.store.release(&key, &self.owner).await;
     }
 
-    async fn step(&self, conn: &ConnectionRuntime, leg: &mut LegRecord) -> Result<Next, StoreError> {
+    /// One move of the leg. `version` is the stored version of `leg` as this worker last saved or loaded it.
+    async fn step(&self, conn: &ConnectionRuntime, leg: &mut LegRecord, version: i64) -> Result<Next, StoreError> {
         let now = self.clock.now();
         if leg.is_done() {
             return Ok(Next::Release);
@@ -182,7 +185,7 @@ impl Worker {
             LegState::Open => self.decide(conn, leg, now).await,
             LegState::Scheduled if leg.not_before > now => Ok(Next::Release),
             LegState::Scheduled => self.begin_write(conn, leg, now).await,
-            LegState::Writing => self.gate_and_write(conn, leg, overdue).await,
+            LegState::Writing => self.gate_and_write(conn, leg, overdue, version).await,
         }
     }
 
@@ -291,6 +294,7 @@ impl Worker {
         conn: &ConnectionRuntime,
         leg: &mut LegRecord,
         overdue: bool,
+        version: i64,
     ) -> Result<Next, StoreError> {
         let Some(intent) = leg.intent.clone() else {
             leg.state = LegState::Scheduled;
@@ -300,8 +304,12 @@ impl Worker {
         // keeps room for the request itself to land inside the window.
         let guard = self.clock.clock_duration(self.deadline_guard);
         let urgency = Urgency::Live { deadline: leg.deadline.map(|d| d.checked_sub(guard).unwrap_or(d)) };
+        let read_started = tokio::time::Instant::now();
         let (read, calls) = attempts::collect(conn.platform.read_code(leg, urgency)).await;
         self.record_attempts(leg, &calls).await;
+        // The answer describes the leg when the platform computed it; a slow answer may be stale (the agent may
+        // have coded since). Only a fresh "no code" licenses a write.
+        let stale = read_started.elapsed() > self.gate_freshness;
         let current = match read {
             Ok(current) => current,
             Err(e) => return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await),
@@ -321,6 +329,17 @@ impl Worker {
                 self.finish(leg, Outcome::AgentWon, &reason).await;
                 return Ok(Next::Release);
             }
+            None if stale && !(overdue || self.too_late(leg, self.clock.now())) => {
+                leg.state = LegState::Scheduled;
+                leg.not_before = self.clock.now();
+                self.ledger(
+                    leg,
+                    "note",
+                    serde_json::json!({"gate": "the gate read answered too slowly to trust; reading again"}),
+                )
+                .await;
+                return Ok(Next::Release);
+            }
             None if overdue || self.too_late(leg, self.clock.now()) => {
                 // Checked again after the gate read: waiting for the request budget may have used up the window.
                 self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
@@ -330,7 +349,11 @@ impl Worker {
         }
         let code = CodeEntry { id: intent.code_id.clone(), name: intent.code_name.clone() };
         let notes = leg.decision.as_ref().and_then(|d| d.notes.clone());
-        let (write, calls) = attempts::collect(conn.platform.write_code(leg, &code, notes.as_deref(), urgency)).await;
+        // Checked once the write holds its budget permit: nothing about the leg changed since the gate read (no
+        // event arrived: the agent did not code, the window did not close), and the window is still open.
+        let unchanged = Unchanged { worker: self, leg, version };
+        let (write, calls) =
+            attempts::collect(conn.platform.write_code(leg, &code, notes.as_deref(), urgency, &unchanged)).await;
         self.record_attempts(leg, &calls).await;
         match write {
             Ok(()) => {
@@ -353,6 +376,14 @@ impl Worker {
                 }
                 Ok(Next::Release)
             }
+            Err(e) if e.class == ErrorClass::PreconditionFailed => {
+                // An event changed the leg while the write waited: hand it back; the next round starts from what
+                // the event says (and reads the platform again if the leg is still open).
+                self.ledger(leg, "note", serde_json::json!({"write": "not sent", "why": e.message})).await;
+                leg.state = LegState::Scheduled;
+                leg.not_before = self.clock.now();
+                Ok(Next::Release)
+            }
             Err(e) => Ok(self.platform_failure(leg, &e, "writing the code").await),
         }
     }
@@ -367,7 +398,7 @@ impl Worker {
     async fn platform_failure(&self, leg: &mut LegRecord, e: &PlatformError, doing: &str) -> Next {
         let now = self.clock.now();
         let retry_after = match &e.class {
-            ErrorClass::Retryable | ErrorClass::Conflict => None,
+            ErrorClass::Retryable | ErrorClass::Conflict | ErrorClass::PreconditionFailed => None,
             ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
             ErrorClass::DeadlinePassed => {
                 self.finish(
@@ -437,6 +468,28 @@ impl Worker {
         let entry = LedgerEntry { at: self.clock.now(), kind: kind.to_string(), detail };
         if let Err(e) = self.store.append_ledger(&leg.key, &entry).await {
             tracing::warn!(leg = %leg.key, error = %e, "Could not append to the ledger.");
+        }
+    }
+}
+
+/// The write's precondition: the stored leg is still the version the worker gate-read, and its window is open.
+struct Unchanged<'a> {
+    worker: &'a Worker,
+    leg: &'a LegRecord,
+    version: i64,
+}
+
+#[async_trait::async_trait]
+impl wrapup_connectors::Precondition for Unchanged<'_> {
+    async fn check(&self) -> Result<(), String> {
+        if self.worker.too_late(self.leg, self.worker.clock.now()) {
+            return Err("the ACW window closes before the write could land".into());
+        }
+        match self.worker.store.get_leg(&self.leg.key).await {
+            Ok(Some(current)) if current.version == self.version => Ok(()),
+            Ok(Some(_)) => Err("the leg changed (an event arrived) while the write waited for the budget".into()),
+            Ok(None) => Err("the leg is no longer in the store".into()),
+            Err(e) => Err(format!("the leg could not be re-read: {e}")),
         }
     }
 }

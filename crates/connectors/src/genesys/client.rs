@@ -169,6 +169,17 @@ struct Call<'a> {
     priority: Priority,
     conversation_id: Option<&'a str>,
     participant_id: Option<&'a str>,
+    /// Checked once the request holds a budget permit, just before it is sent.
+    precondition: Option<&'a dyn Precondition>,
+}
+
+/// A condition a request must still meet when it is about to be sent (after waiting for the budget), e.g. "the
+/// leg has not changed since we read it". Waiting for the budget can take long under load; this keeps a write from
+/// going out on a decision the world has moved past.
+#[async_trait::async_trait]
+pub trait Precondition: Send + Sync {
+    /// `Ok(())` to send; `Err(reason)` to drop the request unsent.
+    async fn check(&self) -> Result<(), String>;
 }
 
 /// What an attempt was, for the report.
@@ -296,6 +307,7 @@ impl GenesysClient {
             priority,
             conversation_id: Some(conversation_id),
             participant_id: Some(participant_id),
+            precondition: None,
         };
         let resp = match self.execute(&call).await {
             Ok(r) => r,
@@ -326,6 +338,7 @@ impl GenesysClient {
             priority,
             conversation_id: Some(conversation_id),
             participant_id: Some(participant_id),
+            precondition: None,
         };
         let resp = self.execute(&call).await?;
         // The contract is a bare array; accept a listing too rather than fail on a wrapper.
@@ -352,6 +365,22 @@ impl GenesysClient {
         input: &WrapupInput,
         priority: Priority,
     ) -> Result<Accepted, PlatformError> {
+        self.post_wrapup_if(media, conversation_id, participant_id, communication_id, input, priority, None).await
+    }
+
+    /// [`Self::post_wrapup`], sent only if `precondition` still holds once the request has its budget permit;
+    /// otherwise [`ErrorClass::PreconditionFailed`] and nothing is sent.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_wrapup_if(
+        &self,
+        media: &str,
+        conversation_id: &str,
+        participant_id: &str,
+        communication_id: &str,
+        input: &WrapupInput,
+        priority: Priority,
+        precondition: Option<&dyn Precondition>,
+    ) -> Result<Accepted, PlatformError> {
         let endpoint = endpoints::POST_WRAPUP;
         check_media(endpoint, media, &WRITE_MEDIA)?;
         let segs = [
@@ -374,6 +403,7 @@ impl GenesysClient {
             priority,
             conversation_id: Some(conversation_id),
             participant_id: Some(participant_id),
+            precondition,
         };
         let resp = self.execute(&call).await?;
         Ok(Accepted { correlation_id: resp.correlation_id })
@@ -394,6 +424,7 @@ impl GenesysClient {
             priority,
             conversation_id: Some(conversation_id),
             participant_id: None,
+            precondition: None,
         };
         decode(endpoint, &self.execute(&call).await?)
     }
@@ -434,6 +465,7 @@ impl GenesysClient {
             priority,
             conversation_id: None,
             participant_id: None,
+            precondition: None,
         };
         decode(endpoint, &self.execute(&call).await?)
     }
@@ -460,6 +492,7 @@ impl GenesysClient {
                 priority,
                 conversation_id: None,
                 participant_id: None,
+                precondition: None,
             };
             let resp = self.execute(&call).await?;
             if !resp.body.iter().all(u8::is_ascii_whitespace) {
@@ -486,6 +519,7 @@ impl GenesysClient {
             priority,
             conversation_id: None,
             participant_id: None,
+            precondition: None,
         };
         decode(endpoint, &self.execute(&call).await?)
     }
@@ -504,6 +538,7 @@ impl GenesysClient {
             priority,
             conversation_id: None,
             participant_id: None,
+            precondition: None,
         };
         decode(endpoint, &self.execute(&call).await?)
     }
@@ -526,6 +561,7 @@ impl GenesysClient {
             priority,
             conversation_id: None,
             participant_id: None,
+            precondition: None,
         };
         let resp = self.execute(&call).await?;
         if resp.body.iter().all(u8::is_ascii_whitespace) {
@@ -566,6 +602,7 @@ impl GenesysClient {
                 priority,
                 conversation_id: None,
                 participant_id: None,
+                precondition: None,
             };
             let listing: EntityListing<T> = decode(endpoint, &self.execute(&call).await?)?;
             let empty = listing.entities.is_empty();
@@ -603,6 +640,11 @@ impl GenesysClient {
                 }
                 None => self.inner.budget.acquire(call.priority).await,
             };
+            if let Some(p) = call.precondition {
+                if let Err(reason) = p.check().await {
+                    return Err(PlatformError::transport(ErrorClass::PreconditionFailed, call.endpoint, reason));
+                }
+            }
             let credential = &self.inner.credentials[permit.credential];
             let token = match credential.tokens.get(|| self.fetch_token(permit.credential)).await {
                 Ok(token) => token,

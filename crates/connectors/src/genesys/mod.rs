@@ -10,7 +10,7 @@ pub mod model;
 pub mod notifications;
 pub mod queue_topics;
 
-pub use client::{GenesysClient, GenesysConnection, WRITE_MEDIA};
+pub use client::{GenesysClient, GenesysConnection, Precondition, WRITE_MEDIA};
 pub use model::*;
 
 /// Default requests per minute per client-credentials token (`client.credentials.token.rate.per.minute`).
