@@ -489,6 +489,13 @@ def test_queues_and_their_codes(queues, catalog):
     assert prompts == QUEUE_PROMPTS, "the default center has one queue per ACW mode"
 
 
+def test_queues_filtered_by_ids(client, queues):
+    two = sorted(queues)[:2]
+    listing, _ = checked(client, "QueueEntityListing", gc.RoutingApi(client).get_routing_queues, id=two,
+                         page_size=100)
+    assert sorted(q.id for q in listing.entities) == two and listing.total == 2
+
+
 def test_analytics_finds_the_legs_in_acw(acw_scan, queues):
     found, truth = acw_scan["found"], acw_scan["truth"]
     assert len(found) >= 10, f"only {len(found)} ACW legs found (preload 50)"

@@ -171,3 +171,18 @@ async fn conversation_event_bodies_have_only_event_model_fields() {
     assert!(a["endAcwTime"].is_string() && a["userId"].is_string() && a["queueId"].is_string(), "{a}");
     env.sb.shutdown().await;
 }
+
+/// `GET /api/v2/routing/queues` honours `id` too (`RoutingApi.get_routing_queues(id=[…])`).
+#[tokio::test]
+async fn queue_listings_filter_by_id() {
+    let env = start(quiet_config()).await;
+    let (_, _, all) = env.get("/api/v2/routing/queues?pageSize=100").await;
+    let ids: Vec<&str> = all["entities"].as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5);
+    let (s, _, v) = env.get(&format!("/api/v2/routing/queues?id={},{}", ids[0], ids[3])).await;
+    assert_eq!(s, 200, "{v}");
+    let got: Vec<&str> = v["entities"].as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    assert_eq!(got, [ids[0], ids[3]]);
+    assert_eq!(v["total"], 2);
+    env.sb.shutdown().await;
+}

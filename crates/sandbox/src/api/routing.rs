@@ -296,7 +296,11 @@ async fn list_queues(State(st): State<SharedState>, RawQuery(q): RawQuery) -> Re
         Err(e) => return e.into_response(),
     };
     let org = st.org.lock();
-    let mut queues: Vec<_> = org.queues.iter().filter(|q| name_matches(&p.name, &q.name)).collect();
+    let mut queues: Vec<_> = org
+        .queues
+        .iter()
+        .filter(|q| name_matches(&p.name, &q.name) && (p.ids.is_empty() || p.ids.contains(&q.id)))
+        .collect();
     if p.sort_by == "id" {
         queues.sort_by(|a, b| a.id.cmp(&b.id));
     } else {
