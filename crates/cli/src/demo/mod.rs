@@ -106,6 +106,14 @@ pub enum IntakeMode {
     WebsocketOnly,
 }
 
+/// A finished run: the summary and what it was computed from.
+pub struct Finished {
+    pub summary: ConnectionSummary,
+    pub legs: Vec<wrapup_core::lifecycle::LegRecord>,
+    pub truth: Vec<wrapup_sandbox::LegTruth>,
+    pub report: wrapup_sandbox::Report,
+}
+
 /// The sandbox and the service, wired together in this process.
 pub struct DemoEnv {
     pub sandbox: wrapup_sandbox::SandboxHandle,
@@ -253,14 +261,34 @@ api_key = "literal:{intake_key}"
     }
 
     /// Stops the service and the sandbox and summarises the run.
-    pub async fn finish(mut self) -> anyhow::Result<ConnectionSummary> {
-        let truth = self.sandbox.legs();
-        let report = self.sandbox.report();
+    pub async fn finish(self) -> anyhow::Result<ConnectionSummary> {
+        Ok(self.finish_with_truth().await?.summary)
+    }
+
+    /// Stops the service, then reads the sandbox's ground truth (so every write the service made is in it), and
+    /// summarises. A window the sandbox closed after `finish` was called is not held against the service.
+    pub async fn finish_with_truth(mut self) -> anyhow::Result<Finished> {
+        let cutoff = self.clock.now();
         let service = self.service.take().context("the service is not running")?;
         let conn = service.state.connections.get(CONNECTION).context("the demo connection is missing")?.clone();
-        let stats = conn.platform.stats();
         let catalog = conn.catalog.get().await.ok();
         service.shutdown().await;
+        let stats = conn.platform.stats();
+        let report = self.sandbox.report();
+        let truth: Vec<_> = self
+            .sandbox
+            .legs()
+            .into_iter()
+            .map(|mut t| {
+                // Closed after the cutoff: the service had no chance to hear of it; count it as still open.
+                let closed_late =
+                    t.window_closed_at.as_deref().and_then(|c| c.parse::<Timestamp>().ok()).is_some_and(|c| c > cutoff);
+                if closed_late {
+                    t.window_closed_at = None;
+                }
+                t
+            })
+            .collect();
         let legs = self.legs().await?;
         let summary = summary::summarise(summary::Inputs {
             name: CONNECTION,
@@ -277,7 +305,7 @@ api_key = "literal:{intake_key}"
             report: &report,
         });
         self.sandbox.shutdown().await;
-        Ok(summary)
+        Ok(Finished { summary, legs, truth, report })
     }
 }
 

@@ -83,11 +83,8 @@ pub async fn run(env: DemoEnv, secs: u64) -> Run {
 pub async fn finish(env: DemoEnv) -> Run {
     let pending = env.settle(Duration::from_secs(10)).await.expect("settle");
     assert_eq!(pending, 0, "every closed window has an outcome in the service");
-    let legs = env.legs().await.expect("legs");
-    let report = env.sandbox.report();
-    let truth = env.sandbox.legs();
-    let summary = env.finish().await.expect("finish");
-    Run { summary, legs, report, truth }
+    let done = env.finish_with_truth().await.expect("finish");
+    Run { summary: done.summary, legs: done.legs, report: done.report, truth: done.truth }
 }
 
 impl Run {

@@ -48,7 +48,13 @@ async fn duplicated_and_reordered_events_give_one_write() {
     run.assert_no_violations();
     assert!(run.report.events.duplicated > 0, "the sandbox duplicated events");
     assert!(run.summary.outcomes.applied >= 5);
-    assert_eq!(run.write_requests(), run.summary.outcomes.applied, "exactly one write per applied leg");
+    assert_eq!(
+        run.write_requests(),
+        run.summary.outcomes.applied,
+        "exactly one write per applied leg: {:?} {:?}",
+        run.summary.outcomes,
+        run.report.api.by_endpoint
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
