@@ -13,10 +13,13 @@
 //!    is created, subscribed and connected while the old socket is still read; then the old one is closed and
 //!    drained for a moment. Events seen on both sockets in the overlap are duplicates with the same dedupe key, which
 //!    intake collapses — duplicates are harmless, gaps are not.
-//! 4. **Reconnect.** If the socket drops, errors or goes idle (or the platform answers `{"result":"404"}`: channel
-//!    gone), a new channel is built after a jittered exponential backoff. Messages sent while no socket was
-//!    connected are lost (the platform does not replay them), so on reconnect a [`Notification::Gap`] names the
-//!    blind window for the reconciler to sweep.
+//! 4. **Reconnect.** If the socket breaks or goes idle, the client reconnects to the *same* channel (it lives on,
+//!    subscriptions included, until it expires) after a jittered exponential backoff: no channel or subscription
+//!    call is spent. A new channel is built instead when the platform closed the socket itself (a close frame:
+//!    another consumer took the channel, or it is being retired), answered `{"result":"404"}` (channel gone), the
+//!    channel is about to be renewed anyway, reconnecting fails, or a reused channel dies young again. Messages
+//!    sent while no socket was connected are lost (the platform does not replay them), so on reconnect a
+//!    [`Notification::Gap`] names the blind window for the reconciler to sweep.
 //!
 //! The loop ends when the receiver is dropped. Platform calls go through the connection's [`GenesysClient`] at
 //! `Live` priority, so they share its budget, tokens and attempt accounting.
@@ -127,8 +130,14 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// One connected channel.
 struct Live {
-    channel_id: String,
+    channel: Channel,
     socket: Socket,
+    renew_at: Instant,
+}
+
+/// A channel whose socket broke but which the platform still holds.
+struct Reusable {
+    channel: Channel,
     renew_at: Instant,
 }
 
@@ -136,8 +145,8 @@ struct Live {
 enum End {
     /// The receiver is gone: stop.
     Stopped,
-    /// The socket was lost at this moment; reconnect.
-    Lost(String),
+    /// The socket was lost at this moment; reconnect (to `reusable` if set).
+    Lost { reason: String, reusable: Option<Reusable> },
 }
 
 /// Runs the websocket intake until `tx`'s receiver is dropped. Returns an error only for a configuration that can
@@ -155,11 +164,23 @@ pub async fn run(
     }
     let mut failures: u32 = 0;
     let mut down_since: Option<Timestamp> = None;
+    let mut reuse: Option<Reusable> = None;
     loop {
         if tx.is_closed() {
             return Ok(());
         }
-        match open(&client, &config).await {
+        let reusing = reuse.is_some();
+        let opened = match reuse.take() {
+            Some(r) => match reconnect(r).await {
+                Ok(live) => Ok(live),
+                Err(e) => {
+                    tracing::info!(connection = client.name(), error = %e, "Could not rejoin the notification channel; opening a new one.");
+                    open(&client, &config).await
+                }
+            },
+            None => open(&client, &config).await,
+        };
+        match opened {
             Ok(live) => {
                 failures = 0;
                 if let Some(from) = down_since.take() {
@@ -168,18 +189,23 @@ pub async fn run(
                         return Ok(());
                     }
                 }
-                tracing::info!(connection = client.name(), channel = %live.channel_id, "Notification channel connected.");
+                tracing::info!(connection = client.name(), channel = %live.channel.id, "Notification channel connected.");
                 let started = Instant::now();
                 match session(&client, &config, &tx, live).await {
                     End::Stopped => return Ok(()),
-                    End::Lost(reason) => {
+                    End::Lost { reason, reusable } => {
                         tracing::warn!(connection = client.name(), reason = %reason, "Notification socket lost; reconnecting.");
                         metrics::counter!("wrapup_notification_reconnects_total", "connection" => client.name().to_string())
                             .increment(1);
                         down_since = Some(client.clock().now());
+                        let young = started.elapsed() < SHORT_SESSION;
+                        // A rejoined channel that dies young again is not worth a third try; nor is one that is
+                        // due for renewal anyway.
+                        reuse = reusable
+                            .filter(|r| !(young && reusing) && r.renew_at > Instant::now() + config.backoff_max);
                         // A socket that dies young (a flapping proxy, a channel kicked by a second consumer) must
                         // not turn into a tight reconnect loop: back off as for a failed open.
-                        if started.elapsed() < SHORT_SESSION {
+                        if young {
                             failures += 1;
                             if sleep_or_stop(backoff(&config, failures), &tx).await {
                                 return Ok(());
@@ -224,6 +250,21 @@ fn backoff(config: &NotificationConfig, failures: u32) -> Duration {
     half + half.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
 }
 
+/// Connects a new socket to a channel that is still alive (subscriptions stay with the channel).
+async fn reconnect(r: Reusable) -> Result<Live, NotificationError> {
+    let socket = connect(&r.channel.connect_uri).await?;
+    Ok(Live { channel: r.channel, socket, renew_at: r.renew_at })
+}
+
+async fn connect(connect_uri: &str) -> Result<Socket, NotificationError> {
+    let ws_config =
+        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(connect_uri, Some(ws_config), false)
+        .await
+        .map_err(|e| NotificationError::WebSocket(e.to_string()))?;
+    Ok(socket)
+}
+
 /// Creates, subscribes and connects a channel.
 async fn open(client: &GenesysClient, config: &NotificationConfig) -> Result<Live, NotificationError> {
     let channel = client.create_notification_channel(Priority::live(None)).await?;
@@ -233,12 +274,7 @@ async fn open(client: &GenesysClient, config: &NotificationConfig) -> Result<Liv
         // Permitted topics still flow; a rejected one is an operator problem (permissions), not a reason to stop.
         tracing::error!(connection = client.name(), topics = %rejected.join(", "), "The platform rejected topic subscriptions.");
     }
-    let ws_config =
-        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
-    let (socket, _) =
-        tokio_tungstenite::connect_async_with_config(channel.connect_uri.as_str(), Some(ws_config), false)
-            .await
-            .map_err(|e| NotificationError::WebSocket(e.to_string()))?;
+    let socket = connect(&channel.connect_uri).await?;
     let life = channel
         .expires
         .as_deref()
@@ -246,7 +282,7 @@ async fn open(client: &GenesysClient, config: &NotificationConfig) -> Result<Liv
         .map(|exp| client.clock().wall_duration(exp.duration_since(client.clock().now())))
         .unwrap_or(config.default_channel_life);
     let renew_at = Instant::now() + life.saturating_sub(config.renew_before);
-    Ok(Live { channel_id: channel.id, socket, renew_at })
+    Ok(Live { channel, socket, renew_at })
 }
 
 /// Topics the subscription answer marks as not permitted.
@@ -268,7 +304,10 @@ fn rejected_topics(answer: &Value) -> Vec<String> {
 enum FrameAction {
     Continue,
     Renew,
+    /// The socket broke (or went silent); the channel may still be there.
     Lost(String),
+    /// The platform ended the socket or the channel on purpose: do not rejoin it.
+    Retired(String),
     Stopped,
 }
 
@@ -309,13 +348,17 @@ async fn session(
                 let _ = live.socket.close(None).await;
                 return End::Stopped;
             }
-            FrameAction::Lost(reason) => return End::Lost(reason),
+            FrameAction::Lost(reason) => {
+                let reusable = Some(Reusable { channel: live.channel, renew_at: live.renew_at });
+                return End::Lost { reason, reusable };
+            }
+            FrameAction::Retired(reason) => return End::Lost { reason, reusable: None },
             FrameAction::Renew => match open(client, config).await {
                 Ok(next) => {
                     tracing::info!(
                         connection = client.name(),
-                        old = %live.channel_id,
-                        new = %next.channel_id,
+                        old = %live.channel.id,
+                        new = %next.channel.id,
                         "Switched to a new notification channel."
                     );
                     let old = std::mem::replace(&mut live, next);
@@ -346,7 +389,7 @@ async fn drain(
     loop {
         let frame = tokio::select! {
             f = old.socket.next() => f,
-            _ = tokio::time::sleep_until(until) => return End::Lost("drained".into()),
+            _ = tokio::time::sleep_until(until) => return drained(),
         };
         match frame {
             Some(Ok(msg)) => {
@@ -354,9 +397,14 @@ async fn drain(
                     return End::Stopped;
                 }
             }
-            _ => return End::Lost("drained".into()),
+            _ => return drained(),
         }
     }
+}
+
+/// The end of a replaced socket (whatever it is, the session goes on with the new one).
+fn drained() -> End {
+    End::Lost { reason: "drained".into(), reusable: None }
 }
 
 async fn handle_message(
@@ -367,7 +415,7 @@ async fn handle_message(
 ) -> FrameAction {
     let text = match &msg {
         Message::Text(t) => t.as_str(),
-        Message::Close(_) => return FrameAction::Lost("the platform closed the socket".into()),
+        Message::Close(_) => return FrameAction::Retired("the platform closed the socket".into()),
         // Pings are answered by tungstenite; binary frames are not part of the protocol.
         _ => return FrameAction::Continue,
     };
@@ -386,7 +434,7 @@ async fn handle_message(
             // Channel-level answers: {"result":"404","message":…} means the channel is gone or replaced.
             if let Some(result) = value.get("result").and_then(Value::as_str) {
                 if result != "200" {
-                    return FrameAction::Lost(format!("the platform answered result {result}"));
+                    return FrameAction::Retired(format!("the platform answered result {result}"));
                 }
             }
             return FrameAction::Continue;

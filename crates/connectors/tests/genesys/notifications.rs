@@ -24,6 +24,8 @@ type Script = Arc<dyn Fn(u32, WebSocket, Arc<Stub>) -> BoxFuture<'static, ()> + 
 struct Stub {
     addr: Mutex<String>,
     channels: AtomicU32,
+    /// Websocket connections accepted, over all channels.
+    connections: AtomicU32,
     /// Channel life announced in `expires`.
     expires_in: Option<Duration>,
     subscriptions: Mutex<Vec<(String, Vec<String>)>>,
@@ -51,6 +53,7 @@ async fn subscribe(State(s): State<Arc<Stub>>, Path(id): Path<String>, Json(body
 
 async fn socket(State(s): State<Arc<Stub>>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Response {
     let n: u32 = id.trim_start_matches("ch-").parse().unwrap();
+    s.connections.fetch_add(1, Ordering::SeqCst);
     ws.on_upgrade(move |socket| (s.script.clone())(n, socket, s.clone()))
 }
 
@@ -69,6 +72,7 @@ async fn start_with(
     let stub = Arc::new(Stub {
         addr: Mutex::new(String::new()),
         channels: AtomicU32::new(0),
+        connections: AtomicU32::new(0),
         expires_in,
         subscriptions: Mutex::new(Vec::new()),
         pings: AtomicU32::new(0),
@@ -199,7 +203,7 @@ async fn socket_closing_switches_channels_before_the_old_one_closes() {
 }
 
 #[tokio::test]
-async fn a_dropped_socket_is_replaced_and_the_blind_window_reported() {
+async fn a_socket_the_platform_closes_is_replaced_and_the_blind_window_reported() {
     let script: Script = Arc::new(|n, mut socket, stub| {
         Box::pin(async move {
             send(&mut socket, &acw_frame(&format!("c-{n}"))).await;
@@ -220,7 +224,29 @@ async fn a_dropped_socket_is_replaced_and_the_blind_window_reported() {
 }
 
 #[tokio::test]
-async fn a_silent_socket_is_presumed_dead() {
+async fn a_broken_socket_rejoins_its_channel_without_a_new_channel_or_subscription() {
+    let script: Script = Arc::new(|_, mut socket, stub| {
+        Box::pin(async move {
+            let connection = stub.connections.load(Ordering::SeqCst);
+            send(&mut socket, &acw_frame(&format!("c-{connection}"))).await;
+            if connection == 1 {
+                // The connection just breaks: no close frame.
+                return;
+            }
+            answer_pings(socket, stub).await;
+        })
+    });
+    let (stub, mut rx) = start(script, |_| {}).await;
+    assert_eq!(conversation_of(&next(&mut rx).await), "c-1");
+    assert!(matches!(next(&mut rx).await, Notification::Gap { .. }));
+    assert_eq!(conversation_of(&next(&mut rx).await), "c-2");
+    assert_eq!(stub.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(stub.channels.load(Ordering::SeqCst), 1, "the channel was rejoined");
+    assert_eq!(stub.subscriptions.lock().len(), 1, "its subscriptions stayed with it");
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_presumed_dead_rejoined_once_then_replaced() {
     let script: Script = Arc::new(|n, mut socket, stub| {
         Box::pin(async move {
             if n == 1 {
@@ -234,9 +260,12 @@ async fn a_silent_socket_is_presumed_dead() {
         })
     });
     let (stub, mut rx) = start(script, |c| c.idle_timeout = Duration::from_millis(300)).await;
+    // Silent, rejoined, silent again: a new channel.
+    assert!(matches!(next(&mut rx).await, Notification::Gap { .. }));
     assert!(matches!(next(&mut rx).await, Notification::Gap { .. }));
     assert_eq!(conversation_of(&next(&mut rx).await), "c-2");
     assert_eq!(stub.channels.load(Ordering::SeqCst), 2);
+    assert_eq!(stub.connections.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
