@@ -32,6 +32,8 @@
 //! extra_clients = [{ client_id = "…", client_secret = "env:…" }]  # optional; pooled budget
 //! system_codes = ["ININ-WRAP-UP-TIMEOUT"]  # optional; extra code ids/names the platform stamps itself
 //! catalog_ttl_secs = 300                # default 300
+//! reconcile_every_secs = 60             # default 60; 0 = only on demand (`wrapup reconcile`, websocket gaps)
+//! reconcile_window_secs = 3600          # default 3600: how far back each reconcile pass looks
 //!
 //! [connections.intake]                  # optional; all keys have defaults
 //! api_key_header = "x-wrapup-intake-key"
@@ -113,6 +115,11 @@ pub struct ConnectionConfig {
     /// Code ids or names the platform stamps by itself (in addition to the built-in ones).
     pub system_codes: Vec<String>,
     pub catalog_ttl: std::time::Duration,
+    /// How often the reconciler sweeps the platform's analytics for legs whose events were lost (wall time);
+    /// zero turns the periodic sweep off.
+    pub reconcile_every: std::time::Duration,
+    /// How far back (by conversation start) each reconcile pass looks.
+    pub reconcile_window: std::time::Duration,
     pub intake: IntakeConfig,
 }
 
@@ -157,6 +164,8 @@ pub const DEFAULT_DATA_DIR: &str = "./wrapup-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
 pub const DEFAULT_CATALOG_TTL_SECS: u64 = 300;
+pub const DEFAULT_RECONCILE_EVERY_SECS: u64 = 60;
+pub const DEFAULT_RECONCILE_WINDOW_SECS: u64 = 3600;
 pub const DEFAULT_INTAKE_KEY_HEADER: &str = "x-wrapup-intake-key";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 

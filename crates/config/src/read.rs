@@ -11,7 +11,7 @@ use crate::tree::{self, Key, Node, Value};
 use crate::{
     AdminConfig, ClientCredentials, Config, ConnectionConfig, Endpoint, IntakeConfig, WebsocketIntake,
     DEFAULT_CATALOG_TTL_SECS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -305,6 +305,8 @@ const CONNECTION_KEYS: &[&str] = &[
     "extra_clients",
     "system_codes",
     "catalog_ttl_secs",
+    "reconcile_every_secs",
+    "reconcile_window_secs",
     "intake",
 ];
 const CLIENT_KEYS: &[&str] = &["client_id", "client_secret"];
@@ -508,6 +510,18 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
     }
     .map(std::time::Duration::from_secs);
 
+    // 0 turns the periodic pass off (on-demand passes still run).
+    let reconcile_every = match t.get("reconcile_every_secs") {
+        Some(f) => integer(cx, &f, 0, 86_400),
+        None => Some(DEFAULT_RECONCILE_EVERY_SECS),
+    }
+    .map(std::time::Duration::from_secs);
+    let reconcile_window = match t.get("reconcile_window_secs") {
+        Some(f) => integer(cx, &f, 60, 31 * 86_400),
+        None => Some(DEFAULT_RECONCILE_WINDOW_SECS),
+    }
+    .map(std::time::Duration::from_secs);
+
     let intake = match t.get("intake") {
         Some(f) => read_intake(cx, &f),
         None => Some(IntakeConfig {
@@ -529,6 +543,8 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         requests_per_minute: requests_per_minute?,
         system_codes: system_codes?,
         catalog_ttl: catalog_ttl?,
+        reconcile_every: reconcile_every?,
+        reconcile_window: reconcile_window?,
         intake: intake?,
     })
 }

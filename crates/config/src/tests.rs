@@ -66,6 +66,8 @@ fn the_example_parses() {
     assert_eq!(prod.clients[1].client_secret.expose(), "s3cr3t-two");
     assert_eq!(prod.intake.api_key.as_ref().unwrap().expose(), "intake-key-value");
     assert_eq!(prod.catalog_ttl, std::time::Duration::from_secs(300));
+    assert_eq!(prod.reconcile_every, std::time::Duration::from_secs(60));
+    assert_eq!(prod.reconcile_window, std::time::Duration::from_secs(3600));
     let sandbox = config.connection("sandbox").unwrap();
     assert_eq!(sandbox.endpoint.api_base.as_str(), "http://127.0.0.1:8089/");
     assert_eq!(sandbox.endpoint.login_base, sandbox.endpoint.api_base);
@@ -511,4 +513,18 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn reconcile_settings_are_read_and_bounded() {
+    let config = parse(&CONNECTION.replace(
+        "client_id = \"client-1\"",
+        "client_id = \"client-1\"\nreconcile_every_secs = 0\nreconcile_window_secs = 900",
+    ))
+    .unwrap();
+    let prod = config.connection("prod").unwrap();
+    assert_eq!(prod.reconcile_every, std::time::Duration::ZERO);
+    assert_eq!(prod.reconcile_window, std::time::Duration::from_secs(900));
+    let text = CONNECTION.replace("client_id = \"client-1\"", "client_id = \"client-1\"\nreconcile_window_secs = 5");
+    assert_problem(&text, "", "must be between 60 and");
 }
