@@ -130,7 +130,8 @@ pub fn parse_value(
         .filter(|s| !s.is_empty() && s.chars().count() <= MAX_ID_CHARS)
         .map(str::to_string);
     if queue_topics::queue_of_topic(topic).is_some() {
-        return queue_topics::parse_snapshot(connection, event_body(frame)?, correlation_id, system_code_ids);
+        let media = queue_topics::media_of_topic(topic);
+        return queue_topics::parse_snapshot(connection, media, event_body(frame)?, correlation_id, system_code_ids);
     }
     let (topic_id, kind) = classify_topic(topic)?;
     if kind == TopicKind::Ignored {

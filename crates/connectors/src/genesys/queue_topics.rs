@@ -14,6 +14,10 @@
 //!
 //! A code the agent changes later is a new fact (a new key), so `agent_changed` still works. Participants that
 //! are not agents, have not ended, or lack the times an event needs produce nothing.
+//!
+//! The media-variant topics may carry the media-specific model instead (`QueueConversationCallEventTopic…`: the
+//! communication's fields on the participant, `user`/`queue` as objects). It is read too, with the topic's media,
+//! but it names no communication id, so such a leg has no write path: subscribe to the generic topic to code.
 
 use super::events::{as_i64, id_field, normalize_disconnect_type, string_field, EventError, Parsed};
 use super::events::{media_of_path, WRAP_UP_TIMEOUT_CODE};
@@ -40,14 +44,24 @@ pub fn queue_of_topic(topic: &str) -> Option<&str> {
     (ok && !id.is_empty()).then_some(id)
 }
 
+/// The media of a media-variant topic (`….conversations.calls` → `calls`); `None` for the generic topic.
+pub fn media_of_topic(topic: &str) -> Option<&'static str> {
+    queue_of_topic(topic)?;
+    let last = topic.rsplit('.').next()?;
+    COMMUNICATIONS.into_iter().find(|m| *m == last)
+}
+
 /// The topic for a queue (the generic, all-media variant).
 pub fn queue_topic(queue_id: &str) -> String {
     format!("{PREFIX}{queue_id}.conversations")
 }
 
-/// Parses one snapshot body into zero or more events (see the module docs).
+/// Parses one snapshot body into zero or more events (see the module docs). `topic_media` is the media of a
+/// media-variant topic, whose snapshot may be the media-specific model (participants carrying their communication's
+/// fields themselves, `user`/`queue` as objects, no communication id).
 pub fn parse_snapshot(
     connection: &str,
+    topic_media: Option<&'static str>,
     body: &Map<String, Value>,
     correlation_id: Option<String>,
     system_code_ids: &HashSet<String>,
@@ -78,7 +92,7 @@ pub fn parse_snapshot(
                 kind,
             })
         };
-        let (media, comm) = communication(p);
+        let (media, comm, nested) = communication(p, topic_media);
         let acw_state = comm
             .and_then(|c| c.get("afterCallWork"))
             .and_then(Value::as_object)
@@ -93,7 +107,7 @@ pub fn parse_snapshot(
                 .or_else(|| comm.and_then(|c| time(c, "disconnectedTime")))
                 .or_else(|| time(p, "startAcwTime"));
             if let (Some(ended_at), Some(comm)) = (ended_at, comm) {
-                let facts = leg_facts(p, comm, media, ended_at)?;
+                let facts = leg_facts(p, comm, nested, media, ended_at)?;
                 out.push(event(
                     format!("genesys:ws.ended:{cid}:{pid}"),
                     ended_at,
@@ -148,43 +162,69 @@ pub fn parse_snapshot(
     Ok(out)
 }
 
-/// The participant's communication (the last one of the first non-empty media array) and its write-path media.
-fn communication(p: &Map<String, Value>) -> (&'static str, Option<&Map<String, Value>>) {
+/// The participant's communication and its write-path media: the last one of the first non-empty media array
+/// (`nested`), or, in the media-specific model, the participant itself with the topic's media.
+fn communication<'a>(
+    p: &'a Map<String, Value>,
+    topic_media: Option<&'static str>,
+) -> (Option<&'static str>, Option<&'a Map<String, Value>>, bool) {
     for media in COMMUNICATIONS {
         if let Some(Value::Array(list)) = p.get(media) {
             if let Some(c) = list.iter().rev().find_map(Value::as_object) {
-                return (media, Some(c));
+                return (Some(media), Some(c), true);
             }
         }
     }
-    ("calls", None)
+    if p.contains_key("state") {
+        return (topic_media, Some(p), false);
+    }
+    (topic_media, None, false)
+}
+
+/// An id given flat (`userId`) or as an object (`user.id`, the media-specific model).
+fn flat_or_nested_id(
+    p: &Map<String, Value>,
+    flat: &str,
+    object: &str,
+    field: &'static str,
+) -> Result<Option<String>, EventError> {
+    match id_field(p, flat, field)? {
+        Some(id) => Ok(Some(id)),
+        None => match p.get(object).and_then(Value::as_object) {
+            Some(o) => id_field(o, "id", field),
+            None => Ok(None),
+        },
+    }
 }
 
 fn leg_facts(
     p: &Map<String, Value>,
     comm: &Map<String, Value>,
-    media: &'static str,
+    nested: bool,
+    media: Option<&'static str>,
     ended_at: Timestamp,
 ) -> Result<LegFacts, EventError> {
-    let (media, channel) = media_of_path(media);
+    let (media, channel) = media_of_path(media.unwrap_or_default());
     let direction = match comm.get("direction").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
         Some("inbound") => Direction::Inbound,
         Some("outbound") => Direction::Outbound,
         _ => Direction::Unknown,
     };
-    let talk_ms = match (time(comm, "connectedTime"), time(comm, "disconnectedTime")) {
+    let disconnected = time(comm, "disconnectedTime").or_else(|| if nested { None } else { time(comm, "endTime") });
+    let talk_ms = match (time(comm, "connectedTime"), disconnected) {
         (Some(from), Some(to)) if to >= from => u64::try_from(to.duration_since(from).as_millis()).ok(),
         _ => None,
     };
     Ok(LegFacts {
         platform: Some(Platform::Genesys),
-        communication_id: id_field(comm, "id", "eventBody.participants.communication.id")?,
+        // The media-specific model has no communication id (its `id` is the participant's).
+        communication_id: if nested { id_field(comm, "id", "eventBody.participants.communication.id")? } else { None },
         media: media.map(str::to_string),
         channel: Some(channel),
         direction,
-        queue_id: id_field(p, "queueId", "eventBody.participants.queueId")?,
+        queue_id: flat_or_nested_id(p, "queueId", "queue", "eventBody.participants.queueId")?,
         queue_name: None,
-        user_id: id_field(p, "userId", "eventBody.participants.userId")?,
+        user_id: flat_or_nested_id(p, "userId", "user", "eventBody.participants.userId")?,
         disconnect_type: string_field(comm, "disconnectType").map(|d| normalize_disconnect_type(&d)),
         talk_ms,
         hold_ms: None,
@@ -369,6 +409,33 @@ mod tests {
             let EventKind::LegEnded { facts } = &evs[0].kind else { panic!() };
             assert_eq!((facts.media.as_deref(), facts.channel), (Some(media), Some(channel)));
         }
+    }
+
+    #[test]
+    fn the_media_specific_model_on_a_media_topic_is_read_too() {
+        // `QueueConversationCallEventTopicCallConversation`: the communication's fields on the participant.
+        let flat = json!({
+            "id": "p-agent", "purpose": "agent", "user": {"id": "u-1"}, "queue": {"id": "q-1"},
+            "state": "disconnected", "direction": "outbound", "disconnectType": "endpoint.dnd",
+            "connectedTime": "2024-05-01T10:00:00.000Z", "endTime": "2024-05-01T10:01:00.000Z",
+            "wrapupRequired": true, "wrapupTimeoutMs": 45000,
+            "wrapup": {"code": "code-1", "endTime": "2024-05-01T10:01:30.000Z"}
+        });
+        let v = json!({"topicName": format!("{TOPIC}.callbacks"), "version": "2",
+                       "eventBody": {"id": "c-1", "participants": [flat]}});
+        let evs = events(&v);
+        assert_eq!(evs.len(), 2, "{evs:?}");
+        let EventKind::LegEnded { facts } = &evs[0].kind else { panic!() };
+        assert_eq!((facts.media.as_deref(), facts.channel), (Some("callbacks"), Some(Channel::Callback)));
+        assert_eq!(facts.communication_id, None, "the media-specific model has none");
+        assert_eq!((facts.user_id.as_deref(), facts.queue_id.as_deref()), (Some("u-1"), Some("q-1")));
+        assert_eq!(facts.direction, Direction::Outbound);
+        assert_eq!(facts.disconnect_type.as_deref(), Some("dnd_endpoint"));
+        assert_eq!(facts.talk_ms, Some(60_000));
+        assert!(matches!(&evs[1].kind, EventKind::CodeRecorded { code_id: Some(c), .. } if c == "code-1"));
+        assert_eq!(media_of_topic(&format!("{TOPIC}.emails")), Some("emails"));
+        assert_eq!(media_of_topic(TOPIC), None);
+        assert_eq!(media_of_topic("v2.users.u.conversations.calls"), None);
     }
 
     #[test]
