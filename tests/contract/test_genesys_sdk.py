@@ -713,8 +713,10 @@ def notification_run(client, acw_scan, queues):
     user_topic = f"v2.users.{t['userId']}.conversations"
     acw_topic = f"v2.detail.events.conversation.{cid}.acw"
     wrapup_topic = f"v2.detail.events.conversation.{cid}.wrapup"
+    queue_topic = f"v2.routing.queues.{t['queueId']}.conversations"
+    queue_calls_topic = queue_topic + ".calls"
     topics = []
-    for tid in (user_topic, acw_topic, wrapup_topic, "v2.users.nobody.presence"):
+    for tid in (user_topic, acw_topic, wrapup_topic, queue_topic, queue_calls_topic, "v2.users.nobody.presence"):
         ct = models.ChannelTopic()
         ct.id = tid
         topics.append(ct)
@@ -731,18 +733,20 @@ def notification_run(client, acw_scan, queues):
         gc.ConversationsApi(client).post_conversations_call_participant_communication_wrapup(
             cid, pid, t["communicationId"], body=body)
         deadline = time.monotonic() + 10
-        want = {"pong", acw_topic, wrapup_topic, user_topic}
+        want = {"pong", acw_topic, wrapup_topic, user_topic, queue_topic, queue_calls_topic}
         while want and time.monotonic() < deadline:
             f = ws.recv()
             if f is None:
                 break
             frames.append(f)
-            want.discard(f.get("eventBody", {}).get("message") if f.get("topicName") == "channel.metadata"
-                         else f.get("topicName"))
+            if f.get("topicName") == "channel.metadata":
+                want.discard(f.get("eventBody", {}).get("message"))
+            elif f.get("eventBody", {}).get("id") == cid or f.get("eventBody", {}).get("conversationId") == cid:
+                want.discard(f.get("topicName"))
     finally:
         ws.close()
     return {"channel": channel, "listing": listing, "frames": frames, "leg": (cid, pid, t, code),
-            "topics": (user_topic, acw_topic, wrapup_topic)}
+            "topics": (user_topic, acw_topic, wrapup_topic), "queue_topics": (queue_topic, queue_calls_topic)}
 
 
 def test_notification_channel_rest(client, notification_run):
@@ -788,19 +792,29 @@ def test_notification_detail_events(notification_run):
     assert frames[acw_topic]["eventBody"]["userId"] == t["userId"]
 
 
-def test_notification_conversation_topic(notification_run):
+@pytest.mark.parametrize("which, model", [
+    ("user", "ConversationEventTopicConversation"),
+    ("queue", "QueueConversationEventTopicConversation"),
+    ("queue.calls", "QueueConversationCallEventTopicCallConversation"),
+])
+def test_notification_conversation_topics(notification_run, which, model):
     cid, pid, t, code = notification_run["leg"]
-    user_topic = notification_run["topics"][0]
-    snaps = [f for f in notification_run["frames"] if f.get("topicName") == user_topic]
-    assert snaps, "no frame on the user's conversations topic"
+    topic = {"user": notification_run["topics"][0], "queue": notification_run["queue_topics"][0],
+             "queue.calls": notification_run["queue_topics"][1]}[which]
+    snaps = [f for f in notification_run["frames"] if f.get("topicName") == topic and f["eventBody"].get("id") == cid]
+    assert snaps, f"no frame of this conversation on {topic}"
     body = snaps[-1]["eventBody"]
-    problems = raw_problems(body, "ConversationEventTopicConversation")
-    problems += enum_problems(gc.api_client.ApiClient()._ApiClient__deserialize(body,
-                                                                                 "ConversationEventTopicConversation"))
-    assert not problems, "conversation topic frame does not match ConversationEventTopicConversation:\n" + \
-        "\n".join(problems[:30])
+    problems = raw_problems(body, model)
+    problems += enum_problems(gc.api_client.ApiClient()._ApiClient__deserialize(body, model))
+    assert not problems, f"{topic} frame does not match {model}:\n" + "\n".join(problems[:30])
     agent = next(p for p in body["participants"] if p["id"] == pid)
     assert agent["wrapup"]["code"] == code and agent["endAcwTime"]
+    if which == "queue.calls":
+        assert agent["user"]["id"] == t["userId"] and agent["queue"]["id"] == t["queueId"]
+        assert agent["state"] in ("disconnected", "terminated")
+    else:
+        assert agent["userId"] == t["userId"] and agent["queueId"] == t["queueId"]
+        assert agent["calls"][0]["afterCallWork"]["state"] == "complete"
 
 
 def test_errors_are_platform_error_bodies(client, call_leg):

@@ -660,24 +660,34 @@ impl Org {
         }
     }
 
-    /// Publishes a snapshot of conversation `cid` on the user and queue conversation topics that have subscribers.
+    /// Publishes a snapshot of conversation `cid` on the user and queue conversation topics that have subscribers:
+    /// the generic event body on `v2.users.{id}.conversations` and `v2.routing.queues.{id}.conversations`, the
+    /// media-specific one on the queue topic's media variant (`….conversations.calls` for a call, etc.).
     pub fn notify_conversation(&self, cid: &str) {
         if !self.hub.active() {
             return;
         }
         let Some(conv) = self.conversations.get(cid) else { return };
         let mut topics = BTreeSet::new();
+        let mut variants = BTreeSet::new();
         for p in &conv.participants {
             if let Some(u) = &p.user_id {
                 topics.insert(format!("v2.users.{u}.conversations"));
             }
             if let Some(q) = p.queue.and_then(|q| self.queues.get(q)) {
                 topics.insert(format!("v2.routing.queues.{}.conversations", q.id));
+                variants.insert(format!("v2.routing.queues.{}.conversations.{}", q.id, conv.media.path()));
             }
         }
         let mut body = None;
         for t in topics.iter().filter(|t| self.hub.wants(t)) {
             let b = body.get_or_insert_with(|| crate::api::conversations::event_conversation_json(self, conv));
+            self.hub.publish(t, b);
+        }
+        let mut media_body = None;
+        for t in variants.iter().filter(|t| self.hub.wants(t)) {
+            let b =
+                media_body.get_or_insert_with(|| crate::api::conversations::event_media_conversation_json(self, conv));
             self.hub.publish(t, b);
         }
     }

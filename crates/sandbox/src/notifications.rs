@@ -8,8 +8,9 @@
 //! without a connected socket are lost (no replay), and a second socket on a channel kicks the first.
 //!
 //! Topics the sandbox publishes: `v2.users.{userId}.conversations`, `v2.routing.queues.{queueId}.conversations`
-//! and its media variants (`….conversations.calls|callbacks|emails|messages`; a conversation snapshot on every
-//! change of one of its participants) and
+//! (a `ConversationEventTopicConversation` snapshot on every change of one of its participants), the queue topic's
+//! media variants (`….conversations.calls|callbacks|emails|messages`: the media-specific snapshot,
+//! `QueueConversationCallEventTopicCallConversation` etc., for conversations of that media) and
 //! `v2.detail.events.conversation.{conversationId}.{user.end|customer.end|acd.end|acw|wrapup}` (the detail event
 //! body). Other topics are answered `Rejected`.
 //!
@@ -148,17 +149,6 @@ pub fn supported(topic: &str) -> bool {
 
 /// The media variants of the queue conversation topic (`….conversations.calls` etc.).
 const MEDIA: [&str; 4] = ["calls", "callbacks", "emails", "messages"];
-
-/// For a queue conversation topic and a snapshot, the media variant the snapshot also goes to: the media of its
-/// communications (the first participant's communication array that is present).
-fn media_variant(topic: &str, body: &Value) -> Option<String> {
-    if !(topic.starts_with("v2.routing.queues.") && topic.ends_with(".conversations")) {
-        return None;
-    }
-    let participants = body.get("participants")?.as_array()?;
-    let media = participants.iter().find_map(|p| MEDIA.iter().find(|m| p.get(**m).is_some()))?;
-    Some(format!("{topic}.{media}"))
-}
 
 impl Hub {
     /// How long a channel lives from its creation or last subscription (sandbox clock).
@@ -335,11 +325,7 @@ impl Hub {
 
     /// Whether any channel listens on `topic` (cheap; lets the org skip building bodies).
     pub fn wants(&self, topic: &str) -> bool {
-        let st = self.state.lock();
-        st.by_topic.contains_key(topic)
-            || (topic.starts_with("v2.routing.queues.")
-                && topic.ends_with(".conversations")
-                && MEDIA.iter().any(|m| st.by_topic.contains_key(&format!("{topic}.{m}"))))
+        self.state.lock().by_topic.contains_key(topic)
     }
 
     /// Whether any channel has any subscription.
@@ -348,17 +334,9 @@ impl Hub {
     }
 
     /// Sends one frame on `topic` to every connected subscriber. A subscriber without a socket loses it; a
-    /// connected one loses its socket (and the frame) with the disconnect fault's probability.
-    /// A queue conversation snapshot also goes to the subscribers of its media variant (`….conversations.calls`),
-    /// under that topic name.
+    /// connected one loses its socket (and the frame) with the disconnect fault's probability. The org publishes
+    /// the media variants of the queue topic itself (their body is the media-specific model).
     pub fn publish(&self, topic: &str, body: &Value) {
-        if let Some(variant) = media_variant(topic, body) {
-            self.publish_one(&variant, body);
-        }
-        self.publish_one(topic, body);
-    }
-
-    fn publish_one(&self, topic: &str, body: &Value) {
         let rate = f64::from_bits(self.disconnect_rate.load(Ordering::Relaxed));
         let mut st = self.state.lock();
         let HubState { channels, by_topic, rng, .. } = &mut *st;
@@ -484,20 +462,22 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_also_goes_to_the_media_variant_of_its_queue_topic() {
+    fn media_variant_topics_are_supported_and_published_only_as_named() {
+        // The org renders the media-specific body for `….conversations.calls` and publishes it there itself; the
+        // hub sends a frame only to the topic it is given.
         let h = Hub::default();
         let (a, _) = h.create(0, t0());
         let calls = format!("{}.calls", topic("q"));
         let answer = h.subscribe(&a, &[calls.clone(), format!("{}.chats", topic("q"))], false).unwrap().unwrap();
         assert_eq!(answer.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, false]);
-        assert!(h.wants(&topic("q")), "the generic topic is wanted through its variant");
+        assert!(h.wants(&calls) && !h.wants(&topic("q")));
         let (_, mut rx) = h.connect(&a).unwrap();
         h.publish(&topic("q"), &json!({"id": "c-1", "participants": [{"id": "p", "calls": []}]}));
-        h.publish(&topic("q"), &json!({"id": "c-2", "participants": [{"id": "p", "emails": []}]}));
+        h.publish(&calls, &json!({"id": "c-2", "participants": [{"id": "p", "state": "connected"}]}));
         let got = drain(&mut rx);
         let [Outgoing::Frame(f)] = &got[..] else { panic!("{got:?}") };
         let v: Value = serde_json::from_str(f).unwrap();
-        assert_eq!((v["topicName"].as_str(), v["eventBody"]["id"].as_str()), (Some(calls.as_str()), Some("c-1")));
+        assert_eq!((v["topicName"].as_str(), v["eventBody"]["id"].as_str()), (Some(calls.as_str()), Some("c-2")));
     }
 
     #[test]

@@ -186,3 +186,66 @@ async fn queue_listings_filter_by_id() {
     assert_eq!(v["total"], 2);
     env.sb.shutdown().await;
 }
+
+/// A consult leg: `consultParticipantId` is on the generic participant and on `CallMediaParticipant` only.
+#[tokio::test]
+async fn consult_participant_id_only_on_call_media_participants() {
+    let mut cfg = mixed_media(0);
+    cfg.traffic_autostart = true;
+    cfg.center.arrival_rate_per_sec = 1.0;
+    cfg.center.consult_probability = 1.0;
+    cfg.center.talk_time = wrapup_sandbox::Dist::new(20.0, 20.0, 20.0);
+    let env = start(cfg).await;
+    let mut checked = std::collections::BTreeSet::new();
+    for _ in 0..120 {
+        env.clock.advance(1.0);
+        let (_, _, _) = env.get("/api/v2/users/nobody/routingstatus").await; // catch the simulation up
+        let consults: Vec<(String, wrapup_sandbox::Media)> = env.sb.with_org(|o| {
+            o.conversations
+                .values()
+                .filter(|c| c.participants.iter().any(|p| p.consult_participant_id.is_some()))
+                .map(|c| (c.id.clone(), c.media))
+                .collect()
+        });
+        for (cid, media) in consults {
+            let (_, _, generic) = env.get(&format!("/api/v2/conversations/{cid}")).await;
+            assert!(generic["participants"].as_array().unwrap().iter().any(|p| p["consultParticipantId"].is_string()));
+            let (_, _, v) = env.get(&format!("/api/v2/conversations/{}/{cid}", media.path())).await;
+            let has = v["participants"].as_array().unwrap().iter().any(|p| p.get("consultParticipantId").is_some());
+            assert_eq!(has, media == wrapup_sandbox::Media::Calls, "{media:?}: {v}");
+            checked.insert(media.path());
+        }
+        if checked.len() >= 2 && checked.contains("calls") {
+            break;
+        }
+    }
+    assert!(checked.contains("calls") && checked.len() >= 2, "consults seen on {checked:?}");
+    env.sb.shutdown().await;
+}
+
+/// The media variant of the queue topic gets the media-specific event body (flattened participants).
+#[tokio::test]
+async fn queue_media_variant_bodies_are_the_media_specific_event_model() {
+    let env = start(mixed_media(20)).await;
+    for leg in env.sb.legs().into_iter().filter(|l| l.state == "acw") {
+        let code = env.code_for(&leg);
+        let (s, _) = env.write(&leg, &code).await;
+        assert_eq!(s, 202);
+        let v = env.sb.with_org(|o| {
+            wrapup_sandbox::api::conversations::event_media_conversation_json(o, &o.conversations[&leg.conversation_id])
+        });
+        assert!(v.get("selfUri").is_none(), "{v}");
+        assert_eq!(v.get("recordingState").is_some(), leg.media_type == wrapup_sandbox::Media::Calls, "{v}");
+        assert!(v["divisions"][0]["division"].get("name").is_none(), "{v}");
+        let a = v["participants"].as_array().unwrap().iter().find(|p| p["id"] == leg.participant_id).unwrap();
+        for k in ["startAlertingTime", "calls", "callbacks", "emails", "messages", "userId", "queueId"] {
+            assert!(a.get(k).is_none(), "{k}: {a}");
+        }
+        assert_eq!(a["user"]["id"], leg.user_id.clone().unwrap());
+        assert!(a["user"].get("selfUri").is_none() && a["queue"].get("selfUri").is_none(), "{a}");
+        assert_eq!(a["wrapup"]["code"], code);
+        assert!(a["wrapup"].get("provisional").is_none() && a["wrapup"].get("name").is_none(), "{a}");
+        assert!(a["state"].is_string() && a["endAcwTime"].is_string(), "{a}");
+    }
+    env.sb.shutdown().await;
+}

@@ -193,6 +193,10 @@ pub fn media_conversation_json(org: &Org, conv: &Conversation) -> Value {
             if let Some(u) = &p.user_id {
                 o.insert("user".into(), json!({"id": u, "name": p.name, "selfUri": format!("/api/v2/users/{u}")}));
             }
+            // Only `CallMediaParticipant` has `consultParticipantId`.
+            if conv.media != Media::Calls {
+                o.remove("consultParticipantId");
+            }
             Value::Object(o)
         })
         .collect();
@@ -216,20 +220,6 @@ pub fn media_conversation_json(org: &Org, conv: &Conversation) -> Value {
 /// communication `startAlertingTime`; wrap-up `name`, `provisional`; division `name`). A provisional wrap-up is
 /// not shown: the event model cannot mark it as such.
 pub fn event_conversation_json(org: &Org, conv: &Conversation) -> Value {
-    fn strip_wrapup(o: &mut Map<String, Value>) {
-        let provisional = o.get("wrapup").and_then(|w| w.get("provisional")).and_then(Value::as_bool);
-        match provisional {
-            Some(true) => {
-                o.remove("wrapup");
-            }
-            _ => {
-                if let Some(w) = o.get_mut("wrapup").and_then(Value::as_object_mut) {
-                    w.remove("name");
-                    w.remove("provisional");
-                }
-            }
-        }
-    }
     let mut v = conversation_json(org, conv);
     let Some(obj) = v.as_object_mut() else { return v };
     for k in ["startTime", "endTime", "conversationIds", "selfUri"] {
@@ -254,6 +244,50 @@ pub fn event_conversation_json(org: &Org, conv: &Conversation) -> Value {
         }
     }
     v
+}
+
+/// The `eventBody` of the media variants of the queue topic (`v2.routing.queues.{id}.conversations.calls` etc.):
+/// `QueueConversationCallEventTopicCallConversation` and its callback/email/message siblings — the media-specific
+/// conversation (participants flattened, `user`/`queue` as `{id, name}`) without the REST-only fields (`selfUri`,
+/// participant `startAlertingTime`, wrap-up `name`/`provisional`, division `name`). A provisional wrap-up is not
+/// shown.
+pub fn event_media_conversation_json(org: &Org, conv: &Conversation) -> Value {
+    let mut v = media_conversation_json(org, conv);
+    let Some(obj) = v.as_object_mut() else { return v };
+    obj.remove("selfUri");
+    for d in obj.get_mut("divisions").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(div) = d.get_mut("division").and_then(Value::as_object_mut) {
+            div.remove("name");
+        }
+    }
+    for p in obj.get_mut("participants").and_then(Value::as_array_mut).into_iter().flatten() {
+        let Some(p) = p.as_object_mut() else { continue };
+        p.remove("startAlertingTime");
+        for k in ["user", "queue"] {
+            if let Some(r) = p.get_mut(k).and_then(Value::as_object_mut) {
+                r.remove("selfUri");
+            }
+        }
+        strip_wrapup(p);
+    }
+    v
+}
+
+/// Event models have no `provisional` flag: a provisional wrap-up is left out, a final one loses `name` and
+/// `provisional`.
+fn strip_wrapup(o: &mut Map<String, Value>) {
+    let provisional = o.get("wrapup").and_then(|w| w.get("provisional")).and_then(Value::as_bool);
+    match provisional {
+        Some(true) => {
+            o.remove("wrapup");
+        }
+        _ => {
+            if let Some(w) = o.get_mut("wrapup").and_then(Value::as_object_mut) {
+                w.remove("name");
+                w.remove("provisional");
+            }
+        }
+    }
 }
 
 async fn get_generic(State(st): State<SharedState>, Path(cid): Path<String>) -> Response {
