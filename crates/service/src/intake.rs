@@ -101,6 +101,7 @@ pub async fn post_events(
             }
         }
     };
+    crate::chaos::point("intake.after_store");
     let accepted = results.iter().filter(|r| **r == Ingested::New).count();
     let duplicates = results.len() - accepted;
     for (result, n) in [("accepted", accepted), ("duplicate", duplicates)] {

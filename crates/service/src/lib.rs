@@ -5,6 +5,7 @@ pub mod app;
 pub mod attempts;
 pub mod build;
 pub mod catalog;
+pub mod chaos;
 pub mod genesys;
 pub mod intake;
 pub mod platform;

@@ -300,6 +300,7 @@ impl Worker {
             leg.state = LegState::Scheduled;
             return Ok(Next::Continue);
         };
+        crate::chaos::point("worker.after_intent");
         // The budget orders live legs by this deadline and drops a request still waiting when it passes: the guard
         // keeps room for the request itself to land inside the window.
         let guard = self.clock.clock_duration(self.deadline_guard);
@@ -347,6 +348,7 @@ impl Worker {
             }
             None => {}
         }
+        crate::chaos::point("worker.after_gate");
         let code = CodeEntry { id: intent.code_id.clone(), name: intent.code_name.clone() };
         let notes = leg.decision.as_ref().and_then(|d| d.notes.clone());
         // Checked once the write holds its budget permit: nothing about the leg changed since the gate read (no
@@ -357,6 +359,7 @@ impl Worker {
         self.record_attempts(leg, &calls).await;
         match write {
             Ok(()) => {
+                crate::chaos::point("worker.after_write");
                 let now = self.clock.now();
                 leg.written_at = Some(now);
                 metrics::counter!("wrapup_codes_applied_total", "connection" => conn.name.clone()).increment(1);

@@ -1,41 +1,68 @@
-//! The real `wrapup serve` process, killed with SIGKILL mid-run and restarted on the same SQLite file.
+//! The real `wrapup serve` process, killed again and again under traffic — from outside with SIGKILL at random
+//! moments, and from inside at the worst moments (crash points: after events are durable but before the 2xx, after
+//! the write intent is saved, between the gate read and the write, between an accepted write and its record) — and
+//! restarted on the same SQLite file each time. The sandbox's ground truth must show no second write, no overwrite,
+//! no write outside a window, and every closed window with an outcome.
 
 use crate::harness::{center, sandbox, SUPPORT_IMMEDIATE};
+use rand::{Rng, SeedableRng};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wrapup_core::clock::ScaledClock;
 use wrapup_sandbox::config::{AcwMode, Dist};
 use wrapup_sandbox::{EventTarget, Sandbox};
 
+const CRASH_POINTS: &str =
+    "intake.after_store=0.01,worker.after_intent=0.03,worker.after_gate=0.03,worker.after_write=0.05";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn serve(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_wrapup"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("wrapup serve starts")
+fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
+    // Stderr of every run goes to one file, so the crash points reached can be counted afterwards.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("stderr.log"))
+        .expect("the log file opens");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wrapup"));
+    cmd.arg("serve").arg("--config").arg(config).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log);
+    match crash_points {
+        Some(points) => cmd.env("WRAPUP_CRASH_POINTS", points),
+        None => cmd.env_remove("WRAPUP_CRASH_POINTS"),
+    };
+    cmd.spawn().expect("wrapup serve starts")
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
+/// Waits until the child answers `/ready`; `false` if it died first (a crash point during startup work).
+async fn ready(http: &reqwest::Client, base: &str, child: &mut Child) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
-        if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("wrapup serve did not become ready");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice() {
+pub struct KillRun {
+    pub kills: u32,
+    pub self_crashes: u32,
+    /// Crash point → how many times the service aborted there.
+    pub crash_points: std::collections::BTreeMap<String, u32>,
+    pub legs: usize,
+    pub applied: usize,
+    pub missing: usize,
+    pub report: wrapup_sandbox::Report,
+}
+
+/// Runs traffic while killing the service `kills` times in all (SIGKILLs from outside plus crash points).
+pub async fn kill_run(kills: u32, seed: u64) -> KillRun {
     // Wall-clock time: the child process runs on the system clock.
     let mut c = center(AcwMode::MandatoryTimeout, Some(30_000));
     c.arrival_rate_per_sec = 6.0;
@@ -47,6 +74,7 @@ async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice(
     let port = free_port();
     let key = "restart-test-intake-key";
     let mut cfg = sandbox(c);
+    cfg.seed = seed;
     cfg.traffic_autostart = false;
     cfg.event_targets.push(EventTarget {
         url: format!("http://127.0.0.1:{port}/intake/genesys"),
@@ -79,23 +107,37 @@ api_key = "literal:{key}"
     .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let mut child = serve(&config);
-    wait_healthy(&http, &base).await;
+    let (mut external, mut self_crashes) = (0u32, 0u32);
     sb.start_traffic();
-    let kills = 4;
-    for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(900)).await;
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        child = serve(&config);
-        wait_healthy(&http, &base).await;
+    while external + self_crashes < kills {
+        let mut child = serve(&config, Some(CRASH_POINTS));
+        if !ready(&http, &base, &mut child).await {
+            self_crashes += 1;
+            continue;
+        }
+        let life = Duration::from_millis(rng.gen_range(200..1200));
+        let born = Instant::now();
+        loop {
+            if child.try_wait().ok().flatten().is_some() {
+                self_crashes += 1;
+                break;
+            }
+            if born.elapsed() >= life {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                external += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
     sb.stop_traffic();
 
-    // Every window the sandbox closed, and every leg it ended, must end in an outcome.
+    // A last, uninterrupted run settles everything.
+    let mut child = serve(&config, None);
+    assert!(ready(&http, &base, &mut child).await);
     let start = Instant::now();
     let (missing, legs) = loop {
         let legs: Vec<serde_json::Value> =
@@ -110,13 +152,13 @@ api_key = "literal:{key}"
                 )
             })
             .collect();
-        let missing: Vec<_> = sb
+        let missing = sb
             .legs()
             .into_iter()
             .filter(|t| t.acw_started_at.is_some() && t.state != "acw")
             .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
-            .collect();
-        if missing.is_empty() || start.elapsed() > Duration::from_secs(15) {
+            .count();
+        if missing == 0 || start.elapsed() > Duration::from_secs(20) {
             break (missing, legs);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -125,10 +167,61 @@ api_key = "literal:{key}"
     let _ = child.wait();
     let report = sb.report();
     sb.shutdown().await;
-    assert!(missing.is_empty(), "legs without an outcome after {kills} kills: {}", missing.len());
-    assert_eq!(report.violations.duplicate_writes, 0, "{:?}", report.violations.details);
-    assert_eq!(report.violations.overwrites, 0, "{:?}", report.violations.details);
-    assert_eq!(report.violations.outside_window, 0, "{:?}", report.violations.details);
-    let applied = legs.iter().filter(|l| l["outcome"] == "applied").count();
-    assert!(applied >= 10, "work went on across restarts: {applied} applied");
+    let mut crash_points = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default().lines() {
+        if let Some(rest) = line.strip_prefix("wrapup: crash point ") {
+            *crash_points.entry(rest.split_whitespace().next().unwrap_or_default().to_string()).or_insert(0) += 1;
+        }
+    }
+    KillRun {
+        kills: external,
+        self_crashes,
+        crash_points,
+        legs: legs.len(),
+        applied: legs.iter().filter(|l| l["outcome"] == "applied").count(),
+        missing,
+        report,
+    }
+}
+
+fn assert_nothing_lost_or_doubled(run: &KillRun) {
+    let r = &run.report;
+    assert_eq!(r.events.failed_deliveries, 0, "every event was eventually acknowledged (else the test proves nothing)");
+    assert_eq!(run.missing, 0, "legs without an outcome after {} kills + {} crashes", run.kills, run.self_crashes);
+    assert_eq!(r.violations.duplicate_writes, 0, "{:?}", r.violations.details);
+    assert_eq!(r.violations.overwrites, 0, "{:?}", r.violations.details);
+    assert_eq!(r.violations.outside_window, 0, "{:?}", r.violations.details);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice() {
+    let run = kill_run(8, 42).await;
+    assert_nothing_lost_or_doubled(&run);
+    assert!(run.applied >= 10, "work went on across restarts: {} applied", run.applied);
+}
+
+/// The long version, for docs/RELIABILITY.md: `WRAPUP_KILLS=60 cargo nextest run -p wrapup --test e2e
+/// --run-ignored ignored-only -E 'test(long_kill)' --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by hand, figures go to docs/RELIABILITY.md"]
+async fn long_kill_run() {
+    let kills = std::env::var("WRAPUP_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(60);
+    let started = Instant::now();
+    let run = kill_run(kills, 7).await;
+    println!(
+        "kill run: {} SIGKILLs + {} crash-point aborts {:?} in {:.0} s; {} legs, {} applied; {} events delivered; \
+         violations: overwrites {}, outside window {}, duplicate writes {}; legs without an outcome {}",
+        run.kills,
+        run.self_crashes,
+        run.crash_points,
+        started.elapsed().as_secs_f64(),
+        run.legs,
+        run.applied,
+        run.report.events.delivered,
+        run.report.violations.overwrites,
+        run.report.violations.outside_window,
+        run.report.violations.duplicate_writes,
+        run.missing
+    );
+    assert_nothing_lost_or_doubled(&run);
 }
