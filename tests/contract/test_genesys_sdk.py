@@ -10,11 +10,13 @@ and SANDBOX_CONTROL_URL. The scenario runs top to bottom (pytest keeps file orde
 module fixtures found.
 """
 
+import atexit
 import base64
 import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import struct
 import time
@@ -28,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 _HOME = tempfile.mkdtemp(prefix="gc-sdk-home-")
 os.makedirs(os.path.join(_HOME, ".genesyscloudpython"))
 os.environ["HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, True)
 
 import pytest  # noqa: E402
 import urllib3  # noqa: E402
