@@ -4,6 +4,7 @@
 //! one [`Budget`](crate::budget::Budget), so their rate limits are pooled. See [`client`] for the request path and
 //! [`events`] for turning platform events into `wrapup_core::Event`s.
 
+pub mod analytics;
 pub mod client;
 pub mod events;
 pub mod model;
