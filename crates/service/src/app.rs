@@ -6,6 +6,7 @@
 use crate::catalog::CatalogCache;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
+use crate::reconciler::{Reconciler, ReconcileSpec};
 use crate::scheduler::{self, SchedulerSettings, Shutdown};
 use crate::websocket::WebsocketSpec;
 use crate::worker::{ConnectionRuntime, RetryPolicy, Worker};
@@ -30,6 +31,8 @@ pub struct ConnectionSpec {
     pub catalog_ttl: SignedDuration,
     /// The Notification API websocket intake, when enabled.
     pub websocket: Option<WebsocketSpec>,
+    /// The reconciler (Genesys connections).
+    pub reconcile: Option<ReconcileSpec>,
 }
 
 /// Everything the service needs.
@@ -58,6 +61,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub admin_token: Option<Secret>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Each connection's reconciler, to ask for a pass (e.g. after a websocket gap).
+    pub reconcilers: HashMap<String, Arc<Reconciler>>,
 }
 
 /// A running service.
@@ -95,7 +100,11 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
     let mut connections = HashMap::new();
     let mut intake = HashMap::new();
     let mut websockets = Vec::new();
+    let mut reconcile_specs = Vec::new();
     for c in spec.connections {
+        if let Some(r) = c.reconcile {
+            reconcile_specs.push((c.name.clone(), c.platform.clone(), r));
+        }
         if let Some(ws) = c.websocket {
             websockets.push((c.name.clone(), ws));
         }
@@ -116,6 +125,23 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         deadline_guard: spec.deadline_guard,
         gate_freshness: spec.gate_freshness,
     });
+    let reconcilers: HashMap<String, Arc<Reconciler>> = reconcile_specs
+        .into_iter()
+        .map(|(name, platform, r)| {
+            let reconciler = Reconciler {
+                connection: name.clone(),
+                client: r.client,
+                platform,
+                store: spec.store.clone(),
+                clock: spec.clock.clone(),
+                system_code_ids: r.system_code_ids,
+                settings: r.settings,
+                wake: Some(wake.clone()),
+                trigger: Arc::new(Notify::new()),
+            };
+            (name, Arc::new(reconciler))
+        })
+        .collect();
     let state = Arc::new(AppState {
         store: spec.store.clone(),
         clock: spec.clock.clone(),
@@ -124,6 +150,7 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         wake: wake.clone(),
         admin_token: spec.admin_token,
         metrics: crate::admin::metrics_handle(),
+        reconcilers,
     });
     let shutdown = Shutdown::default();
     let router = crate::admin::router(state.clone());
@@ -142,6 +169,9 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         if let Some(runtime) = state.connections.get(&name).cloned() {
             tasks.push(tokio::spawn(crate::websocket::run(state.clone(), runtime, ws, shutdown.clone())));
         }
+    }
+    for reconciler in state.reconcilers.values() {
+        tasks.push(tokio::spawn(crate::reconciler::run(reconciler.clone(), shutdown.clone())));
     }
     tracing::info!(%addr, "wrapup is serving.");
     Ok(ServiceHandle { addr, state, shutdown, tasks })

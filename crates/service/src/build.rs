@@ -5,6 +5,7 @@ use crate::app::{ConnectionSpec, ServiceSpec};
 use crate::genesys::GenesysPlatform;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
+use crate::reconciler::{ReconcileSettings, ReconcileSpec};
 use crate::scheduler::SchedulerSettings;
 use crate::websocket::WebsocketSpec;
 use crate::worker::RetryPolicy;
@@ -53,6 +54,15 @@ pub fn connection_for(
     }
 }
 
+/// The reconciler's settings of one connection: the configured interval and window, defaults for the rest.
+pub fn reconcile_settings(conn: &ConnectionConfig) -> ReconcileSettings {
+    ReconcileSettings {
+        every: conn.reconcile_every,
+        window: SignedDuration::try_from(conn.reconcile_window).unwrap_or(SignedDuration::from_secs(3600)),
+        ..ReconcileSettings::default()
+    }
+}
+
 /// Builds the service from `config`, on `store`.
 pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClock) -> anyhow::Result<ServiceSpec> {
     let rules = Arc::new(config.rules.clone());
@@ -67,6 +77,11 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         };
         let mut system_code_ids: HashSet<String> = GENESYS_SYSTEM_CODES.iter().map(|s| s.to_string()).collect();
         system_code_ids.extend(conn.system_codes.iter().cloned());
+        let reconcile = client.as_ref().map(|client| ReconcileSpec {
+            client: client.clone(),
+            system_code_ids: system_code_ids.clone(),
+            settings: reconcile_settings(conn),
+        });
         let websocket = match (&conn.intake.websocket, client) {
             (ws, Some(client)) if ws.enabled => {
                 Some(WebsocketSpec::new(client, ws.queues.clone(), system_code_ids.clone()))
@@ -88,6 +103,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             },
             catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
             websocket,
+            reconcile,
         });
     }
     Ok(ServiceSpec {

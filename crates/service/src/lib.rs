@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod genesys;
 pub mod intake;
 pub mod platform;
+pub mod reconciler;
 pub mod scheduler;
 pub mod websocket;
 pub mod worker;
