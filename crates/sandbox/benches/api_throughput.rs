@@ -298,6 +298,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "preload": args.preload,
         "legs": targets.len(),
         "process_cpu_cores": cpu_cores,
+        // Requests per CPU-second of this process (client and server together): stable under machine contention.
+        "requests_per_process_cpu_sec": cpu_cores.filter(|c| *c > 0.0).map(|c| (rps / c).round()),
         "server_api_requests_total": serde_json::to_value(&api.api).ok().and_then(|v| v.get("total").cloned()),
         "by_kind": by_kind,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -327,8 +329,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 k["p99_ms"].as_f64().unwrap_or(0.0)
             );
         }
-        if let Some(c) = cpu_cores {
-            println!("  process CPU {c:.2} cores (load client and sandbox share this process and the machine)");
+        if let Some(c) = cpu_cores.filter(|c| *c > 0.0) {
+            println!(
+                "  process CPU {c:.2} cores (load client and sandbox share this process and the machine): {:.0} \
+                 requests per process CPU-second",
+                rps / c
+            );
         }
     }
     anyhow::ensure!(total > 0, "no request completed");
