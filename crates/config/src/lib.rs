@@ -38,6 +38,8 @@
 //! [connections.intake]                  # optional; all keys have defaults
 //! api_key_header = "x-wrapup-intake-key"
 //! api_key = "env:WRAPUP_INTAKE_KEY"     # optional; when set, intake requires it
+//! auth = "api_key"                      # default; or "standard_webhooks" (signed requests, no api_key)
+//! signing_secret = "env:WRAPUP_WEBHOOK_SECRET"  # with "standard_webhooks" only: `whsec_<base64>`
 //! max_body_bytes = 1048576
 //! websocket = { enabled = false, queues = ["Support"] }
 //!
@@ -69,12 +71,14 @@ mod error;
 mod read;
 mod region;
 mod secrets;
+mod signing;
 mod tree;
 
 pub use catalog_check::{check_catalog, CatalogProblem, CatalogProblemKind};
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use region::{genesys_domain, GENESYS_REGIONS};
 pub use secrets::{SecretSource, SystemSecrets};
+pub use signing::{SigningSecret, SIGNING_KEY_BYTES, SIGNING_SECRET_PREFIX};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -150,6 +154,19 @@ pub struct IntakeConfig {
     pub api_key: Option<Secret>,
     pub max_body_bytes: usize,
     pub websocket: WebsocketIntake,
+    /// How intake requests are authenticated.
+    pub auth: IntakeAuth,
+}
+
+/// How intake requests prove where they come from (`connections.intake.auth`).
+#[derive(Debug, Clone, Default)]
+pub enum IntakeAuth {
+    /// `auth = "api_key"` (the default): a shared key in `api_key_header`, as EventBridge API destinations send it.
+    #[default]
+    ApiKey,
+    /// `auth = "standard_webhooks"`: every request is signed per the Standard Webhooks specification
+    /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with `signing_secret`.
+    StandardWebhooks { signing_secret: SigningSecret },
 }
 
 /// The Genesys Notification API websocket as an intake.

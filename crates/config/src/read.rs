@@ -9,9 +9,9 @@ use crate::error::{ConfigError, ConfigErrors, LineIndex, Location};
 use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{self, Key, Node, Value};
 use crate::{
-    AdminConfig, ClientCredentials, Config, ConnectionConfig, Endpoint, IntakeConfig, WebsocketIntake,
-    DEFAULT_CATALOG_TTL_SECS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
+    AdminConfig, ClientCredentials, Config, ConnectionConfig, Endpoint, IntakeAuth, IntakeConfig, SigningSecret,
+    WebsocketIntake, DEFAULT_CATALOG_TTL_SECS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -310,7 +310,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "intake",
 ];
 const CLIENT_KEYS: &[&str] = &["client_id", "client_secret"];
-const INTAKE_KEYS: &[&str] = &["api_key_header", "api_key", "max_body_bytes", "websocket"];
+const INTAKE_KEYS: &[&str] = &["api_key_header", "api_key", "max_body_bytes", "websocket", "auth", "signing_secret"];
 const WEBSOCKET_KEYS: &[&str] = &["enabled", "queues"];
 const RULE_KEYS: &[&str] = &["name", "code", "notes", "timing", "mode", "platform", "connection", "when"];
 const TIMING_KEYS: &[&str] = &["before_timeout", "after"];
@@ -529,6 +529,7 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
             api_key: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             websocket: WebsocketIntake::default(),
+            auth: IntakeAuth::ApiKey,
         }),
     };
     t.finish(cx);
@@ -619,13 +620,71 @@ fn read_intake(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<IntakeConfig> {
         Some(f) => read_websocket(cx, &f),
         None => Some(WebsocketIntake::default()),
     };
+    let auth = read_intake_auth(cx, &mut t);
     t.finish(cx);
     Some(IntakeConfig {
         api_key_header: api_key_header?,
         api_key: api_key?,
         max_body_bytes: max_body_bytes?,
         websocket: websocket?,
+        auth: auth?,
     })
+}
+
+/// `auth` and `signing_secret`, and the keys that contradict them. Reads `api_key` / `api_key_header` only to
+/// locate a contradiction (they have been read already).
+fn read_intake_auth(cx: &mut Cx<'_>, t: &mut Table<'_>) -> Option<IntakeAuth> {
+    let webhooks = match t.get("auth") {
+        Some(f) => match string(cx, &f)? {
+            "api_key" => false,
+            "standard_webhooks" => true,
+            other => {
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    format!("unknown intake auth {other:?}; expected \"api_key\" or \"standard_webhooks\""),
+                );
+                return None;
+            }
+        },
+        None => false,
+    };
+    let signing_secret = t.get("signing_secret");
+    if !webhooks {
+        if let Some(f) = signing_secret {
+            cx.problem(&f.node.span, &f.path, "`signing_secret` is used only with auth = \"standard_webhooks\"");
+            return None;
+        }
+        return Some(IntakeAuth::ApiKey);
+    }
+    let mut ok = true;
+    for key in ["api_key", "api_key_header"] {
+        if let Some(f) = t.get(key) {
+            cx.problem(
+                &f.node.span,
+                &f.path,
+                format!("`{key}` is not used with auth = \"standard_webhooks\" (requests are signed); remove it"),
+            );
+            ok = false;
+        }
+    }
+    let Some(f) = signing_secret else {
+        cx.problem(
+            &t.span,
+            &t.path,
+            "auth = \"standard_webhooks\" needs `signing_secret`, a `whsec_…` secret by reference (`env:NAME`)",
+        );
+        return None;
+    };
+    let secret = secret(cx, &f)?;
+    match SigningSecret::parse(secret.expose()) {
+        Ok(signing_secret) if ok => Some(IntakeAuth::StandardWebhooks { signing_secret }),
+        Ok(_) => None,
+        Err(message) => {
+            cx.problem(&f.node.span, &f.path, message);
+            None
+        }
+    }
 }
 
 fn read_websocket(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<WebsocketIntake> {

@@ -528,3 +528,64 @@ fn reconcile_settings_are_read_and_bounded() {
     let text = CONNECTION.replace("client_id = \"client-1\"", "client_id = \"client-1\"\nreconcile_window_secs = 5");
     assert_problem(&text, "", "must be between 60 and");
 }
+
+// ---- Standard Webhooks intake auth ----
+
+fn parse_with_webhook_secret(text: &str, secret: &str) -> Result<Config, ConfigErrors> {
+    let secrets = FakeSecrets::with_env(&[("GENESYS_CLIENT_SECRET", "s3cr3t-one"), ("HOOK", secret), ("KEY", "k")]);
+    Config::parse_with(text, "w.toml", Path::new(""), &secrets)
+}
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[test]
+fn intake_auth_defaults_to_the_api_key_and_standard_webhooks_reads_its_signing_secret() {
+    let config = parse(&with_connection("")).unwrap();
+    assert!(matches!(config.connections[0].intake.auth, IntakeAuth::ApiKey));
+    let text = with_connection("[connections.intake]\nauth = \"standard_webhooks\"\nsigning_secret = \"env:HOOK\"\n");
+    let config = parse_with_webhook_secret(&text, WHSEC).unwrap();
+    match &config.connections[0].intake.auth {
+        IntakeAuth::StandardWebhooks { signing_secret } => assert_eq!(signing_secret.key().len(), 24),
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{config:?}").contains("MfKQ9r8"), "the key is not in the config's Debug output");
+}
+
+#[test]
+fn intake_auth_problems_are_located_and_never_echo_the_secret() {
+    let problems_of = |rest: &str, secret: &str| -> Vec<String> {
+        match parse_with_webhook_secret(&with_connection(rest), secret) {
+            Ok(_) => panic!("accepted: {rest}"),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    };
+    let has = |all: &[String], prefix: &str, fragment: &str| {
+        assert!(
+            all.iter().any(|p| p.starts_with(prefix) && p.contains(fragment)),
+            "no {prefix:?} with {fragment:?} in:\n{}",
+            all.join("\n")
+        )
+    };
+    let all = problems_of("[connections.intake]\nauth = \"hmac\"\n", WHSEC);
+    has(&all, "w.toml:9:8: connections[0].intake.auth", "expected \"api_key\" or \"standard_webhooks\"");
+    let all = problems_of("[connections.intake]\nauth = \"standard_webhooks\"\n", WHSEC);
+    has(&all, "w.toml:8:1: connections[0].intake", "needs `signing_secret`");
+    let all = problems_of("[connections.intake]\nsigning_secret = \"env:HOOK\"\n", WHSEC);
+    has(&all, "w.toml:9:18: connections[0].intake.signing_secret", "only with auth = \"standard_webhooks\"");
+    let all = problems_of(
+        "[connections.intake]\nauth = \"standard_webhooks\"\nsigning_secret = \"env:HOOK\"\napi_key = \"env:KEY\"\n",
+        WHSEC,
+    );
+    has(&all, "w.toml:11:11: connections[0].intake.api_key", "not used with auth = \"standard_webhooks\"");
+    let all =
+        problems_of("[connections.intake]\nauth = \"standard_webhooks\"\nsigning_secret = \"whsec_abc\"\n", WHSEC);
+    has(&all, "w.toml:10:18: connections[0].intake.signing_secret", "by reference");
+    for (bad, fragment) in
+        [("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "starts with `whsec_`"), ("whsec_c2VjcmV0LXNob3J0", "24 to 64 bytes")]
+    {
+        let all =
+            problems_of("[connections.intake]\nauth = \"standard_webhooks\"\nsigning_secret = \"env:HOOK\"\n", bad);
+        has(&all, "w.toml:10:18: connections[0].intake.signing_secret", fragment);
+        assert!(all.iter().all(|p| !p.contains(bad.trim_start_matches("whsec_"))), "{all:?}");
+    }
+}

@@ -4,6 +4,7 @@
 use crate::app::{ConnectionSpec, ServiceSpec};
 use crate::genesys::GenesysPlatform;
 use crate::intake::IntakeSettings;
+use crate::intake_auth::{IntakeAuth, StandardWebhooks};
 use crate::platform::SharedPlatform;
 use crate::reconciler::{ReconcileSettings, ReconcileSpec};
 use crate::scheduler::SchedulerSettings;
@@ -14,7 +15,7 @@ use jiff::SignedDuration;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use wrapup_config::{Config, ConnectionConfig};
+use wrapup_config::{Config, ConnectionConfig, IntakeAuth as IntakeAuthConfig};
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection};
 use wrapup_core::clock::SharedClock;
 use wrapup_core::{Platform, Secret};
@@ -69,11 +70,18 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
     let mut connections = Vec::new();
     for conn in &config.connections {
         let (platform, client) = connection_for(conn, clock.clone())?;
-        let Some(api_key) = conn.intake.api_key.clone() else {
-            bail!(
-                "connection {:?} has no intake api_key: every intake must be authenticated (set connections.intake.api_key)",
-                conn.name
-            );
+        let auth = match &conn.intake.auth {
+            IntakeAuthConfig::StandardWebhooks { signing_secret } => {
+                IntakeAuth::StandardWebhooks(Arc::new(StandardWebhooks::new(signing_secret.clone())))
+            }
+            IntakeAuthConfig::ApiKey => match conn.intake.api_key.clone() {
+                Some(key) => IntakeAuth::ApiKey { header: conn.intake.api_key_header.to_ascii_lowercase(), key },
+                None => bail!(
+                    "connection {:?} has no intake api_key: every intake must be authenticated (set \
+                     connections.intake.api_key, or auth = \"standard_webhooks\" with a signing_secret)",
+                    conn.name
+                ),
+            },
         };
         let mut system_code_ids: HashSet<String> = GENESYS_SYSTEM_CODES.iter().map(|s| s.to_string()).collect();
         system_code_ids.extend(conn.system_codes.iter().cloned());
@@ -95,12 +103,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             name: conn.name.clone(),
             platform,
             rules: rules.clone(),
-            intake: IntakeSettings {
-                api_key_header: conn.intake.api_key_header.to_ascii_lowercase(),
-                api_key,
-                max_body_bytes: conn.intake.max_body_bytes,
-                system_code_ids,
-            },
+            intake: IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids },
             catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
             websocket,
             reconcile,

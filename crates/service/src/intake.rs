@@ -1,12 +1,13 @@
 //! `POST /intake/{connection}`: platform events in, durable before acknowledged.
 //!
 //! The order of checks is chosen so that nothing is stored unless everything is right: the connection must exist,
-//! the API key must match (constant-time), the body must fit the size limit and parse completely (a batch with one
+//! the request must be authenticated (an API key or a Standard Webhooks signature, see [`crate::intake_auth`]), the body must fit the size limit and parse completely (a batch with one
 //! bad envelope is refused whole — the sender retries it, and a partial accept would make that retry ambiguous).
 //! Only then are the events written, in one transaction, and only after that commit does the sender get its 2xx.
 //! Duplicates (same dedupe key) are acknowledged and have no effect.
 
 use crate::app::AppState;
+use crate::intake_auth::IntakeAuth;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,16 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use wrapup_connectors::genesys::events::{parse_eventbridge, EventError, Parsed};
-use wrapup_core::Secret;
 use wrapup_store::Ingested;
 
 /// How one connection's intake is authenticated and bounded.
 #[derive(Debug, Clone)]
 pub struct IntakeSettings {
-    pub api_key_header: String,
-    pub api_key: Secret,
+    pub auth: IntakeAuth,
     pub max_body_bytes: usize,
     pub system_code_ids: std::collections::HashSet<String>,
 }
@@ -42,15 +40,9 @@ pub async fn post_events(
     let Some(settings) = state.intake.get(&connection) else {
         return error(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}"));
     };
-    let presented = headers.get(settings.api_key_header.as_str()).map(|v| v.as_bytes()).unwrap_or_default();
-    let expected = settings.api_key.expose().as_bytes();
-    if presented.is_empty() || !bool::from(presented.ct_eq(expected)) {
-        metrics::counter!("wrapup_intake_rejected_total", "reason" => "auth").increment(1);
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            format!("missing or wrong API key in header {}", settings.api_key_header),
-        );
+    if let Err(refusal) = settings.auth.check(&headers, &body, jiff::Timestamp::now().as_second()) {
+        metrics::counter!("wrapup_intake_rejected_total", "reason" => refusal.reason).increment(1);
+        return error(refusal.status, refusal.code, refusal.message);
     }
     if body.len() > settings.max_body_bytes {
         metrics::counter!("wrapup_intake_rejected_total", "reason" => "size").increment(1);

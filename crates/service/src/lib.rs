@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod chaos;
 pub mod genesys;
 pub mod intake;
+pub mod intake_auth;
 pub mod platform;
 pub mod reconciler;
 pub mod scheduler;
