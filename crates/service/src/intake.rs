@@ -1,8 +1,9 @@
 //! `POST /intake/{connection}`: platform events in, durable before acknowledged.
 //!
 //! The order of checks is chosen so that nothing is stored unless everything is right: the connection must exist,
-//! the request must be authenticated (an API key or a Standard Webhooks signature, see [`crate::intake_auth`]), the body must fit the size limit and parse completely (a batch with one
-//! bad envelope is refused whole — the sender retries it, and a partial accept would make that retry ambiguous).
+//! the request must be authenticated (an API key or a Standard Webhooks signature, see [`crate::intake_auth`]), the
+//! body must fit the size limit and parse completely (a batch with one bad envelope is refused whole — the sender
+//! retries it, and a partial accept would make that retry ambiguous).
 //! Only then are the events written, in one transaction, and only after that commit does the sender get its 2xx.
 //! Duplicates (same dedupe key) are acknowledged and have no effect.
 

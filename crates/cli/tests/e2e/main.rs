@@ -8,6 +8,7 @@ mod harness;
 mod intake;
 mod invariants;
 mod restart;
+mod secrets;
 mod switches;
 mod validate;
 mod websocket;
