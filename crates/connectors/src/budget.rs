@@ -15,7 +15,9 @@
 //! credential is issued before the pause elapses.
 //!
 //! **Priority queue.** Waiters are ordered by [`Priority`]: class (`Live` < `Reconcile` < `Backfill`), then deadline
-//! (earliest first, none last), then arrival. Only the head of the queue may take capacity; everyone else waits for
+//! (earliest first, none last), then arrival. Work other than live legs only takes a token while half the burst
+//! stays in the bucket: that reserve is the live legs' share, so the reconciler never spends the token a live leg
+//! arriving an instant later needs. Only the head of the queue may take capacity; everyone else waits for
 //! a notification. The head sleeps until the earliest moment any credential has a token (or until something changes:
 //! a grant, a new pause, new headers, a cancelled waiter). Dropping an `acquire` future removes its waiter.
 //!
@@ -108,13 +110,23 @@ impl Slot {
         }
     }
 
-    fn ready(&self, now: Instant) -> bool {
-        self.tokens >= 1.0 && self.paused_until.is_none_or(|p| p <= now)
+    /// Tokens a request of `class` needs in the bucket. Work other than live legs leaves half the burst (rounded
+    /// down) untouched: that reserve is the live legs' share, so a reconcile or backfill request never spends the
+    /// token a live leg arriving an instant later would have needed.
+    fn need(&self, class: PriorityClass) -> f64 {
+        match class {
+            PriorityClass::Live => 1.0,
+            PriorityClass::Reconcile | PriorityClass::Backfill => 1.0 + (self.burst() / 2.0).floor(),
+        }
     }
 
-    /// Earliest instant at which this slot will have a token (assuming no other change).
-    fn ready_at(&self, now: Instant) -> Instant {
-        let missing = (1.0 - self.tokens).max(0.0);
+    fn ready(&self, now: Instant, class: PriorityClass) -> bool {
+        self.tokens >= self.need(class) && self.paused_until.is_none_or(|p| p <= now)
+    }
+
+    /// Earliest instant at which this slot will have the tokens `class` needs (assuming no other change).
+    fn ready_at(&self, now: Instant, class: PriorityClass) -> Instant {
+        let missing = (self.need(class) - self.tokens).max(0.0);
         let refill = now + Duration::from_secs_f64(missing / self.rate_per_sec());
         match self.paused_until {
             Some(p) if p > refill => p,
@@ -137,17 +149,17 @@ impl State {
     }
 
     /// The ready credential with the most tokens (spreads load across credentials).
-    fn pick(&self, now: Instant) -> Option<usize> {
+    fn pick(&self, now: Instant, class: PriorityClass) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.ready(now))
+            .filter(|(_, s)| s.ready(now, class))
             .max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens))
             .map(|(i, _)| i)
     }
 
-    fn next_ready(&self, now: Instant) -> Instant {
-        self.slots.iter().map(|s| s.ready_at(now)).min().unwrap_or(now + Duration::from_secs(1))
+    fn next_ready(&self, now: Instant, class: PriorityClass) -> Instant {
+        self.slots.iter().map(|s| s.ready_at(now, class)).min().unwrap_or(now + Duration::from_secs(1))
     }
 }
 
@@ -251,7 +263,7 @@ impl Budget {
                 let mut st = self.inner.state.lock();
                 st.refill(now);
                 if st.waiters.first() == Some(&key) {
-                    if let Some(i) = st.pick(now) {
+                    if let Some(i) = st.pick(now, key.class) {
                         st.slots[i].tokens -= 1.0;
                         st.waiters.remove(&key);
                         guard.armed = false;
@@ -260,7 +272,7 @@ impl Budget {
                         self.inner.changed.notify_waiters();
                         return Permit { credential: i };
                     }
-                    Some(st.next_ready(now))
+                    Some(st.next_ready(now, key.class))
                 } else {
                     None
                 }
@@ -367,6 +379,35 @@ mod tests {
         let one = granted_within(&Budget::new(1, 300), Duration::from_secs(30)).await;
         let two = granted_within(&Budget::new(2, 300), Duration::from_secs(30)).await;
         assert!(two >= 2 * one - 2 && two <= 2 * one + 2, "one {one}, two {two}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconcile_work_leaves_the_live_reserve_untouched() {
+        // 300/min: a burst of 5; reconcile work may only take a token while 3 or more are left.
+        let budget = Budget::new(1, 300);
+        for _ in 0..3 {
+            let _ = budget.acquire(Priority::reconcile()).await;
+        }
+        let start = Instant::now();
+        // Two tokens are left, and they are the live legs' share: both live requests go at once...
+        let _ = budget.acquire(Priority::live(None)).await;
+        let _ = budget.acquire(Priority::live(None)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // ...while a reconcile request waits until the bucket holds 3 again (3 tokens at 5/s: 600 ms).
+        let _ = budget.acquire(Priority::reconcile()).await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(590) && waited <= Duration::from_millis(650), "waited {waited:?}");
+        // Over time reconcile work still gets the whole rate when nothing live is waiting.
+        let n = {
+            let start = Instant::now();
+            let mut n = 0;
+            while start.elapsed() < Duration::from_secs(10) {
+                let _ = budget.acquire(Priority::reconcile()).await;
+                n += 1;
+            }
+            n
+        };
+        assert!((49..=52).contains(&n), "granted {n}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@
 //! [`crate::retry::call_with_retry`], durable ones the leg state machine's.
 
 use crate::attempt::{ApiAttempt, AttemptRecorder, CallStats, SharedAttemptSink};
-use crate::budget::{Budget, Priority};
+use crate::budget::{Budget, Priority, PriorityClass};
 use crate::error::{classify, ErrorClass, PlatformError};
 use crate::genesys::model::*;
 use crate::genesys::DEFAULT_REQUESTS_PER_MINUTE;
@@ -39,6 +39,9 @@ pub const WRITE_MEDIA: [&str; 8] =
 
 /// Media path segments accepted by `GET /api/v2/conversations/{media}/…/participants/{pid}/wrapup`.
 const READ_MEDIA: [&str; 5] = ["calls", "callbacks", "emails", "messages", "cobrowsesessions"];
+
+/// The shortest time limit of a live leg's request (see `GenesysClient::live_timeout`).
+pub const LIVE_MIN_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Catalog listings are read 100 per page; stop after this many pages whatever `pageCount` says.
 const MAX_PAGES: u32 = 1000;
@@ -135,6 +138,7 @@ struct Inner {
     budget: Budget,
     recorder: AttemptRecorder,
     clock: SharedClock,
+    request_timeout: Duration,
 }
 
 /// The Genesys Cloud client of one connection. Cheap to clone; clones share budget, tokens and stats.
@@ -231,6 +235,7 @@ impl GenesysClient {
             .build()
             .map_err(|source| ConfigError::Http { connection: conn.name.clone(), source })?;
         let budget = Budget::new(conn.credentials.len(), conn.requests_per_minute);
+        let request_timeout = conn.request_timeout;
         let credentials = conn
             .credentials
             .into_iter()
@@ -245,6 +250,7 @@ impl GenesysClient {
                 budget,
                 recorder: AttemptRecorder::new(conn.name, sink),
                 clock,
+                request_timeout,
             }),
         })
     }
@@ -699,6 +705,17 @@ impl GenesysClient {
         true
     }
 
+    /// The time limit of one attempt for a live leg: a third of the wall time left before its deadline (at least
+    /// [`LIVE_MIN_TIMEOUT`], at most the connection's timeout). A request that hangs — the platform may have acted
+    /// on it and only the answer is late — then leaves room to retry, and for the gate read that tells whether an
+    /// unanswered write landed, inside the window. Other work keeps the connection's timeout.
+    fn live_timeout(&self, priority: Priority) -> Option<Duration> {
+        let deadline = priority.deadline.filter(|_| priority.class == PriorityClass::Live)?;
+        let clock = &self.inner.clock;
+        let left = clock.wall_duration(deadline.duration_since(clock.now()));
+        Some((left / 3).clamp(LIVE_MIN_TIMEOUT, self.inner.request_timeout.max(LIVE_MIN_TIMEOUT)))
+    }
+
     /// One attempt with one token.
     async fn send(&self, call: &Call<'_>, credential: usize, token: &Secret) -> Result<Response, PlatformError> {
         let started = self.started();
@@ -710,6 +727,9 @@ impl GenesysClient {
             .header(ACCEPT, "application/json");
         if let Some(body) = &call.body {
             req = req.header(CONTENT_TYPE, "application/json").body(body.clone());
+        }
+        if let Some(timeout) = self.live_timeout(call.priority) {
+            req = req.timeout(timeout);
         }
         let (status, correlation_id, result) = match req.send().await {
             Err(e) => (None, None, Err(PlatformError::from_reqwest(call.endpoint, &e))),
