@@ -168,8 +168,6 @@ pub fn verify(key: &[u8], request: &WebhookRequest<'_>, now_unix: i64) -> Result
         let direction = if skew > 0 { "ahead of" } else { "behind" };
         return Err(WebhookError::OutsideTolerance { skew_secs: skew.abs(), direction });
     }
-    let signature = std::str::from_utf8(signature)
-        .map_err(|_| WebhookError::Malformed { header: HEADER_SIGNATURE, reason: "it is not ASCII" })?;
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(id);
     mac.update(b".");
@@ -177,8 +175,9 @@ pub fn verify(key: &[u8], request: &WebhookRequest<'_>, now_unix: i64) -> Result
     mac.update(b".");
     mac.update(request.body);
     let mut v1_seen = false;
-    for entry in signature.split(' ').filter(|e| !e.is_empty()) {
-        let Some(("v1", encoded)) = entry.split_once(',') else { continue };
+    // Bytes, not text: an entry this service cannot read (another version, non-ASCII) must not hide a valid one.
+    for entry in signature.split(|b| *b == b' ').filter(|e| !e.is_empty()) {
+        let Some(encoded) = entry.strip_prefix(b"v1,") else { continue };
         v1_seen = true;
         let Ok(candidate) = base64_decode(encoded) else { continue };
         if mac.clone().verify_slice(&candidate).is_ok() {
@@ -196,7 +195,7 @@ pub fn verify(key: &[u8], request: &WebhookRequest<'_>, now_unix: i64) -> Result
     Err(WebhookError::BadSignature)
 }
 
-fn base64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+fn base64_decode(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text)
 }
@@ -375,6 +374,11 @@ mod tests {
         {
             assert!(verify(key().key(), &request("m", &ts, &header, body), NOW).is_ok(), "{header}");
         }
+        // An entry that is not even text does not hide the valid one.
+        let mut bytes = b"v1,\xff\xfe ".to_vec();
+        bytes.extend(good.as_bytes());
+        let req = WebhookRequest { signature: Some(&bytes), ..request("m", &ts, &good, body) };
+        assert!(verify(key().key(), &req, NOW).is_ok());
         assert_eq!(
             verify(key().key(), &request("m", &ts, &format!("{stale} {stale}"), body), NOW),
             Err(WebhookError::BadSignature)
