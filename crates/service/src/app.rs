@@ -6,7 +6,7 @@
 use crate::catalog::CatalogCache;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
-use crate::reconciler::{Reconciler, ReconcileSpec};
+use crate::reconciler::{ReconcileSpec, Reconciler};
 use crate::scheduler::{self, SchedulerSettings, Shutdown};
 use crate::websocket::WebsocketSpec;
 use crate::worker::{ConnectionRuntime, RetryPolicy, Worker};
@@ -169,6 +169,15 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         if let Some(runtime) = state.connections.get(&name).cloned() {
             tasks.push(tokio::spawn(crate::websocket::run(state.clone(), runtime, ws, shutdown.clone())));
         }
+    }
+    // Load each catalog now rather than when the first leg needs it (the first load is the one that waits).
+    for runtime in state.connections.values() {
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            if let Err(e) = runtime.catalog.get().await {
+                tracing::warn!(connection = %runtime.name, error = %e, "The catalog could not be loaded yet; retrying when needed.");
+            }
+        });
     }
     for reconciler in state.reconcilers.values() {
         tasks.push(tokio::spawn(crate::reconciler::run(reconciler.clone(), shutdown.clone())));

@@ -1,13 +1,16 @@
 //! The per-connection catalog cache.
 //!
 //! Rules name codes; the worker needs ids and per-queue assignments. The cache holds the last catalog fetched from
-//! the platform (also persisted in the store, so a restart starts warm), refreshes it when it is older than its TTL,
-//! and on demand when the platform rejects a code or a rule names a code the cached copy does not know. Refreshes
-//! are single-flight (one fetch however many workers ask) and rate-limited by `min_refresh_interval`, so a bad rule
-//! cannot turn every leg into a catalog fetch.
+//! the platform (also persisted in the store, so a restart starts warm), refreshes it in the background when it is
+//! older than its TTL — serving the older copy meanwhile: a refresh against a slow platform used to hold every
+//! worker behind it for tens of seconds, and legs expired waiting — and on demand when the platform rejects a code
+//! or a rule names a code the cached copy does not know. Refreshes are single-flight (one fetch however many
+//! workers ask) and rate-limited by `min_refresh_interval`, so neither a bad rule nor a failing platform can turn
+//! every leg into a catalog fetch.
 
 use crate::platform::SharedPlatform;
 use jiff::{SignedDuration, Timestamp};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use wrapup_connectors::error::PlatformError;
@@ -16,50 +19,62 @@ use wrapup_core::clock::SharedClock;
 use wrapup_store::Store;
 
 pub struct CatalogCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     platform: SharedPlatform,
     store: Arc<dyn Store>,
     clock: SharedClock,
     ttl: SignedDuration,
     min_refresh_interval: SignedDuration,
+    /// The catalog and when it was fetched.
     state: Mutex<Option<(Arc<Catalog>, Timestamp)>>,
+    /// A background refresh is running (single flight).
+    refreshing: AtomicBool,
+    /// When the last refresh was started (successful or not), so a failing platform is not asked on every `get`.
+    last_attempt: parking_lot::Mutex<Option<Timestamp>>,
 }
 
 impl CatalogCache {
     pub fn new(platform: SharedPlatform, store: Arc<dyn Store>, clock: SharedClock, ttl: SignedDuration) -> Self {
         Self {
-            platform,
-            store,
-            clock,
-            ttl,
-            min_refresh_interval: SignedDuration::from_secs(5),
-            state: Mutex::new(None),
+            inner: Arc::new(Inner {
+                platform,
+                store,
+                clock,
+                ttl,
+                min_refresh_interval: SignedDuration::from_secs(5),
+                state: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
+                last_attempt: parking_lot::Mutex::new(None),
+            }),
         }
     }
 
-    /// The cached catalog, fetched if missing or older than the TTL. A failed refresh of a stale catalog keeps
-    /// serving the stale copy (a platform outage must not stop coding with known ids).
+    /// The cached catalog. Only the very first load (nothing in memory or in the store) waits for the platform; a
+    /// copy older than the TTL is served as it is while one background task fetches a fresh one (at most once per
+    /// minimum refresh interval), so a slow or failing platform never holds up the legs that need the catalog.
     pub async fn get(&self) -> Result<Arc<Catalog>, PlatformError> {
-        let mut state = self.state.lock().await;
-        let now = self.clock.now();
+        let inner = &self.inner;
+        let mut state = inner.state.lock().await;
+        let now = inner.clock.now();
         if state.is_none() {
-            if let Ok(Some((catalog, at))) = self.store.get_catalog(self.platform.connection()).await {
+            if let Ok(Some((catalog, at))) = inner.store.get_catalog(inner.platform.connection()).await {
                 *state = Some((Arc::new(catalog), at));
             }
         }
         match &*state {
-            Some((catalog, at)) if now.duration_since(*at) < self.ttl => Ok(catalog.clone()),
-            Some((catalog, _)) => match self.fetch(now).await {
-                Ok(fresh) => {
-                    *state = Some((fresh.clone(), now));
-                    Ok(fresh)
-                }
-                Err(e) => {
-                    tracing::warn!(connection = self.platform.connection(), error = %e, "catalog refresh failed; serving the cached catalog");
-                    Ok(catalog.clone())
-                }
-            },
+            Some((catalog, at)) if now.duration_since(*at) < inner.ttl => Ok(catalog.clone()),
+            Some((catalog, _)) => {
+                let catalog = catalog.clone();
+                drop(state);
+                self.refresh_in_background(now);
+                Ok(catalog)
+            }
             None => {
-                let fresh = self.fetch(now).await?;
+                *inner.last_attempt.lock() = Some(now);
+                let fresh = inner.fetch(now).await?;
                 *state = Some((fresh.clone(), now));
                 Ok(fresh)
             }
@@ -68,18 +83,47 @@ impl CatalogCache {
 
     /// Refetches unless the cached copy is younger than the minimum refresh interval. Returns the catalog to use.
     pub async fn refresh(&self) -> Result<Arc<Catalog>, PlatformError> {
-        let mut state = self.state.lock().await;
-        let now = self.clock.now();
+        let inner = &self.inner;
+        let mut state = inner.state.lock().await;
+        let now = inner.clock.now();
         if let Some((catalog, at)) = &*state {
-            if now.duration_since(*at) < self.min_refresh_interval {
+            if now.duration_since(*at) < inner.min_refresh_interval {
                 return Ok(catalog.clone());
             }
         }
-        let fresh = self.fetch(now).await?;
+        *inner.last_attempt.lock() = Some(now);
+        let fresh = inner.fetch(now).await?;
         *state = Some((fresh.clone(), now));
         Ok(fresh)
     }
 
+    fn refresh_in_background(&self, now: Timestamp) {
+        let inner = self.inner.clone();
+        {
+            let mut last = inner.last_attempt.lock();
+            if last.is_some_and(|l| now.duration_since(l) < inner.min_refresh_interval) {
+                return;
+            }
+            if inner.refreshing.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            *last = Some(now);
+        }
+        tokio::spawn(async move {
+            match inner.fetch(now).await {
+                Ok(fresh) => *inner.state.lock().await = Some((fresh, now)),
+                Err(e) => tracing::warn!(
+                    connection = inner.platform.connection(),
+                    error = %e,
+                    "catalog refresh failed; serving the cached catalog"
+                ),
+            }
+            inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl Inner {
     async fn fetch(&self, now: Timestamp) -> Result<Arc<Catalog>, PlatformError> {
         let catalog = self.platform.fetch_catalog().await?;
         if let Err(e) = self.store.put_catalog(self.platform.connection(), &catalog, now).await {

@@ -160,14 +160,14 @@ impl Reconciler {
         let mut page_number = 1;
         loop {
             let query = analytics::details_query(from, to, page_number);
-            let body = match self.with_attempts(|| self.client.analytics_details_query(&query, Priority::reconcile())).await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    report.errors.push(format!("analytics page {page_number}: {e}"));
-                    break;
-                }
-            };
+            let body =
+                match self.with_attempts(|| self.client.analytics_details_query(&query, Priority::reconcile())).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.errors.push(format!("analytics page {page_number}: {e}"));
+                        break;
+                    }
+                };
             let page = match analytics::parse_details(&self.connection, &body, &self.system_code_ids) {
                 Ok(p) => p,
                 Err(e) => {

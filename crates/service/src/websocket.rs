@@ -16,8 +16,8 @@
 //!    most facts, and their dedupe keys collapse them), and each batch with something new wakes the claim loop.
 //!    A batch the store refuses is retried (the socket cannot redeliver it) until it is stored or the service stops.
 //! 4. **Gaps.** While no socket is connected the platform drops messages. Each reconnect reports the blind window;
-//!    it is logged at warn level and counted (`wrapup_intake_gaps_total`, `wrapup_intake_gap_seconds_total`) for
-//!    the reconciler to sweep.
+//!    it is logged at warn level, counted (`wrapup_intake_gaps_total`, `wrapup_intake_gap_seconds_total`), and the
+//!    connection's reconciler is asked for a pass.
 //!
 //! On shutdown the queue's receiver is dropped, which ends every channel loop (they close their sockets).
 //!
@@ -168,6 +168,10 @@ pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: We
                     metrics::counter!("wrapup_intake_gaps_total", "connection" => connection.clone()).increment(1);
                     metrics::counter!("wrapup_intake_gap_seconds_total", "connection" => connection.clone())
                         .increment(secs.round() as u64);
+                    // The reconciler sweeps the platform's record for what the socket missed.
+                    if let Some(reconciler) = state.reconcilers.get(&connection) {
+                        reconciler.request_pass();
+                    }
                 }
             }
             if batch.len() < BATCH {
