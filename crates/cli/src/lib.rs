@@ -2,5 +2,6 @@
 
 pub mod demo;
 pub mod logging;
+pub mod reconcile;
 pub mod serve;
 pub mod summary;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use wrapup_cli::{demo, logging, serve, summary};
+use wrapup_cli::{demo, logging, reconcile, serve, summary};
 
 #[derive(Parser)]
 #[command(name = "wrapup", version, about = "Meaningful wrap-up codes for every contact-center interaction.")]
@@ -19,6 +19,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a configuration file (and its codes against each connection's live catalog).
     Validate(serve::ServeArgs),
+    /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
+    Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
     Sandbox(wrapup_sandbox::SandboxArgs),
 }
@@ -55,6 +57,10 @@ fn main() -> ExitCode {
             Command::Validate(args) => {
                 logging::init("warn");
                 serve::validate(&args).await
+            }
+            Command::Reconcile(args) => {
+                logging::init("warn");
+                reconcile::run(&args).await
             }
             Command::Sandbox(args) => {
                 logging::init("info");

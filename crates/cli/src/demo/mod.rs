@@ -56,7 +56,15 @@ pub struct DemoArgs {
     /// How the service hears about legs: EventBridge-style HTTP delivery, or only the Notification API websocket.
     #[arg(long, value_enum, default_value_t = IntakeMode::EventBridge)]
     pub intake: IntakeMode,
+    /// Wall milliseconds between reconciler passes (analytics sweeps for legs whose events were lost); 0 = no
+    /// periodic pass.
+    #[arg(long, default_value_t = DEFAULT_RECONCILE_EVERY_MS)]
+    pub reconcile_every_ms: u64,
 }
+
+/// Reconciler pace of embedded runs, in wall milliseconds. The shared clock is accelerated (`--speed`), so ACW
+/// windows last seconds of wall time: a sweep must come around well within one.
+pub const DEFAULT_RECONCILE_EVERY_MS: u64 = 500;
 
 /// What the demo ended with.
 pub struct DemoResult {
@@ -136,6 +144,15 @@ impl DemoEnv {
 
     /// [`DemoEnv::start`] with a choice of intake.
     pub async fn start_with_intake(opts: EnvOptions, intake: IntakeMode) -> anyhow::Result<DemoEnv> {
+        Self::start_with(opts, intake, Duration::from_millis(DEFAULT_RECONCILE_EVERY_MS)).await
+    }
+
+    /// [`DemoEnv::start_with_intake`] with the reconciler's pace (zero: only the pass at start).
+    pub async fn start_with(
+        opts: EnvOptions,
+        intake: IntakeMode,
+        reconcile_every: Duration,
+    ) -> anyhow::Result<DemoEnv> {
         let clock: SharedClock = Arc::new(ScaledClock::new(Timestamp::now(), opts.speed));
         let temp = tempfile::tempdir().context("creating a temporary data directory")?;
         let data_path = match &opts.data_dir {
@@ -201,7 +218,16 @@ api_key = "literal:{intake_key}"
         let config = wrapup_config::Config::parse(&config_text, "generated configuration")
             .map_err(|e| anyhow::anyhow!("the generated configuration is invalid:\n{e}"))?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_path.join("wrapup.db")).await?);
-        let spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
+        let mut spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
+        for c in &mut spec.connections {
+            if let Some(r) = &mut c.reconcile {
+                // Seconds of wall time are minutes of the accelerated clock: sweep often, abandon a hung request
+                // after a second, and look into a missing confirmation after two.
+                r.settings.every = reconcile_every;
+                r.settings.request_timeout = Duration::from_secs(1);
+                r.settings.confirm_grace = clock.clock_duration(Duration::from_secs(2));
+            }
+        }
         let service = app::start(spec, service_listener).await?;
         if intake == IntakeMode::WebsocketOnly {
             // Messages published before the service's socket is up are lost (the platform does not replay them):
@@ -323,7 +349,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
         .with_context(|| format!("unknown fault profile {:?} (try calm or hostile)", args.faults))?;
     let mut sandbox = SandboxConfig { seed: args.seed, preload: args.preload, faults, ..SandboxConfig::default() };
     sandbox.center.arrival_rate_per_sec = args.arrival_rate;
-    let env = DemoEnv::start_with_intake(
+    let env = DemoEnv::start_with(
         EnvOptions {
             sandbox,
             rules: DEMO_RULES.to_string(),
@@ -332,6 +358,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
             data_dir: args.data_dir.clone(),
         },
         args.intake,
+        Duration::from_millis(args.reconcile_every_ms),
     )
     .await?;
     env.sandbox.start_traffic();

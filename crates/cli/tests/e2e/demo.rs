@@ -14,6 +14,7 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
         data_dir: None,
         quiet: true,
         intake: demo::IntakeMode::EventBridge,
+        reconcile_every_ms: demo::DEFAULT_RECONCILE_EVERY_MS,
     };
     let result = demo::run(&args).await.expect("the demo runs");
     let json = result.to_json();

@@ -7,6 +7,7 @@ mod demo;
 mod harness;
 mod intake;
 mod invariants;
+mod reconcile;
 mod restart;
 mod secrets;
 mod switches;
