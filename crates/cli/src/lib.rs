@@ -1,5 +1,6 @@
 //! The `wrapup` command line: one module per subcommand; `main.rs` only parses and dispatches.
 
+pub mod bench;
 pub mod demo;
 pub mod logging;
 pub mod reconcile;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use wrapup_cli::{demo, logging, reconcile, serve, summary};
+use wrapup_cli::{bench, demo, logging, reconcile, serve, summary};
 
 #[derive(Parser)]
 #[command(name = "wrapup", version, about = "Meaningful wrap-up codes for every contact-center interaction.")]
@@ -23,6 +23,8 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
     Sandbox(wrapup_sandbox::SandboxArgs),
+    /// Benchmark scenarios (sandbox + service in this process): efficiency, saturation, pooled, ingest, memory, naive.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,16 @@ fn main() -> ExitCode {
             Command::Reconcile(args) => {
                 logging::init("warn");
                 reconcile::run(&args).await
+            }
+            Command::Bench(args) => {
+                logging::init("warn");
+                let report = bench::run(&args).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&report.to_json())?);
+                } else {
+                    print!("{}", report.table());
+                }
+                Ok(ExitCode::SUCCESS)
             }
             Command::Sandbox(args) => {
                 logging::init("info");

@@ -1,0 +1,107 @@
+//! `efficiency`: a steady load well under the budget. How many platform calls each applied code costs, and how long
+//! from a leg's end to our accepted write for an `immediate` rule, with the sandbox adding no latency of its own.
+//!
+//! The center has one MANDATORY queue (no timeout), agents with the default behaviour (some pick a provisional code
+//! while talking, some code at disconnect, a few change our code), short talk times and no hold/transfer/consult,
+//! so that at clock speed 1 a few hundred agents produce the requested legs per second. The budget is set to ten
+//! times what two calls per leg need, so it never paces the run.
+
+use super::{percentile, queue, round, run_for, sandbox, short_center, show, start_env, BenchArgs, Report};
+use wrapup_core::{Outcome, Timing};
+use wrapup_sandbox::{AcwMode, AgentBehaviour};
+
+pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    let rate = args.rate.unwrap_or(50.0).clamp(0.1, 2_000.0);
+    let duration = args.duration_or(20);
+    let rate_limit = (rate * 2.0 * 60.0 * 10.0).ceil() as u32;
+    // Busy per leg ≈ alert + talk + a short ACW: ~4 s; keep the center far from running out of agents.
+    let agents = ((rate * 12.0) as usize).max(50);
+    let center = short_center(vec![queue("Bench", AcwMode::Mandatory, None)], agents, rate, AgentBehaviour::default());
+    let env = start_env(sandbox(center, rate_limit, 1, args.seed), super::RESOLVE_ALL).await?;
+    let started_at = env.clock.now();
+    env.sandbox.start_traffic();
+    run_for(duration, "efficiency", args.json).await;
+    env.sandbox.stop_traffic();
+    let stopped_at = env.clock.now();
+    env.settle(std::time::Duration::from_secs(10)).await?;
+    let finished = env.finish_with_truth().await?;
+    let s = &finished.summary;
+    let secs = stopped_at.duration_since(started_at).as_secs_f64();
+    let ended =
+        finished.legs.iter().filter(|l| l.facts.ended_at.is_some_and(|e| e >= started_at && e <= stopped_at)).count();
+    // Latency: immediate rule, our write accepted; wall ms (speed 1).
+    let mut lat: Vec<f64> = finished
+        .legs
+        .iter()
+        .filter(|l| l.decision.as_ref().is_some_and(|d| d.timing == Timing::Immediate))
+        .filter(|l| matches!(l.outcome, Some(Outcome::Applied | Outcome::AgentChanged)))
+        .filter_map(|l| Some(l.written_at?.duration_since(l.facts.ended_at?).as_secs_f64().max(0.0) * 1000.0))
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    // Where the latency goes: leg end → decided (event delivery, intake commit, claim) and decided → written
+    // (catalog, write intent, gate read, write).
+    let split = |f: &dyn Fn(&wrapup_core::lifecycle::LegRecord) -> Option<f64>| {
+        let mut v: Vec<f64> = finished
+            .legs
+            .iter()
+            .filter(|l| l.decision.as_ref().is_some_and(|d| d.timing == Timing::Immediate))
+            .filter(|l| matches!(l.outcome, Some(Outcome::Applied | Outcome::AgentChanged)))
+            .filter_map(f)
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        serde_json::json!({"p50": percentile(&v, 0.5), "p99": percentile(&v, 0.99)})
+    };
+    let to_decided = split(&|l| {
+        Some(l.decision.as_ref()?.decided_at.duration_since(l.facts.ended_at?).as_secs_f64().max(0.0) * 1000.0)
+    });
+    let to_written =
+        split(&|l| Some(l.written_at?.duration_since(l.decision.as_ref()?.decided_at).as_secs_f64().max(0.0) * 1000.0));
+    let o = &s.outcomes;
+    let coded = o.applied + o.agent_changed + o.agent_won;
+    let calls_per_coded = (coded > 0).then(|| round(s.api_calls as f64 / coded as f64, 3));
+    let legs_per_s = round(ended as f64 / secs, 1);
+    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+
+    let mut r = Report::new("efficiency");
+    r.field("duration_secs", round(secs, 1));
+    r.field("offered_legs_per_s", rate);
+    r.field("legs_per_s", legs_per_s);
+    r.field("budget_per_minute", rate_limit);
+    r.field("calls_per_applied", s.calls_per_applied);
+    r.field("calls_per_coded_leg", calls_per_coded);
+    r.field("latency_ms", serde_json::json!({"p50": p50, "p99": p99, "samples": lat.len()}));
+    r.field("latency_split_ms", serde_json::json!({"end_to_decided": to_decided, "decided_to_written": to_written}));
+    r.field("api_calls", s.api_calls);
+    r.field("calls_by_endpoint", serde_json::to_value(&finished.report.api.by_endpoint)?);
+    r.field("token_requests", s.token_requests);
+    r.field("rate_limited", s.rate_limited);
+    r.field("outcomes", serde_json::to_value(o)?);
+    r.field("violations", serde_json::to_value(&s.violations)?);
+    r.field("violation_details", serde_json::to_value(&s.violation_details)?);
+    r.field(
+        "goals",
+        serde_json::json!({
+            "calls_per_applied_max": 2.0, "latency_p99_ms_max": 50.0, "legs_per_s_min": 50.0,
+            "calls_per_applied_met": s.calls_per_applied.is_some_and(|c| c <= 2.0),
+            "latency_met": p99.is_some_and(|p| p <= 50.0) && legs_per_s >= 50.0,
+        }),
+    );
+    r.row("wall seconds of load", round(secs, 1));
+    r.row("legs ended per second (offered)", format!("{legs_per_s} ({rate})"));
+    r.row("budget (requests/min)", rate_limit);
+    r.row("legs seen by the service", s.legs);
+    r.row("applied / agent_won / agent_changed", format!("{} / {} / {}", o.applied, o.agent_won, o.agent_changed));
+    r.row("expired / review / open", format!("{} / {} / {}", o.expired, o.review, o.open));
+    r.row("api calls (token requests)", format!("{} ({})", s.api_calls, s.token_requests));
+    r.row("calls per applied code (goal <= 2.0)", show(s.calls_per_applied));
+    r.row("calls per coded leg (ours or agent's)", show(calls_per_coded));
+    r.row("latency p50 / p99 ms (goal p99 <= 50)", format!("{} / {} ({} legs)", show(p50), show(p99), lat.len()));
+    r.row("  leg end -> decided p50 / p99 ms", format!("{} / {}", to_decided["p50"], to_decided["p99"]));
+    r.row("  decided -> written p50 / p99 ms", format!("{} / {}", to_written["p50"], to_written["p99"]));
+    for (endpoint, by_status) in &finished.report.api.by_endpoint {
+        r.row(format!("  calls {endpoint}"), format!("{by_status:?}"));
+    }
+    r.row("429 answers", s.rate_limited);
+    r.row("violations (sandbox)", s.violations.total());
+    Ok(r)
+}

@@ -1,0 +1,299 @@
+//! `wrapup bench`: the sandbox and the service in this process, driven by a load, judged by the sandbox's ground
+//! truth and the service's own counters. One module per scenario (issue 6):
+//!
+//! - [`efficiency`]: steady load well under the budget; calls per applied code and leg-end → write latency.
+//! - [`saturation`]: about three times the load the budget allows; utilisation of the budget, share of 429s, and
+//!   whether the legs coded were the ones with the earliest deadlines.
+//! - [`pooled`]: the saturation load on one org with one, then two OAuth clients; the throughput ratio.
+//! - [`ingest`]: events/s the intake acknowledges durably, and the ack latency at a fixed rate, from a load
+//!   generator on loopback; SQLite's own commit rate on the same disk as the reference.
+//! - [`memory`]: resident memory idle and with a large backlog of pending legs.
+//! - [`naive`]: what a user would otherwise write (on each event: read the queue's codes, read the conversation,
+//!   write) in the same sandbox, for comparison with `efficiency`.
+//!
+//! Every scenario returns a [`Report`]: a flat JSON object with the named fields (`--json`) and a human table.
+//! Numbers are measured, never assumed; the goals are printed next to them, and a missed goal is reported as such.
+
+pub mod efficiency;
+pub mod ingest;
+pub mod memory;
+pub mod naive;
+
+pub mod pooled;
+pub mod saturation;
+
+use crate::demo::{DemoEnv, EnvOptions};
+use serde_json::{Map, Value};
+use std::time::Duration;
+use wrapup_sandbox::{AcwMode, AgentBehaviour, CenterConfig, Dist, QueueConfig, SandboxConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Efficiency,
+    Saturation,
+    Pooled,
+    Ingest,
+    Memory,
+    Naive,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Which scenario to run.
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// Wall seconds of load (per phase, for scenarios with several phases). Default per scenario.
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Offered load: agent legs per wall second (efficiency, naive; saturation and pooled derive theirs from the
+    /// budget), or events per second for the ingest latency phase.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The platform's limit and the service's budget, requests per minute per OAuth client (saturation, pooled,
+    /// memory). Genesys' default is 300.
+    #[arg(long, default_value_t = 300)]
+    pub rate_limit: u32,
+    /// Pending legs for the memory scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub legs: usize,
+    /// Concurrent connections of the ingest load generator.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Events per intake request in the ingest scenario (EventBridge API destinations send one).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Seed of the simulated center.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+impl BenchArgs {
+    fn duration_or(&self, default: u64) -> Duration {
+        Duration::from_secs(self.duration.unwrap_or(default).clamp(1, 3600))
+    }
+}
+
+/// One scenario's result: named fields (flat or nested JSON) and the rows of the human table.
+pub struct Report {
+    pub scenario: &'static str,
+    pub fields: Map<String, Value>,
+    pub rows: Vec<(String, String)>,
+}
+
+impl Report {
+    fn new(scenario: &'static str) -> Self {
+        Self { scenario, fields: Map::new(), rows: Vec::new() }
+    }
+
+    /// A field for the JSON object.
+    fn field(&mut self, name: &str, value: impl Into<Value>) {
+        self.fields.insert(name.to_string(), value.into());
+    }
+
+    /// A row of the table.
+    fn row(&mut self, label: impl Into<String>, value: impl std::fmt::Display) {
+        self.rows.push((label.into(), value.to_string()));
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("scenario".into(), self.scenario.into());
+        obj.extend(self.fields.clone());
+        Value::Object(obj)
+    }
+
+    pub fn table(&self) -> String {
+        let width = self.rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = format!("bench {}\n", self.scenario);
+        for (k, v) in &self.rows {
+            out.push_str(&format!("  {k:<width$}  {v}\n"));
+        }
+        out
+    }
+}
+
+/// Runs one scenario.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    match args.scenario {
+        Scenario::Efficiency => efficiency::run(args).await,
+        Scenario::Saturation => saturation::run(args).await,
+        Scenario::Pooled => pooled::run(args).await,
+        Scenario::Ingest => ingest::run(args).await,
+        Scenario::Memory => memory::run(args).await,
+        Scenario::Naive => naive::run(args).await,
+    }
+}
+
+/// Agents who never code by themselves: every leg waits for us (or the platform's timeout).
+pub fn silent_agents() -> AgentBehaviour {
+    AgentBehaviour {
+        provisional_during: 0.0,
+        at_disconnect: 0.0,
+        late: 0.0,
+        change_after_api: 0.0,
+        requests_acw: 1.0,
+        ..AgentBehaviour::default()
+    }
+}
+
+/// A queue with the two codes every bench rule uses.
+pub fn queue(name: &str, mode: AcwMode, timeout_ms: Option<u64>) -> QueueConfig {
+    QueueConfig {
+        name: name.into(),
+        wrapup_prompt: mode,
+        timeout_ms,
+        codes: vec!["Resolved".into(), "Other".into()],
+        weight: 1.0,
+    }
+}
+
+/// A center of short interactions (seconds of talk, no hold, transfer or consult), so that a few hundred agents
+/// produce tens of legs per second at speed 1.
+pub fn short_center(queues: Vec<QueueConfig>, agents: usize, legs_per_sec: f64, agent: AgentBehaviour) -> CenterConfig {
+    CenterConfig {
+        queues,
+        unassigned_codes: Vec::new(),
+        agents,
+        queues_per_agent: usize::MAX,
+        arrival_rate_per_sec: legs_per_sec,
+        alert_time: Dist::new(0.2, 0.5, 2.0),
+        talk_time: Dist::new(1.0, 3.0, 10.0),
+        hold_probability: 0.0,
+        transfer_probability: 0.0,
+        consult_probability: 0.0,
+        agent,
+        ..CenterConfig::default()
+    }
+}
+
+/// The sandbox with a center and a rate limit; calm, no preload, clock speed 1 (latencies are wall time).
+pub fn sandbox(center: CenterConfig, rate_limit: u32, clients: usize, seed: u64) -> SandboxConfig {
+    SandboxConfig { seed, center, rate_limit_per_minute: rate_limit, clients, ..SandboxConfig::default() }
+}
+
+/// `immediate` rule applying "Resolved" to every leg.
+pub const RESOLVE_ALL: &str = "[[rules]]\nname = \"bench\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n";
+
+/// Starts sandbox + service at speed 1 with the service's budget equal to the platform's limit.
+pub async fn start_env(sandbox: SandboxConfig, rules: &str) -> anyhow::Result<DemoEnv> {
+    let rpm = sandbox.rate_limit_per_minute;
+    DemoEnv::start(EnvOptions {
+        sandbox,
+        rules: rules.to_string(),
+        speed: 1.0,
+        requests_per_minute: rpm,
+        data_dir: None,
+    })
+    .await
+}
+
+/// `q`-quantile of sorted values, rounded to 0.01.
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    Some(round(sorted[idx.min(sorted.len() - 1)], 2))
+}
+
+pub fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// `Some(x)` → `x`, `None` → `-` for tables.
+pub fn show(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// This process's resident set (`VmRSS`) and its peak (`VmHWM`), in MiB, from `/proc/self/status`.
+pub fn rss_mb() -> (Option<f64>, Option<f64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| round(kb / 1024.0, 1))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Waits while the wall clock runs `total`, printing a progress line to stderr unless `quiet`.
+pub async fn run_for(total: Duration, what: &str, quiet: bool) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < total {
+        tokio::time::sleep(Duration::from_millis(1000).min(total.saturating_sub(started.elapsed()))).await;
+        if !quiet {
+            eprint!("\r[{what}] {:>4}/{} s", started.elapsed().as_secs(), total.as_secs());
+        }
+    }
+    if !quiet {
+        eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(scenario: Scenario, duration: u64) -> BenchArgs {
+        BenchArgs {
+            scenario,
+            duration: Some(duration),
+            json: true,
+            rate: Some(10.0),
+            rate_limit: 300,
+            legs: 1_000,
+            connections: 4,
+            batch: 1,
+            seed: 7,
+        }
+    }
+
+    /// Checks the report's shape only: benchmarks are not timed tests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_efficiency_reports_the_named_fields() {
+        let report = run(&args(Scenario::Efficiency, 3)).await.expect("the scenario runs");
+        let json = report.to_json();
+        assert_eq!(json["scenario"], "efficiency");
+        for field in ["calls_per_applied", "legs_per_s", "api_calls", "outcomes", "goals"] {
+            assert!(json.get(field).is_some(), "{field} is reported: {json}");
+        }
+        assert!(json["latency_ms"].get("p50").is_some() && json["latency_ms"].get("p99").is_some(), "{json}");
+        assert!(json["outcomes"]["applied"].as_u64().is_some_and(|a| a > 0), "{json}");
+        assert!(report.table().contains("calls per applied code"));
+    }
+
+    #[test]
+    fn bench_order_violations_count_a_later_deadline_served_over_a_reachable_earlier_one() {
+        use jiff::{SignedDuration, Timestamp};
+        use wrapup_core::lifecycle::LegRecord;
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |s: i64| t0.checked_add(SignedDuration::from_secs(s)).unwrap();
+        let leg = |c: &str, ended: i64, deadline: i64, outcome: wrapup_core::Outcome, written: Option<i64>| {
+            let mut l = LegRecord::new(wrapup_core::LegKey::new("genesys", c, "p"), at(0));
+            l.facts.ended_at = Some(at(ended));
+            l.deadline = Some(at(deadline));
+            l.outcome = Some(outcome);
+            l.written_at = written.map(at);
+            l
+        };
+        use wrapup_core::Outcome::{Applied, Expired};
+        // B (deadline 20) waited since 0 and expired; A (deadline 40) was written at 5: a violation.
+        let legs = vec![leg("b", 0, 20, Expired, None), leg("a", 0, 40, Applied, Some(5))];
+        assert_eq!(saturation::order_violations(&legs, at(0), at(60)), 1);
+        // A's deadline is earlier than B's: no violation.
+        let legs = vec![leg("b", 0, 50, Expired, None), leg("a", 0, 40, Applied, Some(5))];
+        assert_eq!(saturation::order_violations(&legs, at(0), at(60)), 0);
+        // B had no reachable window left when A was written: no violation.
+        let legs = vec![leg("b", 0, 6, Expired, None), leg("a", 0, 40, Applied, Some(5))];
+        assert_eq!(saturation::order_violations(&legs, at(0), at(60)), 0);
+    }
+}
