@@ -310,7 +310,12 @@ impl Worker {
         self.record_attempts(leg, &calls).await;
         // The answer describes the leg when the platform computed it; a slow answer may be stale (the agent may
         // have coded since). Only a fresh "no code" licenses a write.
-        let stale = read_started.elapsed() > self.gate_freshness;
+        // Measured from when the read was sent (its last attempt), not from when it began waiting for the budget:
+        // the platform computes the answer on receipt, and a read that queued behind other legs is not stale.
+        let stale = match calls.iter().rev().find(|a| a.method == "GET") {
+            Some(a) => Duration::from_millis(a.duration_ms) > self.gate_freshness,
+            None => read_started.elapsed() > self.gate_freshness,
+        };
         let current = match read {
             Ok(current) => current,
             Err(e) => return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await),
