@@ -10,10 +10,10 @@ struct Fake;
 
 impl SecretSource for Fake {
     fn env(&self, name: &str) -> Result<Option<String>, String> {
-        Ok((name.len() % 2 == 0).then(|| format!("value-of-{name}")))
+        Ok(name.len().is_multiple_of(2).then(|| format!("value-of-{name}")))
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        if path.as_os_str().len() % 2 == 0 {
+        if path.as_os_str().len().is_multiple_of(2) {
             Ok("file-secret\n".into())
         } else {
             Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))

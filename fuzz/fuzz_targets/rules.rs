@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let Some((&format, text)) = text.split_first() else { return };
     let Ok(text) = std::str::from_utf8(text) else { return };
-    let set = if format % 2 == 0 {
+    let set = if format.is_multiple_of(2) {
         toml::from_str::<Doc>(text).map(|d| d.rules).ok()
     } else {
         serde_json::from_str::<RuleSet>(text).ok()
