@@ -15,7 +15,7 @@
 //! The generator shares the two cores with the service: the figures are what one machine does with both on it.
 
 use super::{percentile, round, show, BenchArgs, Report};
-use crate::demo::{DemoEnv, EnvOptions};
+use crate::demo::EnvOptions;
 use anyhow::Context;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,7 +159,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let connections = args.connections.clamp(1, 1024);
     let batch = args.batch.clamp(1, 100);
     let sandbox = SandboxConfig { seed: args.seed, ..SandboxConfig::default() };
-    let env = DemoEnv::start(EnvOptions {
+    let env = super::start_with(EnvOptions {
         sandbox,
         rules: NO_MATCH.to_string(),
         speed: 1.0,

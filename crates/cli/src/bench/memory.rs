@@ -11,7 +11,7 @@
 //! gate read); the rest stay pending, which is the point: the backlog lives in the store, not in memory.
 
 use super::{round, rss_mb, start_env, BenchArgs, Report};
-use crate::demo::{DemoEnv, EnvOptions};
+use crate::demo::EnvOptions;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use wrapup_connectors::genesys::events::{parse_eventbridge, Parsed};
@@ -67,7 +67,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let (after_preload, _) = rss_mb();
     // Reset the peak (VmHWM) to the current RSS, so the peak below is the service's, not the loader's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let env = DemoEnv::start(EnvOptions {
+    let env = super::start_with(EnvOptions {
         sandbox: sandbox(args),
         rules: super::RESOLVE_ALL.to_string(),
         speed: 1.0,

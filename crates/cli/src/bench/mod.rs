@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// Seed of the simulated center.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Wall milliseconds between reconciler passes. The default is the configuration's (a minute), so that calls
+    /// per code are those of a deployment; the demo sweeps every 500 ms.
+    #[arg(long, default_value_t = 60_000)]
+    pub reconcile_every_ms: u64,
 }
 
 impl BenchArgs {
@@ -117,6 +121,7 @@ impl Report {
 
 /// Runs one scenario.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    RECONCILE_EVERY_MS.store(args.reconcile_every_ms, std::sync::atomic::Ordering::Relaxed);
     match args.scenario {
         Scenario::Efficiency => efficiency::run(args).await,
         Scenario::Saturation => saturation::run(args).await,
@@ -177,17 +182,20 @@ pub fn sandbox(center: CenterConfig, rate_limit: u32, clients: usize, seed: u64)
 /// `immediate` rule applying "Resolved" to every leg.
 pub const RESOLVE_ALL: &str = "[[rules]]\nname = \"bench\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n";
 
+/// The reconciler's pace in bench runs (`--reconcile-every-ms`), wall milliseconds.
+static RECONCILE_EVERY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(60_000);
+
+/// Starts sandbox + service with `opts` and the run's reconciler pace.
+pub async fn start_with(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
+    let every = Duration::from_millis(RECONCILE_EVERY_MS.load(std::sync::atomic::Ordering::Relaxed));
+    DemoEnv::start_with(opts, crate::demo::IntakeMode::EventBridge, every).await
+}
+
 /// Starts sandbox + service at speed 1 with the service's budget equal to the platform's limit.
 pub async fn start_env(sandbox: SandboxConfig, rules: &str) -> anyhow::Result<DemoEnv> {
     let rpm = sandbox.rate_limit_per_minute;
-    DemoEnv::start(EnvOptions {
-        sandbox,
-        rules: rules.to_string(),
-        speed: 1.0,
-        requests_per_minute: rpm,
-        data_dir: None,
-    })
-    .await
+    start_with(EnvOptions { sandbox, rules: rules.to_string(), speed: 1.0, requests_per_minute: rpm, data_dir: None })
+        .await
 }
 
 /// `q`-quantile of sorted values, rounded to 0.01.
@@ -254,6 +262,7 @@ mod tests {
             connections: 4,
             batch: 1,
             seed: 7,
+            reconcile_every_ms: 60_000,
         }
     }
 
