@@ -55,6 +55,8 @@ pub struct ServiceSpec {
 /// Shared by the HTTP handlers.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Intake's path into the store: concurrent requests share one transaction (see `group_commit`).
+    pub ingest: crate::group_commit::GroupCommit,
     pub clock: SharedClock,
     pub intake: HashMap<String, IntakeSettings>,
     pub connections: HashMap<String, Arc<ConnectionRuntime>>,
@@ -144,6 +146,7 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         .collect();
     let state = Arc::new(AppState {
         store: spec.store.clone(),
+        ingest: crate::group_commit::GroupCommit::spawn(spec.store.clone()),
         clock: spec.clock.clone(),
         intake,
         connections,

@@ -82,7 +82,7 @@ pub async fn post_events(
     let results = if events.is_empty() {
         Vec::new()
     } else {
-        match state.store.ingest(&events, state.clock.now()).await {
+        match state.ingest.ingest(events, state.clock.now()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(connection = %connection, error = %e, "Could not store events; the sender must retry.");

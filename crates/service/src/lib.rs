@@ -7,6 +7,7 @@ pub mod build;
 pub mod catalog;
 pub mod chaos;
 pub mod genesys;
+pub mod group_commit;
 pub mod intake;
 pub mod intake_auth;
 pub mod platform;
