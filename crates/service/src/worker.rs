@@ -103,6 +103,9 @@ impl Worker {
         let _enter = span.enter();
         // Set when a reload left a change that must be saved even if the next step changes nothing.
         let mut dirty = false;
+        // The outcome as last stored: a new outcome goes to the ledger only once it is saved, so the explanation
+        // never shows an ending that an event overruled before it was stored.
+        let mut stored_outcome = leg.outcome;
         for _round in 0..8 {
             let before = leg.clone();
             let next = match self.step(&conn, &mut leg, version).await {
@@ -122,6 +125,10 @@ impl Worker {
             match self.store.save_leg(&leg, version, &self.owner, release).await {
                 Ok(v) => {
                     version = v;
+                    if leg.outcome != stored_outcome {
+                        self.record_outcome(&leg).await;
+                        stored_outcome = leg.outcome;
+                    }
                     if release {
                         return;
                     }
@@ -133,6 +140,7 @@ impl Worker {
                             let wrote = leg.written_at.is_some() && before.written_at.is_none();
                             leg = fresh.leg;
                             version = fresh.version;
+                            stored_outcome = leg.outcome;
                             if wrote && !matches!(leg.outcome, Some(Outcome::Applied)) {
                                 // Our write was accepted, yet an event finished the leg differently meanwhile:
                                 // the agent coded in the instant between our gate read and our write.
@@ -140,12 +148,6 @@ impl Worker {
                                 leg.state = LegState::Writing;
                                 leg.outcome = None;
                                 leg.finish(Outcome::Review, Some(reason.to_string()), self.clock.now());
-                                self.ledger(
-                                    &leg,
-                                    "outcome",
-                                    serde_json::json!({"outcome": "review", "reason": reason}),
-                                )
-                                .await;
                                 dirty = true;
                             }
                             if leg.is_done() && !wrote {
@@ -178,6 +180,12 @@ impl Worker {
         let overdue = self.too_late(leg, now);
         match leg.state {
             LegState::Done => Ok(Next::Release),
+            LegState::Scheduled if overdue && leg.intent.is_some() => {
+                // A write may have gone out (its answer lost): look before calling the leg expired. With
+                // `overdue`, the gate path never writes.
+                leg.state = LegState::Writing;
+                self.gate_and_write(conn, leg, true, version).await
+            }
             LegState::Open | LegState::Scheduled if overdue => {
                 self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
                 Ok(Next::Release)
@@ -307,7 +315,8 @@ impl Worker {
         let urgency = Urgency::Live { deadline: leg.deadline.map(|d| d.checked_sub(guard).unwrap_or(d)) };
         let read_started = tokio::time::Instant::now();
         let (read, calls) = attempts::collect(conn.platform.read_code(leg, urgency)).await;
-        self.record_attempts(leg, &calls).await;
+        // The gate read's attempts are written to the ledger after the write (or on the way out): nothing slower
+        // than the precondition check may stand between the read and the write.
         // The answer describes the leg when the platform computed it; a slow answer may be stale (the agent may
         // have coded since). Only a fresh "no code" licenses a write.
         // Measured from when the read was sent (its last attempt), not from when it began waiting for the budget:
@@ -318,9 +327,25 @@ impl Worker {
         };
         let current = match read {
             Ok(current) => current,
-            Err(e) => return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await),
+            Err(e) if overdue => {
+                self.record_attempts(leg, &calls).await;
+                let reason = format!(
+                    "the window closed and the platform could not be read to see whether our write landed: {e}"
+                );
+                self.finish(leg, Outcome::Review, &reason).await;
+                return Ok(Next::Release);
+            }
+            Err(e) => {
+                self.record_attempts(leg, &calls).await;
+                return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await);
+            }
         };
         leg.observed_code = current.clone();
+        // Checked once, after the gate read: waiting for the request budget may have used up the window.
+        let late = overdue || self.too_late(leg, self.clock.now());
+        if current.is_some() || stale || late {
+            self.record_attempts(leg, &calls).await;
+        }
         match current {
             Some(code) if code == intent.code_id => {
                 // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
@@ -335,7 +360,7 @@ impl Worker {
                 self.finish(leg, Outcome::AgentWon, &reason).await;
                 return Ok(Next::Release);
             }
-            None if stale && !(overdue || self.too_late(leg, self.clock.now())) => {
+            None if stale && !late => {
                 leg.state = LegState::Scheduled;
                 leg.not_before = self.clock.now();
                 self.ledger(
@@ -346,8 +371,7 @@ impl Worker {
                 .await;
                 return Ok(Next::Release);
             }
-            None if overdue || self.too_late(leg, self.clock.now()) => {
-                // Checked again after the gate read: waiting for the request budget may have used up the window.
+            None if late => {
                 self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
                 return Ok(Next::Release);
             }
@@ -359,8 +383,10 @@ impl Worker {
         // Checked once the write holds its budget permit: nothing about the leg changed since the gate read (no
         // event arrived: the agent did not code, the window did not close), and the window is still open.
         let unchanged = Unchanged { worker: self, leg, version };
+        let gate_calls = calls;
         let (write, calls) =
             attempts::collect(conn.platform.write_code(leg, &code, notes.as_deref(), urgency, &unchanged)).await;
+        self.record_attempts(leg, &gate_calls).await;
         self.record_attempts(leg, &calls).await;
         match write {
             Ok(()) => {
@@ -459,11 +485,17 @@ impl Worker {
         Next::Release
     }
 
+    /// Ends the leg in memory; the outcome is recorded (ledger, metric) once the save that stores it succeeds.
     async fn finish(&self, leg: &mut LegRecord, outcome: Outcome, reason: &str) {
         leg.finish(outcome, Some(reason.to_string()), self.clock.now());
+    }
+
+    async fn record_outcome(&self, leg: &LegRecord) {
+        let Some(outcome) = leg.outcome else { return };
         metrics::counter!("wrapup_outcomes_total", "connection" => leg.key.connection.clone(), "outcome" => outcome.as_str())
             .increment(1);
-        self.ledger(leg, "outcome", serde_json::json!({"outcome": outcome.as_str(), "reason": reason})).await;
+        let detail = serde_json::json!({"outcome": outcome.as_str(), "reason": leg.outcome_reason});
+        self.ledger(leg, "outcome", detail).await;
     }
 
     async fn record_attempts(&self, leg: &LegRecord, calls: &[ApiAttempt]) {

@@ -101,8 +101,9 @@ pub trait Store: Send + Sync + 'static {
     /// whole table); `SqliteStore` returns at most `DEFAULT_LIST_LIMIT`.
     async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>>;
 
-    /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired` (legs in `writing` are
-    /// left to their worker, which reads the platform before deciding). Returns the legs it finished.
+    /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired`. Legs in `writing`, and
+    /// legs with a write intent (a write may have been sent and landed), are left to their worker, which reads the
+    /// platform before deciding. Returns the legs it finished.
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>>;
 
     /// The earliest time at which `claim_due` would return a leg (for sleeping until then), if any: the earliest

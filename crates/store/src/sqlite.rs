@@ -368,7 +368,8 @@ impl Store for SqliteStore {
             let mut tx = self.write_tx().await?;
             let rows = sqlx::query(
                 "SELECT rowid, lease_owner, lease_until, record FROM legs \
-                 WHERE state IN ('open', 'scheduled') AND deadline < ?1 LIMIT ?2",
+                 WHERE state IN ('open', 'scheduled') AND deadline < ?1 \
+                 AND json_extract(record, '$.intent') IS NULL LIMIT ?2",
             )
             .bind(ms(now))
             .bind(EXPIRE_CHUNK)

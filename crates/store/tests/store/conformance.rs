@@ -382,6 +382,20 @@ pub async fn leases_left_by_a_crashed_run_are_cleared_at_startup<S: Store>(store
     assert_eq!(store.release_all_leases().await.unwrap(), 2, "only leased legs are counted");
 }
 
+pub async fn an_overdue_leg_with_a_write_intent_is_left_to_its_worker<S: Store>(store: S) {
+    let k = key(1);
+    store.ingest(&[ended(&k, 0, Some(60))], t(0)).await.unwrap();
+    let claimed = store.claim_due(t(1), 1, "w", LEASE).await.unwrap();
+    let mut leg = claimed[0].leg.clone();
+    // A write went out and its answer was lost (a timeout): back to `scheduled`, intent kept, retry later.
+    leg.state = LegState::Scheduled;
+    leg.intent = Some(WriteIntent { code_id: "c1".into(), code_name: "Sale".into(), at: t(2) });
+    leg.not_before = t(100);
+    store.save_leg(&leg, claimed[0].version, "w", true).await.unwrap();
+    assert!(store.expire_overdue(t(61)).await.unwrap().is_empty(), "the write may have landed: not expired blindly");
+    assert_eq!(leg_of(&store, &k).await.leg.state, LegState::Scheduled);
+}
+
 // ---- saving -----------------------------------------------------------------------------------------------------
 
 pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>(store: S) {
@@ -682,6 +696,7 @@ macro_rules! conformance_tests {
             an_expired_lease_lets_another_worker_claim,
             a_writing_leg_is_reclaimed_after_its_lease_expires,
             leases_left_by_a_crashed_run_are_cleared_at_startup,
+            an_overdue_leg_with_a_write_intent_is_left_to_its_worker,
             a_save_returns_the_next_version_and_release_frees_the_leg,
             a_save_after_an_event_arrived_is_a_conflict,
             a_save_by_a_worker_without_the_lease_is_a_conflict,
@@ -728,6 +743,7 @@ where
     an_expired_lease_lets_another_worker_claim(make().await).await;
     a_writing_leg_is_reclaimed_after_its_lease_expires(make().await).await;
     leases_left_by_a_crashed_run_are_cleared_at_startup(make().await).await;
+    an_overdue_leg_with_a_write_intent_is_left_to_its_worker(make().await).await;
     a_save_returns_the_next_version_and_release_frees_the_leg(make().await).await;
     a_save_after_an_event_arrived_is_a_conflict(make().await).await;
     a_save_by_a_worker_without_the_lease_is_a_conflict(make().await).await;
