@@ -177,6 +177,38 @@ struct Call<'a> {
     precondition: Option<&'a dyn Precondition>,
 }
 
+impl<'a> Call<'a> {
+    fn new(method: Method, endpoint: &'static str, url: Url, priority: Priority) -> Self {
+        Call {
+            method,
+            endpoint,
+            url,
+            body: None,
+            priority,
+            conversation_id: None,
+            participant_id: None,
+            precondition: None,
+        }
+    }
+
+    fn with_body(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// Names the leg the call is about, so its attempts land in that leg's ledger.
+    fn for_leg(mut self, conversation_id: &'a str, participant_id: Option<&'a str>) -> Self {
+        self.conversation_id = Some(conversation_id);
+        self.participant_id = participant_id;
+        self
+    }
+
+    fn if_still(mut self, precondition: Option<&'a dyn Precondition>) -> Self {
+        self.precondition = precondition;
+        self
+    }
+}
+
 /// A condition a request must still meet when it is about to be sent (after waiting for the budget), e.g. "the
 /// leg has not changed since we read it". Waiting for the budget can take long under load; this keeps a write from
 /// going out on a decision the world has moved past.
@@ -305,16 +337,7 @@ impl GenesysClient {
         if provisional {
             url.query_pairs_mut().append_pair("provisional", "true");
         }
-        let call = Call {
-            method: Method::GET,
-            endpoint,
-            url,
-            body: None,
-            priority,
-            conversation_id: Some(conversation_id),
-            participant_id: Some(participant_id),
-            precondition: None,
-        };
+        let call = Call::new(Method::GET, endpoint, url, priority).for_leg(conversation_id, Some(participant_id));
         let resp = match self.execute(&call).await {
             Ok(r) => r,
             Err(e) if e.status == Some(404) && e.code.as_deref().is_none_or(|c| c == "not.found") => return Ok(None),
@@ -336,16 +359,8 @@ impl GenesysClient {
     ) -> Result<Vec<WrapupCode>, PlatformError> {
         let endpoint = endpoints::PARTICIPANT_WRAPUPCODES;
         let segs = ["api", "v2", "conversations", conversation_id, "participants", participant_id, "wrapupcodes"];
-        let call = Call {
-            method: Method::GET,
-            endpoint,
-            url: self.api_url(endpoint, &segs)?,
-            body: None,
-            priority,
-            conversation_id: Some(conversation_id),
-            participant_id: Some(participant_id),
-            precondition: None,
-        };
+        let call = Call::new(Method::GET, endpoint, self.api_url(endpoint, &segs)?, priority)
+            .for_leg(conversation_id, Some(participant_id));
         let resp = self.execute(&call).await?;
         // The contract is a bare array; accept a listing too rather than fail on a wrapper.
         #[derive(Deserialize)]
@@ -401,16 +416,10 @@ impl GenesysClient {
             communication_id,
             "wrapup",
         ];
-        let call = Call {
-            method: Method::POST,
-            endpoint,
-            url: self.api_url(endpoint, &segs)?,
-            body: Some(encode(endpoint, input)?),
-            priority,
-            conversation_id: Some(conversation_id),
-            participant_id: Some(participant_id),
-            precondition,
-        };
+        let call = Call::new(Method::POST, endpoint, self.api_url(endpoint, &segs)?, priority)
+            .with_body(encode(endpoint, input)?)
+            .for_leg(conversation_id, Some(participant_id))
+            .if_still(precondition);
         let resp = self.execute(&call).await?;
         Ok(Accepted { correlation_id: resp.correlation_id })
     }
@@ -422,16 +431,13 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<Conversation, PlatformError> {
         let endpoint = endpoints::CONVERSATION;
-        let call = Call {
-            method: Method::GET,
+        let call = Call::new(
+            Method::GET,
             endpoint,
-            url: self.api_url(endpoint, &["api", "v2", "conversations", conversation_id])?,
-            body: None,
+            self.api_url(endpoint, &["api", "v2", "conversations", conversation_id])?,
             priority,
-            conversation_id: Some(conversation_id),
-            participant_id: None,
-            precondition: None,
-        };
+        )
+        .for_leg(conversation_id, None);
         decode(endpoint, &self.execute(&call).await?)
     }
 
@@ -463,16 +469,13 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<WrapupCode, PlatformError> {
         let endpoint = endpoints::WRAPUPCODES;
-        let call = Call {
-            method: Method::POST,
+        let call = Call::new(
+            Method::POST,
             endpoint,
-            url: self.api_url(endpoint, &["api", "v2", "routing", "wrapupcodes"])?,
-            body: Some(encode(endpoint, request)?),
+            self.api_url(endpoint, &["api", "v2", "routing", "wrapupcodes"])?,
             priority,
-            conversation_id: None,
-            participant_id: None,
-            precondition: None,
-        };
+        )
+        .with_body(encode(endpoint, request)?);
         decode(endpoint, &self.execute(&call).await?)
     }
 
@@ -490,16 +493,7 @@ impl GenesysClient {
         let mut added = Vec::new();
         for chunk in code_ids.chunks(QUEUE_CODES_CHUNK) {
             let refs: Vec<IdRef<'_>> = chunk.iter().map(|id| IdRef { id }).collect();
-            let call = Call {
-                method: Method::POST,
-                endpoint,
-                url: url.clone(),
-                body: Some(encode(endpoint, &refs)?),
-                priority,
-                conversation_id: None,
-                participant_id: None,
-                precondition: None,
-            };
+            let call = Call::new(Method::POST, endpoint, url.clone(), priority).with_body(encode(endpoint, &refs)?);
             let resp = self.execute(&call).await?;
             if !resp.body.iter().all(u8::is_ascii_whitespace) {
                 added.extend(decode::<Vec<WrapupCode>>(endpoint, &resp)?);
@@ -517,16 +511,8 @@ impl GenesysClient {
     ) -> Result<serde_json::Value, PlatformError> {
         let endpoint = endpoints::ANALYTICS_DETAILS_QUERY;
         let segs = ["api", "v2", "analytics", "conversations", "details", "query"];
-        let call = Call {
-            method: Method::POST,
-            endpoint,
-            url: self.api_url(endpoint, &segs)?,
-            body: Some(encode(endpoint, query)?),
-            priority,
-            conversation_id: None,
-            participant_id: None,
-            precondition: None,
-        };
+        let call = Call::new(Method::POST, endpoint, self.api_url(endpoint, &segs)?, priority)
+            .with_body(encode(endpoint, query)?);
         decode(endpoint, &self.execute(&call).await?)
     }
 
@@ -536,16 +522,12 @@ impl GenesysClient {
         priority: Priority,
     ) -> Result<crate::genesys::notifications::Channel, PlatformError> {
         let endpoint = endpoints::NOTIFICATION_CHANNELS;
-        let call = Call {
-            method: Method::POST,
+        let call = Call::new(
+            Method::POST,
             endpoint,
-            url: self.api_url(endpoint, &["api", "v2", "notifications", "channels"])?,
-            body: None,
+            self.api_url(endpoint, &["api", "v2", "notifications", "channels"])?,
             priority,
-            conversation_id: None,
-            participant_id: None,
-            precondition: None,
-        };
+        );
         decode(endpoint, &self.execute(&call).await?)
     }
 
@@ -559,16 +541,13 @@ impl GenesysClient {
     ) -> Result<serde_json::Value, PlatformError> {
         let endpoint = endpoints::NOTIFICATION_SUBSCRIPTIONS;
         let refs: Vec<IdRef<'_>> = topics.iter().map(|id| IdRef { id }).collect();
-        let call = Call {
-            method: Method::POST,
+        let call = Call::new(
+            Method::POST,
             endpoint,
-            url: self.api_url(endpoint, &["api", "v2", "notifications", "channels", channel_id, "subscriptions"])?,
-            body: Some(encode(endpoint, &refs)?),
+            self.api_url(endpoint, &["api", "v2", "notifications", "channels", channel_id, "subscriptions"])?,
             priority,
-            conversation_id: None,
-            participant_id: None,
-            precondition: None,
-        };
+        )
+        .with_body(encode(endpoint, &refs)?);
         let resp = self.execute(&call).await?;
         if resp.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(serde_json::Value::Null);
@@ -600,16 +579,7 @@ impl GenesysClient {
         loop {
             let mut url = base.clone();
             url.query_pairs_mut().append_pair("pageSize", PAGE_SIZE).append_pair("pageNumber", &page.to_string());
-            let call = Call {
-                method: Method::GET,
-                endpoint,
-                url,
-                body: None,
-                priority,
-                conversation_id: None,
-                participant_id: None,
-                precondition: None,
-            };
+            let call = Call::new(Method::GET, endpoint, url, priority);
             let listing: EntityListing<T> = decode(endpoint, &self.execute(&call).await?)?;
             let empty = listing.entities.is_empty();
             out.extend(listing.entities);
