@@ -206,21 +206,9 @@ impl Org {
         };
         let plan = self.draw_plan(q);
         let alert = self.draw(self.center.alert_time);
-        let pid = self.new_id();
-        let comm = self.new_id();
-        let user = &mut self.users[u];
-        user.busy += 1;
-        user.status_since = at;
-        let mut p = Participant::new(pid.clone(), comm, Purpose::Agent, at);
-        p.user_id = Some(user.id.clone());
-        p.name = user.name.clone();
-        p.queue = Some(q);
-        p.plan = plan;
+        let mut p = self.agent_leg(u, q, plan, at);
+        let pid = p.id.clone();
         p.consult_participant_id = consult_of;
-        // The prompt comes from the queue the leg was routed on and shows from the start.
-        let mode = self.queues[q].mode;
-        p.prompt = Some(mode);
-        p.timeout_ms = if mode.has_timeout() { self.queues[q].timeout_ms } else { None };
         let Some(conv) = self.conversations.get_mut(cid) else {
             return false;
         };
@@ -618,16 +606,8 @@ impl Org {
             };
             let mut plan = self.draw_plan(q);
             plan.requests_acw = true;
-            let pid = self.new_id();
-            let comm = self.new_id();
-            let user = &mut self.users[u];
-            user.busy += 1;
-            user.status_since = start;
-            let mut p = Participant::new(pid.clone(), comm, Purpose::Agent, start);
-            p.user_id = Some(user.id.clone());
-            p.name = user.name.clone();
-            p.queue = Some(q);
-            p.plan = plan;
+            let mut p = self.agent_leg(u, q, plan, start);
+            let pid = p.id.clone();
             p.connected_at = Some(add_secs(start, 5.0));
             p.phase = Phase::Connected;
             if let Some((_, code)) = p.plan.provisional.clone() {
@@ -660,6 +640,25 @@ impl Org {
                 self.events_tx = tx;
             }
         }
+    }
+
+    /// A new agent participant for agent `u` on queue `q`, the agent counted busy from `at`. The wrap-up prompt comes
+    /// from the queue the leg was routed on and shows from the start of the leg.
+    fn agent_leg(&mut self, u: usize, q: usize, plan: crate::model::AgentPlan, at: Timestamp) -> Participant {
+        let pid = self.new_id();
+        let comm = self.new_id();
+        let user = &mut self.users[u];
+        user.busy += 1;
+        user.status_since = at;
+        let mut p = Participant::new(pid, comm, Purpose::Agent, at);
+        p.user_id = Some(user.id.clone());
+        p.name = user.name.clone();
+        p.queue = Some(q);
+        p.plan = plan;
+        let mode = self.queues[q].mode;
+        p.prompt = Some(mode);
+        p.timeout_ms = if mode.has_timeout() { self.queues[q].timeout_ms } else { None };
+        p
     }
 
     fn disconnect_preloaded(&mut self, cid: &str, pid: &str, at: Timestamp) {
