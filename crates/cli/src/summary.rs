@@ -118,8 +118,8 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
     lat.sort_by(|a, b| a.total_cmp(b));
     let latency = Latency { p50: percentile(&lat, 0.50), p99: percentile(&lat, 0.99), samples: lat.len() };
 
-    // Coverage: of the finished legs that an enforce rule matches, the share that ended with a meaningful code,
-    // ours or the agent's.
+    // Coverage: of the finished legs that an enforce rule with a usable code matches, the share that ended with a
+    // meaningful code, ours or the agent's.
     let (mut covered, mut eligible) = (0u64, 0u64);
     for leg in i.legs.iter().filter(|l| l.is_done() && l.ended_seen) {
         let mut facts = leg.facts.clone();
@@ -128,7 +128,12 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
                 facts.queue_name = cat.queue_by_id(q).map(|q| q.name.clone());
             }
         }
-        let enforce = i.rules.evaluate(i.name, &facts).is_some_and(|m| m.mode == Mode::Enforce);
+        // A rule whose code the catalog cannot use on this leg (unknown, or not assigned to its queue) is a
+        // configuration error — the leg goes to `review` with that reason and `wrapup validate` names the rule —
+        // not a leg the service failed to code: coverage measures the latter.
+        let usable = |code: &str| i.catalog.is_none_or(|cat| cat.resolve(code, facts.queue_id.as_deref()).is_ok());
+        let enforce =
+            i.rules.evaluate(i.name, &facts).is_some_and(|m| m.mode == Mode::Enforce && usable(&m.code));
         if enforce {
             eligible += 1;
             if matches!(leg.outcome, Some(Outcome::Applied | Outcome::AgentWon | Outcome::AgentChanged)) {

@@ -97,7 +97,9 @@ pub struct FaultProfile {
     pub latency_ms_max: u64,
     /// Probability per API request that a 429 storm starts (every request of every token gets 429 for a while).
     pub storm_rate: f64,
-    /// Wall seconds a 429 storm lasts.
+    /// Simulated seconds a 429 storm lasts. A storm is the platform's own event, like an ACW window, so it scales with
+    /// the clock (at 20x, 5 s is 250 ms of wall time); its `Retry-After` announces the remaining *wall* time, rounded
+    /// up to whole seconds as the header requires, so a client that honours it still waits at least 1 s.
     pub storm_secs: u64,
     /// Probability per API request that the caller's token is revoked (this and later requests get 401).
     pub token_revocation_rate: f64,

@@ -36,11 +36,20 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
     HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
+/// Ready when the store answers and every connection has a catalog: before that, each leg waits for the first
+/// catalog load, so a deployment (or the demo) should not send traffic yet.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.next_due().await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+    if let Err(e) = state.store.next_due().await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string());
     }
+    let mut loading: Vec<&str> =
+        state.connections.iter().filter(|(_, c)| !c.catalog.is_loaded()).map(|(n, _)| n.as_str()).collect();
+    if loading.is_empty() {
+        return (StatusCode::OK, "ready").into_response();
+    }
+    loading.sort_unstable();
+    let msg = format!("the code catalog of {} is still loading from the platform", loading.join(", "));
+    error(StatusCode::SERVICE_UNAVAILABLE, "catalog_loading", msg)
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -15,6 +15,7 @@ use jiff::SignedDuration;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use wrapup_core::clock::SharedClock;
@@ -173,14 +174,22 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
             tasks.push(tokio::spawn(crate::websocket::run(state.clone(), runtime, ws, shutdown.clone())));
         }
     }
-    // Load each catalog now rather than when the first leg needs it (the first load is the one that waits).
+    // Load each catalog now rather than when the first leg needs it (the first load is the one that waits), and
+    // keep trying until it is in: `/ready` reports the service ready only then.
     for runtime in state.connections.values() {
         let runtime = runtime.clone();
-        tokio::spawn(async move {
-            if let Err(e) = runtime.catalog.get().await {
-                tracing::warn!(connection = %runtime.name, error = %e, "The catalog could not be loaded yet; retrying when needed.");
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            while let Err(e) = runtime.catalog.get().await {
+                tracing::warn!(connection = %runtime.name, error = %e, retry_in_ms = wait.as_millis() as u64, "The catalog could not be loaded yet.");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return,
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
             }
-        });
+        }));
     }
     for reconciler in state.reconcilers.values() {
         tasks.push(tokio::spawn(crate::reconciler::run(reconciler.clone(), shutdown.clone())));

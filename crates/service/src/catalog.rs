@@ -34,6 +34,8 @@ struct Inner {
     refreshing: AtomicBool,
     /// When the last refresh was started (successful or not), so a failing platform is not asked on every `get`.
     last_attempt: parking_lot::Mutex<Option<Timestamp>>,
+    /// A catalog (fetched, or persisted by an earlier run) is in memory: legs can be decided without waiting.
+    loaded: AtomicBool,
 }
 
 impl CatalogCache {
@@ -48,8 +50,14 @@ impl CatalogCache {
                 state: Mutex::new(None),
                 refreshing: AtomicBool::new(false),
                 last_attempt: parking_lot::Mutex::new(None),
+                loaded: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Whether a catalog is in memory (what `/ready` reports: until then every leg waits for the first load).
+    pub fn is_loaded(&self) -> bool {
+        self.inner.loaded.load(Ordering::Relaxed)
     }
 
     /// The cached catalog. Only the very first load (nothing in memory or in the store) waits for the platform; a
@@ -62,6 +70,7 @@ impl CatalogCache {
         if state.is_none() {
             if let Ok(Some((catalog, at))) = inner.store.get_catalog(inner.platform.connection()).await {
                 *state = Some((Arc::new(catalog), at));
+                inner.loaded.store(true, Ordering::Relaxed);
             }
         }
         match &*state {
@@ -76,6 +85,7 @@ impl CatalogCache {
                 *inner.last_attempt.lock() = Some(now);
                 let fresh = inner.fetch(now).await?;
                 *state = Some((fresh.clone(), now));
+                inner.loaded.store(true, Ordering::Relaxed);
                 Ok(fresh)
             }
         }
@@ -94,6 +104,7 @@ impl CatalogCache {
         *inner.last_attempt.lock() = Some(now);
         let fresh = inner.fetch(now).await?;
         *state = Some((fresh.clone(), now));
+        inner.loaded.store(true, Ordering::Relaxed);
         Ok(fresh)
     }
 

@@ -138,10 +138,17 @@ impl Worker {
                     match self.store.get_leg(&key).await {
                         Ok(Some(fresh)) => {
                             let wrote = leg.written_at.is_some() && before.written_at.is_none();
-                            leg = fresh.leg;
+                            let mine = std::mem::replace(&mut leg, fresh.leg);
                             version = fresh.version;
                             stored_outcome = leg.outcome;
-                            if wrote && !matches!(leg.outcome, Some(Outcome::Applied)) {
+                            if wrote && !leg.is_done() {
+                                // The event that raced the write said nothing about a code (a repeated `leg
+                                // ended`): our write stands, on the fresh record.
+                                leg.written_at = mine.written_at;
+                                leg.attempts = mine.attempts;
+                                leg.finish(Outcome::Applied, mine.outcome_reason.clone(), self.clock.now());
+                                dirty = true;
+                            } else if wrote && !matches!(leg.outcome, Some(Outcome::Applied)) {
                                 // Our write was accepted, yet an event finished the leg differently meanwhile:
                                 // the agent coded in the instant between our gate read and our write.
                                 let reason = "an agent code arrived while our write was in flight; check the leg";
@@ -512,7 +519,8 @@ impl Worker {
     }
 }
 
-/// The write's precondition: the stored leg is still the version the worker gate-read, and its window is open.
+/// The write's precondition: the stored leg is still as the worker gate-read it (same version, or only facts merged
+/// from a repeated `leg ended`), and its window is open.
 struct Unchanged<'a> {
     worker: &'a Worker,
     leg: &'a LegRecord,
@@ -527,6 +535,15 @@ impl wrapup_connectors::Precondition for Unchanged<'_> {
         }
         match self.worker.store.get_leg(&self.leg.key).await {
             Ok(Some(current)) if current.version == self.version => Ok(()),
+            // A redelivered or merged `leg ended` bumps the version but tells nothing new about the code: the write
+            // is still wanted as long as no code was seen, the leg is not finished and its window did not move.
+            Ok(Some(current))
+                if !current.leg.is_done()
+                    && current.leg.observed_code == self.leg.observed_code
+                    && current.leg.deadline == self.leg.deadline =>
+            {
+                Ok(())
+            }
             Ok(Some(_)) => Err("the leg changed (an event arrived) while the write waited for the budget".into()),
             Ok(None) => Err("the leg is no longer in the store".into()),
             Err(e) => Err(format!("the leg could not be re-read: {e}")),

@@ -38,12 +38,12 @@ pub struct DemoArgs {
     /// Seed of the simulated center.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Simulated seconds per wall second.
-    #[arg(long, default_value_t = 20.0)]
-    pub speed: f64,
-    /// Conversations arriving per simulated second.
-    #[arg(long, default_value_t = 0.06)]
-    pub arrival_rate: f64,
+    /// Simulated seconds per wall second [default: 20 with calm faults, 10 with hostile ones; see `demo_speed`].
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Conversations arriving per simulated second [default: 1.2 per wall second at the chosen speed].
+    #[arg(long)]
+    pub arrival_rate: Option<f64>,
     /// Agent legs already in ACW at start.
     #[arg(long, default_value_t = 10)]
     pub preload: usize,
@@ -61,6 +61,23 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = DEFAULT_RECONCILE_EVERY_MS)]
     pub reconcile_every_ms: u64,
 }
+
+/// The demo's clock speed when none is given. ACW windows, talk times and 429 storms run on the accelerated clock,
+/// but network faults cannot: a hung request, a retry's backoff, the budget's pacing and the deadline guard are
+/// wall time. At 20x a 20 s "before the timeout" margin is one wall second, and under the hostile profile (10 % 5xx,
+/// 5 % hangs) the faults would cost a twentieth of a real window each — a platform far worse than the profile
+/// describes. Hostile runs therefore default to 10x, which keeps faults and windows in realistic proportion while
+/// still ending hundreds of legs a minute; calm runs have no wall-time faults and keep 20x.
+pub fn demo_speed(faults: &str) -> f64 {
+    if faults == "hostile" {
+        10.0
+    } else {
+        20.0
+    }
+}
+
+/// Conversations per wall second the demo offers by default, whatever its speed (0.06 per simulated second at 20x).
+pub const DEMO_ARRIVALS_PER_WALL_SEC: f64 = 1.2;
 
 /// Reconciler pace of embedded runs, in wall milliseconds. The shared clock is accelerated (`--speed`), so ACW
 /// windows last seconds of wall time: a sweep must come around well within one.
@@ -229,6 +246,20 @@ api_key = "literal:{intake_key}"
             }
         }
         let service = app::start(spec, service_listener).await?;
+        // Like a deployment behind a readiness probe: traffic starts once every catalog is loaded. Until then each
+        // leg would wait for the first load, and on the accelerated clock a slow first load under hostile faults
+        // (a second of wall time) is twenty seconds of every ACW window.
+        let ready = async {
+            while !service.state.connections.values().all(|c| c.catalog.is_loaded()) {
+                for c in service.state.connections.values() {
+                    let _ = c.catalog.get().await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), ready)
+            .await
+            .context("the service did not load its code catalogs within 30 s")?;
         if intake == IntakeMode::WebsocketOnly {
             // Messages published before the service's socket is up are lost (the platform does not replay them):
             // start only once it listens.
@@ -348,12 +379,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
     let faults = FaultProfile::named(&args.faults)
         .with_context(|| format!("unknown fault profile {:?} (try calm or hostile)", args.faults))?;
     let mut sandbox = SandboxConfig { seed: args.seed, preload: args.preload, faults, ..SandboxConfig::default() };
-    sandbox.center.arrival_rate_per_sec = args.arrival_rate;
+    let speed = args.speed.unwrap_or_else(|| demo_speed(&args.faults));
+    anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed must be a positive number, not {speed}");
+    sandbox.center.arrival_rate_per_sec = args.arrival_rate.unwrap_or(DEMO_ARRIVALS_PER_WALL_SEC / speed);
     let env = DemoEnv::start_with(
         EnvOptions {
             sandbox,
             rules: DEMO_RULES.to_string(),
-            speed: args.speed,
+            speed,
             requests_per_minute: 300,
             data_dir: args.data_dir.clone(),
         },

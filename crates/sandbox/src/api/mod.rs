@@ -149,7 +149,13 @@ pub fn endpoint_key(raw: &str) -> String {
 }
 
 /// Auth, rate limit and faults for one `/api/v2` request. Must be called with the org locked.
-fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (PlatformError, Option<Limit>)> {
+/// `storm` is how long a 429 storm starting now lasts in wall time (its simulated length through the clock).
+fn gate(
+    org: &mut Org,
+    auth: Option<&str>,
+    now: Instant,
+    storm: Duration,
+) -> Result<Gate, (PlatformError, Option<Limit>)> {
     let token = match auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))) {
         Some(t) if !t.trim().is_empty() => t.trim(),
         _ => {
@@ -234,14 +240,15 @@ fn gate(org: &mut Org, auth: Option<&str>, now: Instant) -> Result<Gate, (Platfo
     }
     let r = &mut org.fault_rng;
     if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
-        org.storm_until = Some(now + Duration::from_secs(f.storm_secs.max(1)));
+        org.storm_until = Some(now + storm);
         let mut e = PlatformError::new(
             429,
             "too.many.requests",
             "Rate limit exceeded the maximum [300] requests within [60] seconds",
         );
-        e.retry_after = Some(f.storm_secs.max(1));
-        told_to_wait(org, token, now, f.storm_secs.max(1));
+        let secs = storm.as_secs_f64().ceil().max(1.0) as u64;
+        e.retry_after = Some(secs);
+        told_to_wait(org, token, now, secs);
         return Err((e, limit));
     }
     let r = &mut org.fault_rng;
@@ -301,7 +308,8 @@ async fn api_gate(State(st): State<SharedState>, req: Request, next: Next) -> Re
         org.api.total += 1;
         // Random bytes from the (locked) fault RNG: cheaper than a getrandom call per request.
         let corr = uuid::Builder::from_random_bytes(org.fault_rng.gen()).into_uuid().to_string();
-        (corr, gate(&mut org, auth.as_deref(), Instant::now()))
+        let storm = st.clock.wall_duration(jiff::SignedDuration::from_secs(org.faults.storm_secs.max(1) as i64));
+        (corr, gate(&mut org, auth.as_deref(), Instant::now(), storm))
     };
     let (corr, decision) = decision;
     let (mut resp, limit) = match decision {
