@@ -1,4 +1,6 @@
-//! The wrapup sandbox: a local emulator of Genesys Cloud CX with a simulated contact center and ground truth.
+//! The wrapup sandbox: a local emulator of Genesys Cloud CX and NICE CXone with a simulated contact center per
+//! platform and ground truth. The CXone side lives in [`cxone`] (its own state, lock and simulation); the rest of
+//! this page describes the Genesys side and what both share (clock, simulation loop, faults, traffic, control).
 //!
 //! It is a library (tests and the demo embed it with [`Sandbox::start`] on a `127.0.0.1:0` listener) and a CLI
 //! ([`run_cli`], exposed as `wrapup sandbox`). Three tasks run per sandbox:

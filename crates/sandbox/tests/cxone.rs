@@ -930,3 +930,17 @@ async fn the_default_center_makes_many_acw_windows_and_some_agent_dispositions_i
     assert!(legs.iter().any(|l| l.media == wrapup_sandbox::cxone::CxMedia::WorkItem));
     assert!(legs.iter().any(|l| l.media == wrapup_sandbox::cxone::CxMedia::Chat));
 }
+
+#[test]
+fn the_cxone_section_of_a_config_file_parses_with_defaults_for_the_rest() {
+    let cfg: SandboxConfig = toml::from_str(
+        "[cxone]\npreload = 2\ntoken_lifetime_secs = 60\n[cxone.behaviours]\nsecond_disposition = \"reject409\"\n\
+         disposition_ends_acw = \"keepsAcw\"\n[cxone.center]\narrival_rate_per_sec = 0.5\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.cxone.preload, 2);
+    assert_eq!(cfg.cxone.behaviours.second_disposition, SecondDisposition::Reject409);
+    assert_eq!(cfg.cxone.behaviours.retry_after, RetryAfter::Sent);
+    assert_eq!(cfg.cxone.center.skills.len(), 6);
+    assert_eq!(cfg.center, SandboxConfig::default().center);
+}

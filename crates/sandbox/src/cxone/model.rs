@@ -361,6 +361,8 @@ pub struct Counters {
 
 const MAX_DETAILS: usize = 10_000;
 const MAX_WRITES: usize = 50_000;
+/// Most events a session queues before dropping its oldest.
+const MAX_SESSION_EVENTS: usize = 10_000;
 
 /// Everything the emulated business unit holds.
 pub struct Bu {
@@ -660,6 +662,10 @@ impl Bu {
                 continue;
             }
             s.events.push_back(ev.clone());
+            // A joined session nobody polls must not grow without bound: the oldest events go first.
+            while s.events.len() > MAX_SESSION_EVENTS {
+                s.events.pop_front();
+            }
             if dup {
                 self.counters.events_duplicated += 1;
                 s.events.push_back(ev.clone());
