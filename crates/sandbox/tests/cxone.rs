@@ -944,3 +944,73 @@ fn the_cxone_section_of_a_config_file_parses_with_defaults_for_the_rest() {
     assert_eq!(cfg.cxone.center.skills.len(), 6);
     assert_eq!(cfg.center, SandboxConfig::default().center);
 }
+
+#[tokio::test]
+async fn acw_ends_by_timeout_by_going_available_and_contacts_can_be_ended_by_the_agent_api() {
+    let c = cx(cx_config(5)).await;
+    let legs = c.legs();
+    let by_skill = |name: &str| legs.iter().find(|l| l.skill_name == name).cloned();
+    // Support Phone (not required, 90 s) and Retention Phone (automatic wrap-up, 45 s) time out undispositioned.
+    let support = by_skill("Support Phone").unwrap();
+    let retention = by_skill("Retention Phone").unwrap();
+    assert!(support.acw_deadline.is_some() && retention.acw_deadline.is_some());
+    // Sales Phone requires a disposition: no deadline.
+    let sales = by_skill("Sales Phone").unwrap();
+    assert!(sales.acw_deadline.is_none());
+    // Going Available during ACW ends it without a disposition.
+    let sid = c.join(sales.agent_id.unwrap()).await;
+    let (s, _, _) =
+        c.send(Method::POST, &format!("{V}/agent-sessions/{sid}/state"), Some(json!({"state": "Available"}))).await;
+    assert_eq!(s, 202);
+    let l = c.leg(sales.contact_id);
+    assert_eq!((l.state.as_str(), l.coded_by), ("closed", CodedBy::Skipped));
+    let (s, h, _) =
+        c.send(Method::POST, &format!("{V}/agent-sessions/{sid}/state"), Some(json!({"state": "Busy"}))).await;
+    assert_eq!(s, 400);
+    assert_eq!(h["icStatusDescription"], "Invalid state request.  Use \"Available\" or \"Unavailable\".");
+
+    c.env.clock.advance(100.0);
+    for l in [support, retention] {
+        let l = c.leg(l.contact_id);
+        assert_eq!((l.state.as_str(), l.coded_by), ("closed", CodedBy::SystemTimeout), "{l:?}");
+        assert_eq!(l.final_disposition_id, None);
+    }
+    let r = c.env.sb.cxone_report();
+    // Support, Retention and the work item (90 s, not required); Billing Chat requires a disposition and waits.
+    assert_eq!(r.legs.system_timeout, 3);
+    assert_eq!(r.legs.skipped, 1);
+
+    // Ending an active contact through the agent API starts its ACW.
+    c.env.sb.start_traffic();
+    let mut active = None;
+    for _ in 0..60 {
+        c.env.clock.advance(3.0);
+        active = c.legs().into_iter().find(|l| l.state == "active" && l.acw_type_id != 1);
+        if active.is_some() {
+            break;
+        }
+    }
+    c.env.sb.stop_traffic();
+    let active = active.expect("an active contact");
+    let sid = c.join(active.agent_id.unwrap()).await;
+    let end = format!("{V}/agent-sessions/{sid}/interactions/{}/end", active.contact_id);
+    assert_eq!(c.send(Method::POST, &end, None).await.0, 202);
+    assert_eq!(c.leg(active.contact_id).state, "acw");
+    let (s, h, _) = c.send(Method::POST, &end, None).await;
+    assert_eq!(s, 409);
+    assert_eq!(h["icStatusDescription"], "Cannot end the contact at this time.");
+}
+
+#[tokio::test]
+async fn reordered_events_come_late_but_are_never_lost() {
+    let c = cx(cx_config(1)).await;
+    let (leg, d) = c.acw_leg(0);
+    c.env.sb.set_faults(FaultProfile { event_reorder_rate: 1.0, ..FaultProfile::calm() });
+    let sid = c.join(leg.agent_id.unwrap()).await;
+    let (_, v) = c.poll(&sid, 0).await;
+    let sid = v["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(c.dispose(&sid, leg.contact_id, json!({"primaryDispositionId": d})).await.0, 200);
+    let (s, v) = c.poll(&sid, 0).await;
+    assert_eq!(s, 200);
+    assert!(v["events"].as_array().unwrap().iter().any(|e| e["FinalState"] == "True"), "{v}");
+}

@@ -967,7 +967,14 @@ async fn next_event(st: &SharedState, sid: &str, p: &Map<String, Value>) -> R {
                 return Err(CxError::new(409, "Session Ended"));
             }
             let events: Vec<Value> = if current {
-                bu.sessions[i].events.drain(..).collect()
+                let s = &mut bu.sessions[i];
+                // Events held back by the reorder fault come out with the next poll that finds nothing newer, so
+                // a held event is late, never lost.
+                if s.events.is_empty() {
+                    let held: Vec<Value> = s.held.drain(..).collect();
+                    s.events.extend(held);
+                }
+                s.events.drain(..).collect()
             } else {
                 // An old id: a refresh collection (agent state and open contacts), as the portal describes.
                 let a = bu.sessions[i].agent;
