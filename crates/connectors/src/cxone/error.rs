@@ -35,7 +35,7 @@ pub enum Rejection {
     SessionGone,
     /// 409 `Cannot start a session at this time.  Agent session already started.`: join instead of start.
     SessionAlreadyStarted,
-    /// 404 `Invalid agentId` / `Agent session not started`: the agent has no session to join.
+    /// 404 `Invalid agentId` / 404 or 409 `Agent session not started`: the agent has no session to join.
     AgentNotLoggedIn,
     /// Any other rejection: decide by [`ErrorClass`].
     Other,
@@ -111,6 +111,7 @@ pub fn rejection(e: &PlatformError) -> Option<Rejection> {
         409 if has("mustbedisconnected") => Rejection::NotDisconnected,
         409 if has("additionaldisposition") => Rejection::AlreadyDispositioned,
         409 if has("sessionended") => Rejection::SessionGone,
+        409 if has("sessionnotstarted") => Rejection::AgentNotLoggedIn,
         409 if has("alreadystarted") => Rejection::SessionAlreadyStarted,
         400 if has("primarydispositionid") || has("invaliddisposition") => Rejection::InvalidDisposition,
         // Before the session texts: "Invalid agentId - '7', Agent session not started" names a session too.
@@ -147,6 +148,7 @@ mod tests {
                 "conflict",
             ),
             (404, "Invalid agentId - '7', Agent session not started", Rejection::AgentNotLoggedIn, "permanent"),
+            (409, "Agent session not started", Rejection::AgentNotLoggedIn, "conflict"),
             (400, "Invalid Timeout. Value must be between 0-60.", Rejection::Other, "permanent"),
         ];
         for (status, text, want, class) in cases {
