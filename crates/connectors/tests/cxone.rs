@@ -570,3 +570,34 @@ async fn reconcile_turns_completed_contacts_into_codes_and_closes() {
 
 #[path = "cxone/sandbox_contract.rs"]
 mod sandbox_contract;
+
+#[tokio::test]
+async fn the_write_path_moves_the_agent_only_after_the_disposition_was_applied() {
+    let h = start(|_| {}).await;
+    h.platform.route("/join", reply(202, r#"{"sessionId":"w1"}"#));
+    let sessions = AgentSessions::new(h.client.clone());
+    let available = wrapup_connectors::cxone::AgentStateRequest::Available;
+    let applied = sessions.post_disposition(5, 11, 2896, None, live(), None, Some(&available)).await.unwrap();
+    assert_eq!(applied.state_move, Some(Ok(())));
+    let paths: Vec<String> = h.platform.api_calls().iter().map(|s| s.path_and_query.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/inContactAPI/services/v23.0/agent-sessions/join",
+            "/inContactAPI/services/v27.0/agent-sessions/w1/interactions/11/disposition",
+            "/inContactAPI/services/v23.0/agent-sessions/w1/state",
+        ]
+    );
+    assert_eq!(h.platform.api_calls()[2].body, r#"{"state":"Available"}"#);
+
+    // A refused write never moves the agent.
+    h.platform.push("/disposition", refuse(409, "Contact must be disconnected before dispositioning"));
+    let e = sessions.post_disposition(5, 12, 2896, None, live(), None, Some(&available)).await.unwrap_err();
+    assert_eq!(rejection(&e), Some(Rejection::NotDisconnected));
+    assert!(!h.platform.api_calls().last().unwrap().path_and_query.ends_with("/state"));
+
+    // A failed state move is reported, the write still counts as applied.
+    h.platform.push("/state", refuse(409, "Invalid State."));
+    let applied = sessions.post_disposition(5, 13, 2896, None, live(), None, Some(&available)).await.unwrap();
+    assert!(matches!(applied.state_move, Some(Err(_))));
+}

@@ -13,7 +13,9 @@
 //!   long-poll timeout when idle, plus one per answer; the joined sessions are the ones the write needs anyway.
 //!
 //! Both count the requests they issue ([`AcwDetector::calls`]: pages, joins and long polls; token refreshes are in
-//! the client's stats), so the service can report calls per applied disposition for each strategy.
+//! the client's stats), so the service can report calls per applied disposition for each strategy. The session
+//! detector counts the joins and polls of its [`AgentSessions`] since it started; when the write path shares that
+//! cache (it should: one joined session per agent), joins the write triggers are counted there too.
 //!
 //! [`reconcile`] reads `contacts/completed?updatedSince=` and yields `CodeRecorded` / `LegClosed` for every
 //! contact that finished, so a missed signal still ends in an outcome.
@@ -26,7 +28,6 @@ use crate::cxone::model::ContactRecord;
 use crate::cxone::sessions::AgentSessions;
 use crate::error::PlatformError;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -174,8 +175,10 @@ pub struct SessionDetector {
     sessions: AgentSessions,
     rx: mpsc::Receiver<Vec<Event>>,
     tasks: JoinSet<()>,
-    calls: Arc<AtomicU64>,
+    /// Requests outside the cache (the agent listing).
+    calls: u64,
     joins_at_start: u64,
+    polls_at_start: u64,
 }
 
 impl SessionDetector {
@@ -187,9 +190,11 @@ impl SessionDetector {
     ) -> Result<Self, PlatformError> {
         let agents = sessions.client().list_agents(config.priority).await?;
         let ids = agents.into_iter().filter(|a| a.is_active != Some(false)).map(|a| a.agent_id).collect::<Vec<_>>();
-        // The listing's pages are not reported by `list_agents`; one request per 100 agents.
-        let calls = Arc::new(AtomicU64::new(ids.len().div_ceil(crate::cxone::client::PAGE_SIZE).max(1) as u64));
-        Ok(Self::for_agents(sessions, ids, acw, config, calls))
+        // The listing's pages are not reported by `list_agents`: one request per started page of 100 agents.
+        let pages = (ids.len() / crate::cxone::client::PAGE_SIZE + 1) as u64;
+        let mut d = Self::for_agents(sessions, ids, acw, config);
+        d.calls = pages;
+        Ok(d)
     }
 
     /// Starts loops for the given agents only.
@@ -198,16 +203,15 @@ impl SessionDetector {
         agents: Vec<i64>,
         acw: AcwTimeouts,
         config: SessionDetectorConfig,
-        calls: Arc<AtomicU64>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let mut tasks = JoinSet::new();
         let acw = Arc::new(acw);
-        let joins_at_start = sessions.joins();
+        let (joins_at_start, polls_at_start) = (sessions.joins(), sessions.polls());
         for agent in agents {
-            tasks.spawn(agent_loop(sessions.clone(), agent, acw.clone(), config.clone(), tx.clone(), calls.clone()));
+            tasks.spawn(agent_loop(sessions.clone(), agent, acw.clone(), config.clone(), tx.clone()));
         }
-        Self { sessions, rx, tasks, calls, joins_at_start }
+        Self { sessions, rx, tasks, calls: 0, joins_at_start, polls_at_start }
     }
 
     /// Agents being polled.
@@ -222,11 +226,9 @@ async fn agent_loop(
     acw: Arc<AcwTimeouts>,
     config: SessionDetectorConfig,
     tx: mpsc::Sender<Vec<Event>>,
-    calls: Arc<AtomicU64>,
 ) {
     let client = sessions.client().clone();
     loop {
-        calls.fetch_add(1, Ordering::Relaxed);
         match sessions.next_event(agent, config.long_poll, config.priority).await {
             Ok(Some(body)) => {
                 let now = client.clock().now();
@@ -276,8 +278,9 @@ impl AcwDetector for SessionDetector {
     }
 
     fn calls(&self) -> u64 {
-        // Long polls and the agent listing, plus every join (first joins and rejoins) made since the start.
-        self.calls.load(Ordering::Relaxed) + self.sessions.joins().saturating_sub(self.joins_at_start)
+        self.calls
+            + self.sessions.joins().saturating_sub(self.joins_at_start)
+            + self.sessions.polls().saturating_sub(self.polls_at_start)
     }
 }
 

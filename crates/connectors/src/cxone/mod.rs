@@ -16,4 +16,4 @@ pub mod sessions;
 pub use client::{AgentStateRequest, CompletedQuery, CxoneClient, CxoneConnection, NextEvent};
 pub use error::{rejection, Rejection};
 pub use model::*;
-pub use sessions::AgentSessions;
+pub use sessions::{AgentSessions, Applied};

@@ -16,9 +16,10 @@
 //!   not wait for it, so the cache holds ids, not sessions: the write uses the same id the poll was sent with.
 
 use crate::budget::Priority;
-use crate::cxone::client::{CxoneClient, NextEvent};
+use crate::cxone::client::{AgentStateRequest, CxoneClient, NextEvent};
 use crate::cxone::error::{rejection, Rejection};
 use crate::error::PlatformError;
+use crate::genesys::Precondition;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,12 +40,20 @@ pub struct AgentSessions {
     client: CxoneClient,
     slots: Arc<Mutex<HashMap<i64, Arc<Slot>>>>,
     joins: Arc<AtomicU64>,
+    polls: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for AgentSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentSessions").field("agents", &self.slots.lock().len()).finish()
     }
+}
+
+/// A disposition the platform accepted (200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The agent-state move requested after the write: `None` if none was asked for.
+    pub state_move: Option<Result<(), PlatformError>>,
 }
 
 /// Whether a failure means the session id is no longer usable.
@@ -54,7 +63,7 @@ pub fn is_session_gone(e: &PlatformError) -> bool {
 
 impl AgentSessions {
     pub fn new(client: CxoneClient) -> Self {
-        Self { client, slots: Arc::default(), joins: Arc::default() }
+        Self { client, slots: Arc::default(), joins: Arc::default(), polls: Arc::default() }
     }
 
     /// The client sessions are joined with.
@@ -62,9 +71,14 @@ impl AgentSessions {
         &self.client
     }
 
-    /// Joins made so far (first joins and rejoins).
+    /// Joins attempted so far (first joins and rejoins, failed ones included).
     pub fn joins(&self) -> u64 {
         self.joins.load(Ordering::Relaxed)
+    }
+
+    /// `get-next-event` requests sent through [`Self::next_event`] so far.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
     }
 
     fn slot(&self, agent_id: i64) -> Arc<Slot> {
@@ -146,6 +160,43 @@ impl AgentSessions {
         }
     }
 
+    /// The write: dispositions `contact_id` through `agent_id`'s session (joining or rejoining once as needed), sent
+    /// only if `precondition` holds once the request holds its budget permit. If it is applied and `then` is given,
+    /// moves the agent's state afterwards through the same session — data first, availability second, never the
+    /// reverse. A failed state move does not undo or fail the write; it is returned in [`Applied::state_move`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_disposition(
+        &self,
+        agent_id: i64,
+        contact_id: i64,
+        disposition_id: i64,
+        notes: Option<&str>,
+        priority: Priority,
+        precondition: Option<&dyn Precondition>,
+        then: Option<&AgentStateRequest>,
+    ) -> Result<Applied, PlatformError> {
+        let client = &self.client;
+        self.with_session(agent_id, priority, |sid| async move {
+            client.post_disposition_if(&sid, contact_id, disposition_id, notes, priority, precondition).await
+        })
+        .await?;
+        let state_move =
+            match then {
+                None => None,
+                Some(state) => Some(
+                    self.with_session(agent_id, priority, |s| async move {
+                        client.set_agent_state(&s, state, priority).await
+                    })
+                    .await,
+                ),
+            };
+        if let Some(Err(e)) = &state_move {
+            tracing::warn!(connection = client.name(), agent_id, contact_id, error = %e,
+                "The disposition was applied but the agent's state could not be moved.");
+        }
+        Ok(Applied { state_move })
+    }
+
     /// One long poll of the agent's session: follows the rotated id, and on `Session Ended` / `Invalid sessionId`
     /// joins again once and polls with the new session. Returns the event body, or `None` when the wait elapsed.
     pub async fn next_event(
@@ -157,6 +208,7 @@ impl AgentSessions {
         let mut sid = self.session(agent_id, priority).await?;
         let mut rejoined = false;
         loop {
+            self.polls.fetch_add(1, Ordering::Relaxed);
             let gone = match self.client.get_next_event(&sid, timeout, priority).await {
                 Ok(NextEvent::Events { session_id, body }) => {
                     self.rotate(agent_id, &sid, session_id);
