@@ -1,8 +1,8 @@
 //! `wrapup sandbox`: run the sandbox as a process.
 //!
 //! Configuration is layered: defaults, then the optional TOML file (`--config`), then flags. The first line on
-//! stdout is one JSON object (`base_url`, `client_id`, `client_secret`, `clients`, `control_url`), flushed at once so
-//! a parent process can read it; logs go to stderr. Serves until Ctrl-C.
+//! stdout is one JSON object (`base_url`, `client_id`, `client_secret`, `clients`, `control_url`, and `cxone`: the
+//! CXone login, see [`cxone_line`]), flushed at once so a parent process can read it; logs go to stderr. Serves until Ctrl-C.
 
 use crate::config::{EventTarget, FaultProfile, SandboxConfig};
 use crate::Sandbox;
@@ -92,6 +92,26 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     Ok(cfg)
 }
 
+/// The CXone part of the first line: where to log in and with what.
+pub fn cxone_line(handle: &crate::SandboxHandle) -> serde_json::Value {
+    let c = handle.cxone_credentials();
+    let base = handle.base_url();
+    serde_json::json!({
+        "base_url": base,
+        "discovery_url": format!("{base}/.well-known/openid-configuration"),
+        "cxone_configuration_url": format!("{base}/.well-known/cxone-configuration?tenantId={}", c.tenant_id),
+        "token_url": format!("{base}/auth/token"),
+        "api_base_url": format!("{base}/inContactAPI/services/v32.0"),
+        "access_key_id": c.access_key_id,
+        "access_key_secret": c.access_key_secret,
+        "client_id": c.client_id,
+        "client_secret": c.client_secret,
+        "tenant_id": c.tenant_id,
+        "business_unit_id": c.business_unit_id,
+        "agent_id": c.agent_id,
+    })
+}
+
 /// Runs the sandbox until Ctrl-C.
 pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
@@ -114,6 +134,7 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
         "client_secret": client_secret,
         "clients": creds.iter().map(|(id, secret)| serde_json::json!({"client_id": id, "client_secret": secret})).collect::<Vec<_>>(),
         "control_url": format!("{}/sandbox/v1", handle.base_url()),
+        "cxone": cxone_line(&handle),
     });
     {
         let mut out = std::io::stdout().lock();

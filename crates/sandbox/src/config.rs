@@ -32,8 +32,10 @@ pub struct SandboxConfig {
     pub behaviours: Behaviours,
     pub center: CenterConfig,
     pub event_targets: Vec<EventTarget>,
-    /// Start the arrival process at once.
+    /// Start the arrival process at once (both platforms).
     pub traffic_autostart: bool,
+    /// The NICE CXone business unit.
+    pub cxone: crate::cxone::CxoneConfig,
 }
 
 impl Default for SandboxConfig {
@@ -51,6 +53,7 @@ impl Default for SandboxConfig {
             center: CenterConfig::default(),
             event_targets: Vec::new(),
             traffic_autostart: true,
+            cxone: crate::cxone::CxoneConfig::default(),
         }
     }
 }

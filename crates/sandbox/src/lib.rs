@@ -41,6 +41,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod cxone;
 pub mod events;
 pub mod model;
 pub mod notifications;
@@ -52,6 +53,7 @@ pub use config::{
     AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites, CodeNotInQueue,
     DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig, SandboxConfig, SecondWrite,
 };
+pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};
 pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 pub use report::{CodedBy, LegTruth, Report, Violation};
 
@@ -67,6 +69,8 @@ use wrapup_core::clock::SharedClock;
 /// State shared by the server, the loops and the handle.
 pub struct Inner {
     pub org: Arc<Mutex<Org>>,
+    /// The CXone business unit, under its own lock (see `cxone/mod.rs` for why it is not inside `Org`).
+    pub bu: Arc<Mutex<cxone::Bu>>,
     pub clock: SharedClock,
     /// Wakes the simulation loop when something was scheduled out of band.
     pub wake: Notify,
@@ -87,9 +91,25 @@ impl Inner {
     }
 
     pub fn report(&self) -> Report {
-        let mut org = self.org.lock();
-        org.advance_to(self.clock.now());
-        org.report()
+        let mut report = {
+            let mut org = self.org.lock();
+            org.advance_to(self.clock.now());
+            org.report()
+        };
+        report.cxone = self.cxone_report();
+        report
+    }
+
+    pub fn cxone_report(&self) -> CxoneReport {
+        let mut bu = self.bu.lock();
+        bu.advance_to(self.clock.now());
+        bu.report()
+    }
+
+    pub fn cxone_legs(&self) -> Vec<CxoneLegTruth> {
+        let mut bu = self.bu.lock();
+        bu.advance_to(self.clock.now());
+        bu.legs()
     }
 
     pub fn legs(&self) -> Vec<LegTruth> {
@@ -100,14 +120,21 @@ impl Inner {
 
     pub fn start_traffic(&self) {
         self.org.lock().start_traffic(self.clock.now());
+        self.bu.lock().start_traffic(self.clock.now());
         self.wake.notify_one();
     }
 
     pub fn stop_traffic(&self) {
         self.org.lock().stop_traffic();
+        self.bu.lock().stop_traffic();
     }
 
     pub fn set_faults(&self, f: FaultProfile) {
+        {
+            let mut bu = self.bu.lock();
+            bu.faults = f.clone();
+            bu.storm_until = None;
+        }
         let mut org = self.org.lock();
         org.hub.set_disconnect_rate(f.ws_disconnect_rate);
         org.faults = f;
@@ -150,11 +177,18 @@ impl Sandbox {
         if cfg.traffic_autostart {
             org.start_traffic(now);
         }
+        let mut bu = cxone::Bu::new(&cfg.cxone, cfg.seed, cfg.faults.clone(), now);
+        bu.preload(cfg.cxone.preload, now);
+        if cfg.traffic_autostart {
+            bu.start_traffic(now);
+        }
+        let bu = Arc::new(Mutex::new(bu));
         let org = Arc::new(Mutex::new(org));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(SandboxError::Http)?;
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             org: org.clone(),
+            bu,
             clock: clock.clone(),
             wake: Notify::new(),
             targets: Targets::default(),
@@ -191,10 +225,20 @@ impl Sandbox {
 async fn sim_loop(inner: SharedState) {
     let mut stop = inner.shutdown.subscribe();
     loop {
-        let next = {
+        // Both platforms advance here; the loop wakes for whichever is due first.
+        let next_org = {
             let mut org = inner.org.lock();
             org.advance_to(inner.clock.now());
             org.next_due()
+        };
+        let next_bu = {
+            let mut bu = inner.bu.lock();
+            bu.advance_to(inner.clock.now());
+            bu.next_due()
+        };
+        let next = match (next_org, next_bu) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let wait = match next {
             Some(at) => inner.clock.wall_duration(at.duration_since(inner.clock.now())),
@@ -241,6 +285,37 @@ impl SandboxHandle {
 
     pub fn set_behaviours(&self, b: Behaviours) {
         self.inner.org.lock().behaviours = b;
+    }
+
+    /// The CXone API user's credentials, tenant and business unit (discovery: `{base_url}/.well-known/...`).
+    pub fn cxone_credentials(&self) -> CxoneCredentials {
+        self.inner.bu.lock().creds.clone()
+    }
+
+    /// The CXone ground-truth report (same as `GET /sandbox/v1/report`'s `cxone`).
+    pub fn cxone_report(&self) -> CxoneReport {
+        self.inner.cxone_report()
+    }
+
+    /// Truth of every CXone contact (same as `GET /sandbox/v1/cxone/legs`).
+    pub fn cxone_legs(&self) -> Vec<CxoneLegTruth> {
+        self.inner.cxone_legs()
+    }
+
+    /// Every disposition write the CXone API received (same as `GET /sandbox/v1/cxone/writes`).
+    pub fn cxone_writes(&self) -> Vec<CxoneWrite> {
+        self.inner.bu.lock().writes.clone()
+    }
+
+    pub fn set_cxone_behaviours(&self, b: CxoneBehaviours) {
+        self.inner.bu.lock().behaviours = b;
+    }
+
+    /// Runs `f` with the CXone business unit locked, after catching its simulation up to the clock.
+    pub fn with_bu<R>(&self, f: impl FnOnce(&mut cxone::Bu) -> R) -> R {
+        let mut bu = self.inner.bu.lock();
+        bu.advance_to(self.inner.clock.now());
+        f(&mut bu)
     }
 
     pub fn add_event_target(&self, t: EventTarget) {

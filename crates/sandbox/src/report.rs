@@ -116,6 +116,9 @@ pub struct Report {
     pub violations: ViolationReport,
     pub api: ApiReport,
     pub events: EventReport,
+    /// The NICE CXone business unit (same section shapes).
+    #[serde(default)]
+    pub cxone: crate::cxone::CxoneReport,
 }
 
 impl Org {
@@ -169,6 +172,7 @@ impl Org {
                     ..self.event_stats.snapshot()
                 }
             },
+            cxone: crate::cxone::CxoneReport::default(),
         }
     }
 }

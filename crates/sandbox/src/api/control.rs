@@ -4,8 +4,11 @@
 //! `{"arrival_rate_per_sec": 2.0}`), `PUT faults` (a profile name as a JSON string or `{"name": …}` with only a
 //! name, or a full profile object), `PUT behaviours` (merge), `POST event-targets` (an `EventTarget`),
 //! `POST notifications/drop` (break every notification websocket now; answers `{"dropped": n}`).
+//! CXone: `GET cxone/legs|writes`, `PUT cxone/behaviours` (merge), or `PUT behaviours` with a `cxone` key; traffic
+//! and faults apply to both platforms.
 
 use crate::config::{Behaviours, CenterConfig, EventTarget, FaultProfile};
+use crate::cxone::CxoneBehaviours;
 use crate::SharedState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,6 +30,39 @@ pub fn routes() -> Router<SharedState> {
         .route("/sandbox/v1/behaviours", put(put_behaviours))
         .route("/sandbox/v1/event-targets", post(add_target))
         .route("/sandbox/v1/notifications/drop", post(drop_sockets))
+        .route("/sandbox/v1/cxone/legs", get(cxone_legs))
+        .route("/sandbox/v1/cxone/writes", get(cxone_writes))
+        .route("/sandbox/v1/cxone/behaviours", put(put_cxone_behaviours))
+}
+
+async fn cxone_legs(State(st): State<SharedState>) -> Response {
+    axum::Json(st.cxone_legs()).into_response()
+}
+
+async fn cxone_writes(State(st): State<SharedState>) -> Response {
+    let writes = st.bu.lock().writes.clone();
+    axum::Json(writes).into_response()
+}
+
+/// Merges `patch` into the CXone switches.
+fn merge_cxone(st: &SharedState, patch: Value) -> Result<CxoneBehaviours, String> {
+    let mut bu = st.bu.lock();
+    let mut base = serde_json::to_value(bu.behaviours).map_err(|e| e.to_string())?;
+    merge(&mut base, patch).map_err(str::to_string)?;
+    let b = serde_json::from_value::<CxoneBehaviours>(base).map_err(|e| e.to_string())?;
+    bu.behaviours = b;
+    Ok(b)
+}
+
+async fn put_cxone_behaviours(State(st): State<SharedState>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(e),
+    };
+    match merge_cxone(&st, patch) {
+        Ok(b) => axum::Json(b).into_response(),
+        Err(e) => bad(e),
+    }
 }
 
 async fn drop_sockets(State(st): State<SharedState>) -> Response {
@@ -47,6 +83,10 @@ async fn legs(State(st): State<SharedState>) -> Response {
 }
 
 async fn config(State(st): State<SharedState>) -> Response {
+    let cx = {
+        let bu = st.bu.lock();
+        json!({"behaviours": bu.behaviours, "center": bu.center, "traffic": bu.traffic_on})
+    };
     let org = st.org.lock();
     axum::Json(json!({
         "faults": org.faults,
@@ -54,6 +94,7 @@ async fn config(State(st): State<SharedState>) -> Response {
         "center": org.center,
         "traffic": org.traffic_on,
         "rate_limit_per_minute": org.rate_limit_per_minute,
+        "cxone": cx,
     }))
     .into_response()
 }
@@ -80,10 +121,32 @@ fn merge(base: &mut Value, patch: Value) -> Result<(), &'static str> {
 }
 
 async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
-    let patch: Value = match serde_json::from_slice(&body) {
+    let mut patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return bad(e),
     };
+    // A `cxone` key changes the CXone BU's process parameters (skills and agents stay as set up).
+    if let Some(p) = patch.as_object_mut().and_then(|o| o.remove("cxone")) {
+        let mut bu = st.bu.lock();
+        let mut base = match serde_json::to_value(&bu.center) {
+            Ok(v) => v,
+            Err(e) => return bad(e),
+        };
+        if let Err(e) = merge(&mut base, p) {
+            return bad(e);
+        }
+        match serde_json::from_value::<crate::cxone::CxoneCenter>(base) {
+            Ok(c) => {
+                bu.center =
+                    crate::cxone::CxoneCenter { skills: bu.center.skills.clone(), agents: bu.center.agents, ..c };
+                if bu.traffic_on {
+                    let now = st.clock.now();
+                    bu.start_traffic(now);
+                }
+            }
+            Err(e) => return bad(e),
+        }
+    }
     let mut org = st.org.lock();
     let mut base = match serde_json::to_value(&org.center) {
         Ok(v) => v,
@@ -134,9 +197,18 @@ async fn put_faults(State(st): State<SharedState>, body: Bytes) -> Response {
 }
 
 async fn put_behaviours(State(st): State<SharedState>, body: Bytes) -> Response {
-    let patch: Value = match serde_json::from_slice(&body) {
+    let mut patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return bad(e),
+    };
+    // A `cxone` key carries the CXone switches; the rest are Genesys's, answered as before.
+    let cxone_patch = patch.as_object_mut().and_then(|o| o.remove("cxone"));
+    let cxone = match cxone_patch {
+        Some(p) => match merge_cxone(&st, p) {
+            Ok(b) => Some(b),
+            Err(e) => return bad(e),
+        },
+        None => None,
     };
     let mut org = st.org.lock();
     let mut base = match serde_json::to_value(org.behaviours) {
@@ -149,7 +221,11 @@ async fn put_behaviours(State(st): State<SharedState>, body: Bytes) -> Response 
     match serde_json::from_value::<Behaviours>(base) {
         Ok(b) => {
             org.behaviours = b;
-            axum::Json(b).into_response()
+            let mut v = serde_json::to_value(b).unwrap_or_default();
+            if let (Some(c), Some(o)) = (cxone, v.as_object_mut()) {
+                o.insert("cxone".into(), serde_json::to_value(c).unwrap_or_default());
+            }
+            axum::Json(v).into_response()
         }
         Err(e) => bad(e),
     }

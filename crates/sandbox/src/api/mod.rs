@@ -57,8 +57,11 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .nest("/api/v2", api)
         .merge(auth::routes())
+        .merge(crate::cxone::auth::routes())
         .merge(control::routes())
         .merge(notifications::socket_routes())
+        // CXone's `/inContactAPI/...` is routed by hand (case-insensitive prefix, any version); other paths stay 404.
+        .fallback(crate::cxone::api::dispatch)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -1,0 +1,1086 @@
+//! The business unit: skills, dispositions, agents, contacts, agent sessions, tokens, and the ground truth.
+//!
+//! Operations the API exposes are methods here (handlers in `api.rs` stay thin). A disposition write is judged
+//! against the contact's state at the instant it arrives — open ACW or not, an agent's disposition already there,
+//! earlier accepted API writes — and recorded in [`Bu::writes`] with what it violated.
+
+use super::{AcwType, ClosedContact, CxoneBehaviours, CxoneCenter, CxoneConfig, DispositionEndsAcw, NotOnSkill};
+use super::{SecondDisposition, StaleSessionId};
+use crate::config::FaultProfile;
+use crate::model::{iso, ApiStats};
+use crate::report::{ApiReport, CodedBy, EventReport, LegCounts, Violation, ViolationReport};
+use jiff::Timestamp;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Media of a contact (`mediaTypeId` 4 Phone Call, 3 Chat, 6 Work Item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CxMedia {
+    Voice,
+    Chat,
+    WorkItem,
+}
+
+impl CxMedia {
+    pub fn type_id(self) -> u8 {
+        match self {
+            CxMedia::Voice => 4,
+            CxMedia::Chat => 3,
+            CxMedia::WorkItem => 6,
+        }
+    }
+    pub fn type_name(self) -> &'static str {
+        match self {
+            CxMedia::Voice => "Phone Call",
+            CxMedia::Chat => "Chat",
+            CxMedia::WorkItem => "Work Item",
+        }
+    }
+    /// `Type` of the agent-session event describing a contact of this media.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            CxMedia::Voice => "CallContactEvent",
+            CxMedia::Chat => "ChatContactEvent",
+            CxMedia::WorkItem => "WorkItemContactEvent",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Skill {
+    pub id: i64,
+    pub name: String,
+    pub media: CxMedia,
+    pub acw_type: AcwType,
+    pub require_disposition: bool,
+    pub max_seconds_acw: u32,
+    pub allow_secondary: bool,
+    /// Assigned disposition ids, in priority order.
+    pub dispositions: Vec<i64>,
+    pub weight: f64,
+    pub members: Vec<usize>,
+    pub waiting: VecDeque<i64>,
+}
+
+impl Skill {
+    /// Whether an ACW window opens after a contact of this skill.
+    pub fn has_acw(&self) -> bool {
+        self.acw_type != AcwType::None
+    }
+    /// Whether the platform ends ACW by itself (`AcwTimeout` is 0 when a disposition is required).
+    pub fn acw_timeout(&self) -> Option<u32> {
+        match self.acw_type {
+            AcwType::None => None,
+            AcwType::Disposition if self.require_disposition => None,
+            _ => Some(self.max_seconds_acw.max(1)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Disposition {
+    pub id: i64,
+    pub name: String,
+    pub classification_id: i64,
+    pub notes: String,
+    pub last_updated: Timestamp,
+}
+
+/// The ACW unavailable code every skill uses.
+pub const ACW_STATE_ID: i64 = 4;
+pub const ACW_STATE_NAME: &str = "ACW";
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: i64,
+    pub first_name: String,
+    pub last_name: String,
+    pub user_name: String,
+    pub team_id: i64,
+    pub skills: Vec<usize>,
+    /// `Available`, `Unavailable`, `InboundContact`, `LoggedOut`.
+    pub state: &'static str,
+    pub out_reason: String,
+    pub is_acw: bool,
+    pub acw_timeout: Option<u32>,
+    /// The contact the agent is handling (talking or in ACW).
+    pub contact: Option<i64>,
+    pub since: Timestamp,
+    pub last_update: Timestamp,
+    /// Whether routing may give this agent contacts (the API user may not).
+    pub routable: bool,
+    /// Whether the agent has its own session (simulated agents are logged in through MAX).
+    pub logged_in: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Queued,
+    Routing,
+    Active,
+    /// `Disconnected`, `FinalState=False`.
+    Acw,
+    /// `Disconnected`, `FinalState=True`.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Agent,
+    Api,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dispo {
+    pub primary: i64,
+    pub secondary: Option<i64>,
+    pub notes: String,
+    pub by: Writer,
+    pub by_agent: Option<i64>,
+    pub at: Timestamp,
+}
+
+/// What the agent of a contact will do, drawn once when it is routed (so it does not depend on API timing).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Disposition by the agent: (seconds after ACW start, disposition id).
+    pub code: Option<(f64, i64)>,
+    pub skip: f64,
+    pub give_in: (f64, Option<i64>),
+    pub finish: f64,
+    pub change_after_api: Option<(f64, i64)>,
+    pub transfer: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Truth {
+    pub deadline: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub coded_by: Option<CodedBy>,
+    pub api_writes: u32,
+    pub agent_coded_before_api: bool,
+    pub agent_changed_after_api: bool,
+    pub change_scheduled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub id: i64,
+    pub master_id: i64,
+    pub parent: Option<i64>,
+    pub skill: usize,
+    pub agent: Option<usize>,
+    pub media: CxMedia,
+    pub phase: Phase,
+    pub start: Timestamp,
+    pub connected_at: Option<Timestamp>,
+    pub acw_start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    pub last_update: Timestamp,
+    /// `transferIndicatorId`: 0 None, 1 ReSkill, 2 ReAgent.
+    pub transfer_indicator: u8,
+    pub disposition: Option<Dispo>,
+    pub truth: Truth,
+    pub plan: Plan,
+}
+
+impl Contact {
+    /// CXone `Status` of the contact's agent-session event.
+    pub fn status(&self) -> &'static str {
+        match self.phase {
+            Phase::Queued | Phase::Routing => "Incoming",
+            Phase::Active => "Active",
+            Phase::Acw | Phase::Closed => "Disconnected",
+        }
+    }
+    /// RTD `stateName` (sandbox numbering; CXone's full list is UNCONFIRMED).
+    pub fn state(&self) -> (i64, &'static str) {
+        match self.phase {
+            Phase::Queued => (4, "InQueue"),
+            Phase::Routing => (5, "Routing"),
+            // The contact is not EndContact until ACW ends; ACW shows on the agent (`isACW`).
+            Phase::Active | Phase::Acw => (6, "Active"),
+            Phase::Closed => (13, "EndContact"),
+        }
+    }
+}
+
+/// One agent session (own or joined). Its id rotates on every get-next-event 200; old ids stay known.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub agent: usize,
+    pub events: VecDeque<Value>,
+    /// Events held back by the reorder fault; they follow the next event pushed.
+    pub held: Vec<Value>,
+    pub ended: bool,
+    pub notify: Arc<Notify>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CxToken {
+    pub expires: Instant,
+    pub revoked: bool,
+    pub window_start: Instant,
+    pub count: u32,
+    pub retry_after: Option<(Instant, Instant)>,
+}
+
+/// Credentials of the BU's API user and registered application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CxoneCredentials {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub tenant_id: String,
+    pub business_unit_id: i64,
+    /// `icAgentId` of the API user.
+    pub agent_id: i64,
+    pub cluster: String,
+    pub area: String,
+}
+
+/// One disposition write through the API, as the sandbox saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CxoneWrite {
+    pub at: String,
+    pub contact_id: i64,
+    pub session_id: String,
+    pub primary_disposition_id: Option<i64>,
+    pub status: u16,
+    pub reason: String,
+    /// Whether the contact was in ACW (`Disconnected`, FinalState=False) when the write arrived.
+    pub in_window: bool,
+    /// `overwrite`, `outside_window`, `duplicate_write` (empty when none).
+    pub violations: Vec<String>,
+}
+
+/// The truth about one contact (`GET /sandbox/v1/cxone/legs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CxoneLegTruth {
+    pub contact_id: i64,
+    pub master_contact_id: i64,
+    pub parent_contact_id: Option<i64>,
+    pub skill_id: i64,
+    pub skill_name: String,
+    pub agent_id: Option<i64>,
+    pub media: CxMedia,
+    pub acw_type_id: u8,
+    pub require_disposition: bool,
+    /// `queued`, `routing`, `active`, `acw`, `closed`.
+    pub state: String,
+    pub acw_started_at: Option<String>,
+    /// When the platform ends ACW by itself; `None` if it never does.
+    pub acw_deadline: Option<String>,
+    pub closed_at: Option<String>,
+    pub final_disposition_id: Option<i64>,
+    pub final_disposition_name: Option<String>,
+    pub coded_by: CodedBy,
+    pub api_writes: u32,
+    pub agent_coded_before_api: bool,
+    pub agent_changed_after_api: bool,
+}
+
+/// The CXone section of `GET /sandbox/v1/report` (same shapes as the Genesys sections). In violation details,
+/// `conversationId` is the master contact id and `participantId` the contact id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CxoneReport {
+    pub legs: LegCounts,
+    pub violations: ViolationReport,
+    pub api: ApiReport,
+    /// get-next-event delivery: `delivered` events returned in 200s, `dropped`/`duplicated` by the fault profile.
+    pub events: EventReport,
+}
+
+/// A CXone API error: status, the documented description (reason phrase, `icStatusDescription`, body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CxError {
+    pub status: u16,
+    pub text: String,
+    pub retry_after: Option<u64>,
+}
+
+impl CxError {
+    pub fn new(status: u16, text: impl Into<String>) -> Self {
+        Self { status, text: text.into(), retry_after: None }
+    }
+}
+
+/// One simulation step of the BU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Arrival,
+    Connect(i64),
+    Disconnect(i64),
+    AgentDisposition(i64),
+    AgentSkip(i64),
+    AcwTimeout(i64),
+    AgentFinish(i64),
+    AgentChange(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub at: Timestamp,
+    pub seq: u64,
+    pub action: Action,
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub overwrites: u64,
+    pub overwrite_attempts: u64,
+    pub outside_window: u64,
+    pub duplicate_writes: u64,
+    pub details: Vec<Violation>,
+    pub events_delivered: u64,
+    pub events_dropped: u64,
+    pub events_duplicated: u64,
+}
+
+const MAX_DETAILS: usize = 10_000;
+const MAX_WRITES: usize = 50_000;
+
+/// Everything the emulated business unit holds.
+pub struct Bu {
+    pub creds: CxoneCredentials,
+    pub enabled: bool,
+    pub behaviours: CxoneBehaviours,
+    pub faults: FaultProfile,
+    pub storm_until: Option<Instant>,
+    pub token_lifetime: std::time::Duration,
+    pub rate_limit_per_minute: u32,
+    pub tokens: HashMap<String, CxToken>,
+    pub refresh_tokens: HashSet<String>,
+    pub skills: Vec<Skill>,
+    pub dispositions: BTreeMap<i64, Disposition>,
+    pub next_disposition_id: i64,
+    pub agents: Vec<Agent>,
+    pub agent_by_id: HashMap<i64, usize>,
+    /// Index of the API user among `agents`.
+    pub api_user: usize,
+    pub contacts: BTreeMap<i64, Contact>,
+    pub next_contact_id: i64,
+    pub sessions: Vec<Session>,
+    pub session_by_id: HashMap<String, usize>,
+    pub center: CxoneCenter,
+    pub rng: SmallRng,
+    pub fault_rng: SmallRng,
+    pub schedule: BinaryHeap<Scheduled>,
+    pub seq: u64,
+    pub traffic_on: bool,
+    pub arrival_pending: bool,
+    pub sim_now: Timestamp,
+    pub counters: Counters,
+    pub writes: Vec<CxoneWrite>,
+    pub api: ApiStats,
+}
+
+fn rid(rng: &mut SmallRng) -> String {
+    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
+}
+
+fn key(rng: &mut SmallRng, n: usize) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Bu {
+    /// Builds the BU (catalog, skills, agents, credentials) deterministically from the seed.
+    pub fn new(cfg: &CxoneConfig, seed: u64, faults: FaultProfile, now: Timestamp) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0xc0_0e_5a_4d);
+        let fault_rng = SmallRng::seed_from_u64(seed ^ 0xc0_0e_f4_17);
+        let business_unit_id = 4_600_000 + rng.gen_range(0..99_999);
+        let tenant_id = rid(&mut rng);
+        // Access key secrets end in `=` padding, so clients that forget to URL-encode the form fail as on CXone.
+        let access_key_id = key(&mut rng, 38);
+        let access_key_secret = key(&mut rng, 44);
+        let client_id = format!("wrapup-sandbox@{business_unit_id}");
+        let client_secret = key(&mut rng, 24);
+        let created = now.checked_sub(jiff::SignedDuration::from_hours(24 * 30)).unwrap_or(now);
+
+        let mut dispositions = BTreeMap::new();
+        let mut by_name: HashMap<String, i64> = HashMap::new();
+        let mut next_disposition_id = 2891;
+        let mut make = |name: &str, d: &mut BTreeMap<i64, Disposition>| -> i64 {
+            if let Some(&id) = by_name.get(name) {
+                return id;
+            }
+            let id = next_disposition_id;
+            next_disposition_id += 1;
+            d.insert(
+                id,
+                Disposition {
+                    id,
+                    name: name.into(),
+                    classification_id: 1,
+                    notes: String::new(),
+                    last_updated: created,
+                },
+            );
+            by_name.insert(name.into(), id);
+            id
+        };
+        let mut skills = Vec::new();
+        for (i, sc) in cfg.center.skills.iter().enumerate() {
+            let ds = sc.dispositions.iter().map(|n| make(n, &mut dispositions)).collect();
+            skills.push(Skill {
+                id: 1_180_000 + 7 * i as i64 + 3,
+                name: sc.name.clone(),
+                media: sc.media,
+                acw_type: sc.acw_type,
+                require_disposition: sc.require_disposition && sc.acw_type != AcwType::None,
+                max_seconds_acw: sc.max_seconds_acw,
+                allow_secondary: sc.allow_secondary_dispositions,
+                dispositions: ds,
+                weight: if sc.weight.is_finite() { sc.weight.max(0.0) } else { 0.0 },
+                members: Vec::new(),
+                waiting: VecDeque::new(),
+            });
+        }
+        for n in &cfg.center.unassigned_dispositions {
+            make(n, &mut dispositions);
+        }
+        let mut agents = Vec::new();
+        let mut agent_by_id = HashMap::new();
+        let per = cfg.center.skills_per_agent.clamp(1, skills.len().max(1));
+        for i in 0..cfg.center.agents {
+            let id = 30_100_000 + 11 * i as i64 + 1;
+            let mut qs = Vec::new();
+            if !skills.is_empty() {
+                for k in 0..per {
+                    let s = (i + k) % skills.len();
+                    if !qs.contains(&s) {
+                        qs.push(s);
+                        skills[s].members.push(i);
+                    }
+                }
+            }
+            agent_by_id.insert(id, i);
+            agents.push(Agent {
+                id,
+                first_name: "Agent".into(),
+                last_name: format!("{:02}", i + 1),
+                user_name: format!("agent{:02}@bu{business_unit_id}.sandbox", i + 1),
+                team_id: 2_001_000 + (i % 4) as i64,
+                skills: qs,
+                state: "Available",
+                out_reason: String::new(),
+                is_acw: false,
+                acw_timeout: None,
+                contact: None,
+                since: now,
+                last_update: now,
+                routable: true,
+                logged_in: true,
+            });
+        }
+        // The API user: an agent record (it has an icAgentId) that routing never uses and that is logged out.
+        let api_user = agents.len();
+        let api_agent_id = 30_099_001;
+        agent_by_id.insert(api_agent_id, api_user);
+        agents.push(Agent {
+            id: api_agent_id,
+            first_name: "Wrapup".into(),
+            last_name: "Integration".into(),
+            user_name: format!("wrapup.api@bu{business_unit_id}.sandbox"),
+            team_id: 2_001_000,
+            skills: Vec::new(),
+            state: "LoggedOut",
+            out_reason: String::new(),
+            is_acw: false,
+            acw_timeout: None,
+            contact: None,
+            since: now,
+            last_update: now,
+            routable: false,
+            logged_in: false,
+        });
+        Self {
+            creds: CxoneCredentials {
+                access_key_id,
+                access_key_secret,
+                client_id,
+                client_secret,
+                tenant_id,
+                business_unit_id,
+                agent_id: api_agent_id,
+                cluster: "B32".into(),
+                area: "na1".into(),
+            },
+            enabled: cfg.enabled,
+            behaviours: cfg.behaviours,
+            faults,
+            storm_until: None,
+            token_lifetime: std::time::Duration::from_secs(cfg.token_lifetime_secs.max(1)),
+            rate_limit_per_minute: cfg.rate_limit_per_minute,
+            tokens: HashMap::new(),
+            refresh_tokens: HashSet::new(),
+            skills,
+            dispositions,
+            next_disposition_id,
+            agents,
+            agent_by_id,
+            api_user,
+            contacts: BTreeMap::new(),
+            next_contact_id: 712_876_049_780,
+            sessions: Vec::new(),
+            session_by_id: HashMap::new(),
+            center: cfg.center.clone(),
+            rng,
+            fault_rng,
+            schedule: BinaryHeap::new(),
+            seq: 0,
+            traffic_on: false,
+            arrival_pending: false,
+            sim_now: now,
+            counters: Counters::default(),
+            writes: Vec::new(),
+            api: ApiStats::default(),
+        }
+    }
+
+    pub fn schedule(&mut self, at: Timestamp, action: Action) {
+        self.seq += 1;
+        self.schedule.push(Scheduled { at, seq: self.seq, action });
+    }
+
+    pub fn skill_by_id(&self, id: i64) -> Option<usize> {
+        self.skills.iter().position(|s| s.id == id)
+    }
+
+    pub fn disposition_name(&self, id: i64) -> Option<&str> {
+        self.dispositions.get(&id).map(|d| d.name.as_str())
+    }
+
+    // ---- sessions and events ----
+
+    fn new_session_id(&mut self) -> String {
+        let bytes: [u8; 16] = self.fault_rng.gen();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Starts a session for agent `a` (own start or join); queues the opening events.
+    pub fn open_session(&mut self, a: usize, now: Timestamp) -> String {
+        let id = self.new_session_id();
+        let idx = self.sessions.len();
+        self.sessions.push(Session {
+            id: id.clone(),
+            agent: a,
+            events: VecDeque::new(),
+            held: Vec::new(),
+            ended: false,
+            notify: Arc::new(Notify::new()),
+        });
+        self.session_by_id.insert(id.clone(), idx);
+        let mut opening = vec![json!({"Type": "AgentSessionStart", "BusNo": self.creds.business_unit_id.to_string(),
+            "AgentId": self.agents[a].id.to_string(), "SessionId": id})];
+        opening.extend(self.refresh_collection(a, now));
+        self.sessions[idx].events.extend(opening);
+        id
+    }
+
+    /// The agent's state and every open contact, as a session sees them after a (re)join.
+    pub fn refresh_collection(&self, a: usize, now: Timestamp) -> Vec<Value> {
+        let mut out = vec![self.agent_state_event(a, now)];
+        if let Some(c) = self.agents[a].contact.and_then(|c| self.contacts.get(&c)) {
+            out.push(self.contact_event(c));
+        }
+        out
+    }
+
+    /// Resolves a session id: `(index, is_current)`.
+    pub fn session(&self, sid: &str) -> Option<(usize, bool)> {
+        let &i = self.session_by_id.get(sid)?;
+        Some((i, self.sessions[i].id == sid))
+    }
+
+    /// A session usable for a non-polling call (404 `Invalid sessionId` otherwise).
+    pub fn live_session(&self, sid: &str, text: &'static str) -> Result<usize, CxError> {
+        match self.session(sid) {
+            Some((i, current)) if !self.sessions[i].ended => {
+                if !current && self.behaviours.stale_session_id == StaleSessionId::Rejected {
+                    return Err(CxError::new(404, text));
+                }
+                Ok(i)
+            }
+            _ => Err(CxError::new(404, text)),
+        }
+    }
+
+    /// Rotates the id of session `i` (old ids stay known); returns the new one.
+    pub fn rotate(&mut self, i: usize) -> String {
+        let id = self.new_session_id();
+        self.session_by_id.insert(id.clone(), i);
+        self.sessions[i].id = id.clone();
+        id
+    }
+
+    /// Queues `ev` for every live session of agent `a`, through the event faults.
+    pub fn emit(&mut self, a: usize, ev: Value) {
+        let f = &self.faults;
+        let (drop_p, dup_p, reorder_p) = (f.event_drop_rate, f.event_duplicate_rate, f.event_reorder_rate);
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].agent != a || self.sessions[i].ended {
+                continue;
+            }
+            let r = &mut self.fault_rng;
+            let drop = drop_p > 0.0 && r.gen_bool(drop_p.min(1.0));
+            let dup = dup_p > 0.0 && r.gen_bool(dup_p.min(1.0));
+            let reorder = reorder_p > 0.0 && r.gen_bool(reorder_p.min(1.0));
+            if drop {
+                self.counters.events_dropped += 1;
+                continue;
+            }
+            let s = &mut self.sessions[i];
+            if reorder {
+                s.held.push(ev.clone());
+                continue;
+            }
+            s.events.push_back(ev.clone());
+            if dup {
+                self.counters.events_duplicated += 1;
+                s.events.push_back(ev.clone());
+            }
+            // Held-back events follow the one that overtook them.
+            s.events.extend(s.held.drain(..));
+            s.notify.notify_one();
+        }
+    }
+
+    pub fn agent_state_event(&self, a: usize, _now: Timestamp) -> Value {
+        let ag = &self.agents[a];
+        json!({
+            "Type": "AgentState",
+            "CurrentState": ag.state,
+            "CurrentOutReason": ag.out_reason,
+            "StartTimeUTC": iso(ag.since),
+            "NextStates": if ag.is_acw { json!([{"State": "Available", "OutReason": ""}]) } else { json!([]) },
+            "IsAcw": if ag.is_acw { "True" } else { "False" },
+            "NextIsAcw": "False",
+            "AcwTimeout": ag.acw_timeout.map(|t| t.to_string()).unwrap_or_default(),
+            "IISHost": "sandbox-iis", "VCHost": "sandbox-vc",
+        })
+    }
+
+    pub fn contact_event(&self, c: &Contact) -> Value {
+        let skill = &self.skills[c.skill];
+        let agent_id = c.agent.map(|a| self.agents[a].id.to_string()).unwrap_or_default();
+        let mut ev = json!({
+            "Type": c.media.event_type(),
+            "ContactID": c.id.to_string(),
+            "MasterID": c.master_id.to_string(),
+            "Status": c.status(),
+            "OriginalState": "False",
+            "Skill": skill.id.to_string(),
+            "SkillId": skill.id.to_string(),
+            "StartTimeUTC": iso(c.start),
+            "LastStateChangeTimeUTC": iso(c.last_update),
+            "StartTime": iso(c.start),
+            "LastStateChangeTime": iso(c.last_update),
+            "IsInbound": "True",
+            "AllowDispositions": if skill.dispositions.is_empty() || !skill.has_acw() { "False" } else { "True" },
+            "FinalState": if c.phase == Phase::Closed { "True" } else { "False" },
+            "ParentContactId": c.parent.map(|p| p.to_string()).unwrap_or_default(),
+            "ScreenPopUrl": "",
+            "Timeout": "",
+            "IISHost": "sandbox-iis", "VCHost": "sandbox-vc",
+        });
+        if let Some(o) = ev.as_object_mut() {
+            match c.media {
+                CxMedia::Voice => {
+                    o.insert("CallType".into(), json!("Regular"));
+                    o.insert("DNIS".into(), json!("8005550100"));
+                    o.insert("ANI".into(), json!(format!("801555{:04}", c.id % 10_000)));
+                    o.insert("DisconnectCode".into(), json!(if c.phase == Phase::Active { "NA" } else { "Succeeded" }));
+                    o.insert("IsLogging".into(), json!("False"));
+                    o.insert("IsLinked".into(), json!("False"));
+                }
+                CxMedia::WorkItem => {
+                    o.insert("WorkItemId".into(), json!(format!("WI-{}", c.id)));
+                    o.insert("WorkItemPayload".into(), json!("{}"));
+                    o.insert("WorkItemType".into(), json!("Callback"));
+                    o.insert("AgentId".into(), json!(agent_id));
+                    o.insert("RefusalTimeout".into(), json!("45"));
+                }
+                CxMedia::Chat => {
+                    o.insert("RoomId".into(), json!(format!("R{}", c.id)));
+                }
+            }
+        }
+        ev
+    }
+
+    /// Emits the contact's current event to its agent's sessions.
+    pub fn emit_contact(&mut self, cid: i64) {
+        let Some(c) = self.contacts.get(&cid) else { return };
+        let Some(a) = c.agent else { return };
+        let ev = self.contact_event(c);
+        self.emit(a, ev);
+    }
+
+    pub fn emit_agent_state(&mut self, a: usize, now: Timestamp) {
+        let ev = self.agent_state_event(a, now);
+        self.emit(a, ev);
+    }
+
+    // ---- dispositions ----
+
+    fn record(&mut self, kind: &'static str, c: &Contact, at: Timestamp) {
+        if self.counters.details.len() < MAX_DETAILS {
+            self.counters.details.push(Violation {
+                kind: kind.into(),
+                conversation_id: c.master_id.to_string(),
+                participant_id: c.id.to_string(),
+                at: iso(at),
+            });
+        }
+    }
+
+    /// `POST agent-sessions/{sid}/interactions/{contactId}/disposition`, after the session was resolved.
+    pub fn api_disposition(
+        &mut self,
+        session: usize,
+        sid: &str,
+        contact_raw: &str,
+        input: &DispositionInput,
+        now: Timestamp,
+    ) -> Result<(), CxError> {
+        let result = self.api_disposition_inner(session, contact_raw, input, now);
+        if let Ok(cid) = contact_raw.parse::<i64>() {
+            if self.contacts.contains_key(&cid) && self.writes.len() < MAX_WRITES {
+                let (status, reason) = match &result {
+                    Ok(_) => (200, "Success".to_string()),
+                    Err((e, _)) => (e.status, e.text.clone()),
+                };
+                let (in_window, violations) = match &result {
+                    Ok(v) | Err((_, v)) => v.clone(),
+                };
+                self.writes.push(CxoneWrite {
+                    at: iso(now),
+                    contact_id: cid,
+                    session_id: sid.to_string(),
+                    primary_disposition_id: input.primary,
+                    status,
+                    reason,
+                    in_window,
+                    violations,
+                });
+            }
+        }
+        result.map(|_| ()).map_err(|(e, _)| e)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn api_disposition_inner(
+        &mut self,
+        session: usize,
+        contact_raw: &str,
+        input: &DispositionInput,
+        now: Timestamp,
+    ) -> Result<(bool, Vec<String>), (CxError, (bool, Vec<String>))> {
+        let none = (false, Vec::new());
+        let b = self.behaviours;
+        let agent = self.sessions[session].agent;
+        let invalid_contact = || CxError::new(404, "Invalid contactId");
+        let cid: i64 = contact_raw.parse().map_err(|_| (invalid_contact(), none.clone()))?;
+        let c = self.contacts.get(&cid).ok_or((invalid_contact(), none.clone()))?;
+        if c.agent != Some(agent) {
+            return Err((invalid_contact(), none));
+        }
+        // Field validation (400s), in the documented order.
+        let skill = &self.skills[c.skill];
+        let primary = match input.primary {
+            Some(p) if self.dispositions.contains_key(&p) => p,
+            _ => return Err((CxError::new(400, "Invalid primaryDispositionId"), none)),
+        };
+        if !skill.dispositions.contains(&primary) && b.disposition_not_on_skill == NotOnSkill::Rejected {
+            return Err((CxError::new(400, "Invalid primaryDispositionId"), none));
+        }
+        if input.secondary_invalid || input.secondary.is_some_and(|s| !self.dispositions.contains_key(&s)) {
+            return Err((CxError::new(400, "Invalid secondaryDispositionId"), none));
+        }
+        if input.commitment_invalid {
+            return Err((CxError::new(400, "Invalid primaryCommitmentAmount"), none));
+        }
+        if input.callback_time_invalid {
+            return Err((CxError::new(400, "Invalid primaryCallbackTime"), none));
+        }
+        if input.callback_number_invalid {
+            return Err((CxError::new(400, "Invalid primaryCallbackNumber"), none));
+        }
+        if input.preview.is_some_and(|p| p != 0) {
+            return Err((CxError::new(409, "Contact must be in a preview state to set a preview disposition"), none));
+        }
+        // The window.
+        let phase = c.phase;
+        let in_window = phase == Phase::Acw;
+        let mut v = Vec::new();
+        if !in_window {
+            self.counters.outside_window += 1;
+            let c = self.contacts[&cid].clone();
+            self.record("outside_window", &c, now);
+            v.push("outside_window".to_string());
+            match phase {
+                Phase::Queued | Phase::Routing | Phase::Active => {
+                    return Err((CxError::new(409, "Contact must be disconnected before dispositioning"), (false, v)))
+                }
+                Phase::Closed if b.closed_contact == ClosedContact::Rejected => {
+                    return Err((invalid_contact(), (false, v)))
+                }
+                _ => {}
+            }
+        }
+        let c = &self.contacts[&cid];
+        let existing = c.disposition.as_ref().map(|d| d.by);
+        let agent_code = existing == Some(Writer::Agent);
+        if agent_code {
+            self.counters.overwrite_attempts += 1;
+        }
+        if existing.is_some() && b.second_disposition == SecondDisposition::Reject409 {
+            return Err((CxError::new(409, "Skill does not allow additional disposition"), (in_window, v)));
+        }
+        // Accepted.
+        let duplicate = c.truth.api_writes > 0;
+        let c_snapshot = c.clone();
+        if agent_code {
+            self.counters.overwrites += 1;
+            self.record("overwrite", &c_snapshot, now);
+            v.push("overwrite".into());
+        }
+        if duplicate {
+            self.counters.duplicate_writes += 1;
+            self.record("duplicate_write", &c_snapshot, now);
+            v.push("duplicate_write".into());
+        }
+        let agent_id = self.agents[agent].id;
+        let Some(c) = self.contacts.get_mut(&cid) else { return Err((invalid_contact(), (in_window, v))) };
+        c.truth.api_writes += 1;
+        if agent_code && c.truth.api_writes == 1 {
+            c.truth.agent_coded_before_api = true;
+        }
+        c.disposition = Some(Dispo {
+            primary,
+            secondary: input.secondary.filter(|&s| s != 0),
+            notes: input.notes.clone().unwrap_or_default(),
+            by: Writer::Api,
+            by_agent: Some(agent_id),
+            at: now,
+        });
+        c.truth.coded_by = Some(CodedBy::Api);
+        c.last_update = now;
+        let change = if !c.truth.change_scheduled { c.plan.change_after_api } else { None };
+        let finish = c.plan.finish;
+        if change.is_some() {
+            c.truth.change_scheduled = true;
+        }
+        if in_window {
+            match b.disposition_ends_acw {
+                DispositionEndsAcw::EndsAcw => self.close_acw(cid, now),
+                DispositionEndsAcw::KeepsAcw => {
+                    self.schedule(crate::model::add_secs(now, finish), Action::AgentFinish(cid));
+                }
+            }
+            if let Some((delay, _)) = change {
+                self.schedule(crate::model::add_secs(now, delay), Action::AgentChange(cid));
+            }
+        }
+        Ok((in_window, v))
+    }
+
+    /// Ends the ACW of contact `cid` (FinalState=True) and frees its agent.
+    pub fn close_acw(&mut self, cid: i64, at: Timestamp) {
+        let Some(c) = self.contacts.get_mut(&cid) else { return };
+        if c.phase != Phase::Acw {
+            return;
+        }
+        c.phase = Phase::Closed;
+        c.end = Some(at);
+        c.last_update = at;
+        c.truth.closed_at = Some(at);
+        let agent = c.agent;
+        self.emit_contact(cid);
+        if let Some(a) = agent {
+            self.release_agent(a, at);
+        }
+    }
+
+    /// The agent goes Available and takes the next waiting contact of one of its skills.
+    pub fn release_agent(&mut self, a: usize, at: Timestamp) {
+        let ag = &mut self.agents[a];
+        ag.contact = None;
+        ag.state = "Available";
+        ag.out_reason.clear();
+        ag.is_acw = false;
+        ag.acw_timeout = None;
+        ag.since = at;
+        ag.last_update = at;
+        self.emit_agent_state(a, at);
+        self.on_agent_idle(a, at);
+    }
+
+    // ---- reads ----
+
+    pub fn leg_truth(&self, c: &Contact) -> CxoneLegTruth {
+        let s = &self.skills[c.skill];
+        let final_id = c.disposition.as_ref().map(|d| d.primary);
+        CxoneLegTruth {
+            contact_id: c.id,
+            master_contact_id: c.master_id,
+            parent_contact_id: c.parent,
+            skill_id: s.id,
+            skill_name: s.name.clone(),
+            agent_id: c.agent.map(|a| self.agents[a].id),
+            media: c.media,
+            acw_type_id: s.acw_type.id(),
+            require_disposition: s.require_disposition,
+            state: match c.phase {
+                Phase::Queued => "queued",
+                Phase::Routing => "routing",
+                Phase::Active => "active",
+                Phase::Acw => "acw",
+                Phase::Closed => "closed",
+            }
+            .into(),
+            acw_started_at: c.acw_start.map(iso),
+            acw_deadline: c.truth.deadline.map(iso),
+            closed_at: c.truth.closed_at.map(iso),
+            final_disposition_id: final_id,
+            final_disposition_name: final_id.and_then(|d| self.disposition_name(d)).map(str::to_string),
+            coded_by: c.truth.coded_by.unwrap_or(CodedBy::None),
+            api_writes: c.truth.api_writes,
+            agent_coded_before_api: c.truth.agent_coded_before_api,
+            agent_changed_after_api: c.truth.agent_changed_after_api,
+        }
+    }
+
+    pub fn legs(&self) -> Vec<CxoneLegTruth> {
+        self.contacts.values().map(|c| self.leg_truth(c)).collect()
+    }
+
+    pub fn report(&self) -> CxoneReport {
+        let mut legs = LegCounts::default();
+        for c in self.contacts.values() {
+            legs.total += 1;
+            match (c.phase, c.truth.coded_by) {
+                (Phase::Closed, Some(CodedBy::Agent)) => legs.coded_by_agent += 1,
+                (Phase::Closed, Some(CodedBy::Api)) => legs.coded_by_api += 1,
+                (Phase::Closed, Some(CodedBy::SystemTimeout)) => legs.system_timeout += 1,
+                (Phase::Closed, Some(CodedBy::Skipped)) => legs.skipped += 1,
+                (Phase::Closed, _) => legs.no_acw += 1,
+                _ => legs.open += 1,
+            }
+        }
+        let k = &self.counters;
+        let by_endpoint = self
+            .api
+            .by_endpoint
+            .iter()
+            .map(|(e, s)| (e.clone(), s.iter().map(|(st, n)| (st.to_string(), *n)).collect()))
+            .collect();
+        CxoneReport {
+            legs,
+            violations: ViolationReport {
+                overwrites: k.overwrites,
+                overwrite_attempts: k.overwrite_attempts,
+                outside_window: k.outside_window,
+                duplicate_writes: k.duplicate_writes,
+                details: k.details.clone(),
+            },
+            api: ApiReport {
+                total: self.api.total,
+                rate_limited: self.api.rate_limited,
+                calls_before_retry_after: self.api.calls_before_retry_after,
+                by_endpoint,
+            },
+            events: EventReport {
+                delivered: k.events_delivered,
+                dropped: k.events_dropped,
+                duplicated: k.events_duplicated,
+                ..EventReport::default()
+            },
+        }
+    }
+}
+
+/// A disposition request, read leniently from the JSON body and/or the query string (numbers or strings).
+#[derive(Debug, Clone, Default)]
+pub struct DispositionInput {
+    pub primary: Option<i64>,
+    pub secondary: Option<i64>,
+    pub secondary_invalid: bool,
+    pub notes: Option<String>,
+    pub commitment_invalid: bool,
+    pub callback_time_invalid: bool,
+    pub callback_number_invalid: bool,
+    pub preview: Option<i64>,
+}
+
+/// Reads an integer given as a JSON number or a numeric string; `Err` when present but not an integer.
+#[allow(clippy::result_unit_err)]
+pub fn lenient_int(v: Option<&Value>) -> Result<Option<i64>, ()> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
+        _ => Err(()),
+    }
+}
+
+impl DispositionInput {
+    /// From the merged parameters (query first, body wins); keys are matched case-insensitively.
+    pub fn from_params(p: &serde_json::Map<String, Value>) -> Self {
+        let get = |k: &str| p.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v);
+        let mut d =
+            DispositionInput { primary: lenient_int(get("primaryDispositionId")).ok().flatten(), ..Default::default() };
+        match lenient_int(get("secondaryDispositionId")) {
+            Ok(s) => d.secondary = s.filter(|&s| s != 0),
+            Err(()) => d.secondary_invalid = true,
+        }
+        d.notes = get("primaryDispositionNotes").and_then(|v| v.as_str().map(str::to_string));
+        d.commitment_invalid = match get("primaryCommitmentAmount") {
+            None | Some(Value::Null) | Some(Value::Number(_)) => false,
+            Some(Value::String(s)) => !s.trim().is_empty() && s.trim().parse::<f64>().is_err(),
+            _ => true,
+        };
+        d.callback_time_invalid = match get("primaryCallbackTime") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty() && s.trim().parse::<Timestamp>().is_err(),
+            _ => true,
+        };
+        d.callback_number_invalid = match get("primaryCallbackNumber") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                !s.is_empty() && !s.chars().all(|ch| ch.is_ascii_digit() || "+-() ".contains(ch))
+            }
+            Some(Value::Number(_)) => false,
+            _ => true,
+        };
+        d.preview = lenient_int(get("previewDispositionId")).unwrap_or(Some(-1));
+        d
+    }
+}
