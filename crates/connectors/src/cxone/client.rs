@@ -622,8 +622,9 @@ impl CxoneClient {
         session_id_of(endpoint, &self.execute(&call).await?)
     }
 
-    /// Ends a session (`DELETE agent-sessions/{sessionId}`, options as a JSON body like the SDK). Never force-logs
-    /// the agent off or ends their contacts.
+    /// Ends a session (`DELETE agent-sessions/{sessionId}`; the options go both as query, as the swagger lists them,
+    /// and as a JSON body, as the SDK sends them). Never force-logs the agent off or ends their contacts. The session
+    /// cache never calls this: ending a joined session is the operator's decision.
     pub async fn end_session(&self, session_id: &str, priority: Priority) -> Result<(), PlatformError> {
         let endpoint = endpoints::SESSION_END;
         let call = Call::new(Method::DELETE, endpoint, versions::SESSIONS, &["agent-sessions", session_id], priority)
