@@ -363,3 +363,33 @@ async fn an_expired_or_revoked_token_is_replaced_once() {
     bu.client.list_dispositions(live()).await.unwrap();
     assert_eq!(bu.client.stats().token_requests_total, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_succeed_while_the_detector_rotates_sessions_even_if_stale_ids_are_refused() {
+    let bu = start(6, |c| c.cxone.behaviours.stale_session_id = wrapup_sandbox::cxone::StaleSessionId::Rejected).await;
+    let catalog = bu.client.catalog(Priority::reconcile()).await.unwrap();
+    let sessions = AgentSessions::new(bu.client.clone());
+    // The detector and the writes share one cache: each answer of a long poll rotates the id the writes use.
+    let config = SessionDetectorConfig { long_poll: Duration::from_secs(1), ..Default::default() };
+    let mut d = SessionDetector::start(sessions.clone(), acw_timeouts(&catalog), config).await.unwrap();
+    let mut written = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while written.len() < 3 && tokio::time::Instant::now() < deadline {
+        let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_secs(2), d.next_batch()).await else { continue };
+        for e in batch {
+            let EventKind::LegEnded { facts } = &e.kind else { continue };
+            let contact: i64 = e.leg.participant.parse().unwrap();
+            if written.contains(&contact) || facts.queue_id.is_none() {
+                continue;
+            }
+            let agent: i64 = facts.user_id.as_deref().unwrap().parse().unwrap();
+            post(&sessions, agent, contact, allowed_code(&catalog, facts)).await.unwrap();
+            written.insert(contact);
+        }
+    }
+    assert!(written.len() >= 3, "only {} contacts written", written.len());
+    let writes = bu.sandbox.cxone_writes();
+    let applied: Vec<_> = writes.iter().filter(|w| w.status == 200).collect();
+    assert_eq!(applied.len(), written.len(), "one applied write per contact: {writes:?}");
+    assert!(applied.iter().all(|w| w.in_window && w.violations.is_empty()), "{writes:?}");
+}
