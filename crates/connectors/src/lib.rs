@@ -1,6 +1,6 @@
 //! Platform connectors: everything wrapup knows about talking to a contact-center platform.
 //!
-//! One module per platform ([`genesys`]; CXone later) holds its typed calls and its event parsing. The pieces every
+//! One module per platform ([`genesys`], [`cxone`]) holds its typed calls and its event parsing. The pieces every
 //! platform needs live in their own modules so the next connector reuses them: the request [`budget`] (pooled
 //! credentials, pacing, priority queue), the [`token`] cache (early, single-flight refresh), one retry
 //! classification ([`error`]), short deadline-bounded retries ([`retry`]), attempt accounting ([`attempt`]) and
@@ -8,6 +8,7 @@
 
 pub mod attempt;
 pub mod budget;
+pub mod cxone;
 pub mod error;
 pub mod genesys;
 pub mod http;
