@@ -132,8 +132,7 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
         // configuration error — the leg goes to `review` with that reason and `wrapup validate` names the rule —
         // not a leg the service failed to code: coverage measures the latter.
         let usable = |code: &str| i.catalog.is_none_or(|cat| cat.resolve(code, facts.queue_id.as_deref()).is_ok());
-        let enforce =
-            i.rules.evaluate(i.name, &facts).is_some_and(|m| m.mode == Mode::Enforce && usable(&m.code));
+        let enforce = i.rules.evaluate(i.name, &facts).is_some_and(|m| m.mode == Mode::Enforce && usable(&m.code));
         if enforce {
             eligible += 1;
             if matches!(leg.outcome, Some(Outcome::Applied | Outcome::AgentWon | Outcome::AgentChanged)) {

@@ -106,7 +106,7 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
 }
 
-/// One platform connection (a Genesys org).
+/// One platform connection (a Genesys org or a CXone business unit).
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     pub name: String,
@@ -125,7 +125,36 @@ pub struct ConnectionConfig {
     /// How far back (by conversation start) each reconcile pass looks.
     pub reconcile_window: std::time::Duration,
     pub intake: IntakeConfig,
+    /// What only a CXone connection has (`kind = "cxone"`): the API user's access key and how ACW is detected.
+    pub cxone: Option<CxoneSettings>,
 }
+
+/// The CXone part of a connection. `client_id`/`client_secret` are the registered application; the access key
+/// (`access_key_id`/`access_key_secret`) is the API user's, which must have "Impersonate Agent" to write through
+/// agents' sessions.
+#[derive(Debug, Clone)]
+pub struct CxoneSettings {
+    pub access_key_id: String,
+    pub access_key_secret: Secret,
+    pub acw_detection: AcwDetection,
+    /// Wall time between two polls of `contacts/active` + `agents/states` (`acw_detection = "polling"`).
+    pub poll_interval: std::time::Duration,
+    /// After a successful disposition only, move the agent to this state (`"Available"`), or not at all.
+    pub agent_state_after_write: Option<String>,
+}
+
+/// How a CXone connection learns that a contact entered ACW (`acw_detection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcwDetection {
+    /// `contacts/active` + `agents/states` every `poll_interval` (the default: see docs/PLATFORMS.md).
+    #[default]
+    Polling,
+    /// A joined session per agent, long-polling `get-next-event`.
+    Sessions,
+}
+
+/// Auth and discovery host of CXone (commercial cloud); FedRAMP is `https://cxone-gov.niceincontact.com`.
+pub const CXONE_AUTH_URL: &str = "https://cxone.niceincontact.com/";
 
 /// Where a connection's API and OAuth endpoints are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +211,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
 pub const DEFAULT_CATALOG_TTL_SECS: u64 = 300;
 pub const DEFAULT_RECONCILE_EVERY_SECS: u64 = 60;
+/// CXone `acw_detection = "polling"`: wall milliseconds between polls.
+pub const DEFAULT_CXONE_POLL_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_RECONCILE_WINDOW_SECS: u64 = 3600;
 pub const DEFAULT_INTAKE_KEY_HEADER: &str = "x-wrapup-intake-key";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;

@@ -9,9 +9,10 @@ use crate::error::{ConfigError, ConfigErrors, LineIndex, Location};
 use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{self, Key, Node, Value};
 use crate::{
-    AdminConfig, ClientCredentials, Config, ConnectionConfig, Endpoint, IntakeAuth, IntakeConfig, SigningSecret,
-    WebsocketIntake, DEFAULT_CATALOG_TTL_SECS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
+    AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, IntakeAuth,
+    IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS,
+    DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS,
+    DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -308,7 +309,15 @@ const CONNECTION_KEYS: &[&str] = &[
     "reconcile_every_secs",
     "reconcile_window_secs",
     "intake",
+    "access_key_id",
+    "access_key_secret",
+    "acw_detection",
+    "poll_interval_ms",
+    "agent_state_after_write",
 ];
+/// Keys that only a CXone connection may set.
+const CXONE_ONLY_KEYS: &[&str] =
+    &["access_key_id", "access_key_secret", "acw_detection", "poll_interval_ms", "agent_state_after_write"];
 const CLIENT_KEYS: &[&str] = &["client_id", "client_secret"];
 const INTAKE_KEYS: &[&str] = &["api_key_header", "api_key", "max_body_bytes", "websocket", "auth", "signing_secret"];
 const WEBSOCKET_KEYS: &[&str] = &["enabled", "queues"];
@@ -453,12 +462,9 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         let s = string(cx, &f)?;
         match s {
             "genesys" => Some(Platform::Genesys),
-            "cxone" => {
-                cx.problem(&f.node.span, &f.path, "kind \"cxone\" is not supported yet; only \"genesys\" is");
-                None
-            }
+            "cxone" => Some(Platform::Cxone),
             _ => {
-                cx.problem(&f.node.span, &f.path, format!("unknown kind {s:?}; expected \"genesys\""));
+                cx.problem(&f.node.span, &f.path, format!("unknown kind {s:?}; expected \"genesys\" or \"cxone\""));
                 None
             }
         }
@@ -471,11 +477,25 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
             cx.problem(&b.node.span, &b.path, "set either `region` or `base_url`, not both");
             None
         }
+        // CXone has one global auth host; the API host is discovered from the token's tenant.
+        (None, None) if kind == Some(Platform::Cxone) => {
+            let url = Url::parse(crate::CXONE_AUTH_URL).ok()?;
+            Some(Endpoint { region: None, api_base: url.clone(), login_base: url })
+        }
         (None, None) => {
             cx.problem(
                 &t.span,
                 &t.path,
                 "missing `region` (e.g. \"eu_west_1\") or `base_url` (e.g. the sandbox's URL)",
+            );
+            None
+        }
+        (Some(r), None) if kind == Some(Platform::Cxone) => {
+            cx.problem(
+                &r.node.span,
+                &r.path,
+                "`region` is for Genesys; a CXone connection discovers its API host (set `base_url` only to use \
+                 another auth host, e.g. FedRAMP or a sandbox)",
             );
             None
         }
@@ -522,6 +542,29 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
     }
     .map(std::time::Duration::from_secs);
 
+    let cxone = if kind == Some(Platform::Cxone) {
+        read_cxone(cx, &mut t)
+    } else {
+        for key in CXONE_ONLY_KEYS {
+            if let Some(f) = t.get(key) {
+                cx.problem(&f.node.span, &f.path, format!("`{key}` applies only to connections with kind = \"cxone\""));
+            }
+        }
+        Some(None)
+    };
+    if kind == Some(Platform::Cxone) {
+        for key in ["extra_clients", "intake"] {
+            if let Some(f) = t.get(key) {
+                let why = if key == "intake" {
+                    "CXone pushes no events: a CXone connection finds ACW itself (see `acw_detection`)"
+                } else {
+                    "a CXone connection uses one access key"
+                };
+                cx.problem(&f.node.span, &f.path, format!("`{key}` is not available here: {why}"));
+            }
+        }
+    }
+
     let intake = match t.get("intake") {
         Some(f) => read_intake(cx, &f),
         None => Some(IntakeConfig {
@@ -547,7 +590,54 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         reconcile_every: reconcile_every?,
         reconcile_window: reconcile_window?,
         intake: intake?,
+        cxone: cxone?,
     })
+}
+
+fn read_cxone(cx: &mut Cx<'_>, t: &mut Table<'_>) -> Option<Option<CxoneSettings>> {
+    let access_key_id = t.require(cx, "access_key_id").and_then(|f| plain_or_reference(cx, &f));
+    let access_key_secret = t.require(cx, "access_key_secret").and_then(|f| secret(cx, &f));
+    let acw_detection = match t.get("acw_detection") {
+        Some(f) => match string(cx, &f)? {
+            "polling" => Some(AcwDetection::Polling),
+            "sessions" => Some(AcwDetection::Sessions),
+            other => {
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    format!("unknown acw_detection {other:?}; expected \"polling\" or \"sessions\""),
+                );
+                None
+            }
+        },
+        None => Some(AcwDetection::default()),
+    };
+    let poll_interval = match t.get("poll_interval_ms") {
+        Some(f) => integer(cx, &f, 100, 60_000),
+        None => Some(DEFAULT_CXONE_POLL_INTERVAL_MS),
+    }
+    .map(std::time::Duration::from_millis);
+    let agent_state_after_write = match t.get("agent_state_after_write") {
+        Some(f) => match string(cx, &f)? {
+            "Available" => Some(Some("Available".to_string())),
+            other => {
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    format!("unsupported agent_state_after_write {other:?}; the one supported state is \"Available\""),
+                );
+                None
+            }
+        },
+        None => Some(None),
+    };
+    Some(Some(CxoneSettings {
+        access_key_id: access_key_id?,
+        access_key_secret: access_key_secret?,
+        acw_detection: acw_detection?,
+        poll_interval: poll_interval?,
+        agent_state_after_write: agent_state_after_write?,
+    }))
 }
 
 fn read_region(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Endpoint> {

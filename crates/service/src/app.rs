@@ -28,12 +28,15 @@ pub struct ConnectionSpec {
     pub name: String,
     pub platform: SharedPlatform,
     pub rules: Arc<RuleSet>,
-    pub intake: IntakeSettings,
+    /// `POST /intake/{name}` (Genesys); `None` where the platform pushes nothing (CXone).
+    pub intake: Option<IntakeSettings>,
     pub catalog_ttl: SignedDuration,
     /// The Notification API websocket intake, when enabled.
     pub websocket: Option<WebsocketSpec>,
     /// The reconciler (Genesys connections).
     pub reconcile: Option<ReconcileSpec>,
+    /// ACW detection and the completed-contacts sweep (CXone connections).
+    pub cxone: Option<crate::cxone::DetectionSpec>,
 }
 
 /// Everything the service needs.
@@ -104,7 +107,11 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
     let mut intake = HashMap::new();
     let mut websockets = Vec::new();
     let mut reconcile_specs = Vec::new();
+    let mut detections = Vec::new();
     for c in spec.connections {
+        if let Some(d) = c.cxone {
+            detections.push((c.name.clone(), d));
+        }
         if let Some(r) = c.reconcile {
             reconcile_specs.push((c.name.clone(), c.platform.clone(), r));
         }
@@ -116,7 +123,9 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
             c.name.clone(),
             Arc::new(ConnectionRuntime { name: c.name.clone(), platform: c.platform, catalog, rules: c.rules }),
         );
-        intake.insert(c.name, c.intake);
+        if let Some(settings) = c.intake {
+            intake.insert(c.name, settings);
+        }
     }
     let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
     let worker = Arc::new(Worker {
@@ -190,6 +199,11 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }));
+    }
+    for (name, detection) in detections {
+        if let Some(runtime) = state.connections.get(&name).cloned() {
+            tasks.push(tokio::spawn(crate::cxone::run_detection(state.clone(), runtime, detection, shutdown.clone())));
+        }
     }
     for reconciler in state.reconcilers.values() {
         tasks.push(tokio::spawn(crate::reconciler::run(reconciler.clone(), shutdown.clone())));

@@ -2,6 +2,7 @@
 //! intake settings, the store.
 
 use crate::app::{ConnectionSpec, ServiceSpec};
+use crate::cxone::{CxonePlatform, DetectionSpec};
 use crate::genesys::GenesysPlatform;
 use crate::intake::IntakeSettings;
 use crate::intake_auth::{IntakeAuth, StandardWebhooks};
@@ -16,6 +17,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_config::{Config, ConnectionConfig, IntakeAuth as IntakeAuthConfig};
+use wrapup_connectors::cxone::{AgentStateRequest, CxoneClient, CxoneConnection};
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection};
 use wrapup_core::clock::SharedClock;
 use wrapup_core::{Platform, Secret};
@@ -51,8 +53,26 @@ pub fn connection_for(
                 .with_context(|| format!("connection {:?}", conn.name))?;
             Ok((Arc::new(GenesysPlatform::new(client.clone())), Some(client)))
         }
-        Platform::Cxone => bail!("connection {:?}: NICE CXone connections are not supported yet", conn.name),
+        Platform::Cxone => Ok((cxone_platform(conn, clock)?, None)),
     }
+}
+
+/// The CXone platform of one connection (its client and agent-session cache).
+pub fn cxone_platform(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Result<Arc<CxonePlatform>> {
+    let settings = conn.cxone.as_ref().with_context(|| format!("connection {:?} has no CXone settings", conn.name))?;
+    let app = conn.clients.first().with_context(|| format!("connection {:?} has no client", conn.name))?;
+    let mut cx = CxoneConnection::new(
+        conn.name.clone(),
+        conn.endpoint.login_base.clone(),
+        (settings.access_key_id.clone(), settings.access_key_secret.clone()),
+        (app.client_id.clone(), app.client_secret.clone()),
+    );
+    cx.requests_per_minute = conn.requests_per_minute;
+    cx.request_timeout = Duration::from_secs(10);
+    let client =
+        CxoneClient::new(cx, clock, crate::attempts::sink()).with_context(|| format!("connection {:?}", conn.name))?;
+    let state_after = settings.agent_state_after_write.as_ref().map(|_| AgentStateRequest::Available);
+    Ok(Arc::new(CxonePlatform::new(client, state_after)))
 }
 
 /// The reconciler's settings of one connection: the configured interval and window, defaults for the rest.
@@ -69,6 +89,26 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
     let rules = Arc::new(config.rules.clone());
     let mut connections = Vec::new();
     for conn in &config.connections {
+        if conn.kind == Platform::Cxone {
+            let platform = cxone_platform(conn, clock.clone())?;
+            let settings = conn.cxone.as_ref().context("a CXone connection without CXone settings")?;
+            connections.push(ConnectionSpec {
+                name: conn.name.clone(),
+                platform: platform.clone(),
+                rules: rules.clone(),
+                intake: None,
+                catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
+                websocket: None,
+                reconcile: None,
+                cxone: Some(DetectionSpec {
+                    platform,
+                    acw_detection: settings.acw_detection,
+                    poll_interval: settings.poll_interval,
+                    reconcile_every: conn.reconcile_every,
+                }),
+            });
+            continue;
+        }
         let (platform, client) = connection_for(conn, clock.clone())?;
         let auth = match &conn.intake.auth {
             IntakeAuthConfig::StandardWebhooks { signing_secret } => {
@@ -103,10 +143,11 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             name: conn.name.clone(),
             platform,
             rules: rules.clone(),
-            intake: IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids },
+            intake: Some(IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids }),
             catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
             websocket,
             reconcile,
+            cxone: None,
         });
     }
     Ok(ServiceSpec {

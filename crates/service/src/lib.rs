@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod build;
 pub mod catalog;
 pub mod chaos;
+pub mod cxone;
 pub mod genesys;
 pub mod group_commit;
 pub mod intake;

@@ -178,7 +178,7 @@ pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: We
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() && !store_batch(&state, &connection, &batch, &shutdown).await {
+        if !batch.is_empty() && !store_batch(&state, &connection, &batch, &shutdown, "websocket").await {
             break;
         }
         batch.clear();
@@ -248,7 +248,13 @@ async fn resolve(runtime: &ConnectionRuntime, spec: &WebsocketSpec, shutdown: &S
 }
 
 /// Stores one batch, retrying store failures; false when the service stops first.
-async fn store_batch(state: &AppState, connection: &str, batch: &[Event], shutdown: &Shutdown) -> bool {
+pub(crate) async fn store_batch(
+    state: &AppState,
+    connection: &str,
+    batch: &[Event],
+    shutdown: &Shutdown,
+    intake: &'static str,
+) -> bool {
     let mut wait = Duration::from_millis(100);
     loop {
         match state.store.ingest(batch, state.clock.now()).await {
@@ -260,7 +266,7 @@ async fn store_batch(state: &AppState, connection: &str, batch: &[Event], shutdo
                         "wrapup_intake_events_total",
                         "connection" => connection.to_string(),
                         "result" => result,
-                        "intake" => "websocket"
+                        "intake" => intake
                     )
                     .increment(n as u64);
                 };

@@ -165,6 +165,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         speed: 1.0,
         requests_per_minute: 300,
         data_dir: None,
+        cxone: None,
     })
     .await?;
     let service = env.service.as_ref().context("the service is not running")?;

@@ -73,6 +73,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         speed: 1.0,
         requests_per_minute: args.rate_limit,
         data_dir: Some(dir.path().to_path_buf()),
+        cxone: None,
     })
     .await?;
     let started = Instant::now();

@@ -194,8 +194,15 @@ pub async fn start_with(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
 /// Starts sandbox + service at speed 1 with the service's budget equal to the platform's limit.
 pub async fn start_env(sandbox: SandboxConfig, rules: &str) -> anyhow::Result<DemoEnv> {
     let rpm = sandbox.rate_limit_per_minute;
-    start_with(EnvOptions { sandbox, rules: rules.to_string(), speed: 1.0, requests_per_minute: rpm, data_dir: None })
-        .await
+    start_with(EnvOptions {
+        sandbox,
+        rules: rules.to_string(),
+        speed: 1.0,
+        requests_per_minute: rpm,
+        data_dir: None,
+        cxone: None,
+    })
+    .await
 }
 
 /// `q`-quantile of sorted values, rounded to 0.01.

@@ -23,6 +23,8 @@ pub const DEMO_RULES: &str = include_str!("rules.toml");
 
 /// Name of the demo's Genesys connection.
 pub const CONNECTION: &str = "genesys";
+/// Name of the demo's CXone connection.
+pub const CXONE_CONNECTION: &str = "cxone";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -60,6 +62,46 @@ pub struct DemoArgs {
     /// periodic pass.
     #[arg(long, default_value_t = DEFAULT_RECONCILE_EVERY_MS)]
     pub reconcile_every_ms: u64,
+    /// How the CXone connection finds ACW windows: polling (contacts/active + agents/states) or sessions (a joined
+    /// session per agent, long-polling get-next-event).
+    #[arg(long, value_enum, default_value_t = CxoneDetection::Polling)]
+    pub cxone_acw_detection: CxoneDetection,
+    /// Run the Genesys org only.
+    #[arg(long)]
+    pub no_cxone: bool,
+}
+
+/// `--cxone-acw-detection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CxoneDetection {
+    Polling,
+    Sessions,
+}
+
+impl CxoneDetection {
+    fn config_name(self) -> &'static str {
+        match self {
+            CxoneDetection::Polling => "polling",
+            CxoneDetection::Sessions => "sessions",
+        }
+    }
+}
+
+/// The CXone business unit of an embedded run.
+#[derive(Debug, Clone)]
+pub struct CxoneOptions {
+    pub acw_detection: CxoneDetection,
+    /// Wall milliseconds between polls (`polling`).
+    pub poll_interval_ms: u64,
+    /// The connection's request budget. CXone publishes no limit (the sandbox enforces none by default); at the
+    /// demo's accelerated clock a center's worth of contacts arrives each wall second.
+    pub requests_per_minute: u32,
+}
+
+impl Default for CxoneOptions {
+    fn default() -> Self {
+        Self { acw_detection: CxoneDetection::Polling, poll_interval_ms: 500, requests_per_minute: 1200 }
+    }
 }
 
 /// The demo's clock speed when none is given. ACW windows, talk times and 429 storms run on the accelerated clock,
@@ -116,6 +158,8 @@ pub struct EnvOptions {
     pub requests_per_minute: u32,
     /// Keep the store here instead of a temporary directory.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Also run the sandbox's CXone business unit and a CXone connection to it.
+    pub cxone: Option<CxoneOptions>,
 }
 
 /// How the service hears about legs in an embedded run.
@@ -137,6 +181,16 @@ pub struct Finished {
     pub legs: Vec<wrapup_core::lifecycle::LegRecord>,
     pub truth: Vec<wrapup_sandbox::LegTruth>,
     pub report: wrapup_sandbox::Report,
+    /// The CXone connection's, when it ran.
+    pub cxone: Option<CxoneFinished>,
+}
+
+/// A finished run's CXone side.
+pub struct CxoneFinished {
+    pub summary: ConnectionSummary,
+    pub legs: Vec<wrapup_core::lifecycle::LegRecord>,
+    pub truth: Vec<wrapup_sandbox::CxoneLegTruth>,
+    pub report: wrapup_sandbox::CxoneReport,
 }
 
 /// The sandbox and the service, wired together in this process.
@@ -186,6 +240,7 @@ impl DemoEnv {
         let mut sandbox_cfg = opts.sandbox;
         sandbox_cfg.traffic_autostart = false;
         sandbox_cfg.speed = opts.speed;
+        sandbox_cfg.cxone.enabled = opts.cxone.is_some();
         let websocket = match intake {
             IntakeMode::EventBridge => {
                 sandbox_cfg.event_targets.push(EventTarget {
@@ -201,6 +256,36 @@ impl DemoEnv {
             }
         };
         let sandbox = Sandbox::start(sandbox_cfg, sandbox_listener, clock.clone()).await?;
+        let cxone_connection = match &opts.cxone {
+            None => String::new(),
+            Some(cx) => {
+                let c = sandbox.cxone_credentials();
+                format!(
+                    r#"
+[[connections]]
+name = "{CXONE_CONNECTION}"
+kind = "cxone"
+base_url = "{base_url}"
+client_id = "{client_id}"
+client_secret = "literal:{client_secret}"
+access_key_id = "{key_id}"
+access_key_secret = "literal:{key_secret}"
+acw_detection = "{detection}"
+poll_interval_ms = {poll}
+requests_per_minute = {rpm}
+reconcile_every_secs = 1
+"#,
+                    base_url = sandbox.base_url(),
+                    client_id = c.client_id,
+                    client_secret = c.client_secret,
+                    key_id = c.access_key_id,
+                    key_secret = c.access_key_secret,
+                    detection = cx.acw_detection.config_name(),
+                    poll = cx.poll_interval_ms,
+                    rpm = cx.requests_per_minute,
+                )
+            }
+        };
         let credentials = sandbox.credentials();
         let (client_id, client_secret) = credentials.first().cloned().context("the sandbox has no client")?;
         let extra: Vec<String> = credentials
@@ -225,6 +310,7 @@ requests_per_minute = {rpm}
 api_key_header = "x-wrapup-intake-key"
 api_key = "literal:{intake_key}"
 {websocket}
+{cxone_connection}
 {rules}"#,
             data_dir = data_path.display().to_string(),
             base_url = sandbox.base_url(),
@@ -286,30 +372,41 @@ api_key = "literal:{intake_key}"
         })
     }
 
-    /// All legs the service knows, of the demo connection.
+    /// All legs the service knows, of the demo's Genesys connection.
     pub async fn legs(&self) -> anyhow::Result<Vec<wrapup_core::lifecycle::LegRecord>> {
-        let all = LegFilter { connection: Some(CONNECTION.into()), limit: Some(u32::MAX), ..Default::default() };
+        self.legs_of(CONNECTION).await
+    }
+
+    /// All legs the service knows, of one connection.
+    pub async fn legs_of(&self, connection: &str) -> anyhow::Result<Vec<wrapup_core::lifecycle::LegRecord>> {
+        let all = LegFilter { connection: Some(connection.into()), limit: Some(u32::MAX), ..Default::default() };
         Ok(self.store.list_legs(&all).await?)
     }
 
     /// Waits (at most `max`) until the service recorded an outcome for every leg whose window the sandbox closed.
     /// Returns how many are still without one.
     pub async fn settle(&self, max: Duration) -> anyhow::Result<usize> {
-        let truth = self.sandbox.legs();
+        let mut truths = vec![(CONNECTION, self.sandbox.legs())];
+        if self.config.connections.iter().any(|c| c.name == CXONE_CONNECTION) {
+            truths.push((CXONE_CONNECTION, cxone_truth_as_legs(&self.sandbox.cxone_legs())));
+        }
         let settle = Instant::now();
         loop {
-            let done: std::collections::HashSet<(String, String)> = self
-                .legs()
-                .await?
-                .into_iter()
-                .filter(|l| l.is_done())
-                .map(|l| (l.key.conversation, l.key.participant))
-                .collect();
-            let pending = truth
-                .iter()
-                .filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some())
-                .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
-                .count();
+            let mut pending = 0;
+            for (connection, truth) in &truths {
+                let done: std::collections::HashSet<(String, String)> = self
+                    .legs_of(connection)
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.is_done())
+                    .map(|l| (l.key.conversation, l.key.participant))
+                    .collect();
+                pending += truth
+                    .iter()
+                    .filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some())
+                    .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
+                    .count();
+            }
             if pending == 0 || settle.elapsed() >= max {
                 return Ok(pending);
             }
@@ -328,24 +425,65 @@ api_key = "literal:{intake_key}"
         let cutoff = self.clock.now();
         let service = self.service.take().context("the service is not running")?;
         let conn = service.state.connections.get(CONNECTION).context("the demo connection is missing")?.clone();
+        let cx_conn = service.state.connections.get(CXONE_CONNECTION).cloned();
         let catalog = conn.catalog.get().await.ok();
+        let cx_catalog = match &cx_conn {
+            Some(c) => c.catalog.get().await.ok(),
+            None => None,
+        };
         service.shutdown().await;
         let stats = conn.platform.stats();
         let report = self.sandbox.report();
+        // Closed after the cutoff: the service had no chance to hear of it; count it as still open.
+        let before_cutoff = |t: &mut wrapup_sandbox::LegTruth| {
+            let closed_late =
+                t.window_closed_at.as_deref().and_then(|c| c.parse::<Timestamp>().ok()).is_some_and(|c| c > cutoff);
+            if closed_late {
+                t.window_closed_at = None;
+            }
+        };
         let truth: Vec<_> = self
             .sandbox
             .legs()
             .into_iter()
             .map(|mut t| {
-                // Closed after the cutoff: the service had no chance to hear of it; count it as still open.
-                let closed_late =
-                    t.window_closed_at.as_deref().and_then(|c| c.parse::<Timestamp>().ok()).is_some_and(|c| c > cutoff);
-                if closed_late {
-                    t.window_closed_at = None;
-                }
+                before_cutoff(&mut t);
                 t
             })
             .collect();
+        let cxone = match cx_conn {
+            None => None,
+            Some(cx_conn) => {
+                let cx_truth = self.sandbox.cxone_legs();
+                let mut as_legs = cxone_truth_as_legs(&cx_truth);
+                as_legs.iter_mut().for_each(before_cutoff);
+                let cx_report = report.cxone.clone();
+                let as_report = wrapup_sandbox::Report {
+                    legs: cx_report.legs.clone(),
+                    violations: cx_report.violations.clone(),
+                    api: cx_report.api.clone(),
+                    events: cx_report.events.clone(),
+                    cxone: Default::default(),
+                };
+                let legs = self.legs_of(CXONE_CONNECTION).await?;
+                let stats = cx_conn.platform.stats();
+                let summary = summary::summarise(summary::Inputs {
+                    name: CXONE_CONNECTION,
+                    platform: "cxone",
+                    legs: &legs,
+                    catalog: cx_catalog.as_deref(),
+                    rules: &self.config.rules,
+                    api_calls: stats.total,
+                    rate_limited: stats.rate_limited,
+                    token_requests: stats.token_requests,
+                    clock_factor: self.speed,
+                    latency_since: self.service_started,
+                    truth: &as_legs,
+                    report: &as_report,
+                });
+                Some(CxoneFinished { summary, legs, truth: cx_truth, report: cx_report })
+            }
+        };
         let legs = self.legs().await?;
         let summary = summary::summarise(summary::Inputs {
             name: CONNECTION,
@@ -362,8 +500,41 @@ api_key = "literal:{intake_key}"
             report: &report,
         });
         self.sandbox.shutdown().await;
-        Ok(Finished { summary, legs, truth, report })
+        Ok(Finished { summary, legs, truth, report, cxone })
     }
+}
+
+/// CXone contacts in the shape of Genesys leg truth (conversation = master contact, participant = contact), so
+/// one summary judges both platforms.
+pub fn cxone_truth_as_legs(truth: &[wrapup_sandbox::CxoneLegTruth]) -> Vec<wrapup_sandbox::LegTruth> {
+    use wrapup_sandbox::cxone::CxMedia;
+    truth
+        .iter()
+        .map(|t| wrapup_sandbox::LegTruth {
+            conversation_id: t.master_contact_id.to_string(),
+            participant_id: t.contact_id.to_string(),
+            communication_id: String::new(),
+            media_type: match t.media {
+                CxMedia::Voice => wrapup_sandbox::Media::Calls,
+                CxMedia::Chat | CxMedia::WorkItem => wrapup_sandbox::Media::Messages,
+            },
+            queue_id: Some(t.skill_id.to_string()),
+            queue_name: Some(t.skill_name.clone()),
+            user_id: t.agent_id.map(|a| a.to_string()),
+            wrapup_prompt: Some(format!("acwTypeId={}", t.acw_type_id)),
+            wrapup_required: t.require_disposition,
+            state: t.state.clone(),
+            acw_started_at: t.acw_started_at.clone(),
+            acw_deadline: t.acw_deadline.clone(),
+            window_closed_at: t.acw_started_at.as_ref().and(t.closed_at.clone()),
+            final_code: t.final_disposition_id.map(|d| d.to_string()),
+            final_code_name: t.final_disposition_name.clone(),
+            coded_by: t.coded_by,
+            api_writes: t.api_writes,
+            agent_coded_before_api: t.agent_coded_before_api,
+            agent_changed_after_api: t.agent_changed_after_api,
+        })
+        .collect()
 }
 
 /// Whether any notification channel of the sandbox has a socket connected.
@@ -389,6 +560,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
             speed,
             requests_per_minute: 300,
             data_dir: args.data_dir.clone(),
+            cxone: (!args.no_cxone)
+                .then(|| CxoneOptions { acw_detection: args.cxone_acw_detection, ..CxoneOptions::default() }),
         },
         args.intake,
         Duration::from_millis(args.reconcile_every_ms),
@@ -412,8 +585,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
         eprintln!();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = env.finish().await?;
-    Ok(DemoResult { summaries: vec![summary], elapsed_secs: (elapsed * 10.0).round() / 10.0 })
+    let finished = env.finish_with_truth().await?;
+    let mut summaries = vec![finished.summary];
+    summaries.extend(finished.cxone.map(|c| c.summary));
+    Ok(DemoResult { summaries, elapsed_secs: (elapsed * 10.0).round() / 10.0 })
 }
 
 async fn progress(service: &app::ServiceHandle, elapsed: Duration, total: Duration) {

@@ -67,6 +67,7 @@ pub async fn start(sandbox: SandboxConfig, rules: &str) -> DemoEnv {
         speed: SPEED,
         requests_per_minute: 6000,
         data_dir: None,
+        cxone: None,
     })
     .await
     .expect("the sandbox and the service start")

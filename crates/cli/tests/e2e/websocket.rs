@@ -14,6 +14,7 @@ async fn start_websocket_only(s: wrapup_sandbox::SandboxConfig) -> DemoEnv {
             speed: SPEED,
             requests_per_minute: 6000,
             data_dir: None,
+            cxone: None,
         },
         IntakeMode::WebsocketOnly,
     )

@@ -1,0 +1,283 @@
+//! NICE CXone behind [`LegPlatform`], and the task that finds its ACW windows.
+//!
+//! A leg is one contact: `conversation` = masterContactId, `participant` = contactId; the agent who handled it is
+//! `facts.user_id`. Calls per applied disposition: one gate read (`GET contacts/{id}/disposition`) and one write
+//! (`POST agent-sessions/{sid}/interactions/{id}/disposition` through the agent's joined session, cached per agent
+//! in [`AgentSessions`]; a join is one more call the first time an agent is seen, and after its session ended).
+//!
+//! CXone pushes nothing, so [`run_detection`] asks: an [`AcwDetector`] (polling `contacts/active` +
+//! `agents/states`, or long-polling every agent's session — `acw_detection` in the configuration) yields
+//! `leg ended` / `leg closed` events, and a periodic `contacts/completed?updatedSince=` sweep yields the
+//! disposition each finished contact ended with (the confirmation of our writes, and agents' own choices). A
+//! contact seen closing is not simply "closed": its window may have ended because the agent dispositioned it, so
+//! unless the leg is already finished, its disposition is read first and stored as the code it ended with.
+
+use crate::app::AppState;
+use crate::platform::{CallStats, LegPlatform, Urgency};
+use crate::scheduler::Shutdown;
+use crate::worker::ConnectionRuntime;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use wrapup_config::AcwDetection;
+use wrapup_connectors::budget::Priority;
+use wrapup_connectors::cxone::acw::{AcwDetector, PollingDetector, SessionDetector, SessionDetectorConfig};
+use wrapup_connectors::cxone::events::acw_timeouts;
+use wrapup_connectors::cxone::{AgentSessions, AgentStateRequest, CompletedQuery, CxoneClient};
+use wrapup_connectors::error::{ErrorClass, PlatformError};
+use wrapup_connectors::Precondition;
+use wrapup_core::catalog::{Catalog, CodeEntry};
+use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::{Event, EventKind, Platform};
+
+const WRITE_ENDPOINT: &str =
+    "/inContactAPI/services/v27.0/agent-sessions/{sessionId}/interactions/{contactId}/disposition";
+
+pub struct CxonePlatform {
+    client: CxoneClient,
+    sessions: AgentSessions,
+    /// Moved to after a successful disposition only (`agent_state_after_write`).
+    state_after_write: Option<AgentStateRequest>,
+}
+
+impl CxonePlatform {
+    pub fn new(client: CxoneClient, state_after_write: Option<AgentStateRequest>) -> Self {
+        let sessions = AgentSessions::new(client.clone());
+        Self { client, sessions, state_after_write }
+    }
+
+    pub fn client(&self) -> &CxoneClient {
+        &self.client
+    }
+
+    /// The joined agent sessions, shared by the write path and the session detector (one session per agent).
+    pub fn sessions(&self) -> &AgentSessions {
+        &self.sessions
+    }
+}
+
+fn priority(u: Urgency) -> Priority {
+    match u {
+        Urgency::Live { deadline } => Priority::live(deadline),
+        Urgency::Reconcile => Priority::reconcile(),
+        Urgency::Backfill => Priority::backfill(),
+    }
+}
+
+fn contact_id(leg: &LegRecord, endpoint: &'static str) -> Result<i64, PlatformError> {
+    leg.key.participant.parse().map_err(|_| {
+        PlatformError::transport(ErrorClass::Permanent, endpoint, "the leg's contact id is not a CXone contact id")
+    })
+}
+
+#[async_trait]
+impl LegPlatform for CxonePlatform {
+    fn connection(&self) -> &str {
+        self.client.name()
+    }
+
+    fn platform(&self) -> Platform {
+        Platform::Cxone
+    }
+
+    async fn fetch_catalog(&self) -> Result<Catalog, PlatformError> {
+        self.client.catalog(Priority::live(None)).await
+    }
+
+    async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
+        let contact = contact_id(leg, "/inContactAPI/services/V27.0/contacts/{contactId}/disposition")?;
+        let current = self.client.get_contact_disposition(contact, priority(urgency)).await?;
+        Ok(current.map(|d| d.disposition_id.to_string()))
+    }
+
+    async fn write_code(
+        &self,
+        leg: &LegRecord,
+        code: &CodeEntry,
+        notes: Option<&str>,
+        urgency: Urgency,
+        still_wanted: &dyn Precondition,
+    ) -> Result<(), PlatformError> {
+        let contact = contact_id(leg, WRITE_ENDPOINT)?;
+        let agent = leg.facts.user_id.as_deref().and_then(|a| a.parse::<i64>().ok()).ok_or_else(|| {
+            PlatformError::transport(
+                ErrorClass::Permanent,
+                WRITE_ENDPOINT,
+                "the contact's agent is unknown, and CXone takes a disposition only through that agent's session",
+            )
+        })?;
+        let disposition = code.id.parse::<i64>().map_err(|_| {
+            PlatformError::transport(ErrorClass::Permanent, WRITE_ENDPOINT, "the code id is not a CXone disposition id")
+        })?;
+        self.sessions
+            .post_disposition(
+                agent,
+                contact,
+                disposition,
+                notes,
+                priority(urgency),
+                Some(still_wanted),
+                self.state_after_write.as_ref(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn stats(&self) -> CallStats {
+        let s = self.client.stats();
+        CallStats { total: s.calls_total, rate_limited: s.rate_limited_total, token_requests: s.token_requests_total }
+    }
+}
+
+/// How a CXone connection finds its ACW windows.
+#[derive(Clone)]
+pub struct DetectionSpec {
+    pub platform: Arc<CxonePlatform>,
+    pub acw_detection: AcwDetection,
+    /// Between polls (`polling`).
+    pub poll_interval: Duration,
+    /// Between `contacts/completed` sweeps; zero: none.
+    pub reconcile_every: Duration,
+}
+
+/// Runs ACW detection and the completed-contacts sweep of one connection until shutdown.
+pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: DetectionSpec, stop: Shutdown) {
+    // The skills' ACW timeouts give each leg its deadline; the detector needs them from the first event.
+    let catalog = loop {
+        match runtime.catalog.get().await {
+            Ok(c) => break c,
+            Err(_) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    };
+    let acw = acw_timeouts(&catalog);
+    let client = spec.platform.client().clone();
+    let mut detector: Box<dyn AcwDetector> = match spec.acw_detection {
+        AcwDetection::Polling => Box::new(PollingDetector::new(client.clone(), spec.poll_interval, acw)),
+        AcwDetection::Sessions => loop {
+            let config = SessionDetectorConfig { long_poll: Duration::from_secs(30), ..Default::default() };
+            match SessionDetector::start(spec.platform.sessions().clone(), acw.clone(), config).await {
+                Ok(d) => break Box::new(d),
+                Err(e) => {
+                    tracing::warn!(connection = %runtime.name, error = %e, "Could not list the agents to join; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
+        },
+    };
+    let sweep = tokio::spawn(completed_sweep(
+        state.clone(),
+        runtime.clone(),
+        client.clone(),
+        spec.reconcile_every,
+        stop.clone(),
+    ));
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let batch = tokio::select! {
+            b = detector.next_batch() => b,
+            _ = stop.cancelled() => break,
+        };
+        match batch {
+            Ok(events) if events.is_empty() => {}
+            Ok(events) => {
+                backoff = Duration::from_millis(200);
+                let events = resolve_closures(&state, &client, events).await;
+                if !crate::websocket::store_batch(&state, &runtime.name, &events, &stop, "cxone").await {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(connection = %runtime.name, detector = detector.name(), error = %e, "ACW detection failed; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    sweep.abort();
+}
+
+/// A `leg closed` for a leg that is not finished yet: the window may have ended because the agent dispositioned
+/// (or because our write ended ACW), so read what it ended with and store that instead.
+async fn resolve_closures(state: &AppState, client: &CxoneClient, events: Vec<Event>) -> Vec<Event> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        if !matches!(e.kind, EventKind::LegClosed) {
+            out.push(e);
+            continue;
+        }
+        let finished = matches!(state.store.get_leg(&e.leg).await, Ok(Some(l)) if l.leg.is_done());
+        let Ok(contact) = e.leg.participant.parse::<i64>() else {
+            out.push(e);
+            continue;
+        };
+        if !finished {
+            match client.get_contact_disposition(contact, Priority::reconcile()).await {
+                Ok(Some(d)) => out.push(Event {
+                    dedupe_key: format!("cxone:closed-coded:{contact}:{}", d.disposition_id),
+                    kind: EventKind::CodeRecorded {
+                        code_id: Some(d.disposition_id.to_string()),
+                        notes: d.notes.clone(),
+                        system: false,
+                    },
+                    ..e.clone()
+                }),
+                Ok(None) => {}
+                // Unreadable now: the completed sweep will bring the disposition; close the leg only after it.
+                Err(_) => continue,
+            }
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Every `every`, reads the contacts completed since the previous sweep: their dispositions confirm our writes
+/// (or show the agent's), and close legs whose closing the detector missed.
+async fn completed_sweep(
+    state: Arc<AppState>,
+    runtime: Arc<ConnectionRuntime>,
+    client: CxoneClient,
+    every: Duration,
+    stop: Shutdown,
+) {
+    if every.is_zero() {
+        return;
+    }
+    // Start from "now minus a minute" on the platform's clock: closures before the service started belong to a
+    // `wrapup reconcile` run.
+    let since = state.clock.now().checked_sub(jiff::SignedDuration::from_secs(60)).unwrap_or(state.clock.now());
+    let mut cursor = format!("{since:.3}");
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        let query = CompletedQuery::UpdatedSince(cursor.clone());
+        match wrapup_connectors::cxone::acw::reconcile(&client, &query, Priority::reconcile()).await {
+            Ok((events, last_poll, _)) => {
+                if !events.is_empty()
+                    && !crate::websocket::store_batch(&state, &runtime.name, &events, &stop, "cxone_completed").await
+                {
+                    return;
+                }
+                if let Some(t) = last_poll {
+                    cursor = t;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(connection = %runtime.name, error = %e, "Reading completed contacts failed; retrying.")
+            }
+        }
+    }
+}
