@@ -405,8 +405,13 @@ fn value_ranges_and_header_names_are_checked() {
     assert_problem(&with_connection("kind2 = 1\n"), "w.toml:8:1", "unknown key `kind2`");
     assert_problem(
         &CONNECTION.replace("\"genesys\"", "\"cxone\""),
-        "w.toml:4:8: connections[0].kind",
-        "not supported yet",
+        "w.toml:5:10: connections[0].region",
+        "`region` is for Genesys",
+    );
+    assert_problem(
+        &with_connection("acw_detection = \"polling\"\n"),
+        "w.toml:8:17",
+        "only to connections with kind = \"cxone\"",
     );
     assert_problem("listen = \"localhost\"\n", "w.toml:1:10: listen", "invalid address");
 }
@@ -588,4 +593,52 @@ fn intake_auth_problems_are_located_and_never_echo_the_secret() {
         has(&all, "w.toml:10:18: connections[0].intake.signing_secret", fragment);
         assert!(all.iter().all(|p| !p.contains(bad.trim_start_matches("whsec_"))), "{all:?}");
     }
+}
+
+// ---- CXone connections ----
+
+const CXONE: &str = r#"
+[[connections]]
+name = "bu"
+kind = "cxone"
+client_id = "app"
+client_secret = "literal:app-secret"
+access_key_id = "key-id"
+access_key_secret = "literal:key-secret"
+"#;
+
+#[test]
+fn a_cxone_connection_defaults_to_the_global_auth_host_and_polling() {
+    let config = parse(CXONE).unwrap();
+    let c = &config.connections[0];
+    assert_eq!(c.kind, Platform::Cxone);
+    assert_eq!(c.endpoint.login_base.as_str(), crate::CXONE_AUTH_URL);
+    let cx = c.cxone.as_ref().expect("CXone settings");
+    assert_eq!(cx.access_key_id, "key-id");
+    assert_eq!(cx.access_key_secret.expose(), "key-secret");
+    assert_eq!(cx.acw_detection, crate::AcwDetection::Polling);
+    assert_eq!(cx.poll_interval, std::time::Duration::from_millis(crate::DEFAULT_CXONE_POLL_INTERVAL_MS));
+    assert_eq!(cx.agent_state_after_write, None);
+}
+
+#[test]
+fn cxone_settings_are_validated_with_locations() {
+    let text = format!(
+        "{CXONE}acw_detection = \"webhooks\"\npoll_interval_ms = 5\nagent_state_after_write = \"Lunch\"\nextra_clients = []\n"
+    );
+    let problems = parse(&text).unwrap_err().to_string();
+    assert!(
+        problems.contains("w.toml:9:17: connections[0].acw_detection: unknown acw_detection \"webhooks\""),
+        "{problems}"
+    );
+    assert!(problems.contains("w.toml:10:20: connections[0].poll_interval_ms"), "{problems}");
+    assert!(problems.contains("connections[0].agent_state_after_write: unsupported"), "{problems}");
+    assert!(problems.contains("connections[0].extra_clients: `extra_clients` is not available here"), "{problems}");
+    let missing = parse(&CXONE.replace("access_key_secret = \"literal:key-secret\"\n", "")).unwrap_err().to_string();
+    assert!(missing.contains("missing required key `access_key_secret`"), "{missing}");
+    let sessions =
+        parse(&format!("{CXONE}acw_detection = \"sessions\"\nagent_state_after_write = \"Available\"\n")).unwrap();
+    let cx = sessions.connections[0].cxone.as_ref().unwrap();
+    assert_eq!(cx.acw_detection, crate::AcwDetection::Sessions);
+    assert_eq!(cx.agent_state_after_write.as_deref(), Some("Available"));
 }
