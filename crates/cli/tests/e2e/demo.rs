@@ -1,6 +1,7 @@
 use wrapup_cli::demo::{self, DemoArgs};
 
-/// The README's main command, short: codes are applied, agents win where they coded first, no violation.
+/// The README's main command, short: on the Genesys org and on the CXone business unit alike, codes are applied,
+/// agents win where they coded first, and nothing breaks an invariant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
     let args = DemoArgs {
@@ -8,26 +9,31 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
         json: true,
         faults: "calm".into(),
         seed: 7,
-        speed: 20.0,
-        arrival_rate: 0.06,
+        speed: Some(20.0),
+        arrival_rate: None,
         preload: 10,
         data_dir: None,
         quiet: true,
         intake: demo::IntakeMode::EventBridge,
         reconcile_every_ms: demo::DEFAULT_RECONCILE_EVERY_MS,
+        cxone_acw_detection: demo::CxoneDetection::Polling,
+        no_cxone: false,
     };
     let result = demo::run(&args).await.expect("the demo runs");
     let json = result.to_json();
-    let c = &json["connections"][0];
-    assert_eq!(c["platform"], "genesys");
-    assert!(c["outcomes"]["applied"].as_u64().unwrap() > 0, "{c}");
-    assert!(c["outcomes"]["agent_won"].as_u64().unwrap() > 0, "{c}");
-    for v in ["overwrites", "outside_window", "duplicate_writes", "lost"] {
-        assert_eq!(c["violations"][v], 0, "{v}: {c}");
+    let connections = json["connections"].as_array().expect("connections");
+    let platforms: Vec<&str> = connections.iter().filter_map(|c| c["platform"].as_str()).collect();
+    assert_eq!(platforms, ["genesys", "cxone"], "{json}");
+    for c in connections {
+        assert!(c["outcomes"]["applied"].as_u64().unwrap() > 0, "{c}");
+        assert!(c["outcomes"]["agent_won"].as_u64().unwrap() > 0, "{c}");
+        for v in ["overwrites", "outside_window", "duplicate_writes", "lost"] {
+            assert_eq!(c["violations"][v], 0, "{v}: {c}");
+        }
+        for field in ["legs", "api_calls", "calls_per_applied", "coverage"] {
+            assert!(!c[field].is_null(), "{field} is reported: {c}");
+        }
+        assert!(c["latency_ms"]["p50"].is_number() || c["latency_ms"]["samples"] == 0, "{c}");
     }
-    for field in ["legs", "api_calls", "calls_per_applied", "coverage"] {
-        assert!(!c[field].is_null(), "{field} is reported: {c}");
-    }
-    assert!(c["latency_ms"]["p50"].is_number() || c["latency_ms"]["samples"] == 0, "{c}");
     assert_eq!(result.violations(), 0);
 }
