@@ -8,13 +8,15 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
         json: true,
         faults: "calm".into(),
         seed: 7,
-        speed: 20.0,
-        arrival_rate: 0.06,
+        speed: Some(20.0),
+        arrival_rate: Some(0.06),
         preload: 10,
         data_dir: None,
         quiet: true,
         intake: demo::IntakeMode::EventBridge,
         reconcile_every_ms: demo::DEFAULT_RECONCILE_EVERY_MS,
+        cxone_acw_detection: demo::CxoneDetection::Polling,
+        no_cxone: true,
     };
     let result = demo::run(&args).await.expect("the demo runs");
     let json = result.to_json();
