@@ -106,9 +106,12 @@ impl Worker {
         // The outcome as last stored: a new outcome goes to the ledger only once it is saved, so the explanation
         // never shows an ending that an event overruled before it was stored.
         let mut stored_outcome = leg.outcome;
+        // Whether this call made the leg's first write intent: then no write of ours can have gone out before the
+        // gate read, and a code found there is someone else's even if it is the one we meant to write.
+        let mut first_intent_here = false;
         for _round in 0..8 {
             let before = leg.clone();
-            let next = match self.step(&conn, &mut leg, version).await {
+            let next = match self.step(&conn, &mut leg, version, first_intent_here).await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(leg = %key, error = %e, "Leg step failed; it will be retried.");
@@ -116,6 +119,10 @@ impl Worker {
                     return;
                 }
             };
+            // `begin_write` made an intent (attempts count intents; the first is 1).
+            if leg.state == LegState::Writing && leg.intent != before.intent && leg.attempts == 1 {
+                first_intent_here = true;
+            }
             if leg == before && !dirty && matches!(next, Next::Release) {
                 let _ = self.store.release(&key, &self.owner).await;
                 return;
@@ -135,6 +142,7 @@ impl Worker {
                 }
                 Err(StoreError::Conflict(_)) => {
                     // An event changed the leg under us. Reload and reconsider from what it says now.
+                    first_intent_here = false;
                     match self.store.get_leg(&key).await {
                         Ok(Some(fresh)) => {
                             let wrote = leg.written_at.is_some() && before.written_at.is_none();
@@ -179,7 +187,14 @@ impl Worker {
     }
 
     /// One move of the leg. `version` is the stored version of `leg` as this worker last saved or loaded it.
-    async fn step(&self, conn: &ConnectionRuntime, leg: &mut LegRecord, version: i64) -> Result<Next, StoreError> {
+    /// `first_intent` — see [`Self::gate_and_write`].
+    async fn step(
+        &self,
+        conn: &ConnectionRuntime,
+        leg: &mut LegRecord,
+        version: i64,
+        first_intent: bool,
+    ) -> Result<Next, StoreError> {
         let now = self.clock.now();
         if leg.is_done() {
             return Ok(Next::Release);
@@ -191,7 +206,7 @@ impl Worker {
                 // A write may have gone out (its answer lost): look before calling the leg expired. With
                 // `overdue`, the gate path never writes.
                 leg.state = LegState::Writing;
-                self.gate_and_write(conn, leg, true, version).await
+                self.gate_and_write(conn, leg, true, version, false).await
             }
             LegState::Open | LegState::Scheduled if overdue => {
                 self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
@@ -200,7 +215,7 @@ impl Worker {
             LegState::Open => self.decide(conn, leg, now).await,
             LegState::Scheduled if leg.not_before > now => Ok(Next::Release),
             LegState::Scheduled => self.begin_write(conn, leg, now).await,
-            LegState::Writing => self.gate_and_write(conn, leg, overdue, version).await,
+            LegState::Writing => self.gate_and_write(conn, leg, overdue, version, first_intent).await,
         }
     }
 
@@ -304,12 +319,16 @@ impl Worker {
     }
 
     /// Writing: gate read, then the write. Also the crash-recovery path (a leg found in `writing`).
+    ///
+    /// `first_intent`: the leg's first write intent was made by this worker just before (no write of ours can have
+    /// been sent yet). Otherwise a code equal to the intent's is taken for an earlier write of ours that landed.
     async fn gate_and_write(
         &self,
         conn: &ConnectionRuntime,
         leg: &mut LegRecord,
         overdue: bool,
         version: i64,
+        first_intent: bool,
     ) -> Result<Next, StoreError> {
         let Some(intent) = leg.intent.clone() else {
             leg.state = LegState::Scheduled;
@@ -354,7 +373,7 @@ impl Worker {
             self.record_attempts(leg, &calls).await;
         }
         match current {
-            Some(code) if code == intent.code_id => {
+            Some(code) if code == intent.code_id && !first_intent => {
                 // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
                 // landed (we crashed or timed out before recording it). Do not write again.
                 leg.written_at.get_or_insert(self.clock.now());

@@ -12,14 +12,14 @@ use wrapup_core::clock::ScaledClock;
 use wrapup_sandbox::config::{AcwMode, Dist};
 use wrapup_sandbox::{EventTarget, Sandbox};
 
-const CRASH_POINTS: &str =
+pub(crate) const CRASH_POINTS: &str =
     "intake.after_store=0.01,worker.after_intent=0.03,worker.after_gate=0.03,worker.after_write=0.05";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
+pub(crate) fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
     // Stderr of every run goes to one file, so the crash points reached can be counted afterwards.
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -36,7 +36,7 @@ fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
 }
 
 /// Waits until the child answers `/ready`; `false` if it died first (a crash point during startup work).
-async fn ready(http: &reqwest::Client, base: &str, child: &mut Child) -> bool {
+pub(crate) async fn ready(http: &reqwest::Client, base: &str, child: &mut Child) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         if child.try_wait().ok().flatten().is_some() {
