@@ -116,7 +116,7 @@ impl CatalogCache {
         let fresh = inner.fetch(now).await?;
         let mut state = inner.state.lock().await;
         // A background refresh may have stored a newer copy while this one was fetched.
-        if !state.as_ref().is_some_and(|(_, at)| *at > now) {
+        if state.as_ref().is_none_or(|(_, at)| *at <= now) {
             *state = Some((fresh.clone(), now));
         }
         inner.loaded.store(true, Ordering::Relaxed);
