@@ -7,6 +7,12 @@
 //! or a rule names a code the cached copy does not know. Refreshes are single-flight (one fetch however many
 //! workers ask) and rate-limited by `min_refresh_interval`, so neither a bad rule nor a failing platform can turn
 //! every leg into a catalog fetch.
+//!
+//! No fetch ever runs under the lock that [`CatalogCache::get`] takes (except the very first load, which every leg
+//! needs anyway). An on-demand refresh used to hold it for the whole fetch — `2 + queues` requests, each with
+//! retries and a 3 s attempt timeout — so one leg with a misconfigured code stalled the decisions and writes of every
+//! other leg of the connection for seconds under a hostile platform, and `before_timeout` legs expired waiting.
+//! Refreshers queue on their own lock instead; only the leg that asked waits for the platform.
 
 use crate::platform::SharedPlatform;
 use jiff::{SignedDuration, Timestamp};
@@ -28,8 +34,11 @@ struct Inner {
     clock: SharedClock,
     ttl: SignedDuration,
     min_refresh_interval: SignedDuration,
-    /// The catalog and when it was fetched.
+    /// The catalog and when it was fetched. Held only for moments (never across a fetch, but for the first load).
     state: Mutex<Option<(Arc<Catalog>, Timestamp)>>,
+    /// Single flight of on-demand refreshes: taken across the fetch, so concurrent askers wait for one fetch and
+    /// then find its fresh result, while readers of `state` are served the cached copy meanwhile.
+    refresh_flight: Mutex<()>,
     /// A background refresh is running (single flight).
     refreshing: AtomicBool,
     /// When the last refresh was started (successful or not), so a failing platform is not asked on every `get`.
@@ -48,6 +57,7 @@ impl CatalogCache {
                 ttl,
                 min_refresh_interval: SignedDuration::from_secs(5),
                 state: Mutex::new(None),
+                refresh_flight: Mutex::new(()),
                 refreshing: AtomicBool::new(false),
                 last_attempt: parking_lot::Mutex::new(None),
                 loaded: AtomicBool::new(false),
@@ -92,18 +102,23 @@ impl CatalogCache {
     }
 
     /// Refetches unless the cached copy is younger than the minimum refresh interval. Returns the catalog to use.
+    /// Only callers of `refresh` wait for the fetch; [`Self::get`] keeps serving the cached copy meanwhile.
     pub async fn refresh(&self) -> Result<Arc<Catalog>, PlatformError> {
         let inner = &self.inner;
-        let mut state = inner.state.lock().await;
+        let _flight = inner.refresh_flight.lock().await;
         let now = inner.clock.now();
-        if let Some((catalog, at)) = &*state {
+        if let Some((catalog, at)) = &*inner.state.lock().await {
             if now.duration_since(*at) < inner.min_refresh_interval {
                 return Ok(catalog.clone());
             }
         }
         *inner.last_attempt.lock() = Some(now);
         let fresh = inner.fetch(now).await?;
-        *state = Some((fresh.clone(), now));
+        let mut state = inner.state.lock().await;
+        // A background refresh may have stored a newer copy while this one was fetched.
+        if state.as_ref().is_none_or(|(_, at)| *at <= now) {
+            *state = Some((fresh.clone(), now));
+        }
         inner.loaded.store(true, Ordering::Relaxed);
         Ok(fresh)
     }
@@ -147,5 +162,84 @@ impl Inner {
             "Catalog loaded."
         );
         Ok(Arc::new(catalog))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{CallStats, LegPlatform, Urgency};
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+    use tokio::sync::Notify;
+    use wrapup_connectors::Precondition;
+    use wrapup_core::catalog::CodeEntry;
+    use wrapup_core::lifecycle::LegRecord;
+    use wrapup_core::{Platform, ScaledClock};
+
+    /// A platform whose catalog fetches (after the first) hang until released.
+    struct SlowCatalog {
+        fetches: AtomicU32,
+        release: Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl LegPlatform for SlowCatalog {
+        fn connection(&self) -> &str {
+            "slow"
+        }
+        fn platform(&self) -> Platform {
+            Platform::Genesys
+        }
+        async fn fetch_catalog(&self) -> Result<Catalog, PlatformError> {
+            let n = self.fetches.fetch_add(1, Ordering::SeqCst);
+            if n > 0 {
+                self.release.notified().await;
+            }
+            Ok(Catalog { codes: vec![CodeEntry { id: format!("id-{n}"), name: "Code".into() }], queues: vec![] })
+        }
+        async fn read_code(&self, _: &LegRecord, _: Urgency) -> Result<Option<String>, PlatformError> {
+            Ok(None)
+        }
+        async fn write_code(
+            &self,
+            _: &LegRecord,
+            _: &CodeEntry,
+            _: Option<&str>,
+            _: Urgency,
+            _: &dyn Precondition,
+        ) -> Result<(), PlatformError> {
+            Ok(())
+        }
+        fn stats(&self) -> CallStats {
+            CallStats::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_refresh_does_not_hold_up_legs_reading_the_catalog() {
+        let platform = Arc::new(SlowCatalog { fetches: AtomicU32::new(0), release: Notify::new() });
+        let store: Arc<dyn Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
+        // Fast enough that the minimum refresh interval (5 s on this clock) passes within the test.
+        let clock = ScaledClock::new(Timestamp::now(), 1000.0).shared();
+        let cache = Arc::new(CatalogCache::new(platform.clone(), store, clock, SignedDuration::from_secs(3600)));
+        assert_eq!(cache.get().await.unwrap().codes[0].id, "id-0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        // A leg whose code did not resolve asks for a refresh; the platform hangs on it.
+        let refresher = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.refresh().await.unwrap().codes[0].id.clone() }
+        });
+        while platform.fetches.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Every other leg is still served the cached copy at once.
+        let served = tokio::time::timeout(Duration::from_millis(200), cache.get()).await;
+        assert_eq!(served.expect("get waited for the refresh").unwrap().codes[0].id, "id-0");
+
+        platform.release.notify_one();
+        assert_eq!(refresher.await.unwrap(), "id-1");
+        assert_eq!(cache.get().await.unwrap().codes[0].id, "id-1");
     }
 }
