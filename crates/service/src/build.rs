@@ -75,6 +75,11 @@ pub fn cxone_platform(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Re
     Ok(Arc::new(CxonePlatform::new(client, state_after)))
 }
 
+/// The connection's catalog TTL on the service's clock (5 minutes if the configured value cannot be represented).
+fn catalog_ttl(conn: &ConnectionConfig) -> SignedDuration {
+    SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300))
+}
+
 /// The reconciler's settings of one connection: the configured interval and window, defaults for the rest.
 pub fn reconcile_settings(conn: &ConnectionConfig) -> ReconcileSettings {
     ReconcileSettings {
@@ -97,7 +102,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
                 platform: platform.clone(),
                 rules: rules.clone(),
                 intake: None,
-                catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
+                catalog_ttl: catalog_ttl(conn),
                 websocket: None,
                 reconcile: None,
                 cxone: Some(DetectionSpec {
@@ -144,7 +149,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             platform,
             rules: rules.clone(),
             intake: Some(IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids }),
-            catalog_ttl: SignedDuration::try_from(conn.catalog_ttl).unwrap_or(SignedDuration::from_secs(300)),
+            catalog_ttl: catalog_ttl(conn),
             websocket,
             reconcile,
             cxone: None,

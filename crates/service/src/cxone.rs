@@ -56,14 +56,6 @@ impl CxonePlatform {
     }
 }
 
-fn priority(u: Urgency) -> Priority {
-    match u {
-        Urgency::Live { deadline } => Priority::live(deadline),
-        Urgency::Reconcile => Priority::reconcile(),
-        Urgency::Backfill => Priority::backfill(),
-    }
-}
-
 fn contact_id(leg: &LegRecord, endpoint: &'static str) -> Result<i64, PlatformError> {
     leg.key.participant.parse().map_err(|_| {
         PlatformError::transport(ErrorClass::Permanent, endpoint, "the leg's contact id is not a CXone contact id")
@@ -86,7 +78,7 @@ impl LegPlatform for CxonePlatform {
 
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let contact = contact_id(leg, "/inContactAPI/services/V27.0/contacts/{contactId}/disposition")?;
-        let current = self.client.get_contact_disposition(contact, priority(urgency)).await?;
+        let current = self.client.get_contact_disposition(contact, urgency.priority()).await?;
         Ok(current.map(|d| d.disposition_id.to_string()))
     }
 
@@ -115,7 +107,7 @@ impl LegPlatform for CxonePlatform {
                 contact,
                 disposition,
                 notes,
-                priority(urgency),
+                urgency.priority(),
                 Some(still_wanted),
                 self.state_after_write.as_ref(),
             )

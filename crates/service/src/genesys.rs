@@ -32,14 +32,6 @@ impl GenesysPlatform {
     }
 }
 
-fn priority(u: Urgency) -> Priority {
-    match u {
-        Urgency::Live { deadline } => Priority::live(deadline),
-        Urgency::Reconcile => Priority::reconcile(),
-        Urgency::Backfill => Priority::backfill(),
-    }
-}
-
 /// One attempt of a catalog read may take this long (wall time) before it is abandoned and retried.
 const CATALOG_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -112,7 +104,7 @@ impl LegPlatform for GenesysPlatform {
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let k = &leg.key;
         let current =
-            self.client.get_participant_wrapup(&k.conversation, &k.participant, None, true, priority(urgency)).await?;
+            self.client.get_participant_wrapup(&k.conversation, &k.participant, None, true, urgency.priority()).await?;
         Ok(current.and_then(|w| w.code))
     }
 
@@ -139,7 +131,15 @@ impl LegPlatform for GenesysPlatform {
         };
         let k = &leg.key;
         self.client
-            .post_wrapup_if(media, &k.conversation, &k.participant, comm, &input, priority(urgency), Some(still_wanted))
+            .post_wrapup_if(
+                media,
+                &k.conversation,
+                &k.participant,
+                comm,
+                &input,
+                urgency.priority(),
+                Some(still_wanted),
+            )
             .await?;
         Ok(())
     }

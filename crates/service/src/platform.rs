@@ -21,6 +21,18 @@ pub enum Urgency {
     Backfill,
 }
 
+impl Urgency {
+    /// The request budget's priority for a call of this urgency (every connector queues by it).
+    pub fn priority(self) -> wrapup_connectors::budget::Priority {
+        use wrapup_connectors::budget::Priority;
+        match self {
+            Urgency::Live { deadline } => Priority::live(deadline),
+            Urgency::Reconcile => Priority::reconcile(),
+            Urgency::Backfill => Priority::backfill(),
+        }
+    }
+}
+
 /// Counters of one connection's platform calls.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CallStats {
