@@ -144,7 +144,7 @@ async fn cxone_pass(
                 }
                 match e.kind {
                     EventKind::CodeRecorded { .. } => report.found_codes += 1,
-                    EventKind::LegClosed => report.found_closed += 1,
+                    EventKind::LegClosed | EventKind::LegClosedUnread => report.found_closed += 1,
                     EventKind::LegEnded { .. } => report.found_ended += 1,
                 }
             }

@@ -24,7 +24,7 @@
 //!
 //! [[connections]]
 //! name = "prod"                         # unique; what rules' `connection` and the ledger refer to
-//! kind = "genesys"                      # "genesys" (CXone is not supported yet)
+//! kind = "genesys"                      # "genesys" or "cxone" (see the CXone keys below)
 //! region = "eu_west_1"                  # exactly one of `region` or `base_url` (e.g. the sandbox)
 //! client_id = "env:GENESYS_CLIENT_ID"   # a reference, or written plainly (an id is not a secret)
 //! client_secret = "env:GENESYS_CLIENT_SECRET"
@@ -32,6 +32,8 @@
 //! extra_clients = [{ client_id = "…", client_secret = "env:…" }]  # optional; pooled budget
 //! system_codes = ["ININ-WRAP-UP-TIMEOUT"]  # optional; extra code ids/names the platform stamps itself
 //! catalog_ttl_secs = 300                # default 300
+//! request_timeout_ms = 10000            # default 10000: one attempt of a platform call (wall time); live legs
+//!                                       # with a deadline use less (a third of the time left)
 //! reconcile_every_secs = 60             # default 60; 0 = only on demand (`wrapup reconcile`, websocket gaps)
 //! reconcile_window_secs = 3600          # default 3600: how far back each reconcile pass looks
 //!
@@ -119,6 +121,8 @@ pub struct ConnectionConfig {
     /// Code ids or names the platform stamps by itself (in addition to the built-in ones).
     pub system_codes: Vec<String>,
     pub catalog_ttl: std::time::Duration,
+    /// The longest one attempt of a platform call may take (wall time) before it is abandoned and retried.
+    pub request_timeout: std::time::Duration,
     /// How often the reconciler sweeps the platform's analytics for legs whose events were lost (wall time);
     /// zero turns the periodic sweep off.
     pub reconcile_every: std::time::Duration,
@@ -210,6 +214,7 @@ pub const DEFAULT_DATA_DIR: &str = "./wrapup-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
 pub const DEFAULT_CATALOG_TTL_SECS: u64 = 300;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_RECONCILE_EVERY_SECS: u64 = 60;
 /// CXone `acw_detection = "polling"`: wall milliseconds between polls.
 pub const DEFAULT_CXONE_POLL_INTERVAL_MS: u64 = 2_000;

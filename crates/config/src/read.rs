@@ -12,7 +12,7 @@ use crate::{
     AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, IntakeAuth,
     IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS,
     DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS,
-    DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -306,6 +306,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "extra_clients",
     "system_codes",
     "catalog_ttl_secs",
+    "request_timeout_ms",
     "reconcile_every_secs",
     "reconcile_window_secs",
     "intake",
@@ -530,6 +531,12 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
     }
     .map(std::time::Duration::from_secs);
 
+    let request_timeout = match t.get("request_timeout_ms") {
+        Some(f) => integer(cx, &f, 100, 120_000),
+        None => Some(DEFAULT_REQUEST_TIMEOUT_MS),
+    }
+    .map(std::time::Duration::from_millis);
+
     // 0 turns the periodic pass off (on-demand passes still run).
     let reconcile_every = match t.get("reconcile_every_secs") {
         Some(f) => integer(cx, &f, 0, 86_400),
@@ -587,6 +594,7 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         requests_per_minute: requests_per_minute?,
         system_codes: system_codes?,
         catalog_ttl: catalog_ttl?,
+        request_timeout: request_timeout?,
         reconcile_every: reconcile_every?,
         reconcile_window: reconcile_window?,
         intake: intake?,

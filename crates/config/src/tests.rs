@@ -66,6 +66,7 @@ fn the_example_parses() {
     assert_eq!(prod.clients[1].client_secret.expose(), "s3cr3t-two");
     assert_eq!(prod.intake.api_key.as_ref().unwrap().expose(), "intake-key-value");
     assert_eq!(prod.catalog_ttl, std::time::Duration::from_secs(300));
+    assert_eq!(prod.request_timeout, std::time::Duration::from_secs(10));
     assert_eq!(prod.reconcile_every, std::time::Duration::from_secs(60));
     assert_eq!(prod.reconcile_window, std::time::Duration::from_secs(3600));
     let sandbox = config.connection("sandbox").unwrap();
@@ -391,6 +392,11 @@ fn value_ranges_and_header_names_are_checked() {
         &with_connection("requests_per_minute = 0\n"),
         "w.toml:8:23: connections[0].requests_per_minute",
         "between 1 and 100000",
+    );
+    assert_problem(
+        &with_connection("request_timeout_ms = 5\n"),
+        "w.toml:8:22: connections[0].request_timeout_ms",
+        "between 100 and 120000",
     );
     assert_problem(
         &with_connection("[connections.intake]\napi_key_header = \"x key\"\n"),

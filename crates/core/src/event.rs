@@ -30,8 +30,12 @@ pub enum EventKind {
     /// `system` is true when the platform stamped its own code (e.g. Genesys `ININ-WRAP-UP-TIMEOUT` at ACW timeout):
     /// that is the window closing, not a person's choice.
     CodeRecorded { code_id: Option<String>, notes: Option<String>, system: bool },
-    /// The window is over with no further information (e.g. conversation gone).
+    /// The window is over, and nothing was recorded on the leg (an authoritative final record without a code).
     LegClosed,
+    /// The window is over, and whether a code was recorded before it closed is not known (a real-time feed saw the
+    /// contact end: the agent may have dispositioned it, or our write may have ended ACW). No write may be sent from
+    /// now on; the worker reads the code the leg ended with and records that outcome.
+    LegClosedUnread,
 }
 
 impl EventKind {
@@ -40,6 +44,7 @@ impl EventKind {
             EventKind::LegEnded { .. } => "leg_ended",
             EventKind::CodeRecorded { .. } => "code_recorded",
             EventKind::LegClosed => "leg_closed",
+            EventKind::LegClosedUnread => "leg_closed_unread",
         }
     }
 }

@@ -14,6 +14,10 @@
 //!                          ^                                                                           │ code_recorded(other)
 //!                          └────────────── deadline passed / leg_closed ──> Expired          AgentChanged (Done)
 //! ```
+//! A real-time feed that sees the window close without saying how (`leg_closed_unread`) moves any unfinished leg to
+//! `Closing`: no write is sent from there; the worker reads the code the leg ended with (ours → `Applied`, another →
+//! `AgentWon`, none → `Expired`), or a `code_recorded` event decides first.
+//!
 //! `Applied` is final for scheduling; a later `code_recorded` with the same code confirms it, a different code turns
 //! it into `AgentChanged` (recorded, never fought).
 //!
@@ -38,6 +42,9 @@ pub enum LegState {
     Scheduled,
     /// The write intent is persisted; the gate read / write is (or was, before a crash) in flight.
     Writing,
+    /// The window closed, and the code it ended with is not known yet: never written from here; due for a read of
+    /// the leg's final code, which decides the outcome (ours → `applied`, another → `agent_won`, none → `expired`).
+    Closing,
     /// Ended in `outcome`.
     Done,
 }
@@ -48,11 +55,14 @@ impl LegState {
             LegState::Open => "open",
             LegState::Scheduled => "scheduled",
             LegState::Writing => "writing",
+            LegState::Closing => "closing",
             LegState::Done => "done",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [LegState::Open, LegState::Scheduled, LegState::Writing, LegState::Done].into_iter().find(|x| x.as_str() == s)
+        [LegState::Open, LegState::Scheduled, LegState::Writing, LegState::Closing, LegState::Done]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
@@ -107,6 +117,9 @@ pub struct LegRecord {
     /// Our accepted write was confirmed by the platform's event.
     pub confirmed: bool,
     pub attempts: u32,
+    /// Failed reads of a closing leg's final code (paces the next read; many in a row make it a `review`).
+    #[serde(default)]
+    pub closing_read_failures: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -129,6 +142,7 @@ impl LegRecord {
             observed_code: None,
             confirmed: false,
             attempts: 0,
+            closing_read_failures: 0,
             created_at: now,
             updated_at: now,
         }
@@ -215,7 +229,9 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
                     _ => effect(false, "code recorded on a finished leg"),
                 },
                 (LegState::Done, None) => effect(false, "window closed on a finished leg"),
-                (LegState::Writing, Some(code)) if leg.intent.as_ref().map(|i| &i.code_id) == Some(code) => {
+                (LegState::Writing | LegState::Closing, Some(code))
+                    if leg.intent.as_ref().map(|i| &i.code_id) == Some(code) =>
+                {
                     leg.written_at.get_or_insert(event.occurred_at);
                     leg.confirmed = true;
                     // While writing we cannot tell our own write from an agent who chose the very same code; either
@@ -255,6 +271,17 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
             } else {
                 leg.finish(Outcome::Expired, Some("the platform closed the window before we acted".into()), now);
                 effect(true, "leg closed before we acted: expired")
+            }
+        }
+        EventKind::LegClosedUnread => {
+            if leg.is_done() {
+                effect(false, "leg closed (already finished)")
+            } else if leg.state == LegState::Closing {
+                effect(false, "leg closed again (its final code is still to be read)")
+            } else {
+                leg.state = LegState::Closing;
+                leg.not_before = now;
+                effect(true, "window closed; the code it ended with will be read (no write from now on)")
             }
         }
     };
@@ -382,6 +409,46 @@ mod tests {
         assert!(leg.confirmed);
         let (leg, _) = apply_event(Some(leg), &code(Some("theirs"), false), t("00:04"));
         assert_eq!(leg.outcome, Some(Outcome::AgentChanged));
+    }
+
+    fn closed_unread() -> Event {
+        Event {
+            leg: LegKey::new("c", "conv", "p"),
+            dedupe_key: "closed".into(),
+            occurred_at: t("00:05"),
+            correlation_id: None,
+            kind: EventKind::LegClosedUnread,
+        }
+    }
+
+    #[test]
+    fn a_closing_whose_code_is_unknown_blocks_writes_and_waits_for_the_code() {
+        let (mut leg, _) = apply_event(None, &ended(Some(30_000)), t("00:01"));
+        leg.state = LegState::Writing;
+        leg.intent = Some(WriteIntent { code_id: "ours".into(), code_name: "Ours".into(), at: t("00:02") });
+        let (leg, e) = apply_event(Some(leg), &closed_unread(), t("00:06"));
+        assert!(e.changed);
+        assert_eq!((leg.state, leg.outcome, leg.not_before), (LegState::Closing, None, t("00:06")));
+        // A repeated closing changes nothing; the code it ended with decides: ours → applied.
+        let (again, e) = apply_event(Some(leg.clone()), &closed_unread(), t("00:07"));
+        assert!(!e.changed);
+        assert_eq!(again.state, LegState::Closing);
+        let (ours, _) = apply_event(Some(leg.clone()), &code(Some("ours"), false), t("00:08"));
+        assert_eq!(ours.outcome, Some(Outcome::Applied));
+        let (theirs, _) = apply_event(Some(leg.clone()), &code(Some("x"), false), t("00:08"));
+        assert_eq!(theirs.outcome, Some(Outcome::AgentWon));
+        let (none, _) = apply_event(Some(leg), &code(None, false), t("00:08"));
+        assert_eq!(none.outcome, Some(Outcome::Expired));
+    }
+
+    #[test]
+    fn a_closing_of_a_finished_leg_changes_nothing() {
+        let (leg, _) = apply_event(None, &ended(None), t("00:01"));
+        let (leg, _) = apply_event(Some(leg), &code(Some("x"), false), t("00:02"));
+        let (leg, e) = apply_event(Some(leg), &closed_unread(), t("00:03"));
+        assert!(!e.changed);
+        assert_eq!((leg.state, leg.outcome), (LegState::Done, Some(Outcome::AgentWon)));
+        assert_eq!(LegState::parse("closing"), Some(LegState::Closing));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn connection_for(
                 login_url: conn.endpoint.login_base.clone(),
                 credentials,
                 requests_per_minute: conn.requests_per_minute,
-                request_timeout: Duration::from_secs(10),
+                request_timeout: conn.request_timeout,
             };
             let client = GenesysClient::new(genesys, clock, crate::attempts::sink())
                 .with_context(|| format!("connection {:?}", conn.name))?;
@@ -68,7 +68,7 @@ pub fn cxone_platform(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Re
         (app.client_id.clone(), app.client_secret.clone()),
     );
     cx.requests_per_minute = conn.requests_per_minute;
-    cx.request_timeout = Duration::from_secs(10);
+    cx.request_timeout = conn.request_timeout;
     let client =
         CxoneClient::new(cx, clock, crate::attempts::sink()).with_context(|| format!("connection {:?}", conn.name))?;
     let state_after = settings.agent_state_after_write.as_ref().map(|_| AgentStateRequest::Available);

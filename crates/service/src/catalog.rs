@@ -18,6 +18,7 @@ use crate::platform::SharedPlatform;
 use jiff::{SignedDuration, Timestamp};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
 use wrapup_connectors::error::PlatformError;
 use wrapup_core::catalog::Catalog;
@@ -163,6 +164,39 @@ impl Inner {
         );
         Ok(Arc::new(catalog))
     }
+}
+
+/// One attempt of a catalog read may take this long (wall time) before it is abandoned and retried.
+const CATALOG_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One read of a catalog load, with a few short retries, each attempt bounded by [`CATALOG_ATTEMPT_TIMEOUT`]: a
+/// catalog takes several reads (codes, queues or skills, each one's assignments), and one transient failure or hung
+/// answer among them must not fail (or stall) the whole load that every leg of the connection waits for.
+pub(crate) async fn catalog_read<T, F, Fut>(
+    clock: &dyn wrapup_core::Clock,
+    endpoint: &'static str,
+    op: F,
+) -> Result<T, PlatformError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PlatformError>>,
+{
+    use wrapup_connectors::error::ErrorClass;
+    use wrapup_connectors::retry::{call_with_retry, RetryPolicy};
+    call_with_retry(clock, None, &RetryPolicy::default(), |_| {
+        let attempt = op();
+        async move {
+            match tokio::time::timeout(CATALOG_ATTEMPT_TIMEOUT, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(PlatformError::transport(
+                    ErrorClass::Retryable,
+                    endpoint,
+                    format!("no answer within {CATALOG_ATTEMPT_TIMEOUT:?}"),
+                )),
+            }
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 //! `agents/states`, or long-polling every agent's session — `acw_detection` in the configuration) yields
 //! `leg ended` / `leg closed` events, and a periodic `contacts/completed?updatedSince=` sweep yields the
 //! disposition each finished contact ended with (the confirmation of our writes, and agents' own choices). A
-//! contact seen closing is not simply "closed": its window may have ended because the agent dispositioned it, so
-//! unless the leg is already finished, its disposition is read first and stored as the code it ended with.
+//! contact the detector sees closing is not simply "closed": its window may have ended because the agent
+//! dispositioned it, so it arrives as `leg_closed_unread`: the leg stops being writable at once (`closing`), and the
+//! worker reads the disposition it ended with before recording the outcome.
 
 use crate::app::AppState;
+use crate::catalog::catalog_read;
 use crate::platform::{CallStats, LegPlatform, Urgency};
 use crate::scheduler::Shutdown;
 use crate::worker::ConnectionRuntime;
@@ -22,13 +24,14 @@ use std::time::Duration;
 use wrapup_config::AcwDetection;
 use wrapup_connectors::budget::Priority;
 use wrapup_connectors::cxone::acw::{AcwDetector, PollingDetector, SessionDetector, SessionDetectorConfig};
+use wrapup_connectors::cxone::client::{build_catalog, endpoints};
 use wrapup_connectors::cxone::events::acw_timeouts;
 use wrapup_connectors::cxone::{AgentSessions, AgentStateRequest, CompletedQuery, CxoneClient};
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{Catalog, CodeEntry};
 use wrapup_core::lifecycle::LegRecord;
-use wrapup_core::{Event, EventKind, Platform};
+use wrapup_core::Platform;
 
 const WRITE_ENDPOINT: &str =
     "/inContactAPI/services/v27.0/agent-sessions/{sessionId}/interactions/{contactId}/disposition";
@@ -62,6 +65,11 @@ fn contact_id(leg: &LegRecord, endpoint: &'static str) -> Result<i64, PlatformEr
     })
 }
 
+/// The agent who handled the contact (whose session takes its disposition).
+fn agent_of(leg: &LegRecord) -> Option<i64> {
+    leg.facts.user_id.as_deref().and_then(|a| a.parse::<i64>().ok())
+}
+
 #[async_trait]
 impl LegPlatform for CxonePlatform {
     fn connection(&self) -> &str {
@@ -73,11 +81,29 @@ impl LegPlatform for CxonePlatform {
     }
 
     async fn fetch_catalog(&self) -> Result<Catalog, PlatformError> {
-        self.client.catalog(Priority::live(None)).await
+        // The client's own `catalog()` reads the same, but each read here is retried and bounded on its own.
+        let (c, prio) = (&self.client, Priority::live(None));
+        let clock = c.clock();
+        let (dispositions, skills) = tokio::try_join!(
+            catalog_read(clock.as_ref(), endpoints::DISPOSITIONS, || c.list_dispositions(prio)),
+            catalog_read(clock.as_ref(), endpoints::SKILLS, || c.list_skills(prio)),
+        )?;
+        let skills: Vec<_> = skills.into_iter().filter(|s| s.is_active != Some(false)).collect();
+        let assigned = futures::future::try_join_all(skills.iter().map(|s| {
+            catalog_read(clock.as_ref(), endpoints::SKILL_DISPOSITIONS, move || c.skill_dispositions(s.id, prio))
+        }))
+        .await?;
+        Ok(build_catalog(dispositions, skills.into_iter().zip(assigned)))
     }
 
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let contact = contact_id(leg, "/inContactAPI/services/V27.0/contacts/{contactId}/disposition")?;
+        if let (Urgency::Live { .. }, Some(agent)) = (urgency, agent_of(leg)) {
+            // The write goes through the agent's session: join it (once per agent) *before* the gate read, so that
+            // only the write itself stands between the read and the write landing — every request in that gap is
+            // time in which the agent may disposition or leave ACW unseen.
+            self.sessions.session(agent, urgency.priority()).await?;
+        }
         let current = self.client.get_contact_disposition(contact, urgency.priority()).await?;
         Ok(current.map(|d| d.disposition_id.to_string()))
     }
@@ -91,7 +117,7 @@ impl LegPlatform for CxonePlatform {
         still_wanted: &dyn Precondition,
     ) -> Result<(), PlatformError> {
         let contact = contact_id(leg, WRITE_ENDPOINT)?;
-        let agent = leg.facts.user_id.as_deref().and_then(|a| a.parse::<i64>().ok()).ok_or_else(|| {
+        let agent = agent_of(leg).ok_or_else(|| {
             PlatformError::transport(
                 ErrorClass::Permanent,
                 WRITE_ENDPOINT,
@@ -181,7 +207,6 @@ pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>
             Ok(events) if events.is_empty() => {}
             Ok(events) => {
                 backoff = Duration::from_millis(200);
-                let events = resolve_closures(&state, &client, events).await;
                 if !crate::websocket::store_batch(&state, &runtime.name, &events, &stop, "cxone").await {
                     break;
                 }
@@ -197,41 +222,6 @@ pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>
         }
     }
     sweep.abort();
-}
-
-/// A `leg closed` for a leg that is not finished yet: the window may have ended because the agent dispositioned
-/// (or because our write ended ACW), so read what it ended with and store that instead.
-async fn resolve_closures(state: &AppState, client: &CxoneClient, events: Vec<Event>) -> Vec<Event> {
-    let mut out = Vec::with_capacity(events.len());
-    for e in events {
-        if !matches!(e.kind, EventKind::LegClosed) {
-            out.push(e);
-            continue;
-        }
-        let finished = matches!(state.store.get_leg(&e.leg).await, Ok(Some(l)) if l.leg.is_done());
-        let Ok(contact) = e.leg.participant.parse::<i64>() else {
-            out.push(e);
-            continue;
-        };
-        if !finished {
-            match client.get_contact_disposition(contact, Priority::reconcile()).await {
-                Ok(Some(d)) => out.push(Event {
-                    dedupe_key: format!("cxone:closed-coded:{contact}:{}", d.disposition_id),
-                    kind: EventKind::CodeRecorded {
-                        code_id: Some(d.disposition_id.to_string()),
-                        notes: d.notes.clone(),
-                        system: false,
-                    },
-                    ..e.clone()
-                }),
-                Ok(None) => {}
-                // Unreadable now: the completed sweep will bring the disposition; close the leg only after it.
-                Err(_) => continue,
-            }
-        }
-        out.push(e);
-    }
-    out
 }
 
 /// Every `every`, reads the contacts completed since the previous sweep: their dispositions confirm our writes

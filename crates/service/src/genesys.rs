@@ -4,15 +4,14 @@
 //! (`POST …/communications/{commId}/wrapup`). The leg's queue, media type, communication id and ACW facts come from
 //! the `user.end` event and the cached catalog, so nothing else is read on the hot path.
 
+use crate::catalog::catalog_read;
 use crate::platform::{CallStats, LegPlatform, Urgency};
 use async_trait::async_trait;
-use std::time::Duration;
 use wrapup_connectors::budget::Priority;
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::genesys::client::endpoints;
 use wrapup_connectors::genesys::model::WrapupInput;
 use wrapup_connectors::genesys::GenesysClient;
-use wrapup_connectors::retry::{call_with_retry, RetryPolicy};
 use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
 use wrapup_core::lifecycle::LegRecord;
@@ -32,33 +31,6 @@ impl GenesysPlatform {
     }
 }
 
-/// One attempt of a catalog read may take this long (wall time) before it is abandoned and retried.
-const CATALOG_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A catalog read with a few short retries, each attempt bounded by [`CATALOG_ATTEMPT_TIMEOUT`]: a catalog takes
-/// `2 + queues` reads, and one transient failure or hung answer among them must not fail (or stall) the whole load
-/// that every leg of the connection waits for.
-async fn catalog_call<T, F, Fut>(client: &GenesysClient, endpoint: &'static str, op: F) -> Result<T, PlatformError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, PlatformError>>,
-{
-    call_with_retry(client.clock().as_ref(), None, &RetryPolicy::default(), |_| {
-        let attempt = op();
-        async move {
-            match tokio::time::timeout(CATALOG_ATTEMPT_TIMEOUT, attempt).await {
-                Ok(r) => r,
-                Err(_) => Err(PlatformError::transport(
-                    ErrorClass::Retryable,
-                    endpoint,
-                    format!("no answer within {CATALOG_ATTEMPT_TIMEOUT:?}"),
-                )),
-            }
-        }
-    })
-    .await
-}
-
 const WRITE_ENDPOINT: &str =
     "/api/v2/conversations/{media}/{conversationId}/participants/{participantId}/communications/{communicationId}/wrapup";
 
@@ -75,12 +47,20 @@ impl LegPlatform for GenesysPlatform {
     async fn fetch_catalog(&self) -> Result<Catalog, PlatformError> {
         let prio = Priority::live(None);
         let c = &self.client;
-        let codes = catalog_call(c, endpoints::WRAPUPCODES, || c.list_wrapupcodes(prio)).await?;
-        let queues = catalog_call(c, endpoints::QUEUES, || c.list_queues(prio)).await?;
+        let (codes, queues) = tokio::try_join!(
+            catalog_read(c.clock().as_ref(), endpoints::WRAPUPCODES, || c.list_wrapupcodes(prio)),
+            catalog_read(c.clock().as_ref(), endpoints::QUEUES, || c.list_queues(prio)),
+        )?;
+        // Each queue's assignments are read concurrently (all through the one budget): a hung or failed read of one
+        // queue costs the load its own retry, not the sum of every queue's.
+        let assignments = futures::future::try_join_all(queues.iter().map(|q| {
+            catalog_read(c.clock().as_ref(), endpoints::QUEUE_WRAPUPCODES, move || {
+                c.list_queue_wrapupcodes(&q.id, prio)
+            })
+        }))
+        .await?;
         let mut entries = Vec::with_capacity(queues.len());
-        for q in queues {
-            let assigned =
-                catalog_call(c, endpoints::QUEUE_WRAPUPCODES, || c.list_queue_wrapupcodes(&q.id, prio)).await?;
+        for (q, assigned) in queues.into_iter().zip(assignments) {
             let acw = q.acw_settings.unwrap_or_default();
             // The platform only closes the window by itself in the time-boxed modes.
             let timed = matches!(

@@ -34,6 +34,10 @@ use wrapup_core::rules::RuleSet;
 use wrapup_core::{Mode, Outcome, Timing};
 use wrapup_store::{ClaimedLeg, LedgerEntry, Store, StoreError};
 
+/// Failed reads of a closed leg's final code before it becomes a `review` (with the retry policy's backoff, minutes
+/// of a platform that answers nothing).
+const MAX_CLOSING_READ_FAILURES: u32 = 12;
+
 /// One platform connection as the worker sees it.
 pub struct ConnectionRuntime {
     pub name: String,
@@ -202,6 +206,9 @@ impl Worker {
         let overdue = self.too_late(leg, now);
         match leg.state {
             LegState::Done => Ok(Next::Release),
+            // Before the deadline checks: a closing leg is past its window by definition, and only its read is due.
+            LegState::Closing if leg.not_before > now => Ok(Next::Release),
+            LegState::Closing => self.read_final_code(conn, leg).await,
             LegState::Scheduled if overdue && leg.intent.is_some() => {
                 // A write may have gone out (its answer lost): look before calling the leg expired. With
                 // `overdue`, the gate path never writes.
@@ -448,6 +455,53 @@ impl Worker {
         }
     }
 
+    /// Closing: the window is over; read the code the leg ended with and record whose it is. Never writes.
+    async fn read_final_code(&self, conn: &ConnectionRuntime, leg: &mut LegRecord) -> Result<Next, StoreError> {
+        let (read, calls) = attempts::collect(conn.platform.read_code(leg, Urgency::Reconcile)).await;
+        self.record_attempts(leg, &calls).await;
+        let now = self.clock.now();
+        match read {
+            Ok(Some(code)) if leg.intent.as_ref().is_some_and(|i| i.code_id == code) => {
+                // Only we write the intent's code, and the intent is saved before every write: ours landed (or the
+                // agent chose the very same code, which leaves the leg as decided either way).
+                leg.written_at.get_or_insert(now);
+                self.finish(leg, Outcome::Applied, "the window closed with our code").await;
+            }
+            Ok(Some(code)) => {
+                let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
+                leg.observed_code = Some(code.clone());
+                let reason = format!("the window closed with code {}, chosen by someone else", name.unwrap_or(code));
+                self.finish(leg, Outcome::AgentWon, &reason).await;
+            }
+            Ok(None) => self.finish(leg, Outcome::Expired, "the window closed without a code").await,
+            Err(e) => {
+                let permanent =
+                    matches!(e.class, ErrorClass::Permanent | ErrorClass::Auth | ErrorClass::Forbidden { .. });
+                leg.closing_read_failures += 1;
+                if permanent || leg.closing_read_failures >= MAX_CLOSING_READ_FAILURES {
+                    let reason = format!("the window closed and the code it ended with could not be read: {e}");
+                    self.finish(leg, Outcome::Review, &reason).await;
+                    return Ok(Next::Release);
+                }
+                let floor = match e.class {
+                    ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+                    _ => None,
+                };
+                let wait = self.retry.delay(leg.closing_read_failures, floor);
+                leg.not_before = now.checked_add(self.clock.clock_duration(wait)).unwrap_or(now);
+                leg.updated_at = now;
+                self.ledger(
+                    leg,
+                    "note",
+                    serde_json::json!({"retry": "reading the closed leg's final code", "class": e.class.as_str(),
+                        "error": e.to_string(), "retry_in_ms": wait.as_millis() as u64}),
+                )
+                .await;
+            }
+        }
+        Ok(Next::Release)
+    }
+
     /// Whether the window is closed, or closes too soon for a write to land inside it.
     fn too_late(&self, leg: &LegRecord, now: Timestamp) -> bool {
         let guard = self.clock.clock_duration(self.deadline_guard);
@@ -593,4 +647,133 @@ pub fn write_latency(leg: &LegRecord, clock_factor: f64) -> Option<Duration> {
 /// The rule timing a leg was decided with, if any.
 pub fn decided_timing(leg: &LegRecord) -> Option<Timing> {
     leg.decision.as_ref().map(|d| d.timing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{CallStats, LegPlatform};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    use wrapup_connectors::Precondition;
+    use wrapup_core::clock::ScaledClock;
+    use wrapup_core::{Event, EventKind, LegFacts, LegKey, Platform};
+
+    /// Answers gate reads from a script and counts writes (which a closing leg must never make).
+    struct Scripted {
+        reads: Mutex<VecDeque<Result<Option<String>, PlatformError>>>,
+        writes: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl LegPlatform for Scripted {
+        fn connection(&self) -> &str {
+            "cx"
+        }
+        fn platform(&self) -> Platform {
+            Platform::Cxone
+        }
+        async fn fetch_catalog(&self) -> Result<Catalog, PlatformError> {
+            Ok(Catalog { codes: vec![CodeEntry { id: "7".into(), name: "Ours".into() }], queues: vec![] })
+        }
+        async fn read_code(&self, _: &LegRecord, _: Urgency) -> Result<Option<String>, PlatformError> {
+            self.reads.lock().unwrap().pop_front().expect("an unexpected read")
+        }
+        async fn write_code(
+            &self,
+            _: &LegRecord,
+            _: &CodeEntry,
+            _: Option<&str>,
+            _: Urgency,
+            _: &dyn Precondition,
+        ) -> Result<(), PlatformError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn stats(&self) -> CallStats {
+            CallStats::default()
+        }
+    }
+
+    fn event(kind: EventKind, key: &str) -> Event {
+        Event {
+            leg: LegKey::new("cx", "1", "2"),
+            dedupe_key: key.into(),
+            occurred_at: Timestamp::now(),
+            correlation_id: None,
+            kind,
+        }
+    }
+
+    /// A worker over an in-memory store holding one leg that was being written (intent "7") when its window was seen
+    /// closing; `reads` is what the platform answers.
+    async fn closing_leg(reads: Vec<Result<Option<String>, PlatformError>>) -> (Worker, Arc<Scripted>) {
+        let platform = Arc::new(Scripted { reads: Mutex::new(reads.into()), writes: AtomicU32::new(0) });
+        let store: Arc<dyn Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
+        let clock = ScaledClock::new(Timestamp::now(), 1.0).shared();
+        let facts = LegFacts { ended_at: Some(clock.now()), acw_timeout_ms: Some(60_000), ..Default::default() };
+        store.ingest(&[event(EventKind::LegEnded { facts: Box::new(facts) }, "end")], clock.now()).await.unwrap();
+        let stored = store.get_leg(&LegKey::new("cx", "1", "2")).await.unwrap().unwrap();
+        let mut leg = stored.leg;
+        leg.state = LegState::Writing;
+        leg.intent = Some(WriteIntent { code_id: "7".into(), code_name: "Ours".into(), at: clock.now() });
+        leg.attempts = 1;
+        store.save_leg(&leg, stored.version, "test", true).await.unwrap();
+        store.ingest(&[event(EventKind::LegClosedUnread, "closed")], clock.now()).await.unwrap();
+        let catalog =
+            CatalogCache::new(platform.clone(), store.clone(), clock.clone(), SignedDuration::from_secs(3600));
+        let conn = ConnectionRuntime {
+            name: "cx".into(),
+            platform: platform.clone(),
+            catalog,
+            rules: Arc::new(RuleSet::new(vec![]).unwrap()),
+        };
+        let worker = Worker {
+            store,
+            clock,
+            connections: [("cx".to_string(), Arc::new(conn))].into(),
+            owner: "w".into(),
+            retry: RetryPolicy { base: Duration::from_millis(1), max: Duration::from_millis(2) },
+            deadline_guard: Duration::from_millis(500),
+            gate_freshness: Duration::from_secs(1),
+        };
+        (worker, platform)
+    }
+
+    async fn run_once(worker: &Worker) -> LegRecord {
+        let key = LegKey::new("cx", "1", "2");
+        let claimed = worker.store.get_leg(&key).await.unwrap().unwrap();
+        assert_eq!(claimed.leg.state, LegState::Closing, "a closing event stops the write at once");
+        worker.process(claimed).await;
+        worker.store.get_leg(&key).await.unwrap().unwrap().leg
+    }
+
+    #[tokio::test]
+    async fn a_closed_leg_ends_with_whatever_code_it_was_closed_with_and_is_never_written() {
+        for (read, outcome) in [(Some("7"), Outcome::Applied), (Some("9"), Outcome::AgentWon), (None, Outcome::Expired)]
+        {
+            let (worker, platform) = closing_leg(vec![Ok(read.map(str::to_string))]).await;
+            let leg = run_once(&worker).await;
+            assert_eq!(leg.outcome, Some(outcome), "read {read:?}");
+            assert_eq!(platform.writes.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_closed_leg_is_read_again_later_and_then_given_to_a_person() {
+        let failure = || Err(PlatformError::transport(ErrorClass::Retryable, "GET", "503"));
+        let mut reads: Vec<_> = (0..MAX_CLOSING_READ_FAILURES).map(|_| failure()).collect();
+        reads.push(Ok(None));
+        let (worker, platform) = closing_leg(reads).await;
+        let leg = run_once(&worker).await;
+        assert_eq!((leg.state, leg.outcome, leg.closing_read_failures), (LegState::Closing, None, 1));
+        assert!(leg.not_before > leg.created_at, "the next read waits");
+        let mut leg = leg;
+        while !leg.is_done() {
+            leg = run_once(&worker).await;
+        }
+        assert_eq!(leg.outcome, Some(Outcome::Review));
+        assert_eq!(platform.writes.load(Ordering::SeqCst), 0);
+    }
 }

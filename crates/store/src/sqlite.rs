@@ -152,7 +152,7 @@ fn decode_record(row: &SqliteRow) -> StoreResult<LegRecord> {
 fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
     match leg.state {
         LegState::Done => None,
-        LegState::Open | LegState::Scheduled => {
+        LegState::Open | LegState::Scheduled | LegState::Closing => {
             let not_before = ms(leg.not_before);
             Some(lease_until.map_or(not_before, |l| l.max(not_before)))
         }

@@ -118,6 +118,12 @@ pub fn demo_speed(faults: &str) -> f64 {
     }
 }
 
+/// One attempt of a platform call in embedded runs, in wall milliseconds. A connection's default (10 s) is minutes of
+/// the accelerated clock: a hung answer (5 % of requests under the hostile profile) would hold a CXone detection
+/// poll, or a leg without an ACW timeout, for longer than most windows. One second is ten to twenty seconds of the
+/// platform's clock, the proportion the default keeps on a real one.
+pub const DEMO_REQUEST_TIMEOUT_MS: u64 = 1_000;
+
 /// Conversations per wall second the demo offers by default, whatever its speed (0.06 per simulated second at 20x).
 pub const DEMO_ARRIVALS_PER_WALL_SEC: f64 = 1.2;
 
@@ -274,6 +280,7 @@ acw_detection = "{detection}"
 poll_interval_ms = {poll}
 requests_per_minute = {rpm}
 reconcile_every_secs = 1
+request_timeout_ms = {timeout}
 "#,
                     base_url = sandbox.base_url(),
                     client_id = c.client_id,
@@ -283,6 +290,7 @@ reconcile_every_secs = 1
                     detection = cx.acw_detection.config_name(),
                     poll = cx.poll_interval_ms,
                     rpm = cx.requests_per_minute,
+                    timeout = DEMO_REQUEST_TIMEOUT_MS,
                 )
             }
         };
@@ -305,6 +313,7 @@ client_id = "{client_id}"
 client_secret = "literal:{client_secret}"
 extra_clients = [{extra}]
 requests_per_minute = {rpm}
+request_timeout_ms = {DEMO_REQUEST_TIMEOUT_MS}
 
 [connections.intake]
 api_key_header = "x-wrapup-intake-key"

@@ -5,7 +5,7 @@
 //!
 //! - **Polling** ([`PollingDetector`]): every interval, `GET contacts/active?updatedSince=` and
 //!   `GET agents/states?updatedSince=`, each following its own `lastPollTime`. An agent reported `isACW` on a
-//!   contact is that contact's `LegEnded`; a contact reported in `EndContact` is `LegClosed`. Two requests per
+//!   contact is that contact's `LegEnded`; a contact reported in `EndContact` is `LegClosedUnread`. Two requests per
 //!   interval whatever the traffic; detection latency is up to one interval.
 //! - **Agent sessions** ([`SessionDetector`]): join every agent's session (agents from `GET agents`) and long-poll
 //!   `get-next-event` on each, following the rotating id ([`AgentSessions`]). A `CallContactEvent` (or work item,
@@ -87,12 +87,14 @@ impl PollingDetector {
 
     /// One poll now, without waiting for the interval.
     pub async fn poll_once(&mut self) -> Result<Vec<Event>, PlatformError> {
-        let contacts = self.client.contacts_active(self.contacts_since.as_deref(), self.priority).await;
+        // Both reads at once: a poll takes one round trip, not two.
+        let (contacts, states) = tokio::join!(
+            self.client.contacts_active(self.contacts_since.as_deref(), self.priority),
+            self.client.agent_states(self.agents_since.as_deref(), self.priority),
+        );
         self.calls += u64::from(contacts.as_ref().map_or(1, |p| p.requests));
-        let contacts = contacts?;
-        let states = self.client.agent_states(self.agents_since.as_deref(), self.priority).await;
         self.calls += u64::from(states.as_ref().map_or(1, |p| p.requests));
-        let states = states?;
+        let (contacts, states) = (contacts?, states?);
         // Advance only after both reads succeeded, so a failed round is read again in full next time.
         if contacts.last_poll_time.is_some() {
             self.contacts_since = contacts.last_poll_time.clone();
@@ -116,7 +118,7 @@ impl PollingDetector {
             let Ok(contact) = e.leg.participant.parse::<i64>() else { continue };
             match e.kind {
                 EventKind::LegEnded { .. } if !self.emitted.insert(contact) => continue,
-                EventKind::LegClosed => {
+                EventKind::LegClosed | EventKind::LegClosedUnread => {
                     self.emitted.remove(&contact);
                     self.known.remove(&contact);
                 }

@@ -446,31 +446,13 @@ impl CxoneClient {
     }
 
     /// The catalog: every disposition, every skill with the ids assigned to it and its ACW settings.
-    /// Costs 1 + (skills) + (dispositions pages) calls; the service caches it.
+    /// Costs 2 + (active skills) calls (more with paging), made concurrently; the service caches it.
     pub async fn catalog(&self, priority: Priority) -> Result<wrapup_core::catalog::Catalog, PlatformError> {
-        use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
-        let codes = self
-            .list_dispositions(priority)
-            .await?
-            .into_iter()
-            .filter(|d| d.is_active != Some(false))
-            .map(|d| CodeEntry { id: d.id.to_string(), name: d.name })
-            .collect();
-        let mut queues = Vec::new();
-        for skill in self.list_skills(priority).await? {
-            if skill.is_active == Some(false) {
-                continue;
-            }
-            let code_ids = self.skill_dispositions(skill.id, priority).await?.into_iter().map(|d| d.id.to_string());
-            queues.push(QueueEntry {
-                id: skill.id.to_string(),
-                name: skill.name.clone(),
-                code_ids: code_ids.collect(),
-                acw_timeout_ms: skill.acw_timeout_ms(),
-                acw_mode: skill.acw_mode(),
-            });
-        }
-        Ok(Catalog { codes, queues })
+        let (dispositions, skills) = tokio::try_join!(self.list_dispositions(priority), self.list_skills(priority))?;
+        let skills: Vec<Skill> = skills.into_iter().filter(|s| s.is_active != Some(false)).collect();
+        let assigned =
+            futures::future::try_join_all(skills.iter().map(|s| self.skill_dispositions(s.id, priority))).await?;
+        Ok(build_catalog(dispositions, skills.into_iter().zip(assigned)))
     }
 
     // ----- contacts -----------------------------------------------------------------------------------------------
@@ -1139,6 +1121,31 @@ fn session_id_of(endpoint: &'static str, resp: &Response) -> Result<String, Plat
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty() && s.len() <= 512)
         .ok_or_else(|| undecodable(endpoint, "the answer has no sessionId"))
+}
+
+/// The catalog from what [`CxoneClient::catalog`] reads: active dispositions by id and name, and each skill with
+/// the dispositions assigned to it and its ACW settings (inactive skills are left out by the caller).
+pub fn build_catalog(
+    dispositions: Vec<Disposition>,
+    skills: impl IntoIterator<Item = (Skill, Vec<Disposition>)>,
+) -> wrapup_core::catalog::Catalog {
+    use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
+    let codes = dispositions
+        .into_iter()
+        .filter(|d| d.is_active != Some(false))
+        .map(|d| CodeEntry { id: d.id.to_string(), name: d.name })
+        .collect();
+    let queues = skills
+        .into_iter()
+        .map(|(skill, assigned)| QueueEntry {
+            id: skill.id.to_string(),
+            name: skill.name.clone(),
+            code_ids: assigned.into_iter().map(|d| d.id.to_string()).collect(),
+            acw_timeout_ms: skill.acw_timeout_ms(),
+            acw_mode: skill.acw_mode(),
+        })
+        .collect();
+    Catalog { codes, queues }
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! | source                                                     | signal                                   | event        |
 //! |------------------------------------------------------------|------------------------------------------|--------------|
 //! | `get-next-event` body ([`parse_next_event`])               | contact event `Status=Disconnected`, `FinalState=False` | `LegEnded` (ACW opened) |
-//! |                                                            | contact event `Disconnected`, `FinalState=True` | `LegClosed` |
+//! |                                                            | contact event `Disconnected`, `FinalState=True` | `LegClosedUnread` |
 //! | `contacts/active` + `agents/states` ([`from_realtime`])    | agent `isACW` on a contact               | `LegEnded`   |
-//! |                                                            | contact record in state `EndContact`     | `LegClosed`  |
+//! |                                                            | contact record in state `EndContact`     | `LegClosedUnread` |
 //! | `contacts/completed` ([`from_completed`])                  | `primaryDispositionId` set               | `CodeRecorded` + `LegClosed` |
 //! |                                                            | no disposition                           | `LegClosed`  |
 //!
@@ -156,7 +156,7 @@ pub fn parse_next_event_value(
     Ok(batch)
 }
 
-/// One contact event → `LegEnded` / `LegClosed`, or `None` (ignored).
+/// One contact event → `LegEnded` / `LegClosedUnread`, or `None` (ignored).
 fn contact_event(
     connection: &str,
     agent_id: Option<i64>,
@@ -182,7 +182,9 @@ fn contact_event(
     // FinalState missing is read as final: only an explicit "False" opens a window we may write into.
     if boolean(o, &["FinalState"]).unwrap_or(true) {
         let key = dedupe("leg_closed", contact_id, key_at.as_deref());
-        return Some(event(connection, master, contact_id, key, occurred_at, EventKind::LegClosed));
+        // The feed says the contact ended, not whether it was dispositioned first: the code is read before the leg
+        // is finished.
+        return Some(event(connection, master, contact_id, key, occurred_at, EventKind::LegClosedUnread));
     }
     let skill = int(o, &["SkillId", "Skill"]).filter(|i| *i > 0).map(|i| i.to_string());
     let acw_timeout_ms = acw_timeout_from_agent
@@ -260,7 +262,7 @@ fn ts(s: Option<&str>) -> Option<Timestamp> {
 
 /// Real-time polling results → events: an agent in ACW on a contact (`agents/states` `isACW` with `contactId`) is
 /// that contact's `LegEnded` (facts from its `contacts/active` record when one is at hand in `known`); an active
-/// record in state `EndContact` is `LegClosed`.
+/// record in state `EndContact` is `LegClosedUnread` (the code it ended with is read before the leg is finished).
 pub fn from_realtime(
     connection: &str,
     known: &HashMap<i64, ContactRecord>,
@@ -280,7 +282,7 @@ pub fn from_realtime(
                 r.contact_id,
                 key,
                 at.unwrap_or(now),
-                EventKind::LegClosed,
+                EventKind::LegClosedUnread,
             ));
         }
     }
@@ -404,7 +406,7 @@ mod tests {
             {"Type":"AgentSessionStart"}, {"Type":"AgentState","CurrentState":"Available"}, 7, null
         ]}));
         assert_eq!(b.events.len(), 1);
-        assert_eq!(b.events[0].kind, EventKind::LegClosed);
+        assert_eq!(b.events[0].kind, EventKind::LegClosedUnread);
         assert_eq!(b.events[0].dedupe_key, "cxone:leg_closed:1569815:2013-09-11T05:05:01Z");
         assert_eq!(b.ignored, 5);
     }
@@ -461,7 +463,7 @@ mod tests {
         let known: HashMap<i64, ContactRecord> = [(11, contact)].into();
         let ev = from_realtime("cx", &known, &[ended], &[state], &acw, now());
         assert_eq!(ev.len(), 2);
-        assert_eq!(ev[0].kind, EventKind::LegClosed);
+        assert_eq!(ev[0].kind, EventKind::LegClosedUnread);
         assert_eq!(ev[0].dedupe_key, "cxone:leg_closed:12:2026-01-01T00:02:00Z");
         assert_eq!(ev[1].leg, LegKey::new("cx", "10", "11"));
         assert_eq!(ev[1].dedupe_key, "cxone:leg_ended:11:2026-01-01T00:01:00Z");

@@ -43,7 +43,7 @@ impl Seen {
             EventKind::CodeRecorded { code_id, system, .. } => {
                 self.codes.entry(e.leg).or_default().insert((code_id, system));
             }
-            EventKind::LegClosed => {}
+            EventKind::LegClosed | EventKind::LegClosedUnread => {}
         }
     }
 }

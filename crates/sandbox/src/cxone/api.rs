@@ -207,8 +207,10 @@ struct Pass {
     hang: Option<Duration>,
 }
 
-/// Auth, rate limit and faults. Called with the BU locked.
-fn gate(bu: &mut Bu, auth: Option<&str>, now: Instant) -> Result<Pass, CxError> {
+/// Auth, rate limit and faults. Called with the BU locked. `storm` is how long a 429 storm starting now lasts in
+/// wall time: its simulated length (`storm_secs`) through the clock, as on the Genesys side — a storm is the
+/// platform's own event, so on an accelerated clock it is shorter in wall time, not longer than every ACW window.
+fn gate(bu: &mut Bu, auth: Option<&str>, now: Instant, storm: Duration) -> Result<Pass, CxError> {
     let unauthorized = || CxError::new(401, "Invalid or expired token");
     let token = auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))).map(str::trim);
     let Some(token) = token.filter(|t| !t.is_empty()) else { return Err(unauthorized()) };
@@ -258,8 +260,8 @@ fn gate(bu: &mut Bu, auth: Option<&str>, now: Instant) -> Result<Pass, CxError> 
     }
     let r = &mut bu.fault_rng;
     if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
-        let secs = f.storm_secs.max(1);
-        bu.storm_until = Some(now + Duration::from_secs(secs));
+        bu.storm_until = Some(now + storm);
+        let secs = storm.as_secs_f64().ceil().max(1.0) as u64;
         told_to_wait(bu, token, now, secs, send_retry_after);
         return Err(too_many(secs));
     }
@@ -312,7 +314,8 @@ pub async fn dispatch(State(st): State<SharedState>, req: Request) -> Response {
         let mut bu = st.bu.lock();
         bu.advance_to(st.clock.now());
         bu.api.total += 1;
-        gate(&mut bu, auth.as_deref(), Instant::now())
+        let storm = st.clock.wall_duration(jiff::SignedDuration::from_secs(bu.faults.storm_secs.max(1) as i64));
+        gate(&mut bu, auth.as_deref(), Instant::now(), storm)
     };
     let resp = match (decision, routed) {
         (Err(e), _) => error_response(&e),
