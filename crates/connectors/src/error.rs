@@ -41,6 +41,10 @@ pub enum ErrorClass {
     DeadlinePassed,
     /// Not sent: the caller's precondition no longer held when the request was about to go out.
     PreconditionFailed,
+    /// The platform refused a write because the leg's window is over or someone else already coded it (CXone
+    /// `Invalid contactId` after ACW, `Skill does not allow additional disposition`): nothing to retry; what the leg
+    /// ended with is to be read.
+    WindowClosed,
 }
 
 impl ErrorClass {
@@ -55,6 +59,7 @@ impl ErrorClass {
             ErrorClass::Forbidden { .. } => "forbidden",
             ErrorClass::DeadlinePassed => "deadline_passed",
             ErrorClass::PreconditionFailed => "precondition_failed",
+            ErrorClass::WindowClosed => "window_closed",
         }
     }
 
@@ -91,6 +96,7 @@ impl fmt::Display for PlatformError {
             ErrorClass::Forbidden { .. } => "was forbidden",
             ErrorClass::DeadlinePassed => "was not sent: its deadline passed while it waited for the request budget",
             ErrorClass::PreconditionFailed => "was not sent: its precondition no longer held",
+            ErrorClass::WindowClosed => "was refused: the leg's window is over or it is already coded",
         };
         write!(f, "platform call {} {what}", self.endpoint)?;
         if let Some(status) = self.status {

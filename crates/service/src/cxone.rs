@@ -26,7 +26,7 @@ use wrapup_connectors::budget::Priority;
 use wrapup_connectors::cxone::acw::{AcwDetector, PollingDetector, SessionDetector, SessionDetectorConfig};
 use wrapup_connectors::cxone::client::{build_catalog, endpoints};
 use wrapup_connectors::cxone::events::acw_timeouts;
-use wrapup_connectors::cxone::{AgentSessions, AgentStateRequest, CompletedQuery, CxoneClient};
+use wrapup_connectors::cxone::{rejection, AgentSessions, AgentStateRequest, CompletedQuery, CxoneClient, Rejection};
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{Catalog, CodeEntry};
@@ -127,7 +127,8 @@ impl LegPlatform for CxonePlatform {
         let disposition = code.id.parse::<i64>().map_err(|_| {
             PlatformError::transport(ErrorClass::Permanent, WRITE_ENDPOINT, "the code id is not a CXone disposition id")
         })?;
-        self.sessions
+        let written = self
+            .sessions
             .post_disposition(
                 agent,
                 contact,
@@ -137,8 +138,17 @@ impl LegPlatform for CxonePlatform {
                 Some(still_wanted),
                 self.state_after_write.as_ref(),
             )
-            .await?;
-        Ok(())
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            // The contact closed, or was dispositioned, between the gate read and the write: the agent acted in
+            // that instant. Not a failure to retry or to show a person: the leg ends with whatever it closed with.
+            Err(mut e) if matches!(rejection(&e), Some(Rejection::ContactGone | Rejection::AlreadyDispositioned)) => {
+                e.class = ErrorClass::WindowClosed;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn stats(&self) -> CallStats {

@@ -443,6 +443,19 @@ impl Worker {
                 }
                 Ok(Next::Release)
             }
+            Err(e) if e.class == ErrorClass::WindowClosed => {
+                // Refused because the agent closed or coded the leg in the instant before our write landed: read
+                // what it ended with (agent_won, or expired if it was closed uncoded); never write again.
+                self.ledger(
+                    leg,
+                    "note",
+                    serde_json::json!({"write": "refused: the window is over", "error": e.to_string()}),
+                )
+                .await;
+                leg.state = LegState::Closing;
+                leg.not_before = self.clock.now();
+                Ok(Next::Continue)
+            }
             Err(e) if e.class == ErrorClass::PreconditionFailed => {
                 // An event changed the leg while the write waited: hand it back; the next round starts from what
                 // the event says (and reads the platform again if the leg is still open).
@@ -513,6 +526,12 @@ impl Worker {
         let now = self.clock.now();
         let retry_after = match &e.class {
             ErrorClass::Retryable | ErrorClass::Conflict | ErrorClass::PreconditionFailed => None,
+            ErrorClass::WindowClosed => {
+                leg.state = LegState::Closing;
+                leg.not_before = now;
+                leg.updated_at = now;
+                return Next::Release;
+            }
             ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
             ErrorClass::DeadlinePassed => {
                 self.finish(
