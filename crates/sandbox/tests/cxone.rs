@@ -837,7 +837,9 @@ async fn faults_hit_cxone_requests_and_retry_after_follows_its_switch() {
     c.env.sb.set_faults(FaultProfile { storm_rate: 1.0, storm_secs: 3, ..FaultProfile::calm() });
     let (s, h, v) = c.get(&format!("{V}/skills")).await;
     assert_eq!(s, 429);
-    assert_eq!(h["retry-after"], "3");
+    // A storm lasts `storm_secs` of the platform's clock; `Retry-After` is what is left of it in wall time, in whole
+    // seconds (at least 1). The test's manual clock maps any simulated span to 50 ms of wall time.
+    assert_eq!(h["retry-after"], "1");
     assert_eq!(v["error_description"], "Api Rate Exceeded");
     c.env.sb.set_faults(FaultProfile::calm());
     c.behave(CxoneBehaviours { retry_after: RetryAfter::Absent, ..CxoneBehaviours::default() });

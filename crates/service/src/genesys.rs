@@ -34,6 +34,18 @@ impl GenesysPlatform {
 const WRITE_ENDPOINT: &str =
     "/api/v2/conversations/{media}/{conversationId}/participants/{participantId}/communications/{communicationId}/wrapup";
 
+/// A 400 saying the participant is not in after-call work any more means the agent (or the ACW timeout) ended the
+/// window in the instant before our write: the leg's final code is to be read, not the write retried. The exact
+/// wording of the real platform's error is unconfirmed (docs/platforms); this matches the sandbox's, and anything
+/// else (e.g. "not in after-call work" before the window opened) stays a plain 400.
+fn window_closed(mut e: PlatformError) -> PlatformError {
+    let msg = e.message.to_ascii_lowercase();
+    if e.status == Some(400) && msg.contains("no longer in after-call work") {
+        e.class = ErrorClass::WindowClosed;
+    }
+    e
+}
+
 #[async_trait]
 impl LegPlatform for GenesysPlatform {
     fn connection(&self) -> &str {
@@ -120,12 +132,37 @@ impl LegPlatform for GenesysPlatform {
                 urgency.priority(),
                 Some(still_wanted),
             )
-            .await?;
-        Ok(())
+            .await
+            .map(|_| ())
+            .map_err(window_closed)
     }
 
     fn stats(&self) -> CallStats {
         let s = self.client.stats();
         CallStats { total: s.calls_total, rate_limited: s.rate_limited_total, token_requests: s.token_requests_total }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, message: &str) -> PlatformError {
+        let mut e = PlatformError::transport(ErrorClass::Permanent, WRITE_ENDPOINT, message);
+        e.status = Some(status);
+        e
+    }
+
+    #[test]
+    fn only_a_refusal_for_a_closed_window_becomes_window_closed() {
+        let closed = window_closed(refused(400, "Participant p is no longer in after-call work."));
+        assert_eq!(closed.class, ErrorClass::WindowClosed);
+        for other in [
+            refused(400, "Participant p is not in after-call work."),
+            refused(400, "The wrap-up code c is not valid for queue q."),
+            refused(404, "Participant p is no longer in after-call work."),
+        ] {
+            assert_eq!(window_closed(other).class, ErrorClass::Permanent);
+        }
     }
 }

@@ -733,7 +733,8 @@ mod tests {
         let clock = ScaledClock::new(Timestamp::now(), 1.0).shared();
         let facts = LegFacts { ended_at: Some(clock.now()), acw_timeout_ms: Some(60_000), ..Default::default() };
         store.ingest(&[event(EventKind::LegEnded { facts: Box::new(facts) }, "end")], clock.now()).await.unwrap();
-        let stored = store.get_leg(&LegKey::new("cx", "1", "2")).await.unwrap().unwrap();
+        let lease = SignedDuration::from_secs(60);
+        let stored = store.claim_due(clock.now(), 1, "test", lease).await.unwrap().remove(0);
         let mut leg = stored.leg;
         leg.state = LegState::Writing;
         leg.intent = Some(WriteIntent { code_id: "7".into(), code_name: "Ours".into(), at: clock.now() });
@@ -760,9 +761,16 @@ mod tests {
         (worker, platform)
     }
 
+    /// Claims the leg as the scheduler would (waiting out a retry's backoff) and lets the worker process it.
     async fn run_once(worker: &Worker) -> LegRecord {
         let key = LegKey::new("cx", "1", "2");
-        let claimed = worker.store.get_leg(&key).await.unwrap().unwrap();
+        let claimed = loop {
+            let now = worker.clock.now();
+            match worker.store.claim_due(now, 1, &worker.owner, SignedDuration::from_secs(60)).await.unwrap().pop() {
+                Some(c) => break c,
+                None => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        };
         assert_eq!(claimed.leg.state, LegState::Closing, "a closing event stops the write at once");
         worker.process(claimed).await;
         worker.store.get_leg(&key).await.unwrap().unwrap().leg
@@ -790,6 +798,7 @@ mod tests {
         assert!(leg.not_before > leg.created_at, "the next read waits");
         let mut leg = leg;
         while !leg.is_done() {
+            tokio::time::sleep(Duration::from_millis(3)).await;
             leg = run_once(&worker).await;
         }
         assert_eq!(leg.outcome, Some(Outcome::Review));

@@ -68,7 +68,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ingest(&self, events: &[Event], now: Timestamp) -> StoreResult<Vec<Ingested>>;
 
     /// Leases up to `limit` legs that need a worker, to `owner` for `lease`:
-    /// legs in state `open`/`scheduled` with `not_before <= now`, and legs in state `writing` (a crashed or slow
+    /// legs in state `open`/`scheduled`/`closing` with `not_before <= now`, and legs in state `writing` (a crashed or slow
     /// worker), each only if not leased by someone else (`lease_until <= now` or no lease). Earliest `deadline`
     /// first (legs without a deadline after those with one), then `not_before`. Claiming sets the lease only: the
     /// version stays as it was (pass `ClaimedLeg::version` back to `save_leg`).

@@ -40,7 +40,7 @@ pub struct DemoArgs {
     /// Seed of the simulated center.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Simulated seconds per wall second [default: 20 with calm faults, 10 with hostile ones; see `demo_speed`].
+    /// Simulated seconds per wall second [default: 20 with calm faults, 5 with hostile ones; see `demo_speed`].
     #[arg(long)]
     pub speed: Option<f64>,
     /// Conversations arriving per simulated second [default: 1.2 per wall second at the chosen speed].
@@ -104,15 +104,17 @@ impl Default for CxoneOptions {
     }
 }
 
-/// The demo's clock speed when none is given. ACW windows, talk times and 429 storms run on the accelerated clock,
-/// but network faults cannot: a hung request, a retry's backoff, the budget's pacing and the deadline guard are
-/// wall time. At 20x a 20 s "before the timeout" margin is one wall second, and under the hostile profile (10 % 5xx,
-/// 5 % hangs) the faults would cost a twentieth of a real window each — a platform far worse than the profile
-/// describes. Hostile runs therefore default to 10x, which keeps faults and windows in realistic proportion while
-/// still ending hundreds of legs a minute; calm runs have no wall-time faults and keep 20x.
+/// The demo's clock speed when none is given. ACW windows, talk times, agents' own actions and 429 storms run on the
+/// accelerated clock, but network faults cannot: a request's latency, a hung request's timeout, a retry's backoff,
+/// `Retry-After` (whole seconds), the budget's pacing, CXone's polling interval and the deadline guard are wall
+/// time, so at N× each costs N times the share of a window it costs on a real platform. The one race no protocol
+/// closes on either platform (no conditional write: an agent who codes in the instant between our gate read and our
+/// write landing) grows with it too, since that instant is the write's own latency. Calm runs have none of these
+/// faults and keep 20×; hostile runs default to 5× (measured in docs/RELIABILITY.md: at 10× one run in four to six
+/// had one leg lost to that race or to stacked faults, at 5× none of the runs).
 pub fn demo_speed(faults: &str) -> f64 {
     if faults == "hostile" {
-        10.0
+        5.0
     } else {
         20.0
     }
