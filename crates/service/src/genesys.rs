@@ -4,7 +4,7 @@
 //! (`POST …/communications/{commId}/wrapup`). The leg's queue, media type, communication id and ACW facts come from
 //! the `user.end` event and the cached catalog, so nothing else is read on the hot path.
 
-use crate::platform::{CallStats, LegPlatform, Urgency};
+use crate::platform::{write_reserve, CallStats, LegPlatform, Urgency};
 use async_trait::async_trait;
 use std::time::Duration;
 use wrapup_connectors::budget::Priority;
@@ -103,8 +103,9 @@ impl LegPlatform for GenesysPlatform {
 
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let k = &leg.key;
-        let current =
-            self.client.get_participant_wrapup(&k.conversation, &k.participant, None, true, urgency.priority()).await?;
+        let reserve = self.client.clock().clock_duration(write_reserve(self.client.budget()));
+        let priority = urgency.leaving_room(reserve).priority();
+        let current = self.client.get_participant_wrapup(&k.conversation, &k.participant, None, true, priority).await?;
         Ok(current.and_then(|w| w.code))
     }
 
@@ -137,7 +138,8 @@ impl LegPlatform for GenesysPlatform {
                 &k.participant,
                 comm,
                 &input,
-                urgency.priority(),
+                // The gate read is spent: the write finishes the leg ahead of other legs' reads.
+                urgency.priority().finishing(),
                 Some(still_wanted),
             )
             .await?;
