@@ -1,7 +1,8 @@
 //! `wrapup bench`: the sandbox and the service in this process, driven by a load, judged by the sandbox's ground
 //! truth and the service's own counters. One module per scenario (issue 6):
 //!
-//! - [`efficiency`]: steady load well under the budget; calls per applied code and leg-end → write latency.
+//! - [`efficiency`]: steady load well under the budget, measured after a warm-up; calls per applied code and
+//!   leg-end → write latency.
 //! - [`saturation`]: about three times the load the budget allows; utilisation of the budget, share of 429s, and
 //!   whether the legs coded were the ones with the earliest deadlines.
 //! - [`pooled`]: the saturation load on one org with one, then two OAuth clients; the throughput ratio.
@@ -65,6 +66,9 @@ pub struct BenchArgs {
     /// Events per intake request in the ingest scenario (EventBridge API destinations send one).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Seconds of traffic before the measured window (efficiency) [default: 12, see `bench::efficiency`].
+    #[arg(long)]
+    pub warmup: Option<u64>,
     /// Seed of the simulated center.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -268,6 +272,7 @@ mod tests {
             legs: 1_000,
             connections: 4,
             batch: 1,
+            warmup: Some(1),
             seed: 7,
             reconcile_every_ms: 60_000,
         }
