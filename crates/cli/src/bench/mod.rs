@@ -2,7 +2,7 @@
 //! truth and the service's own counters. One module per scenario (issue 6):
 //!
 //! - [`efficiency`]: steady load well under the budget, measured after a warm-up; calls per applied code and
-//!   leg-end → write latency.
+//!   leg-end → write latency. With `--platform cxone`, the same on the CXone business unit ([`cxone`]).
 //! - [`saturation`]: about three times the load the budget allows; utilisation of the budget, share of 429s, and
 //!   whether the legs coded were the ones with the earliest deadlines.
 //! - [`pooled`]: the saturation load on one org with one, then two OAuth clients; the throughput ratio.
@@ -15,6 +15,7 @@
 //! Every scenario returns a [`Report`]: a flat JSON object with the named fields (`--json`) and a human table.
 //! Numbers are measured, never assumed; the goals are printed next to them, and a missed goal is reported as such.
 
+pub mod cxone;
 pub mod efficiency;
 pub mod ingest;
 pub mod memory;
@@ -36,6 +37,13 @@ pub enum Scenario {
     Ingest,
     Memory,
     Naive,
+}
+
+/// `--platform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPlatform {
+    Genesys,
+    Cxone,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -66,6 +74,9 @@ pub struct BenchArgs {
     /// Events per intake request in the ingest scenario (EventBridge API destinations send one).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Which platform of the sandbox the service codes (efficiency): the Genesys org or the CXone business unit.
+    #[arg(long, value_enum, default_value_t = BenchPlatform::Genesys)]
+    pub platform: BenchPlatform,
     /// Seconds of traffic before the measured window (efficiency) [default: 12, see `bench::efficiency`].
     #[arg(long)]
     pub warmup: Option<u64>,
@@ -272,6 +283,7 @@ mod tests {
             legs: 1_000,
             connections: 4,
             batch: 1,
+            platform: BenchPlatform::Genesys,
             warmup: Some(1),
             seed: 7,
             reconcile_every_ms: 60_000,
