@@ -14,8 +14,9 @@
 //! pauses until `reset`. A 429 pauses the credential for its `Retry-After` ([`Budget::pause`]); no permit for that
 //! credential is issued before the pause elapses.
 //!
-//! **Priority queue.** Waiters are ordered by [`Priority`]: class (`Live` < `Reconcile` < `Backfill`), then deadline
-//! (earliest first, none last), then arrival. Work other than live legs only takes a token while half the burst
+//! **Priority queue.** Waiters are ordered by [`Priority`]: class (`Live` < `Reconcile` < `Backfill`), then requests
+//! that finish work already begun (a leg's write after its gate read) before those that begin new work, then
+//! deadline (earliest first, none last), then arrival. Work other than live legs only takes a token while half the burst
 //! stays in the bucket: that reserve is the live legs' share, so the reconciler never spends the token a live leg
 //! arriving an instant later needs. Only the head of the queue may take capacity; everyone else waits for
 //! a notification. The head sleeps until the earliest moment any credential has a token (or until something changes:
@@ -49,24 +50,35 @@ pub struct Priority {
     pub class: PriorityClass,
     /// The moment the work stops being useful (e.g. the leg's ACW deadline). Earlier goes first within a class.
     pub deadline: Option<Timestamp>,
+    /// The request finishes work whose earlier requests were already paid for (a leg's write after its gate read):
+    /// it goes before requests of its class that begin new work, whatever their deadlines. Otherwise a write waits
+    /// behind the gate reads of legs that arrived later with earlier deadlines, its own deadline can pass in the
+    /// queue, and the read it needed was a call spent for nothing. The work it finishes was chosen by deadline when
+    /// it began, so a deadline order of work (not of single requests) is kept.
+    pub finishing: bool,
 }
 
 impl Priority {
     pub fn live(deadline: Option<Timestamp>) -> Self {
-        Self { class: PriorityClass::Live, deadline }
+        Self { class: PriorityClass::Live, deadline, finishing: false }
     }
     pub fn reconcile() -> Self {
-        Self { class: PriorityClass::Reconcile, deadline: None }
+        Self { class: PriorityClass::Reconcile, deadline: None, finishing: false }
     }
     pub fn backfill() -> Self {
-        Self { class: PriorityClass::Backfill, deadline: None }
+        Self { class: PriorityClass::Backfill, deadline: None, finishing: false }
+    }
+    /// The same priority for a request that finishes work already begun (see [`Priority::finishing`]).
+    pub fn finishing(self) -> Self {
+        Self { finishing: true, ..self }
     }
 }
 
-/// Queue position: class, then deadline (none last), then arrival.
+/// Queue position: class, then finishing before beginning, then deadline (none last), then arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct WaitKey {
     class: PriorityClass,
+    begins: bool,
     no_deadline: bool,
     deadline: Timestamp,
     seq: u64,
@@ -223,6 +235,12 @@ impl Budget {
         self.inner.state.lock().waiters.len()
     }
 
+    /// The mean time between permits when every credential runs at its limit (one minute over the summed limits).
+    pub fn permit_interval(&self) -> Duration {
+        let per_minute: u32 = self.inner.state.lock().slots.iter().map(|s| s.limit_per_minute.max(1)).sum();
+        Duration::from_secs(60) / per_minute.max(1)
+    }
+
     /// The current window of each credential.
     pub fn status(&self) -> Vec<SlotStatus> {
         let now = Instant::now();
@@ -245,6 +263,7 @@ impl Budget {
             st.seq += 1;
             let key = WaitKey {
                 class: priority.class,
+                begins: !priority.finishing,
                 no_deadline: priority.deadline.is_none(),
                 deadline: priority.deadline.unwrap_or(Timestamp::MAX),
                 seq: st.seq,
@@ -471,13 +490,43 @@ mod tests {
         assert_eq!(*order.lock(), ["live-early", "live-late", "live-none", "reconcile", "backfill"]);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_write_after_its_gate_read_goes_before_reads_with_earlier_deadlines() {
+        let budget = Budget::new(1, 60); // one permit per second, burst 1
+        let _ = budget.acquire(Priority::live(None)).await; // exhaust
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |s| Some(t0 + jiff::SignedDuration::from_secs(s));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let prios = [
+            ("read-early", Priority::live(at(5))),
+            ("write-late", Priority::live(at(40)).finishing()),
+            ("read-earlier", Priority::live(at(2))),
+            ("reconcile-finishing", Priority::reconcile().finishing()),
+            ("write-mid", Priority::live(at(20)).finishing()),
+        ];
+        let mut tasks = Vec::new();
+        for (name, prio) in prios {
+            let (b, order) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _ = b.acquire(prio).await;
+                order.lock().push(name);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Writes first (by deadline among themselves), then reads by deadline; the class still comes first.
+        assert_eq!(*order.lock(), ["write-mid", "write-late", "read-earlier", "read-early", "reconcile-finishing"]);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        /// Whatever arrives while the budget is exhausted is served in priority order: class, then earliest
-        /// deadline (none last), then arrival.
+        /// Whatever arrives while the budget is exhausted is served in priority order: class, then finishing
+        /// before beginning, then earliest deadline (none last), then arrival.
         #[test]
         fn waiters_are_served_in_priority_order(
-            reqs in proptest::collection::vec((0u8..3, proptest::option::of(0i64..5)), 1..16)
+            reqs in proptest::collection::vec((0u8..3, proptest::bool::ANY, proptest::option::of(0i64..5)), 1..16)
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
             let order = rt.block_on(async {
@@ -486,12 +535,12 @@ mod tests {
                 let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
                 let order = Arc::new(Mutex::new(Vec::new()));
                 let mut tasks = Vec::new();
-                for (i, (class, deadline)) in reqs.iter().copied().enumerate() {
+                for (i, (class, finishing, deadline)) in reqs.iter().copied().enumerate() {
                     let class = [PriorityClass::Live, PriorityClass::Reconcile, PriorityClass::Backfill][class as usize];
                     let deadline = deadline.map(|s| t0 + jiff::SignedDuration::from_secs(s));
                     let (b, order) = (budget.clone(), order.clone());
                     tasks.push(tokio::spawn(async move {
-                        let _ = b.acquire(Priority { class, deadline }).await;
+                        let _ = b.acquire(Priority { class, deadline, finishing }).await;
                         order.lock().push(i);
                     }));
                     tokio::task::yield_now().await;
@@ -503,7 +552,7 @@ mod tests {
                 order
             });
             let mut expected: Vec<usize> = (0..reqs.len()).collect();
-            expected.sort_by_key(|&i| (reqs[i].0, reqs[i].1.is_none(), reqs[i].1, i));
+            expected.sort_by_key(|&i| (reqs[i].0, !reqs[i].1, reqs[i].2.is_none(), reqs[i].2, i));
             proptest::prop_assert_eq!(order, expected);
         }
     }

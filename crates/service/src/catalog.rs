@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use wrapup_connectors::error::PlatformError;
 use wrapup_core::catalog::Catalog;
 use wrapup_core::clock::SharedClock;
+use wrapup_core::{Event, EventKind};
 use wrapup_store::Store;
 
 pub struct CatalogCache {
@@ -64,6 +65,12 @@ impl CatalogCache {
                 loaded: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// The catalog in memory, without waiting for anything: `None` before the first load (or while it runs). For
+    /// intake, which must never wait on the platform before acknowledging.
+    pub fn cached(&self) -> Option<Arc<Catalog>> {
+        self.inner.state.try_lock().ok().and_then(|state| state.as_ref().map(|(catalog, _)| catalog.clone()))
     }
 
     /// Whether a catalog is in memory (what `/ready` reports: until then every leg waits for the first load).
@@ -199,6 +206,21 @@ where
     .await
 }
 
+/// Fills the ACW timeout of `leg ended` events that do not carry one (Genesys' `user.end` does not) from the queue's
+/// entry in `catalog`, so the leg enters the store with its deadline. The store is the scheduler's priority queue,
+/// earliest deadline first, and a leg without a deadline sorts after every leg with one: under saturation, fresh
+/// legs were claimed in arrival order, behind legs with later deadlines, until a worker decided them. The worker
+/// fills the same field from the same catalog when it decides a leg (`worker::enrich`); an event's own value wins.
+pub fn fill_acw_timeouts(events: &mut [Event], catalog: &Catalog) {
+    for event in events {
+        let EventKind::LegEnded { facts } = &mut event.kind else { continue };
+        if facts.acw_timeout_ms.is_none() {
+            let queue = facts.queue_id.as_deref().and_then(|q| catalog.queue_by_id(q));
+            facts.acw_timeout_ms = queue.and_then(|q| q.acw_timeout_ms);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +297,54 @@ mod tests {
         platform.release.notify_one();
         assert_eq!(refresher.await.unwrap(), "id-1");
         assert_eq!(cache.get().await.unwrap().codes[0].id, "id-1");
+    }
+
+    #[test]
+    fn leg_ended_events_get_their_queues_acw_timeout_so_the_store_orders_them_by_deadline() {
+        use wrapup_core::catalog::QueueEntry;
+        use wrapup_core::{LegFacts, LegKey};
+        let queue = |id: &str, timeout: Option<u64>| QueueEntry {
+            id: id.into(),
+            name: id.into(),
+            code_ids: Vec::new(),
+            acw_timeout_ms: timeout,
+            acw_mode: None,
+        };
+        let catalog = Catalog { codes: Vec::new(), queues: vec![queue("ten", Some(10_000)), queue("open", None)] };
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let ended = |c: &str, queue: &str, own: Option<u64>| Event {
+            leg: LegKey::new("g", c, "p"),
+            dedupe_key: c.into(),
+            occurred_at: t0,
+            correlation_id: None,
+            kind: EventKind::LegEnded {
+                facts: Box::new(LegFacts {
+                    queue_id: Some(queue.into()),
+                    ended_at: Some(t0),
+                    acw_timeout_ms: own,
+                    ..LegFacts::default()
+                }),
+            },
+        };
+        let mut events = vec![
+            ended("a", "ten", None),
+            ended("b", "ten", Some(30_000)),
+            ended("c", "open", None),
+            ended("d", "unknown", None),
+            Event { kind: EventKind::LegClosed, ..ended("e", "ten", None) },
+        ];
+        fill_acw_timeouts(&mut events, &catalog);
+        let timeouts: Vec<_> = events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::LegEnded { facts } => facts.acw_timeout_ms,
+                _ => None,
+            })
+            .collect();
+        // The queue's timeout; the event's own value wins; untimed and unknown queues have none.
+        assert_eq!(timeouts, [Some(10_000), Some(30_000), None, None, None]);
+        // The leg the store makes from the first event has its deadline at once.
+        let (leg, _) = wrapup_core::lifecycle::apply_event(None, &events[0], t0);
+        assert_eq!(leg.deadline, Some(t0 + SignedDuration::from_secs(10)));
     }
 }

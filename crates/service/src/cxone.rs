@@ -15,7 +15,7 @@
 
 use crate::app::AppState;
 use crate::catalog::catalog_read;
-use crate::platform::{CallStats, LegPlatform, Urgency};
+use crate::platform::{write_reserve, CallStats, LegPlatform, Urgency};
 use crate::scheduler::Shutdown;
 use crate::worker::ConnectionRuntime;
 use async_trait::async_trait;
@@ -98,13 +98,16 @@ impl LegPlatform for CxonePlatform {
 
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let contact = contact_id(leg, "/inContactAPI/services/V27.0/contacts/{contactId}/disposition")?;
+        // As on Genesys: the read is worth its call only if the write can still follow it inside the window.
+        let reserve = self.client.clock().clock_duration(write_reserve(self.client.budget()));
+        let priority = urgency.leaving_room(reserve).priority();
         if let (Urgency::Live { .. }, Some(agent)) = (urgency, agent_of(leg)) {
             // The write goes through the agent's session: join it (once per agent) *before* the gate read, so that
             // only the write itself stands between the read and the write landing — every request in that gap is
             // time in which the agent may disposition or leave ACW unseen.
-            self.sessions.session(agent, urgency.priority()).await?;
+            self.sessions.session(agent, priority).await?;
         }
-        let current = self.client.get_contact_disposition(contact, urgency.priority()).await?;
+        let current = self.client.get_contact_disposition(contact, priority).await?;
         Ok(current.map(|d| d.disposition_id.to_string()))
     }
 
@@ -134,7 +137,8 @@ impl LegPlatform for CxonePlatform {
                 contact,
                 disposition,
                 notes,
-                urgency.priority(),
+                // The gate read is spent: the write finishes the leg ahead of other legs' reads.
+                urgency.priority().finishing(),
                 Some(still_wanted),
                 self.state_after_write.as_ref(),
             )

@@ -69,7 +69,7 @@ pub async fn post_events(
         }
     };
     let mut ignored = 0usize;
-    let events: Vec<_> = parsed
+    let mut events: Vec<_> = parsed
         .into_iter()
         .filter_map(|p| match p {
             Parsed::Event(e) => Some(e),
@@ -79,6 +79,11 @@ pub async fn post_events(
             }
         })
         .collect();
+    // The leg's deadline from the cached catalog, so the store can order it by deadline from the start (never waits:
+    // before the first catalog load the worker fills it when it decides the leg).
+    if let Some(catalog) = state.connections.get(&connection).and_then(|c| c.catalog.cached()) {
+        crate::catalog::fill_acw_timeouts(&mut events, &catalog);
+    }
     let results = if events.is_empty() {
         Vec::new()
     } else {

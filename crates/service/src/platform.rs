@@ -5,7 +5,7 @@
 //! summary are the same code for Genesys and CXone.
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use std::sync::Arc;
 use wrapup_connectors::error::PlatformError;
 use wrapup_connectors::Precondition;
@@ -31,6 +31,28 @@ impl Urgency {
             Urgency::Backfill => Priority::backfill(),
         }
     }
+
+    /// The urgency of a gate read, which is worth its call only if the write can follow it inside the window: a live
+    /// deadline moves `reserve` (clock time) earlier, so a read that cannot leave that much room is dropped unsent
+    /// (the budget drops a request whose deadline passes while it waits) instead of being granted at the edge of
+    /// the window and then found too late to write. The order among legs is unchanged: every read moves alike.
+    pub fn leaving_room(self, reserve: SignedDuration) -> Self {
+        match self {
+            Urgency::Live { deadline } => {
+                Urgency::Live { deadline: deadline.map(|d| d.checked_sub(reserve).unwrap_or(d)) }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Wall time a gate read keeps free before its deadline for the write after it. The write goes before every new
+/// read ([`Priority::finishing`](wrapup_connectors::budget::Priority::finishing)), so it waits for about one permit
+/// interval of the connection's budget; 100 ms more cover the round trips (the read's answer, the write's
+/// precondition check). At most half a second: a `before_timeout` leg is due two deadline guards (one second) before
+/// its deadline at the earliest, and its read must still have time to be granted.
+pub fn write_reserve(budget: &wrapup_connectors::budget::Budget) -> std::time::Duration {
+    (budget.permit_interval() + std::time::Duration::from_millis(100)).min(std::time::Duration::from_millis(500))
 }
 
 /// Counters of one connection's platform calls.
@@ -65,3 +87,31 @@ pub trait LegPlatform: Send + Sync + 'static {
 }
 
 pub type SharedPlatform = Arc<dyn LegPlatform>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_read_leaves_room_for_its_write_and_keeps_the_order() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |ms: i64| Some(t0 + SignedDuration::from_millis(ms));
+        let reserve = SignedDuration::from_millis(300);
+        assert_eq!(Urgency::Live { deadline: at(10_000) }.leaving_room(reserve), Urgency::Live { deadline: at(9_700) });
+        assert_eq!(Urgency::Live { deadline: None }.leaving_room(reserve), Urgency::Live { deadline: None });
+        assert_eq!(Urgency::Reconcile.leaving_room(reserve), Urgency::Reconcile);
+        let (early, late) = (Urgency::Live { deadline: at(2_000) }, Urgency::Live { deadline: at(3_000) });
+        let deadline = |u: Urgency| u.priority().deadline;
+        assert!(deadline(early.leaving_room(reserve)) < deadline(late.leaving_room(reserve)));
+    }
+
+    #[test]
+    fn the_write_reserve_follows_the_budget() {
+        use std::time::Duration;
+        use wrapup_connectors::budget::Budget;
+        // 300/min: a permit every 200 ms; two clients: every 100 ms; 60/min: capped.
+        assert_eq!(write_reserve(&Budget::new(1, 300)), Duration::from_millis(300));
+        assert_eq!(write_reserve(&Budget::new(2, 300)), Duration::from_millis(200));
+        assert_eq!(write_reserve(&Budget::new(1, 60)), Duration::from_millis(500));
+    }
+}

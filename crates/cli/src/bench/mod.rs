@@ -1,7 +1,8 @@
 //! `wrapup bench`: the sandbox and the service in this process, driven by a load, judged by the sandbox's ground
 //! truth and the service's own counters. One module per scenario (issue 6):
 //!
-//! - [`efficiency`]: steady load well under the budget; calls per applied code and leg-end → write latency.
+//! - [`efficiency`]: steady load well under the budget, measured after a warm-up; calls per applied code and
+//!   leg-end → write latency. With `--platform cxone`, the same on the CXone business unit ([`cxone`]).
 //! - [`saturation`]: about three times the load the budget allows; utilisation of the budget, share of 429s, and
 //!   whether the legs coded were the ones with the earliest deadlines.
 //! - [`pooled`]: the saturation load on one org with one, then two OAuth clients; the throughput ratio.
@@ -14,6 +15,7 @@
 //! Every scenario returns a [`Report`]: a flat JSON object with the named fields (`--json`) and a human table.
 //! Numbers are measured, never assumed; the goals are printed next to them, and a missed goal is reported as such.
 
+pub mod cxone;
 pub mod efficiency;
 pub mod ingest;
 pub mod memory;
@@ -35,6 +37,13 @@ pub enum Scenario {
     Ingest,
     Memory,
     Naive,
+}
+
+/// `--platform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPlatform {
+    Genesys,
+    Cxone,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +74,12 @@ pub struct BenchArgs {
     /// Events per intake request in the ingest scenario (EventBridge API destinations send one).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Which platform of the sandbox the service codes (efficiency): the Genesys org or the CXone business unit.
+    #[arg(long, value_enum, default_value_t = BenchPlatform::Genesys)]
+    pub platform: BenchPlatform,
+    /// Seconds of traffic before the measured window (efficiency) [default: 12, see `bench::efficiency`].
+    #[arg(long)]
+    pub warmup: Option<u64>,
     /// Seed of the simulated center.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -268,6 +283,8 @@ mod tests {
             legs: 1_000,
             connections: 4,
             batch: 1,
+            platform: BenchPlatform::Genesys,
+            warmup: Some(1),
             seed: 7,
             reconcile_every_ms: 60_000,
         }
@@ -290,26 +307,67 @@ mod tests {
     #[test]
     fn bench_order_violations_count_a_later_deadline_served_over_a_reachable_earlier_one() {
         use jiff::{SignedDuration, Timestamp};
-        use wrapup_core::lifecycle::LegRecord;
+        use saturation::{order_violations, Missed, Served};
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let at = |s: i64| t0.checked_add(SignedDuration::from_secs(s)).unwrap();
-        let leg = |c: &str, ended: i64, deadline: i64, outcome: wrapup_core::Outcome, written: Option<i64>| {
-            let mut l = LegRecord::new(wrapup_core::LegKey::new("genesys", c, "p"), at(0));
-            l.facts.ended_at = Some(at(ended));
-            l.deadline = Some(at(deadline));
-            l.outcome = Some(outcome);
-            l.written_at = written.map(at);
-            l
-        };
-        use wrapup_core::Outcome::{Applied, Expired};
-        // B (deadline 20) waited since 0 and expired; A (deadline 40) was written at 5: a violation.
-        let legs = vec![leg("b", 0, 20, Expired, None), leg("a", 0, 40, Applied, Some(5))];
-        assert_eq!(saturation::order_violations(&legs, at(0), at(60)), 1);
+        let a = |written: i64, deadline: i64| Served { written_at: at(written), deadline: at(deadline) };
+        let b = |started: i64, deadline: i64| Missed { acw_started_at: at(started), deadline: at(deadline) };
+        // B (deadline 20) waited since 0 and was missed; A (deadline 40) was written at 5: a violation.
+        assert_eq!(order_violations(&[a(5, 40)], &[b(0, 20)], at(0), at(60)), 1);
         // A's deadline is earlier than B's: no violation.
-        let legs = vec![leg("b", 0, 50, Expired, None), leg("a", 0, 40, Applied, Some(5))];
-        assert_eq!(saturation::order_violations(&legs, at(0), at(60)), 0);
+        assert_eq!(order_violations(&[a(5, 40)], &[b(0, 50)], at(0), at(60)), 0);
         // B had no reachable window left when A was written: no violation.
-        let legs = vec![leg("b", 0, 6, Expired, None), leg("a", 0, 40, Applied, Some(5))];
-        assert_eq!(saturation::order_violations(&legs, at(0), at(60)), 0);
+        assert_eq!(order_violations(&[a(5, 40)], &[b(0, 6)], at(0), at(60)), 0);
+        // B entered ACW less than a second before A's write (A's gate read was already done): no violation.
+        assert_eq!(order_violations(&[a(5, 40)], &[b(5, 20)], at(0), at(60)), 0);
+        // A was written outside the measured window.
+        assert_eq!(order_violations(&[a(5, 40)], &[b(0, 20)], at(6), at(60)), 0);
+    }
+
+    /// The missed legs come from the sandbox's truth: a leg the service never claimed (no deadline in its store) still
+    /// counts, and a leg that got our write or an agent's code does not.
+    #[test]
+    fn bench_missed_legs_come_from_the_sandbox_truth() {
+        use wrapup_core::lifecycle::LegRecord;
+        use wrapup_sandbox::{CodedBy, LegTruth, Media};
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |s: i64| t0.checked_add(jiff::SignedDuration::from_secs(s)).unwrap();
+        let truth = |c: &str, deadline: i64, coded_by: CodedBy, api_writes: u32| LegTruth {
+            conversation_id: c.into(),
+            participant_id: "p".into(),
+            communication_id: "m".into(),
+            media_type: Media::Calls,
+            queue_id: None,
+            queue_name: None,
+            user_id: None,
+            wrapup_prompt: None,
+            wrapup_required: true,
+            state: "done".into(),
+            acw_started_at: Some(at(0).to_string()),
+            acw_deadline: Some(at(deadline).to_string()),
+            window_closed_at: Some(at(deadline).to_string()),
+            final_code: None,
+            final_code_name: None,
+            coded_by,
+            api_writes,
+            agent_coded_before_api: false,
+            agent_changed_after_api: false,
+        };
+        let truths = vec![
+            truth("never-claimed", 20, CodedBy::SystemTimeout, 0),
+            truth("ours", 40, CodedBy::Api, 1),
+            truth("agent", 10, CodedBy::Agent, 0),
+        ];
+        let mut ours = LegRecord::new(wrapup_core::LegKey::new("genesys", "ours", "p"), at(0));
+        ours.outcome = Some(wrapup_core::Outcome::Applied);
+        ours.written_at = Some(at(5));
+        // The service's store has no deadline for the leg it never claimed, and none for ours either: the truth's are
+        // used.
+        let (served, missed) = saturation::served_and_missed(&[ours], &truths);
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].deadline, at(40));
+        assert_eq!(missed.len(), 1);
+        assert_eq!(missed[0].deadline, at(20));
+        assert_eq!(saturation::order_violations(&served, &missed, at(0), at(60)), 1);
     }
 }

@@ -9,16 +9,21 @@
 //! - `utilisation` = applied codes per minute ÷ (budget per minute ÷ 2 calls per code), over the load window minus a
 //!   warm-up (token, catalog load, the backlog forming).
 //! - `deadline_order_violations`: applied legs A written at `t` while some leg B with an earlier deadline had been
-//!   waiting since at least 1 s before `t`, still had at least 1 s of writable window after `t` (its deadline minus
-//!   the service's 500 ms guard), and then expired uncoded. That is a code spent on a later deadline while an earlier
-//!   one was both known and still reachable. The 1 s margins keep the two calls of one code (gate read, write) from
-//!   counting against legs that arrived between them.
+//!   in ACW since at least 1 s before `t`, still had at least 1 s of writable window after `t` (its deadline minus
+//!   the service's 500 ms guard), and then closed without any code of ours (the platform's timeout stamped it).
+//!   That is a code spent on a later deadline while an earlier one was both known and still reachable. The 1 s
+//!   margins keep the two calls of one code (gate read, write) from counting against legs that arrived between
+//!   them. B is taken from the sandbox's truth, not from the service's store: a leg the service never claimed has
+//!   no deadline in the store (the `user.end` event carries no ACW timeout; the service learns it from the
+//!   catalog when it decides the leg), so a metric over the store's records alone missed exactly the legs that
+//!   waited longest. A's write time is the service's (when the write was accepted); both clocks are the run's one
+//!   shared clock.
 
 use super::{queue, round, run_for, sandbox, short_center, silent_agents, start_env, BenchArgs, Report};
 use jiff::{SignedDuration, Timestamp};
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Outcome;
-use wrapup_sandbox::AcwMode;
+use wrapup_sandbox::{AcwMode, CodedBy, LegTruth};
 
 /// What one saturated run measured.
 pub struct Saturated {
@@ -83,7 +88,10 @@ pub async fn saturate(args: &BenchArgs, clients: usize, offered: f64, label: &st
         api_calls: s.api_calls,
         rate_limited: s.rate_limited,
         rate_limited_share: if s.api_calls > 0 { round(s.rate_limited as f64 / s.api_calls as f64, 4) } else { 0.0 },
-        deadline_order_violations: order_violations(&finished.legs, started_at, stopped_at),
+        deadline_order_violations: {
+            let (served, missed) = served_and_missed(&finished.legs, &finished.truth);
+            order_violations(&served, &missed, started_at, stopped_at)
+        },
         applied: s.outcomes.applied,
         expired: s.outcomes.expired,
         review: s.outcomes.review,
@@ -94,24 +102,59 @@ pub async fn saturate(args: &BenchArgs, clients: usize, offered: f64, label: &st
     })
 }
 
-/// See the module documentation.
-pub fn order_violations(legs: &[LegRecord], from: Timestamp, to: Timestamp) -> usize {
+/// A leg the service coded: when its write was accepted, and the leg's ACW deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Served {
+    pub written_at: Timestamp,
+    pub deadline: Timestamp,
+}
+
+/// A leg whose window the platform closed without a code from us or an agent: when its ACW began, and its deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Missed {
+    pub acw_started_at: Timestamp,
+    pub deadline: Timestamp,
+}
+
+/// The legs the service applied (write time from its store, deadline from the sandbox when known) and the legs the
+/// sandbox closed uncoded (from its truth, whether or not the service ever looked at them).
+pub fn served_and_missed(legs: &[LegRecord], truth: &[LegTruth]) -> (Vec<Served>, Vec<Missed>) {
+    let at = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+    let deadlines: std::collections::HashMap<(&str, &str), Timestamp> = truth
+        .iter()
+        .filter_map(|t| Some(((t.conversation_id.as_str(), t.participant_id.as_str()), at(&t.acw_deadline)?)))
+        .collect();
+    let served = legs
+        .iter()
+        .filter(|l| l.outcome == Some(Outcome::Applied))
+        .filter_map(|l| {
+            let truth = deadlines.get(&(l.key.conversation.as_str(), l.key.participant.as_str())).copied();
+            Some(Served { written_at: l.written_at?, deadline: truth.or(l.deadline)? })
+        })
+        .collect();
+    let missed = truth
+        .iter()
+        .filter(|t| t.api_writes == 0 && t.window_closed_at.is_some())
+        .filter(|t| matches!(t.coded_by, CodedBy::SystemTimeout | CodedBy::Skipped | CodedBy::None))
+        .filter_map(|t| Some(Missed { acw_started_at: at(&t.acw_started_at)?, deadline: at(&t.acw_deadline)? }))
+        .collect();
+    (served, missed)
+}
+
+/// See the module documentation: writes in `[from, to]` that a missed leg with an earlier, still reachable deadline
+/// should have had.
+pub fn order_violations(served: &[Served], missed: &[Missed], from: Timestamp, to: Timestamp) -> usize {
     let second = SignedDuration::from_secs(1);
     let guard = SignedDuration::from_millis(500);
-    let expired: Vec<(Timestamp, Timestamp)> = legs
+    served
         .iter()
-        .filter(|l| l.outcome == Some(Outcome::Expired) && l.written_at.is_none())
-        .filter_map(|l| Some((l.facts.ended_at?, l.deadline?)))
-        .collect();
-    legs.iter()
-        .filter(|a| a.outcome == Some(Outcome::Applied))
-        .filter_map(|a| Some((a.written_at?, a.deadline?)))
-        .filter(|(t, _)| *t >= from && *t <= to)
-        .filter(|&(t, a_deadline)| {
-            expired.iter().any(|&(b_ended, b_deadline)| {
-                b_deadline < a_deadline
-                    && b_ended.checked_add(second).is_ok_and(|x| x <= t)
-                    && b_deadline.checked_sub(guard).is_ok_and(|x| x.checked_sub(second).is_ok_and(|y| y >= t))
+        .filter(|a| a.written_at >= from && a.written_at <= to)
+        .filter(|a| {
+            missed.iter().any(|b| {
+                let t = a.written_at;
+                b.deadline < a.deadline
+                    && b.acw_started_at.checked_add(second).is_ok_and(|x| x <= t)
+                    && b.deadline.checked_sub(guard).is_ok_and(|x| x.checked_sub(second).is_ok_and(|y| y >= t))
             })
         })
         .count()
