@@ -416,7 +416,11 @@ async fn cx_kill_run(kills: u32, seed: u64) -> (Vec<serde_json::Value>, usize, C
     c.alert_time = Dist::new(0.1, 0.2, 0.5);
     c.talk_time = Dist::new(0.5, 1.0, 2.0);
     c.agent.at_disconnect = 0.2;
-    c.agent.at_disconnect_delay = Dist::new(0.0, 0.2, 1.0);
+    // Agents who code do so as the call ends, before any request of ours. One coding a few milliseconds later, while
+    // our write is in flight, is the read-then-write race no protocol closes on these platforms (no conditional
+    // write; docs/RELIABILITY.md measures it): under a loaded CI machine it would make this test about that race,
+    // not about what it checks.
+    c.agent.at_disconnect_delay = Dist::new(0.0, 0.0, 0.0);
     let mut cfg = cx_sandbox(c);
     cfg.seed = seed;
     cfg.traffic_autostart = false;

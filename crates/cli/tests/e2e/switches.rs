@@ -12,7 +12,11 @@ use wrapup_sandbox::Behaviours;
 async fn the_strict_reading_of_every_switch_keeps_the_invariants() {
     let mut c = center(AcwMode::MandatoryTimeout, Some(30_000));
     c.agent.at_disconnect = 0.3;
-    c.agent.at_disconnect_delay = Dist::new(0.0, 0.5, 2.0);
+    // Agents who code do so as the call ends, before any request of ours. One coding a few milliseconds later, while
+    // our write is in flight, is the read-then-write race no protocol closes on these platforms (no conditional
+    // write; docs/RELIABILITY.md measures it): under a loaded CI machine it would make this test about that race,
+    // not about what it checks.
+    c.agent.at_disconnect_delay = Dist::new(0.0, 0.0, 0.0);
     c.agent.change_after_api = 0.3;
     c.agent.change_delay = Dist::new(1.0, 2.0, 5.0);
     let mut s = sandbox(c);
