@@ -51,7 +51,7 @@ pub fn connection_for(
             };
             let client = GenesysClient::new(genesys, clock, crate::attempts::sink())
                 .with_context(|| format!("connection {:?}", conn.name))?;
-            Ok((Arc::new(GenesysPlatform::new(client.clone())), Some(client)))
+            Ok((Arc::new(GenesysPlatform::new(client.clone(), &conn.system_codes)), Some(client)))
         }
         Platform::Cxone => Ok((cxone_platform(conn, clock)?, None)),
     }

@@ -19,11 +19,18 @@ use wrapup_core::Platform;
 
 pub struct GenesysPlatform {
     client: GenesysClient,
+    /// Code ids (and names) the platform stamps by itself at ACW timeout.
+    system_codes: std::collections::HashSet<String>,
 }
 
 impl GenesysPlatform {
-    pub fn new(client: GenesysClient) -> Self {
-        Self { client }
+    /// A platform whose system codes are the built-in ones plus `extra_system_codes` (the connection's
+    /// `system_codes`).
+    pub fn new(client: GenesysClient, extra_system_codes: &[String]) -> Self {
+        let mut system_codes: std::collections::HashSet<String> =
+            crate::build::GENESYS_SYSTEM_CODES.iter().map(|s| s.to_string()).collect();
+        system_codes.extend(extra_system_codes.iter().cloned());
+        Self { client, system_codes }
     }
 
     pub fn client(&self) -> &GenesysClient {
@@ -91,6 +98,10 @@ impl LegPlatform for GenesysPlatform {
             codes: codes.into_iter().map(|c| CodeEntry { id: c.id, name: c.name }).collect(),
             queues: entries,
         })
+    }
+
+    fn is_system_code(&self, code: &str) -> bool {
+        self.system_codes.contains(code)
     }
 
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {

@@ -72,6 +72,11 @@ pub trait LegPlatform: Send + Sync + 'static {
     async fn fetch_catalog(&self) -> Result<Catalog, PlatformError>;
     /// The code currently on the leg, provisional included; `None` when no code is set.
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError>;
+    /// Whether `code` (as [`Self::read_code`] returns it) is one the platform stamps by itself when the window times
+    /// out (Genesys `ININ-WRAP-UP-TIMEOUT`): the window closing, not anyone's choice — `expired`, not `agent_won`.
+    fn is_system_code(&self, _code: &str) -> bool {
+        false
+    }
     /// Writes `code` (with `notes`) to the leg — only if `still_wanted` holds once the request may be sent
     /// (after waiting for the budget); otherwise nothing is sent and the error class is `PreconditionFailed`.
     async fn write_code(

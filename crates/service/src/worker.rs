@@ -387,6 +387,10 @@ impl Worker {
                 self.finish(leg, Outcome::Applied, "an earlier write of ours had landed; not written again").await;
                 return Ok(Next::Release);
             }
+            Some(code) if conn.platform.is_system_code(&code) => {
+                self.finish(leg, Outcome::Expired, "the platform's ACW timeout stamped its system code").await;
+                return Ok(Next::Release);
+            }
             Some(code) => {
                 let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
                 let reason = format!("the leg already has code {}", name.unwrap_or(code));
@@ -479,6 +483,10 @@ impl Worker {
                 // agent chose the very same code, which leaves the leg as decided either way).
                 leg.written_at.get_or_insert(now);
                 self.finish(leg, Outcome::Applied, "the window closed with our code").await;
+            }
+            Ok(Some(code)) if conn.platform.is_system_code(&code) => {
+                leg.observed_code = Some(code);
+                self.finish(leg, Outcome::Expired, "the window closed with the platform's timeout code").await;
             }
             Ok(Some(code)) => {
                 let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
@@ -712,6 +720,9 @@ mod tests {
         }
         fn stats(&self) -> CallStats {
             CallStats::default()
+        }
+        fn is_system_code(&self, code: &str) -> bool {
+            code == "sys"
         }
     }
 
