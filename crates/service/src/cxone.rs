@@ -15,7 +15,7 @@
 
 use crate::app::AppState;
 use crate::catalog::catalog_read;
-use crate::platform::{write_reserve, CallStats, LegPlatform, Urgency};
+use crate::platform::{CallStats, LegPlatform, Urgency};
 use crate::scheduler::Shutdown;
 use crate::worker::ConnectionRuntime;
 use async_trait::async_trait;
@@ -99,8 +99,7 @@ impl LegPlatform for CxonePlatform {
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let contact = contact_id(leg, "/inContactAPI/services/V27.0/contacts/{contactId}/disposition")?;
         // As on Genesys: the read is worth its call only if the write can still follow it inside the window.
-        let reserve = self.client.clock().clock_duration(write_reserve(self.client.budget()));
-        let priority = urgency.leaving_room(reserve).priority();
+        let priority = urgency.gate_read_priority(self.client.clock(), self.client.budget());
         if let (Urgency::Live { .. }, Some(agent)) = (urgency, agent_of(leg)) {
             // The write goes through the agent's session: join it (once per agent) *before* the gate read, so that
             // only the write itself stands between the read and the write landing — every request in that gap is

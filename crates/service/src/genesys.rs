@@ -5,7 +5,7 @@
 //! the `user.end` event and the cached catalog, so nothing else is read on the hot path.
 
 use crate::catalog::catalog_read;
-use crate::platform::{write_reserve, CallStats, LegPlatform, Urgency};
+use crate::platform::{CallStats, LegPlatform, Urgency};
 use async_trait::async_trait;
 use wrapup_connectors::budget::Priority;
 use wrapup_connectors::error::{ErrorClass, PlatformError};
@@ -106,8 +106,7 @@ impl LegPlatform for GenesysPlatform {
 
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError> {
         let k = &leg.key;
-        let reserve = self.client.clock().clock_duration(write_reserve(self.client.budget()));
-        let priority = urgency.leaving_room(reserve).priority();
+        let priority = urgency.gate_read_priority(self.client.clock(), self.client.budget());
         let current = self.client.get_participant_wrapup(&k.conversation, &k.participant, None, true, priority).await?;
         Ok(current.and_then(|w| w.code))
     }

@@ -44,6 +44,16 @@ impl Urgency {
             other => other,
         }
     }
+
+    /// The budget priority of a gate read on a connection with `budget` and `clock`: [`Self::leaving_room`] for
+    /// the write that follows ([`write_reserve`]). One place for every adapter.
+    pub fn gate_read_priority(
+        self,
+        clock: &wrapup_core::clock::SharedClock,
+        budget: &wrapup_connectors::budget::Budget,
+    ) -> wrapup_connectors::budget::Priority {
+        self.leaving_room(clock.clock_duration(write_reserve(budget))).priority()
+    }
 }
 
 /// Wall time a gate read keeps free before its deadline for the write after it. The write goes before every new

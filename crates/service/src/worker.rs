@@ -387,14 +387,8 @@ impl Worker {
                 self.finish(leg, Outcome::Applied, "an earlier write of ours had landed; not written again").await;
                 return Ok(Next::Release);
             }
-            Some(code) if conn.platform.is_system_code(&code) => {
-                self.finish(leg, Outcome::Expired, "the platform's ACW timeout stamped its system code").await;
-                return Ok(Next::Release);
-            }
             Some(code) => {
-                let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
-                let reason = format!("the leg already has code {}", name.unwrap_or(code));
-                self.finish(leg, Outcome::AgentWon, &reason).await;
+                self.finish_with_code_not_ours(conn, leg, code, "the leg already has code").await;
                 return Ok(Next::Release);
             }
             None if stale && !late => {
@@ -456,8 +450,7 @@ impl Worker {
                     serde_json::json!({"write": "refused: the window is over", "error": e.to_string()}),
                 )
                 .await;
-                leg.state = LegState::Closing;
-                leg.not_before = self.clock.now();
+                to_closing(leg, self.clock.now());
                 Ok(Next::Continue)
             }
             Err(e) if e.class == ErrorClass::PreconditionFailed => {
@@ -484,15 +477,9 @@ impl Worker {
                 leg.written_at.get_or_insert(now);
                 self.finish(leg, Outcome::Applied, "the window closed with our code").await;
             }
-            Ok(Some(code)) if conn.platform.is_system_code(&code) => {
-                leg.observed_code = Some(code);
-                self.finish(leg, Outcome::Expired, "the window closed with the platform's timeout code").await;
-            }
             Ok(Some(code)) => {
-                let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
                 leg.observed_code = Some(code.clone());
-                let reason = format!("the window closed with code {}, chosen by someone else", name.unwrap_or(code));
-                self.finish(leg, Outcome::AgentWon, &reason).await;
+                self.finish_with_code_not_ours(conn, leg, code, "the window closed with code").await;
             }
             Ok(None) => self.finish(leg, Outcome::Expired, "the window closed without a code").await,
             Err(e) => {
@@ -504,11 +491,7 @@ impl Worker {
                     self.finish(leg, Outcome::Review, &reason).await;
                     return Ok(Next::Release);
                 }
-                let floor = match e.class {
-                    ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
-                    _ => None,
-                };
-                let wait = self.retry.delay(leg.closing_read_failures, floor);
+                let wait = self.retry.delay(leg.closing_read_failures, rate_limit_floor(&e.class));
                 leg.not_before = now.checked_add(self.clock.clock_duration(wait)).unwrap_or(now);
                 leg.updated_at = now;
                 self.ledger(
@@ -523,6 +506,23 @@ impl Worker {
         Ok(Next::Release)
     }
 
+    /// The leg holds `code`, which is not ours: the platform's own timeout code is `expired` (the window closed);
+    /// any other is `agent_won`, named from the catalog. `context` starts the reason ("… has code X").
+    async fn finish_with_code_not_ours(
+        &self,
+        conn: &ConnectionRuntime,
+        leg: &mut LegRecord,
+        code: String,
+        context: &str,
+    ) {
+        if conn.platform.is_system_code(&code) {
+            self.finish(leg, Outcome::Expired, "the platform's ACW timeout stamped its system code").await;
+            return;
+        }
+        let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
+        self.finish(leg, Outcome::AgentWon, &format!("{context} {}", name.unwrap_or(code))).await;
+    }
+
     /// Whether the window is closed, or closes too soon for a write to land inside it.
     fn too_late(&self, leg: &LegRecord, now: Timestamp) -> bool {
         let guard = self.clock.clock_duration(self.deadline_guard);
@@ -532,15 +532,15 @@ impl Worker {
     /// Maps a classified failure to the leg's next step.
     async fn platform_failure(&self, leg: &mut LegRecord, e: &PlatformError, doing: &str) -> Next {
         let now = self.clock.now();
-        let retry_after = match &e.class {
-            ErrorClass::Retryable | ErrorClass::Conflict | ErrorClass::PreconditionFailed => None,
+        match &e.class {
+            ErrorClass::Retryable
+            | ErrorClass::Conflict
+            | ErrorClass::PreconditionFailed
+            | ErrorClass::RateLimited { .. } => {}
             ErrorClass::WindowClosed => {
-                leg.state = LegState::Closing;
-                leg.not_before = now;
-                leg.updated_at = now;
+                to_closing(leg, now);
                 return Next::Release;
             }
-            ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
             ErrorClass::DeadlinePassed => {
                 self.finish(
                     leg,
@@ -568,7 +568,7 @@ impl Worker {
             }
         };
         let retries = leg.attempts.max(1);
-        let wait = self.retry.delay(retries, retry_after);
+        let wait = self.retry.delay(retries, rate_limit_floor(&e.class));
         let at = now.checked_add(self.clock.clock_duration(wait)).unwrap_or(now);
         if let Some(deadline) = leg.deadline {
             if at >= deadline && leg.state != LegState::Writing {
@@ -642,6 +642,22 @@ impl wrapup_connectors::Precondition for Unchanged<'_> {
             Err(e) => Err(format!("the leg could not be re-read: {e}")),
         }
     }
+}
+
+/// The earliest a retry may go after a failure of `class`: a 429's `Retry-After` (one second when it sent none).
+fn rate_limit_floor(class: &ErrorClass) -> Option<Duration> {
+    match class {
+        ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        _ => None,
+    }
+}
+
+/// The window is over (the platform refused the write as too late): no write from here, the final code is read at
+/// once.
+fn to_closing(leg: &mut LegRecord, now: Timestamp) {
+    leg.state = LegState::Closing;
+    leg.not_before = now;
+    leg.updated_at = now;
 }
 
 /// Fills what the event did not carry from the catalog: queue name, ACW timeout (and so the deadline).
