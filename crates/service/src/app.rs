@@ -59,8 +59,6 @@ pub struct ServiceSpec {
 /// Shared by the HTTP handlers.
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    /// Intake's path into the store: concurrent requests share one transaction (see `group_commit`).
-    pub ingest: crate::group_commit::GroupCommit,
     pub clock: SharedClock,
     pub intake: HashMap<String, IntakeSettings>,
     pub connections: HashMap<String, Arc<ConnectionRuntime>>,
@@ -156,7 +154,6 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         .collect();
     let state = Arc::new(AppState {
         store: spec.store.clone(),
-        ingest: crate::group_commit::GroupCommit::spawn(spec.store.clone()),
         clock: spec.clock.clone(),
         intake,
         connections,

@@ -4,7 +4,8 @@
 //! the request must be authenticated (an API key or a Standard Webhooks signature, see [`crate::intake_auth`]), the
 //! body must fit the size limit and parse completely (a batch with one bad envelope is refused whole — the sender
 //! retries it, and a partial accept would make that retry ambiguous).
-//! Only then are the events written, in one transaction, and only after that commit does the sender get its 2xx.
+//! Only then are the events written, in one transaction, and only after that commit does the sender get its 2xx
+//! (the SQLite store shares that commit with whatever else is being written at the moment: see its write batcher).
 //! Duplicates (same dedupe key) are acknowledged and have no effect.
 
 use crate::app::AppState;
@@ -87,7 +88,7 @@ pub async fn post_events(
     let results = if events.is_empty() {
         Vec::new()
     } else {
-        match state.ingest.ingest(events, state.clock.now()).await {
+        match state.store.ingest(&events, state.clock.now()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(connection = %connection, error = %e, "Could not store events; the sender must retry.");

@@ -8,7 +8,6 @@ pub mod catalog;
 pub mod chaos;
 pub mod cxone;
 pub mod genesys;
-pub mod group_commit;
 pub mod intake;
 pub mod intake_auth;
 pub mod platform;

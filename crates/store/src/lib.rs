@@ -17,4 +17,4 @@ mod api;
 mod sqlite;
 
 pub use api::*;
-pub use sqlite::{SqliteStore, DEFAULT_LIST_LIMIT};
+pub use sqlite::{SqliteStore, WriteStats, DEFAULT_LIST_LIMIT};

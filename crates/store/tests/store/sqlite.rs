@@ -120,3 +120,51 @@ async fn claim_latency_with_many_pending_legs() {
     );
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_each_gets_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("wrapup.db")).await.unwrap());
+    const LEGS: usize = 200;
+    let ends: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(600))).collect();
+    store.ingest(&ends, t(0)).await.unwrap();
+    let lease = SignedDuration::from_secs(30);
+    let claimed = store.claim_due(t(1), LEGS as u32, "w", lease).await.unwrap();
+    assert_eq!(claimed.len(), LEGS);
+    let before = store.write_stats();
+    // At once: a save per leg (every tenth with a stale version, so refused), a ledger line per leg, and two intake
+    // calls that share one dedupe key (stored once).
+    let mut tasks = Vec::new();
+    for (n, c) in claimed.into_iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let version = if n % 10 == 0 { c.version - 1 } else { c.version };
+            let saved = store.save_leg(&c.leg, version, "w", true).await;
+            let entry = wrapup_store::LedgerEntry { at: t(2), kind: "note".into(), detail: serde_json::json!(n) };
+            store.append_ledger(&c.leg.key, &entry).await.unwrap();
+            (n, saved)
+        }));
+    }
+    let code = [conformance::coded(&key(LEGS), 1, Some("x"), false)];
+    let (a, b) = tokio::join!(store.ingest(&code, t(1)), store.ingest(&code, t(1)));
+    let mut new = 0;
+    for r in a.unwrap().into_iter().chain(b.unwrap()) {
+        new += usize::from(r == Ingested::New);
+    }
+    assert_eq!(new, 1, "the same event in two concurrent calls is stored once");
+    for task in tasks {
+        let (n, saved) = task.await.unwrap();
+        match saved {
+            Ok(_) => assert!(n % 10 != 0, "leg {n}: a stale version was saved"),
+            Err(wrapup_store::StoreError::Conflict(_)) => assert!(n % 10 == 0, "leg {n}: a good save was refused"),
+            Err(e) => panic!("leg {n}: {e}"),
+        }
+        let ledger = store.ledger(&key(n)).await.unwrap();
+        assert_eq!(ledger.last().map(|e| e.detail.clone()), Some(serde_json::json!(n)));
+    }
+    let after = store.write_stats();
+    let operations = after.operations - before.operations;
+    let commits = after.commits - before.commits;
+    assert_eq!(operations, 2 * LEGS as u64 + 2);
+    assert!(commits < operations, "{commits} commits for {operations} operations: nothing was shared");
+}

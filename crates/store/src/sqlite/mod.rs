@@ -38,13 +38,18 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::lifecycle::{apply_event, LegRecord, LegState};
+use wrapup_core::lifecycle::{LegRecord, LegState};
 use wrapup_core::{Event, LegKey, Outcome};
+
+mod batch;
+mod ingest;
+
+pub use batch::WriteStats;
+use batch::{Batcher, Op};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -64,6 +69,8 @@ const EXPIRE_CHUNK: i64 = 500;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The frequent writes go through here, sharing commits (see [`batch`]).
+    batcher: Batcher,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -102,7 +109,8 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
-        Ok(SqliteStore { writer, reader })
+        let batcher = Batcher::spawn(writer.clone());
+        Ok(SqliteStore { writer, reader, batcher })
     }
 
     /// A private in-memory database (for tests): gone when the store is dropped.
@@ -117,13 +125,19 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { writer: pool.clone(), reader: pool })
+        let batcher = Batcher::spawn(pool.clone());
+        Ok(SqliteStore { writer: pool.clone(), reader: pool, batcher })
     }
 
     /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
     pub async fn close(self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    /// How many commits the frequent writes took, and how many operations they carried.
+    pub fn write_stats(&self) -> WriteStats {
+        self.batcher.stats()
     }
 
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -240,10 +254,7 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.write_tx().await?;
-        let results = ingest_batch(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(results)
+        self.batcher.call(|reply| Op::Ingest { events: events.to_vec(), now, reply }).await
     }
 
     async fn claim_due(
@@ -258,39 +269,13 @@ impl Store for SqliteStore {
         }
         let lease_until =
             now.checked_add(lease).map_err(|e| StoreError::Backend(format!("lease end out of range: {e}")))?;
-        // One statement (in its own write transaction on the single writer connection): selecting and leasing cannot
-        // interleave with another claim, so a leg goes to one owner.
-        let rows = sqlx::query(
-            "UPDATE legs SET lease_owner = ?1, lease_until = ?2, due_at = ?2 \
-             WHERE rowid IN (SELECT rowid FROM legs WHERE due_at <= ?3 \
-                             ORDER BY coalesce(deadline, 9223372036854775807), not_before LIMIT ?4) \
-             RETURNING version, record",
-        )
-        .bind(owner)
-        .bind(ms(lease_until))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| Ok(ClaimedLeg { leg: decode_record(row)?, version: row.try_get("version")? }))
-            .collect::<StoreResult<Vec<_>>>()?;
-        // RETURNING has no defined order.
-        claimed.sort_by_key(|c| (c.leg.deadline.is_none(), c.leg.deadline, c.leg.not_before));
-        Ok(claimed)
+        let (now, lease_until, owner) = (ms(now), ms(lease_until), owner.to_string());
+        self.batcher.call(|reply| Op::Claim { now, limit, owner, lease_until, reply }).await
     }
 
     async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64> {
-        let mut tx = self.write_tx().await?;
-        let cur = load_current(&mut tx, &leg.key).await?.ok_or_else(|| StoreError::NotFound(leg.key.to_string()))?;
-        if cur.version != version || cur.lease_owner.as_deref() != Some(owner) {
-            return Err(StoreError::Conflict(leg.key.to_string()));
-        }
-        let lease = if release { (None, None) } else { (Some(owner), cur.lease_until) };
-        let new_version = update_leg(&mut tx, cur.rowid, leg, lease).await?;
-        tx.commit().await?;
-        Ok(new_version)
+        let (leg, owner) = (Box::new(leg.clone()), owner.to_string());
+        self.batcher.call(|reply| Op::Save { leg, version, owner, release, reply }).await
     }
 
     async fn release_all_leases(&self) -> StoreResult<u64> {
@@ -308,18 +293,8 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        let cur = load_current(&mut tx, key).await?.ok_or_else(|| StoreError::NotFound(key.to_string()))?;
-        // Releasing a lease someone else holds (or nobody) changes nothing.
-        if cur.lease_owner.as_deref() == Some(owner) {
-            sqlx::query("UPDATE legs SET lease_owner = NULL, lease_until = NULL, due_at = ?1 WHERE rowid = ?2")
-                .bind(due_at(&cur.record, None))
-                .bind(cur.rowid)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (key, owner) = (key.clone(), owner.to_string());
+        self.batcher.call(|reply| Op::Release { key, owner, reply }).await
     }
 
     async fn get_leg(&self, key: &LegKey) -> StoreResult<Option<ClaimedLeg>> {
@@ -414,10 +389,8 @@ impl Store for SqliteStore {
     }
 
     async fn append_ledger(&self, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_ledger(&mut tx, key, entry).await?;
-        tx.commit().await?;
-        Ok(())
+        let (key, entry) = (key.clone(), entry.clone());
+        self.batcher.call(|reply| Op::Ledger { key, entry, reply }).await
     }
 
     async fn ledger(&self, key: &LegKey) -> StoreResult<Vec<LedgerEntry>> {
@@ -520,212 +493,5 @@ impl Store for SqliteStore {
         tx.commit().await?;
         let first = serde_json::from_str(&first).map_err(|e| corrupt("idempotent response", e))?;
         Ok((false, first))
-    }
-}
-
-/// The body of [`Store::ingest`], set-based: rows travel in multi-row statements (`VALUES (?, …), (?, …)`), so a
-/// batch of 500 costs a few dozen statements instead of four per event. Legs are loaded once, every new event is
-/// applied in order in memory with `apply_event`, and each touched leg is written once, its version advanced by the
-/// number of events applied to it. (Passing the batch as one JSON array through `json_each` costs more: SQLite then
-/// spends a third of the time parsing JSON.)
-async fn ingest_batch(
-    tx: &mut Transaction<'static, Sqlite>,
-    events: &[Event],
-    now: Timestamp,
-) -> StoreResult<Vec<Ingested>> {
-    // 1. Inbox. RETURNING yields only the rows inserted; of several copies of one key in the batch, the first is.
-    let payloads = events.iter().map(|e| to_json("event", e)).collect::<StoreResult<Vec<_>>>()?;
-    let mut fresh = HashSet::with_capacity(events.len());
-    let mut at = 0;
-    for n in chunk_sizes(events.len()) {
-        let sql = format!(
-            "INSERT INTO inbox (connection, dedupe_key, conversation, participant, kind, occurred_at, received_at, \
-             payload) VALUES {} ON CONFLICT (connection, dedupe_key) DO NOTHING RETURNING connection, dedupe_key",
-            placeholders(n, 8)
-        );
-        let mut query = sqlx::query(&sql);
-        for (e, payload) in events[at..at + n].iter().zip(&payloads[at..at + n]) {
-            query = query
-                .bind(&e.leg.connection)
-                .bind(&e.dedupe_key)
-                .bind(&e.leg.conversation)
-                .bind(&e.leg.participant)
-                .bind(e.kind.name())
-                .bind(ms(e.occurred_at))
-                .bind(ms(now))
-                .bind(payload.as_str());
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            fresh.insert((row.try_get::<String, _>("connection")?, row.try_get::<String, _>("dedupe_key")?));
-        }
-        at += n;
-    }
-    let results: Vec<Ingested> = events
-        .iter()
-        .map(|e| {
-            // `remove`: a later copy of the same key in this batch is a duplicate.
-            if fresh.remove(&(e.leg.connection.clone(), e.dedupe_key.clone())) {
-                Ingested::New
-            } else {
-                Ingested::Duplicate
-            }
-        })
-        .collect();
-    let new_events: Vec<&Event> =
-        events.iter().zip(&results).filter(|(_, r)| **r == Ingested::New).map(|(e, _)| e).collect();
-    if new_events.is_empty() {
-        return Ok(results);
-    }
-
-    // 2. The legs these events touch, as they are now.
-    let mut legs: HashMap<&LegKey, Touched> = HashMap::new();
-    let mut order: Vec<&LegKey> = Vec::new();
-    for e in &new_events {
-        if !legs.contains_key(&e.leg) {
-            legs.insert(&e.leg, Touched::default());
-            order.push(&e.leg);
-        }
-    }
-    let mut at = 0;
-    for n in chunk_sizes(order.len()) {
-        let sql = format!(
-            "SELECT l.connection, l.conversation, l.participant, l.version, l.lease_until, l.record \
-             FROM (VALUES {}) AS w \
-             JOIN legs AS l ON l.connection = w.column1 AND l.conversation = w.column2 \
-                           AND l.participant = w.column3",
-            placeholders(n, 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for k in &order[at..at + n] {
-            query = query.bind(&k.connection).bind(&k.conversation).bind(&k.participant);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let key = LegKey::new(
-                row.try_get::<String, _>("connection")?,
-                row.try_get::<String, _>("conversation")?,
-                row.try_get::<String, _>("participant")?,
-            );
-            if let Some(touched) = legs.get_mut(&key) {
-                touched.version = row.try_get("version")?;
-                touched.lease_until = row.try_get("lease_until")?;
-                touched.leg = Some(decode_record(&row)?);
-            }
-        }
-        at += n;
-    }
-
-    // 3. Apply every new event in order.
-    let mut ledger = Vec::with_capacity(new_events.len());
-    for e in &new_events {
-        let touched =
-            legs.get_mut(&e.leg).ok_or_else(|| StoreError::Backend(format!("leg {} missing from the batch", e.leg)))?;
-        let (leg, effect) = apply_event(touched.leg.take(), e, now);
-        touched.leg = Some(leg);
-        touched.version += 1;
-        let detail = event_entry(e, &effect.note, now).detail;
-        ledger.push((&e.leg, to_json("ledger detail", &detail)?));
-    }
-
-    // 4. Write each touched leg once. An existing leg keeps its lease (a worker holding it keeps it, and its next
-    // save is refused by the version bump); a new leg has none.
-    let touched: Vec<(&LegRecord, &Touched, String)> = order
-        .iter()
-        .filter_map(|k| legs.get(k))
-        .filter_map(|t| t.leg.as_ref().map(|leg| (leg, t)))
-        .map(|(leg, t)| Ok((leg, t, to_json("leg record", leg)?)))
-        .collect::<StoreResult<_>>()?;
-    let mut at = 0;
-    for n in chunk_sizes(touched.len()) {
-        let sql = format!(
-            "INSERT INTO legs (connection, conversation, participant, state, not_before, deadline, due_at, version, \
-             outcome, created_at, updated_at, record) VALUES {} \
-             ON CONFLICT (connection, conversation, participant) DO UPDATE SET \
-               state = excluded.state, not_before = excluded.not_before, deadline = excluded.deadline, \
-               due_at = excluded.due_at, version = excluded.version, outcome = excluded.outcome, \
-               updated_at = excluded.updated_at, record = excluded.record",
-            placeholders(n, 12)
-        );
-        let mut query = sqlx::query(&sql);
-        for (leg, t, record) in &touched[at..at + n] {
-            query = query
-                .bind(&leg.key.connection)
-                .bind(&leg.key.conversation)
-                .bind(&leg.key.participant)
-                .bind(leg.state.as_str())
-                .bind(ms(leg.not_before))
-                .bind(leg.deadline.map(ms))
-                .bind(due_at(leg, t.lease_until))
-                .bind(t.version)
-                .bind(leg.outcome.map(Outcome::as_str))
-                .bind(ms(leg.created_at))
-                .bind(ms(leg.updated_at))
-                .bind(record.as_str());
-        }
-        query.execute(&mut **tx).await?;
-        at += n;
-    }
-
-    // 5. One `event` ledger line per applied event, in order.
-    let now_text = now.to_string();
-    let mut at = 0;
-    for n in chunk_sizes(ledger.len()) {
-        let sql = format!(
-            "INSERT INTO ledger (connection, conversation, participant, at, kind, detail) VALUES {}",
-            placeholders(n, 6)
-        );
-        let mut query = sqlx::query(&sql);
-        for (key, detail) in &ledger[at..at + n] {
-            query = query
-                .bind(&key.connection)
-                .bind(&key.conversation)
-                .bind(&key.participant)
-                .bind(now_text.as_str())
-                .bind("event")
-                .bind(detail.as_str());
-        }
-        query.execute(&mut **tx).await?;
-        at += n;
-    }
-    Ok(results)
-}
-
-/// Rows per multi-row statement, largest first. A batch is cut greedily into these sizes, so only a few statement
-/// texts exist per table and all of them stay in the connection's prepared-statement cache.
-const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-
-fn chunk_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        let size = CHUNKS.iter().copied().find(|&c| c <= rows)?;
-        rows -= size;
-        Some(size)
-    })
-}
-
-/// `(?, ?), (?, ?)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
-/// A leg touched by an ingest batch: as loaded (`version` 0 and no record when new), then as the events leave it.
-#[derive(Default)]
-struct Touched {
-    version: i64,
-    lease_until: Option<i64>,
-    leg: Option<LegRecord>,
-}
-
-/// The ledger line recording one applied event.
-fn event_entry(event: &Event, note: &str, now: Timestamp) -> LedgerEntry {
-    LedgerEntry {
-        at: now,
-        kind: "event".into(),
-        detail: serde_json::json!({
-            "event": event.kind.name(),
-            "dedupe_key": event.dedupe_key,
-            "occurred_at": event.occurred_at,
-            "correlation_id": event.correlation_id,
-            "note": note,
-        }),
     }
 }
