@@ -268,7 +268,8 @@ fn keep_refusal<T>(result: StoreResult<T>) -> StoreResult<StoreResult<T>> {
     }
 }
 
-/// One statement when the save is accepted (the common case); a second one only to tell a refusal's kind. The
+/// One statement when the save is accepted (the common case); a second one only to tell a refusal's kind. It returns
+/// no row (the new version is the one it matched plus one), because sqlx hands each row across threads. The
 /// `due_at` rule is [`super::due_at`]'s, in SQL, because the lease it depends on is the row's (SET expressions see
 /// the row as it was).
 async fn save(
@@ -278,7 +279,7 @@ async fn save(
     owner: &str,
     release: bool,
 ) -> StoreResult<i64> {
-    let saved: Option<i64> = sqlx::query_scalar(
+    let saved = sqlx::query(
         "UPDATE legs SET state = ?1, not_before = ?2, deadline = ?3, \
            lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
            lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END, \
@@ -286,8 +287,7 @@ async fn save(
                             WHEN 'writing' THEN CASE WHEN ?4 OR lease_until IS NULL THEN ?5 ELSE lease_until END \
                             ELSE CASE WHEN ?4 OR lease_until IS NULL THEN ?2 ELSE max(?2, lease_until) END END, \
            outcome = ?6, updated_at = ?5, record = ?7, version = version + 1 \
-         WHERE connection = ?8 AND conversation = ?9 AND participant = ?10 AND version = ?11 AND lease_owner = ?12 \
-         RETURNING version",
+         WHERE connection = ?8 AND conversation = ?9 AND participant = ?10 AND version = ?11 AND lease_owner = ?12",
     )
     .bind(leg.state.as_str())
     .bind(ms(leg.not_before))
@@ -301,12 +301,13 @@ async fn save(
     .bind(&leg.key.participant)
     .bind(version)
     .bind(owner)
-    .fetch_optional(&mut **tx)
-    .await?;
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     match saved {
-        Some(v) => Ok(v),
-        None if load_current(tx, &leg.key).await?.is_some() => Err(StoreError::Conflict(leg.key.to_string())),
-        None => Err(StoreError::NotFound(leg.key.to_string())),
+        1 => Ok(version + 1),
+        _ if load_current(tx, &leg.key).await?.is_some() => Err(StoreError::Conflict(leg.key.to_string())),
+        _ => Err(StoreError::NotFound(leg.key.to_string())),
     }
 }
 

@@ -19,18 +19,48 @@ pub(super) async fn ingest_batch(
     events: &[Event],
     now: Timestamp,
 ) -> StoreResult<Vec<Ingested>> {
-    // 1. Inbox. RETURNING yields only the rows inserted; of several copies of one key in the batch, the first is.
-    let payloads = events.iter().map(|e| to_json("event", e)).collect::<StoreResult<Vec<_>>>()?;
-    let mut fresh = HashSet::with_capacity(events.len());
+    // 1. Inbox. First the keys already stored (usually none), then only the new events are inserted. (Not `INSERT … ON
+    // CONFLICT DO NOTHING RETURNING`: sqlx hands every returned row across threads one at a time, and that hand-off
+    // cost more than the insert; this way a batch of new events returns no rows at all.)
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(events.len());
     let mut at = 0;
     for n in chunk_sizes(events.len()) {
         let sql = format!(
+            "SELECT i.connection, i.dedupe_key FROM (VALUES {}) AS w \
+             JOIN inbox AS i ON i.connection = w.column1 AND i.dedupe_key = w.column2",
+            placeholders(n, 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for e in &events[at..at + n] {
+            query = query.bind(&e.leg.connection).bind(&e.dedupe_key);
+        }
+        let stored = query.fetch_all(&mut **tx).await?;
+        for row in &stored {
+            let (connection, key): (&str, &str) = (row.try_get("connection")?, row.try_get("dedupe_key")?);
+            // Borrow the batch's own strings so `seen` outlives the rows.
+            if let Some(e) = events[at..at + n].iter().find(|e| e.leg.connection == connection && e.dedupe_key == key) {
+                seen.insert((&e.leg.connection, &e.dedupe_key));
+            }
+        }
+        at += n;
+    }
+    // A key stored before, or met earlier in this batch, is a duplicate.
+    let results: Vec<Ingested> = events
+        .iter()
+        .map(|e| if seen.insert((&e.leg.connection, &e.dedupe_key)) { Ingested::New } else { Ingested::Duplicate })
+        .collect();
+    let inserted: Vec<&Event> =
+        events.iter().zip(&results).filter(|(_, r)| **r == Ingested::New).map(|(e, _)| e).collect();
+    let payloads = inserted.iter().map(|e| to_json("event", e)).collect::<StoreResult<Vec<_>>>()?;
+    let mut at = 0;
+    for n in chunk_sizes(inserted.len()) {
+        let sql = format!(
             "INSERT INTO inbox (connection, dedupe_key, conversation, participant, kind, occurred_at, received_at, \
-             payload) VALUES {} ON CONFLICT (connection, dedupe_key) DO NOTHING RETURNING connection, dedupe_key",
+             payload) VALUES {}",
             placeholders(n, 8)
         );
         let mut query = sqlx::query(&sql);
-        for (e, payload) in events[at..at + n].iter().zip(&payloads[at..at + n]) {
+        for (e, payload) in inserted[at..at + n].iter().zip(&payloads[at..at + n]) {
             query = query
                 .bind(&e.leg.connection)
                 .bind(&e.dedupe_key)
@@ -41,22 +71,9 @@ pub(super) async fn ingest_batch(
                 .bind(ms(now))
                 .bind(payload.as_str());
         }
-        for row in query.fetch_all(&mut **tx).await? {
-            fresh.insert((row.try_get::<String, _>("connection")?, row.try_get::<String, _>("dedupe_key")?));
-        }
+        query.execute(&mut **tx).await?;
         at += n;
     }
-    let results: Vec<Ingested> = events
-        .iter()
-        .map(|e| {
-            // `remove`: a later copy of the same key in this batch is a duplicate.
-            if fresh.remove(&(e.leg.connection.clone(), e.dedupe_key.clone())) {
-                Ingested::New
-            } else {
-                Ingested::Duplicate
-            }
-        })
-        .collect();
     let new_events: Vec<&Event> =
         events.iter().zip(&results).filter(|(_, r)| **r == Ingested::New).map(|(e, _)| e).collect();
     if new_events.is_empty() {

@@ -177,15 +177,13 @@ fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
 /// The state of a leg row as a transaction found it.
 struct Current {
     rowid: i64,
-    version: i64,
     lease_owner: Option<String>,
-    lease_until: Option<i64>,
     record: LegRecord,
 }
 
 async fn load_current(tx: &mut Transaction<'static, Sqlite>, key: &LegKey) -> StoreResult<Option<Current>> {
     let row = sqlx::query(
-        "SELECT rowid, version, lease_owner, lease_until, record FROM legs \
+        "SELECT rowid, lease_owner, record FROM legs \
          WHERE connection = ?1 AND conversation = ?2 AND participant = ?3",
     )
     .bind(&key.connection)
@@ -196,9 +194,7 @@ async fn load_current(tx: &mut Transaction<'static, Sqlite>, key: &LegKey) -> St
     row.map(|row| {
         Ok(Current {
             rowid: row.try_get("rowid")?,
-            version: row.try_get("version")?,
             lease_owner: row.try_get("lease_owner")?,
-            lease_until: row.try_get("lease_until")?,
             record: decode_record(&row)?,
         })
     })
