@@ -12,7 +12,9 @@
 //! 3. **reference**: the same events straight into a fresh `SqliteStore` on the same disk, in batches of 500 and of
 //!    1 → what SQLite here can commit (`sqlite_events_per_s`, `sqlite_commits_per_s`).
 //!
-//! The generator shares the two cores with the service: the figures are what one machine does with both on it.
+//! The generator shares the two cores with the service: the figures are what one machine does with both on it. It
+//! therefore writes its requests as plain text on raw keep-alive connections ([`RawConnection`]) instead of using
+//! an HTTP client library. `store_operations_per_commit` shows the store's write batching at full load.
 
 use super::{percentile, round, show, BenchArgs, Report};
 use crate::demo::EnvOptions;
@@ -281,7 +283,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             duration.as_secs()
         );
     }
+    let writes_before = env.sqlite.write_stats();
     let max = drive(gen("max"), connections, duration, None).await;
+    let writes = env.sqlite.write_stats();
+    let (commits, operations) = (writes.commits - writes_before.commits, writes.operations - writes_before.operations);
     let at_rate_secs = Duration::from_secs((duration.as_secs() / 2).max(3));
     if !args.json {
         eprintln!("[ingest] latency at {rate} events/s for {} s", at_rate_secs.as_secs());
@@ -312,6 +317,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.field("achieved_events_per_s", achieved);
     r.field("ack_ms_at_rate", serde_json::json!({"p50": p50, "p99": p99, "samples": paced.latencies_ms.len()}));
     r.field("legs_stored", legs);
+    r.field("store_commits_per_s", round(commits as f64 / max.secs, 0));
+    r.field("store_operations_per_commit", round(operations as f64 / commits.max(1) as f64, 1));
     r.field("sqlite_events_per_s", round(sqlite_500, 0));
     r.field("sqlite_commits_per_s", round(sqlite_1, 0));
     r.field("ratio_to_sqlite", round(events_per_s / sqlite_500.max(1.0), 3));
@@ -331,6 +338,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         format!("{} / {} (achieved {achieved}/s)", show(p50), show(p99)),
     );
     r.row("failed requests", max.errors + paced.errors);
+    r.row(
+        "store commits/s, operations per commit (full load)",
+        format!("{} / {}", round(commits as f64 / max.secs, 0), round(operations as f64 / commits.max(1) as f64, 1)),
+    );
     r.row("SQLite alone: events/s in batches of 500", round(sqlite_500, 0));
     r.row("SQLite alone: commits/s (batches of 1)", round(sqlite_1, 0));
     r.row("intake / SQLite batched", round(events_per_s / sqlite_500.max(1.0), 3));

@@ -206,6 +206,8 @@ pub struct DemoEnv {
     pub sandbox: wrapup_sandbox::SandboxHandle,
     pub service: Option<app::ServiceHandle>,
     pub store: Arc<dyn Store>,
+    /// The same store, for what only SQLite reports (its write batching).
+    pub sqlite: SqliteStore,
     pub clock: SharedClock,
     pub config: wrapup_config::Config,
     pub speed: f64,
@@ -331,7 +333,8 @@ api_key = "literal:{intake_key}"
         );
         let config = wrapup_config::Config::parse(&config_text, "generated configuration")
             .map_err(|e| anyhow::anyhow!("the generated configuration is invalid:\n{e}"))?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_path.join("wrapup.db")).await?);
+        let sqlite = SqliteStore::open(&data_path.join("wrapup.db")).await?;
+        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let mut spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
         for c in &mut spec.connections {
             if let Some(r) = &mut c.reconcile {
@@ -374,6 +377,7 @@ api_key = "literal:{intake_key}"
             sandbox,
             service: Some(service),
             store,
+            sqlite,
             clock,
             config,
             speed: opts.speed,

@@ -17,11 +17,12 @@
 //! caller's answer. Any other error rolls the batch back, and each operation is then run alone in its own
 //! transaction, so one bad operation cannot fail the others.
 
-use super::ingest::{ingest_batch, insert_ledger_rows, LedgerRow};
-use super::{decode_record, load_current, ms, to_json};
+use super::ingest::{chunk_sizes, ingest_batch, insert_ledger_rows, placeholders, LedgerRow};
+use super::{decode_record, load_current, ms, to_json, update_leg};
 use crate::{ClaimedLeg, Ingested, LedgerEntry, StoreError, StoreResult};
 use jiff::Timestamp;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -225,16 +226,25 @@ async fn execute(writer: &SqlitePool, ops: &[Op]) -> StoreResult<Vec<Answer>> {
         }
     }
 
-    // 2. Saves and releases, each refused (before it changes anything) when the caller no longer holds the leg.
-    for (i, op) in ops.iter().enumerate() {
-        match op {
+    // 2. Saves (set-based), then releases; each refused, before it changes anything, when the caller no longer
+    // holds the leg.
+    let saves: Vec<(usize, SaveRef)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
             Op::Save { leg, version, owner, release, .. } => {
-                answers[i] = Some(Answer::Save(keep_refusal(save(&mut tx, leg, *version, owner, *release).await)?));
+                Some((i, SaveRef { leg, version: *version, owner, release: *release }))
             }
-            Op::Release { key, owner, .. } => {
-                answers[i] = Some(Answer::Release(keep_refusal(release(&mut tx, key, owner).await)?));
-            }
-            _ => {}
+            _ => None,
+        })
+        .collect();
+    let refs: Vec<&SaveRef> = saves.iter().map(|(_, s)| s).collect();
+    for ((i, _), result) in saves.iter().zip(save_all(&mut tx, &refs).await?) {
+        answers[*i] = Some(Answer::Save(result));
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Release { key, owner, .. } = op {
+            answers[i] = Some(Answer::Release(keep_refusal(release(&mut tx, key, owner).await)?));
         }
     }
 
@@ -268,47 +278,119 @@ fn keep_refusal<T>(result: StoreResult<T>) -> StoreResult<StoreResult<T>> {
     }
 }
 
-/// One statement when the save is accepted (the common case); a second one only to tell a refusal's kind. It returns
-/// no row (the new version is the one it matched plus one), because sqlx hands each row across threads. The
-/// `due_at` rule is [`super::due_at`]'s, in SQL, because the lease it depends on is the row's (SET expressions see
-/// the row as it was).
-async fn save(
-    tx: &mut Transaction<'static, Sqlite>,
-    leg: &LegRecord,
+/// One save of a batch.
+struct SaveRef<'a> {
+    leg: &'a LegRecord,
     version: i64,
-    owner: &str,
+    owner: &'a str,
     release: bool,
-) -> StoreResult<i64> {
-    let saved = sqlx::query(
-        "UPDATE legs SET state = ?1, not_before = ?2, deadline = ?3, \
-           lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
-           lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END, \
-           due_at = CASE ?1 WHEN 'done' THEN NULL \
-                            WHEN 'writing' THEN CASE WHEN ?4 OR lease_until IS NULL THEN ?5 ELSE lease_until END \
-                            ELSE CASE WHEN ?4 OR lease_until IS NULL THEN ?2 ELSE max(?2, lease_until) END END, \
-           outcome = ?6, updated_at = ?5, record = ?7, version = version + 1 \
-         WHERE connection = ?8 AND conversation = ?9 AND participant = ?10 AND version = ?11 AND lease_owner = ?12",
-    )
-    .bind(leg.state.as_str())
-    .bind(ms(leg.not_before))
-    .bind(leg.deadline.map(ms))
-    .bind(release)
-    .bind(ms(leg.updated_at))
-    .bind(leg.outcome.map(Outcome::as_str))
-    .bind(to_json("leg record", leg)?)
-    .bind(&leg.key.connection)
-    .bind(&leg.key.conversation)
-    .bind(&leg.key.participant)
-    .bind(version)
-    .bind(owner)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    match saved {
-        1 => Ok(version + 1),
-        _ if load_current(tx, &leg.key).await?.is_some() => Err(StoreError::Conflict(leg.key.to_string())),
-        _ => Err(StoreError::NotFound(leg.key.to_string())),
+}
+
+/// Saves `saves` in order; one answer each. Per [`MAX_ROWS`](super::ingest::MAX_ROWS) saves, two statements that return no rows when every
+/// save is accepted (the common case): one finds the refused saves (the leg is gone, its version moved, or the caller
+/// lost the lease), one `UPDATE … FROM (VALUES …)` writes the rest. (Not one statement per save, nor `RETURNING`:
+/// each statement and each returned row is a round trip to sqlx's connection thread, and those round trips were
+/// most of a batch's time.) A second save of the same leg in one batch (a worker whose lease ran out, and the one
+/// that took the leg over) is run after the others, alone, so it sees the first one's effect.
+async fn save_all(tx: &mut Transaction<'static, Sqlite>, saves: &[&SaveRef<'_>]) -> StoreResult<Vec<StoreResult<i64>>> {
+    let mut answers: Vec<Option<StoreResult<i64>>> = saves.iter().map(|_| None).collect();
+    let mut keys = HashSet::with_capacity(saves.len());
+    let (first, again): (Vec<usize>, Vec<usize>) = (0..saves.len()).partition(|&i| keys.insert(&saves[i].leg.key));
+    let mut at = 0;
+    for n in chunk_sizes(first.len()) {
+        let chunk = &first[at..at + n];
+        at += n;
+        // Which of them are refused, and why.
+        let sql = format!(
+            "SELECT v.column1 AS i, l.rowid IS NULL AS missing FROM (VALUES {}) AS v \
+             LEFT JOIN legs AS l ON l.connection = v.column2 AND l.conversation = v.column3 \
+                                AND l.participant = v.column4 \
+             WHERE l.rowid IS NULL OR l.version <> v.column5 OR l.lease_owner IS NOT v.column6",
+            placeholders(n, 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for &i in chunk {
+            let s = saves[i];
+            query = query
+                .bind(i as i64)
+                .bind(&s.leg.key.connection)
+                .bind(&s.leg.key.conversation)
+                .bind(&s.leg.key.participant)
+                .bind(s.version)
+                .bind(s.owner);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let i = usize::try_from(row.try_get::<i64, _>("i")?).unwrap_or(usize::MAX);
+            let key = saves.get(i).map(|s| s.leg.key.to_string()).unwrap_or_default();
+            let refusal = if row.try_get("missing")? { StoreError::NotFound(key) } else { StoreError::Conflict(key) };
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(Err(refusal));
+            }
+        }
+        let accepted: Vec<usize> = chunk.iter().copied().filter(|&i| answers[i].is_none()).collect();
+        if accepted.is_empty() {
+            continue;
+        }
+        // The `due_at` rule is [`super::due_at`]'s, in SQL, because the lease it depends on is the row's (SET
+        // expressions see the row as it was). v: 1-3 key, 4 version, 5 owner, 6 release, 7 state, 8 not_before,
+        // 9 deadline, 10 updated_at, 11 outcome, 12 record.
+        let sql = format!(
+            "UPDATE legs SET state = v.column7, not_before = v.column8, deadline = v.column9, \
+               lease_owner = CASE WHEN v.column6 THEN NULL ELSE legs.lease_owner END, \
+               lease_until = CASE WHEN v.column6 THEN NULL ELSE legs.lease_until END, \
+               due_at = CASE v.column7 WHEN 'done' THEN NULL \
+                 WHEN 'writing' THEN \
+                   CASE WHEN v.column6 OR legs.lease_until IS NULL THEN v.column10 ELSE legs.lease_until END \
+                 ELSE CASE WHEN v.column6 OR legs.lease_until IS NULL THEN v.column8 \
+                           ELSE max(v.column8, legs.lease_until) END END, \
+               outcome = v.column11, updated_at = v.column10, record = v.column12, version = legs.version + 1 \
+             FROM (VALUES {}) AS v \
+             WHERE legs.connection = v.column1 AND legs.conversation = v.column2 AND legs.participant = v.column3 \
+               AND legs.version = v.column4 AND legs.lease_owner = v.column5",
+            placeholders(accepted.len(), 12)
+        );
+        let mut query = sqlx::query(&sql);
+        for &i in &accepted {
+            let s = saves[i];
+            let leg = s.leg;
+            query = query
+                .bind(&leg.key.connection)
+                .bind(&leg.key.conversation)
+                .bind(&leg.key.participant)
+                .bind(s.version)
+                .bind(s.owner)
+                .bind(s.release)
+                .bind(leg.state.as_str())
+                .bind(ms(leg.not_before))
+                .bind(leg.deadline.map(ms))
+                .bind(ms(leg.updated_at))
+                .bind(leg.outcome.map(Outcome::as_str))
+                .bind(to_json("leg record", leg)?);
+        }
+        let written = query.execute(&mut **tx).await?.rows_affected();
+        if written != accepted.len() as u64 {
+            // Cannot happen inside this transaction; if it did, the batch is rolled back and each save run alone.
+            return Err(StoreError::Backend(format!("{written} of {} checked saves were written", accepted.len())));
+        }
+        for i in accepted {
+            answers[i] = Some(Ok(saves[i].version + 1));
+        }
     }
+    for i in again {
+        let s = saves[i];
+        answers[i] = Some(keep_refusal(save_alone(tx, s).await)?);
+    }
+    answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("a save got no answer".into()))).collect()
+}
+
+/// One save on its own: the leg is read, checked and written.
+async fn save_alone(tx: &mut Transaction<'static, Sqlite>, s: &SaveRef<'_>) -> StoreResult<i64> {
+    let cur = load_current(tx, &s.leg.key).await?.ok_or_else(|| StoreError::NotFound(s.leg.key.to_string()))?;
+    if cur.version != s.version || cur.lease_owner.as_deref() != Some(s.owner) {
+        return Err(StoreError::Conflict(s.leg.key.to_string()));
+    }
+    let lease = if s.release { (None, None) } else { (Some(s.owner), cur.lease_until) };
+    update_leg(tx, cur.rowid, s.leg, lease).await
 }
 
 async fn release(tx: &mut Transaction<'static, Sqlite>, key: &LegKey, owner: &str) -> StoreResult<()> {
@@ -351,4 +433,57 @@ async fn claim(
     // RETURNING has no defined order.
     claimed.sort_by_key(|c| (c.leg.deadline.is_none(), c.leg.deadline, c.leg.not_before));
     Ok(claimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SqliteStore, Store};
+    use jiff::SignedDuration;
+    use wrapup_core::EventKind;
+    use wrapup_core::LegFacts;
+
+    fn ended(conversation: &str) -> Event {
+        Event {
+            leg: LegKey::new("c", conversation, "p"),
+            dedupe_key: format!("end-{conversation}"),
+            occurred_at: Timestamp::UNIX_EPOCH,
+            correlation_id: None,
+            kind: EventKind::LegEnded { facts: Box::new(LegFacts::default()) },
+        }
+    }
+
+    #[tokio::test]
+    async fn saves_in_one_statement_keep_each_ones_answer() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        store.ingest(&[ended("a"), ended("b"), ended("c")], now).await.unwrap();
+        let claimed = store.claim_due(now, 2, "w", SignedDuration::from_secs(60)).await.unwrap();
+        let (a, b) = (&claimed[0], &claimed[1]);
+        let mut unknown = a.leg.clone();
+        unknown.key = LegKey::new("c", "nowhere", "p");
+        let saves = [
+            SaveRef { leg: &a.leg, version: a.version, owner: "w", release: false },
+            // The same leg again in the batch: it sees the first save's version bump.
+            SaveRef { leg: &a.leg, version: a.version, owner: "w", release: true },
+            SaveRef { leg: &b.leg, version: b.version, owner: "someone else", release: true },
+            SaveRef { leg: &unknown, version: 1, owner: "w", release: true },
+            SaveRef { leg: &b.leg, version: b.version, owner: "w", release: true },
+        ];
+        let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let answers = save_all(&mut tx, &saves.iter().collect::<Vec<_>>()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(matches!(answers[0], Ok(v) if v == a.version + 1), "{answers:?}");
+        assert!(matches!(answers[1], Err(StoreError::Conflict(_))), "{answers:?}");
+        assert!(matches!(answers[2], Err(StoreError::Conflict(_))), "{answers:?}");
+        assert!(matches!(answers[3], Err(StoreError::NotFound(_))), "{answers:?}");
+        // A refused save of `b` (wrong owner) does not spoil the right one after it, which runs alone (a repeat).
+        assert!(matches!(answers[4], Ok(v) if v == b.version + 1), "{answers:?}");
+        // `a` kept its lease (release: false), `b` released it.
+        let a_now = store.get_leg(&a.leg.key).await.unwrap().unwrap();
+        assert_eq!(a_now.version, a.version + 1);
+        let again = store.claim_due(now, 10, "other", SignedDuration::from_secs(60)).await.unwrap();
+        let keys: Vec<_> = again.iter().map(|c| c.leg.key.conversation.as_str()).collect();
+        assert!(keys.contains(&"b") && !keys.contains(&"a"), "{keys:?}");
+    }
 }

@@ -225,20 +225,23 @@ pub(super) async fn insert_ledger_rows(
     Ok(())
 }
 
-/// Rows per multi-row statement, largest first. A batch is cut greedily into these sizes, so only a few statement
-/// texts exist per table and all of them stay in the connection's prepared-statement cache.
-const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+/// Rows per multi-row statement at most. A batch is cut into statements of this many rows and one of the rest, so
+/// each statement kind has at most this many texts, all kept prepared by the writer connection (its statement cache
+/// is sized for them: `WRITER_STATEMENTS`). Cutting 31 rows into 16 + 8 + 4 + 2 + 1, as an earlier version did to
+/// keep fewer texts, cost five round trips to sqlx's connection thread instead of one, and those round trips are
+/// what a batch spends most of its time on.
+pub(super) const MAX_ROWS: usize = 64;
 
-fn chunk_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
+pub(super) fn chunk_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
-        let size = CHUNKS.iter().copied().find(|&c| c <= rows)?;
+        let size = rows.min(MAX_ROWS);
         rows -= size;
-        Some(size)
+        (size > 0).then_some(size)
     })
 }
 
 /// `(?, ?), (?, ?)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
 }

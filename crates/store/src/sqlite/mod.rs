@@ -57,6 +57,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page cache of the writer connection, in KiB as SQLite wants it (negative). Readers keep SQLite's 2 MiB default.
 const WRITER_CACHE_KIB: &str = "-65536";
+/// Prepared statements the writer connection keeps: the multi-row statements come in up to `ingest::MAX_ROWS` sizes
+/// for each of about eight kinds.
+const WRITER_STATEMENTS: usize = 1024;
 /// Reader connections of a file-backed store.
 const READERS: u32 = 4;
 /// `list_legs` without a limit returns at most this many legs (never the whole table).
@@ -105,7 +108,9 @@ impl SqliteStore {
         // The writer gets a larger page cache: ingest looks legs up by key all over the table.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
+            .connect_with(
+                options.clone().pragma("cache_size", WRITER_CACHE_KIB).statement_cache_capacity(WRITER_STATEMENTS),
+            )
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
@@ -115,7 +120,10 @@ impl SqliteStore {
 
     /// A private in-memory database (for tests): gone when the store is dropped.
     pub async fn open_in_memory() -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .statement_cache_capacity(WRITER_STATEMENTS);
         // One connection that never closes: another connection, or this one reopened, would be an empty database.
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
@@ -177,13 +185,15 @@ fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
 /// The state of a leg row as a transaction found it.
 struct Current {
     rowid: i64,
+    version: i64,
     lease_owner: Option<String>,
+    lease_until: Option<i64>,
     record: LegRecord,
 }
 
 async fn load_current(tx: &mut Transaction<'static, Sqlite>, key: &LegKey) -> StoreResult<Option<Current>> {
     let row = sqlx::query(
-        "SELECT rowid, lease_owner, record FROM legs \
+        "SELECT rowid, version, lease_owner, lease_until, record FROM legs \
          WHERE connection = ?1 AND conversation = ?2 AND participant = ?3",
     )
     .bind(&key.connection)
@@ -194,7 +204,9 @@ async fn load_current(tx: &mut Transaction<'static, Sqlite>, key: &LegKey) -> St
     row.map(|row| {
         Ok(Current {
             rowid: row.try_get("rowid")?,
+            version: row.try_get("version")?,
             lease_owner: row.try_get("lease_owner")?,
+            lease_until: row.try_get("lease_until")?,
             record: decode_record(&row)?,
         })
     })
