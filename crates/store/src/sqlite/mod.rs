@@ -3,10 +3,12 @@
 //! **Durability.** The database runs in WAL mode with `synchronous = FULL`: every commit fsyncs the WAL before it
 //! returns, so when [`Store::ingest`] returns `Ok` the batch survives a crash or power loss (`NORMAL` would only
 //! survive a process crash, and intake acknowledges events on the strength of this commit). The fsync is paid once per
-//! batch, not per event: intake batches events and commits them in one transaction.
+//! batch, not per call: the frequent writes (intake, claims, saves, releases, ledger lines) of all callers waiting at
+//! the same moment share one transaction, and each caller is answered after its commit ([`batch`]).
 //!
-//! **One writer.** SQLite allows one writer at a time. Writes go through a pool of one connection, so writers in this
-//! process queue on the pool instead of spinning on `SQLITE_BUSY`, and every read-then-write transaction starts with
+//! **One writer.** SQLite allows one writer at a time. Writes go through a pool of one connection (the batcher's task
+//! and the rare writes: expiry, catalog cache, idempotency keys), so writers in this process queue on the pool
+//! instead of spinning on `SQLITE_BUSY`, and every read-then-write transaction starts with
 //! `BEGIN IMMEDIATE`, so another process on the same file is serialized by the file lock (with `busy_timeout`) rather
 //! than failing a lock upgrade halfway. Reads use a separate pool and, thanks to WAL, never wait for the writer.
 //! An in-memory store has a single connection for both (each in-memory connection would be its own database).
