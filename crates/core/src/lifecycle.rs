@@ -116,12 +116,33 @@ pub struct LegRecord {
     pub observed_code: Option<String>,
     /// Our accepted write was confirmed by the platform's event.
     pub confirmed: bool,
+    /// Write intents made for this leg (each starts with a gate read).
     pub attempts: u32,
+    /// How many of those `attempts` are known not to have put our code on the leg: no write request went out (the
+    /// gate read failed or was too slow, the write's precondition failed) or the platform refused it. When a gate
+    /// read finds the intent's code on the leg, it can be an earlier write of ours only if some attempt is not
+    /// counted here; otherwise the agent chose that very code. Counted after the fact, so a crash between a write
+    /// and its answer leaves the attempt uncounted (it may have landed).
+    #[serde(default)]
+    pub unsent_attempts: u32,
     /// Failed reads of a closing leg's final code (paces the next read; many in a row make it a `review`).
     #[serde(default)]
     pub closing_read_failures: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl LegRecord {
+    /// Counts the current attempt as one that did not put our code on the leg (see `unsent_attempts`).
+    pub fn attempt_not_sent(&mut self) {
+        self.unsent_attempts = (self.unsent_attempts + 1).min(self.attempts);
+    }
+
+    /// Whether a write of ours may have landed on this leg. `current_unsent`: the caller made the current attempt
+    /// itself and has not sent it yet, so only earlier attempts count.
+    pub fn ours_may_have_landed(&self, current_unsent: bool) -> bool {
+        self.attempts.saturating_sub(u32::from(current_unsent)) > self.unsent_attempts
+    }
 }
 
 impl LegRecord {
@@ -142,6 +163,7 @@ impl LegRecord {
             observed_code: None,
             confirmed: false,
             attempts: 0,
+            unsent_attempts: 0,
             closing_read_failures: 0,
             created_at: now,
             updated_at: now,

@@ -110,12 +110,12 @@ impl Worker {
         // The outcome as last stored: a new outcome goes to the ledger only once it is saved, so the explanation
         // never shows an ending that an event overruled before it was stored.
         let mut stored_outcome = leg.outcome;
-        // Whether this call made the leg's first write intent: then no write of ours can have gone out before the
-        // gate read, and a code found there is someone else's even if it is the one we meant to write.
-        let mut first_intent_here = false;
+        // Whether this call made the leg's current write intent and has not sent it: then only earlier attempts can
+        // have put our code on the leg (see `LegRecord::unsent_attempts`).
+        let mut intent_here = false;
         for _round in 0..8 {
             let before = leg.clone();
-            let next = match self.step(&conn, &mut leg, version, first_intent_here).await {
+            let next = match self.step(&conn, &mut leg, version, intent_here).await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(leg = %key, error = %e, "Leg step failed; it will be retried.");
@@ -123,10 +123,8 @@ impl Worker {
                     return;
                 }
             };
-            // `begin_write` made an intent (attempts count intents; the first is 1).
-            if leg.state == LegState::Writing && leg.intent != before.intent && leg.attempts == 1 {
-                first_intent_here = true;
-            }
+            // `begin_write` made an intent; any other step that leaves `writing` has sent it or given it up.
+            intent_here = leg.state == LegState::Writing && leg.intent != before.intent;
             if leg == before && !dirty && matches!(next, Next::Release) {
                 let _ = self.store.release(&key, &self.owner).await;
                 return;
@@ -146,13 +144,23 @@ impl Worker {
                 }
                 Err(StoreError::Conflict(_)) => {
                     // An event changed the leg under us. Reload and reconsider from what it says now.
-                    first_intent_here = false;
+                    intent_here = false;
                     match self.store.get_leg(&key).await {
                         Ok(Some(fresh)) => {
                             let wrote = leg.written_at.is_some() && before.written_at.is_none();
                             let mine = std::mem::replace(&mut leg, fresh.leg);
                             version = fresh.version;
                             stored_outcome = leg.outcome;
+                            if !wrote && leg.attempts == mine.attempts && mine.unsent_attempts > leg.unsent_attempts {
+                                // We learned that this attempt did not put our code on the leg: keep that, and
+                                // never send the attempt after all (a new one starts with its own gate read).
+                                leg.unsent_attempts = mine.unsent_attempts;
+                                if leg.state == LegState::Writing {
+                                    leg.state = LegState::Scheduled;
+                                    leg.not_before = self.clock.now();
+                                }
+                                dirty = true;
+                            }
                             if wrote && !leg.is_done() {
                                 // The event that raced the write said nothing about a code (a repeated `leg
                                 // ended`): our write stands, on the fresh record.
@@ -191,13 +199,13 @@ impl Worker {
     }
 
     /// One move of the leg. `version` is the stored version of `leg` as this worker last saved or loaded it.
-    /// `first_intent` — see [`Self::gate_and_write`].
+    /// `intent_here` — see [`Self::gate_and_write`].
     async fn step(
         &self,
         conn: &ConnectionRuntime,
         leg: &mut LegRecord,
         version: i64,
-        first_intent: bool,
+        intent_here: bool,
     ) -> Result<Next, StoreError> {
         let now = self.clock.now();
         if leg.is_done() {
@@ -222,7 +230,7 @@ impl Worker {
             LegState::Open => self.decide(conn, leg, now).await,
             LegState::Scheduled if leg.not_before > now => Ok(Next::Release),
             LegState::Scheduled => self.begin_write(conn, leg, now).await,
-            LegState::Writing => self.gate_and_write(conn, leg, overdue, version, first_intent).await,
+            LegState::Writing => self.gate_and_write(conn, leg, overdue, version, intent_here).await,
         }
     }
 
@@ -327,15 +335,16 @@ impl Worker {
 
     /// Writing: gate read, then the write. Also the crash-recovery path (a leg found in `writing`).
     ///
-    /// `first_intent`: the leg's first write intent was made by this worker just before (no write of ours can have
-    /// been sent yet). Otherwise a code equal to the intent's is taken for an earlier write of ours that landed.
+    /// `intent_here`: this worker made the current intent just before and has not sent it. A code equal to the
+    /// intent's is taken for an earlier write of ours that landed only if one may have
+    /// ([`LegRecord::ours_may_have_landed`]); otherwise it is the agent's choice.
     async fn gate_and_write(
         &self,
         conn: &ConnectionRuntime,
         leg: &mut LegRecord,
         overdue: bool,
         version: i64,
-        first_intent: bool,
+        intent_here: bool,
     ) -> Result<Next, StoreError> {
         let Some(intent) = leg.intent.clone() else {
             leg.state = LegState::Scheduled;
@@ -370,6 +379,7 @@ impl Worker {
             }
             Err(e) => {
                 self.record_attempts(leg, &calls).await;
+                leg.attempt_not_sent();
                 return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await);
             }
         };
@@ -380,7 +390,7 @@ impl Worker {
             self.record_attempts(leg, &calls).await;
         }
         match current {
-            Some(code) if code == intent.code_id && !first_intent => {
+            Some(code) if code == intent.code_id && leg.ours_may_have_landed(intent_here) => {
                 // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
                 // landed (we crashed or timed out before recording it). Do not write again.
                 leg.written_at.get_or_insert(self.clock.now());
@@ -392,6 +402,7 @@ impl Worker {
                 return Ok(Next::Release);
             }
             None if stale && !late => {
+                leg.attempt_not_sent();
                 leg.state = LegState::Scheduled;
                 leg.not_before = self.clock.now();
                 self.ledger(
@@ -433,6 +444,7 @@ impl Worker {
                 // Most likely the code is no longer valid for the leg (catalog changed): refresh and decide again
                 // once; a second refusal is for a person.
                 let _ = conn.catalog.refresh().await;
+                leg.attempt_not_sent();
                 if leg.attempts >= 2 {
                     self.finish(leg, Outcome::Review, &format!("the platform refused the code twice: {e}")).await;
                 } else {
@@ -450,6 +462,7 @@ impl Worker {
                     serde_json::json!({"write": "refused: the window is over", "error": e.to_string()}),
                 )
                 .await;
+                leg.attempt_not_sent();
                 to_closing(leg, self.clock.now());
                 Ok(Next::Continue)
             }
@@ -457,11 +470,18 @@ impl Worker {
                 // An event changed the leg while the write waited: hand it back; the next round starts from what
                 // the event says (and reads the platform again if the leg is still open).
                 self.ledger(leg, "note", serde_json::json!({"write": "not sent", "why": e.message})).await;
+                leg.attempt_not_sent();
                 leg.state = LegState::Scheduled;
                 leg.not_before = self.clock.now();
                 Ok(Next::Release)
             }
-            Err(e) => Ok(self.platform_failure(leg, &e, "writing the code").await),
+            Err(e) => {
+                if matches!(e.class, ErrorClass::RateLimited { .. }) {
+                    // Refused before it was processed: it did not land. (A timeout or a 5xx may have.)
+                    leg.attempt_not_sent();
+                }
+                Ok(self.platform_failure(leg, &e, "writing the code").await)
+            }
         }
     }
 
@@ -471,9 +491,11 @@ impl Worker {
         self.record_attempts(leg, &calls).await;
         let now = self.clock.now();
         match read {
-            Ok(Some(code)) if leg.intent.as_ref().is_some_and(|i| i.code_id == code) => {
-                // Only we write the intent's code, and the intent is saved before every write: ours landed (or the
-                // agent chose the very same code, which leaves the leg as decided either way).
+            Ok(Some(code))
+                if leg.intent.as_ref().is_some_and(|i| i.code_id == code) && leg.ours_may_have_landed(false) =>
+            {
+                // The intent is saved before every write and some attempt may have landed: ours did (or the agent
+                // chose the very same code, which leaves the leg as decided either way).
                 leg.written_at.get_or_insert(now);
                 self.finish(leg, Outcome::Applied, "the window closed with our code").await;
             }
@@ -703,10 +725,12 @@ mod tests {
     use wrapup_core::clock::ScaledClock;
     use wrapup_core::{Event, EventKind, LegFacts, LegKey, Platform};
 
-    /// Answers gate reads from a script and counts writes (which a closing leg must never make).
+    /// Answers gate reads from a script and counts writes (which a closing leg must never make). With `race`, the
+    /// first write stores that event first (as if it arrived while the write waited) and honours the precondition.
     struct Scripted {
         reads: Mutex<VecDeque<Result<Option<String>, PlatformError>>>,
         writes: AtomicU32,
+        race: Mutex<Option<(Arc<dyn Store>, Event)>>,
     }
 
     #[async_trait::async_trait]
@@ -729,10 +753,16 @@ mod tests {
             _: &CodeEntry,
             _: Option<&str>,
             _: Urgency,
-            _: &dyn Precondition,
+            precondition: &dyn Precondition,
         ) -> Result<(), PlatformError> {
             self.writes.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            let race = self.race.lock().unwrap().take();
+            if let Some((store, event)) = race {
+                store.ingest(&[event], Timestamp::now()).await.unwrap();
+            }
+            precondition.check().await.map_err(|why| {
+                PlatformError::transport(ErrorClass::PreconditionFailed, "POST", format!("not sent: {why}"))
+            })
         }
         fn stats(&self) -> CallStats {
             CallStats::default()
@@ -753,21 +783,28 @@ mod tests {
     }
 
     /// A worker over an in-memory store holding one leg that was being written (intent "7") when its window was seen
-    /// closing; `reads` is what the platform answers.
-    async fn closing_leg(reads: Vec<Result<Option<String>, PlatformError>>) -> (Worker, Arc<Scripted>) {
-        let platform = Arc::new(Scripted { reads: Mutex::new(reads.into()), writes: AtomicU32::new(0) });
+    /// closing; `reads` is what the platform answers; `unsent` of the leg's one attempt is known not sent.
+    async fn closing_leg(reads: Vec<Result<Option<String>, PlatformError>>, unsent: u32) -> (Worker, Arc<Scripted>) {
+        let (worker, platform, mut leg, version) = leg_worker(reads).await;
+        leg.state = LegState::Writing;
+        leg.intent = Some(WriteIntent { code_id: "7".into(), code_name: "Ours".into(), at: worker.clock.now() });
+        leg.attempts = 1;
+        leg.unsent_attempts = unsent;
+        worker.store.save_leg(&leg, version, "test", true).await.unwrap();
+        worker.store.ingest(&[event(EventKind::LegClosedUnread, "closed")], worker.clock.now()).await.unwrap();
+        (worker, platform)
+    }
+
+    /// A worker over an in-memory store with one ended leg, claimed by "test" (its record and version returned).
+    async fn leg_worker(reads: Vec<Result<Option<String>, PlatformError>>) -> (Worker, Arc<Scripted>, LegRecord, i64) {
+        let platform =
+            Arc::new(Scripted { reads: Mutex::new(reads.into()), writes: AtomicU32::new(0), race: Mutex::new(None) });
         let store: Arc<dyn Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
         let clock = ScaledClock::new(Timestamp::now(), 1.0).shared();
         let facts = LegFacts { ended_at: Some(clock.now()), acw_timeout_ms: Some(60_000), ..Default::default() };
         store.ingest(&[event(EventKind::LegEnded { facts: Box::new(facts) }, "end")], clock.now()).await.unwrap();
         let lease = SignedDuration::from_secs(60);
         let stored = store.claim_due(clock.now(), 1, "test", lease).await.unwrap().remove(0);
-        let mut leg = stored.leg;
-        leg.state = LegState::Writing;
-        leg.intent = Some(WriteIntent { code_id: "7".into(), code_name: "Ours".into(), at: clock.now() });
-        leg.attempts = 1;
-        store.save_leg(&leg, stored.version, "test", true).await.unwrap();
-        store.ingest(&[event(EventKind::LegClosedUnread, "closed")], clock.now()).await.unwrap();
         let catalog =
             CatalogCache::new(platform.clone(), store.clone(), clock.clone(), SignedDuration::from_secs(3600));
         let conn = ConnectionRuntime {
@@ -785,11 +822,17 @@ mod tests {
             deadline_guard: Duration::from_millis(500),
             gate_freshness: Duration::from_secs(1),
         };
-        (worker, platform)
+        (worker, platform, stored.leg, stored.version)
     }
 
     /// Claims the leg as the scheduler would (waiting out a retry's backoff) and lets the worker process it.
     async fn run_once(worker: &Worker) -> LegRecord {
+        let leg = run_claimed(worker).await;
+        assert!(matches!(leg.state, LegState::Closing | LegState::Done), "a closing event stops the write at once");
+        leg
+    }
+
+    async fn run_claimed(worker: &Worker) -> LegRecord {
         let key = LegKey::new("cx", "1", "2");
         let claimed = loop {
             let now = worker.clock.now();
@@ -798,20 +841,55 @@ mod tests {
                 None => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         };
-        assert_eq!(claimed.leg.state, LegState::Closing, "a closing event stops the write at once");
         worker.process(claimed).await;
         worker.store.get_leg(&key).await.unwrap().unwrap().leg
     }
 
     #[tokio::test]
     async fn a_closed_leg_ends_with_whatever_code_it_was_closed_with_and_is_never_written() {
-        for (read, outcome) in [(Some("7"), Outcome::Applied), (Some("9"), Outcome::AgentWon), (None, Outcome::Expired)]
-        {
-            let (worker, platform) = closing_leg(vec![Ok(read.map(str::to_string))]).await;
+        let cases = [
+            (Some("7"), 0, Outcome::Applied),
+            // Our code, but our one attempt is known not to have gone out: the agent chose it.
+            (Some("7"), 1, Outcome::AgentWon),
+            (Some("9"), 0, Outcome::AgentWon),
+            (None, 0, Outcome::Expired),
+        ];
+        for (read, unsent, outcome) in cases {
+            let (worker, platform) = closing_leg(vec![Ok(read.map(str::to_string))], unsent).await;
             let leg = run_once(&worker).await;
-            assert_eq!(leg.outcome, Some(outcome), "read {read:?}");
+            assert_eq!(leg.outcome, Some(outcome), "read {read:?}, unsent {unsent}");
             assert_eq!(platform.writes.load(Ordering::SeqCst), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn our_code_found_after_a_write_that_never_went_out_is_the_agents_choice() {
+        // The first write waits for the budget; meanwhile a repeated `leg ended` arrives, so the write is not sent.
+        // The next gate read finds the code we meant to write: the agent chose it (no write of ours ever went out),
+        // which must not be reported as `applied`.
+        let (worker, platform, mut leg, version) = leg_worker(vec![Ok(None), Ok(Some("7".into()))]).await;
+        let now = worker.clock.now();
+        leg.state = LegState::Scheduled;
+        leg.not_before = now;
+        leg.decision = Some(Decision {
+            source: DecisionSource::Rule { index: 0, name: "r".into(), version: "1".into() },
+            code_name: "Ours".into(),
+            notes: None,
+            timing: Timing::Immediate,
+            mode: Mode::Enforce,
+            decided_at: now,
+        });
+        worker.store.save_leg(&leg, version, "test", true).await.unwrap();
+        let again = event(EventKind::LegEnded { facts: Box::new(leg.facts.clone()) }, "end-again");
+        *platform.race.lock().unwrap() = Some((worker.store.clone(), again));
+        let mut leg = run_claimed(&worker).await;
+        while !leg.is_done() {
+            leg = run_claimed(&worker).await;
+        }
+        assert_eq!(leg.outcome, Some(Outcome::AgentWon), "{:?}", leg.outcome_reason);
+        assert_eq!((leg.attempts, leg.unsent_attempts), (2, 1));
+        assert_eq!(leg.written_at, None);
+        assert_eq!(platform.writes.load(Ordering::SeqCst), 1, "one write was tried, and it was not sent");
     }
 
     #[tokio::test]
@@ -819,7 +897,7 @@ mod tests {
         let failure = || Err(PlatformError::transport(ErrorClass::Retryable, "GET", "503"));
         let mut reads: Vec<_> = (0..MAX_CLOSING_READ_FAILURES).map(|_| failure()).collect();
         reads.push(Ok(None));
-        let (worker, platform) = closing_leg(reads).await;
+        let (worker, platform) = closing_leg(reads, 0).await;
         let leg = run_once(&worker).await;
         assert_eq!((leg.state, leg.outcome, leg.closing_read_failures), (LegState::Closing, None, 1));
         assert!(leg.not_before > leg.created_at, "the next read waits");
