@@ -4,7 +4,7 @@
 //! **Why.** With `synchronous = FULL` a commit costs one fsync of the WAL, and this disk syncs only a few hundred to a
 //! couple of thousand times a second, whatever the transaction holds. Intake already grouped its requests, but each
 //! worker's save and each ledger line was its own commit, so one leg cost two or three fsyncs after its event's: the
-//! workers' commits capped ingest (758 events/s on a disk that commits 14,000 events/s in batches). Now one task owns
+//! workers' commits capped ingest (758 events/s on a disk that commits 14,000 events/s in batches). Now one thread owns
 //! the writer connection; it takes the first waiting operation and every other one already queued (up to
 //! [`MAX_OPS`] / [`MAX_EVENTS`]), runs them in one `BEGIN IMMEDIATE` transaction, commits once and only then answers
 //! each caller. The next batch forms while this one syncs, so the batch grows with the load.
@@ -17,12 +17,11 @@
 //! caller's answer. Any other error rolls the batch back, and each operation is then run alone in its own
 //! transaction, so one bad operation cannot fail the others.
 
-use super::ingest::{chunk_sizes, ingest_batch, insert_ledger_rows, placeholders, LedgerRow};
-use super::{decode_record, load_current, ms, to_json, update_leg};
+use super::ingest::ingest_batch;
+use super::{ms, to_json};
 use crate::{ClaimedLeg, Ingested, LedgerEntry, StoreError, StoreResult};
 use jiff::Timestamp;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
-use std::collections::HashSet;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -65,6 +64,27 @@ pub(super) enum Op {
         lease_until: i64,
         reply: oneshot::Sender<StoreResult<Vec<ClaimedLeg>>>,
     },
+    /// The rare writes, so that this thread is the database's only writer (another connection writing would make
+    /// one of the two sleep in SQLite's busy handler). Expiry finishes at most `EXPIRE_CHUNK` legs per operation.
+    Expire {
+        now: Timestamp,
+        reply: oneshot::Sender<StoreResult<Vec<LegKey>>>,
+    },
+    ReleaseAll {
+        reply: oneshot::Sender<StoreResult<u64>>,
+    },
+    PutCatalog {
+        connection: String,
+        catalog: String,
+        fetched_at: String,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+    Idempotent {
+        connection: String,
+        key: String,
+        response: String,
+        reply: oneshot::Sender<StoreResult<(bool, String)>>,
+    },
 }
 
 impl Op {
@@ -80,8 +100,13 @@ impl Op {
         match self {
             Op::Ingest { reply, .. } => drop(reply.send(Err(e))),
             Op::Save { reply, .. } => drop(reply.send(Err(e))),
-            Op::Release { reply, .. } | Op::Ledger { reply, .. } => drop(reply.send(Err(e))),
+            Op::Release { reply, .. } | Op::Ledger { reply, .. } | Op::PutCatalog { reply, .. } => {
+                drop(reply.send(Err(e)))
+            }
             Op::Claim { reply, .. } => drop(reply.send(Err(e))),
+            Op::Expire { reply, .. } => drop(reply.send(Err(e))),
+            Op::ReleaseAll { reply } => drop(reply.send(Err(e))),
+            Op::Idempotent { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -93,6 +118,10 @@ enum Answer {
     Release(StoreResult<()>),
     Ledger,
     Claim(Vec<ClaimedLeg>),
+    Expire(Vec<LegKey>),
+    ReleaseAll(u64),
+    PutCatalog,
+    Idempotent((bool, String)),
 }
 
 /// What the batcher has done since the store opened: the product's figure is operations per commit.
@@ -118,11 +147,16 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    pub fn spawn(writer: SqlitePool) -> Self {
+    /// Starts the writer thread on `conn` (see [`open_writer`]).
+    pub fn spawn(conn: Connection) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel(4 * MAX_OPS);
         let counters = Arc::<Counters>::default();
-        tokio::spawn(run(writer, rx, counters.clone()));
-        Self { tx, counters }
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("wrapup-store-writer".into())
+            .spawn(move || run(conn, rx, thread_counters))
+            .map_err(|e| StoreError::Backend(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(Self { tx, counters })
     }
 
     pub fn stats(&self) -> WriteStats {
@@ -141,13 +175,33 @@ impl Batcher {
     }
 }
 
-async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>) {
+/// Opens the writer's own connection to the database file (already created and migrated through sqlx). `durable`:
+/// `synchronous = FULL` (every commit fsyncs the WAL); off only for the throwaway stores of tests.
+pub(super) fn open_writer(path: &std::path::Path, durable: bool, busy: std::time::Duration) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", super::WRITER_CACHE_KIB)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>) {
     // An operation that did not fit the previous batch opens the next one.
     let mut carried: Option<Op> = None;
     loop {
         let first = match carried.take() {
             Some(op) => op,
-            None => match rx.recv().await {
+            None => match rx.blocking_recv() {
                 Some(op) => op,
                 None => return,
             },
@@ -163,7 +217,7 @@ async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<Op>, counters: Arc<Count
             events += op.events();
             ops.push(op);
         }
-        match execute(&writer, &ops).await {
+        match execute(&mut conn, &ops) {
             Ok(answers) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters.operations.fetch_add(ops.len() as u64, Ordering::Relaxed);
@@ -174,7 +228,7 @@ async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<Op>, counters: Arc<Count
                 // Find the operation that failed: each alone, in its own transaction.
                 for op in ops {
                     let single = [op];
-                    match execute(&writer, &single).await {
+                    match execute(&mut conn, &single) {
                         Ok(answers) => {
                             counters.commits.fetch_add(1, Ordering::Relaxed);
                             counters.operations.fetch_add(1, Ordering::Relaxed);
@@ -197,28 +251,32 @@ fn answer(ops: Vec<Op>, answers: Vec<Answer>) {
             (Op::Release { reply, .. }, Answer::Release(r)) => drop(reply.send(r)),
             (Op::Ledger { reply, .. }, Answer::Ledger) => drop(reply.send(Ok(()))),
             (Op::Claim { reply, .. }, Answer::Claim(r)) => drop(reply.send(Ok(r))),
+            (Op::Expire { reply, .. }, Answer::Expire(r)) => drop(reply.send(Ok(r))),
+            (Op::ReleaseAll { reply }, Answer::ReleaseAll(r)) => drop(reply.send(Ok(r))),
+            (Op::PutCatalog { reply, .. }, Answer::PutCatalog) => drop(reply.send(Ok(()))),
+            (Op::Idempotent { reply, .. }, Answer::Idempotent(r)) => drop(reply.send(Ok(r))),
             (op, _) => op.fail(&StoreError::Backend("the store's writer mixed up its answers".into())),
         }
     }
 }
 
 /// Runs `ops` in one transaction and commits; answers in the order of `ops`. `Err` means nothing was committed.
-async fn execute(writer: &SqlitePool, ops: &[Op]) -> StoreResult<Vec<Answer>> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers: Vec<Option<Answer>> = ops.iter().map(|_| None).collect();
 
-    // 1. Events, all in one set-based pass; each caller gets its own slice of the results, in order.
-    let all: Vec<Event> = ops
+    // 1. Events, all in one pass; each caller gets its own slice of the results, in order.
+    let all: Vec<&Event> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Ingest { events, .. } => Some(events.iter().cloned()),
+            Op::Ingest { events, .. } => Some(events.iter()),
             _ => None,
         })
         .flatten()
         .collect();
     if !all.is_empty() {
         let now = ops.iter().filter_map(|op| if let Op::Ingest { now, .. } = op { Some(*now) } else { None }).max();
-        let mut results = ingest_batch(&mut tx, &all, now.unwrap_or_else(Timestamp::now)).await?.into_iter();
+        let mut results = ingest_batch(&tx, &all, now.unwrap_or_else(Timestamp::now))?.into_iter();
         for (i, op) in ops.iter().enumerate() {
             if let Op::Ingest { events, .. } = op {
                 answers[i] = Some(Answer::Ingest(results.by_ref().take(events.len()).collect()));
@@ -226,46 +284,54 @@ async fn execute(writer: &SqlitePool, ops: &[Op]) -> StoreResult<Vec<Answer>> {
         }
     }
 
-    // 2. Saves (set-based), then releases; each refused, before it changes anything, when the caller no longer
-    // holds the leg.
-    let saves: Vec<(usize, SaveRef)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Save { leg, version, owner, release, .. } => {
-                Some((i, SaveRef { leg, version: *version, owner, release: *release }))
-            }
-            _ => None,
-        })
-        .collect();
-    let refs: Vec<&SaveRef> = saves.iter().map(|(_, s)| s).collect();
-    for ((i, _), result) in saves.iter().zip(save_all(&mut tx, &refs).await?) {
-        answers[*i] = Some(Answer::Save(result));
-    }
+    // 2. Saves and releases, in arrival order, each refused (before it changes anything) when the caller no longer
+    // holds the leg. A refusal is that caller's answer; any other error aborts the batch.
     for (i, op) in ops.iter().enumerate() {
-        if let Op::Release { key, owner, .. } = op {
-            answers[i] = Some(Answer::Release(keep_refusal(release(&mut tx, key, owner).await)?));
+        match op {
+            Op::Save { leg, version, owner, release, .. } => {
+                answers[i] = Some(Answer::Save(keep_refusal(save(&tx, leg, *version, owner, *release))?));
+            }
+            Op::Release { key, owner, .. } => {
+                answers[i] = Some(Answer::Release(keep_refusal(release(&tx, key, owner))?));
+            }
+            _ => {}
         }
     }
 
-    // 3. Ledger lines, in arrival order, in multi-row statements.
-    let mut rows = Vec::new();
+    // 3. Ledger lines, in arrival order.
     for (i, op) in ops.iter().enumerate() {
         if let Op::Ledger { key, entry, .. } = op {
-            rows.push(LedgerRow::new(key, entry)?);
+            insert_ledger(&tx, key, entry)?;
             answers[i] = Some(Answer::Ledger);
         }
     }
-    insert_ledger_rows(&mut tx, &rows).await?;
 
-    // 4. Claims last, so they see the leases just released.
+    // 4. The rare writes, then claims last, so they see the leases just released.
+    for (i, op) in ops.iter().enumerate() {
+        answers[i] = match op {
+            Op::Expire { now, .. } => Some(Answer::Expire(expire(&tx, *now)?)),
+            Op::ReleaseAll { .. } => Some(Answer::ReleaseAll(release_all(&tx)?)),
+            Op::PutCatalog { connection, catalog, fetched_at, .. } => {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO catalog_cache (connection, catalog, fetched_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (connection) DO UPDATE SET catalog = excluded.catalog, fetched_at = excluded.fetched_at",
+                )?;
+                stmt.execute(params![connection, catalog, fetched_at])?;
+                Some(Answer::PutCatalog)
+            }
+            Op::Idempotent { connection, key, response, .. } => {
+                Some(Answer::Idempotent(idempotent(&tx, connection, key, response)?))
+            }
+            _ => answers[i].take(),
+        };
+    }
     for (i, op) in ops.iter().enumerate() {
         if let Op::Claim { now, limit, owner, lease_until, .. } = op {
-            answers[i] = Some(Answer::Claim(claim(&mut tx, *now, *limit, owner, *lease_until).await?));
+            answers[i] = Some(Answer::Claim(claim(&tx, *now, *limit, owner, *lease_until)?));
         }
     }
 
-    tx.commit().await?;
+    tx.commit()?;
     answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("an operation got no answer".into()))).collect()
 }
 
@@ -278,161 +344,185 @@ fn keep_refusal<T>(result: StoreResult<T>) -> StoreResult<StoreResult<T>> {
     }
 }
 
-/// One save of a batch.
-struct SaveRef<'a> {
-    leg: &'a LegRecord,
-    version: i64,
-    owner: &'a str,
-    release: bool,
+fn exists(tx: &Transaction<'_>, key: &LegKey) -> StoreResult<bool> {
+    let mut stmt =
+        tx.prepare_cached("SELECT 1 FROM legs WHERE connection = ?1 AND conversation = ?2 AND participant = ?3")?;
+    Ok(stmt.exists(params![key.connection, key.conversation, key.participant])?)
 }
 
-/// Saves `saves` in order; one answer each. Per [`MAX_ROWS`](super::ingest::MAX_ROWS) saves, two statements that return no rows when every
-/// save is accepted (the common case): one finds the refused saves (the leg is gone, its version moved, or the caller
-/// lost the lease), one `UPDATE … FROM (VALUES …)` writes the rest. (Not one statement per save, nor `RETURNING`:
-/// each statement and each returned row is a round trip to sqlx's connection thread, and those round trips were
-/// most of a batch's time.) A second save of the same leg in one batch (a worker whose lease ran out, and the one
-/// that took the leg over) is run after the others, alone, so it sees the first one's effect.
-async fn save_all(tx: &mut Transaction<'static, Sqlite>, saves: &[&SaveRef<'_>]) -> StoreResult<Vec<StoreResult<i64>>> {
-    let mut answers: Vec<Option<StoreResult<i64>>> = saves.iter().map(|_| None).collect();
-    let mut keys = HashSet::with_capacity(saves.len());
-    let (first, again): (Vec<usize>, Vec<usize>) = (0..saves.len()).partition(|&i| keys.insert(&saves[i].leg.key));
-    let mut at = 0;
-    for n in chunk_sizes(first.len()) {
-        let chunk = &first[at..at + n];
-        at += n;
-        // Which of them are refused, and why.
-        let sql = format!(
-            "SELECT v.column1 AS i, l.rowid IS NULL AS missing FROM (VALUES {}) AS v \
-             LEFT JOIN legs AS l ON l.connection = v.column2 AND l.conversation = v.column3 \
-                                AND l.participant = v.column4 \
-             WHERE l.rowid IS NULL OR l.version <> v.column5 OR l.lease_owner IS NOT v.column6",
-            placeholders(n, 6)
-        );
-        let mut query = sqlx::query(&sql);
-        for &i in chunk {
-            let s = saves[i];
-            query = query
-                .bind(i as i64)
-                .bind(&s.leg.key.connection)
-                .bind(&s.leg.key.conversation)
-                .bind(&s.leg.key.participant)
-                .bind(s.version)
-                .bind(s.owner);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let i = usize::try_from(row.try_get::<i64, _>("i")?).unwrap_or(usize::MAX);
-            let key = saves.get(i).map(|s| s.leg.key.to_string()).unwrap_or_default();
-            let refusal = if row.try_get("missing")? { StoreError::NotFound(key) } else { StoreError::Conflict(key) };
-            if let Some(slot) = answers.get_mut(i) {
-                *slot = Some(Err(refusal));
-            }
-        }
-        let accepted: Vec<usize> = chunk.iter().copied().filter(|&i| answers[i].is_none()).collect();
-        if accepted.is_empty() {
-            continue;
-        }
-        // The `due_at` rule is [`super::due_at`]'s, in SQL, because the lease it depends on is the row's (SET
-        // expressions see the row as it was). v: 1-3 key, 4 version, 5 owner, 6 release, 7 state, 8 not_before,
-        // 9 deadline, 10 updated_at, 11 outcome, 12 record.
-        let sql = format!(
-            "UPDATE legs SET state = v.column7, not_before = v.column8, deadline = v.column9, \
-               lease_owner = CASE WHEN v.column6 THEN NULL ELSE legs.lease_owner END, \
-               lease_until = CASE WHEN v.column6 THEN NULL ELSE legs.lease_until END, \
-               due_at = CASE v.column7 WHEN 'done' THEN NULL \
-                 WHEN 'writing' THEN \
-                   CASE WHEN v.column6 OR legs.lease_until IS NULL THEN v.column10 ELSE legs.lease_until END \
-                 ELSE CASE WHEN v.column6 OR legs.lease_until IS NULL THEN v.column8 \
-                           ELSE max(v.column8, legs.lease_until) END END, \
-               outcome = v.column11, updated_at = v.column10, record = v.column12, version = legs.version + 1 \
-             FROM (VALUES {}) AS v \
-             WHERE legs.connection = v.column1 AND legs.conversation = v.column2 AND legs.participant = v.column3 \
-               AND legs.version = v.column4 AND legs.lease_owner = v.column5",
-            placeholders(accepted.len(), 12)
-        );
-        let mut query = sqlx::query(&sql);
-        for &i in &accepted {
-            let s = saves[i];
-            let leg = s.leg;
-            query = query
-                .bind(&leg.key.connection)
-                .bind(&leg.key.conversation)
-                .bind(&leg.key.participant)
-                .bind(s.version)
-                .bind(s.owner)
-                .bind(s.release)
-                .bind(leg.state.as_str())
-                .bind(ms(leg.not_before))
-                .bind(leg.deadline.map(ms))
-                .bind(ms(leg.updated_at))
-                .bind(leg.outcome.map(Outcome::as_str))
-                .bind(to_json("leg record", leg)?);
-        }
-        let written = query.execute(&mut **tx).await?.rows_affected();
-        if written != accepted.len() as u64 {
-            // Cannot happen inside this transaction; if it did, the batch is rolled back and each save run alone.
-            return Err(StoreError::Backend(format!("{written} of {} checked saves were written", accepted.len())));
-        }
-        for i in accepted {
-            answers[i] = Some(Ok(saves[i].version + 1));
-        }
+/// One statement when the save is accepted (the common case); a second one only to tell a refusal's kind. The
+/// new version is the one matched plus one. The `due_at` rule is [`super::due_at`]'s, in SQL, because the lease
+/// it depends on is the row's (SET expressions see the row as it was).
+fn save(tx: &Transaction<'_>, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE legs SET state = ?1, not_before = ?2, deadline = ?3, \
+           lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
+           lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END, \
+           due_at = CASE ?1 WHEN 'done' THEN NULL \
+                            WHEN 'writing' THEN CASE WHEN ?4 OR lease_until IS NULL THEN ?5 ELSE lease_until END \
+                            ELSE CASE WHEN ?4 OR lease_until IS NULL THEN ?2 ELSE max(?2, lease_until) END END, \
+           outcome = ?6, updated_at = ?5, record = ?7, version = version + 1 \
+         WHERE connection = ?8 AND conversation = ?9 AND participant = ?10 AND version = ?11 AND lease_owner = ?12",
+    )?;
+    let written = stmt.execute(params![
+        leg.state.as_str(),
+        ms(leg.not_before),
+        leg.deadline.map(ms),
+        release,
+        ms(leg.updated_at),
+        leg.outcome.map(Outcome::as_str),
+        to_json("leg record", leg)?,
+        leg.key.connection,
+        leg.key.conversation,
+        leg.key.participant,
+        version,
+        owner,
+    ])?;
+    match written {
+        1 => Ok(version + 1),
+        _ if exists(tx, &leg.key)? => Err(StoreError::Conflict(leg.key.to_string())),
+        _ => Err(StoreError::NotFound(leg.key.to_string())),
     }
-    for i in again {
-        let s = saves[i];
-        answers[i] = Some(keep_refusal(save_alone(tx, s).await)?);
-    }
-    answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("a save got no answer".into()))).collect()
 }
 
-/// One save on its own: the leg is read, checked and written.
-async fn save_alone(tx: &mut Transaction<'static, Sqlite>, s: &SaveRef<'_>) -> StoreResult<i64> {
-    let cur = load_current(tx, &s.leg.key).await?.ok_or_else(|| StoreError::NotFound(s.leg.key.to_string()))?;
-    if cur.version != s.version || cur.lease_owner.as_deref() != Some(s.owner) {
-        return Err(StoreError::Conflict(s.leg.key.to_string()));
-    }
-    let lease = if s.release { (None, None) } else { (Some(s.owner), cur.lease_until) };
-    update_leg(tx, cur.rowid, s.leg, lease).await
-}
-
-async fn release(tx: &mut Transaction<'static, Sqlite>, key: &LegKey, owner: &str) -> StoreResult<()> {
-    let cur = load_current(tx, key).await?.ok_or_else(|| StoreError::NotFound(key.to_string()))?;
-    // Releasing a lease someone else holds (or nobody) changes nothing.
-    if cur.lease_owner.as_deref() == Some(owner) {
-        sqlx::query("UPDATE legs SET lease_owner = NULL, lease_until = NULL, due_at = ?1 WHERE rowid = ?2")
-            .bind(super::due_at(&cur.record, None))
-            .bind(cur.rowid)
-            .execute(&mut **tx)
-            .await?;
+/// Releasing a lease someone else holds (or nobody) changes nothing. `due_at` without a lease, as in
+/// [`super::due_at`]: a writing leg at once (its `updated_at`), others at `not_before`.
+fn release(tx: &Transaction<'_>, key: &LegKey, owner: &str) -> StoreResult<()> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE legs SET lease_owner = NULL, lease_until = NULL, \
+           due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END \
+         WHERE connection = ?1 AND conversation = ?2 AND participant = ?3 AND lease_owner = ?4",
+    )?;
+    let released = stmt.execute(params![key.connection, key.conversation, key.participant, owner])?;
+    if released == 0 && !exists(tx, key)? {
+        return Err(StoreError::NotFound(key.to_string()));
     }
     Ok(())
 }
 
+pub(super) fn insert_ledger(tx: &Transaction<'_>, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()> {
+    let detail = to_json("ledger detail", &entry.detail)?;
+    insert_ledger_line(tx, key, &entry.at.to_string(), &entry.kind, &detail)
+}
+
+pub(super) fn insert_ledger_line(
+    tx: &Transaction<'_>,
+    key: &LegKey,
+    at: &str,
+    kind: &str,
+    detail: &str,
+) -> StoreResult<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO ledger (connection, conversation, participant, at, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    stmt.execute(params![key.connection, key.conversation, key.participant, at, kind, detail])?;
+    Ok(())
+}
+
 /// One statement: selecting and leasing cannot interleave with another claim, so a leg goes to one owner.
-async fn claim(
-    tx: &mut Transaction<'static, Sqlite>,
-    now: i64,
-    limit: u32,
-    owner: &str,
-    lease_until: i64,
-) -> StoreResult<Vec<ClaimedLeg>> {
-    let rows = sqlx::query(
+fn claim(tx: &Transaction<'_>, now: i64, limit: u32, owner: &str, lease_until: i64) -> StoreResult<Vec<ClaimedLeg>> {
+    let mut stmt = tx.prepare_cached(
         "UPDATE legs SET lease_owner = ?1, lease_until = ?2, due_at = ?2 \
          WHERE rowid IN (SELECT rowid FROM legs WHERE due_at <= ?3 \
                          ORDER BY coalesce(deadline, 9223372036854775807), not_before LIMIT ?4) \
          RETURNING version, record",
-    )
-    .bind(owner)
-    .bind(lease_until)
-    .bind(now)
-    .bind(i64::from(limit))
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut claimed = rows
-        .iter()
-        .map(|row| Ok(ClaimedLeg { leg: decode_record(row)?, version: row.try_get("version")? }))
-        .collect::<StoreResult<Vec<_>>>()?;
+    )?;
+    let mut rows = stmt.query(params![owner, lease_until, now, i64::from(limit)])?;
+    let mut claimed = Vec::new();
+    while let Some(row) = rows.next()? {
+        let record: String = row.get(1)?;
+        let leg = serde_json::from_str(&record).map_err(|e| super::corrupt("leg record", e))?;
+        claimed.push(ClaimedLeg { leg, version: row.get(0)? });
+    }
     // RETURNING has no defined order.
     claimed.sort_by_key(|c| (c.leg.deadline.is_none(), c.leg.deadline, c.leg.not_before));
     Ok(claimed)
+}
+
+/// Finishes up to `EXPIRE_CHUNK` legs whose deadline passed with `expired`. Legs with a write intent (a write may
+/// have been sent and landed) are left to their worker, which reads the platform first. A worker holding a lease
+/// keeps it until it releases; its save is refused by the version bump.
+fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
+    let mut select = tx.prepare_cached(
+        "SELECT rowid, lease_until, record FROM legs \
+         WHERE state IN ('open', 'scheduled') AND deadline < ?1 AND json_extract(record, '$.intent') IS NULL LIMIT ?2",
+    )?;
+    let rows = select
+        .query_map(params![ms(now), super::EXPIRE_CHUNK], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut update = tx.prepare_cached(
+        "UPDATE legs SET state = ?1, not_before = ?2, deadline = ?3, due_at = ?4, outcome = ?5, updated_at = ?6, \
+         record = ?7, version = version + 1 WHERE rowid = ?8",
+    )?;
+    let reason = "the ACW window closed before we acted";
+    let detail = serde_json::json!({"outcome": Outcome::Expired.as_str(), "reason": reason}).to_string();
+    let at = now.to_string();
+    let mut expired = Vec::with_capacity(rows.len());
+    for (rowid, lease_until, record) in rows {
+        let mut leg: LegRecord = serde_json::from_str(&record).map_err(|e| super::corrupt("leg record", e))?;
+        leg.finish(Outcome::Expired, Some(reason.to_string()), now);
+        update.execute(params![
+            leg.state.as_str(),
+            ms(leg.not_before),
+            leg.deadline.map(ms),
+            super::due_at(&leg, lease_until),
+            leg.outcome.map(Outcome::as_str),
+            ms(leg.updated_at),
+            to_json("leg record", &leg)?,
+            rowid,
+        ])?;
+        insert_ledger_line(tx, &leg.key, &at, "outcome", &detail)?;
+        expired.push(leg.key);
+    }
+    Ok(expired)
+}
+
+/// Same rule as `due_at()` without a lease: open/scheduled legs at `not_before`, writing legs at once.
+fn release_all(tx: &Transaction<'_>) -> StoreResult<u64> {
+    let done = tx.execute(
+        "UPDATE legs SET lease_owner = NULL, lease_until = NULL, \
+         due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END \
+         WHERE lease_owner IS NOT NULL",
+        [],
+    )?;
+    Ok(done as u64)
+}
+
+/// `(true, response)` when this call stored `response`, `(false, first response)` when the key was used before.
+fn idempotent(tx: &Transaction<'_>, connection: &str, key: &str, response: &str) -> StoreResult<(bool, String)> {
+    let stored = tx.execute(
+        "INSERT INTO idempotency (connection, key, response, created_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (connection, key) DO NOTHING",
+        params![connection, key, response, ms(Timestamp::now())],
+    )? == 1;
+    if stored {
+        return Ok((true, response.to_string()));
+    }
+    let first: String = tx.query_row(
+        "SELECT response FROM idempotency WHERE connection = ?1 AND key = ?2",
+        params![connection, key],
+        |row| row.get(0),
+    )?;
+    Ok((false, first))
+}
+
+/// Loads a leg's version, lease end and record, if it exists.
+pub(super) fn load(tx: &Transaction<'_>, key: &LegKey) -> StoreResult<Option<(i64, Option<i64>, LegRecord)>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT version, lease_until, record FROM legs WHERE connection = ?1 AND conversation = ?2 AND participant = ?3",
+    )?;
+    let row = stmt
+        .query_row(params![key.connection, key.conversation, key.participant], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
+        })
+        .optional()?;
+    row.map(|(version, lease_until, record)| {
+        let leg = serde_json::from_str(&record).map_err(|e| super::corrupt("leg record", e))?;
+        Ok((version, lease_until, leg))
+    })
+    .transpose()
 }
 
 #[cfg(test)]
@@ -440,8 +530,7 @@ mod tests {
     use super::*;
     use crate::{SqliteStore, Store};
     use jiff::SignedDuration;
-    use wrapup_core::EventKind;
-    use wrapup_core::LegFacts;
+    use wrapup_core::{EventKind, LegFacts};
 
     fn ended(conversation: &str) -> Event {
         Event {
@@ -453,35 +542,57 @@ mod tests {
         }
     }
 
+    fn save_op(leg: &LegRecord, version: i64, owner: &str, release: bool) -> Op {
+        let (reply, _) = oneshot::channel();
+        Op::Save { leg: Box::new(leg.clone()), version, owner: owner.into(), release, reply }
+    }
+
+    #[test]
+    fn the_writer_connection_syncs_every_commit() {
+        // Intake acknowledges on the strength of the writer's commit: FULL (2) makes each commit fsync the WAL.
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("w.db"), true, std::time::Duration::from_secs(1)).unwrap();
+        let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!((sync, mode.as_str()), (2, "wal"));
+    }
+
     #[tokio::test]
-    async fn saves_in_one_statement_keep_each_ones_answer() {
-        let store = SqliteStore::open_in_memory().await.unwrap();
+    async fn saves_of_one_batch_keep_each_ones_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrapup.db");
+        let store = SqliteStore::open(&path).await.unwrap();
         let now = Timestamp::UNIX_EPOCH;
         store.ingest(&[ended("a"), ended("b"), ended("c")], now).await.unwrap();
         let claimed = store.claim_due(now, 2, "w", SignedDuration::from_secs(60)).await.unwrap();
         let (a, b) = (&claimed[0], &claimed[1]);
         let mut unknown = a.leg.clone();
         unknown.key = LegKey::new("c", "nowhere", "p");
-        let saves = [
-            SaveRef { leg: &a.leg, version: a.version, owner: "w", release: false },
+        let ops = [
+            save_op(&a.leg, a.version, "w", false),
             // The same leg again in the batch: it sees the first save's version bump.
-            SaveRef { leg: &a.leg, version: a.version, owner: "w", release: true },
-            SaveRef { leg: &b.leg, version: b.version, owner: "someone else", release: true },
-            SaveRef { leg: &unknown, version: 1, owner: "w", release: true },
-            SaveRef { leg: &b.leg, version: b.version, owner: "w", release: true },
+            save_op(&a.leg, a.version, "w", true),
+            save_op(&b.leg, b.version, "someone else", true),
+            save_op(&unknown, 1, "w", true),
+            // A refused save of `b` (wrong owner) does not spoil the right one after it.
+            save_op(&b.leg, b.version, "w", true),
         ];
-        let mut tx = store.writer.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        let answers = save_all(&mut tx, &saves.iter().collect::<Vec<_>>()).await.unwrap();
-        tx.commit().await.unwrap();
+        let mut conn = open_writer(&path, true, std::time::Duration::from_secs(1)).unwrap();
+        let answers: Vec<_> = execute(&mut conn, &ops)
+            .unwrap()
+            .into_iter()
+            .map(|a| match a {
+                Answer::Save(r) => r,
+                _ => panic!("not a save's answer"),
+            })
+            .collect();
         assert!(matches!(answers[0], Ok(v) if v == a.version + 1), "{answers:?}");
         assert!(matches!(answers[1], Err(StoreError::Conflict(_))), "{answers:?}");
         assert!(matches!(answers[2], Err(StoreError::Conflict(_))), "{answers:?}");
         assert!(matches!(answers[3], Err(StoreError::NotFound(_))), "{answers:?}");
-        // A refused save of `b` (wrong owner) does not spoil the right one after it, which runs alone (a repeat).
         assert!(matches!(answers[4], Ok(v) if v == b.version + 1), "{answers:?}");
         // `a` kept its lease (release: false), `b` released it.
-        let a_now = store.get_leg(&a.leg.key).await.unwrap().unwrap();
-        assert_eq!(a_now.version, a.version + 1);
+        assert_eq!(store.get_leg(&a.leg.key).await.unwrap().unwrap().version, a.version + 1);
         let again = store.claim_due(now, 10, "other", SignedDuration::from_secs(60)).await.unwrap();
         let keys: Vec<_> = again.iter().map(|c| c.leg.key.conversation.as_str()).collect();
         assert!(keys.contains(&"b") && !keys.contains(&"a"), "{keys:?}");

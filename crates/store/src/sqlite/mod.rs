@@ -6,12 +6,16 @@
 //! batch, not per call: the frequent writes (intake, claims, saves, releases, ledger lines) of all callers waiting at
 //! the same moment share one transaction, and each caller is answered after its commit ([`batch`]).
 //!
-//! **One writer.** SQLite allows one writer at a time. Writes go through a pool of one connection (the batcher's task
-//! and the rare writes: expiry, catalog cache, idempotency keys), so writers in this process queue on the pool
-//! instead of spinning on `SQLITE_BUSY`, and every read-then-write transaction starts with
-//! `BEGIN IMMEDIATE`, so another process on the same file is serialized by the file lock (with `busy_timeout`) rather
-//! than failing a lock upgrade halfway. Reads use a separate pool and, thanks to WAL, never wait for the writer.
-//! An in-memory store has a single connection for both (each in-memory connection would be its own database).
+//! **One writer.** SQLite allows one writer at a time, so exactly one connection writes: the writer thread's
+//! ([`batch`]), a synchronous SQLite connection (rusqlite) on a thread of its own, with cached prepared statements.
+//! Every write — the frequent ones and the rare ones (expiry, leases cleared at startup, catalog cache, idempotency
+//! keys) — is an operation queued to it, so writers in this process never meet on SQLite's lock. Its transactions
+//! start with `BEGIN IMMEDIATE`, so another process on the same file is serialized by the file lock (with
+//! `busy_timeout`) rather than failing a lock upgrade halfway. Reads use a pool of sqlx connections and, thanks to
+//! WAL, never wait for the writer. Migrations run on a connection of their own at open, before the writer starts.
+//! (The writer was an sqlx connection until the fourth session; sqlx runs each statement on the connection's own
+//! thread and hands it and every returned row across threads, and with the writes batched those hand-offs were most
+//! of what limited intake; see docs/PERFORMANCE.md.)
 //!
 //! **Claims, leases and versions.** Every change to a leg's content (an event applied, a worker's save, expiry)
 //! bumps `version`. Claiming only sets the lease (`lease_owner`, `lease_until`) and does not bump the version: the
@@ -22,9 +26,9 @@
 //! names must therefore be unique per worker (e.g. a UUID per task). Applying an event leaves the lease alone but
 //! bumps the version, so the worker holding the leg gets [`StoreError::Conflict`], reloads and decides again.
 //!
-//! **Batched intake.** [`Store::ingest`] is set-based: a batch of events becomes a few multi-row statements (inbox
-//! rows with `ON CONFLICT DO NOTHING RETURNING`, one lookup of the touched legs, one upsert of them, the ledger
-//! lines), each leg is folded through `apply_event` in memory, and the whole batch commits once.
+//! **Batched intake.** A batch of events is recorded in one pass (`ingest.rs`): each event's dedupe key is looked
+//! up and a new one inserted into the inbox, each touched leg is loaded once and folded through `apply_event` in
+//! memory, written once, and each event gets its ledger line; all in the batch's one transaction.
 //!
 //! **Due legs.** The `due_at` column is when a worker may next claim a leg (NULL once done; `max(not_before,
 //! lease_until)` for open/scheduled legs; `lease_until` for writing legs, which are reclaimed after a crash). Claiming
@@ -39,9 +43,9 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use wrapup_core::catalog::Catalog;
 use wrapup_core::lifecycle::{LegRecord, LegState};
@@ -57,11 +61,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a connection waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Page cache of the writer connection, in KiB as SQLite wants it (negative). Readers keep SQLite's 2 MiB default.
-const WRITER_CACHE_KIB: &str = "-65536";
-/// Prepared statements the writer connection keeps: the multi-row statements come in up to `ingest::MAX_ROWS` sizes
-/// for each of about eight kinds.
-const WRITER_STATEMENTS: usize = 1024;
+/// Page cache of the writer thread's connection, in KiB as SQLite wants it (negative). Other connections keep
+/// SQLite's 2 MiB default.
+pub(super) const WRITER_CACHE_KIB: &str = "-65536";
 /// Reader connections of a file-backed store.
 const READERS: u32 = 4;
 /// `list_legs` without a limit returns at most this many legs (never the whole table).
@@ -72,10 +74,11 @@ const EXPIRE_CHUNK: i64 = 500;
 /// The SQLite store. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
     reader: SqlitePool,
     /// The frequent writes go through here, sharing commits (see [`batch`]).
     batcher: Batcher,
+    /// The directory of a throwaway store, removed with the last handle.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -93,6 +96,20 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 impl SqliteStore {
     /// Opens (creating the file and its directory if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_at(path, true, None).await
+    }
+
+    /// A private throwaway database (for tests): a file in a temporary directory, committed without fsync, removed
+    /// when the last handle is dropped. (Not SQLite's `:memory:`: the writer thread needs a connection of its own
+    /// to the same database.)
+    pub async fn open_in_memory() -> StoreResult<SqliteStore> {
+        let dir =
+            tempfile::tempdir().map_err(|e| StoreError::Backend(format!("cannot create a temporary dir: {e}")))?;
+        let path = dir.path().join("wrapup.db");
+        Self::open_at(&path, false, Some(Arc::new(dir))).await
+    }
+
+    async fn open_at(path: &Path, durable: bool, temp: Option<Arc<tempfile::TempDir>>) -> StoreResult<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
@@ -102,56 +119,28 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: in WAL mode each commit fsyncs the WAL, which is what makes an acknowledgement durable.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Off })
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            // Statement journals (multi-row upserts need them) stay in memory instead of temp files.
             .pragma("temp_store", "memory");
-        // The writer gets a larger page cache: ingest looks legs up by key all over the table.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                options.clone().pragma("cache_size", WRITER_CACHE_KIB).statement_cache_capacity(WRITER_STATEMENTS),
-            )
-            .await?;
-        MIGRATOR.run(&writer).await?;
+        // Migrations run on a connection of their own before anything else writes; after that the writer thread
+        // is the only writer, and these connections only read.
+        let migrator = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        MIGRATOR.run(&migrator).await?;
+        migrator.close().await;
         let reader = SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
-        let batcher = Batcher::spawn(writer.clone());
-        Ok(SqliteStore { writer, reader, batcher })
-    }
-
-    /// A private in-memory database (for tests): gone when the store is dropped.
-    pub async fn open_in_memory() -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .statement_cache_capacity(WRITER_STATEMENTS);
-        // One connection that never closes: another connection, or this one reopened, would be an empty database.
-        let pool = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        let batcher = Batcher::spawn(pool.clone());
-        Ok(SqliteStore { writer: pool.clone(), reader: pool, batcher })
+        let batcher = Batcher::spawn(batch::open_writer(path, durable, BUSY_TIMEOUT)?)?;
+        Ok(SqliteStore { reader, batcher, _temp: temp })
     }
 
     /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
     pub async fn close(self) {
         self.reader.close().await;
-        self.writer.close().await;
     }
 
     /// How many commits the frequent writes took, and how many operations they carried.
     pub fn write_stats(&self) -> WriteStats {
         self.batcher.stats()
-    }
-
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -182,80 +171,6 @@ fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
         }
         LegState::Writing => Some(lease_until.unwrap_or_else(|| ms(leg.updated_at))),
     }
-}
-
-/// The state of a leg row as a transaction found it.
-struct Current {
-    rowid: i64,
-    version: i64,
-    lease_owner: Option<String>,
-    lease_until: Option<i64>,
-    record: LegRecord,
-}
-
-async fn load_current(tx: &mut Transaction<'static, Sqlite>, key: &LegKey) -> StoreResult<Option<Current>> {
-    let row = sqlx::query(
-        "SELECT rowid, version, lease_owner, lease_until, record FROM legs \
-         WHERE connection = ?1 AND conversation = ?2 AND participant = ?3",
-    )
-    .bind(&key.connection)
-    .bind(&key.conversation)
-    .bind(&key.participant)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|row| {
-        Ok(Current {
-            rowid: row.try_get("rowid")?,
-            version: row.try_get("version")?,
-            lease_owner: row.try_get("lease_owner")?,
-            lease_until: row.try_get("lease_until")?,
-            record: decode_record(&row)?,
-        })
-    })
-    .transpose()
-}
-
-/// Writes `leg`'s content to an existing row, bumping its version, with the given lease.
-async fn update_leg(
-    tx: &mut Transaction<'static, Sqlite>,
-    rowid: i64,
-    leg: &LegRecord,
-    lease: (Option<&str>, Option<i64>),
-) -> StoreResult<i64> {
-    let version: i64 = sqlx::query_scalar(
-        "UPDATE legs SET state = ?1, not_before = ?2, deadline = ?3, due_at = ?4, lease_owner = ?5, \
-         lease_until = ?6, outcome = ?7, updated_at = ?8, record = ?9, version = version + 1 \
-         WHERE rowid = ?10 RETURNING version",
-    )
-    .bind(leg.state.as_str())
-    .bind(ms(leg.not_before))
-    .bind(leg.deadline.map(ms))
-    .bind(due_at(leg, lease.1))
-    .bind(lease.0)
-    .bind(lease.1)
-    .bind(leg.outcome.map(Outcome::as_str))
-    .bind(ms(leg.updated_at))
-    .bind(to_json("leg record", leg)?)
-    .bind(rowid)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(version)
-}
-
-async fn insert_ledger(tx: &mut Transaction<'static, Sqlite>, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO ledger (connection, conversation, participant, at, kind, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(&key.connection)
-    .bind(&key.conversation)
-    .bind(&key.participant)
-    .bind(entry.at.to_string())
-    .bind(&entry.kind)
-    .bind(to_json("ledger detail", &entry.detail)?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[async_trait]
@@ -289,17 +204,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_all_leases(&self) -> StoreResult<u64> {
-        let mut tx = self.write_tx().await?;
-        // Same rule as `due_at()` without a lease: open/scheduled legs at `not_before`, writing legs at once.
-        let done = sqlx::query(
-            "UPDATE legs SET lease_owner = NULL, lease_until = NULL, \
-             due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END \
-             WHERE lease_owner IS NOT NULL",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        self.batcher.call(|reply| Op::ReleaseAll { reply }).await
     }
 
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()> {
@@ -349,39 +254,22 @@ impl Store for SqliteStore {
 
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
+        // Looked up on a reader first: the sweep runs twice a second, and taking the write lock only to find nothing
+        // would make the writer thread wait for it.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM legs WHERE state IN ('open', 'scheduled') AND deadline < ?1 \
+             AND json_extract(record, '$.intent') IS NULL LIMIT 1",
+        )
+        .bind(ms(now))
+        .fetch_optional(&self.reader)
+        .await?;
+        if any.is_none() {
+            return Ok(expired);
+        }
         loop {
-            let mut tx = self.write_tx().await?;
-            let rows = sqlx::query(
-                "SELECT rowid, lease_owner, lease_until, record FROM legs \
-                 WHERE state IN ('open', 'scheduled') AND deadline < ?1 \
-                 AND json_extract(record, '$.intent') IS NULL LIMIT ?2",
-            )
-            .bind(ms(now))
-            .bind(EXPIRE_CHUNK)
-            .fetch_all(&mut *tx)
-            .await?;
-            let count = rows.len();
-            for row in rows {
-                let rowid: i64 = row.try_get("rowid")?;
-                let lease_owner: Option<String> = row.try_get("lease_owner")?;
-                let lease_until: Option<i64> = row.try_get("lease_until")?;
-                let mut leg = decode_record(&row)?;
-                let reason = "the ACW window closed before we acted";
-                leg.finish(Outcome::Expired, Some(reason.to_string()), now);
-                // A worker holding the lease keeps it until it releases; its save is refused by the version bump.
-                update_leg(&mut tx, rowid, &leg, (lease_owner.as_deref(), lease_until)).await?;
-                let entry = LedgerEntry {
-                    at: now,
-                    kind: "outcome".into(),
-                    detail: serde_json::json!({
-                        "outcome": Outcome::Expired.as_str(),
-                        "reason": reason,
-                    }),
-                };
-                insert_ledger(&mut tx, &leg.key, &entry).await?;
-                expired.push(leg.key);
-            }
-            tx.commit().await?;
+            let chunk = self.batcher.call(|reply| Op::Expire { now, reply }).await?;
+            let count = chunk.len();
+            expired.extend(chunk);
             if (count as i64) < EXPIRE_CHUNK {
                 return Ok(expired);
             }
@@ -443,16 +331,9 @@ impl Store for SqliteStore {
     }
 
     async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO catalog_cache (connection, catalog, fetched_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (connection) DO UPDATE SET catalog = excluded.catalog, fetched_at = excluded.fetched_at",
-        )
-        .bind(connection)
-        .bind(to_json("catalog", catalog)?)
-        .bind(fetched_at.to_string())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let (connection, catalog, fetched_at) =
+            (connection.to_string(), to_json("catalog", catalog)?, fetched_at.to_string());
+        self.batcher.call(|reply| Op::PutCatalog { connection, catalog, fetched_at, reply }).await
     }
 
     async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>> {
@@ -478,30 +359,10 @@ impl Store for SqliteStore {
         key: &str,
         response: &serde_json::Value,
     ) -> StoreResult<(bool, serde_json::Value)> {
-        let mut tx = self.write_tx().await?;
-        let stored = sqlx::query(
-            "INSERT INTO idempotency (connection, key, response, created_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (connection, key) DO NOTHING",
-        )
-        .bind(connection)
-        .bind(key)
-        .bind(to_json("idempotent response", response)?)
-        .bind(ms(Timestamp::now()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if stored {
-            tx.commit().await?;
-            return Ok((true, response.clone()));
-        }
-        let first: String = sqlx::query_scalar("SELECT response FROM idempotency WHERE connection = ?1 AND key = ?2")
-            .bind(connection)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let (connection, key) = (connection.to_string(), key.to_string());
+        let response = to_json("idempotent response", response)?;
+        let (stored, first) = self.batcher.call(|reply| Op::Idempotent { connection, key, response, reply }).await?;
         let first = serde_json::from_str(&first).map_err(|e| corrupt("idempotent response", e))?;
-        Ok((false, first))
+        Ok((stored, first))
     }
 }
