@@ -143,9 +143,7 @@ impl LegRecord {
     pub fn ours_may_have_landed(&self, current_unsent: bool) -> bool {
         self.attempts.saturating_sub(u32::from(current_unsent)) > self.unsent_attempts
     }
-}
 
-impl LegRecord {
     /// A leg first heard of through `event` at `now`.
     pub fn new(key: LegKey, now: Timestamp) -> Self {
         LegRecord {

@@ -18,7 +18,7 @@
 //! transaction, so one bad operation cannot fail the others.
 
 use super::ingest::ingest_batch;
-use super::{ms, to_json};
+use super::{ms, parse_record, to_json};
 use crate::{ClaimedLeg, Ingested, LedgerEntry, StoreError, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -139,7 +139,7 @@ struct Counters {
     operations: AtomicU64,
 }
 
-/// A handle to the batcher task of one store. The task ends when the last handle is dropped.
+/// A handle to the writer thread of one store. The thread ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub(super) struct Batcher {
     tx: mpsc::Sender<Op>,
@@ -218,22 +218,14 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>
             ops.push(op);
         }
         match execute(&mut conn, &ops) {
-            Ok(answers) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters.operations.fetch_add(ops.len() as u64, Ordering::Relaxed);
-                answer(ops, answers)
-            }
+            Ok(answers) => answer(ops, answers, &counters),
             Err(e) if ops.len() == 1 => ops.into_iter().for_each(|op| op.fail(&e)),
             Err(_) => {
                 // Find the operation that failed: each alone, in its own transaction.
                 for op in ops {
-                    let single = [op];
+                    let single = vec![op];
                     match execute(&mut conn, &single) {
-                        Ok(answers) => {
-                            counters.commits.fetch_add(1, Ordering::Relaxed);
-                            counters.operations.fetch_add(1, Ordering::Relaxed);
-                            answer(single.into(), answers)
-                        }
+                        Ok(answers) => answer(single, answers, &counters),
                         Err(e) => single.into_iter().for_each(|op| op.fail(&e)),
                     }
                 }
@@ -242,7 +234,10 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>
     }
 }
 
-fn answer(ops: Vec<Op>, answers: Vec<Answer>) {
+/// Answers the operations of a committed transaction, and counts it.
+fn answer(ops: Vec<Op>, answers: Vec<Answer>, counters: &Counters) {
+    counters.commits.fetch_add(1, Ordering::Relaxed);
+    counters.operations.fetch_add(ops.len() as u64, Ordering::Relaxed);
     for (op, answer) in ops.into_iter().zip(answers) {
         // A caller that gave up (its future dropped) just does not hear back.
         match (op, answer) {
@@ -308,22 +303,9 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
 
     // 4. The rare writes, then claims last, so they see the leases just released.
     for (i, op) in ops.iter().enumerate() {
-        answers[i] = match op {
-            Op::Expire { now, .. } => Some(Answer::Expire(expire(&tx, *now)?)),
-            Op::ReleaseAll { .. } => Some(Answer::ReleaseAll(release_all(&tx)?)),
-            Op::PutCatalog { connection, catalog, fetched_at, .. } => {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO catalog_cache (connection, catalog, fetched_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (connection) DO UPDATE SET catalog = excluded.catalog, fetched_at = excluded.fetched_at",
-                )?;
-                stmt.execute(params![connection, catalog, fetched_at])?;
-                Some(Answer::PutCatalog)
-            }
-            Op::Idempotent { connection, key, response, .. } => {
-                Some(Answer::Idempotent(idempotent(&tx, connection, key, response)?))
-            }
-            _ => answers[i].take(),
-        };
+        if let Some(answer) = rare_write(&tx, op)? {
+            answers[i] = Some(answer);
+        }
     }
     for (i, op) in ops.iter().enumerate() {
         if let Op::Claim { now, limit, owner, lease_until, .. } = op {
@@ -334,6 +316,30 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
     tx.commit()?;
     answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("an operation got no answer".into()))).collect()
 }
+
+/// The answer to `op` if it is one of the rare writes.
+fn rare_write(tx: &Transaction<'_>, op: &Op) -> StoreResult<Option<Answer>> {
+    Ok(Some(match op {
+        Op::Expire { now, .. } => Answer::Expire(expire(tx, *now)?),
+        Op::ReleaseAll { .. } => Answer::ReleaseAll(release_all(tx)?),
+        Op::PutCatalog { connection, catalog, fetched_at, .. } => {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO catalog_cache (connection, catalog, fetched_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (connection) DO UPDATE SET catalog = excluded.catalog, fetched_at = excluded.fetched_at",
+            )?;
+            stmt.execute(params![connection, catalog, fetched_at])?;
+            Answer::PutCatalog
+        }
+        Op::Idempotent { connection, key, response, .. } => {
+            Answer::Idempotent(idempotent(tx, connection, key, response)?)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `due_at` of a leg without a lease, as [`super::due_at`] computes it: none once done, a writing leg at once (its
+/// `updated_at`), others at `not_before`.
+const DUE_WITHOUT_LEASE: &str = "CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END";
 
 /// A refusal is the caller's answer; any other error aborts the batch.
 fn keep_refusal<T>(result: StoreResult<T>) -> StoreResult<StoreResult<T>> {
@@ -385,14 +391,12 @@ fn save(tx: &Transaction<'_>, leg: &LegRecord, version: i64, owner: &str, releas
     }
 }
 
-/// Releasing a lease someone else holds (or nobody) changes nothing. `due_at` without a lease, as in
-/// [`super::due_at`]: a writing leg at once (its `updated_at`), others at `not_before`.
+/// Releasing a lease someone else holds (or nobody) changes nothing.
 fn release(tx: &Transaction<'_>, key: &LegKey, owner: &str) -> StoreResult<()> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE legs SET lease_owner = NULL, lease_until = NULL, \
-           due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END \
-         WHERE connection = ?1 AND conversation = ?2 AND participant = ?3 AND lease_owner = ?4",
-    )?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE legs SET lease_owner = NULL, lease_until = NULL, due_at = {DUE_WITHOUT_LEASE} \
+         WHERE connection = ?1 AND conversation = ?2 AND participant = ?3 AND lease_owner = ?4"
+    ))?;
     let released = stmt.execute(params![key.connection, key.conversation, key.participant, owner])?;
     if released == 0 && !exists(tx, key)? {
         return Err(StoreError::NotFound(key.to_string()));
@@ -431,8 +435,7 @@ fn claim(tx: &Transaction<'_>, now: i64, limit: u32, owner: &str, lease_until: i
     let mut claimed = Vec::new();
     while let Some(row) = rows.next()? {
         let record: String = row.get(1)?;
-        let leg = serde_json::from_str(&record).map_err(|e| super::corrupt("leg record", e))?;
-        claimed.push(ClaimedLeg { leg, version: row.get(0)? });
+        claimed.push(ClaimedLeg { leg: parse_record(&record)?, version: row.get(0)? });
     }
     // RETURNING has no defined order.
     claimed.sort_by_key(|c| (c.leg.deadline.is_none(), c.leg.deadline, c.leg.not_before));
@@ -443,10 +446,8 @@ fn claim(tx: &Transaction<'_>, now: i64, limit: u32, owner: &str, lease_until: i
 /// have been sent and landed) are left to their worker, which reads the platform first. A worker holding a lease
 /// keeps it until it releases; its save is refused by the version bump.
 fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
-    let mut select = tx.prepare_cached(
-        "SELECT rowid, lease_until, record FROM legs \
-         WHERE state IN ('open', 'scheduled') AND deadline < ?1 AND json_extract(record, '$.intent') IS NULL LIMIT ?2",
-    )?;
+    let mut select =
+        tx.prepare_cached(&format!("SELECT rowid, lease_until, record FROM legs WHERE {} LIMIT ?2", super::OVERDUE))?;
     let rows = select
         .query_map(params![ms(now), super::EXPIRE_CHUNK], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
@@ -461,7 +462,7 @@ fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
     let at = now.to_string();
     let mut expired = Vec::with_capacity(rows.len());
     for (rowid, lease_until, record) in rows {
-        let mut leg: LegRecord = serde_json::from_str(&record).map_err(|e| super::corrupt("leg record", e))?;
+        let mut leg = parse_record(&record)?;
         leg.finish(Outcome::Expired, Some(reason.to_string()), now);
         update.execute(params![
             leg.state.as_str(),
@@ -479,12 +480,12 @@ fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
     Ok(expired)
 }
 
-/// Same rule as `due_at()` without a lease: open/scheduled legs at `not_before`, writing legs at once.
 fn release_all(tx: &Transaction<'_>) -> StoreResult<u64> {
     let done = tx.execute(
-        "UPDATE legs SET lease_owner = NULL, lease_until = NULL, \
-         due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN updated_at ELSE not_before END \
-         WHERE lease_owner IS NOT NULL",
+        &format!(
+            "UPDATE legs SET lease_owner = NULL, lease_until = NULL, due_at = {DUE_WITHOUT_LEASE} \
+             WHERE lease_owner IS NOT NULL"
+        ),
         [],
     )?;
     Ok(done as u64)
@@ -518,11 +519,7 @@ pub(super) fn load(tx: &Transaction<'_>, key: &LegKey) -> StoreResult<Option<(i6
             Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?, row.get::<_, String>(2)?))
         })
         .optional()?;
-    row.map(|(version, lease_until, record)| {
-        let leg = serde_json::from_str(&record).map_err(|e| super::corrupt("leg record", e))?;
-        Ok((version, lease_until, leg))
-    })
-    .transpose()
+    row.map(|(version, lease_until, record)| Ok((version, lease_until, parse_record(&record)?))).transpose()
 }
 
 #[cfg(test)]

@@ -68,7 +68,8 @@ pub(super) const WRITER_CACHE_KIB: &str = "-65536";
 const READERS: u32 = 4;
 /// `list_legs` without a limit returns at most this many legs (never the whole table).
 pub const DEFAULT_LIST_LIMIT: u32 = 1000;
-/// `expire_overdue` finishes legs in transactions of this many, so a large backlog never sits in memory at once.
+/// `expire_overdue` finishes legs this many per writer operation, so a large backlog never sits in memory at once
+/// nor holds the writer for long.
 const EXPIRE_CHUNK: i64 = 500;
 
 /// The SQLite store. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -157,9 +158,16 @@ fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
 }
 
 fn decode_record(row: &SqliteRow) -> StoreResult<LegRecord> {
-    let json: String = row.try_get("record")?;
-    serde_json::from_str(&json).map_err(|e| corrupt("leg record", e))
+    parse_record(&row.try_get::<String, _>("record")?)
 }
+
+fn parse_record(json: &str) -> StoreResult<LegRecord> {
+    serde_json::from_str(json).map_err(|e| corrupt("leg record", e))
+}
+
+/// The legs `expire_overdue` finishes: open or scheduled, past their deadline (`?1`), and without a write intent (a
+/// write may have been sent and landed; the worker reads the platform first).
+const OVERDUE: &str = "state IN ('open', 'scheduled') AND deadline < ?1 AND json_extract(record, '$.intent') IS NULL";
 
 /// When a worker may next claim `leg` (see the module docs), given its lease.
 fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
@@ -256,13 +264,10 @@ impl Store for SqliteStore {
         let mut expired = Vec::new();
         // Looked up on a reader first: the sweep runs twice a second, and taking the write lock only to find nothing
         // would make the writer thread wait for it.
-        let any: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM legs WHERE state IN ('open', 'scheduled') AND deadline < ?1 \
-             AND json_extract(record, '$.intent') IS NULL LIMIT 1",
-        )
-        .bind(ms(now))
-        .fetch_optional(&self.reader)
-        .await?;
+        let any: Option<i64> = sqlx::query_scalar(&format!("SELECT 1 FROM legs WHERE {OVERDUE} LIMIT 1"))
+            .bind(ms(now))
+            .fetch_optional(&self.reader)
+            .await?;
         if any.is_none() {
             return Ok(expired);
         }
