@@ -21,6 +21,7 @@ pub struct Outcomes {
     pub no_rule: u64,
     pub shadow: u64,
     pub expired: u64,
+    pub no_acw: u64,
     pub review: u64,
     pub open: u64,
 }
@@ -35,14 +36,68 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Violations {
     pub overwrites: u64,
+    /// Write attempts on a leg outside its window: the two kinds below, and attempts the platform refused because
+    /// the window had closed an instant before (the read-then-write race no conditional write can close).
     pub outside_window: u64,
+    /// Writes the platform took outside the window.
+    pub outside_window_landed: u64,
+    /// Write attempts on legs that never had a window.
+    pub outside_window_no_acw: u64,
     pub duplicate_writes: u64,
     pub lost: u64,
 }
 
 impl Violations {
+    /// Broken promises: an agent's code written over, a write that landed outside a window or went to a leg that
+    /// never had one, a second effective write, a lost leg. A refused attempt that raced a closing window is
+    /// counted in `outside_window` but is not one: nothing was written.
     pub fn total(&self) -> u64 {
-        self.overwrites + self.outside_window + self.duplicate_writes + self.lost
+        self.overwrites + self.outside_window_landed + self.outside_window_no_acw + self.duplicate_writes + self.lost
+    }
+}
+
+/// The platform calls of a run by what they were for, from the sandbox's count per endpoint. Fixed costs do not
+/// grow with the number of legs (a token, the catalog, the sweeps that find lost events); per-leg calls do (gate
+/// reads, writes, their retries, the agent sessions a write goes through).
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct CallSplit {
+    pub token: u64,
+    pub catalog: u64,
+    /// Reconciler and detection sweeps, notification channels: work that runs whatever the traffic.
+    pub sweeps: u64,
+    pub per_leg: u64,
+}
+
+impl CallSplit {
+    pub fn fixed(&self) -> u64 {
+        self.token + self.catalog + self.sweeps
+    }
+
+    /// Splits the sandbox's `"METHOD /path/{template}"` → status → count table.
+    pub fn of(by_endpoint: &BTreeMap<String, BTreeMap<String, u64>>) -> Self {
+        let mut split = CallSplit::default();
+        for (key, statuses) in by_endpoint {
+            let n: u64 = statuses.values().sum();
+            let path = key.split_once(' ').map_or(key.as_str(), |(_, p)| p).to_ascii_lowercase();
+            let slot =
+                if path.ends_with("/oauth/token") || path.ends_with("/auth/token") || path.contains("/.well-known/") {
+                    &mut split.token
+                } else if path.contains("/routing/") || path.ends_with("/dispositions") || path.contains("/skills") {
+                    &mut split.catalog
+                } else if ["/analytics/", "/notifications/", "contacts/active", "contacts/completed", "agents/states"]
+                    .iter()
+                    .any(|p| path.contains(p))
+                    || path.ends_with("/get-next-event")
+                    || path.ends_with("/agents")
+                    || path.ends_with("/server-time")
+                {
+                    &mut split.sweeps
+                } else {
+                    &mut split.per_leg
+                };
+            *slot += n;
+        }
+        split
     }
 }
 
@@ -57,6 +112,11 @@ pub struct ConnectionSummary {
     /// OAuth token requests (included in `api_calls`).
     pub token_requests: u64,
     pub calls_per_applied: Option<f64>,
+    /// The platform's count of calls, by what they were for.
+    pub calls: CallSplit,
+    /// Per-leg calls (gate reads, writes, retries) per applied code: the steady-state cost, without the fixed
+    /// costs that a short run spreads over few legs.
+    pub per_leg_calls_per_applied: Option<f64>,
     pub latency_ms: Latency,
     pub coverage: Option<f64>,
     /// Shadow decisions compared with the code the agent finally chose.
@@ -98,6 +158,7 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
             Some(Outcome::NoRule) => outcomes.no_rule += 1,
             Some(Outcome::Shadow) => outcomes.shadow += 1,
             Some(Outcome::Expired) => outcomes.expired += 1,
+            Some(Outcome::NoAcw) => outcomes.no_acw += 1,
             Some(Outcome::Review) => outcomes.review += 1,
             None => outcomes.open += 1,
         }
@@ -121,7 +182,8 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
     // Coverage: of the finished legs that an enforce rule with a usable code matches, the share that ended with a
     // meaningful code, ours or the agent's.
     let (mut covered, mut eligible) = (0u64, 0u64);
-    for leg in i.legs.iter().filter(|l| l.is_done() && l.ended_seen) {
+    // A leg that never had a window needed no code.
+    for leg in i.legs.iter().filter(|l| l.is_done() && l.ended_seen && l.outcome != Some(Outcome::NoAcw)) {
         let mut facts = leg.facts.clone();
         if let (Some(cat), Some(q)) = (i.catalog, facts.queue_id.as_deref()) {
             if facts.queue_name.is_none() {
@@ -167,10 +229,13 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
             lost_legs.push(format!("{}/{}", t.conversation_id, t.participant_id));
         }
     }
+    let calls = CallSplit::of(&i.report.api.by_endpoint);
     let v = &i.report.violations;
     let violations = Violations {
         overwrites: v.overwrites,
         outside_window: v.outside_window,
+        outside_window_landed: v.outside_window_landed,
+        outside_window_no_acw: v.outside_window_no_acw,
         duplicate_writes: v.duplicate_writes,
         lost: lost_legs.len() as u64,
     };
@@ -180,6 +245,9 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
         platform: i.platform.to_string(),
         legs: i.legs.len() as u64,
         calls_per_applied: (outcomes.applied > 0).then(|| round(i.api_calls as f64 / outcomes.applied as f64, 3)),
+        per_leg_calls_per_applied: (outcomes.applied > 0)
+            .then(|| round(calls.per_leg as f64 / outcomes.applied as f64, 3)),
+        calls,
         outcomes,
         api_calls: i.api_calls,
         rate_limited: i.rate_limited,
@@ -221,15 +289,24 @@ pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
             ("no_rule", o.no_rule.to_string()),
             ("shadow", o.shadow.to_string()),
             ("expired", o.expired.to_string()),
+            ("no_acw (never had a window)", o.no_acw.to_string()),
             ("review", o.review.to_string()),
             ("open (window still open)", o.open.to_string()),
             ("api calls", s.api_calls.to_string()),
+            (
+                "  fixed: token / catalog / sweeps",
+                format!("{} / {} / {}", s.calls.token, s.calls.catalog, s.calls.sweeps),
+            ),
+            ("  per leg: gate, write, retries", s.calls.per_leg.to_string()),
             ("calls per applied code", f(s.calls_per_applied)),
+            ("  per-leg calls per applied code", f(s.per_leg_calls_per_applied)),
             ("latency p50 / p99 (ms)", format!("{} / {}", f(s.latency_ms.p50), f(s.latency_ms.p99))),
             ("coverage", f(s.coverage)),
             ("shadow agreement with agents", f(s.shadow_agreement)),
             ("violations: overwrites", s.violations.overwrites.to_string()),
-            ("violations: outside window", s.violations.outside_window.to_string()),
+            ("violations: landed outside window", s.violations.outside_window_landed.to_string()),
+            ("violations: written with no window", s.violations.outside_window_no_acw.to_string()),
+            ("late attempts refused (race)", s.violations.outside_window.to_string()),
             ("violations: duplicate writes", s.violations.duplicate_writes.to_string()),
             ("violations: lost", s.violations.lost.to_string()),
         ]
@@ -237,7 +314,7 @@ pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
         .enumerate()
         .collect();
         for (_, (k, v)) in rows {
-            out.push_str(&format!("  {k:<32} {v:>10}\n"));
+            out.push_str(&format!("  {k:<36} {v:>12}\n"));
         }
     }
     out

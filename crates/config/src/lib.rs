@@ -36,6 +36,9 @@
 //!                                       # with a deadline use less (a third of the time left)
 //! reconcile_every_secs = 60             # default 60; 0 = only on demand (`wrapup reconcile`, websocket gaps)
 //! reconcile_window_secs = 3600          # default 3600: how far back each reconcile pass looks
+//! acw_estimate_default_secs = 20        # default 20: assumed length of optional / agent-requested ACW windows
+//!                                       # until observed ones give an estimate (orders work only)
+//! conversation_shows_provisional = false  # Genesys; default false: also read `…/wrapup?provisional=true`
 //!
 //! [connections.intake]                  # optional; all keys have defaults
 //! api_key_header = "x-wrapup-intake-key"
@@ -129,6 +132,14 @@ pub struct ConnectionConfig {
     /// How far back (by conversation start) each reconcile pass looks.
     pub reconcile_window: std::time::Duration,
     pub intake: IntakeConfig,
+    /// Genesys: whether a conversation read shows an agent's provisional (unsaved) wrap-up code. The public
+    /// contract does not say; with `false` (the default) a gate that reads the conversation to see the ACW window
+    /// also reads the participant's wrap-up with `provisional=true` before writing, one call more, so that an
+    /// agent's provisional choice is never written over.
+    pub conversation_shows_provisional: bool,
+    /// How long an optional or agent-requested ACW window is assumed to last on a queue until enough windows were
+    /// observed there to estimate it; orders work only (see `LegRecord::estimated_deadline`).
+    pub acw_estimate_default: std::time::Duration,
     /// What only a CXone connection has (`kind = "cxone"`): the API user's access key and how ACW is detected.
     pub cxone: Option<CxoneSettings>,
 }
@@ -219,6 +230,7 @@ pub const DEFAULT_RECONCILE_EVERY_SECS: u64 = 60;
 /// CXone `acw_detection = "polling"`: wall milliseconds between polls.
 pub const DEFAULT_CXONE_POLL_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_RECONCILE_WINDOW_SECS: u64 = 3600;
+pub const DEFAULT_ACW_ESTIMATE_SECS: u64 = 20;
 pub const DEFAULT_INTAKE_KEY_HEADER: &str = "x-wrapup-intake-key";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 

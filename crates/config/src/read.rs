@@ -10,9 +10,10 @@ use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{self, Key, Node, Value};
 use crate::{
     AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, IntakeAuth,
-    IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS,
-    DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS,
-    DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS,
+    IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS, DEFAULT_CATALOG_TTL_SECS,
+    DEFAULT_CXONE_POLL_INTERVAL_MS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_REQUEST_TIMEOUT_MS,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -315,6 +316,8 @@ const CONNECTION_KEYS: &[&str] = &[
     "acw_detection",
     "poll_interval_ms",
     "agent_state_after_write",
+    "acw_estimate_default_secs",
+    "conversation_shows_provisional",
 ];
 /// Keys that only a CXone connection may set.
 const CXONE_ONLY_KEYS: &[&str] =
@@ -549,6 +552,20 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
     }
     .map(std::time::Duration::from_secs);
 
+    let acw_estimate_default = match t.get("acw_estimate_default_secs") {
+        Some(f) => integer(cx, &f, 1, 3600),
+        None => Some(DEFAULT_ACW_ESTIMATE_SECS),
+    }
+    .map(std::time::Duration::from_secs);
+    let conversation_shows_provisional = match t.get("conversation_shows_provisional") {
+        Some(f) if kind == Some(Platform::Cxone) => {
+            cx.problem(&f.node.span, &f.path, "`conversation_shows_provisional` applies only to Genesys connections");
+            None
+        }
+        Some(f) => boolean(cx, &f),
+        None => Some(false),
+    };
+
     let cxone = if kind == Some(Platform::Cxone) {
         read_cxone(cx, &mut t)
     } else {
@@ -598,6 +615,8 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         reconcile_every: reconcile_every?,
         reconcile_window: reconcile_window?,
         intake: intake?,
+        conversation_shows_provisional: conversation_shows_provisional?,
+        acw_estimate_default: acw_estimate_default?,
         cxone: cxone?,
     })
 }

@@ -437,6 +437,7 @@ fn catalog() -> Catalog {
                 code_ids: vec!["c-ab".into(), "c-res".into()],
                 acw_timeout_ms: None,
                 acw_mode: None,
+                acw: None,
             },
             QueueEntry {
                 id: "q2".into(),
@@ -444,6 +445,7 @@ fn catalog() -> Catalog {
                 code_ids: vec!["c-res".into()],
                 acw_timeout_ms: None,
                 acw_mode: None,
+                acw: None,
             },
             QueueEntry {
                 id: "q3".into(),
@@ -451,6 +453,7 @@ fn catalog() -> Catalog {
                 code_ids: vec![],
                 acw_timeout_ms: None,
                 acw_mode: None,
+                acw: None,
             },
         ],
     }

@@ -56,17 +56,28 @@ pub struct Priority {
     /// queue, and the read it needed was a call spent for nothing. The work it finishes was chosen by deadline when
     /// it began, so a deadline order of work (not of single requests) is kept.
     pub finishing: bool,
+    /// The deadline is an estimate (when an agent is likely to leave an optional window): it orders the request
+    /// like any deadline, but the request is not dropped when it passes, because the work may still be useful.
+    pub estimated: bool,
 }
 
 impl Priority {
     pub fn live(deadline: Option<Timestamp>) -> Self {
-        Self { class: PriorityClass::Live, deadline, finishing: false }
+        Self { class: PriorityClass::Live, deadline, finishing: false, estimated: false }
+    }
+    /// A live request ordered by an estimated deadline (see [`Priority::estimated`]).
+    pub fn live_estimated(deadline: Timestamp) -> Self {
+        Self { estimated: true, ..Self::live(Some(deadline)) }
     }
     pub fn reconcile() -> Self {
-        Self { class: PriorityClass::Reconcile, deadline: None, finishing: false }
+        Self { class: PriorityClass::Reconcile, deadline: None, finishing: false, estimated: false }
     }
     pub fn backfill() -> Self {
-        Self { class: PriorityClass::Backfill, deadline: None, finishing: false }
+        Self { class: PriorityClass::Backfill, deadline: None, finishing: false, estimated: false }
+    }
+    /// The moment after which the request is no longer worth sending: its deadline, unless that is an estimate.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.deadline.filter(|_| !self.estimated)
     }
     /// The same priority for a request that finishes work already begun (see [`Priority::finishing`]).
     pub fn finishing(self) -> Self {
@@ -540,7 +551,7 @@ mod tests {
                     let deadline = deadline.map(|s| t0 + jiff::SignedDuration::from_secs(s));
                     let (b, order) = (budget.clone(), order.clone());
                     tasks.push(tokio::spawn(async move {
-                        let _ = b.acquire(Priority { class, deadline, finishing }).await;
+                        let _ = b.acquire(Priority { class, deadline, finishing, estimated: false }).await;
                         order.lock().push(i);
                     }));
                     tokio::task::yield_now().await;

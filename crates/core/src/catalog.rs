@@ -6,6 +6,41 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How a queue (Genesys) or skill (CXone) runs its ACW window, in the terms that decide whether and until when a
+/// write can land. Platform settings map onto it in each connector (Genesys `acwSettings.wrapupPrompt`, CXone
+/// `acwTypeId` + `requireDisposition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcwPolicy {
+    /// Every leg gets a window, and it ends only with a code (the agent's, ours, or the platform's own at its
+    /// timeout). A gate read that finds no code before the deadline finds the window open.
+    Mandatory,
+    /// Every leg gets a window, but the agent may leave it without a code at any moment: whether it is still open
+    /// must be read, not assumed.
+    Optional,
+    /// A leg gets a window only if its agent asked for one during the interaction; it may never open.
+    AgentRequested,
+    /// No leg of this queue ever gets a window (CXone skills without ACW).
+    None,
+}
+
+impl AcwPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcwPolicy::Mandatory => "mandatory",
+            AcwPolicy::Optional => "optional",
+            AcwPolicy::AgentRequested => "agent_requested",
+            AcwPolicy::None => "none",
+        }
+    }
+
+    /// Whether a leg's window can end (or never start) without any code on it, so that the gate must read the
+    /// window's state and not only the code.
+    pub fn window_may_end_uncoded(self) -> bool {
+        !matches!(self, AcwPolicy::Mandatory)
+    }
+}
+
 /// One code of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeEntry {
@@ -24,6 +59,10 @@ pub struct QueueEntry {
     pub acw_timeout_ms: Option<u64>,
     /// Platform ACW mode, verbatim (e.g. Genesys `MANDATORY_TIMEOUT`), for explanations.
     pub acw_mode: Option<String>,
+    /// The ACW mode in the terms the worker acts on; `None` when the platform did not say (treated as the most
+    /// cautious reading: the window's state is read before a write).
+    #[serde(default)]
+    pub acw: Option<AcwPolicy>,
 }
 
 /// Why a code name could not be resolved for a leg.
@@ -95,6 +134,7 @@ mod tests {
                 code_ids: vec!["c1".into()],
                 acw_timeout_ms: Some(30_000),
                 acw_mode: Some("MANDATORY_TIMEOUT".into()),
+                acw: Some(AcwPolicy::Mandatory),
             }],
         }
     }

@@ -117,6 +117,9 @@ pub struct LegFacts {
     pub ended_at: Option<Timestamp>,
     /// How long the platform keeps the ACW window open, if it closes it by itself.
     pub acw_timeout_ms: Option<u64>,
+    /// How the leg's queue runs its ACW window (from the catalog, or from the platform's own report of the leg).
+    #[serde(default)]
+    pub acw: Option<crate::catalog::AcwPolicy>,
     /// Outbound campaign id, if any.
     pub campaign_id: Option<String>,
     /// Participant / contact attributes (custom data).

@@ -104,8 +104,16 @@ pub struct LegRecord {
     pub state: LegState,
     /// When the worker should next look at the leg.
     pub not_before: Timestamp,
-    /// When the platform closes the window by itself, if it does.
+    /// When the platform closes the window by itself, if it does. A write is never sent after it.
     pub deadline: Option<Timestamp>,
+    /// When the leg's window is likely to end without the platform closing it (an agent leaving an optional or
+    /// agent-requested window), estimated from the windows observed on its queue. It only orders work (earliest
+    /// first); unlike `deadline` it never stops a write, because the window may well still be open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_deadline: Option<Timestamp>,
+    /// When the window closed, as the platform reported it (the event that ended the leg), if an event did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
     pub decision: Option<Decision>,
     pub intent: Option<WriteIntent>,
     /// When our write was accepted.
@@ -153,6 +161,8 @@ impl LegRecord {
             state: LegState::Open,
             not_before: now,
             deadline: None,
+            estimated_deadline: None,
+            closed_at: None,
             decision: None,
             intent: None,
             written_at: None,
@@ -181,6 +191,15 @@ impl LegRecord {
         self.outcome = Some(outcome);
         self.outcome_reason = reason.into();
         self.updated_at = now;
+    }
+
+    /// The moment that orders this leg's work among others (earliest first): the sooner of the platform's deadline
+    /// and the estimated end of the window.
+    pub fn order_deadline(&self) -> Option<Timestamp> {
+        match (self.deadline, self.estimated_deadline) {
+            (Some(hard), Some(estimate)) => Some(hard.min(estimate)),
+            (hard, estimate) => hard.or(estimate),
+        }
     }
 
     /// Recomputes the deadline from the facts (end time + ACW timeout), when both are known.
@@ -305,6 +324,9 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
             }
         }
     };
+    if matches!(event.kind, EventKind::CodeRecorded { .. } | EventKind::LegClosed | EventKind::LegClosedUnread) {
+        leg.closed_at.get_or_insert(event.occurred_at);
+    }
     leg.updated_at = now;
     (leg, effect)
 }
@@ -342,6 +364,7 @@ fn merge_facts(into: &mut LegFacts, from: &LegFacts) {
         hold_ms,
         ended_at,
         acw_timeout_ms,
+        acw,
         campaign_id
     );
     if into.direction == crate::leg::Direction::Unknown {

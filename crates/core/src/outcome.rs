@@ -57,18 +57,22 @@ pub enum Outcome {
     Shadow,
     /// The window closed before we could act.
     Expired,
+    /// The leg never had an ACW window (an agent-requested window the agent did not ask for, a skill without
+    /// ACW): nothing could be written, and nothing was.
+    NoAcw,
     /// Needs a person; the ledger says why.
     Review,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Applied,
         Outcome::AgentWon,
         Outcome::AgentChanged,
         Outcome::NoRule,
         Outcome::Shadow,
         Outcome::Expired,
+        Outcome::NoAcw,
         Outcome::Review,
     ];
 
@@ -80,6 +84,7 @@ impl Outcome {
             Outcome::NoRule => "no_rule",
             Outcome::Shadow => "shadow",
             Outcome::Expired => "expired",
+            Outcome::NoAcw => "no_acw",
             Outcome::Review => "review",
         }
     }

@@ -207,6 +207,18 @@ pub struct Behaviours {
     pub code_not_in_queue: CodeNotInQueue,
     /// Status of a successful `DELETE` on the catalog. Default `no_content204`.
     pub delete_status: DeleteStatus,
+    /// Whether conversation reads (`GET /api/v2/conversations/{id}` and the media-specific ones) show an agent's
+    /// provisional wrap-up on the participant. The `Wrapup` model has a `provisional` field, so default `shown`.
+    pub conversation_provisional: ConversationProvisional,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ConversationProvisional {
+    #[default]
+    Shown,
+    /// Only `GET …/wrapup?provisional=true` shows it.
+    Hidden,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -53,7 +53,8 @@ pub mod sim;
 pub use cli::{run_cli, SandboxArgs};
 pub use config::{
     AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites, CodeNotInQueue,
-    DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig, SandboxConfig, SecondWrite,
+    ConversationProvisional, DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig,
+    SandboxConfig, SecondWrite,
 };
 pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};
 pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};

@@ -370,6 +370,8 @@ pub struct Violations {
     pub overwrites: u64,
     pub overwrite_attempts: u64,
     pub outside_window: u64,
+    pub outside_window_landed: u64,
+    pub outside_window_no_acw: u64,
     pub duplicate_writes: u64,
     pub details: Vec<Violation>,
 }
@@ -699,6 +701,8 @@ impl Org {
                 conversation_id: cid.to_string(),
                 participant_id: pid.to_string(),
                 at: iso(at),
+                after_close_ms: None,
+                landed: false,
             });
         }
     }
@@ -771,13 +775,21 @@ impl Org {
         let wrapup_required = p.wrapup_required;
         let in_window = phase == Phase::Acw;
         if !in_window {
-            self.violations.outside_window += 1;
-            self.record_violation("outside_window", cid, pid, now);
             let reject = match phase {
                 Phase::Alerting | Phase::Connected => !input.provisional,
                 Phase::Done => behaviours.apply_after_acw == crate::config::ApplyAfterAcw::Rejected || !wrapup_required,
                 Phase::Acw => false,
             };
+            let never = phase == Phase::Done && !wrapup_required;
+            let closed_at = self.conversations.get(cid).and_then(|c| c.participant(pid)).and_then(|p| p.acw_end);
+            self.violations.outside_window += 1;
+            self.violations.outside_window_no_acw += u64::from(never);
+            self.violations.outside_window_landed += u64::from(!reject);
+            self.record_violation("outside_window", cid, pid, now);
+            if let Some(v) = self.violations.details.last_mut().filter(|v| v.kind == "outside_window") {
+                v.after_close_ms = closed_at.map(|c| now.as_millisecond() - c.as_millisecond());
+                v.landed = !reject;
+            }
             if reject {
                 let msg = match phase {
                     Phase::Done => format!("Participant {pid} is no longer in after-call work."),

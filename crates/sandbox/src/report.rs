@@ -57,6 +57,13 @@ pub struct Violation {
     pub conversation_id: String,
     pub participant_id: String,
     pub at: String,
+    /// `outside_window` only: how long (simulated ms) before the write the leg's window had closed; absent when the
+    /// window never opened (or had not opened yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_close_ms: Option<i64>,
+    /// `outside_window` only: the platform took the write anyway (it landed outside the window).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub landed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +83,14 @@ pub struct LegCounts {
 pub struct ViolationReport {
     pub overwrites: u64,
     pub overwrite_attempts: u64,
+    /// Write attempts on a leg not in its window (each also below, by kind).
     pub outside_window: u64,
+    /// Of those, writes the platform took (they landed outside the window).
+    #[serde(default)]
+    pub outside_window_landed: u64,
+    /// Of those, attempts on legs that never had a window (no ACW at all).
+    #[serde(default)]
+    pub outside_window_no_acw: u64,
     pub duplicate_writes: u64,
     pub details: Vec<Violation>,
 }
@@ -158,6 +172,8 @@ impl Org {
                 overwrites: v.overwrites,
                 overwrite_attempts: v.overwrite_attempts,
                 outside_window: v.outside_window,
+                outside_window_landed: v.outside_window_landed,
+                outside_window_no_acw: v.outside_window_no_acw,
                 duplicate_writes: v.duplicate_writes,
                 details: v.details.clone(),
             },

@@ -3,6 +3,7 @@
 //! [`start`] takes a fully built [`ServiceSpec`] (from a config file in `wrapup serve`, or programmatically in the
 //! demo and tests) and a bound listener, so tests can run the whole service on port 0.
 
+use crate::acw_estimate::AcwEstimates;
 use crate::catalog::CatalogCache;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
@@ -31,6 +32,8 @@ pub struct ConnectionSpec {
     /// `POST /intake/{name}` (Genesys); `None` where the platform pushes nothing (CXone).
     pub intake: Option<IntakeSettings>,
     pub catalog_ttl: SignedDuration,
+    /// Assumed length of optional / agent-requested windows until observed ones give an estimate (platform time).
+    pub acw_estimate_default: SignedDuration,
     /// The Notification API websocket intake, when enabled.
     pub websocket: Option<WebsocketSpec>,
     /// The reconciler (Genesys connections).
@@ -67,6 +70,37 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Each connection's reconciler, to ask for a pass (e.g. after a websocket gap).
     pub reconcilers: HashMap<String, Arc<Reconciler>>,
+    /// Each CXone connection's client, for a last completed-contacts sweep on demand ([`AppState::last_look`]).
+    pub cxone_clients: HashMap<String, wrapup_connectors::cxone::CxoneClient>,
+}
+
+impl AppState {
+    /// One last look at every connection's platform, for a caller about to judge what the service recorded (the
+    /// demo's summary, an operator before a report): a reconciler pass on each Genesys connection and a sweep of
+    /// the contacts completed since `since` on each CXone one. A leg whose closing no feed reported ends in its
+    /// outcome here instead of being counted lost. Errors are returned per connection; the look goes on.
+    pub async fn last_look(&self, since: jiff::Timestamp) -> Vec<String> {
+        let mut errors = Vec::new();
+        for r in self.reconcilers.values() {
+            match r.pass(&|_| {}).await {
+                Ok(report) => errors.extend(report.errors.into_iter().map(|e| format!("{}: {e}", r.connection))),
+                Err(e) => errors.push(format!("{}: {e:#}", r.connection)),
+            }
+        }
+        for (name, client) in &self.cxone_clients {
+            let query = wrapup_connectors::cxone::CompletedQuery::UpdatedSince(format!("{since:.3}"));
+            let priority = wrapup_connectors::budget::Priority::reconcile();
+            match wrapup_connectors::cxone::acw::reconcile(client, &query, priority).await {
+                Ok((events, _, _)) if events.is_empty() => {}
+                Ok((events, _, _)) => match self.store.ingest(&events, self.clock.now()).await {
+                    Ok(_) => self.wake.notify_one(),
+                    Err(e) => errors.push(format!("{name}: {e}")),
+                },
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        errors
+    }
 }
 
 /// A running service.
@@ -106,8 +140,10 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
     let mut websockets = Vec::new();
     let mut reconcile_specs = Vec::new();
     let mut detections = Vec::new();
+    let mut cxone_clients = HashMap::new();
     for c in spec.connections {
         if let Some(d) = c.cxone {
+            cxone_clients.insert(c.name.clone(), d.platform.client().clone());
             detections.push((c.name.clone(), d));
         }
         if let Some(r) = c.reconcile {
@@ -117,9 +153,16 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
             websockets.push((c.name.clone(), ws));
         }
         let catalog = CatalogCache::new(c.platform.clone(), spec.store.clone(), spec.clock.clone(), c.catalog_ttl);
+        let acw_estimates = AcwEstimates::new(c.name.clone(), c.acw_estimate_default);
         connections.insert(
             c.name.clone(),
-            Arc::new(ConnectionRuntime { name: c.name.clone(), platform: c.platform, catalog, rules: c.rules }),
+            Arc::new(ConnectionRuntime {
+                name: c.name.clone(),
+                platform: c.platform,
+                catalog,
+                rules: c.rules,
+                acw_estimates,
+            }),
         );
         if let Some(settings) = c.intake {
             intake.insert(c.name, settings);
@@ -161,6 +204,7 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         admin_token: spec.admin_token,
         metrics: crate::admin::metrics_handle(),
         reconcilers,
+        cxone_clients,
     });
     let shutdown = Shutdown::default();
     let router = crate::admin::router(state.clone());

@@ -51,7 +51,9 @@ pub fn connection_for(
             };
             let client = GenesysClient::new(genesys, clock, crate::attempts::sink())
                 .with_context(|| format!("connection {:?}", conn.name))?;
-            Ok((Arc::new(GenesysPlatform::new(client.clone(), &conn.system_codes)), Some(client)))
+            let platform = GenesysPlatform::new(client.clone(), &conn.system_codes)
+                .with_conversation_showing_provisional(conn.conversation_shows_provisional);
+            Ok((Arc::new(platform), Some(client)))
         }
         Platform::Cxone => Ok((cxone_platform(conn, clock)?, None)),
     }
@@ -73,6 +75,11 @@ pub fn cxone_platform(conn: &ConnectionConfig, clock: SharedClock) -> anyhow::Re
         CxoneClient::new(cx, clock, crate::attempts::sink()).with_context(|| format!("connection {:?}", conn.name))?;
     let state_after = settings.agent_state_after_write.as_ref().map(|_| AgentStateRequest::Available);
     Ok(Arc::new(CxonePlatform::new(client, state_after)))
+}
+
+/// The connection's assumed optional-window length (platform time; 20 s if it cannot be represented).
+fn acw_estimate_default(conn: &ConnectionConfig) -> SignedDuration {
+    SignedDuration::try_from(conn.acw_estimate_default).unwrap_or(SignedDuration::from_secs(20))
 }
 
 /// The connection's catalog TTL on the service's clock (5 minutes if the configured value cannot be represented).
@@ -103,6 +110,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
                 rules: rules.clone(),
                 intake: None,
                 catalog_ttl: catalog_ttl(conn),
+                acw_estimate_default: acw_estimate_default(conn),
                 websocket: None,
                 reconcile: None,
                 cxone: Some(DetectionSpec {
@@ -150,6 +158,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             rules: rules.clone(),
             intake: Some(IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids }),
             catalog_ttl: catalog_ttl(conn),
+            acw_estimate_default: acw_estimate_default(conn),
             websocket,
             reconcile,
             cxone: None,

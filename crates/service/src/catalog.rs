@@ -309,6 +309,7 @@ mod tests {
             code_ids: Vec::new(),
             acw_timeout_ms: timeout,
             acw_mode: None,
+            acw: None,
         };
         let catalog = Catalog { codes: Vec::new(), queues: vec![queue("ten", Some(10_000)), queue("open", None)] };
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();

@@ -5,6 +5,11 @@
 //! (`POST agent-sessions/{sid}/interactions/{id}/disposition` through the agent's joined session, cached per agent
 //! in [`AgentSessions`]; a join is one more call the first time an agent is seen, and after its session ended).
 //!
+//! On a skill whose agents may leave ACW without a disposition (`acwTypeId` 2 without `requireDisposition`), the
+//! disposition read cannot tell an open window from a closed one (both answer 204), so the gate also reads the
+//! agent's state last (`GET agents/{agentId}/states`): the window is open only while the agent is in ACW on this
+//! contact. One call more on those skills, and the write then follows the freshest signal the platform offers.
+//!
 //! CXone pushes nothing, so [`run_detection`] asks: an [`AcwDetector`] (polling `contacts/active` +
 //! `agents/states`, or long-polling every agent's session — `acw_detection` in the configuration) yields
 //! `leg ended` / `leg closed` events, and a periodic `contacts/completed?updatedSince=` sweep yields the
@@ -15,7 +20,7 @@
 
 use crate::app::AppState;
 use crate::catalog::catalog_read;
-use crate::platform::{CallStats, LegPlatform, Urgency};
+use crate::platform::{CallStats, Gate, LegPlatform, Urgency, Window};
 use crate::scheduler::Shutdown;
 use crate::worker::ConnectionRuntime;
 use async_trait::async_trait;
@@ -29,7 +34,7 @@ use wrapup_connectors::cxone::events::acw_timeouts;
 use wrapup_connectors::cxone::{rejection, AgentSessions, AgentStateRequest, CompletedQuery, CxoneClient, Rejection};
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::Precondition;
-use wrapup_core::catalog::{Catalog, CodeEntry};
+use wrapup_core::catalog::{AcwPolicy, Catalog, CodeEntry};
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Platform;
 
@@ -108,6 +113,25 @@ impl LegPlatform for CxonePlatform {
         }
         let current = self.client.get_contact_disposition(contact, priority).await?;
         Ok(current.map(|d| d.disposition_id.to_string()))
+    }
+
+    async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<Gate, PlatformError> {
+        let code = self.read_code(leg, urgency).await?;
+        let may_leave = leg.facts.acw.is_none_or(AcwPolicy::window_may_end_uncoded);
+        let (true, None, Urgency::Live { .. }, Some(agent)) = (may_leave, &code, urgency, agent_of(leg)) else {
+            return Ok(Gate::code_only(code));
+        };
+        let contact = contact_id(leg, endpoints::AGENT_STATE)?;
+        // The disposition read is spent: this read finishes the gate ahead of other legs' first reads.
+        let priority = urgency.gate_read_priority(self.client.clock(), self.client.budget()).finishing();
+        let state = self.client.agent_state(agent, priority).await?;
+        if state.is_some_and(|s| s.is_acw && s.contact_id == Some(contact)) {
+            return Ok(Gate { code: None, window: Window::Open });
+        }
+        // The window is over. The agent may have dispositioned between the two reads (which ends ACW): read what
+        // the contact ended with, so that the outcome says who coded it.
+        let code = self.client.get_contact_disposition(contact, priority).await?;
+        Ok(Gate { code: code.map(|d| d.disposition_id.to_string()), window: Window::Closed })
     }
 
     async fn write_code(

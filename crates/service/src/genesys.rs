@@ -1,19 +1,31 @@
 //! Genesys Cloud behind [`LegPlatform`]: the gate read, the write, and the catalog, on one [`GenesysClient`].
 //!
-//! Calls per applied code: one gate read (`GET …/participants/{pid}/wrapup?provisional=true`) and one write
-//! (`POST …/communications/{commId}/wrapup`). The leg's queue, media type, communication id and ACW facts come from
-//! the `user.end` event and the cached catalog, so nothing else is read on the hot path.
+//! Calls per applied code: one gate read and one write (`POST …/communications/{commId}/wrapup`). The leg's queue,
+//! media type, communication id and ACW facts come from the `user.end` event and the cached catalog, so nothing else
+//! is read on the hot path.
+//!
+//! The gate read depends on the queue's ACW mode, because `user.end` says nothing about the window:
+//! - `MANDATORY`, `MANDATORY_TIMEOUT`, `MANDATORY_FORCED_TIMEOUT`: every leg gets a window that only a code (or the
+//!   timeout, which the deadline covers) ends, so the code is all the gate needs:
+//!   `GET …/participants/{pid}/wrapup?provisional=true`.
+//! - `OPTIONAL` (the agent may leave without a code), `AGENT_REQUESTED` (the window opens only if the agent asked),
+//!   or a mode the catalog does not know: `GET /api/v2/conversations/{id}`, whose participant shows the window
+//!   (`wrapupRequired`, `startAcwTime`/`endAcwTime`, `afterCallWork.state`, `wrapupSkipped`) and the code. A leg that
+//!   never had a window is `no_acw`, one whose window is over is read as closed, and neither is written. Whether
+//!   that read shows a *provisional* code is not documented; unless the connection says it does
+//!   (`conversation_shows_provisional`), an open window without a visible code is also read with
+//!   `…/wrapup?provisional=true` before the write.
 
 use crate::catalog::catalog_read;
-use crate::platform::{CallStats, LegPlatform, Urgency};
+use crate::platform::{CallStats, Gate, LegPlatform, Urgency, Window};
 use async_trait::async_trait;
 use wrapup_connectors::budget::Priority;
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::genesys::client::endpoints;
-use wrapup_connectors::genesys::model::WrapupInput;
+use wrapup_connectors::genesys::model::{acw_policy, AcwWindow, WrapupInput};
 use wrapup_connectors::genesys::GenesysClient;
 use wrapup_connectors::Precondition;
-use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
+use wrapup_core::catalog::{AcwPolicy, Catalog, CodeEntry, QueueEntry};
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Platform;
 
@@ -21,6 +33,9 @@ pub struct GenesysPlatform {
     client: GenesysClient,
     /// Code ids (and names) the platform stamps by itself at ACW timeout.
     system_codes: std::collections::HashSet<String>,
+    /// Whether a conversation read shows provisional codes (then it alone is the gate of windows that may end
+    /// uncoded).
+    conversation_shows_provisional: bool,
 }
 
 impl GenesysPlatform {
@@ -30,7 +45,53 @@ impl GenesysPlatform {
         let mut system_codes: std::collections::HashSet<String> =
             crate::build::GENESYS_SYSTEM_CODES.iter().map(|s| s.to_string()).collect();
         system_codes.extend(extra_system_codes.iter().cloned());
-        Self { client, system_codes }
+        Self { client, system_codes, conversation_shows_provisional: false }
+    }
+
+    /// Trusts conversation reads to show agents' provisional codes (see the module docs).
+    pub fn with_conversation_showing_provisional(mut self, shows: bool) -> Self {
+        self.conversation_shows_provisional = shows;
+        self
+    }
+
+    /// The gate of a leg whose window may end without a code: the conversation read, and the provisional read when
+    /// the window is open and the conversation is not trusted to show provisional codes.
+    async fn read_window(&self, leg: &LegRecord, urgency: Urgency) -> Result<Gate, PlatformError> {
+        let k = &leg.key;
+        let priority = urgency.gate_read_priority(self.client.clock(), self.client.budget());
+        let conversation = self.client.get_conversation(&k.conversation, priority).await?;
+        let Some(p) = conversation.participant(&k.participant) else {
+            return Err(PlatformError::transport(
+                ErrorClass::Permanent,
+                endpoints::CONVERSATION,
+                "the conversation has no participant with the leg's id",
+            ));
+        };
+        let shown = p.wrapup.as_ref().and_then(|w| w.code.clone()).filter(|c| !c.trim().is_empty());
+        match p.acw_window() {
+            AcwWindow::Never => Ok(Gate { code: None, window: Window::Never }),
+            // A window whose end the event announced but the read does not show yet is not written: read again.
+            AcwWindow::NotEnded => Err(PlatformError::transport(
+                ErrorClass::Retryable,
+                endpoints::CONVERSATION,
+                "the platform does not show the agent's communication as ended yet",
+            )),
+            AcwWindow::Closed => {
+                let saved = p.wrapup.as_ref().filter(|w| w.provisional != Some(true)).and_then(|w| w.code.clone());
+                Ok(Gate { code: saved, window: Window::Closed })
+            }
+            AcwWindow::Open if shown.is_some() || self.conversation_shows_provisional => {
+                Ok(Gate { code: shown, window: Window::Open })
+            }
+            AcwWindow::Open => {
+                // The first read is spent: this one finishes the gate ahead of other legs' first reads.
+                let current = self
+                    .client
+                    .get_participant_wrapup(&k.conversation, &k.participant, None, true, priority.finishing())
+                    .await?;
+                Ok(Gate { code: current.and_then(|w| w.code), window: Window::Open })
+            }
+        }
     }
 
     pub fn client(&self) -> &GenesysClient {
@@ -91,6 +152,7 @@ impl LegPlatform for GenesysPlatform {
                 name: q.name,
                 code_ids: assigned.into_iter().map(|c| c.id).collect(),
                 acw_timeout_ms: if timed { acw.timeout_ms } else { None },
+                acw: acw.wrapup_prompt.as_deref().and_then(acw_policy),
                 acw_mode: acw.wrapup_prompt,
             });
         }
@@ -109,6 +171,13 @@ impl LegPlatform for GenesysPlatform {
         let priority = urgency.gate_read_priority(self.client.clock(), self.client.budget());
         let current = self.client.get_participant_wrapup(&k.conversation, &k.participant, None, true, priority).await?;
         Ok(current.and_then(|w| w.code))
+    }
+
+    async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<Gate, PlatformError> {
+        if leg.facts.acw == Some(AcwPolicy::Mandatory) {
+            return self.read_code(leg, urgency).await.map(Gate::code_only);
+        }
+        self.read_window(leg, urgency).await
     }
 
     async fn write_code(

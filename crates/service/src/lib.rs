@@ -1,5 +1,6 @@
 //! The wrapup service: intake, the leg scheduler and workers, the catalog cache, the admin API, and the demo.
 
+pub mod acw_estimate;
 pub mod admin;
 pub mod app;
 pub mod attempts;

@@ -16,7 +16,12 @@ use wrapup_core::Platform;
 /// How urgent a call is: live legs by deadline first, then reconciliation, then backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Urgency {
-    Live { deadline: Option<Timestamp> },
+    /// A leg in its window, ordered by `deadline`; `estimated` when that is the estimated end of an optional window
+    /// (it orders the call but never drops it).
+    Live {
+        deadline: Option<Timestamp>,
+        estimated: bool,
+    },
     Reconcile,
     Backfill,
 }
@@ -26,7 +31,8 @@ impl Urgency {
     pub fn priority(self) -> wrapup_connectors::budget::Priority {
         use wrapup_connectors::budget::Priority;
         match self {
-            Urgency::Live { deadline } => Priority::live(deadline),
+            Urgency::Live { deadline: Some(d), estimated: true } => Priority::live_estimated(d),
+            Urgency::Live { deadline, .. } => Priority::live(deadline),
             Urgency::Reconcile => Priority::reconcile(),
             Urgency::Backfill => Priority::backfill(),
         }
@@ -38,8 +44,8 @@ impl Urgency {
     /// the window and then found too late to write. The order among legs is unchanged: every read moves alike.
     pub fn leaving_room(self, reserve: SignedDuration) -> Self {
         match self {
-            Urgency::Live { deadline } => {
-                Urgency::Live { deadline: deadline.map(|d| d.checked_sub(reserve).unwrap_or(d)) }
+            Urgency::Live { deadline, estimated } => {
+                Urgency::Live { deadline: deadline.map(|d| d.checked_sub(reserve).unwrap_or(d)), estimated }
             }
             other => other,
         }
@@ -65,6 +71,34 @@ pub fn write_reserve(budget: &wrapup_connectors::budget::Budget) -> std::time::D
     (budget.permit_interval() + std::time::Duration::from_millis(100)).min(std::time::Duration::from_millis(500))
 }
 
+/// What the gate read before a write found on the leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The code on the leg, provisional included; `None` when none is set.
+    pub code: Option<String>,
+    pub window: Window,
+}
+
+/// Whether the leg's after-call-work window can take a write, as far as the gate read can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Open: the read showed the window open, or the queue's mode keeps it open until the deadline unless a code
+    /// ends it (and the read found none).
+    Open,
+    /// It was open and is over (the agent left it, coded it, or the platform timed it out); `code` is what it ended
+    /// with.
+    Closed,
+    /// The leg never had a window (an agent-requested window the agent did not ask for; a skill without ACW).
+    Never,
+}
+
+impl Gate {
+    /// A read of the code only, on a leg whose queue keeps the window open until a code or the deadline ends it.
+    pub fn code_only(code: Option<String>) -> Self {
+        Self { code, window: Window::Open }
+    }
+}
+
 /// Counters of one connection's platform calls.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CallStats {
@@ -82,6 +116,12 @@ pub trait LegPlatform: Send + Sync + 'static {
     async fn fetch_catalog(&self) -> Result<Catalog, PlatformError>;
     /// The code currently on the leg, provisional included; `None` when no code is set.
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError>;
+    /// The gate before a write: the code on the leg and whether its window can take a write. A write is sent only
+    /// when this finds no code and the window [`Window::Open`]. The default reads the code only, for platforms
+    /// whose windows end only with a code or at the deadline.
+    async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<Gate, PlatformError> {
+        self.read_code(leg, urgency).await.map(Gate::code_only)
+    }
     /// Whether `code` (as [`Self::read_code`] returns it) is one the platform stamps by itself when the window times
     /// out (Genesys `ININ-WRAP-UP-TIMEOUT`): the window closing, not anyone's choice — `expired`, not `agent_won`.
     fn is_system_code(&self, _code: &str) -> bool {
@@ -112,10 +152,11 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let at = |ms: i64| Some(t0 + SignedDuration::from_millis(ms));
         let reserve = SignedDuration::from_millis(300);
-        assert_eq!(Urgency::Live { deadline: at(10_000) }.leaving_room(reserve), Urgency::Live { deadline: at(9_700) });
-        assert_eq!(Urgency::Live { deadline: None }.leaving_room(reserve), Urgency::Live { deadline: None });
+        let live = |deadline| Urgency::Live { deadline, estimated: false };
+        assert_eq!(live(at(10_000)).leaving_room(reserve), live(at(9_700)));
+        assert_eq!(live(None).leaving_room(reserve), live(None));
         assert_eq!(Urgency::Reconcile.leaving_room(reserve), Urgency::Reconcile);
-        let (early, late) = (Urgency::Live { deadline: at(2_000) }, Urgency::Live { deadline: at(3_000) });
+        let (early, late) = (live(at(2_000)), live(at(3_000)));
         let deadline = |u: Urgency| u.priority().deadline;
         assert!(deadline(early.leaving_room(reserve)) < deadline(late.leaving_room(reserve)));
     }

@@ -306,6 +306,7 @@ mod tests {
                     code_ids: Vec::new(),
                     acw_timeout_ms: None,
                     acw_mode: None,
+                    acw: None,
                 })
                 .collect(),
         }

@@ -18,16 +18,17 @@
 //! backoff (never before `Retry-After`), within its deadline; a 403 or an unknown code is a `review` outcome with
 //! the reason; a deadline that passes is `expired`.
 
+use crate::acw_estimate::AcwEstimates;
 use crate::attempts;
 use crate::catalog::CatalogCache;
-use crate::platform::{SharedPlatform, Urgency};
+use crate::platform::{Gate, SharedPlatform, Urgency, Window};
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_connectors::attempt::ApiAttempt;
 use wrapup_connectors::error::{ErrorClass, PlatformError};
-use wrapup_core::catalog::{Catalog, CodeEntry, ResolveError};
+use wrapup_core::catalog::{AcwPolicy, Catalog, CodeEntry, ResolveError};
 use wrapup_core::clock::SharedClock;
 use wrapup_core::lifecycle::{Decision, DecisionSource, LegRecord, LegState, WriteIntent};
 use wrapup_core::rules::RuleSet;
@@ -44,6 +45,8 @@ pub struct ConnectionRuntime {
     pub platform: SharedPlatform,
     pub catalog: CatalogCache,
     pub rules: Arc<RuleSet>,
+    /// Estimated ends of windows an agent may leave (orders their work).
+    pub acw_estimates: AcwEstimates,
 }
 
 /// Retry pacing, in wall time.
@@ -245,6 +248,10 @@ impl Worker {
             Err(e) => return Ok(self.platform_failure(leg, &e, "loading the catalog").await),
         };
         enrich(leg, &catalog);
+        if leg.facts.acw == Some(AcwPolicy::None) {
+            self.finish(leg, Outcome::NoAcw, "the leg's queue has no after-call work: there is nothing to code").await;
+            return Ok(Next::Release);
+        }
         let Some(m) = conn.rules.evaluate(&conn.name, &leg.facts) else {
             self.finish(leg, Outcome::NoRule, "no rule matched this leg").await;
             return Ok(Next::Release);
@@ -269,6 +276,7 @@ impl Worker {
             return Ok(Next::Release);
         }
         leg.state = LegState::Scheduled;
+        conn.acw_estimates.estimate_for(self.store.as_ref(), leg).await;
         // A margin inside the deadline guard would never be written: keep at least two guards of room.
         let timing = match m.timing {
             Timing::BeforeTimeout { margin } => {
@@ -354,9 +362,14 @@ impl Worker {
         // The budget orders live legs by this deadline and drops a request still waiting when it passes: the guard
         // keeps room for the request itself to land inside the window.
         let guard = self.clock.clock_duration(self.deadline_guard);
-        let urgency = Urgency::Live { deadline: leg.deadline.map(|d| d.checked_sub(guard).unwrap_or(d)) };
+        let urgency = match (leg.deadline, leg.order_deadline()) {
+            // An estimated window end earlier than the platform's deadline orders the calls; the deadline still
+            // bounds them (`too_late`, the precondition).
+            (hard, Some(order)) if Some(order) != hard => Urgency::Live { deadline: Some(order), estimated: true },
+            (hard, _) => Urgency::Live { deadline: hard.map(|d| d.checked_sub(guard).unwrap_or(d)), estimated: false },
+        };
         let read_started = tokio::time::Instant::now();
-        let (read, calls) = attempts::collect(conn.platform.read_code(leg, urgency)).await;
+        let (read, calls) = attempts::collect(conn.platform.read_gate(leg, urgency)).await;
         // The gate read's attempts are written to the ledger after the write (or on the way out): nothing slower
         // than the precondition check may stand between the read and the write.
         // The answer describes the leg when the platform computed it; a slow answer may be stale (the agent may
@@ -367,8 +380,8 @@ impl Worker {
             Some(a) => Duration::from_millis(a.duration_ms) > self.gate_freshness,
             None => read_started.elapsed() > self.gate_freshness,
         };
-        let current = match read {
-            Ok(current) => current,
+        let Gate { code: current, window } = match read {
+            Ok(gate) => gate,
             Err(e) if overdue => {
                 self.record_attempts(leg, &calls).await;
                 let reason = format!(
@@ -386,22 +399,35 @@ impl Worker {
         leg.observed_code = current.clone();
         // Checked once, after the gate read: waiting for the request budget may have used up the window.
         let late = overdue || self.too_late(leg, self.clock.now());
-        if current.is_some() || stale || late {
+        if current.is_some() || stale || late || window != Window::Open {
             self.record_attempts(leg, &calls).await;
         }
-        match current {
-            Some(code) if code == intent.code_id && leg.ours_may_have_landed(intent_here) => {
+        match (current, window) {
+            (Some(code), _) if code == intent.code_id && leg.ours_may_have_landed(intent_here) => {
                 // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
                 // landed (we crashed or timed out before recording it). Do not write again.
                 leg.written_at.get_or_insert(self.clock.now());
                 self.finish(leg, Outcome::Applied, "an earlier write of ours had landed; not written again").await;
                 return Ok(Next::Release);
             }
-            Some(code) => {
+            (Some(code), _) => {
                 self.finish_with_code_not_ours(conn, leg, code, "the leg already has code").await;
                 return Ok(Next::Release);
             }
-            None if stale && !late => {
+            (None, Window::Never) => {
+                leg.attempt_not_sent();
+                let reason = "the leg never entered after-call work (an agent-requested window its agent did not \
+                              ask for, or a queue without ACW): there is no window to write into";
+                self.finish(leg, Outcome::NoAcw, reason).await;
+                return Ok(Next::Release);
+            }
+            (None, Window::Closed) => {
+                leg.attempt_not_sent();
+                self.finish(leg, Outcome::Expired, "the agent left after-call work without a code before our write")
+                    .await;
+                return Ok(Next::Release);
+            }
+            (None, _) if stale && !late => {
                 leg.attempt_not_sent();
                 leg.state = LegState::Scheduled;
                 leg.not_before = self.clock.now();
@@ -413,11 +439,11 @@ impl Worker {
                 .await;
                 return Ok(Next::Release);
             }
-            None if late => {
+            (None, _) if late => {
                 self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
                 return Ok(Next::Release);
             }
-            None => {}
+            (None, _) => {}
         }
         crate::chaos::point("worker.after_gate");
         let code = CodeEntry { id: intent.code_id.clone(), name: intent.code_name.clone() };
@@ -691,6 +717,9 @@ pub fn enrich(leg: &mut LegRecord, catalog: &Catalog) {
         if leg.facts.acw_timeout_ms.is_none() {
             leg.facts.acw_timeout_ms = queue.acw_timeout_ms;
         }
+        if leg.facts.acw.is_none() {
+            leg.facts.acw = queue.acw;
+        }
         leg.refresh_deadline();
     }
 }
@@ -812,6 +841,7 @@ mod tests {
             platform: platform.clone(),
             catalog,
             rules: Arc::new(RuleSet::new(vec![]).unwrap()),
+            acw_estimates: AcwEstimates::new("cx", SignedDuration::from_secs(20)),
         };
         let worker = Worker {
             store,

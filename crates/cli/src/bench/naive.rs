@@ -5,22 +5,25 @@
 //! writes the code (`POST …/communications/{commId}/wrapup`) — no dedupe, no budget, no gate read, no retry. It
 //! acknowledges events at once. One token for the whole run (a generous reading: many scripts fetch one per call).
 //!
-//! Two comparisons, each a service run and a naive run with the same seed, center and load:
-//! - `efficiency` load (`--rate` legs/s, default 50; budget ten times what two calls per leg need);
-//! - `saturation` load (three times what `--rate-limit`, default 300/min, allows for two calls per code).
+//! The load: a center with one queue of each ACW mode (see [`all_modes_center`]) at 1×, 2× and 3× the legs per
+//! second the budget can code at two calls per code, one `immediate` rule coding every leg. For each load the
+//! service runs, then the naive client, with the same seed and center; after the load stops each gets
+//! [`DRAIN`] before the sandbox's truth is read.
 //!
-//! Both are judged by the sandbox's ground truth: codes applied by the API, calls, 429s, overwrites of an agent's
-//! code, writes outside the window, duplicate writes.
+//! Both sides are judged by the truth alone, with one measure ([`Judged`]): coverage is the share of legs whose
+//! window opened and closed during the run that ended with a meaningful code (an agent's or one written through
+//! the API — not the platform's timeout code, not a skipped window); calls per applied code divides every platform
+//! call by the codes written; violations are agent codes written over, writes that landed outside a window, writes
+//! to legs that never had one, and second effective writes.
 
-use super::saturation::saturate;
-use super::{percentile, queue, round, run_for, sandbox, short_center, silent_agents, BenchArgs, Report};
+use super::{percentile, queue, round, run_for, sandbox, short_center, BenchArgs, Report};
 use axum::extract::State;
 use axum::routing::post;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_core::clock::{ScaledClock, SharedClock};
-use wrapup_sandbox::{AcwMode, AgentBehaviour, CodedBy, EventTarget, Sandbox, SandboxConfig};
+use wrapup_sandbox::{AcwMode, AgentBehaviour, CodedBy, EventTarget, LegTruth, Sandbox, SandboxConfig};
 
 #[derive(Default)]
 struct Counters {
@@ -106,33 +109,14 @@ async fn receive(State(naive): State<Arc<Naive>>, body: axum::body::Bytes) -> ax
     axum::http::StatusCode::OK
 }
 
-/// What a naive run measured, from its own counters and the sandbox's truth.
+/// What a naive run measured: the sandbox's truth and report when it ended, and the client's own counters.
 pub struct NaiveRun {
+    pub truth: Vec<LegTruth>,
+    pub report: wrapup_sandbox::Report,
     pub calls: u64,
     pub rate_limited: u64,
-    pub failed: u64,
-    pub applied: u64,
-    pub overwrites: u64,
-    pub outside_window: u64,
-    pub duplicate_writes: u64,
-    pub legs: u64,
     pub latency_p50: Option<f64>,
     pub latency_p99: Option<f64>,
-}
-
-impl NaiveRun {
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "api_calls": self.calls, "rate_limited": self.rate_limited, "failed_calls": self.failed,
-            "applied": self.applied,
-            "calls_per_applied": (self.applied > 0).then(|| round(self.calls as f64 / self.applied as f64, 3)),
-            "rate_limited_share": if self.calls > 0 { round(self.rate_limited as f64 / self.calls as f64, 4) } else { 0.0 },
-            "violations": {"overwrites": self.overwrites, "outside_window": self.outside_window,
-                           "duplicate_writes": self.duplicate_writes},
-            "latency_ms": {"p50": self.latency_p50, "p99": self.latency_p99},
-            "legs": self.legs,
-        })
-    }
 }
 
 /// Runs the naive client against a sandbox built from `cfg` for `duration`.
@@ -170,7 +154,7 @@ pub async fn run_naive(mut cfg: SandboxConfig, duration: Duration, quiet: bool) 
     sandbox.start_traffic();
     run_for(duration, "naive", quiet).await;
     sandbox.stop_traffic();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(DRAIN).await;
     let report = sandbox.report();
     let truth = sandbox.legs();
     sandbox.shutdown().await;
@@ -181,106 +165,156 @@ pub async fn run_naive(mut cfg: SandboxConfig, duration: Duration, quiet: bool) 
     Ok(NaiveRun {
         calls: c.calls.load(Ordering::Relaxed),
         rate_limited: c.rate_limited.load(Ordering::Relaxed),
-        failed: c.failed.load(Ordering::Relaxed),
-        applied: truth.iter().filter(|t| t.coded_by == CodedBy::Api).count() as u64,
-        overwrites: report.violations.overwrites,
-        outside_window: report.violations.outside_window,
-        duplicate_writes: report.violations.duplicate_writes,
-        legs: truth.len() as u64,
         latency_p50: percentile(&lat, 0.5),
         latency_p99: percentile(&lat, 0.99),
+        truth,
+        report,
     })
 }
 
+/// How one side of a comparison did, judged by the sandbox's truth alone (the same measure for both sides).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Judged {
+    /// Legs whose window opened and closed during the run.
+    pub needed: u64,
+    /// Of those, legs that ended with a meaningful code (the agent's or one written through the API).
+    pub covered: u64,
+    pub coverage: Option<f64>,
+    /// Codes written through the API (final, accepted).
+    pub applied: u64,
+    pub api_calls: u64,
+    pub calls_per_applied: Option<f64>,
+    pub rate_limited: u64,
+    pub overwrites: u64,
+    pub landed_outside_window: u64,
+    pub written_with_no_window: u64,
+    /// Write attempts outside a window the platform refused (the naive client's 400s; the service's races).
+    pub outside_window_attempts: u64,
+    pub duplicate_writes: u64,
+}
+
+impl Judged {
+    pub fn of(truth: &[LegTruth], report: &wrapup_sandbox::Report, api_calls: u64, rate_limited: u64) -> Self {
+        let needed: Vec<&LegTruth> =
+            truth.iter().filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some()).collect();
+        let covered = needed.iter().filter(|t| matches!(t.coded_by, CodedBy::Agent | CodedBy::Api)).count() as u64;
+        let applied = truth.iter().filter(|t| t.coded_by == CodedBy::Api).count() as u64;
+        let v = &report.violations;
+        Judged {
+            needed: needed.len() as u64,
+            covered,
+            coverage: (!needed.is_empty()).then(|| round(covered as f64 / needed.len() as f64, 4)),
+            applied,
+            api_calls,
+            calls_per_applied: (applied > 0).then(|| round(api_calls as f64 / applied as f64, 3)),
+            rate_limited,
+            overwrites: v.overwrites,
+            landed_outside_window: v.outside_window_landed,
+            written_with_no_window: v.outside_window_no_acw,
+            outside_window_attempts: v.outside_window,
+            duplicate_writes: v.duplicate_writes,
+        }
+    }
+
+    fn violations(&self) -> u64 {
+        self.overwrites + self.landed_outside_window + self.written_with_no_window + self.duplicate_writes
+    }
+}
+
+/// A center with one queue of each ACW mode and agents who behave as in a real center: some code at disconnect or
+/// later (a few type a provisional code first), optional windows are left after seconds, agent-requested windows
+/// are asked for half of the time, mandatory ones are coded by a waiting agent within a minute.
+pub fn all_modes_center(agents: usize, legs_per_sec: f64) -> wrapup_sandbox::CenterConfig {
+    let queues = vec![
+        queue("Mandatory", AcwMode::Mandatory, None),
+        queue("Timeout", AcwMode::MandatoryTimeout, Some(30_000)),
+        queue("Forced", AcwMode::MandatoryForcedTimeout, Some(30_000)),
+        queue("Optional", AcwMode::Optional, None),
+        queue("Requested", AcwMode::AgentRequested, Some(30_000)),
+    ];
+    let agent = AgentBehaviour {
+        skip_delay: wrapup_sandbox::Dist::new(2.0, 8.0, 30.0),
+        give_in_delay: wrapup_sandbox::Dist::new(10.0, 25.0, 60.0),
+        ..AgentBehaviour::default()
+    };
+    short_center(queues, agents, legs_per_sec, agent)
+}
+
+/// After the load stops, both sides get this long (wall time, clock speed 1) before the truth is read.
+const DRAIN: Duration = Duration::from_secs(5);
+
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
-    let duration = args.duration_or(20);
+    let duration = args.duration_or(60);
     let mut r = Report::new("naive");
     r.field("duration_secs", duration.as_secs());
-
-    // Efficiency load: the service, then the naive client, same seed and center.
-    let rate = args.rate.unwrap_or(50.0).clamp(0.1, 2_000.0);
-    let ample = (rate * 2.0 * 60.0 * 10.0).ceil() as u32;
-    let agents = ((rate * 12.0) as usize).max(50);
-    let center = short_center(vec![queue("Bench", AcwMode::Mandatory, None)], agents, rate, AgentBehaviour::default());
-    let cfg = sandbox(center, ample, 1, args.seed);
-    let env = super::start_env(cfg.clone(), super::RESOLVE_ALL).await?;
-    env.sandbox.start_traffic();
-    run_for(duration, "naive: service at the efficiency load", args.json).await;
-    env.sandbox.stop_traffic();
-    env.settle(Duration::from_secs(10)).await?;
-    let ours = env.finish().await?;
-    let theirs = run_naive(cfg, duration, args.json).await?;
-    let service_eff = serde_json::json!({
-        "api_calls": ours.api_calls, "applied": ours.outcomes.applied, "calls_per_applied": ours.calls_per_applied,
-        "rate_limited": ours.rate_limited, "violations": ours.violations, "latency_ms": ours.latency_ms,
-        "legs": ours.legs,
-    });
-    r.field(
-        "efficiency_load",
-        serde_json::json!({"legs_per_s": rate, "budget_per_minute": ample,
-        "service": service_eff, "naive": theirs.json()}),
-    );
-    r.row(format!("efficiency load ({rate} legs/s, {ample} req/min)"), "service | naive");
-    r.row("  api calls", format!("{} | {}", ours.api_calls, theirs.calls));
-    r.row("  codes applied", format!("{} | {}", ours.outcomes.applied, theirs.applied));
-    r.row(
-        "  calls per applied",
-        format!(
-            "{} | {}",
-            super::show(ours.calls_per_applied),
-            super::show(theirs.json()["calls_per_applied"].as_f64())
-        ),
-    );
-    r.row("  agent codes overwritten", format!("{} | {}", ours.violations.overwrites, theirs.overwrites));
-    r.row(
-        "  duplicate writes / outside window",
-        format!(
-            "{} / {} | {} / {}",
-            ours.violations.duplicate_writes,
-            ours.violations.outside_window,
-            theirs.duplicate_writes,
-            theirs.outside_window
-        ),
-    );
-    r.row(
-        "  latency p50 / p99 ms",
-        format!(
-            "{} / {} | {} / {}",
-            super::show(ours.latency_ms.p50),
-            super::show(ours.latency_ms.p99),
-            super::show(theirs.latency_p50),
-            super::show(theirs.latency_p99)
-        ),
-    );
-
-    // Saturation load at the platform's limit.
-    let capacity = args.rate_limit as f64 / 2.0 / 60.0;
-    let offered = 3.0 * capacity;
-    let sat = saturate(args, 1, offered, "naive: service at the saturation load").await?;
-    let agents = ((offered * 40.0) as usize).max(50);
-    let queues = vec![
-        queue("Ten", AcwMode::MandatoryTimeout, Some(10_000)),
-        queue("Twenty", AcwMode::MandatoryTimeout, Some(20_000)),
-        queue("Forty", AcwMode::MandatoryTimeout, Some(40_000)),
-    ];
-    let cfg = sandbox(short_center(queues, agents, offered, silent_agents()), args.rate_limit, 1, args.seed);
-    let sat_duration = args.duration_or(60);
-    let theirs = run_naive(cfg, sat_duration, args.json).await?;
-    let minutes = sat_duration.as_secs_f64() / 60.0;
-    r.field(
-        "saturation_load",
-        serde_json::json!({"legs_per_s": round(offered, 2), "budget_per_minute": args.rate_limit,
-        "service": {"applied_per_minute": sat.applied_per_minute, "utilisation": sat.utilisation,
-                    "rate_limited_share": sat.rate_limited_share, "api_calls": sat.api_calls,
-                    "sandbox_violations": sat.sandbox_violations},
-        "naive": theirs.json(), "naive_applied_per_minute": round(theirs.applied as f64 / minutes, 1)}),
-    );
-    r.row(format!("saturation load ({:.2} legs/s, {} req/min)", offered, args.rate_limit), "service | naive");
-    r.row(
-        "  applied per minute",
-        format!("{} | {}", sat.applied_per_minute, round(theirs.applied as f64 / minutes, 1)),
-    );
-    r.row("  429 share of calls", format!("{} | {}", sat.rate_limited_share, theirs.json()["rate_limited_share"]));
-    r.row("  api calls", format!("{} | {}", sat.api_calls, theirs.calls));
+    r.field("budget_per_minute", args.rate_limit);
+    r.row(format!("all ACW modes, {} req/min, {} s per run", args.rate_limit, duration.as_secs()), "service | naive");
+    let mut loads = Vec::new();
+    for multiple in [1.0, 2.0, 3.0] {
+        // `multiple` times the legs per second the budget can code at two calls per code.
+        let offered = multiple * args.rate_limit as f64 / 2.0 / 60.0;
+        let agents = ((offered * 40.0) as usize).max(50);
+        let cfg = sandbox(all_modes_center(agents, offered), args.rate_limit, 1, args.seed);
+        let label = format!("naive: service at {multiple}x the budget");
+        let env = super::start_env(cfg.clone(), super::RESOLVE_ALL).await?;
+        env.sandbox.start_traffic();
+        run_for(duration, &label, args.json).await;
+        env.sandbox.stop_traffic();
+        tokio::time::sleep(DRAIN).await;
+        let done = env.finish_with_truth().await?;
+        let ours = Judged::of(&done.truth, &done.report, done.summary.api_calls, done.summary.rate_limited);
+        let naive = run_naive(cfg, duration, args.json).await?;
+        let theirs = Judged::of(&naive.truth, &naive.report, naive.calls, naive.rate_limited);
+        r.row(format!("{multiple}x ({:.2} legs/s) coverage", offered), pair(ours.coverage, theirs.coverage));
+        r.row("  calls per applied code", pair(ours.calls_per_applied, theirs.calls_per_applied));
+        r.row(
+            "  codes applied / legs needing one",
+            format!("{} / {} | {} / {}", ours.applied, ours.needed, theirs.applied, theirs.needed),
+        );
+        r.row("  429s", format!("{} | {}", ours.rate_limited, theirs.rate_limited));
+        let lat = &done.summary.latency_ms;
+        r.row(
+            "  leg end to write p50 / p99 ms",
+            format!(
+                "{} / {} | {} / {}",
+                super::show(lat.p50),
+                super::show(lat.p99),
+                super::show(naive.latency_p50),
+                super::show(naive.latency_p99)
+            ),
+        );
+        r.row(
+            "  violations (overwrite, landed late, no window, duplicate)",
+            format!(
+                "{} ({}, {}, {}, {}) | {} ({}, {}, {}, {})",
+                ours.violations(),
+                ours.overwrites,
+                ours.landed_outside_window,
+                ours.written_with_no_window,
+                ours.duplicate_writes,
+                theirs.violations(),
+                theirs.overwrites,
+                theirs.landed_outside_window,
+                theirs.written_with_no_window,
+                theirs.duplicate_writes
+            ),
+        );
+        r.row(
+            "  refused late attempts",
+            format!("{} | {}", ours.outside_window_attempts, theirs.outside_window_attempts),
+        );
+        loads.push(serde_json::json!({
+            "multiple": multiple, "offered_legs_per_s": round(offered, 3),
+            "service": ours, "naive": theirs,
+            "service_outcomes": done.summary.outcomes,
+            "latency_ms": {"service": done.summary.latency_ms,
+                           "naive": {"p50": naive.latency_p50, "p99": naive.latency_p99}},
+        }));
+    }
+    r.field("loads", loads);
     Ok(r)
+}
+
+fn pair(a: Option<f64>, b: Option<f64>) -> String {
+    format!("{} | {}", super::show(a), super::show(b))
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrapup_core::clock::{ScaledClock, SharedClock};
 use wrapup_core::Outcome;
-use wrapup_sandbox::{EventTarget, FaultProfile, Sandbox, SandboxConfig};
+use wrapup_sandbox::{ConversationProvisional, EventTarget, FaultProfile, Sandbox, SandboxConfig};
 use wrapup_service::app;
 use wrapup_store::{LegFilter, SqliteStore, Store};
 
@@ -265,6 +265,8 @@ impl DemoEnv {
                 format!("websocket = {{ enabled = true, queues = [{}] }}\n", queues.join(", "))
             }
         };
+        // The service is told what this sandbox does (a deployment's operator learns it from their org).
+        let shows_provisional = sandbox_cfg.behaviours.conversation_provisional == ConversationProvisional::Shown;
         let sandbox = Sandbox::start(sandbox_cfg, sandbox_listener, clock.clone()).await?;
         let cxone_connection = match &opts.cxone {
             None => String::new(),
@@ -318,6 +320,7 @@ client_secret = "literal:{client_secret}"
 extra_clients = [{extra}]
 requests_per_minute = {rpm}
 request_timeout_ms = {DEMO_REQUEST_TIMEOUT_MS}
+conversation_shows_provisional = {shows_provisional}
 
 [connections.intake]
 api_key_header = "x-wrapup-intake-key"
@@ -427,6 +430,20 @@ api_key = "literal:{intake_key}"
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// [`Self::settle`], then, for what is still without an outcome, one last look at each platform
+    /// ([`app::AppState::last_look`]: a reconciler pass, a completed-contacts sweep) and a second wait. A leg still
+    /// unknown after that is lost. Returns how many are.
+    pub async fn settle_with_last_look(&self, max: Duration) -> anyhow::Result<usize> {
+        let pending = self.settle(max).await?;
+        let Some(service) = self.service.as_ref().filter(|_| pending > 0) else { return Ok(pending) };
+        let since =
+            self.service_started.checked_sub(jiff::SignedDuration::from_secs(60)).unwrap_or(self.service_started);
+        for e in service.state.last_look(since).await {
+            tracing::warn!(error = %e, "The last look before the summary could not read everything.");
+        }
+        self.settle(max).await
     }
 
     /// Stops the service and the sandbox and summarises the run.
@@ -595,7 +612,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
     }
     env.sandbox.stop_traffic();
     // Let the service catch up with every window the sandbox has closed (events in flight, legs being written).
-    env.settle(Duration::from_secs(5)).await?;
+    env.settle_with_last_look(Duration::from_secs(5)).await?;
     if !args.quiet {
         eprintln!();
     }

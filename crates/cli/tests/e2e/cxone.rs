@@ -93,7 +93,7 @@ pub async fn cx_run(env: DemoEnv, secs: u64) -> CxRun {
 }
 
 pub async fn cx_finish(env: DemoEnv) -> CxRun {
-    let pending = env.settle(Duration::from_secs(10)).await.expect("settle");
+    let pending = env.settle_with_last_look(Duration::from_secs(10)).await.expect("settle");
     assert_eq!(pending, 0, "every closed window has an outcome in the service");
     let sandbox = env.sandbox.clone();
     let done = env.finish_with_truth().await.expect("finish");

@@ -82,7 +82,7 @@ pub async fn run(env: DemoEnv, secs: u64) -> Run {
 }
 
 pub async fn finish(env: DemoEnv) -> Run {
-    let pending = env.settle(Duration::from_secs(10)).await.expect("settle");
+    let pending = env.settle_with_last_look(Duration::from_secs(10)).await.expect("settle");
     assert_eq!(pending, 0, "every closed window has an outcome in the service");
     let done = env.finish_with_truth().await.expect("finish");
     Run { summary: done.summary, legs: done.legs, report: done.report, truth: done.truth }

@@ -3,6 +3,7 @@
 //! Each test shapes a small contact center (one queue, fast calls, an accelerated clock) so that it finishes in a
 //! few seconds, runs traffic, waits until every closed window has an outcome, and asserts on what the sandbox saw.
 
+mod acw_modes;
 mod cxone;
 mod demo;
 mod harness;

@@ -5,8 +5,10 @@
 //!
 //! - **Polling** ([`PollingDetector`]): every interval, `GET contacts/active?updatedSince=` and
 //!   `GET agents/states?updatedSince=`, each following its own `lastPollTime`. An agent reported `isACW` on a
-//!   contact is that contact's `LegEnded`; a contact reported in `EndContact` is `LegClosedUnread`. Two requests per
-//!   interval whatever the traffic; detection latency is up to one interval.
+//!   contact is that contact's `LegEnded`; a contact reported in `EndContact` is `LegClosedUnread`, and so is the
+//!   contact an agent was in ACW on when the agent is next reported out of ACW or in ACW on another contact (a
+//!   contact that closed leaves `contacts/active`, so its agent's state is the signal that comes in time). Two
+//!   requests per interval whatever the traffic; detection latency is up to one interval.
 //! - **Agent sessions** ([`SessionDetector`]): join every agent's session (agents from `GET agents`) and long-poll
 //!   `get-next-event` on each, following the rotating id ([`AgentSessions`]). A `CallContactEvent` (or work item,
 //!   chat…) `Disconnected` with `FinalState=False` is `LegEnded` within a second. About one request per agent per
@@ -60,6 +62,8 @@ pub struct PollingDetector {
     known: HashMap<i64, ContactRecord>,
     /// Contacts whose LegEnded was emitted (an agent can be reported in ACW on the same contact twice).
     emitted: HashSet<i64>,
+    /// Agent id → the contact (and its master) the agent was last reported in ACW on.
+    in_acw: HashMap<i64, (i64, i64)>,
     started: bool,
     calls: u64,
 }
@@ -75,6 +79,7 @@ impl PollingDetector {
             agents_since: None,
             known: HashMap::new(),
             emitted: HashSet::new(),
+            in_acw: HashMap::new(),
             started: false,
             calls: 0,
         }
@@ -103,7 +108,16 @@ impl PollingDetector {
             self.agents_since = states.last_poll_time.clone();
         }
         let now = self.client.clock().now();
-        let events = from_realtime(self.client.name(), &self.known, &contacts.records, &states.records, &self.acw, now);
+        let mut events =
+            from_realtime(self.client.name(), &self.known, &contacts.records, &states.records, &self.acw, now);
+        events.extend(left_acw(
+            self.client.name(),
+            &mut self.in_acw,
+            &self.known,
+            &contacts.records,
+            &states.records,
+            now,
+        ));
         if self.known.len() + contacts.records.len() > MAX_REMEMBERED {
             self.known.clear();
         }
@@ -128,6 +142,46 @@ impl PollingDetector {
         }
         Ok(out)
     }
+}
+
+/// `LegClosedUnread` for each contact whose agent was reported in ACW on it and is now reported out of ACW, or in
+/// ACW on another contact; updates `in_acw` from `states`.
+fn left_acw(
+    connection: &str,
+    in_acw: &mut HashMap<i64, (i64, i64)>,
+    known: &HashMap<i64, ContactRecord>,
+    contacts: &[ContactRecord],
+    states: &[crate::cxone::model::AgentStateRecord],
+    now: jiff::Timestamp,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for s in states {
+        let current = s.contact_id.filter(|_| s.is_acw);
+        if let Some(&(contact, master)) = in_acw.get(&s.agent_id) {
+            if current != Some(contact) {
+                let at = s.last_update_time.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                out.push(Event {
+                    leg: wrapup_core::LegKey::new(connection, master.to_string(), contact.to_string()),
+                    dedupe_key: format!("cxone:acw_left:{contact}"),
+                    occurred_at: at.unwrap_or(now),
+                    correlation_id: None,
+                    kind: EventKind::LegClosedUnread,
+                });
+                in_acw.remove(&s.agent_id);
+            }
+        }
+        if let Some(contact) = current {
+            let master = known
+                .get(&contact)
+                .or_else(|| contacts.iter().find(|c| c.contact_id == contact))
+                .map_or(contact, |r| r.master_contact_id);
+            in_acw.insert(s.agent_id, (contact, master));
+        }
+    }
+    if in_acw.len() > MAX_REMEMBERED {
+        in_acw.clear();
+    }
+    out
 }
 
 #[async_trait::async_trait]

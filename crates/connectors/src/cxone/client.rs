@@ -80,6 +80,7 @@ pub mod endpoints {
     pub const CONTACT_DISPOSITION: &str = "/inContactAPI/services/v27.0/contacts/{contactId}/disposition";
     pub const CONTACTS_ACTIVE: &str = "/inContactAPI/services/v23.0/contacts/active";
     pub const AGENT_STATES: &str = "/inContactAPI/services/v23.0/agents/states";
+    pub const AGENT_STATE: &str = "/inContactAPI/services/v23.0/agents/{agentId}/states";
     pub const CONTACTS_COMPLETED: &str = "/inContactAPI/services/v23.0/contacts/completed";
     pub const AGENTS: &str = "/inContactAPI/services/v23.0/agents";
     pub const CONTACT: &str = "/inContactAPI/services/v23.0/contacts/{contactId}";
@@ -516,6 +517,23 @@ impl CxoneClient {
         .await
     }
 
+    /// One agent's current state (`GET agents/{agentId}/states`): whether the agent is in ACW, and on which
+    /// contact. `None` when the platform reports no state for the agent (204, or an empty list).
+    pub async fn agent_state(
+        &self,
+        agent_id: i64,
+        priority: Priority,
+    ) -> Result<Option<AgentStateRecord>, PlatformError> {
+        let endpoint = endpoints::AGENT_STATE;
+        let id = agent_id.to_string();
+        let call = Call::new(Method::GET, endpoint, versions::REALTIME, &["agents", &id, "states"], priority);
+        let body = self.execute(&call).await?.json(endpoint)?;
+        Ok(listing(&body, &["agentStates"], AgentStateRecord::from_value)
+            .records
+            .into_iter()
+            .find(|r| r.agent_id == agent_id))
+    }
+
     /// Completed contacts (`GET contacts/completed`, all pages, oldest update first; 204 → none).
     pub async fn contacts_completed(
         &self,
@@ -790,7 +808,7 @@ impl CxoneClient {
     async fn execute(&self, call: &Call<'_>) -> Result<Response, PlatformError> {
         let mut refreshed = false;
         loop {
-            let permit = match call.priority.deadline {
+            let permit = match call.priority.expires_at() {
                 Some(deadline) => {
                     let clock = &self.inner.clock;
                     let wait = clock.wall_duration(deadline.duration_since(clock.now()));
@@ -1142,6 +1160,7 @@ pub fn build_catalog(
             name: skill.name.clone(),
             code_ids: assigned.into_iter().map(|d| d.id.to_string()).collect(),
             acw_timeout_ms: skill.acw_timeout_ms(),
+            acw: skill.acw_policy(),
             acw_mode: skill.acw_mode(),
         })
         .collect();

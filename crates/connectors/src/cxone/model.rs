@@ -177,6 +177,19 @@ impl Skill {
         self.max_seconds_acw.filter(|s| *s > 0).map(|s| s.saturating_mul(1000))
     }
 
+    /// The skill's ACW in the terms the worker acts on: `acwTypeId` 1 has none; 3 (automatic wrap-up) is a fixed
+    /// window with no early exit; 2 holds the window until a disposition when `requireDisposition`, and otherwise
+    /// lets the agent go without one.
+    pub fn acw_policy(&self) -> Option<wrapup_core::catalog::AcwPolicy> {
+        use wrapup_core::catalog::AcwPolicy;
+        match (self.acw_type_id?, self.require_disposition) {
+            (1, _) => Some(AcwPolicy::None),
+            (3, _) | (2, Some(true)) => Some(AcwPolicy::Mandatory),
+            (2, _) => Some(AcwPolicy::Optional),
+            _ => None,
+        }
+    }
+
     /// The skill's ACW mode, verbatim, for explanations.
     pub fn acw_mode(&self) -> Option<String> {
         let mut parts = Vec::new();

@@ -192,6 +192,7 @@ fn agent_leg(
         ended_at: Some(acw_start),
         // The queue's timeout comes from the catalog, as for a `user.end` without one.
         acw_timeout_ms: None,
+        acw: None,
         campaign_id: None,
         attributes: Default::default(),
     };

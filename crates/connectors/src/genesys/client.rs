@@ -605,7 +605,7 @@ impl GenesysClient {
                     "the deadline passed while the request waited for the budget",
                 )
             };
-            let permit = match call.priority.deadline {
+            let permit = match call.priority.expires_at() {
                 Some(deadline) => {
                     let clock = &self.inner.clock;
                     let wait = clock.wall_duration(deadline.duration_since(clock.now()));
@@ -680,7 +680,7 @@ impl GenesysClient {
     /// on it and only the answer is late — then leaves room to retry, and for the gate read that tells whether an
     /// unanswered write landed, inside the window. Other work keeps the connection's timeout.
     fn live_timeout(&self, priority: Priority) -> Option<Duration> {
-        let deadline = priority.deadline.filter(|_| priority.class == PriorityClass::Live)?;
+        let deadline = priority.expires_at().filter(|_| priority.class == PriorityClass::Live)?;
         let clock = &self.inner.clock;
         let left = clock.wall_duration(deadline.duration_since(clock.now()));
         Some((left / 3).clamp(LIVE_MIN_TIMEOUT, self.inner.request_timeout.max(LIVE_MIN_TIMEOUT)))

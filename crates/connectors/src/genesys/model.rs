@@ -198,6 +198,74 @@ impl Participant {
     }
 }
 
+/// A queue's `acwSettings.wrapupPrompt` (`MANDATORY_TIMEOUT`) or a participant's `wrapupPrompt` (`timeout`) in
+/// the terms the worker acts on; `None` for a value the contract does not list.
+pub fn acw_policy(prompt: &str) -> Option<wrapup_core::catalog::AcwPolicy> {
+    use wrapup_core::catalog::AcwPolicy;
+    let normalized: String = prompt.chars().filter(|c| *c != '_').collect::<String>().to_ascii_lowercase();
+    match normalized.as_str() {
+        "mandatory" | "mandatorytimeout" | "timeout" | "mandatoryforcedtimeout" | "forcedtimeout" => {
+            Some(AcwPolicy::Mandatory)
+        }
+        "optional" => Some(AcwPolicy::Optional),
+        "agentrequested" => Some(AcwPolicy::AgentRequested),
+        _ => None,
+    }
+}
+
+/// Where an agent participant's after-call-work window stands, as a conversation read shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcwWindow {
+    /// The agent's communication has not ended yet: there is no window to write into (yet).
+    NotEnded,
+    /// Ended, and no window was required (an agent-requested ACW the agent did not ask for), or the platform says
+    /// ACW does not apply.
+    Never,
+    /// In after-call work.
+    Open,
+    /// The window was open and is over: coded, skipped, or timed out.
+    Closed,
+}
+
+impl Participant {
+    /// The participant's ACW window, from the fields the platform documents for it (docs/platforms: a participant
+    /// in ACW has ended communications, `wrapupRequired`, `startAcwTime` without `endAcwTime`, and its
+    /// communication's `afterCallWork.state` is `pending`; a finished one has `endAcwTime`, a saved (not
+    /// provisional) wrap-up, `wrapupSkipped`, or `afterCallWork.state` `complete`/`skipped`).
+    pub fn acw_window(&self) -> AcwWindow {
+        let comms: Vec<&Communication> = self.communications().map(|(_, c)| c).collect();
+        let acw_states: Vec<&str> =
+            comms.iter().filter_map(|c| c.after_call_work.as_ref().and_then(|a| a.state.as_deref())).collect();
+        let any_state = |s: &str| acw_states.iter().any(|x| x.eq_ignore_ascii_case(s));
+        let saved_code = self.wrapup.as_ref().is_some_and(|w| w.provisional != Some(true) && w.code.is_some());
+        if self.end_acw_time.is_some()
+            || self.wrapup_skipped == Some(true)
+            || any_state("complete")
+            || any_state("skipped")
+            || saved_code
+        {
+            return AcwWindow::Closed;
+        }
+        if any_state("pending") || (self.start_acw_time.is_some() && self.wrapup_required != Some(false)) {
+            return AcwWindow::Open;
+        }
+        let ended = self.end_time.is_some()
+            || comms.iter().any(|c| {
+                c.state
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("disconnected") || s.eq_ignore_ascii_case("terminated"))
+            });
+        if !ended {
+            return AcwWindow::NotEnded;
+        }
+        if self.wrapup_required == Some(false) || any_state("notApplicable") {
+            return AcwWindow::Never;
+        }
+        // Ended, a wrap-up required, and nothing says the window started or ended: the platform is opening it.
+        AcwWindow::Open
+    }
+}
+
 /// The generic `Conversation` (`GET /api/v2/conversations/{conversationId}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -243,6 +311,48 @@ mod tests {
         let (media, comm) = agent.communications().next().unwrap();
         assert_eq!((media, comm.id.as_str()), ("calls", "comm-agent"));
         assert_eq!(comm.after_call_work.as_ref().unwrap().state.as_deref(), Some("pending"));
+    }
+
+    fn agent(json: serde_json::Value) -> Participant {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_participant_shows_where_its_acw_window_stands() {
+        use serde_json::json;
+        let ended = |extra: serde_json::Value| {
+            let mut p = json!({"id": "p", "purpose": "agent", "endTime": "2024-05-01T10:05:00Z",
+                               "calls": [{"id": "c", "state": "disconnected"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            agent(p)
+        };
+        let talking = agent(json!({"id": "p", "purpose": "agent", "calls": [{"id": "c", "state": "connected"}]}));
+        assert_eq!(talking.acw_window(), AcwWindow::NotEnded);
+        assert_eq!(ended(json!({"wrapupRequired": false})).acw_window(), AcwWindow::Never);
+        assert_eq!(
+            ended(json!({"wrapupRequired": true, "startAcwTime": "2024-05-01T10:05:00Z"})).acw_window(),
+            AcwWindow::Open
+        );
+        let provisional = json!({"code": "x", "provisional": true});
+        assert_eq!(
+            ended(json!({"wrapupRequired": true, "startAcwTime": "2024-05-01T10:05:00Z", "wrapup": provisional}))
+                .acw_window(),
+            AcwWindow::Open,
+            "a provisional code does not end the window"
+        );
+        for closed in [
+            json!({"wrapupRequired": true, "endAcwTime": "2024-05-01T10:06:00Z"}),
+            json!({"wrapupRequired": true, "wrapupSkipped": true}),
+            json!({"wrapupRequired": true, "wrapup": {"code": "x"}}),
+            json!({"wrapupRequired": true, "calls": [{"id": "c", "state": "disconnected",
+                                                      "afterCallWork": {"state": "skipped"}}]}),
+        ] {
+            assert_eq!(ended(closed.clone()).acw_window(), AcwWindow::Closed, "{closed}");
+        }
+        let na = json!({"calls": [{"id": "c", "state": "terminated", "afterCallWork": {"state": "notApplicable"}}]});
+        assert_eq!(ended(na).acw_window(), AcwWindow::Never);
     }
 
     #[test]

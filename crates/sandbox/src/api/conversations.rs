@@ -72,6 +72,12 @@ fn wrapup_json(org: &Org, w: &Wrapup) -> Value {
     Value::Object(v)
 }
 
+/// The participant's wrap-up as conversation reads show it (a provisional one only when the org shows those).
+fn shown_wrapup<'a>(org: &Org, p: &'a Participant) -> Option<&'a Wrapup> {
+    let hidden = org.behaviours.conversation_provisional == crate::config::ConversationProvisional::Hidden;
+    p.wrapup.as_ref().filter(|w| !(w.provisional && hidden))
+}
+
 fn put_opt(obj: &mut Map<String, Value>, k: &str, v: Option<Value>) {
     if let Some(v) = v {
         obj.insert(k.into(), v);
@@ -94,7 +100,7 @@ fn communication_json(org: &Org, conv: &Conversation, p: &Participant) -> Value 
     put_opt(&mut c, "disconnectedTime", p.end.map(|t| json!(iso(t))));
     c.insert("provider".into(), json!("Edge"));
     if p.purpose == Purpose::Agent {
-        put_opt(&mut c, "wrapup", p.wrapup.as_ref().map(|w| wrapup_json(org, w)));
+        put_opt(&mut c, "wrapup", shown_wrapup(org, p).map(|w| wrapup_json(org, w)));
         if let Some(state) = p.acw_state {
             let mut acw = Map::new();
             acw.insert("state".into(), json!(state.as_str()));
@@ -126,7 +132,7 @@ fn participant_common(org: &Org, p: &Participant, obj: &mut Map<String, Value>) 
     if p.wrapup_skipped {
         obj.insert("wrapupSkipped".into(), json!(true));
     }
-    put_opt(obj, "wrapup", p.wrapup.as_ref().map(|w| wrapup_json(org, w)));
+    put_opt(obj, "wrapup", shown_wrapup(org, p).map(|w| wrapup_json(org, w)));
     put_opt(obj, "startAcwTime", p.acw_start.map(|t| json!(iso(t))));
     put_opt(obj, "endAcwTime", p.acw_end.map(|t| json!(iso(t))));
     put_opt(obj, "consultParticipantId", p.consult_participant_id.as_ref().map(|c| json!(c)));

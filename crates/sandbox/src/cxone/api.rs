@@ -109,6 +109,7 @@ enum Route {
     SkillDispositions,
     Agents,
     AgentStates,
+    AgentStateById,
     ActiveContacts,
     CompletedContacts,
     ContactById,
@@ -170,6 +171,9 @@ fn route(method: &Method, segs: &[String]) -> Result<(Route, &'static str, Vec<S
         [a] if lit(a, "agents") => Some((&[(Method::GET, Route::Agents)], "agents", vec![])),
         [a, b] if lit(a, "agents") && lit(b, "states") => {
             Some((&[(Method::GET, Route::AgentStates)], "agents/states", vec![]))
+        }
+        [a, id, b] if lit(a, "agents") && lit(b, "states") => {
+            Some((&[(Method::GET, Route::AgentStateById)], "agents/{agentId}/states", vec![id.to_string()]))
         }
         [a, b] if lit(a, "contacts") && lit(b, "active") => {
             Some((&[(Method::GET, Route::ActiveContacts)], "contacts/active", vec![]))
@@ -590,6 +594,15 @@ async fn handle(st: &SharedState, r: Route, ids: &[String], query: &[(String, St
             Ok(ok(json!({
                 "businessUnitId": bu.creds.business_unit_id, "lastPollTime": iso(now), "totalRecords": all.len(),
                 "agentStates": page(&all, skip, top),
+            })))
+        }
+        Route::AgentStateById => {
+            let text = format!("Invalid agentId - {}", ids[0]);
+            let id: i64 = ids[0].parse().map_err(|_| CxError::new(400, text.clone()))?;
+            let i = bu.agents.iter().position(|a| a.id == id).ok_or_else(|| CxError::new(404, text))?;
+            Ok(ok(json!({
+                "businessUnitId": bu.creds.business_unit_id, "lastPollTime": iso(now),
+                "agentStates": [agent_state_json(bu, i)],
             })))
         }
         Route::ActiveContacts => {

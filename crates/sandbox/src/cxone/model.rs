@@ -352,6 +352,8 @@ pub struct Counters {
     pub overwrites: u64,
     pub overwrite_attempts: u64,
     pub outside_window: u64,
+    pub outside_window_landed: u64,
+    pub outside_window_no_acw: u64,
     pub duplicate_writes: u64,
     pub details: Vec<Violation>,
     pub events_delivered: u64,
@@ -761,6 +763,8 @@ impl Bu {
                 conversation_id: c.master_id.to_string(),
                 participant_id: c.id.to_string(),
                 at: iso(at),
+                after_close_ms: None,
+                landed: false,
             });
         }
     }
@@ -845,18 +849,27 @@ impl Bu {
         let in_window = phase == Phase::Acw;
         let mut v = Vec::new();
         if !in_window {
-            self.counters.outside_window += 1;
             let c = self.contacts[&cid].clone();
-            self.record("outside_window", &c, now);
-            v.push("outside_window".to_string());
-            match phase {
+            let refused = match phase {
                 Phase::Queued | Phase::Routing | Phase::Active => {
-                    return Err((CxError::new(409, "Contact must be disconnected before dispositioning"), (false, v)))
+                    Some(CxError::new(409, "Contact must be disconnected before dispositioning"))
                 }
-                Phase::Closed if b.closed_contact == ClosedContact::Rejected => {
-                    return Err((invalid_contact(), (false, v)))
-                }
-                _ => {}
+                Phase::Closed if b.closed_contact == ClosedContact::Rejected => Some(invalid_contact()),
+                _ => None,
+            };
+            let never = phase == Phase::Closed && c.acw_start.is_none();
+            self.counters.outside_window += 1;
+            self.counters.outside_window_no_acw += u64::from(never);
+            self.counters.outside_window_landed += u64::from(refused.is_none());
+            self.record("outside_window", &c, now);
+            if let Some(d) = self.counters.details.last_mut().filter(|d| d.kind == "outside_window") {
+                d.after_close_ms =
+                    c.truth.closed_at.filter(|_| !never).map(|t| now.as_millisecond() - t.as_millisecond());
+                d.landed = refused.is_none();
+            }
+            v.push("outside_window".to_string());
+            if let Some(e) = refused {
+                return Err((e, (false, v)));
             }
         }
         let c = &self.contacts[&cid];
@@ -1012,6 +1025,8 @@ impl Bu {
                 overwrites: k.overwrites,
                 overwrite_attempts: k.overwrite_attempts,
                 outside_window: k.outside_window,
+                outside_window_landed: k.outside_window_landed,
+                outside_window_no_acw: k.outside_window_no_acw,
                 duplicate_writes: k.duplicate_writes,
                 details: k.details.clone(),
             },

@@ -373,7 +373,7 @@ fn save(tx: &Transaction<'_>, leg: &LegRecord, version: i64, owner: &str, releas
     let written = stmt.execute(params![
         leg.state.as_str(),
         ms(leg.not_before),
-        leg.deadline.map(ms),
+        leg.order_deadline().map(ms),
         release,
         ms(leg.updated_at),
         leg.outcome.map(Outcome::as_str),
@@ -438,7 +438,7 @@ fn claim(tx: &Transaction<'_>, now: i64, limit: u32, owner: &str, lease_until: i
         claimed.push(ClaimedLeg { leg: parse_record(&record)?, version: row.get(0)? });
     }
     // RETURNING has no defined order.
-    claimed.sort_by_key(|c| (c.leg.deadline.is_none(), c.leg.deadline, c.leg.not_before));
+    claimed.sort_by_key(|c| (c.leg.order_deadline().is_none(), c.leg.order_deadline(), c.leg.not_before));
     Ok(claimed)
 }
 
@@ -467,7 +467,7 @@ fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         update.execute(params![
             leg.state.as_str(),
             ms(leg.not_before),
-            leg.deadline.map(ms),
+            leg.order_deadline().map(ms),
             super::due_at(&leg, lease_until),
             leg.outcome.map(Outcome::as_str),
             ms(leg.updated_at),

@@ -93,7 +93,7 @@ pub(super) fn ingest_batch(tx: &Transaction<'_>, events: &[&Event], now: Timesta
             leg.key.participant,
             leg.state.as_str(),
             ms(leg.not_before),
-            leg.deadline.map(ms),
+            leg.order_deadline().map(ms),
             due_at(leg, t.lease_until),
             t.version,
             leg.outcome.map(Outcome::as_str),

@@ -166,8 +166,11 @@ fn parse_record(json: &str) -> StoreResult<LegRecord> {
 }
 
 /// The legs `expire_overdue` finishes: open or scheduled, past their deadline (`?1`), and without a write intent (a
-/// write may have been sent and landed; the worker reads the platform first).
-const OVERDUE: &str = "state IN ('open', 'scheduled') AND deadline < ?1 AND json_extract(record, '$.intent') IS NULL";
+/// write may have been sent and landed; the worker reads the platform first). The `deadline` column orders work
+/// ([`LegRecord::order_deadline`]); a leg with an estimated window end is not expired by it (its window may well be
+/// open) but by its worker, which reads the window, or at its platform deadline when the worker is late.
+const OVERDUE: &str = "state IN ('open', 'scheduled') AND deadline < ?1 AND json_extract(record, '$.intent') IS NULL \
+                       AND json_extract(record, '$.estimated_deadline') IS NULL";
 
 /// When a worker may next claim `leg` (see the module docs), given its lease.
 fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {

@@ -99,6 +99,7 @@ fn catalog() -> Catalog {
             code_ids: vec!["c1".into()],
             acw_timeout_ms: Some(30_000),
             acw_mode: Some("MANDATORY_TIMEOUT".into()),
+            acw: Some(wrapup_core::catalog::AcwPolicy::Mandatory),
         }],
     }
 }
