@@ -226,7 +226,8 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
     for t in i.truth.iter().filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some()) {
         let done = by_key.get(&(t.conversation_id.as_str(), t.participant_id.as_str())).is_some_and(|l| l.is_done());
         if !done {
-            lost_legs.push(format!("{}/{}", t.conversation_id, t.participant_id));
+            let closed = t.window_closed_at.as_deref().unwrap_or("?");
+            lost_legs.push(format!("{}/{} (window closed {closed})", t.conversation_id, t.participant_id));
         }
     }
     let calls = CallSplit::of(&i.report.api.by_endpoint);

@@ -261,8 +261,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         run_for(duration, &label, args.json).await;
         env.sandbox.stop_traffic();
         tokio::time::sleep(DRAIN).await;
+        // Judged at the same moment as the naive run: the service's shutdown below lets legs in flight finish.
+        let (truth, report) = (env.sandbox.legs(), env.sandbox.report());
+        let calls = env.service.as_ref().map(|s| s.state.connections.values().map(|c| c.platform.stats()));
+        let (api_calls, rate_limited) =
+            calls.into_iter().flatten().fold((0, 0), |(n, r), c| (n + c.total, r + c.rate_limited));
+        let ours = Judged::of(&truth, &report, api_calls, rate_limited);
         let done = env.finish_with_truth().await?;
-        let ours = Judged::of(&done.truth, &done.report, done.summary.api_calls, done.summary.rate_limited);
         let naive = run_naive(cfg, duration, args.json).await?;
         let theirs = Judged::of(&naive.truth, &naive.report, naive.calls, naive.rate_limited);
         r.row(format!("{multiple}x ({:.2} legs/s) coverage", offered), pair(ours.coverage, theirs.coverage));

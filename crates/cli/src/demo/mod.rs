@@ -214,6 +214,8 @@ pub struct DemoEnv {
     /// When the service started (legs that ended earlier do not count for latency).
     pub service_started: Timestamp,
     pub data_path: std::path::PathBuf,
+    /// When [`Self::settle`] last compared the sandbox's truth with the store.
+    cutoff: std::sync::Mutex<Option<Timestamp>>,
     _temp: tempfile::TempDir,
 }
 
@@ -386,6 +388,7 @@ api_key = "literal:{intake_key}"
             speed: opts.speed,
             service_started,
             data_path,
+            cutoff: std::sync::Mutex::new(None),
             _temp: temp,
         })
     }
@@ -402,14 +405,18 @@ api_key = "literal:{intake_key}"
     }
 
     /// Waits (at most `max`) until the service recorded an outcome for every leg whose window the sandbox closed.
-    /// Returns how many are still without one.
+    /// Returns how many are still without one. The sandbox's truth is read again on every round (its windows keep
+    /// closing while the service catches up), and the moment of the last read becomes the run's cutoff: a window
+    /// that closes after it is judged as still open (see [`Self::finish_with_truth`]).
     pub async fn settle(&self, max: Duration) -> anyhow::Result<usize> {
-        let mut truths = vec![(CONNECTION, self.sandbox.legs())];
-        if self.config.connections.iter().any(|c| c.name == CXONE_CONNECTION) {
-            truths.push((CXONE_CONNECTION, cxone_truth_as_legs(&self.sandbox.cxone_legs())));
-        }
+        let with_cxone = self.config.connections.iter().any(|c| c.name == CXONE_CONNECTION);
         let settle = Instant::now();
         loop {
+            let at = self.clock.now();
+            let mut truths = vec![(CONNECTION, self.sandbox.legs())];
+            if with_cxone {
+                truths.push((CXONE_CONNECTION, cxone_truth_as_legs(&self.sandbox.cxone_legs())));
+            }
             let mut pending = 0;
             for (connection, truth) in &truths {
                 let done: std::collections::HashSet<(String, String)> = self
@@ -425,6 +432,7 @@ api_key = "literal:{intake_key}"
                     .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
                     .count();
             }
+            *self.cutoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
             if pending == 0 || settle.elapsed() >= max {
                 return Ok(pending);
             }
@@ -438,6 +446,7 @@ api_key = "literal:{intake_key}"
     pub async fn settle_with_last_look(&self, max: Duration) -> anyhow::Result<usize> {
         let pending = self.settle(max).await?;
         let Some(service) = self.service.as_ref().filter(|_| pending > 0) else { return Ok(pending) };
+        tracing::info!(pending, cutoff = %self.clock.now(), "Windows closed without an outcome yet; one last look.");
         let since =
             self.service_started.checked_sub(jiff::SignedDuration::from_secs(60)).unwrap_or(self.service_started);
         for e in service.state.last_look(since).await {
@@ -452,9 +461,11 @@ api_key = "literal:{intake_key}"
     }
 
     /// Stops the service, then reads the sandbox's ground truth (so every write the service made is in it), and
-    /// summarises. A window the sandbox closed after `finish` was called is not held against the service.
+    /// summarises. A window the sandbox closed after the last [`Self::settle`] round (or after `finish` was called,
+    /// without one) is not held against the service.
     pub async fn finish_with_truth(mut self) -> anyhow::Result<Finished> {
-        let cutoff = self.clock.now();
+        // The last moment the truth was compared with the store, or now when nobody compared it.
+        let cutoff = self.cutoff.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| self.clock.now());
         let service = self.service.take().context("the service is not running")?;
         let conn = service.state.connections.get(CONNECTION).context("the demo connection is missing")?.clone();
         let cx_conn = service.state.connections.get(CXONE_CONNECTION).cloned();
