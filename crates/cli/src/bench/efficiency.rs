@@ -1,10 +1,13 @@
 //! `efficiency`: a steady load well under the budget. How many platform calls each applied code costs, and how long
 //! from a leg's end to our accepted write for an `immediate` rule, with the sandbox adding no latency of its own.
 //!
-//! The center has one MANDATORY queue (no timeout), agents with the default behaviour (some pick a provisional code
-//! while talking, some code at disconnect, a few change our code), short talk times and no hold/transfer/consult,
-//! so that at clock speed 1 a few hundred agents produce the requested legs per second. The budget is set to ten
-//! times what two calls per leg need, so it never paces the run.
+//! The center has one queue of each ACW mode ([`all_modes_center`](super::naive::all_modes_center): mandatory,
+//! mandatory with timeout, forced timeout, optional, agent-requested), agents with a realistic behaviour (some pick
+//! a provisional code while talking, some code at disconnect, a few change our code, optional windows are left
+//! after seconds, half the agent-requested windows are never asked for), short talk times and no
+//! hold/transfer/consult, so that at clock speed 1 a few hundred agents produce the requested legs per second. The
+//! budget is set to ten times what two calls per leg need, so it never paces the run. `coverage` is the sandbox's:
+//! of the legs whose window opened and closed, the share that ended with a meaningful code (ours or the agent's).
 //!
 //! **Steady state.** Traffic runs for [`WARMUP`] (`--warmup`) before the measured window of `--duration` seconds opens: a
 //! conversation ends its agent leg only after its alert and talk time (up to 12 s), so in the first seconds fewer
@@ -16,11 +19,10 @@
 //! gives a measured rate under 50 in about half the windows; the default offers 55 conversations/s and the goal is
 //! judged on the measured rate, which is reported next to the offered one.
 
-use super::{percentile, queue, round, run_for, sandbox, short_center, show, start_env, BenchArgs, Report};
+use super::{percentile, round, run_for, sandbox, show, start_env, BenchArgs, Report};
 use jiff::Timestamp;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::{Outcome, Timing};
-use wrapup_sandbox::{AcwMode, AgentBehaviour};
 
 /// Traffic before the measured window: the longest alert (2 s) plus the longest talk (10 s) of `short_center`.
 pub const WARMUP: std::time::Duration = std::time::Duration::from_secs(12);
@@ -37,7 +39,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let rate_limit = (rate * 2.0 * 60.0 * 10.0).ceil() as u32;
     // Busy per leg ≈ alert + talk + a short ACW: ~4 s; keep the center far from running out of agents.
     let agents = ((rate * 12.0) as usize).max(50);
-    let center = short_center(vec![queue("Bench", AcwMode::Mandatory, None)], agents, rate, AgentBehaviour::default());
+    let center = super::naive::all_modes_center(agents, rate);
     let env = start_env(sandbox(center, rate_limit, 1, args.seed), super::RESOLVE_ALL).await?;
     let warmup = args.warmup.map_or(WARMUP, std::time::Duration::from_secs);
     env.sandbox.start_traffic();
@@ -49,6 +51,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     env.settle(std::time::Duration::from_secs(10)).await?;
     let finished = env.finish_with_truth().await?;
     let s = &finished.summary;
+    let judged = super::naive::Judged::of(&finished.truth, &finished.report, s.api_calls, s.rate_limited);
     let secs = stopped_at.duration_since(started_at).as_secs_f64();
     let l = latencies(&finished.legs, started_at, stopped_at);
     let (ended, p50, p99) = (l.ended, l.p50, l.p99);
@@ -65,6 +68,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.field("budget_per_minute", rate_limit);
     r.field("calls_per_applied", s.calls_per_applied);
     r.field("calls_per_coded_leg", calls_per_coded);
+    r.field("per_leg_calls_per_applied", s.per_leg_calls_per_applied);
+    r.field("calls", serde_json::to_value(&s.calls)?);
+    r.field("coverage", judged.coverage);
     r.field("latency_ms", serde_json::json!({"p50": p50, "p99": p99, "samples": l.samples}));
     r.field("latency_split_ms", l.split.clone());
     r.field("api_calls", s.api_calls);
@@ -87,10 +93,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.row("budget (requests/min)", rate_limit);
     r.row("legs seen by the service", s.legs);
     r.row("applied / agent_won / agent_changed", format!("{} / {} / {}", o.applied, o.agent_won, o.agent_changed));
-    r.row("expired / review / open", format!("{} / {} / {}", o.expired, o.review, o.open));
+    r.row("expired / no_acw / review / open", format!("{} / {} / {} / {}", o.expired, o.no_acw, o.review, o.open));
     r.row("api calls (token requests)", format!("{} ({})", s.api_calls, s.token_requests));
     r.row("calls per applied code (goal <= 2.0)", show(s.calls_per_applied));
+    r.row("  per-leg calls (gate, write, retries) per applied code", show(s.per_leg_calls_per_applied));
     r.row("calls per coded leg (ours or agent's)", show(calls_per_coded));
+    r.row("coverage (legs with a meaningful code / legs that needed one)", show(judged.coverage));
     r.row("latency p50 / p99 ms (goal p99 <= 50)", format!("{} / {} ({} legs)", show(p50), show(p99), l.samples));
     r.row(
         "  leg end -> decided p50 / p99 ms",
