@@ -57,27 +57,13 @@ impl AcwEstimates {
         }
     }
 
-    /// Sets `leg.estimated_deadline` when its window is one an agent may leave (optional or agent-requested) and its
-    /// end is known; refreshes the estimates from `store` first when they are stale.
-    pub async fn estimate_for(&self, store: &dyn Store, leg: &mut LegRecord) {
-        let may_leave = matches!(leg.facts.acw, Some(AcwPolicy::Optional | AcwPolicy::AgentRequested));
-        let Some(ended) = leg.facts.ended_at.filter(|_| may_leave) else { return };
-        self.refresh_if_stale(store).await;
-        let length = leg
-            .facts
-            .queue_id
-            .as_deref()
-            .and_then(|q| self.state.lock().by_queue.get(q).copied())
-            .unwrap_or(self.default);
-        leg.estimated_deadline = ended.checked_add(length).ok();
+    /// The current estimate for a queue (the default when it has too few observations, or the queue is unknown).
+    pub fn estimate(&self, queue_id: Option<&str>) -> SignedDuration {
+        queue_id.and_then(|q| self.state.lock().by_queue.get(q).copied()).unwrap_or(self.default)
     }
 
-    /// The current estimate for a queue (the default when it has too few observations).
-    pub fn estimate(&self, queue_id: &str) -> SignedDuration {
-        self.state.lock().by_queue.get(queue_id).copied().unwrap_or(self.default)
-    }
-
-    async fn refresh_if_stale(&self, store: &dyn Store) {
+    /// Reads the recent legs again when the estimates are older than [`REFRESH_EVERY`].
+    pub async fn refresh_if_stale(&self, store: &dyn Store) {
         let fresh = |s: &State| s.refreshed.is_some_and(|at| at.elapsed() < REFRESH_EVERY);
         if fresh(&self.state.lock()) {
             return;

@@ -168,6 +168,7 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
             intake.insert(c.name, settings);
         }
     }
+    spec.store.watch_outcomes(crate::outcomes::hook(connections.clone()));
     let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
     let worker = Arc::new(Worker {
         store: spec.store.clone(),

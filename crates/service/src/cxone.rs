@@ -20,7 +20,7 @@
 
 use crate::app::AppState;
 use crate::catalog::catalog_read;
-use crate::platform::{CallStats, Gate, LegPlatform, Urgency, Window};
+use crate::platform::{CallStats, LegPlatform, Urgency};
 use crate::scheduler::Shutdown;
 use crate::worker::ConnectionRuntime;
 use async_trait::async_trait;
@@ -35,7 +35,7 @@ use wrapup_connectors::cxone::{rejection, AgentSessions, AgentStateRequest, Comp
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{AcwPolicy, Catalog, CodeEntry};
-use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::lifecycle::{GateReading as Gate, LegRecord, Window};
 use wrapup_core::Platform;
 
 const WRITE_ENDPOINT: &str =

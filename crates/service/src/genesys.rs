@@ -17,7 +17,7 @@
 //!   `…/wrapup?provisional=true` before the write.
 
 use crate::catalog::catalog_read;
-use crate::platform::{CallStats, Gate, LegPlatform, Urgency, Window};
+use crate::platform::{CallStats, LegPlatform, Urgency};
 use async_trait::async_trait;
 use wrapup_connectors::budget::Priority;
 use wrapup_connectors::error::{ErrorClass, PlatformError};
@@ -26,7 +26,7 @@ use wrapup_connectors::genesys::model::{acw_policy, AcwWindow, WrapupInput};
 use wrapup_connectors::genesys::GenesysClient;
 use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{AcwPolicy, Catalog, CodeEntry, QueueEntry};
-use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::lifecycle::{GateReading as Gate, LegRecord, Window};
 use wrapup_core::Platform;
 
 pub struct GenesysPlatform {

@@ -11,6 +11,7 @@ pub mod cxone;
 pub mod genesys;
 pub mod intake;
 pub mod intake_auth;
+pub mod outcomes;
 pub mod platform;
 pub mod reconciler;
 pub mod scheduler;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use wrapup_connectors::error::PlatformError;
 use wrapup_connectors::Precondition;
 use wrapup_core::catalog::{Catalog, CodeEntry};
-use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::lifecycle::{GateReading, LegRecord};
 use wrapup_core::Platform;
 
 /// How urgent a call is: live legs by deadline first, then reconciliation, then backfill.
@@ -71,34 +71,6 @@ pub fn write_reserve(budget: &wrapup_connectors::budget::Budget) -> std::time::D
     (budget.permit_interval() + std::time::Duration::from_millis(100)).min(std::time::Duration::from_millis(500))
 }
 
-/// What the gate read before a write found on the leg.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gate {
-    /// The code on the leg, provisional included; `None` when none is set.
-    pub code: Option<String>,
-    pub window: Window,
-}
-
-/// Whether the leg's after-call-work window can take a write, as far as the gate read can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// Open: the read showed the window open, or the queue's mode keeps it open until the deadline unless a code
-    /// ends it (and the read found none).
-    Open,
-    /// It was open and is over (the agent left it, coded it, or the platform timed it out); `code` is what it ended
-    /// with.
-    Closed,
-    /// The leg never had a window (an agent-requested window the agent did not ask for; a skill without ACW).
-    Never,
-}
-
-impl Gate {
-    /// A read of the code only, on a leg whose queue keeps the window open until a code or the deadline ends it.
-    pub fn code_only(code: Option<String>) -> Self {
-        Self { code, window: Window::Open }
-    }
-}
-
 /// Counters of one connection's platform calls.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CallStats {
@@ -117,10 +89,10 @@ pub trait LegPlatform: Send + Sync + 'static {
     /// The code currently on the leg, provisional included; `None` when no code is set.
     async fn read_code(&self, leg: &LegRecord, urgency: Urgency) -> Result<Option<String>, PlatformError>;
     /// The gate before a write: the code on the leg and whether its window can take a write. A write is sent only
-    /// when this finds no code and the window [`Window::Open`]. The default reads the code only, for platforms
+    /// when this finds no code and the window open. The default reads the code only, for platforms
     /// whose windows end only with a code or at the deadline.
-    async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<Gate, PlatformError> {
-        self.read_code(leg, urgency).await.map(Gate::code_only)
+    async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<GateReading, PlatformError> {
+        self.read_code(leg, urgency).await.map(GateReading::code_only)
     }
     /// Whether `code` (as [`Self::read_code`] returns it) is one the platform stamps by itself when the window times
     /// out (Genesys `ININ-WRAP-UP-TIMEOUT`): the window closing, not anyone's choice — `expired`, not `agent_won`.

@@ -134,11 +134,8 @@ pub async fn run_claim_loop(
 pub async fn run_expiry_sweep(worker: Arc<Worker>, every: Duration, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         match worker.store.expire_overdue(worker.clock.now()).await {
+            // Counted by the store's outcome hook, like every ending.
             Ok(expired) if !expired.is_empty() => {
-                for key in &expired {
-                    metrics::counter!("wrapup_outcomes_total", "connection" => key.connection.clone(), "outcome" => "expired")
-                        .increment(1);
-                }
                 tracing::debug!(count = expired.len(), "Expired legs whose window closed.");
             }
             Ok(_) => {}

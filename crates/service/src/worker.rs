@@ -1,43 +1,38 @@
-//! The leg worker: decide → resolve → gate read → write → record, one leg at a time.
+//! The leg worker: it carries out the moves of the leg's state machine, one leg at a time.
 //!
-//! The store is the queue: [`Scheduler`](crate::scheduler) claims due legs (earliest ACW deadline first) with a
-//! lease, and hands each to [`Worker::process`]. A leg moves through the states of
-//! [`wrapup_core::lifecycle`] inside one call where it can (an `immediate` rule goes from `open` to `done` without
-//! another claim), and every move is saved with the version the worker holds: if an event changed the leg meanwhile
-//! (the agent coded, the window closed), the save is refused, the worker reloads the leg and re-decides from what
-//! the events say. That is how "agent wins" survives races with our own worker.
+//! The store is the queue: [`Scheduler`](crate::scheduler) claims due legs (earliest deadline first) with a lease,
+//! and hands each to [`Worker::process`]. The worker feeds the leg's state machine
+//! ([`wrapup_core::lifecycle::step`]) with `Due` and then with the answer of every platform call it asks for, and
+//! carries out its effects: ledger lines (committed with the leg, [`Store::save`]), the save of the write-ahead
+//! intent before the gate read, the gate read, the write, the read of a closed leg's final code, catalog refreshes.
+//! It never decides anything about the leg itself.
 //!
-//! The write is guarded twice:
-//! 1. *Write-ahead intent*: `writing` + the intended code id are saved **before** the platform call, so a crash
-//!    between the write and the record is recognised on restart (the gate read then shows our code: `applied`,
-//!    no second write).
-//! 2. *Gate read*: immediately before writing, the leg's current code (provisional included) is read; any code that
-//!    is not ours means someone else chose: `agent_won`, no write.
+//! Every save carries the version the worker holds: if an event changed the leg meanwhile (the agent coded, the
+//! window closed), the save is refused, the worker reloads the leg and the machine reconciles what it did with what
+//! the event says ([`wrapup_core::lifecycle::after_conflict`]). That is how "agent wins" survives races with our own
+//! worker. Between the gate read and the write nothing is saved: the write goes out only if the stored leg is still
+//! the version the read licensed ([`Unchanged`]), and its lines are committed with the move that follows.
 //!
-//! Failures are classified once (by the connector): transient ones and 429s reschedule the leg with jittered
-//! backoff (never before `Retry-After`), within its deadline; a 403 or an unknown code is a `review` outcome with
-//! the reason; a deadline that passes is `expired`.
+//! Outcomes are counted by the store's outcome hook (see `app`), once per leg whatever ended it.
 
 use crate::acw_estimate::AcwEstimates;
 use crate::attempts;
 use crate::catalog::CatalogCache;
-use crate::platform::{Gate, SharedPlatform, Urgency, Window};
-use jiff::{SignedDuration, Timestamp};
+use crate::platform::{SharedPlatform, Urgency};
+use jiff::SignedDuration;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_connectors::attempt::ApiAttempt;
-use wrapup_connectors::error::{ErrorClass, PlatformError};
-use wrapup_core::catalog::{AcwPolicy, Catalog, CodeEntry, ResolveError};
+use wrapup_connectors::error::PlatformError;
 use wrapup_core::clock::SharedClock;
-use wrapup_core::lifecycle::{Decision, DecisionSource, LegRecord, LegState, WriteIntent};
+use wrapup_core::lifecycle::{self, after_conflict, Call, Ctx, Effect, Failure, Input, LegRecord, LegState};
 use wrapup_core::rules::RuleSet;
-use wrapup_core::{Mode, Outcome, Timing};
-use wrapup_store::{ClaimedLeg, LedgerEntry, Store, StoreError};
+use wrapup_core::Timing;
+use wrapup_store::{ClaimedLeg, LedgerEntry, Save, Store, StoreError};
 
-/// Failed reads of a closed leg's final code before it becomes a `review` (with the retry policy's backoff, minutes
-/// of a platform that answers nothing).
-const MAX_CLOSING_READ_FAILURES: u32 = 12;
+/// Moves of one leg per claim at most (a leg that keeps changing under the worker goes back to the queue).
+const MAX_MOVES: usize = 16;
 
 /// One platform connection as the worker sees it.
 pub struct ConnectionRuntime {
@@ -84,12 +79,24 @@ pub struct Worker {
     pub gate_freshness: Duration,
 }
 
-/// What the current step wants done with the leg.
-enum Next {
-    /// Save and keep working on it now.
-    Continue,
-    /// Save and hand it back to the queue.
-    Release,
+/// One claim of one leg: the leg as the worker holds it, its stored version and outcome, and the ledger lines of
+/// moves not yet saved.
+struct Held {
+    leg: LegRecord,
+    version: i64,
+    stored_outcome: Option<wrapup_core::Outcome>,
+    lines: Vec<LedgerEntry>,
+    /// The leg when it was last saved or loaded (to reconcile a refused save).
+    saved: LegRecord,
+}
+
+/// What a save told the worker.
+enum Saved {
+    Ok,
+    /// An event changed the leg: the worker holds the reconciled leg now and starts again from `Due`.
+    Overtaken,
+    /// The store failed, or the leg is gone: give the leg back as it is.
+    Failed,
 }
 
 impl Worker {
@@ -97,574 +104,257 @@ impl Worker {
     /// failures: they are logged, recorded, and the lease is released so the leg is retried.
     pub async fn process(&self, claimed: ClaimedLeg) {
         let key = claimed.leg.key.clone();
-        let Some(conn) = self.connections.get(&key.connection).cloned() else {
-            let mut leg = claimed.leg;
-            let reason = format!("connection {:?} is not configured", key.connection);
-            leg.finish(Outcome::Review, Some(reason.clone()), self.clock.now());
-            self.ledger(&leg, "outcome", serde_json::json!({"outcome": "review", "reason": reason})).await;
-            let _ = self.store.save_leg(&leg, claimed.version, &self.owner, true).await;
-            return;
-        };
-        let (mut leg, mut version) = (claimed.leg, claimed.version);
         let span = tracing::debug_span!("leg", leg.id = %key, connection = %key.connection);
         let _enter = span.enter();
-        // Set when a reload left a change that must be saved even if the next step changes nothing.
-        let mut dirty = false;
-        // The outcome as last stored: a new outcome goes to the ledger only once it is saved, so the explanation
-        // never shows an ending that an event overruled before it was stored.
-        let mut stored_outcome = leg.outcome;
-        // Whether this call made the leg's current write intent and has not sent it: then only earlier attempts can
+        let mut held = Held {
+            stored_outcome: claimed.leg.outcome,
+            saved: claimed.leg.clone(),
+            leg: claimed.leg,
+            version: claimed.version,
+            lines: Vec::new(),
+        };
+        let Some(conn) = self.connections.get(&key.connection).cloned() else {
+            let effects = lifecycle::unconfigured(&mut held.leg, self.clock.now());
+            self.carry_out(&mut held, effects).await;
+            return;
+        };
+        let mut input = Input::Due;
+        // Whether this run made the leg's current write intent and has not sent it: then only earlier attempts can
         // have put our code on the leg (see `LegRecord::unsent_attempts`).
-        let mut intent_here = false;
-        for _round in 0..8 {
-            let before = leg.clone();
-            let next = match self.step(&conn, &mut leg, version, intent_here).await {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::warn!(leg = %key, error = %e, "Leg step failed; it will be retried.");
-                    let _ = self.store.release(&key, &self.owner).await;
-                    return;
-                }
+        let mut intent_made_here = false;
+        for _ in 0..MAX_MOVES {
+            let catalog = conn.catalog.get().await.map_err(|e| failure(&e));
+            if held.leg.state == LegState::Open {
+                // The estimates are read when a leg is decided (its estimated deadline is set then).
+                conn.acw_estimates.refresh_if_stale(self.store.as_ref()).await;
+            }
+            let intent_before = held.leg.intent.clone();
+            let effects = {
+                let backoff = |n: u32, floor: Option<Duration>| self.clock.clock_duration(self.retry.delay(n, floor));
+                let is_system_code = |code: &str| conn.platform.is_system_code(code);
+                let ctx = Ctx {
+                    now: self.clock.now(),
+                    connection: &conn.name,
+                    catalog: catalog.as_deref(),
+                    rules: &conn.rules,
+                    acw_estimate: conn.acw_estimates.estimate(held.leg.facts.queue_id.as_deref()),
+                    guard: self.clock.clock_duration(self.deadline_guard),
+                    backoff: &backoff,
+                    is_system_code: &is_system_code,
+                };
+                lifecycle::step(&mut held.leg, std::mem::replace(&mut input, Input::Due), &ctx)
             };
-            // `begin_write` made an intent; any other step that leaves `writing` has sent it or given it up.
-            intent_here = leg.state == LegState::Writing && leg.intent != before.intent;
-            if leg == before && !dirty && matches!(next, Next::Release) {
-                let _ = self.store.release(&key, &self.owner).await;
-                return;
+            if held.leg.state == LegState::Writing && held.leg.intent != intent_before {
+                intent_made_here = true;
             }
-            dirty = false;
-            let release = matches!(next, Next::Release) || leg.is_done();
-            match self.store.save_leg(&leg, version, &self.owner, release).await {
-                Ok(v) => {
-                    version = v;
-                    if leg.outcome != stored_outcome {
-                        self.record_outcome(&leg).await;
-                        stored_outcome = leg.outcome;
+            let mut next = None;
+            for effect in effects {
+                match effect {
+                    Effect::Ledger { kind, detail } => held.lines.push(self.line(kind, detail)),
+                    Effect::RefreshCatalog => {
+                        let _ = conn.catalog.refresh().await;
                     }
-                    if release {
-                        return;
-                    }
-                }
-                Err(StoreError::Conflict(_)) => {
-                    // An event changed the leg under us. Reload and reconsider from what it says now.
-                    intent_here = false;
-                    match self.store.get_leg(&key).await {
-                        Ok(Some(fresh)) => {
-                            let wrote = leg.written_at.is_some() && before.written_at.is_none();
-                            let mine = std::mem::replace(&mut leg, fresh.leg);
-                            version = fresh.version;
-                            stored_outcome = leg.outcome;
-                            if !wrote && leg.attempts == mine.attempts && mine.unsent_attempts > leg.unsent_attempts {
-                                // We learned that this attempt did not put our code on the leg: keep that, and
-                                // never send the attempt after all (a new one starts with its own gate read).
-                                leg.unsent_attempts = mine.unsent_attempts;
-                                if leg.state == LegState::Writing {
-                                    leg.state = LegState::Scheduled;
-                                    leg.not_before = self.clock.now();
-                                }
-                                dirty = true;
-                            }
-                            if wrote && !leg.is_done() {
-                                // The event that raced the write said nothing about a code (a repeated `leg
-                                // ended`): our write stands, on the fresh record.
-                                leg.written_at = mine.written_at;
-                                leg.attempts = mine.attempts;
-                                leg.finish(Outcome::Applied, mine.outcome_reason.clone(), self.clock.now());
-                                dirty = true;
-                            } else if wrote && !matches!(leg.outcome, Some(Outcome::Applied)) {
-                                // Our write was accepted, yet an event finished the leg differently meanwhile:
-                                // the agent coded in the instant between our gate read and our write.
-                                let reason = "an agent code arrived while our write was in flight; check the leg";
-                                leg.state = LegState::Writing;
-                                leg.outcome = None;
-                                leg.finish(Outcome::Review, Some(reason.to_string()), self.clock.now());
-                                dirty = true;
-                            }
-                            if leg.is_done() && !wrote {
-                                let _ = self.store.release(&key, &self.owner).await;
-                                return;
+                    Effect::SaveBeforeCall => match self.save(&mut held, false).await {
+                        Saved::Ok => {}
+                        Saved::Overtaken => {
+                            intent_made_here = false;
+                            next = Some(Input::Due);
+                            break;
+                        }
+                        Saved::Failed => return self.give_back(&held).await,
+                    },
+                    Effect::Release => {
+                        match self.release(&mut held).await {
+                            Saved::Ok | Saved::Failed => return,
+                            Saved::Overtaken => {
+                                intent_made_here = false;
+                                next = Some(Input::Due);
                             }
                         }
-                        _ => {
-                            let _ = self.store.release(&key, &self.owner).await;
-                            return;
+                        break;
+                    }
+                    Effect::Call(call) => {
+                        next = Some(self.call(&conn, &mut held, call, intent_made_here).await);
+                        if matches!(next, Some(Input::Written(_))) {
+                            // The intent is spent: whatever the answer, a later attempt is a new one.
+                            intent_made_here = false;
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(leg = %key, error = %e, "Could not save the leg; it will be retried.");
-                    let _ = self.store.release(&key, &self.owner).await;
-                    return;
+            }
+            match next {
+                Some(i) => input = i,
+                None => return self.give_back(&held).await,
+            }
+        }
+        self.give_back(&held).await;
+    }
+
+    /// Makes a platform call for the machine and turns its answer into the next input; the attempts go to the
+    /// ledger lines.
+    async fn call(&self, conn: &ConnectionRuntime, held: &mut Held, call: Call, intent_made_here: bool) -> Input {
+        let leg = &held.leg;
+        match call {
+            Call::GateRead => {
+                crate::chaos::point("worker.after_intent");
+                let urgency = self.urgency(leg);
+                let started = tokio::time::Instant::now();
+                let (answer, calls) = attempts::collect(conn.platform.read_gate(leg, urgency)).await;
+                // The answer describes the leg when the platform computed it; a slow one may be stale. Measured from
+                // when the read was sent (its last attempt), not from when it began waiting for the budget: the
+                // platform computes the answer on receipt, and a read that queued behind other legs is not stale.
+                let stale = match calls.iter().rev().find(|a| a.method == "GET") {
+                    Some(a) => Duration::from_millis(a.duration_ms) > self.gate_freshness,
+                    None => started.elapsed() > self.gate_freshness,
+                };
+                self.attempt_lines(held, &calls);
+                Input::GateRead { answer: answer.map_err(|e| failure(&e)), stale, intent_made_here }
+            }
+            Call::Write { code, notes } => {
+                crate::chaos::point("worker.after_gate");
+                let urgency = self.urgency(leg);
+                // Checked once the write holds its budget permit: nothing about the leg changed since the gate
+                // read (no event arrived: the agent did not code, the window did not close), and the window is
+                // still open.
+                let unchanged = Unchanged { worker: self, leg, version: held.version };
+                let (answer, calls) =
+                    attempts::collect(conn.platform.write_code(leg, &code, notes.as_deref(), urgency, &unchanged))
+                        .await;
+                if answer.is_ok() {
+                    crate::chaos::point("worker.after_write");
                 }
+                self.attempt_lines(held, &calls);
+                Input::Written(answer.map_err(|e| failure(&e)))
             }
-        }
-        let _ = self.store.release(&key, &self.owner).await;
-    }
-
-    /// One move of the leg. `version` is the stored version of `leg` as this worker last saved or loaded it.
-    /// `intent_here` — see [`Self::gate_and_write`].
-    async fn step(
-        &self,
-        conn: &ConnectionRuntime,
-        leg: &mut LegRecord,
-        version: i64,
-        intent_here: bool,
-    ) -> Result<Next, StoreError> {
-        let now = self.clock.now();
-        if leg.is_done() {
-            return Ok(Next::Release);
-        }
-        let overdue = self.too_late(leg, now);
-        match leg.state {
-            LegState::Done => Ok(Next::Release),
-            // Before the deadline checks: a closing leg is past its window by definition, and only its read is due.
-            LegState::Closing if leg.not_before > now => Ok(Next::Release),
-            LegState::Closing => self.read_final_code(conn, leg).await,
-            LegState::Scheduled if overdue && leg.intent.is_some() => {
-                // A write may have gone out (its answer lost): look before calling the leg expired. With
-                // `overdue`, the gate path never writes.
-                leg.state = LegState::Writing;
-                self.gate_and_write(conn, leg, true, version, false).await
+            Call::ReadFinalCode => {
+                let (answer, calls) = attempts::collect(conn.platform.read_code(leg, Urgency::Reconcile)).await;
+                self.attempt_lines(held, &calls);
+                Input::FinalCode(answer.map_err(|e| failure(&e)))
             }
-            LegState::Open | LegState::Scheduled if overdue => {
-                self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
-                Ok(Next::Release)
-            }
-            LegState::Open => self.decide(conn, leg, now).await,
-            LegState::Scheduled if leg.not_before > now => Ok(Next::Release),
-            LegState::Scheduled => self.begin_write(conn, leg, now).await,
-            LegState::Writing => self.gate_and_write(conn, leg, overdue, version, intent_here).await,
-        }
-    }
-
-    /// Open → decided: `no_rule`, `shadow`, `review`, or `scheduled` for the write.
-    async fn decide(&self, conn: &ConnectionRuntime, leg: &mut LegRecord, now: Timestamp) -> Result<Next, StoreError> {
-        if !leg.ended_seen {
-            // Only a code event was seen so far; nothing to decide until the leg's end is known.
-            return Ok(Next::Release);
-        }
-        let catalog = match conn.catalog.get().await {
-            Ok(c) => c,
-            Err(e) => return Ok(self.platform_failure(leg, &e, "loading the catalog").await),
-        };
-        enrich(leg, &catalog);
-        if leg.facts.acw == Some(AcwPolicy::None) {
-            self.finish(leg, Outcome::NoAcw, "the leg's queue has no after-call work: there is nothing to code").await;
-            return Ok(Next::Release);
-        }
-        let Some(m) = conn.rules.evaluate(&conn.name, &leg.facts) else {
-            self.finish(leg, Outcome::NoRule, "no rule matched this leg").await;
-            return Ok(Next::Release);
-        };
-        let decision = Decision {
-            source: DecisionSource::Rule {
-                index: m.index,
-                name: m.rule_name.clone(),
-                version: conn.rules.version().into(),
-            },
-            code_name: m.code.clone(),
-            notes: m.notes.clone(),
-            timing: m.timing,
-            mode: m.mode,
-            decided_at: now,
-        };
-        self.ledger(leg, "decision", serde_json::to_value(&decision).unwrap_or_default()).await;
-        leg.decision = Some(decision);
-        if m.mode == Mode::Shadow {
-            let reason = format!("shadow rule {:?} would apply {:?}", m.rule_name, m.code);
-            self.finish(leg, Outcome::Shadow, &reason).await;
-            return Ok(Next::Release);
-        }
-        leg.state = LegState::Scheduled;
-        conn.acw_estimates.estimate_for(self.store.as_ref(), leg).await;
-        // A margin inside the deadline guard would never be written: keep at least two guards of room.
-        let timing = match m.timing {
-            Timing::BeforeTimeout { margin } => {
-                let room = self.clock.clock_duration(self.deadline_guard * 2);
-                Timing::BeforeTimeout { margin: margin.max(room) }
-            }
-            other => other,
-        };
-        leg.not_before = leg.write_time(timing, now);
-        leg.updated_at = now;
-        Ok(if leg.not_before <= now { Next::Continue } else { Next::Release })
-    }
-
-    /// Scheduled and due → resolve the code and persist the write intent (before any write).
-    async fn begin_write(
-        &self,
-        conn: &ConnectionRuntime,
-        leg: &mut LegRecord,
-        now: Timestamp,
-    ) -> Result<Next, StoreError> {
-        let Some(decision) = leg.decision.clone() else {
-            leg.state = LegState::Open;
-            return Ok(Next::Continue);
-        };
-        let code = match self.resolve(conn, leg, &decision.code_name).await {
-            Ok(code) => code,
-            Err(Some(reason)) => {
-                self.finish(leg, Outcome::Review, &reason).await;
-                return Ok(Next::Release);
-            }
-            Err(None) => return Ok(Next::Release),
-        };
-        leg.intent = Some(WriteIntent { code_id: code.id, code_name: code.name, at: now });
-        leg.state = LegState::Writing;
-        leg.attempts += 1;
-        leg.updated_at = now;
-        Ok(Next::Continue)
-    }
-
-    /// Resolves a code name for this leg; on a miss, refreshes the catalog once. `Err(Some(reason))` is a review
-    /// outcome; `Err(None)` a transient failure (the leg was rescheduled).
-    async fn resolve(
-        &self,
-        conn: &ConnectionRuntime,
-        leg: &mut LegRecord,
-        name: &str,
-    ) -> Result<CodeEntry, Option<String>> {
-        let queue = leg.facts.queue_id.clone();
-        let catalog = match conn.catalog.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                self.platform_failure(leg, &e, "loading the catalog").await;
-                return Err(None);
-            }
-        };
-        match catalog.resolve(name, queue.as_deref()) {
-            Ok(code) => Ok(code.clone()),
-            Err(first) => {
-                let refreshed = conn.catalog.refresh().await.unwrap_or(catalog);
-                refreshed.resolve(name, queue.as_deref()).cloned().map_err(|e| Some(resolve_reason(&e, &first)))
+            Call::RefreshCatalog => {
+                let _ = conn.catalog.refresh().await;
+                Input::CatalogRefreshed
             }
         }
     }
 
-    /// Writing: gate read, then the write. Also the crash-recovery path (a leg found in `writing`).
-    ///
-    /// `intent_here`: this worker made the current intent just before and has not sent it. A code equal to the
-    /// intent's is taken for an earlier write of ours that landed only if one may have
-    /// ([`LegRecord::ours_may_have_landed`]); otherwise it is the agent's choice.
-    async fn gate_and_write(
-        &self,
-        conn: &ConnectionRuntime,
-        leg: &mut LegRecord,
-        overdue: bool,
-        version: i64,
-        intent_here: bool,
-    ) -> Result<Next, StoreError> {
-        let Some(intent) = leg.intent.clone() else {
-            leg.state = LegState::Scheduled;
-            return Ok(Next::Continue);
-        };
-        crate::chaos::point("worker.after_intent");
-        // The budget orders live legs by this deadline and drops a request still waiting when it passes: the guard
-        // keeps room for the request itself to land inside the window.
+    /// The budget urgency of a live leg's calls: its deadline (less the guard, which keeps room for the request
+    /// itself), or the estimated end of its window when that comes first (ordering only; never dropped by it).
+    fn urgency(&self, leg: &LegRecord) -> Urgency {
         let guard = self.clock.clock_duration(self.deadline_guard);
-        let urgency = match (leg.deadline, leg.order_deadline()) {
-            // An estimated window end earlier than the platform's deadline orders the calls; the deadline still
-            // bounds them (`too_late`, the precondition).
+        match (leg.deadline, leg.order_deadline()) {
             (hard, Some(order)) if Some(order) != hard => Urgency::Live { deadline: Some(order), estimated: true },
             (hard, _) => Urgency::Live { deadline: hard.map(|d| d.checked_sub(guard).unwrap_or(d)), estimated: false },
-        };
-        let read_started = tokio::time::Instant::now();
-        let (read, calls) = attempts::collect(conn.platform.read_gate(leg, urgency)).await;
-        // The gate read's attempts are written to the ledger after the write (or on the way out): nothing slower
-        // than the precondition check may stand between the read and the write.
-        // The answer describes the leg when the platform computed it; a slow answer may be stale (the agent may
-        // have coded since). Only a fresh "no code" licenses a write.
-        // Measured from when the read was sent (its last attempt), not from when it began waiting for the budget:
-        // the platform computes the answer on receipt, and a read that queued behind other legs is not stale.
-        let stale = match calls.iter().rev().find(|a| a.method == "GET") {
-            Some(a) => Duration::from_millis(a.duration_ms) > self.gate_freshness,
-            None => read_started.elapsed() > self.gate_freshness,
-        };
-        let Gate { code: current, window } = match read {
-            Ok(gate) => gate,
-            Err(e) if overdue => {
-                self.record_attempts(leg, &calls).await;
-                let reason = format!(
-                    "the window closed and the platform could not be read to see whether our write landed: {e}"
-                );
-                self.finish(leg, Outcome::Review, &reason).await;
-                return Ok(Next::Release);
-            }
-            Err(e) => {
-                self.record_attempts(leg, &calls).await;
-                leg.attempt_not_sent();
-                return Ok(self.platform_failure(leg, &e, "reading the leg's current code").await);
-            }
-        };
-        leg.observed_code = current.clone();
-        // Checked once, after the gate read: waiting for the request budget may have used up the window.
-        let late = overdue || self.too_late(leg, self.clock.now());
-        if current.is_some() || stale || late || window != Window::Open {
-            self.record_attempts(leg, &calls).await;
-        }
-        match (current, window) {
-            (Some(code), _) if code == intent.code_id && leg.ours_may_have_landed(intent_here) => {
-                // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
-                // landed (we crashed or timed out before recording it). Do not write again.
-                leg.written_at.get_or_insert(self.clock.now());
-                self.finish(leg, Outcome::Applied, "an earlier write of ours had landed; not written again").await;
-                return Ok(Next::Release);
-            }
-            (Some(code), _) => {
-                self.finish_with_code_not_ours(conn, leg, code, "the leg already has code").await;
-                return Ok(Next::Release);
-            }
-            (None, Window::Never) => {
-                leg.attempt_not_sent();
-                let reason = "the leg never entered after-call work (an agent-requested window its agent did not \
-                              ask for, or a queue without ACW): there is no window to write into";
-                self.finish(leg, Outcome::NoAcw, reason).await;
-                return Ok(Next::Release);
-            }
-            (None, Window::Closed) => {
-                leg.attempt_not_sent();
-                self.finish(leg, Outcome::Expired, "the agent left after-call work without a code before our write")
-                    .await;
-                return Ok(Next::Release);
-            }
-            (None, _) if stale && !late => {
-                leg.attempt_not_sent();
-                leg.state = LegState::Scheduled;
-                leg.not_before = self.clock.now();
-                self.ledger(
-                    leg,
-                    "note",
-                    serde_json::json!({"gate": "the gate read answered too slowly to trust; reading again"}),
-                )
-                .await;
-                return Ok(Next::Release);
-            }
-            (None, _) if late => {
-                self.finish(leg, Outcome::Expired, "the ACW window closed before the code could be written").await;
-                return Ok(Next::Release);
-            }
-            (None, _) => {}
-        }
-        crate::chaos::point("worker.after_gate");
-        let code = CodeEntry { id: intent.code_id.clone(), name: intent.code_name.clone() };
-        let notes = leg.decision.as_ref().and_then(|d| d.notes.clone());
-        // Checked once the write holds its budget permit: nothing about the leg changed since the gate read (no
-        // event arrived: the agent did not code, the window did not close), and the window is still open.
-        let unchanged = Unchanged { worker: self, leg, version };
-        let gate_calls = calls;
-        let (write, calls) =
-            attempts::collect(conn.platform.write_code(leg, &code, notes.as_deref(), urgency, &unchanged)).await;
-        self.record_attempts(leg, &gate_calls).await;
-        self.record_attempts(leg, &calls).await;
-        match write {
-            Ok(()) => {
-                crate::chaos::point("worker.after_write");
-                let now = self.clock.now();
-                leg.written_at = Some(now);
-                metrics::counter!("wrapup_codes_applied_total", "connection" => conn.name.clone()).increment(1);
-                let reason = format!("wrote {}", intent.code_name);
-                self.finish(leg, Outcome::Applied, &reason).await;
-                Ok(Next::Release)
-            }
-            Err(e) if e.class == ErrorClass::Permanent && e.status == Some(400) => {
-                // Most likely the code is no longer valid for the leg (catalog changed): refresh and decide again
-                // once; a second refusal is for a person.
-                let _ = conn.catalog.refresh().await;
-                leg.attempt_not_sent();
-                if leg.attempts >= 2 {
-                    self.finish(leg, Outcome::Review, &format!("the platform refused the code twice: {e}")).await;
-                } else {
-                    leg.state = LegState::Scheduled;
-                    leg.not_before = self.clock.now();
-                }
-                Ok(Next::Release)
-            }
-            Err(e) if e.class == ErrorClass::WindowClosed => {
-                // Refused because the agent closed or coded the leg in the instant before our write landed: read
-                // what it ended with (agent_won, or expired if it was closed uncoded); never write again.
-                self.ledger(
-                    leg,
-                    "note",
-                    serde_json::json!({"write": "refused: the window is over", "error": e.to_string()}),
-                )
-                .await;
-                leg.attempt_not_sent();
-                to_closing(leg, self.clock.now());
-                Ok(Next::Continue)
-            }
-            Err(e) if e.class == ErrorClass::PreconditionFailed => {
-                // An event changed the leg while the write waited: hand it back; the next round starts from what
-                // the event says (and reads the platform again if the leg is still open).
-                self.ledger(leg, "note", serde_json::json!({"write": "not sent", "why": e.message})).await;
-                leg.attempt_not_sent();
-                leg.state = LegState::Scheduled;
-                leg.not_before = self.clock.now();
-                Ok(Next::Release)
-            }
-            Err(e) => {
-                if matches!(e.class, ErrorClass::RateLimited { .. }) {
-                    // Refused before it was processed: it did not land. (A timeout or a 5xx may have.)
-                    leg.attempt_not_sent();
-                }
-                Ok(self.platform_failure(leg, &e, "writing the code").await)
-            }
         }
     }
 
-    /// Closing: the window is over; read the code the leg ended with and record whose it is. Never writes.
-    async fn read_final_code(&self, conn: &ConnectionRuntime, leg: &mut LegRecord) -> Result<Next, StoreError> {
-        let (read, calls) = attempts::collect(conn.platform.read_code(leg, Urgency::Reconcile)).await;
-        self.record_attempts(leg, &calls).await;
-        let now = self.clock.now();
-        match read {
-            Ok(Some(code))
-                if leg.intent.as_ref().is_some_and(|i| i.code_id == code) && leg.ours_may_have_landed(false) =>
-            {
-                // The intent is saved before every write and some attempt may have landed: ours did (or the agent
-                // chose the very same code, which leaves the leg as decided either way).
-                leg.written_at.get_or_insert(now);
-                self.finish(leg, Outcome::Applied, "the window closed with our code").await;
-            }
-            Ok(Some(code)) => {
-                leg.observed_code = Some(code.clone());
-                self.finish_with_code_not_ours(conn, leg, code, "the window closed with code").await;
-            }
-            Ok(None) => self.finish(leg, Outcome::Expired, "the window closed without a code").await,
-            Err(e) => {
-                let permanent =
-                    matches!(e.class, ErrorClass::Permanent | ErrorClass::Auth | ErrorClass::Forbidden { .. });
-                leg.closing_read_failures += 1;
-                if permanent || leg.closing_read_failures >= MAX_CLOSING_READ_FAILURES {
-                    let reason = format!("the window closed and the code it ended with could not be read: {e}");
-                    self.finish(leg, Outcome::Review, &reason).await;
-                    return Ok(Next::Release);
-                }
-                let wait = self.retry.delay(leg.closing_read_failures, rate_limit_floor(&e.class));
-                leg.not_before = now.checked_add(self.clock.clock_duration(wait)).unwrap_or(now);
-                leg.updated_at = now;
-                self.ledger(
-                    leg,
-                    "note",
-                    serde_json::json!({"retry": "reading the closed leg's final code", "class": e.class.as_str(),
-                        "error": e.to_string(), "retry_in_ms": wait.as_millis() as u64}),
-                )
-                .await;
-            }
-        }
-        Ok(Next::Release)
+    fn line(&self, kind: &str, detail: serde_json::Value) -> LedgerEntry {
+        LedgerEntry { at: self.clock.now(), kind: kind.to_string(), detail }
     }
 
-    /// The leg holds `code`, which is not ours: the platform's own timeout code is `expired` (the window closed);
-    /// any other is `agent_won`, named from the catalog. `context` starts the reason ("… has code X").
-    async fn finish_with_code_not_ours(
-        &self,
-        conn: &ConnectionRuntime,
-        leg: &mut LegRecord,
-        code: String,
-        context: &str,
-    ) {
-        if conn.platform.is_system_code(&code) {
-            self.finish(leg, Outcome::Expired, "the platform's ACW timeout stamped its system code").await;
-            return;
-        }
-        let name = conn.catalog.get().await.ok().and_then(|c| c.code_by_id(&code).map(|c| c.name.clone()));
-        self.finish(leg, Outcome::AgentWon, &format!("{context} {}", name.unwrap_or(code))).await;
-    }
-
-    /// Whether the window is closed, or closes too soon for a write to land inside it.
-    fn too_late(&self, leg: &LegRecord, now: Timestamp) -> bool {
-        let guard = self.clock.clock_duration(self.deadline_guard);
-        leg.deadline.is_some_and(|d| d.checked_sub(guard).unwrap_or(d) <= now)
-    }
-
-    /// Maps a classified failure to the leg's next step.
-    async fn platform_failure(&self, leg: &mut LegRecord, e: &PlatformError, doing: &str) -> Next {
-        let now = self.clock.now();
-        match &e.class {
-            ErrorClass::Retryable
-            | ErrorClass::Conflict
-            | ErrorClass::PreconditionFailed
-            | ErrorClass::RateLimited { .. } => {}
-            ErrorClass::WindowClosed => {
-                to_closing(leg, now);
-                return Next::Release;
-            }
-            ErrorClass::DeadlinePassed => {
-                self.finish(
-                    leg,
-                    Outcome::Expired,
-                    &format!("the ACW window closed while {doing} waited for the request budget"),
-                )
-                .await;
-                return Next::Release;
-            }
-            ErrorClass::Forbidden { permission } => {
-                let reason = match permission {
-                    Some(p) => format!("{doing} was forbidden: the OAuth client lacks permission {p}"),
-                    None => format!("{doing} was forbidden (403): {e}"),
-                };
-                self.finish(leg, Outcome::Review, &reason).await;
-                return Next::Release;
-            }
-            ErrorClass::Auth => {
-                self.finish(leg, Outcome::Review, &format!("{doing} failed authentication: {e}")).await;
-                return Next::Release;
-            }
-            ErrorClass::Permanent => {
-                self.finish(leg, Outcome::Review, &format!("{doing} was rejected: {e}")).await;
-                return Next::Release;
-            }
-        };
-        let retries = leg.attempts.max(1);
-        let wait = self.retry.delay(retries, rate_limit_floor(&e.class));
-        let at = now.checked_add(self.clock.clock_duration(wait)).unwrap_or(now);
-        if let Some(deadline) = leg.deadline {
-            if at >= deadline && leg.state != LegState::Writing {
-                self.finish(leg, Outcome::Expired, &format!("the window closes before a retry is possible: {e}")).await;
-                return Next::Release;
-            }
-        }
-        // A leg in `writing` goes back to `scheduled` (intent kept): the next attempt starts with a gate read,
-        // which tells whether an ambiguous write landed.
-        if leg.state == LegState::Writing {
-            leg.state = LegState::Scheduled;
-        }
-        leg.not_before = at;
-        leg.updated_at = now;
-        self.ledger(
-            leg,
-            "note",
-            serde_json::json!({"retry": doing, "class": e.class.as_str(), "error": e.to_string(), "retry_in_ms": wait.as_millis() as u64}),
-        )
-        .await;
-        Next::Release
-    }
-
-    /// Ends the leg in memory; the outcome is recorded (ledger, metric) once the save that stores it succeeds.
-    async fn finish(&self, leg: &mut LegRecord, outcome: Outcome, reason: &str) {
-        leg.finish(outcome, Some(reason.to_string()), self.clock.now());
-    }
-
-    async fn record_outcome(&self, leg: &LegRecord) {
-        let Some(outcome) = leg.outcome else { return };
-        metrics::counter!("wrapup_outcomes_total", "connection" => leg.key.connection.clone(), "outcome" => outcome.as_str())
-            .increment(1);
-        let detail = serde_json::json!({"outcome": outcome.as_str(), "reason": leg.outcome_reason});
-        self.ledger(leg, "outcome", detail).await;
-    }
-
-    async fn record_attempts(&self, leg: &LegRecord, calls: &[ApiAttempt]) {
+    fn attempt_lines(&self, held: &mut Held, calls: &[ApiAttempt]) {
         for a in calls {
-            self.ledger(leg, "attempt", attempts::ledger_detail(a)).await;
+            held.lines.push(self.line("attempt", attempts::ledger_detail(a)));
         }
     }
 
-    async fn ledger(&self, leg: &LegRecord, kind: &str, detail: serde_json::Value) {
-        let entry = LedgerEntry { at: self.clock.now(), kind: kind.to_string(), detail };
-        if let Err(e) = self.store.append_ledger(&leg.key, &entry).await {
-            tracing::warn!(leg = %leg.key, error = %e, "Could not append to the ledger.");
+    /// Saves the held leg with its pending lines (keeping the lease unless `release`).
+    async fn save(&self, held: &mut Held, release: bool) -> Saved {
+        let save = Save {
+            leg: &held.leg,
+            version: held.version,
+            owner: &self.owner,
+            release,
+            lines: &held.lines,
+            stored_outcome: held.stored_outcome,
+        };
+        match self.store.save(save).await {
+            Ok(version) => {
+                if held.leg.written_at.is_some() && held.saved.written_at.is_none() {
+                    metrics::counter!("wrapup_codes_applied_total", "connection" => held.leg.key.connection.clone())
+                        .increment(1);
+                }
+                held.version = version;
+                held.stored_outcome = held.leg.outcome;
+                held.lines.clear();
+                held.saved = held.leg.clone();
+                Saved::Ok
+            }
+            Err(StoreError::Conflict(_)) => self.overtaken(held).await,
+            Err(e) => {
+                tracing::warn!(leg = %held.leg.key, error = %e, "Could not save the leg; it will be retried.");
+                Saved::Failed
+            }
         }
     }
+
+    /// An event changed the leg under the worker: reload it and let the machine reconcile the two.
+    async fn overtaken(&self, held: &mut Held) -> Saved {
+        let fresh = match self.store.get_leg(&held.leg.key).await {
+            Ok(Some(fresh)) => fresh,
+            _ => return Saved::Failed,
+        };
+        let (leg, dirty, lines) = after_conflict(&held.saved, &held.leg, fresh.leg.clone(), self.clock.now());
+        // Lines of the overtaken moves explain what was tried (API attempts); they stay, with the reconciliation's.
+        for effect in lines {
+            if let Effect::Ledger { kind, detail } = effect {
+                held.lines.push(self.line(kind, detail));
+            }
+        }
+        held.version = fresh.version;
+        held.stored_outcome = fresh.leg.outcome;
+        held.saved = fresh.leg;
+        held.leg = leg;
+        if dirty || !held.lines.is_empty() {
+            // Persist what the reconciliation decided (and the lines) before anything else.
+            return match Box::pin(self.save(held, false)).await {
+                Saved::Ok => Saved::Overtaken,
+                other => other,
+            };
+        }
+        Saved::Overtaken
+    }
+
+    /// Saves and releases the leg (or only releases it when nothing changed).
+    async fn release(&self, held: &mut Held) -> Saved {
+        if held.leg == held.saved && held.lines.is_empty() {
+            self.give_back(held).await;
+            return Saved::Ok;
+        }
+        match self.save(held, true).await {
+            Saved::Ok => Saved::Ok,
+            Saved::Overtaken if held.leg.is_done() => {
+                self.give_back(held).await;
+                Saved::Ok
+            }
+            other => other,
+        }
+    }
+
+    /// Releases the lease without saving (the leg is retried from what is stored).
+    async fn give_back(&self, held: &Held) {
+        let _ = self.store.release(&held.leg.key, &self.owner).await;
+    }
+
+    /// Carries out the effects of a move that makes no call (an unconfigured connection's leg).
+    async fn carry_out(&self, held: &mut Held, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Ledger { kind, detail } => held.lines.push(self.line(kind, detail)),
+                Effect::Release => {
+                    let _ = self.release(held).await;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.give_back(held).await;
+    }
+}
+
+/// A connector's error as the state machine sees it.
+fn failure(e: &PlatformError) -> Failure {
+    Failure { class: e.class.clone(), status: e.status, message: e.to_string() }
 }
 
 /// The write's precondition: the stored leg is still the version the worker gate-read, and its window is open. Any
@@ -680,7 +370,9 @@ struct Unchanged<'a> {
 #[async_trait::async_trait]
 impl wrapup_connectors::Precondition for Unchanged<'_> {
     async fn check(&self) -> Result<(), String> {
-        if self.worker.too_late(self.leg, self.worker.clock.now()) {
+        let guard = self.worker.clock.clock_duration(self.worker.deadline_guard);
+        let now = self.worker.clock.now();
+        if self.leg.deadline.is_some_and(|d| d.checked_sub(guard).unwrap_or(d) <= now) {
             return Err("the ACW window closes before the write could land".into());
         }
         match self.worker.store.get_leg(&self.leg.key).await {
@@ -690,42 +382,6 @@ impl wrapup_connectors::Precondition for Unchanged<'_> {
             Err(e) => Err(format!("the leg could not be re-read: {e}")),
         }
     }
-}
-
-/// The earliest a retry may go after a failure of `class`: a 429's `Retry-After` (one second when it sent none).
-fn rate_limit_floor(class: &ErrorClass) -> Option<Duration> {
-    match class {
-        ErrorClass::RateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(1))),
-        _ => None,
-    }
-}
-
-/// The window is over (the platform refused the write as too late): no write from here, the final code is read at
-/// once.
-fn to_closing(leg: &mut LegRecord, now: Timestamp) {
-    leg.state = LegState::Closing;
-    leg.not_before = now;
-    leg.updated_at = now;
-}
-
-/// Fills what the event did not carry from the catalog: queue name, ACW timeout (and so the deadline).
-pub fn enrich(leg: &mut LegRecord, catalog: &Catalog) {
-    if let Some(queue) = leg.facts.queue_id.as_deref().and_then(|q| catalog.queue_by_id(q)) {
-        if leg.facts.queue_name.is_none() {
-            leg.facts.queue_name = Some(queue.name.clone());
-        }
-        if leg.facts.acw_timeout_ms.is_none() {
-            leg.facts.acw_timeout_ms = queue.acw_timeout_ms;
-        }
-        if leg.facts.acw.is_none() {
-            leg.facts.acw = queue.acw;
-        }
-        leg.refresh_deadline();
-    }
-}
-
-fn resolve_reason(e: &ResolveError, _first: &ResolveError) -> String {
-    format!("the decided code cannot be used: {e}")
 }
 
 /// The wall-clock latency from the leg's end to our accepted write, when both are known.
@@ -747,12 +403,17 @@ pub fn decided_timing(leg: &LegRecord) -> Option<Timing> {
 mod tests {
     use super::*;
     use crate::platform::{CallStats, LegPlatform};
+    use jiff::Timestamp;
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Mutex;
+    use wrapup_connectors::error::ErrorClass;
     use wrapup_connectors::Precondition;
+    use wrapup_core::catalog::{Catalog, CodeEntry};
     use wrapup_core::clock::ScaledClock;
+    use wrapup_core::lifecycle::{Decision, DecisionSource, WriteIntent, MAX_CLOSING_READ_FAILURES};
     use wrapup_core::{Event, EventKind, LegFacts, LegKey, Platform};
+    use wrapup_core::{Mode, Outcome};
 
     /// Answers gate reads from a script and counts writes (which a closing leg must never make). With `race`, the
     /// first write stores that event first (as if it arrived while the write waited) and honours the precondition.

@@ -57,6 +57,33 @@ pub struct LegFilter {
     pub limit: Option<u32>,
 }
 
+/// A leg whose outcome a commit changed: its first ending (`from` is `None`), or the one change of a finished leg's
+/// outcome. Reported once per commit to the [`OutcomeHook`], after the commit, whichever write made it (an event at
+/// intake, a worker's save, the expiry sweep), so that what counts outcomes counts each exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeChange {
+    pub leg: LegRecord,
+    pub from: Option<Outcome>,
+}
+
+/// Called after each commit for every [`OutcomeChange`] in it (see [`Store::watch_outcomes`]).
+pub type OutcomeHook = std::sync::Arc<dyn Fn(&OutcomeChange) + Send + Sync>;
+
+/// One save of a worker's move: the leg, the lines that explain the move, and what the save expects to replace.
+#[derive(Debug, Clone, Copy)]
+pub struct Save<'a> {
+    pub leg: &'a LegRecord,
+    /// The stored version the worker loaded or last saved; the save is refused if it changed.
+    pub version: i64,
+    pub owner: &'a str,
+    /// Clear the lease (the worker is done with the leg for now).
+    pub release: bool,
+    /// Ledger lines committed with the leg, or not at all.
+    pub lines: &'a [LedgerEntry],
+    /// The outcome of the stored version, so that a change of outcome is reported to the hook.
+    pub stored_outcome: Option<Outcome>,
+}
+
 /// Counts for reports: outcome → number of legs, plus legs not finished (`None`).
 pub type OutcomeCounts = BTreeMap<Option<Outcome>, u64>;
 
@@ -80,11 +107,21 @@ pub trait Store: Send + Sync + 'static {
         lease: SignedDuration,
     ) -> StoreResult<Vec<ClaimedLeg>>;
 
-    /// Saves a claimed leg. Refused with `Conflict` when its version changed or `owner` no longer holds the lease.
-    /// On success returns the new version; `release` clears the lease (keep it while still working on the leg).
-    /// "Holds the lease" means `lease_owner == owner`: a lease that ran out is lost only once another worker claims
-    /// the leg, so owner names must be unique per worker.
-    async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64>;
+    /// Saves a claimed leg with the ledger lines of the move that changed it, in one transaction: both or neither.
+    /// Refused with `Conflict` when its version changed or `owner` no longer holds the lease. On success returns the
+    /// new version; `release` clears the lease (keep it while still working on the leg). "Holds the lease" means
+    /// `lease_owner == owner`: a lease that ran out is lost only once another worker claims the leg, so owner names
+    /// must be unique per worker.
+    async fn save(&self, save: Save<'_>) -> StoreResult<i64>;
+
+    /// [`Store::save`] without ledger lines (and without reporting an outcome change).
+    async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64> {
+        self.save(Save { leg, version, owner, release, lines: &[], stored_outcome: leg.outcome }).await
+    }
+
+    /// Calls `hook` after each commit for every leg whose outcome it changed ([`OutcomeChange`]). One hook per
+    /// store; a later call replaces it.
+    fn watch_outcomes(&self, hook: OutcomeHook);
 
     /// Clears every lease. Only for a process that is the store's sole user (embedded SQLite) at startup: the
     /// leases it finds were left by a previous run of itself that crashed, and waiting for them to expire would

@@ -277,6 +277,9 @@ struct Inner {
     request_timeout: Duration,
     /// 429s without `Retry-After` in a row, for the exponential pause.
     consecutive_429: AtomicU32,
+    /// When the last pause for a 429 without `Retry-After` was set: a 429 to a request sent before it is the same
+    /// throttling answering requests already in flight, not a reason to double the pause again.
+    last_429_pause: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The CXone client of one connection. Cheap to clone; clones share budget, token and stats.
@@ -365,6 +368,7 @@ impl CxoneClient {
                 clock,
                 request_timeout: conn.request_timeout,
                 consecutive_429: AtomicU32::new(0),
+                last_429_pause: parking_lot::Mutex::new(None),
             }),
         })
     }
@@ -854,7 +858,7 @@ impl CxoneClient {
         let base = self.inner.request_timeout + call.extra_timeout;
         match call
             .priority
-            .deadline
+            .expires_at()
             .filter(|_| call.priority.class == PriorityClass::Live && call.extra_timeout.is_zero())
         {
             Some(deadline) => {
@@ -906,7 +910,9 @@ impl CxoneClient {
                             &body,
                         );
                         if let ErrorClass::RateLimited { retry_after } = &e.class {
-                            self.inner.budget.pause(credential, self.rate_limit_pause(*retry_after));
+                            if let Some(pause) = self.rate_limit_pause(*retry_after, started.1) {
+                                self.inner.budget.pause(credential, pause);
+                            }
                         }
                         Err(e)
                     }
@@ -918,13 +924,21 @@ impl CxoneClient {
         result
     }
 
-    /// How long a 429 pauses the budget: its `Retry-After`, or 1 s doubling per 429 in a row (at most 60 s).
-    fn rate_limit_pause(&self, retry_after: Option<Duration>) -> Duration {
+    /// How long a 429 to a request sent at `sent_at` pauses the budget: its `Retry-After`, or 1 s doubling per 429
+    /// in a row (at most 60 s). `None` when a request sent before the last such pause was set is answered 429: that
+    /// pause already covers it (requests in flight when the platform started throttling all come back 429 at once,
+    /// and counting each would turn one throttled second into a minute's stall).
+    fn rate_limit_pause(&self, retry_after: Option<Duration>, sent_at: tokio::time::Instant) -> Option<Duration> {
         if let Some(ra) = retry_after {
-            return ra;
+            return Some(ra);
         }
+        let mut last = self.inner.last_429_pause.lock();
+        if last.is_some_and(|at| sent_at < at) {
+            return None;
+        }
+        *last = Some(tokio::time::Instant::now());
         let n = self.inner.consecutive_429.fetch_add(1, Ordering::Relaxed).min(6);
-        Duration::from_secs(1u64 << n).min(MAX_429_BACKOFF)
+        Some(Duration::from_secs(1u64 << n).min(MAX_429_BACKOFF))
     }
 
     /// The API base: the configured one, or the discovered one (single flight, cached).

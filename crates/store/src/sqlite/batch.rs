@@ -19,7 +19,7 @@
 
 use super::ingest::ingest_batch;
 use super::{ms, parse_record, to_json};
-use crate::{ClaimedLeg, Ingested, LedgerEntry, StoreError, StoreResult};
+use crate::{ClaimedLeg, Ingested, LedgerEntry, OutcomeChange, OutcomeHook, StoreError, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,9 @@ pub(super) enum Op {
         version: i64,
         owner: String,
         release: bool,
+        /// Committed with the leg, or not at all.
+        lines: Vec<LedgerEntry>,
+        stored_outcome: Option<Outcome>,
         reply: oneshot::Sender<StoreResult<i64>>,
     },
     Release {
@@ -140,10 +143,20 @@ struct Counters {
 }
 
 /// A handle to the writer thread of one store. The thread ends when the last handle is dropped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct Batcher {
     tx: mpsc::Sender<Op>,
     counters: Arc<Counters>,
+    hook: SharedHook,
+}
+
+/// The outcome hook, set once the store is open (the writer reads it after each commit).
+type SharedHook = Arc<std::sync::RwLock<Option<OutcomeHook>>>;
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("stats", &self.stats()).finish_non_exhaustive()
+    }
 }
 
 impl Batcher {
@@ -151,12 +164,17 @@ impl Batcher {
     pub fn spawn(conn: Connection) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel(4 * MAX_OPS);
         let counters = Arc::<Counters>::default();
-        let thread_counters = counters.clone();
+        let hook = SharedHook::default();
+        let (thread_counters, thread_hook) = (counters.clone(), hook.clone());
         std::thread::Builder::new()
             .name("wrapup-store-writer".into())
-            .spawn(move || run(conn, rx, thread_counters))
+            .spawn(move || run(conn, rx, thread_counters, thread_hook))
             .map_err(|e| StoreError::Backend(format!("cannot start the store's writer thread: {e}")))?;
-        Ok(Self { tx, counters })
+        Ok(Self { tx, counters, hook })
+    }
+
+    pub fn watch_outcomes(&self, hook: OutcomeHook) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     pub fn stats(&self) -> WriteStats {
@@ -195,7 +213,8 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>, hook: SharedHook) {
+    let answer = |ops, done: Executed| answer(ops, done, &counters, &hook);
     // An operation that did not fit the previous batch opens the next one.
     let mut carried: Option<Op> = None;
     loop {
@@ -218,14 +237,14 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>
             ops.push(op);
         }
         match execute(&mut conn, &ops) {
-            Ok(answers) => answer(ops, answers, &counters),
+            Ok(done) => answer(ops, done),
             Err(e) if ops.len() == 1 => ops.into_iter().for_each(|op| op.fail(&e)),
             Err(_) => {
                 // Find the operation that failed: each alone, in its own transaction.
                 for op in ops {
                     let single = vec![op];
                     match execute(&mut conn, &single) {
-                        Ok(answers) => answer(single, answers, &counters),
+                        Ok(done) => answer(single, done),
                         Err(e) => single.into_iter().for_each(|op| op.fail(&e)),
                     }
                 }
@@ -234,11 +253,23 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, counters: Arc<Counters>
     }
 }
 
-/// Answers the operations of a committed transaction, and counts it.
-fn answer(ops: Vec<Op>, answers: Vec<Answer>, counters: &Counters) {
+/// What a committed transaction did: one answer per operation, and the outcomes it changed.
+struct Executed {
+    answers: Vec<Answer>,
+    changes: Vec<OutcomeChange>,
+}
+
+/// Answers the operations of a committed transaction, counts it, and reports its outcome changes to the hook.
+fn answer(ops: Vec<Op>, done: Executed, counters: &Counters, hook: &SharedHook) {
     counters.commits.fetch_add(1, Ordering::Relaxed);
     counters.operations.fetch_add(ops.len() as u64, Ordering::Relaxed);
-    for (op, answer) in ops.into_iter().zip(answers) {
+    if !done.changes.is_empty() {
+        let hook = hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            done.changes.iter().for_each(|c| hook(c));
+        }
+    }
+    for (op, answer) in ops.into_iter().zip(done.answers) {
         // A caller that gave up (its future dropped) just does not hear back.
         match (op, answer) {
             (Op::Ingest { reply, .. }, Answer::Ingest(r)) => drop(reply.send(Ok(r))),
@@ -256,9 +287,10 @@ fn answer(ops: Vec<Op>, answers: Vec<Answer>, counters: &Counters) {
 }
 
 /// Runs `ops` in one transaction and commits; answers in the order of `ops`. `Err` means nothing was committed.
-fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
+fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Executed> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers: Vec<Option<Answer>> = ops.iter().map(|_| None).collect();
+    let mut changes = Vec::new();
 
     // 1. Events, all in one pass; each caller gets its own slice of the results, in order.
     let all: Vec<&Event> = ops
@@ -271,7 +303,7 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
         .collect();
     if !all.is_empty() {
         let now = ops.iter().filter_map(|op| if let Op::Ingest { now, .. } = op { Some(*now) } else { None }).max();
-        let mut results = ingest_batch(&tx, &all, now.unwrap_or_else(Timestamp::now))?.into_iter();
+        let mut results = ingest_batch(&tx, &all, now.unwrap_or_else(Timestamp::now), &mut changes)?.into_iter();
         for (i, op) in ops.iter().enumerate() {
             if let Op::Ingest { events, .. } = op {
                 answers[i] = Some(Answer::Ingest(results.by_ref().take(events.len()).collect()));
@@ -283,8 +315,17 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
     // holds the leg. A refusal is that caller's answer; any other error aborts the batch.
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::Save { leg, version, owner, release, .. } => {
-                answers[i] = Some(Answer::Save(keep_refusal(save(&tx, leg, *version, owner, *release))?));
+            Op::Save { leg, version, owner, release, lines, stored_outcome, .. } => {
+                let saved = keep_refusal(save(&tx, leg, *version, owner, *release))?;
+                if saved.is_ok() {
+                    for line in lines {
+                        insert_ledger(&tx, &leg.key, line)?;
+                    }
+                    if leg.outcome.is_some() && leg.outcome != *stored_outcome {
+                        changes.push(OutcomeChange { leg: (**leg).clone(), from: *stored_outcome });
+                    }
+                }
+                answers[i] = Some(Answer::Save(saved));
             }
             Op::Release { key, owner, .. } => {
                 answers[i] = Some(Answer::Release(keep_refusal(release(&tx, key, owner))?));
@@ -303,7 +344,7 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
 
     // 4. The rare writes, then claims last, so they see the leases just released.
     for (i, op) in ops.iter().enumerate() {
-        if let Some(answer) = rare_write(&tx, op)? {
+        if let Some(answer) = rare_write(&tx, op, &mut changes)? {
             answers[i] = Some(answer);
         }
     }
@@ -314,13 +355,17 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Vec<Answer>> {
     }
 
     tx.commit()?;
-    answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Backend("an operation got no answer".into()))).collect()
+    let answers = answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| StoreError::Backend("an operation got no answer".into())))
+        .collect::<StoreResult<_>>()?;
+    Ok(Executed { answers, changes })
 }
 
 /// The answer to `op` if it is one of the rare writes.
-fn rare_write(tx: &Transaction<'_>, op: &Op) -> StoreResult<Option<Answer>> {
+fn rare_write(tx: &Transaction<'_>, op: &Op, changes: &mut Vec<OutcomeChange>) -> StoreResult<Option<Answer>> {
     Ok(Some(match op {
-        Op::Expire { now, .. } => Answer::Expire(expire(tx, *now)?),
+        Op::Expire { now, .. } => Answer::Expire(expire(tx, *now, changes)?),
         Op::ReleaseAll { .. } => Answer::ReleaseAll(release_all(tx)?),
         Op::PutCatalog { connection, catalog, fetched_at, .. } => {
             let mut stmt = tx.prepare_cached(
@@ -445,7 +490,7 @@ fn claim(tx: &Transaction<'_>, now: i64, limit: u32, owner: &str, lease_until: i
 /// Finishes up to `EXPIRE_CHUNK` legs whose deadline passed with `expired`. Legs with a write intent (a write may
 /// have been sent and landed) are left to their worker, which reads the platform first. A worker holding a lease
 /// keeps it until it releases; its save is refused by the version bump.
-fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
+fn expire(tx: &Transaction<'_>, now: Timestamp, changes: &mut Vec<OutcomeChange>) -> StoreResult<Vec<LegKey>> {
     let mut select =
         tx.prepare_cached(&format!("SELECT rowid, lease_until, record FROM legs WHERE {} LIMIT ?2", super::OVERDUE))?;
     let rows = select
@@ -475,7 +520,8 @@ fn expire(tx: &Transaction<'_>, now: Timestamp) -> StoreResult<Vec<LegKey>> {
             rowid,
         ])?;
         insert_ledger_line(tx, &leg.key, &at, "outcome", &detail)?;
-        expired.push(leg.key);
+        expired.push(leg.key.clone());
+        changes.push(OutcomeChange { leg, from: None });
     }
     Ok(expired)
 }
@@ -541,7 +587,15 @@ mod tests {
 
     fn save_op(leg: &LegRecord, version: i64, owner: &str, release: bool) -> Op {
         let (reply, _) = oneshot::channel();
-        Op::Save { leg: Box::new(leg.clone()), version, owner: owner.into(), release, reply }
+        Op::Save {
+            leg: Box::new(leg.clone()),
+            version,
+            owner: owner.into(),
+            release,
+            lines: Vec::new(),
+            stored_outcome: leg.outcome,
+            reply,
+        }
     }
 
     #[test]
@@ -577,6 +631,7 @@ mod tests {
         let mut conn = open_writer(&path, true, std::time::Duration::from_secs(1)).unwrap();
         let answers: Vec<_> = execute(&mut conn, &ops)
             .unwrap()
+            .answers
             .into_iter()
             .map(|a| match a {
                 Answer::Save(r) => r,

@@ -2,11 +2,11 @@
 
 use super::batch::{insert_ledger_line, load};
 use super::{due_at, ms, to_json};
-use crate::{Ingested, LedgerEntry, StoreError, StoreResult};
+use crate::{Ingested, LedgerEntry, OutcomeChange, StoreError, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Transaction};
 use std::collections::{HashMap, HashSet};
-use wrapup_core::lifecycle::{apply_event, LegRecord};
+use wrapup_core::lifecycle::{apply_event, outcome_line, LegRecord};
 use wrapup_core::{Event, LegKey, Outcome};
 
 /// Records `events` in the inbox (a key stored before, or met earlier in the batch, is a duplicate), loads each
@@ -14,7 +14,12 @@ use wrapup_core::{Event, LegKey, Outcome};
 /// (its version advanced by the number of events applied to it) and appends one `event` ledger line per event. One
 /// cached prepared statement per row: on the writer's own thread a statement costs a few microseconds, less than
 /// building multi-row statements did.
-pub(super) fn ingest_batch(tx: &Transaction<'_>, events: &[&Event], now: Timestamp) -> StoreResult<Vec<Ingested>> {
+pub(super) fn ingest_batch(
+    tx: &Transaction<'_>,
+    events: &[&Event],
+    now: Timestamp,
+    changes: &mut Vec<OutcomeChange>,
+) -> StoreResult<Vec<Ingested>> {
     // 1. Inbox.
     let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(events.len());
     let mut results = Vec::with_capacity(events.len());
@@ -67,11 +72,17 @@ pub(super) fn ingest_batch(tx: &Transaction<'_>, events: &[&Event], now: Timesta
     for e in &new_events {
         let touched =
             legs.get_mut(&e.leg).ok_or_else(|| StoreError::Backend(format!("leg {} missing from the batch", e.leg)))?;
+        let before = touched.leg.as_ref().and_then(|l| l.outcome);
         let (leg, effect) = apply_event(touched.leg.take(), e, now);
-        touched.leg = Some(leg);
         touched.version += 1;
         let detail = to_json("ledger detail", &event_entry(e, &effect.note, now).detail)?;
         insert_ledger_line(tx, &e.leg, &now_text, "event", &detail)?;
+        // An event that ends the leg (or changes how it ended) explains it with the leg's one outcome line.
+        if let Some((kind, detail)) = outcome_line(before, &leg) {
+            insert_ledger_line(tx, &e.leg, &now_text, kind, &to_json("ledger detail", &detail)?)?;
+            changes.push(OutcomeChange { leg: leg.clone(), from: before });
+        }
+        touched.leg = Some(leg);
     }
 
     // 4. Write each touched leg once. An existing leg keeps its lease (a worker holding it keeps it, and its next

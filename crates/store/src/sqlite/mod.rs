@@ -36,7 +36,9 @@
 //! one lookup in the `due_at` index. Times in indexed columns are integer
 //! epoch milliseconds (truncated), the JSON record keeps full precision.
 
-use crate::{ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeCounts, Store, StoreError, StoreResult};
+use crate::{
+    ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeCounts, OutcomeHook, Save, Store, StoreError, StoreResult,
+};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use sqlx::migrate::Migrator;
@@ -209,9 +211,14 @@ impl Store for SqliteStore {
         self.batcher.call(|reply| Op::Claim { now, limit, owner, lease_until, reply }).await
     }
 
-    async fn save_leg(&self, leg: &LegRecord, version: i64, owner: &str, release: bool) -> StoreResult<i64> {
-        let (leg, owner) = (Box::new(leg.clone()), owner.to_string());
-        self.batcher.call(|reply| Op::Save { leg, version, owner, release, reply }).await
+    async fn save(&self, save: Save<'_>) -> StoreResult<i64> {
+        let (leg, owner, lines) = (Box::new(save.leg.clone()), save.owner.to_string(), save.lines.to_vec());
+        let (version, release, stored_outcome) = (save.version, save.release, save.stored_outcome);
+        self.batcher.call(|reply| Op::Save { leg, version, owner, release, lines, stored_outcome, reply }).await
+    }
+
+    fn watch_outcomes(&self, hook: OutcomeHook) {
+        self.batcher.watch_outcomes(hook);
     }
 
     async fn release_all_leases(&self) -> StoreResult<u64> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
 use wrapup_core::lifecycle::{apply_event, LegRecord, LegState, WriteIntent};
 use wrapup_core::{Event, EventKind, LegFacts, LegKey, Outcome};
-use wrapup_store::{ClaimedLeg, Ingested, LedgerEntry, LegFilter, Store, StoreError};
+use wrapup_store::{ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeChange, Save, Store, StoreError};
 
 // ---- fixtures ---------------------------------------------------------------------------------------------------
 
@@ -114,7 +114,8 @@ pub async fn a_redelivered_event_is_a_duplicate_across_batches<S: Store>(store: 
     assert_eq!(again, vec![Ingested::Duplicate, Ingested::New]);
     let leg = leg_of(&store, &k).await;
     assert_eq!(leg.version, 2, "a duplicate does not touch the leg");
-    assert_eq!(store.ledger(&k).await.unwrap().len(), 2);
+    let kinds: Vec<String> = store.ledger(&k).await.unwrap().into_iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, ["event", "event", "outcome"], "two events, and the ending the second one made");
 }
 
 pub async fn a_duplicate_within_one_batch_is_a_duplicate<S: Store>(store: S) {
@@ -153,7 +154,7 @@ pub async fn ingested_events_leave_the_leg_as_apply_event_does<S: Store>(store: 
     assert_eq!(after_second.version, 2);
 
     let ledger = store.ledger(&k).await.unwrap();
-    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger.len(), 3);
     assert_eq!(ledger[0].kind, "event");
     assert_eq!(ledger[0].at, t(1));
     assert_eq!(ledger[0].detail["event"], "leg_ended");
@@ -162,6 +163,7 @@ pub async fn ingested_events_leave_the_leg_as_apply_event_does<S: Store>(store: 
     assert_eq!(ledger[0].detail["occurred_at"], serde_json::json!(batch1[0].occurred_at));
     assert_eq!(ledger[0].detail["note"], "leg ended; ACW window open");
     assert_eq!(ledger[1].detail["event"], "code_recorded");
+    assert_eq!((ledger[2].kind.as_str(), &ledger[2].detail["outcome"]), ("outcome", &serde_json::json!("agent_won")));
 }
 
 pub async fn events_in_one_batch_see_each_other<S: Store>(store: S) {
@@ -420,6 +422,69 @@ pub async fn a_save_returns_the_next_version_and_release_frees_the_leg<S: Store>
     assert_next_due(&store, t(5)).await;
     assert!(store.claim_due(t(4), 1, "other", LEASE).await.unwrap().is_empty());
     assert_eq!(store.claim_due(t(5), 1, "other", LEASE).await.unwrap().len(), 1);
+}
+
+pub async fn a_save_commits_its_ledger_lines_with_the_leg_and_a_refused_one_commits_none<S: Store>(store: S) {
+    let k = key(1);
+    store.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
+    let c = store.claim_due(t(1), 1, "w", LEASE).await.unwrap().remove(0);
+    let line = |n: i64| LedgerEntry { at: t(n), kind: "note".into(), detail: serde_json::json!({"n": n}) };
+    let mut leg = c.leg.clone();
+    leg.state = LegState::Scheduled;
+    let lines = [line(1), line(2)];
+    let save = Save { leg: &leg, version: c.version, owner: "w", release: false, lines: &lines, stored_outcome: None };
+    let v = store.save(save).await.unwrap();
+    // An event overtakes the worker: its next save is refused, and its lines are not written either.
+    store.ingest(&[coded(&k, 3, Some("agent"), false)], t(3)).await.unwrap();
+    leg.finish(Outcome::Review, Some("x".into()), t(4));
+    let refused = [line(4)];
+    let save = Save { leg: &leg, version: v, owner: "w", release: true, lines: &refused, stored_outcome: None };
+    assert!(matches!(store.save(save).await, Err(StoreError::Conflict(_))));
+    let kinds: Vec<String> = store.ledger(&k).await.unwrap().into_iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, ["event", "note", "note", "event", "outcome"]);
+}
+
+pub async fn every_ending_is_reported_once_to_the_outcome_hook<S: Store>(store: S) {
+    type Seen = Vec<(String, Option<Outcome>, Outcome)>;
+    let seen: Arc<std::sync::Mutex<Seen>> = Arc::default();
+    let sink = seen.clone();
+    store.watch_outcomes(Arc::new(move |c: &OutcomeChange| {
+        let to = c.leg.outcome.expect("a change has an outcome");
+        sink.lock().unwrap().push((c.leg.key.conversation.clone(), c.from, to));
+    }));
+    // An event ends one leg; a worker's save ends another, then the same leg's agent changes our code; the sweep
+    // expires a third. Saves that do not change the outcome report nothing.
+    let (a, b, e) = (key(1), key(2), key(3));
+    store.ingest(&[ended(&a, 0, Some(600)), ended(&b, 0, Some(600)), ended(&e, 0, Some(5))], t(0)).await.unwrap();
+    store.ingest(&[coded(&a, 1, Some("agent"), false)], t(1)).await.unwrap();
+    let c = store.claim_due(t(2), 10, "w", LEASE).await.unwrap().into_iter().find(|c| c.leg.key == b).unwrap();
+    let mut leg = c.leg.clone();
+    leg.intent = Some(WriteIntent { code_id: "ours".into(), code_name: "Ours".into(), at: t(2) });
+    leg.written_at = Some(t(2));
+    leg.finish(Outcome::Applied, None, t(2));
+    let save = Save { leg: &leg, version: c.version, owner: "w", release: true, lines: &[], stored_outcome: None };
+    store.save(save).await.unwrap();
+    store.ingest(&[coded(&b, 3, Some("ours"), false), coded(&b, 4, Some("theirs"), false)], t(4)).await.unwrap();
+    store.expire_overdue(t(10)).await.unwrap();
+    store.ingest(&[closed(&a, 11)], t(11)).await.unwrap();
+    let mut got = seen.lock().unwrap().clone();
+    got.sort_by_key(|(conv, from, _)| (conv.clone(), from.is_some()));
+    let conv = |k: &LegKey| k.conversation.clone();
+    assert_eq!(
+        got,
+        vec![
+            (conv(&a), None, Outcome::AgentWon),
+            (conv(&b), None, Outcome::Applied),
+            (conv(&b), Some(Outcome::Applied), Outcome::AgentChanged),
+            (conv(&e), None, Outcome::Expired),
+        ]
+    );
+    // Each leg's ledger has exactly one `outcome` line.
+    for k in [&a, &b, &e] {
+        let outcome_lines = store.ledger(k).await.unwrap().iter().filter(|l| l.kind == "outcome").count();
+        let expected = if k == &b { 0 } else { 1 };
+        assert_eq!(outcome_lines, expected, "{k}: the worker's own line comes with its save, not from the store");
+    }
 }
 
 pub async fn a_save_after_an_event_arrived_is_a_conflict<S: Store>(store: S) {
@@ -699,6 +764,8 @@ macro_rules! conformance_tests {
             leases_left_by_a_crashed_run_are_cleared_at_startup,
             an_overdue_leg_with_a_write_intent_is_left_to_its_worker,
             a_save_returns_the_next_version_and_release_frees_the_leg,
+            a_save_commits_its_ledger_lines_with_the_leg_and_a_refused_one_commits_none,
+            every_ending_is_reported_once_to_the_outcome_hook,
             a_save_after_an_event_arrived_is_a_conflict,
             a_save_by_a_worker_without_the_lease_is_a_conflict,
             saving_or_reading_an_unknown_leg,
@@ -746,6 +813,8 @@ where
     leases_left_by_a_crashed_run_are_cleared_at_startup(make().await).await;
     an_overdue_leg_with_a_write_intent_is_left_to_its_worker(make().await).await;
     a_save_returns_the_next_version_and_release_frees_the_leg(make().await).await;
+    a_save_commits_its_ledger_lines_with_the_leg_and_a_refused_one_commits_none(make().await).await;
+    every_ending_is_reported_once_to_the_outcome_hook(make().await).await;
     a_save_after_an_event_arrived_is_a_conflict(make().await).await;
     a_save_by_a_worker_without_the_lease_is_a_conflict(make().await).await;
     saving_or_reading_an_unknown_leg(make().await).await;

@@ -1,0 +1,240 @@
+//! The life of a leg, as a pure state machine.
+//!
+//! A leg is created by the first event that mentions it and ends in exactly one [`Outcome`]. Events (from intake, in
+//! any order, any number of times) and the worker's steps are the only inputs; both go through the functions here, so
+//! the store can apply an event atomically with its dedupe record and the worker can never make a move the events
+//! have already made impossible.
+//!
+//! ```text
+//!            leg_ended                        worker: decided (enforce)             worker: intent saved
+//!  (none) ─────────────> Open ───────────────────────────────────> Scheduled ─────────────────────> Writing
+//!                          │  worker: no_rule / shadow / review          │                             │ 202 accepted
+//!                          v                                             v                             v
+//!                        Done <──── code_recorded (agent/system) ──── Done <──── write refused ─── Applied* (Done)
+//!                          ^                                                                           │ code_recorded(other)
+//!                          └────────────── deadline passed / leg_closed ──> Expired          AgentChanged (Done)
+//! ```
+//! A real-time feed that sees the window close without saying how (`leg_closed_unread`) moves any unfinished leg to
+//! `Closing`: no write is sent from there; the worker reads the code the leg ended with (ours → `Applied`, another →
+//! `AgentWon`, none → `Expired`), or a `code_recorded` event decides first.
+//!
+//! `Applied` is final for scheduling; a later `code_recorded` with the same code confirms it, a different code turns
+//! it into `AgentChanged` (recorded, never fought).
+//!
+//! The write-ahead *intent* makes crashes safe: the worker persists `Writing { intent }` before it calls the
+//! platform. After a crash the next worker finds `Writing`, reads the leg's code, and if it is the intended code the
+//! write had landed (outcome `Applied`, no second write); if another code is there, the agent won; if none, it may
+//! write again (the first write never landed).
+
+use crate::leg::{LegFacts, LegKey};
+use crate::outcome::{Mode, Outcome, Timing};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Where a leg stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegState {
+    /// In ACW, not decided yet. Due for a decision at `not_before`.
+    Open,
+    /// Decided (enforce); due for the write at `not_before`.
+    Scheduled,
+    /// The write intent is persisted; the gate read / write is (or was, before a crash) in flight.
+    Writing,
+    /// The window closed, and the code it ended with is not known yet: never written from here; due for a read of
+    /// the leg's final code, which decides the outcome (ours → `applied`, another → `agent_won`, none → `expired`).
+    Closing,
+    /// Ended in `outcome`.
+    Done,
+}
+
+impl LegState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegState::Open => "open",
+            LegState::Scheduled => "scheduled",
+            LegState::Writing => "writing",
+            LegState::Closing => "closing",
+            LegState::Done => "done",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [LegState::Open, LegState::Scheduled, LegState::Writing, LegState::Closing, LegState::Done]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// Who decided the code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionSource {
+    Rule { index: usize, name: String, version: String },
+    External { idempotency_key: String, requested_by: Option<String> },
+}
+
+/// What was decided for a leg.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub source: DecisionSource,
+    /// The code by name, as the rule names it.
+    pub code_name: String,
+    pub notes: Option<String>,
+    pub timing: Timing,
+    pub mode: Mode,
+    pub decided_at: Timestamp,
+}
+
+/// The code we are about to write (persisted before the write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteIntent {
+    pub code_id: String,
+    pub code_name: String,
+    pub at: Timestamp,
+}
+
+/// Everything the store keeps about a leg.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegRecord {
+    pub key: LegKey,
+    pub facts: LegFacts,
+    /// Whether the `leg_ended` event has been seen (facts are complete).
+    pub ended_seen: bool,
+    pub state: LegState,
+    /// When the worker should next look at the leg.
+    pub not_before: Timestamp,
+    /// When the platform closes the window by itself, if it does. A write is never sent after it.
+    pub deadline: Option<Timestamp>,
+    /// When the leg's window is likely to end without the platform closing it (an agent leaving an optional or
+    /// agent-requested window), estimated from the windows observed on its queue. It only orders work (earliest
+    /// first); unlike `deadline` it never stops a write, because the window may well still be open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_deadline: Option<Timestamp>,
+    /// When the window closed, as the platform reported it (the event that ended the leg), if an event did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
+    pub decision: Option<Decision>,
+    pub intent: Option<WriteIntent>,
+    /// When our write was accepted.
+    pub written_at: Option<Timestamp>,
+    pub outcome: Option<Outcome>,
+    pub outcome_reason: Option<String>,
+    /// The last code the platform reported on the leg (from events or our gate read).
+    pub observed_code: Option<String>,
+    /// Our accepted write was confirmed by the platform's event.
+    pub confirmed: bool,
+    /// Write intents made for this leg (each starts with a gate read).
+    pub attempts: u32,
+    /// How many of those `attempts` are known not to have put our code on the leg: no write request went out (the
+    /// gate read failed or was too slow, the write's precondition failed) or the platform refused it. When a gate
+    /// read finds the intent's code on the leg, it can be an earlier write of ours only if some attempt is not
+    /// counted here; otherwise the agent chose that very code. Counted after the fact, so a crash between a write
+    /// and its answer leaves the attempt uncounted (it may have landed).
+    #[serde(default)]
+    pub unsent_attempts: u32,
+    /// Failed reads of a closing leg's final code (paces the next read; many in a row make it a `review`).
+    #[serde(default)]
+    pub closing_read_failures: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl LegRecord {
+    /// Counts the current attempt as one that did not put our code on the leg (see `unsent_attempts`).
+    pub fn attempt_not_sent(&mut self) {
+        self.unsent_attempts = (self.unsent_attempts + 1).min(self.attempts);
+    }
+
+    /// Whether a write of ours may have landed on this leg. `current_unsent`: the caller made the current attempt
+    /// itself and has not sent it yet, so only earlier attempts count.
+    pub fn ours_may_have_landed(&self, current_unsent: bool) -> bool {
+        self.attempts.saturating_sub(u32::from(current_unsent)) > self.unsent_attempts
+    }
+
+    /// A leg first heard of through `event` at `now`.
+    pub fn new(key: LegKey, now: Timestamp) -> Self {
+        LegRecord {
+            key,
+            facts: LegFacts::default(),
+            ended_seen: false,
+            state: LegState::Open,
+            not_before: now,
+            deadline: None,
+            estimated_deadline: None,
+            closed_at: None,
+            decision: None,
+            intent: None,
+            written_at: None,
+            outcome: None,
+            outcome_reason: None,
+            observed_code: None,
+            confirmed: false,
+            attempts: 0,
+            unsent_attempts: 0,
+            closing_read_failures: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == LegState::Done
+    }
+
+    /// Ends the leg with `outcome` (no-op if it already ended).
+    pub fn finish(&mut self, outcome: Outcome, reason: impl Into<Option<String>>, now: Timestamp) {
+        if self.is_done() {
+            return;
+        }
+        self.state = LegState::Done;
+        self.outcome = Some(outcome);
+        self.outcome_reason = reason.into();
+        self.updated_at = now;
+    }
+
+    /// The moment that orders this leg's work among others (earliest first): the sooner of the platform's deadline
+    /// and the estimated end of the window.
+    pub fn order_deadline(&self) -> Option<Timestamp> {
+        match (self.deadline, self.estimated_deadline) {
+            (Some(hard), Some(estimate)) => Some(hard.min(estimate)),
+            (hard, estimate) => hard.or(estimate),
+        }
+    }
+
+    /// Ends a finished leg differently: our accepted write raced an event that had ended it otherwise (the agent
+    /// coded in the instant between our gate read and our write), which a person must look at. With
+    /// `applied` → `agent_changed` (see `apply_event`) the only change of a finished leg's outcome.
+    pub fn overrule(&mut self, outcome: Outcome, reason: &str, now: Timestamp) {
+        self.state = LegState::Done;
+        self.outcome = Some(outcome);
+        self.outcome_reason = Some(reason.to_string());
+        self.updated_at = now;
+    }
+
+    /// Recomputes the deadline from the facts (end time + ACW timeout), when both are known.
+    pub fn refresh_deadline(&mut self) {
+        if let (Some(end), Some(timeout)) = (self.facts.ended_at, self.facts.acw_timeout_ms) {
+            self.deadline = end.checked_add(SignedDuration::from_millis(timeout as i64)).ok();
+        }
+    }
+
+    /// When an enforce decision with `timing` should be written.
+    pub fn write_time(&self, timing: Timing, now: Timestamp) -> Timestamp {
+        let ended = self.facts.ended_at.unwrap_or(now);
+        let at = match timing {
+            Timing::Immediate => now,
+            Timing::After { delay } => ended.checked_add(delay).unwrap_or(now),
+            Timing::BeforeTimeout { margin } => match self.deadline {
+                Some(deadline) => deadline.checked_sub(margin).unwrap_or(now),
+                None => now,
+            },
+        };
+        at.max(now)
+    }
+}
+
+mod events;
+mod steps;
+
+pub use events::{apply_event, EventEffect};
+pub use steps::*;
