@@ -119,16 +119,12 @@ impl Worker {
             return;
         };
         let mut input = Input::Due;
-        // Whether this run made the leg's current write intent and has not sent it: then only earlier attempts can
-        // have put our code on the leg (see `LegRecord::unsent_attempts`).
-        let mut intent_made_here = false;
         for _ in 0..MAX_MOVES {
             let catalog = conn.catalog.get().await.map_err(|e| failure(&e));
             if held.leg.state == LegState::Open {
                 // The estimates are read when a leg is decided (its estimated deadline is set then).
                 conn.acw_estimates.refresh_if_stale(self.store.as_ref()).await;
             }
-            let intent_before = held.leg.intent.clone();
             let effects = {
                 let backoff = |n: u32, floor: Option<Duration>| self.clock.clock_duration(self.retry.delay(n, floor));
                 let is_system_code = |code: &str| conn.platform.is_system_code(code);
@@ -144,9 +140,6 @@ impl Worker {
                 };
                 lifecycle::step(&mut held.leg, std::mem::replace(&mut input, Input::Due), &ctx)
             };
-            if held.leg.state == LegState::Writing && held.leg.intent != intent_before {
-                intent_made_here = true;
-            }
             let mut next = None;
             for effect in effects {
                 match effect {
@@ -157,7 +150,6 @@ impl Worker {
                     Effect::SaveBeforeCall => match self.save(&mut held, false).await {
                         Saved::Ok => {}
                         Saved::Overtaken => {
-                            intent_made_here = false;
                             next = Some(Input::Due);
                             break;
                         }
@@ -166,20 +158,11 @@ impl Worker {
                     Effect::Release => {
                         match self.release(&mut held).await {
                             Saved::Ok | Saved::Failed => return,
-                            Saved::Overtaken => {
-                                intent_made_here = false;
-                                next = Some(Input::Due);
-                            }
+                            Saved::Overtaken => next = Some(Input::Due),
                         }
                         break;
                     }
-                    Effect::Call(call) => {
-                        next = Some(self.call(&conn, &mut held, call, intent_made_here).await);
-                        if matches!(next, Some(Input::Written(_))) {
-                            // The intent is spent: whatever the answer, a later attempt is a new one.
-                            intent_made_here = false;
-                        }
-                    }
+                    Effect::Call(call) => next = Some(self.call(&conn, &mut held, call).await),
                 }
             }
             match next {
@@ -192,7 +175,7 @@ impl Worker {
 
     /// Makes a platform call for the machine and turns its answer into the next input; the attempts go to the
     /// ledger lines.
-    async fn call(&self, conn: &ConnectionRuntime, held: &mut Held, call: Call, intent_made_here: bool) -> Input {
+    async fn call(&self, conn: &ConnectionRuntime, held: &mut Held, call: Call) -> Input {
         let leg = &held.leg;
         match call {
             Call::GateRead => {
@@ -208,7 +191,7 @@ impl Worker {
                     None => started.elapsed() > self.gate_freshness,
                 };
                 self.attempt_lines(held, &calls);
-                Input::GateRead { answer: answer.map_err(|e| failure(&e)), stale, intent_made_here }
+                Input::GateRead { answer: answer.map_err(|e| failure(&e)), stale }
             }
             Call::Write { code, notes } => {
                 crate::chaos::point("worker.after_gate");
@@ -295,7 +278,9 @@ impl Worker {
             _ => return Saved::Failed,
         };
         let (leg, dirty, lines) = after_conflict(&held.saved, &held.leg, fresh.leg.clone(), self.clock.now());
-        // Lines of the overtaken moves explain what was tried (API attempts); they stay, with the reconciliation's.
+        // Of the overtaken moves' lines only the API attempts stay (they happened); the rest described changes the
+        // event overtook (a decision, an ending), and the reconciliation's lines replace them.
+        held.lines.retain(|l| l.kind == "attempt");
         for effect in lines {
             if let Effect::Ledger { kind, detail } = effect {
                 held.lines.push(self.line(kind, detail));

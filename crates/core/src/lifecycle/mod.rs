@@ -234,6 +234,8 @@ impl LegRecord {
 }
 
 mod events;
+#[cfg(test)]
+mod properties;
 mod steps;
 
 pub use events::{apply_event, EventEffect};

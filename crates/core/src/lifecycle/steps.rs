@@ -100,8 +100,8 @@ pub enum Input {
     /// The worker holds the leg and it is due: make the next move.
     Due,
     /// The answer of the gate read. `stale`: it took so long that the leg may have changed since the platform
-    /// computed it. `intent_made_here`: this worker made the current intent in this run and has not sent it.
-    GateRead { answer: Result<GateReading, Failure>, stale: bool, intent_made_here: bool },
+    /// computed it.
+    GateRead { answer: Result<GateReading, Failure>, stale: bool },
     /// The answer of the write.
     Written(Result<(), Failure>),
     /// The answer of the read of a closed leg's final code.
@@ -145,7 +145,7 @@ pub fn step(leg: &mut LegRecord, input: Input, ctx: &Ctx<'_>) -> Vec<Effect> {
     let mut m = Move { leg, ctx, out: Vec::new() };
     match input {
         Input::Due => m.due(),
-        Input::GateRead { answer, stale, intent_made_here } => m.gate(answer, stale, intent_made_here),
+        Input::GateRead { answer, stale } => m.gate(answer, stale),
         Input::Written(answer) => m.written(answer),
         Input::FinalCode(answer) => m.final_code(answer),
         Input::CatalogRefreshed => m.begin_write(true),
@@ -269,8 +269,9 @@ impl Move<'_, '_> {
             LegState::Closing => self.call(Call::ReadFinalCode),
             LegState::Scheduled if overdue && self.leg.intent.is_some() => {
                 // A write may have gone out (its answer lost): look before calling the leg expired. Past the
-                // deadline the gate never licenses a write.
-                self.leg.state = LegState::Writing;
+                // deadline the gate never licenses a write; the look is an attempt of its own, so that nothing it
+                // finds can count the earlier one (which may have landed) as not sent.
+                self.new_attempt();
                 self.call(Call::GateRead);
             }
             LegState::Open | LegState::Scheduled if overdue => {
@@ -279,8 +280,13 @@ impl Move<'_, '_> {
             LegState::Open => self.decide(),
             LegState::Scheduled if self.leg.not_before > now => self.release(),
             LegState::Scheduled => self.begin_write(false),
-            // A write intent found on a claimed leg: a worker died or gave up after saving it. Read before anything.
-            LegState::Writing => self.call(Call::GateRead),
+            // A write intent found on a claimed leg: a worker died or gave up after saving it, and its write may
+            // have gone out. What follows is a new attempt (made durable first, so that each attempt sends at most
+            // one write), and it starts with a read that recognises our own code.
+            LegState::Writing => {
+                self.new_attempt();
+                self.call(Call::GateRead)
+            }
         }
     }
 
@@ -366,7 +372,7 @@ impl Move<'_, '_> {
     }
 
     /// The gate read answered: write, or end the leg with what the read found.
-    fn gate(&mut self, answer: Result<GateReading, Failure>, stale: bool, intent_made_here: bool) {
+    fn gate(&mut self, answer: Result<GateReading, Failure>, stale: bool) {
         let Some(intent) = self.leg.intent.clone() else {
             self.leg.state = LegState::Scheduled;
             return self.begin_write(false);
@@ -387,7 +393,9 @@ impl Move<'_, '_> {
         };
         self.leg.observed_code = reading.code.clone();
         match (reading.code, reading.window) {
-            (Some(code), _) if code == intent.code_id && self.leg.ours_may_have_landed(intent_made_here) => {
+            // Every gate read belongs to an attempt that has sent nothing yet (see `new_attempt`): our code here can
+            // only be an earlier attempt's, and only if one of them may have landed.
+            (Some(code), _) if code == intent.code_id && self.leg.ours_may_have_landed(true) => {
                 // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
                 // landed (we crashed or timed out before recording it). Do not write again.
                 self.leg.written_at.get_or_insert(self.ctx.now);
@@ -521,6 +529,15 @@ impl Move<'_, '_> {
         }
         let name = self.ctx.catalog.ok().and_then(|c| c.code_by_id(code)).map_or(code, |c| c.name.as_str()).to_string();
         self.finish(Outcome::AgentWon, &format!("{context} {name}"))
+    }
+
+    /// A new attempt with the intent the leg has, made durable before its gate read: every gate read belongs to an
+    /// attempt that has sent no write yet, so what it finds can only ever count that attempt as not sent.
+    fn new_attempt(&mut self) {
+        self.leg.state = LegState::Writing;
+        self.leg.attempts += 1;
+        self.leg.updated_at = self.ctx.now;
+        self.out.push(Effect::SaveBeforeCall);
     }
 
     /// The window is over (the platform refused a write as too late): no write from here; its final code is read.
