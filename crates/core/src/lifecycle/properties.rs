@@ -350,7 +350,7 @@ impl World {
                     // Lost answers: the write may or may not have landed.
                     0 => {
                         self.platform.maybe_landed.push(attempt);
-                        if answer % 12 == 0 && !self.platform.closed {
+                        if answer.is_multiple_of(12) && !self.platform.closed {
                             self.platform.code = Some((code.id.clone(), true));
                             self.platform.closed = true;
                         }
