@@ -117,6 +117,10 @@ pub struct FaultProfile {
     pub event_delay_ms_max: u64,
     /// Probability per notification frame that the websocket carrying it breaks (the frame is lost with it).
     pub ws_disconnect_rate: f64,
+    /// Share of wrap-up writes (Genesys) and dispositions (CXone) that pass every check and are answered as accepted
+    /// (202 / 200) but are not kept: the leg shows no code afterwards and no event follows. A platform that accepts
+    /// and drops a write is the trap a client must verify its writes against.
+    pub unpersisted_write_rate: f64,
 }
 
 impl Default for FaultProfile {
@@ -144,6 +148,7 @@ impl FaultProfile {
             event_delay_rate: 0.0,
             event_delay_ms_max: 0,
             ws_disconnect_rate: 0.0,
+            unpersisted_write_rate: 0.0,
         }
     }
 
@@ -167,6 +172,7 @@ impl FaultProfile {
             event_delay_rate: 0.10,
             event_delay_ms_max: 2_000,
             ws_disconnect_rate: 0.01,
+            unpersisted_write_rate: 0.0,
         }
     }
 

@@ -361,6 +361,8 @@ pub struct ApiStats {
     pub rate_limited: u64,
     /// Requests a token made before the `Retry-After` it was given had elapsed (a client not honouring 429s).
     pub calls_before_retry_after: u64,
+    /// Writes answered as accepted and not kept (`unpersisted_write_rate`).
+    pub unpersisted_writes: u64,
     pub by_endpoint: HashMap<String, BTreeMap<u16, u64>>,
 }
 
@@ -814,7 +816,12 @@ impl Org {
             return Err(PlatformError::bad_request(format!("Participant {pid} already has a wrap-up code.")));
         }
 
-        // Accepted.
+        // Accepted — and, now and then, not kept.
+        let drop = self.faults.unpersisted_write_rate;
+        if !input.provisional && drop > 0.0 && self.fault_rng.gen_bool(drop.clamp(0.0, 1.0)) {
+            self.api.unpersisted_writes += 1;
+            return Ok(());
+        }
         if agent_code_present {
             self.violations.overwrites += 1;
             self.record_violation("overwrite", cid, pid, now);

@@ -102,6 +102,9 @@ pub struct ApiReport {
     /// Requests made with a token before the `Retry-After` that token was given had elapsed.
     #[serde(default)]
     pub calls_before_retry_after: u64,
+    /// Writes the platform answered as accepted and did not keep (the `unpersisted_write_rate` fault).
+    #[serde(default)]
+    pub unpersisted_writes: u64,
     /// `"METHOD /path/{template}"` → status (as a string) → count.
     pub by_endpoint: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -164,6 +167,7 @@ impl Org {
             total: self.api.total,
             rate_limited: self.api.rate_limited,
             calls_before_retry_after: self.api.calls_before_retry_after,
+            unpersisted_writes: self.api.unpersisted_writes,
             by_endpoint,
         };
         Report {

@@ -54,6 +54,8 @@ pub struct ServiceSpec {
     pub deadline_guard: std::time::Duration,
     /// See [`Worker::gate_freshness`].
     pub gate_freshness: std::time::Duration,
+    /// See [`Worker::confirm_within`].
+    pub confirm_within: std::time::Duration,
     /// This process is the store's only user (embedded SQLite): leases found at startup were left by a previous
     /// run that died, and are cleared so its legs resume at once instead of after the lease expires.
     pub exclusive_store: bool,
@@ -178,6 +180,7 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         retry: spec.retry,
         deadline_guard: spec.deadline_guard,
         gate_freshness: spec.gate_freshness,
+        confirm_within: spec.confirm_within,
     });
     let reconcilers: HashMap<String, Arc<Reconciler>> = reconcile_specs
         .into_iter()

@@ -173,6 +173,9 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         retry: RetryPolicy::default(),
         deadline_guard: Duration::from_millis(500),
         gate_freshness: Duration::from_secs(1),
+        // Genesys confirms a write with its `.acw` event within seconds; without one (or on CXone, whose sweep of
+        // completed contacts runs every minute) the code is read back after this.
+        confirm_within: Duration::from_secs(5),
         // The configuration names one SQLite file, used by this process alone.
         exclusive_store: true,
     })

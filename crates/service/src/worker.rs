@@ -77,6 +77,8 @@ pub struct Worker {
     pub deadline_guard: Duration,
     /// A gate read that took longer than this (wall time) is not trusted to license a write: it is read again.
     pub gate_freshness: Duration,
+    /// How long (wall time) a write answered 2xx waits for the platform's confirmation before it is read back.
+    pub confirm_within: Duration,
 }
 
 /// One claim of one leg: the leg as the worker holds it, its stored version and outcome, and the ledger lines of
@@ -135,6 +137,7 @@ impl Worker {
                     rules: &conn.rules,
                     acw_estimate: conn.acw_estimates.estimate(held.leg.facts.queue_id.as_deref()),
                     guard: self.clock.clock_duration(self.deadline_guard),
+                    confirm_within: self.clock.clock_duration(self.confirm_within),
                     backoff: &backoff,
                     is_system_code: &is_system_code,
                 };
@@ -497,6 +500,7 @@ mod tests {
             retry: RetryPolicy { base: Duration::from_millis(1), max: Duration::from_millis(2) },
             deadline_guard: Duration::from_millis(500),
             gate_freshness: Duration::from_secs(1),
+            confirm_within: Duration::from_secs(1),
         };
         (worker, platform, stored.leg, stored.version)
     }

@@ -341,6 +341,8 @@ api_key = "literal:{intake_key}"
         let sqlite = SqliteStore::open(&data_path.join("wrapup.db")).await?;
         let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let mut spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
+        // The sandbox confirms a write with its event at once (or the demo's frequent sweeps do): read back sooner.
+        spec.confirm_within = Duration::from_secs(1);
         for c in &mut spec.connections {
             if let Some(r) = &mut c.reconcile {
                 // Seconds of wall time are minutes of the accelerated clock: sweep often, abandon a hung request

@@ -165,3 +165,61 @@ async fn cx_a_late_rule_never_writes_after_the_agent_left_acw_when_the_platform_
 async fn cx_a_late_rule_never_writes_after_the_agent_left_acw_sessions() {
     cx_agents_leave_early(ClosedContact::Accepted, CxoneDetection::Sessions).await;
 }
+
+/// A platform that answers 2xx to a share of writes and does not keep them: no leg is `applied` without our code on
+/// it; a dropped write is written once more inside the window, and a leg whose second write is dropped too goes to
+/// a person with the reason.
+fn assert_unpersisted_writes_are_caught(
+    legs: &[wrapup_core::lifecycle::LegRecord],
+    ours: &[(String, bool)],
+    dropped: u64,
+) {
+    assert!(dropped > 0, "the sandbox dropped some accepted writes");
+    let coded_by_us: std::collections::HashMap<&str, bool> = ours.iter().map(|(p, api)| (p.as_str(), *api)).collect();
+    let mut reviews = 0;
+    for leg in legs {
+        match leg.outcome {
+            Some(Outcome::Applied) => assert_eq!(
+                coded_by_us.get(leg.key.participant.as_str()),
+                Some(&true),
+                "applied without our code on the leg: {leg:?}"
+            ),
+            Some(Outcome::Review) => {
+                let reason = leg.outcome_reason.as_deref().unwrap_or_default();
+                assert!(reason.contains("persist"), "review for another reason: {reason}");
+                reviews += 1;
+            }
+            _ => {}
+        }
+    }
+    let rewritten = legs.iter().filter(|l| l.unpersisted_writes > 0 && l.outcome == Some(Outcome::Applied)).count();
+    assert!(rewritten + reviews > 0, "some dropped write was noticed: {rewritten} rewritten, {reviews} reviews");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_platform_accepts_and_drops_is_never_recorded_as_applied() {
+    let mut s = sandbox(center(AcwMode::MandatoryTimeout, Some(60_000)));
+    s.faults = wrapup_sandbox::FaultProfile { unpersisted_write_rate: 0.4, ..wrapup_sandbox::FaultProfile::calm() };
+    let env = harness::start(s, crate::harness::SUPPORT_IMMEDIATE).await;
+    let run = harness::run(env, 5).await;
+    let v = &run.report.violations;
+    assert_eq!((v.overwrites, v.duplicate_writes, v.outside_window), (0, 0, 0), "{:?}", v.details);
+    assert_eq!(run.summary.violations.lost, 0);
+    let ours: Vec<(String, bool)> =
+        run.truth.iter().map(|t| (t.participant_id.clone(), t.coded_by == wrapup_sandbox::CodedBy::Api)).collect();
+    assert_unpersisted_writes_are_caught(&run.legs, &ours, run.report.api.unpersisted_writes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cx_a_disposition_the_platform_accepts_and_drops_is_never_recorded_as_applied() {
+    let mut s = cx_sandbox(cx_center());
+    s.faults = wrapup_sandbox::FaultProfile { unpersisted_write_rate: 0.4, ..wrapup_sandbox::FaultProfile::calm() };
+    let env = cx_start(s, crate::harness::SUPPORT_IMMEDIATE, CxoneDetection::Polling).await;
+    let run = cx_run(env, 5).await;
+    let v = &run.report.violations;
+    assert_eq!((v.overwrites, v.duplicate_writes, v.outside_window), (0, 0, 0), "{:?}", v.details);
+    assert_eq!(run.summary.violations.lost, 0);
+    let ours: Vec<(String, bool)> =
+        run.truth.iter().map(|t| (t.contact_id.to_string(), t.coded_by == wrapup_sandbox::CodedBy::Api)).collect();
+    assert_unpersisted_writes_are_caught(&run.legs, &ours, run.report.api.unpersisted_writes);
+}

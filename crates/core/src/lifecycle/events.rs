@@ -52,6 +52,7 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
                     _ => effect(false, "code recorded on a finished leg"),
                 },
                 (LegState::Done, None) => effect(false, "window closed on a finished leg"),
+                (LegState::Confirming, code) => confirm(&mut leg, code.as_deref(), *system, now),
                 (LegState::Writing | LegState::Closing, Some(code))
                     if leg.intent.as_ref().map(|i| &i.code_id) == Some(code) =>
                 {
@@ -88,6 +89,7 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
                 }
             }
         }
+        EventKind::LegClosed if leg.state == LegState::Confirming => confirm(&mut leg, None, false, now),
         EventKind::LegClosed => {
             if leg.is_done() {
                 effect(false, "leg closed (already finished)")
@@ -99,6 +101,9 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
         EventKind::LegClosedUnread => {
             if leg.is_done() {
                 effect(false, "leg closed (already finished)")
+            } else if leg.state == LegState::Confirming {
+                // Our write ended the window, most likely; its confirmation (event or read-back) is still awaited.
+                effect(false, "window closed after our write; waiting for its confirmation")
             } else if leg.state == LegState::Closing {
                 effect(false, "leg closed again (its final code is still to be read)")
             } else {
@@ -113,6 +118,33 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
     }
     leg.updated_at = now;
     (leg, effect)
+}
+
+/// An event about the code of a leg whose write was answered 2xx and awaits confirmation.
+fn confirm(leg: &mut LegRecord, code: Option<&str>, system: bool, now: Timestamp) -> EventEffect {
+    let ours = leg.intent.as_ref().is_some_and(|i| Some(i.code_id.as_str()) == code);
+    match code {
+        Some(_) if ours => {
+            leg.confirmed = true;
+            leg.finish(Outcome::Applied, Some("the platform confirmed our code".into()), now);
+            effect(true, "our write confirmed by the platform: applied")
+        }
+        Some(c) if system => {
+            let reason =
+                format!("our write was answered 2xx, but the platform's timeout stamped {c}: it did not persist");
+            leg.finish(Outcome::Review, Some(reason), now);
+            effect(true, "the window timed out over our accepted write: review")
+        }
+        Some(c) => {
+            leg.finish(Outcome::AgentChanged, Some(format!("code changed after our write to {c}")), now);
+            effect(true, "code changed after our write: agent_changed")
+        }
+        None => {
+            let reason = "our write was answered 2xx, but the window closed without our code: it did not persist";
+            leg.finish(Outcome::Review, Some(reason.into()), now);
+            effect(true, "the window closed without our accepted write: review")
+        }
+    }
 }
 
 impl LegRecord {

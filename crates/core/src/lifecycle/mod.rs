@@ -18,6 +18,10 @@
 //! `Closing`: no write is sent from there; the worker reads the code the leg ended with (ours → `Applied`, another →
 //! `AgentWon`, none → `Expired`), or a `code_recorded` event decides first.
 //!
+//! A write answered 2xx puts the leg in `Confirming`: the platform's event with our code (or, when none comes in
+//! time, a read-back) makes it `Applied`; a read-back that finds nothing has the code written once more inside the
+//! window, then it is a `review` (the platform took the write and did not keep it).
+//!
 //! `Applied` is final for scheduling; a later `code_recorded` with the same code confirms it, a different code turns
 //! it into `AgentChanged` (recorded, never fought).
 //!
@@ -44,6 +48,9 @@ pub enum LegState {
     /// The window closed, and the code it ended with is not known yet: never written from here; due for a read of
     /// the leg's final code, which decides the outcome (ours → `applied`, another → `agent_won`, none → `expired`).
     Closing,
+    /// Our write was answered 2xx; it counts as `applied` once the platform shows our code (its event, or a read-back
+    /// when none came by `not_before`). A platform can accept a write and not keep it.
+    Confirming,
     /// Ended in `outcome`.
     Done,
 }
@@ -55,13 +62,21 @@ impl LegState {
             LegState::Scheduled => "scheduled",
             LegState::Writing => "writing",
             LegState::Closing => "closing",
+            LegState::Confirming => "confirming",
             LegState::Done => "done",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [LegState::Open, LegState::Scheduled, LegState::Writing, LegState::Closing, LegState::Done]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            LegState::Open,
+            LegState::Scheduled,
+            LegState::Writing,
+            LegState::Closing,
+            LegState::Confirming,
+            LegState::Done,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 
@@ -135,6 +150,9 @@ pub struct LegRecord {
     /// Failed reads of a closing leg's final code (paces the next read; many in a row make it a `review`).
     #[serde(default)]
     pub closing_read_failures: u32,
+    /// Writes answered 2xx that a read-back then did not find on the leg (one is written again, inside the window).
+    #[serde(default)]
+    pub unpersisted_writes: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -172,6 +190,7 @@ impl LegRecord {
             attempts: 0,
             unsent_attempts: 0,
             closing_read_failures: 0,
+            unpersisted_writes: 0,
             created_at: now,
             updated_at: now,
         }

@@ -236,6 +236,7 @@ impl World {
             rules: &self.rules,
             acw_estimate: SignedDuration::from_secs(10),
             guard: SignedDuration::from_millis(500),
+            confirm_within: SignedDuration::from_secs(2),
             backoff: &backoff,
             is_system_code: &is_system,
         };
@@ -357,6 +358,8 @@ impl World {
                         Input::Written(Err(fail(ErrorClass::Retryable)))
                     }
                     _ if self.platform.closed => Input::Written(Err(fail(ErrorClass::WindowClosed))),
+                    // Accepted and not kept (a platform that answers 2xx and drops the write).
+                    5 => Input::Written(Ok(())),
                     _ => {
                         self.platform.maybe_landed.push(attempt);
                         self.platform.code = Some((code.id.clone(), true));
@@ -428,6 +431,10 @@ proptest! {
         let landed_ours = w.platform.code.as_ref().is_some_and(|c| c.1);
         if landed_ours {
             prop_assert!(w.platform.writes.len() <= w.stored.attempts as usize);
+        }
+        // `applied` only when our code is really on the leg (a 2xx the platform did not keep is not enough).
+        if w.stored.outcome == Some(Outcome::Applied) {
+            prop_assert!(w.platform.code.as_ref().is_some_and(|c| c.0 == OURS), "applied without our code: {:?}", w.platform);
         }
         // Our code on the platform, and the leg says applied or agent_changed or review — never agent_won.
         if w.platform.code.as_ref().is_some_and(|c| c.1) && w.stored.outcome == Some(Outcome::AgentWon) {

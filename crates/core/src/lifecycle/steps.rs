@@ -14,8 +14,9 @@
 //!  GateRead ─ a code ──────────────────────────> agent_won | applied (ours landed) | expired (system) ──> Release
 //!           ─ window never / closed ────────────> no_acw | expired                                     ──> Release
 //!           ─ open, no code, in time ───────────> Call(Write)          (no save between read and write)
-//!  Written  ─ ok ───> applied │ refused: window over ─> closing ─> Call(ReadFinalCode) │ failure ─> retry/review
-//!  FinalCode ─ ours ─> applied │ other ─> agent_won │ none ─> expired │ failure ─> retry, then review
+//!  Written  ─ ok ───> confirming (event or read-back: applied; not kept: once more, then review)
+//!           ─ refused: window over ─> closing ─> Call(ReadFinalCode) │ failure ─> retry/review
+//!  FinalCode ─ ours ─> applied │ other ─> agent_won (agent_changed after our 2xx) │ none ─> expired │ failure ─> retry
 //! ```
 //!
 //! Every finish appends exactly one `outcome` line (see [`outcome_line`]); the one change of a finished leg's
@@ -88,6 +89,9 @@ pub struct Ctx<'a> {
     pub acw_estimate: SignedDuration,
     /// Clock time before a deadline in which no write is sent (its own latency would land it outside the window).
     pub guard: SignedDuration,
+    /// Clock time after a write answered 2xx within which the platform's own confirmation is awaited before the
+    /// code is read back.
+    pub confirm_within: SignedDuration,
     /// Clock time to wait before the `n`-th retry (1-based), at least `floor` (a `Retry-After`).
     pub backoff: &'a dyn Fn(u32, Option<Duration>) -> SignedDuration,
     /// Whether a code id is one the platform stamps by itself when a window times out.
@@ -267,6 +271,9 @@ impl Move<'_, '_> {
             // Before the deadline checks: a closing leg is past its window by definition; only its read is due.
             LegState::Closing if self.leg.not_before > now => self.release(),
             LegState::Closing => self.call(Call::ReadFinalCode),
+            // No confirmation came in time: read our write back.
+            LegState::Confirming if self.leg.not_before > now => self.release(),
+            LegState::Confirming => self.call(Call::ReadFinalCode),
             LegState::Scheduled if overdue && self.leg.intent.is_some() => {
                 // A write may have gone out (its answer lost): look before calling the leg expired. Past the
                 // deadline the gate never licenses a write; the look is an attempt of its own, so that nothing it
@@ -440,8 +447,13 @@ impl Move<'_, '_> {
         let name = self.leg.intent.as_ref().map(|i| i.code_name.clone()).unwrap_or_default();
         match answer {
             Ok(()) => {
+                // Accepted is not yet applied: the platform confirms (its event) or a read-back shows our code.
                 self.leg.written_at = Some(now);
-                self.finish(Outcome::Applied, &format!("wrote {name}"))
+                self.leg.state = LegState::Confirming;
+                self.leg.not_before = now.checked_add(self.ctx.confirm_within).unwrap_or(now);
+                self.leg.updated_at = now;
+                self.line("note", json!({"write": format!("wrote {name}; waiting for the platform to confirm it")}));
+                self.release()
             }
             Err(f) if f.class == ErrorClass::Permanent && f.status == Some(400) => {
                 // Most likely the code is no longer valid for the leg (the catalog changed): refresh it and decide
@@ -482,10 +494,35 @@ impl Move<'_, '_> {
         }
     }
 
-    /// Closing: the code the leg ended with was read (or not).
+    /// Closing: the code the leg ended with was read (or not). Confirming: our accepted write read back.
     fn final_code(&mut self, answer: Result<Option<String>, Failure>) {
         let now = self.ctx.now;
+        let accepted = self.leg.written_at.is_some();
         match answer {
+            Ok(Some(code)) if accepted && self.leg.intent.as_ref().is_some_and(|i| i.code_id == code) => {
+                self.leg.confirmed = true;
+                self.finish(Outcome::Applied, "our write read back from the platform")
+            }
+            Ok(Some(code)) if accepted && !(self.ctx.is_system_code)(&code) => {
+                self.leg.observed_code = Some(code.clone());
+                let name = self.code_name(&code);
+                self.finish(Outcome::AgentChanged, &format!("code changed after our write to {name}"))
+            }
+            Ok(None) if accepted && self.leg.state == LegState::Confirming && self.leg.unpersisted_writes == 0 => {
+                // The platform took the write and did not keep it: write it once more, inside the window (a new
+                // attempt starts with its own gate read, which also tells whether the window is still open).
+                self.leg.unpersisted_writes += 1;
+                self.leg.written_at = None;
+                self.leg.state = LegState::Scheduled;
+                self.leg.not_before = now;
+                self.line("note", json!({"write": "answered 2xx but not found on the leg; writing it once more"}));
+                self.begin_write(false)
+            }
+            Ok(None) if accepted => self.finish(
+                Outcome::Review,
+                "the platform answered 2xx to our write, but the code was not on the leg when read back: it did not \
+                 persist",
+            ),
             Ok(Some(code))
                 if self.leg.intent.as_ref().is_some_and(|i| i.code_id == code)
                     && self.leg.ours_may_have_landed(false) =>
@@ -527,8 +564,13 @@ impl Move<'_, '_> {
         if (self.ctx.is_system_code)(code) {
             return self.finish(Outcome::Expired, "the platform's ACW timeout stamped its system code");
         }
-        let name = self.ctx.catalog.ok().and_then(|c| c.code_by_id(code)).map_or(code, |c| c.name.as_str()).to_string();
+        let name = self.code_name(code);
         self.finish(Outcome::AgentWon, &format!("{context} {name}"))
+    }
+
+    /// A code's name from the catalog, or its id.
+    fn code_name(&self, code: &str) -> String {
+        self.ctx.catalog.ok().and_then(|c| c.code_by_id(code)).map_or(code, |c| c.name.as_str()).to_string()
     }
 
     /// A new attempt with the intent the leg has, made durable before its gate read: every gate read belongs to an

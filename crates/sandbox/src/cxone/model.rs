@@ -881,7 +881,13 @@ impl Bu {
         if existing.is_some() && b.second_disposition == SecondDisposition::Reject409 {
             return Err((CxError::new(409, "Skill does not allow additional disposition"), (in_window, v)));
         }
-        // Accepted.
+        // Accepted — and, now and then, not kept.
+        let drop = self.faults.unpersisted_write_rate;
+        if drop > 0.0 && self.fault_rng.gen_bool(drop.clamp(0.0, 1.0)) {
+            self.api.unpersisted_writes += 1;
+            return Ok((in_window, v));
+        }
+        let c = &self.contacts[&cid];
         let duplicate = c.truth.api_writes > 0;
         let c_snapshot = c.clone();
         if agent_code {
@@ -1034,6 +1040,7 @@ impl Bu {
                 total: self.api.total,
                 rate_limited: self.api.rate_limited,
                 calls_before_retry_after: self.api.calls_before_retry_after,
+                unpersisted_writes: self.api.unpersisted_writes,
                 by_endpoint,
             },
             events: EventReport {

@@ -178,7 +178,7 @@ const OVERDUE: &str = "state IN ('open', 'scheduled') AND deadline < ?1 AND json
 fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
     match leg.state {
         LegState::Done => None,
-        LegState::Open | LegState::Scheduled | LegState::Closing => {
+        LegState::Open | LegState::Scheduled | LegState::Closing | LegState::Confirming => {
             let not_before = ms(leg.not_before);
             Some(lease_until.map_or(not_before, |l| l.max(not_before)))
         }
