@@ -122,6 +122,12 @@ pub struct ConnectionSummary {
     /// Shadow decisions compared with the code the agent finally chose.
     pub shadow_agreement: Option<f64>,
     pub violations: Violations,
+    /// `outcome` lines in the store's ledger: one per finished leg (compare with `legs - outcomes.open`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_outcome_lines: Option<u64>,
+    /// The sum of this connection's `wrapup_outcomes_total` in the process's metrics (the same count again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_outcomes: Option<u64>,
     /// The sandbox's record of each violation (at most 20), for investigation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub violation_details: Vec<wrapup_sandbox::report::Violation>,
@@ -257,6 +263,8 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
         coverage: (eligible > 0).then(|| round(covered as f64 / eligible as f64, 4)),
         shadow_agreement: (compared > 0).then(|| round(agree as f64 / compared as f64, 4)),
         violations,
+        ledger_outcome_lines: None,
+        metrics_outcomes: None,
         violation_details: v.details.iter().take(20).cloned().collect(),
         lost_legs,
     }
@@ -293,6 +301,14 @@ pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
             ("no_acw (never had a window)", o.no_acw.to_string()),
             ("review", o.review.to_string()),
             ("open (window still open)", o.open.to_string()),
+            (
+                "finished: ledger outcome lines / metrics",
+                format!(
+                    "{} / {}",
+                    s.ledger_outcome_lines.map_or("-".into(), |n| n.to_string()),
+                    s.metrics_outcomes.map_or("-".into(), |n| n.to_string())
+                ),
+            ),
             ("api calls", s.api_calls.to_string()),
             (
                 "  fixed: token / catalog / sweeps",
@@ -319,6 +335,17 @@ pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
         }
     }
     out
+}
+
+/// The sum of `wrapup_outcomes_total` for `connection` in a Prometheus text exposition.
+pub fn metric_outcomes(exposition: &str, connection: &str) -> u64 {
+    let label = format!("connection=\"{connection}\"");
+    exposition
+        .lines()
+        .filter(|l| l.starts_with("wrapup_outcomes_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// Seconds between two timestamps.

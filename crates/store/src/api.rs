@@ -153,6 +153,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts>;
 
+    /// How many ledger lines of `kind` the legs of `connection` have (e.g. `outcome`: one per finished leg).
+    async fn count_ledger_lines(&self, connection: &str, kind: &str) -> StoreResult<u64>;
+
     async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()>;
     async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>>;
 

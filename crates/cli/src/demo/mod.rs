@@ -476,6 +476,7 @@ api_key = "literal:{intake_key}"
             Some(c) => c.catalog.get().await.ok(),
             None => None,
         };
+        let metrics = service.state.metrics.as_ref().map(|m| m.render());
         service.shutdown().await;
         let stats = conn.platform.stats();
         let report = self.sandbox.report();
@@ -512,7 +513,7 @@ api_key = "literal:{intake_key}"
                 };
                 let legs = self.legs_of(CXONE_CONNECTION).await?;
                 let stats = cx_conn.platform.stats();
-                let summary = summary::summarise(summary::Inputs {
+                let mut summary = summary::summarise(summary::Inputs {
                     name: CXONE_CONNECTION,
                     platform: "cxone",
                     legs: &legs,
@@ -526,11 +527,12 @@ api_key = "literal:{intake_key}"
                     truth: &as_legs,
                     report: &as_report,
                 });
+                self.count_outcomes(&mut summary, metrics.as_deref()).await?;
                 Some(CxoneFinished { summary, legs, truth: cx_truth, report: cx_report })
             }
         };
         let legs = self.legs().await?;
-        let summary = summary::summarise(summary::Inputs {
+        let mut summary = summary::summarise(summary::Inputs {
             name: CONNECTION,
             platform: "genesys",
             legs: &legs,
@@ -544,8 +546,17 @@ api_key = "literal:{intake_key}"
             truth: &truth,
             report: &report,
         });
+        self.count_outcomes(&mut summary, metrics.as_deref()).await?;
         self.sandbox.shutdown().await;
         Ok(Finished { summary, legs, truth, report, cxone })
+    }
+
+    /// Fills the summary's two other counts of finished legs: the store's `outcome` lines and the metrics'
+    /// `wrapup_outcomes_total` (which counts this process's legs: one run per process, as in `wrapup demo`).
+    async fn count_outcomes(&self, summary: &mut ConnectionSummary, metrics: Option<&str>) -> anyhow::Result<()> {
+        summary.ledger_outcome_lines = Some(self.store.count_ledger_lines(&summary.name, "outcome").await?);
+        summary.metrics_outcomes = metrics.map(|m| summary::metric_outcomes(m, &summary.name));
+        Ok(())
     }
 }
 

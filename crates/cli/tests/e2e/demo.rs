@@ -34,6 +34,10 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
             assert!(!c[field].is_null(), "{field} is reported: {c}");
         }
         assert!(c["latency_ms"]["p50"].is_number() || c["latency_ms"]["samples"] == 0, "{c}");
+        // Every finished leg has exactly one outcome line, and is counted once in the metrics.
+        let finished = c["legs"].as_u64().unwrap() - c["outcomes"]["open"].as_u64().unwrap();
+        assert_eq!(c["ledger_outcome_lines"].as_u64(), Some(finished), "{c}");
+        assert_eq!(c["metrics_outcomes"].as_u64(), Some(finished), "{c}");
     }
     assert_eq!(result.violations(), 0);
 }

@@ -301,6 +301,15 @@ impl Store for SqliteStore {
         due.map(|ms| Timestamp::from_millisecond(ms).map_err(|e| corrupt("due time", e))).transpose()
     }
 
+    async fn count_ledger_lines(&self, connection: &str, kind: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger WHERE connection = ?1 AND kind = ?2")
+            .bind(connection)
+            .bind(kind)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn append_ledger(&self, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()> {
         let (key, entry) = (key.clone(), entry.clone());
         self.batcher.call(|reply| Op::Ledger { key, entry, reply }).await
