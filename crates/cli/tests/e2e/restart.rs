@@ -58,6 +58,8 @@ pub struct KillRun {
     pub legs: usize,
     pub applied: usize,
     pub missing: usize,
+    /// Finished legs whose ledger lacks their one `outcome` line or their decision, with their ledger.
+    pub unexplained: Vec<serde_json::Value>,
     pub report: wrapup_sandbox::Report,
 }
 
@@ -167,6 +169,21 @@ api_key = "literal:{key}"
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // One commit per step: whatever the kills interrupted, each finished leg explains itself — one outcome line,
+    // and the decision it was written or finished on.
+    let mut unexplained = Vec::new();
+    for l in legs.iter().filter(|l| l["state"] == "done") {
+        let k = &l["key"];
+        let url = format!("{base}/api/v1/legs/{}/{}/{}", k["connection"], k["conversation"], k["participant"])
+            .replace('"', "");
+        let body: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        let lines = body["ledger"].as_array().cloned().unwrap_or_default();
+        let count = |kind: &str| lines.iter().filter(|e| e["kind"] == kind).count();
+        let decided = !body["leg"]["decision"].is_null();
+        if count("outcome") != 1 || (decided && count("decision") != 1) {
+            unexplained.push(body);
+        }
+    }
     child.kill().unwrap();
     let _ = child.wait();
     let report = sb.report();
@@ -184,6 +201,7 @@ api_key = "literal:{key}"
         legs: legs.len(),
         applied: legs.iter().filter(|l| l["outcome"] == "applied").count(),
         missing,
+        unexplained,
         report,
     }
 }
@@ -195,6 +213,7 @@ fn assert_nothing_lost_or_doubled(run: &KillRun) {
     assert_eq!(r.violations.duplicate_writes, 0, "{:?}", r.violations.details);
     assert_eq!(r.violations.overwrites, 0, "{:?}", r.violations.details);
     assert_eq!(r.violations.outside_window, 0, "{:?}", r.violations.details);
+    assert!(run.unexplained.is_empty(), "legs saved without their explanation: {:#?}", run.unexplained);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
