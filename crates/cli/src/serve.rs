@@ -48,6 +48,9 @@ pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode
     };
     let clock: SharedClock = Arc::new(ScaledClock::system());
     let mut problems = 0usize;
+    // Every connection's catalog first: one rule may serve several (a Genesys queue and a CXone skill), so a name
+    // is missing only if no connection the rule runs on knows it.
+    let mut catalogs = Vec::new();
     for conn in &config.connections {
         let platform = match wrapup_service::build::platform_for(conn, clock.clone()) {
             Ok(p) => p,
@@ -59,10 +62,6 @@ pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode
         };
         match platform.fetch_catalog().await {
             Ok(catalog) => {
-                let found = wrapup_config::check_catalog(&config, &conn.name, &catalog);
-                for p in &found {
-                    println!("{p}");
-                }
                 // The websocket intake subscribes by queue name: a name the catalog lacks is a queue never heard of.
                 let ws = &conn.intake.websocket;
                 let unknown_ws_queues =
@@ -70,15 +69,14 @@ pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode
                 for q in &unknown_ws_queues {
                     println!("connection {:?}: websocket intake queue {q:?} does not exist", conn.name);
                 }
-                let found = found.len() + unknown_ws_queues.len();
-                problems += found;
+                problems += unknown_ws_queues.len();
                 eprintln!(
-                    "connection {:?}: catalog has {} codes and {} queues; {} problem(s)",
+                    "connection {:?}: catalog has {} codes and {} queues",
                     conn.name,
                     catalog.codes.len(),
-                    catalog.queues.len(),
-                    found
+                    catalog.queues.len()
                 );
+                catalogs.push((conn.name.as_str(), catalog));
             }
             Err(e) => {
                 println!("connection {:?}: could not load the live catalog: {e}", conn.name);
@@ -86,6 +84,12 @@ pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode
             }
         }
     }
+    let loaded: Vec<(&str, &wrapup_core::catalog::Catalog)> = catalogs.iter().map(|(n, c)| (*n, c)).collect();
+    let found = wrapup_config::check_catalogs(&config, &loaded);
+    for p in &found {
+        println!("{p}");
+    }
+    problems += found.len();
     if problems == 0 {
         eprintln!(
             "{}: valid ({} rules, {} connections)",

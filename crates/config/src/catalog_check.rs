@@ -42,15 +42,27 @@ impl std::fmt::Display for CatalogProblem {
 
 /// Every problem of the rules that can apply to `connection` against its `catalog`, in rule order.
 pub fn check_catalog(config: &Config, connection: &str, catalog: &Catalog) -> Vec<CatalogProblem> {
-    let platform = config.connection(connection).map(|c| c.kind);
+    check_catalogs(config, &[(connection, catalog)])
+}
+
+/// Every problem of the rules against the live catalogs of several connections, in rule order. One rule may serve
+/// several connections — a Genesys org and a CXone business unit, `queue = { one_of = ["Support", "Support
+/// Phone"] }` — so a queue name is a problem only if no connection the rule can run on knows it, and the code is
+/// checked on each connection where the rule can match a queue (a problem there is one for that connection).
+pub fn check_catalogs(config: &Config, catalogs: &[(&str, &Catalog)]) -> Vec<CatalogProblem> {
     let mut problems = Vec::new();
     for (index, rule) in config.rules.rules().iter().enumerate() {
-        if !rule.applies_to(connection, platform) {
+        let applicable: Vec<(&str, &Catalog)> = catalogs
+            .iter()
+            .copied()
+            .filter(|(name, _)| rule.applies_to(name, config.connection(name).map(|c| c.kind)))
+            .collect();
+        if applicable.is_empty() {
             continue;
         }
-        let mut push = |kind| {
+        let mut push = |connection: String, kind| {
             problems.push(CatalogProblem {
-                connection: connection.to_string(),
+                connection,
                 rule_index: index,
                 rule: rule.name.clone(),
                 location: config.rule_location(index).cloned().unwrap_or_else(|| Location {
@@ -61,30 +73,35 @@ pub fn check_catalog(config: &Config, connection: &str, catalog: &Catalog) -> Ve
                 kind,
             })
         };
-        let code = catalog.code_by_name(&rule.code);
-        if code.is_none() {
-            push(CatalogProblemKind::UnknownCode { code: rule.code.clone() });
+        let literal = rule.when.queue.as_ref().and_then(|m| m.literal_values());
+        if let Some(names) = &literal {
+            for name in names {
+                if !applicable.iter().any(|(_, c)| c.queue_by_name(name).is_some()) {
+                    let on = applicable.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+                    push(on, CatalogProblemKind::UnknownQueue { queue: name.to_string() });
+                }
+            }
         }
-        let queues: Vec<_> = match &rule.when.queue {
-            Some(matcher) => match matcher.literal_values() {
-                Some(names) => names
-                    .into_iter()
-                    .filter_map(|name| {
-                        let queue = catalog.queue_by_name(name);
-                        if queue.is_none() {
-                            push(CatalogProblemKind::UnknownQueue { queue: name.to_string() });
-                        }
-                        queue
-                    })
-                    .collect(),
-                None => catalog.queues.iter().filter(|q| matcher.matches(Some(&q.name))).collect(),
-            },
-            None => catalog.queues.iter().collect(),
-        };
-        if let Some(code) = code {
+        for (connection, catalog) in &applicable {
+            let queues: Vec<_> = match (&rule.when.queue, &literal) {
+                (_, Some(names)) => names.iter().filter_map(|n| catalog.queue_by_name(n)).collect(),
+                (Some(matcher), None) => catalog.queues.iter().filter(|q| matcher.matches(Some(&q.name))).collect(),
+                (None, _) => catalog.queues.iter().collect(),
+            };
+            // Named queues that all live on other connections: the rule cannot match a leg here.
+            if literal.as_ref().is_some_and(|n| !n.is_empty()) && queues.is_empty() {
+                continue;
+            }
+            let Some(code) = catalog.code_by_name(&rule.code) else {
+                push(connection.to_string(), CatalogProblemKind::UnknownCode { code: rule.code.clone() });
+                continue;
+            };
             for queue in queues {
                 if !queue.code_ids.contains(&code.id) {
-                    push(CatalogProblemKind::NotAssigned { code: code.name.clone(), queue: queue.name.clone() });
+                    push(
+                        connection.to_string(),
+                        CatalogProblemKind::NotAssigned { code: code.name.clone(), queue: queue.name.clone() },
+                    );
                 }
             }
         }

@@ -79,7 +79,7 @@ mod secrets;
 mod signing;
 mod tree;
 
-pub use catalog_check::{check_catalog, CatalogProblem, CatalogProblemKind};
+pub use catalog_check::{check_catalog, check_catalogs, CatalogProblem, CatalogProblemKind};
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use region::{genesys_domain, GENESYS_REGIONS};
 pub use secrets::{SecretSource, SystemSecrets};

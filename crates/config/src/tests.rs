@@ -651,3 +651,40 @@ fn cxone_settings_are_validated_with_locations() {
     assert_eq!(cx.acw_detection, crate::AcwDetection::Sessions);
     assert_eq!(cx.agent_state_after_write.as_deref(), Some("Available"));
 }
+
+#[test]
+fn one_rule_for_a_genesys_queue_and_a_cxone_skill_is_checked_against_both_catalogs_together() {
+    let text = format!(
+        "{CONNECTION}{CXONE}{}",
+        r#"
+[[rules]]
+name = "support on both"
+code = "Resolved"
+when = { queue = { one_of = ["Support", "Support Phone"] } }
+[[rules]]
+name = "a queue nobody has"
+code = "Resolved"
+when = { queue = "Billing" }
+"#
+    );
+    let config = parse(&text).unwrap();
+    let genesys = catalog();
+    let mut cxone = catalog();
+    cxone.queues = vec![QueueEntry {
+        id: "11".into(),
+        name: "Support Phone".into(),
+        code_ids: vec![],
+        acw_timeout_ms: None,
+        acw_mode: None,
+        acw: None,
+    }];
+    let problems: Vec<String> =
+        check_catalogs(&config, &[("prod", &genesys), ("bu", &cxone)]).iter().map(ToString::to_string).collect();
+    // "Support" is only on prod and "Support Phone" only on bu: neither is missing. The code is not assigned to the
+    // CXone skill (a problem there), and "Billing" is nowhere.
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("code \"Resolved\" is not assigned to queue \"Support Phone\" on connection \"bu\""));
+    assert!(problems[1].contains("queue \"Billing\" does not exist on connection \"prod, bu\""));
+    // Checked one connection at a time, each name the other connection holds would be reported missing.
+    assert_eq!(check_catalog(&config, "prod", &genesys).len(), 2);
+}

@@ -173,6 +173,16 @@ impl LegPlatform for GenesysPlatform {
         Ok(current.and_then(|w| w.code))
     }
 
+    async fn read_attributes(
+        &self,
+        leg: &LegRecord,
+        urgency: Urgency,
+    ) -> Result<std::collections::BTreeMap<String, String>, PlatformError> {
+        let k = &leg.key;
+        let conversation = self.client.get_conversation(&k.conversation, urgency.priority()).await?;
+        Ok(conversation.participant(&k.participant).map(|p| p.attributes.clone()).unwrap_or_default())
+    }
+
     async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<Gate, PlatformError> {
         if leg.facts.acw == Some(AcwPolicy::Mandatory) {
             return self.read_code(leg, urgency).await.map(Gate::code_only);

@@ -94,6 +94,15 @@ pub trait LegPlatform: Send + Sync + 'static {
     async fn read_gate(&self, leg: &LegRecord, urgency: Urgency) -> Result<GateReading, PlatformError> {
         self.read_code(leg, urgency).await.map(GateReading::code_only)
     }
+    /// The leg's participant attributes (custom data), for rules that match on them. The default: what the
+    /// platform's events already carried.
+    async fn read_attributes(
+        &self,
+        leg: &LegRecord,
+        _urgency: Urgency,
+    ) -> Result<std::collections::BTreeMap<String, String>, PlatformError> {
+        Ok(leg.facts.attributes.clone())
+    }
     /// Whether `code` (as [`Self::read_code`] returns it) is one the platform stamps by itself when the window times
     /// out (Genesys `ININ-WRAP-UP-TIMEOUT`): the window closing, not anyone's choice — `expired`, not `agent_won`.
     fn is_system_code(&self, _code: &str) -> bool {

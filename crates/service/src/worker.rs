@@ -221,6 +221,11 @@ impl Worker {
                 let _ = conn.catalog.refresh().await;
                 Input::CatalogRefreshed
             }
+            Call::ReadAttributes => {
+                let (answer, calls) = attempts::collect(conn.platform.read_attributes(leg, self.urgency(leg))).await;
+                self.attempt_lines(held, &calls);
+                Input::AttributesRead(answer.map_err(|e| failure(&e)))
+            }
         }
     }
 

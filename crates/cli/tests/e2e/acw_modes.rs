@@ -223,3 +223,44 @@ async fn cx_a_disposition_the_platform_accepts_and_drops_is_never_recorded_as_ap
         run.truth.iter().map(|t| (t.contact_id.to_string(), t.coded_by == wrapup_sandbox::CodedBy::Api)).collect();
     assert_unpersisted_writes_are_caught(&run.legs, &ours, run.report.api.unpersisted_writes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_participant_attributes_decides_from_the_attributes_the_platform_shows() {
+    let rules = r#"
+[[rules]]
+name = "gold customers"
+code = "Escalated"
+[rules.when]
+queue = "Support"
+attributes = { segment = "gold" }
+
+[[rules]]
+name = "everyone else"
+code = "Issue resolved"
+[rules.when]
+queue = "Support"
+"#;
+    let env = harness::start(sandbox(center(AcwMode::MandatoryTimeout, Some(60_000))), rules).await;
+    let run = harness::run(env, 4).await;
+    run.assert_no_violations();
+    let decided: Vec<_> = run.legs.iter().filter(|l| l.decision.is_some()).collect();
+    assert!(decided.len() >= 5, "legs decided: {}", decided.len());
+    let (mut gold, mut others) = (0, 0);
+    for leg in decided {
+        assert!(leg.attributes_read, "the attributes were read before deciding: {leg:?}");
+        let segment = leg.facts.attributes.get("segment").map(String::as_str);
+        let code = leg.decision.as_ref().map(|d| d.code_name.as_str());
+        match segment {
+            Some("gold") => {
+                gold += 1;
+                assert_eq!(code, Some("Escalated"));
+            }
+            Some(_) => {
+                others += 1;
+                assert_eq!(code, Some("Issue resolved"));
+            }
+            None => panic!("no segment attribute on {leg:?}"),
+        }
+    }
+    assert!(gold > 0 && others > 0, "both rules decided legs: {gold} gold, {others} others");
+}

@@ -153,6 +153,9 @@ pub struct LegRecord {
     /// Writes answered 2xx that a read-back then did not find on the leg (one is written again, inside the window).
     #[serde(default)]
     pub unpersisted_writes: u32,
+    /// The leg's participant attributes were read from the platform (for rules that match on them).
+    #[serde(default)]
+    pub attributes_read: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -191,6 +194,7 @@ impl LegRecord {
             unsent_attempts: 0,
             closing_read_failures: 0,
             unpersisted_writes: 0,
+            attributes_read: false,
             created_at: now,
             updated_at: now,
         }

@@ -373,6 +373,7 @@ impl World {
                 _ => Input::FinalCode(Ok(self.platform.code.as_ref().map(|c| c.0.clone()))),
             },
             Call::RefreshCatalog => Input::CatalogRefreshed,
+            Call::ReadAttributes => Input::AttributesRead(Ok(Default::default())),
         }
     }
 }

@@ -112,6 +112,8 @@ pub enum Input {
     FinalCode(Result<Option<String>, Failure>),
     /// The catalog was refreshed (the context now carries the new one).
     CatalogRefreshed,
+    /// The leg's participant attributes, read for rules that match on them.
+    AttributesRead(Result<std::collections::BTreeMap<String, String>, Failure>),
 }
 
 /// A platform call the worker is to make next; its answer is the next [`Input`].
@@ -126,6 +128,8 @@ pub enum Call {
     ReadFinalCode,
     /// Refresh the catalog from the platform (answer: [`Input::CatalogRefreshed`]).
     RefreshCatalog,
+    /// Read the leg's participant attributes (answer: [`Input::AttributesRead`]).
+    ReadAttributes,
 }
 
 /// What the worker is to do, in order.
@@ -153,6 +157,14 @@ pub fn step(leg: &mut LegRecord, input: Input, ctx: &Ctx<'_>) -> Vec<Effect> {
         Input::Written(answer) => m.written(answer),
         Input::FinalCode(answer) => m.final_code(answer),
         Input::CatalogRefreshed => m.begin_write(true),
+        Input::AttributesRead(Ok(attributes)) => {
+            for (k, v) in attributes {
+                m.leg.facts.attributes.entry(k).or_insert(v);
+            }
+            m.leg.attributes_read = true;
+            m.due()
+        }
+        Input::AttributesRead(Err(f)) => m.platform_failure(&f, "reading the leg's attributes"),
     }
     m.out
 }
@@ -311,6 +323,10 @@ impl Move<'_, '_> {
         enrich(self.leg, catalog);
         if self.leg.facts.acw == Some(AcwPolicy::None) {
             return self.finish(Outcome::NoAcw, "the leg's queue has no after-call work: there is nothing to code");
+        }
+        if !self.leg.attributes_read && self.ctx.rules.needs_attributes(self.ctx.connection, self.leg.facts.platform) {
+            // A rule matches on participant attributes, which the event that ended the leg does not carry.
+            return self.call(Call::ReadAttributes);
         }
         let Some(m) = self.ctx.rules.evaluate(self.ctx.connection, &self.leg.facts) else {
             return self.finish(Outcome::NoRule, "no rule matched this leg");

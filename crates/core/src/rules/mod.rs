@@ -131,6 +131,12 @@ impl RuleSet {
     }
 
     /// 16 lowercase hex digits: the first 64 bits of the SHA-256 of the canonical JSON of the rules.
+    /// Whether a rule that can apply to legs of `connection` on `platform` matches on participant attributes:
+    /// then a leg's attributes must be read before it is decided.
+    pub fn needs_attributes(&self, connection: &str, platform: Option<crate::leg::Platform>) -> bool {
+        self.rules.iter().any(|r| !r.when.attributes.is_empty() && r.applies_to(connection, platform))
+    }
+
     pub fn version(&self) -> &str {
         &self.version
     }

@@ -136,7 +136,18 @@ fn participant_common(org: &Org, p: &Participant, obj: &mut Map<String, Value>) 
     put_opt(obj, "startAcwTime", p.acw_start.map(|t| json!(iso(t))));
     put_opt(obj, "endAcwTime", p.acw_end.map(|t| json!(iso(t))));
     put_opt(obj, "consultParticipantId", p.consult_participant_id.as_ref().map(|c| json!(c)));
-    obj.insert("attributes".into(), json!({}));
+    obj.insert("attributes".into(), attributes(p));
+}
+
+/// The participant attributes the simulated center's flows set on agent legs: a customer `segment` and a `vip`
+/// flag, derived from the participant's id (not from the simulation's random stream, which they must not shift).
+fn attributes(p: &Participant) -> Value {
+    if p.purpose != Purpose::Agent {
+        return json!({});
+    }
+    let h = p.id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let segment = ["gold", "silver", "bronze"][(h % 3) as usize];
+    json!({"segment": segment, "vip": if h % 5 == 0 { "true" } else { "false" }})
 }
 
 fn divisions(org: &Org) -> Value {
