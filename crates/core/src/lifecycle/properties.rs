@@ -278,7 +278,6 @@ impl World {
             return true;
         }
         let (leg, dirty, lines) = after_conflict(&held.saved, &held.leg, self.stored.clone(), self.now);
-        let stored_outcome = self.stored.outcome;
         // As the worker does: of the overtaken moves' lines only API attempts stay (the model makes none).
         held.lines.retain(|k| *k == "attempt");
         held.leg = leg;
@@ -290,15 +289,7 @@ impl World {
             }
         }
         if dirty {
-            let before = stored_outcome;
-            self.stored = held.leg.clone();
-            self.version += 1;
-            self.lines.append(&mut held.lines);
-            if self.stored.outcome != before {
-                self.outcomes.push(self.stored.outcome.unwrap());
-            }
-            held.saved = held.leg.clone();
-            held.version = self.version;
+            self.commit(held);
         } else {
             held.lines.clear();
         }
