@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod event;
+pub mod ids;
 pub mod leg;
 pub mod lifecycle;
 pub mod outcome;
