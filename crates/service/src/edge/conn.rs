@@ -1,0 +1,393 @@
+//! One HTTP/1 connection, watched: what it is doing decides when it is closed.
+//!
+//! A connection is always in one of four states, and each has its own deadline (see [`Watch::deadline`]):
+//!
+//! | state | closed when | answer |
+//! |---|---|---|
+//! | new, no complete request head yet | `header_read_timeout` after it was accepted | 408 if it sent anything, else none |
+//! | between requests, part of the next head received | `header_read_timeout` after that head's first byte | 408 |
+//! | between requests, nothing received | `idle_timeout` after the last answer | none (an idle keep-alive close) |
+//! | a request in progress | `request_timeout + header_read_timeout` after its head | none (the handler answers at `request_timeout`; the rest is for writing the answer to a slow reader) |
+//!
+//! The state is kept in a [`Watch`] shared by the socket (a read while no request is in progress starts a head),
+//! the per-connection service (a request starts when hyper hands over its head, and ends when the answer's body is
+//! dropped — written, or abandoned) and the task driving the connection, which sleeps until the current deadline
+//! and is woken whenever the state changes. hyper's own `header_read_timeout` is set too, above every deadline
+//! here, as a backstop.
+
+use super::{Limits, MAX_HEAD_BYTES};
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+use crate::scheduler::Shutdown;
+
+/// What a connection is doing, for its deadline.
+#[derive(Debug)]
+struct WatchState {
+    /// Requests whose answer is not yet written (more than one only if a client pipelines).
+    in_flight: u32,
+    /// When `in_flight` last changed; when the connection was accepted, before that.
+    since: Instant,
+    /// The first byte of the next head, read while no request was in progress.
+    head_started: Option<Instant>,
+    /// Requests answered on this connection.
+    served: u64,
+}
+
+/// Why a connection's deadline is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    FirstHead,
+    Head,
+    Idle,
+    Request,
+}
+
+impl Phase {
+    fn label(self) -> &'static str {
+        match self {
+            Phase::FirstHead | Phase::Head => "header_timeout",
+            Phase::Idle => "idle",
+            Phase::Request => "request_timeout",
+        }
+    }
+}
+
+/// The shared state of one connection.
+pub(crate) struct Watch {
+    accepted: Instant,
+    state: Mutex<WatchState>,
+    /// The state changed in a way that may bring the deadline forward.
+    changed: Notify,
+    evicted: AtomicBool,
+    evict: Notify,
+}
+
+impl Watch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            accepted: now,
+            state: Mutex::new(WatchState { in_flight: 0, since: now, head_started: None, served: 0 }),
+            changed: Notify::new(),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        }
+    }
+
+    /// When the connection must be closed if nothing changes, and why.
+    pub(crate) fn deadline(&self, limits: &Limits) -> (Instant, Phase) {
+        let s = self.state.lock();
+        if s.in_flight > 0 {
+            (s.since + limits.request_timeout + limits.header_read_timeout, Phase::Request)
+        } else if s.served == 0 {
+            (self.accepted + limits.header_read_timeout, Phase::FirstHead)
+        } else if let Some(t) = s.head_started {
+            (t + limits.header_read_timeout, Phase::Head)
+        } else {
+            (s.since + limits.idle_timeout, Phase::Idle)
+        }
+    }
+
+    /// Whether anything of a request was received that is not being answered (for the 408).
+    fn head_in_progress(&self) -> bool {
+        let s = self.state.lock();
+        s.in_flight == 0 && s.head_started.is_some()
+    }
+
+    fn on_bytes_read(&self) {
+        let mut s = self.state.lock();
+        if s.in_flight == 0 && s.head_started.is_none() {
+            s.head_started = Some(Instant::now());
+            drop(s);
+            self.changed.notify_one();
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        let mut s = self.state.lock();
+        s.in_flight += 1;
+        s.since = Instant::now();
+        s.head_started = None;
+        InFlight(self.clone())
+    }
+
+    /// Idle: no request in progress (a candidate for eviction). Never-served connections first, see [`Connections`].
+    fn idle(&self) -> Option<bool> {
+        if self.evicted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let s = self.state.lock();
+        (s.in_flight == 0).then_some(s.served == 0)
+    }
+
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Relaxed);
+        self.evict.notify_one();
+    }
+}
+
+/// A request in progress; dropping it (the answer written, or the connection gone) ends it.
+pub(crate) struct InFlight(Arc<Watch>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.served += 1;
+        s.since = Instant::now();
+        s.head_started = None;
+        drop(s);
+        self.0.changed.notify_one();
+    }
+}
+
+/// The open connections of every listener, oldest first.
+pub(crate) struct Connections {
+    max: usize,
+    open: Mutex<BTreeMap<u64, Arc<Watch>>>,
+    next_id: AtomicU64,
+    /// Signalled when the last connection closes (for shutdown).
+    empty: Notify,
+}
+
+/// Connections that may be open beyond the cap for a moment: the ones evicted whose tasks have not ended yet.
+const EVICTION_SLACK: usize = 64;
+
+impl Connections {
+    pub(crate) fn new(max: usize) -> Self {
+        Self { max, open: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(0), empty: Notify::new() }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// Admits a new connection. At the cap, the oldest idle connection that never completed a request is evicted
+    /// to make room (else the oldest idle one): a flood of connections that never send a request cannot keep a
+    /// health probe or a real sender out. `None` when every connection is busy with a request.
+    fn admit(&self) -> Option<(u64, Arc<Watch>)> {
+        let mut open = self.open.lock();
+        if open.len() >= self.max {
+            if open.len() >= self.max + EVICTION_SLACK {
+                return None;
+            }
+            let mut oldest_idle = None;
+            let mut victim = None;
+            for watch in open.values() {
+                match watch.idle() {
+                    Some(true) => {
+                        victim = Some(watch.clone());
+                        break;
+                    }
+                    Some(false) if oldest_idle.is_none() => oldest_idle = Some(watch.clone()),
+                    _ => {}
+                }
+            }
+            victim.or(oldest_idle)?.evict();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let watch = Arc::new(Watch::new());
+        open.insert(id, watch.clone());
+        metrics::gauge!("wrapup_http_connections").set(open.len() as f64);
+        Some((id, watch))
+    }
+
+    fn remove(&self, id: u64) {
+        let mut open = self.open.lock();
+        open.remove(&id);
+        metrics::gauge!("wrapup_http_connections").set(open.len() as f64);
+        if open.is_empty() {
+            self.empty.notify_waiters();
+        }
+    }
+
+    /// Waits until every connection has closed, or `limit` passed.
+    pub(crate) async fn drained(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let notified = self.empty.notified();
+                if self.len() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+/// The socket, telling the watch when bytes arrive.
+struct WatchedStream {
+    inner: TcpStream,
+    watch: Arc<Watch>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.on_bytes_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An answer's body that ends its request when it is dropped, i.e. once hyper has written it (or given up).
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Accepts `stream` into `connections` and serves it with `router` until it closes, times out, is evicted or the
+/// service stops. Returns at once (dropping the socket) when no room can be made.
+pub(crate) fn spawn(
+    stream: TcpStream,
+    router: Router,
+    connections: Arc<Connections>,
+    limits: Limits,
+    shutdown: Shutdown,
+) {
+    let Some((id, watch)) = connections.admit() else {
+        metrics::counter!("wrapup_http_connections_closed_total", "reason" => "refused").increment(1);
+        return;
+    };
+    tokio::spawn(async move {
+        let reason = drive(stream, router, watch, limits, shutdown).await;
+        metrics::counter!("wrapup_http_connections_closed_total", "reason" => reason).increment(1);
+        connections.remove(id);
+    });
+}
+
+async fn drive(
+    stream: TcpStream,
+    router: Router,
+    watch: Arc<Watch>,
+    limits: Limits,
+    shutdown: Shutdown,
+) -> &'static str {
+    // Answers go out in one write each; Nagle would only hold the last segment back.
+    let _ = stream.set_nodelay(true);
+    let service = {
+        let watch = watch.clone();
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let in_flight = watch.begin();
+            let router = router.clone();
+            async move {
+                let response = match router.oneshot(request.map(Body::new)).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                Ok::<_, Infallible>(response.map(|body| Body::new(Tracked { body, _in_flight: in_flight })))
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // A backstop only: the watch closes the connection earlier in every state.
+        .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout) + limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let io = TokioIo::new(WatchedStream { inner: stream, watch: watch.clone() });
+    let mut conn = builder.serve_connection(io, service);
+    let mut stopping = false;
+    loop {
+        let (deadline, _) = watch.deadline(&limits);
+        let changed = watch.changed.notified();
+        tokio::select! {
+            result = &mut conn => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "An HTTP connection ended with an error.");
+                }
+                return "closed";
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let (now_deadline, now_phase) = watch.deadline(&limits);
+                if now_deadline > Instant::now() {
+                    continue;
+                }
+                if now_phase != Phase::Request && watch.head_in_progress() {
+                    request_timeout_answer(conn.into_parts().io.into_inner().inner).await;
+                }
+                return now_phase.label();
+            }
+            _ = changed => {}
+            _ = watch.evict.notified() => return "evicted",
+            _ = shutdown.cancelled(), if !stopping => {
+                // Idle connections close now; one with a request in progress once it is answered.
+                stopping = true;
+                std::pin::Pin::new(&mut conn).graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A client that sent part of a request and then too little: tell it why the connection closes.
+async fn request_timeout_answer(mut stream: TcpStream) {
+    let body = super::error_body("request_timeout", "the request's head did not arrive in time");
+    let head = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
