@@ -27,8 +27,14 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (admin)"))?)
+        }
+        None => None,
+    };
     let spec = wrapup_service::build::spec_from_config(&config, store, clock)?;
-    let service = wrapup_service::app::start(spec, listener).await?;
+    let service = wrapup_service::app::start_with_admin(spec, listener, admin).await?;
     tracing::info!(addr = %service.addr, "Serving; Ctrl-C stops.");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     tracing::info!("Stopping: finishing legs in flight.");
