@@ -24,13 +24,10 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let clock: SharedClock = Arc::new(ScaledClock::system());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("wrapup.db")).await?);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener =
+        wrapup_service::edge::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let admin = match config.admin_listen {
-        Some(addr) => {
-            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (admin)"))?)
-        }
+        Some(addr) => Some(wrapup_service::edge::bind(addr).with_context(|| format!("listening on {addr} (admin)"))?),
         None => None,
     };
     let spec = wrapup_service::build::spec_from_config(&config, store, clock)?;

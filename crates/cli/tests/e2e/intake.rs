@@ -3,7 +3,7 @@ use serde_json::json;
 use wrapup_sandbox::config::AcwMode;
 
 // Genesys ids are UUIDs; intake refuses anything else.
-pub const CONVERSATION: &str = "5d0e1c4a-0000-4000-8000-0000000000c1";
+const CONVERSATION: &str = "5d0e1c4a-0000-4000-8000-0000000000c1";
 pub const PARTICIPANT: &str = "5d0e1c4a-0000-4000-8000-0000000000a1";
 const SESSION: &str = "5d0e1c4a-0000-4000-8000-0000000000b1";
 const QUEUE: &str = "5d0e1c4a-0000-4000-8000-0000000000d1";

@@ -5,6 +5,7 @@
 
 mod cxone;
 mod demo;
+mod edge;
 mod harness;
 mod intake;
 mod invariants;

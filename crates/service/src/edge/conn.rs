@@ -341,7 +341,7 @@ async fn drive(
         .timer(TokioTimer::new())
         // A backstop only: the watch closes the connection earlier in every state.
         .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout) + limits.header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let io = TokioIo::new(WatchedStream { inner: stream, watch: watch.clone() });
     let mut conn = builder.serve_connection(io, service);

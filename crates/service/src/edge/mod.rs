@@ -19,6 +19,9 @@
 //!   progress are the queue in front of the store, so this is also the load shedding when the store is saturated:
 //!   intake backs off (EventBridge retries a 503) while `/health` and `/ready`, with permits of their own and no
 //!   unbounded store wait (`/ready` bounds its store check), keep answering.
+//! - **Ambiguous lengths** are hyper's: conflicting `Content-Length`s are a 400; with both `Content-Length` and
+//!   `Transfer-Encoding: chunked` the chunked coding wins, the length is dropped and the connection is closed after
+//!   the answer (RFC 9112 §6.3), so nothing can be smuggled in behind the body.
 //! - **`Expect`**: only `100-continue` is understood (417 otherwise), and hyper sends the `100 Continue` only when a
 //!   handler starts reading the body — intake does that after the request passed its header checks, so a refused
 //!   request gets its 401/413 instead of an invitation to upload.
@@ -243,6 +246,20 @@ fn open_file_limit() -> Option<u64> {
 #[cfg(not(unix))]
 fn open_file_limit() -> Option<u64> {
     None
+}
+
+/// How many connections the kernel may hold for the service before it accepts them. The standard library's (and
+/// tokio's) 128 overflows in a burst of a few hundred connections while the process is busy; the kernel caps this
+/// at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind` sets it).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves each router on its listener until `shutdown`, then lets connections finish (bounded by the request
