@@ -391,3 +391,74 @@ async fn request_timeout_answer(mut stream: TcpStream) {
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn each_state_of_a_connection_has_its_deadline() {
+        let l = limits();
+        let watch = Arc::new(Watch::new());
+        let (deadline, phase) = watch.deadline(&l);
+        assert_eq!((deadline, phase), (watch.accepted + l.header_read_timeout, Phase::FirstHead));
+        // Bytes of the first head do not extend the first deadline.
+        watch.on_bytes_read();
+        assert_eq!(watch.deadline(&l), (watch.accepted + l.header_read_timeout, Phase::FirstHead));
+        let request = watch.begin();
+        let (deadline, phase) = watch.deadline(&l);
+        assert_eq!(phase, Phase::Request);
+        assert!(deadline >= watch.accepted + l.request_timeout + l.header_read_timeout);
+        drop(request);
+        let (idle_deadline, phase) = watch.deadline(&l);
+        assert_eq!(phase, Phase::Idle);
+        assert!(idle_deadline >= watch.accepted + l.idle_timeout);
+        assert!(!watch.head_in_progress());
+        // The next head's first byte starts the header timeout.
+        watch.on_bytes_read();
+        let (deadline, phase) = watch.deadline(&l);
+        assert_eq!(phase, Phase::Head);
+        assert!(deadline < idle_deadline, "{deadline:?} vs {idle_deadline:?}");
+        assert!(watch.head_in_progress());
+    }
+
+    #[test]
+    fn at_the_cap_a_new_connection_takes_the_place_of_one_that_never_completed_a_request() {
+        let connections = Connections::new(3);
+        let (_, served) = connections.admit().unwrap();
+        drop(served.begin());
+        let (_, busy) = connections.admit().unwrap();
+        let _request = busy.begin();
+        let (_, never_served) = connections.admit().unwrap();
+        let (_, fourth) = connections.admit().unwrap();
+        assert!(never_served.evicted.load(Ordering::Relaxed));
+        assert!(!served.evicted.load(Ordering::Relaxed) && !busy.evicted.load(Ordering::Relaxed));
+        // With none that never completed a request, the oldest idle one; never one with a request in progress.
+        drop(fourth.begin());
+        let (_, _fifth) = connections.admit().unwrap();
+        assert!(served.evicted.load(Ordering::Relaxed));
+        assert!(!busy.evicted.load(Ordering::Relaxed) && !fourth.evicted.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn when_every_connection_is_busy_a_new_one_is_refused() {
+        let connections = Connections::new(2);
+        let mut requests = Vec::new();
+        for _ in 0..2 {
+            let (_, watch) = connections.admit().unwrap();
+            requests.push(watch.begin());
+        }
+        assert!(connections.admit().is_none());
+        requests.pop();
+        assert!(connections.admit().is_some(), "a connection whose request ended can be replaced");
+    }
+}
