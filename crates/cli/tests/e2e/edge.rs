@@ -572,6 +572,22 @@ async fn hostile_requests_get_their_refusal_store_nothing_and_leave_health_answe
         served.assert_unharmed(what).await;
     }
 
+    // An ordinary client that sends its whole body without waiting reads the refusal, not a reset: the service
+    // goes on reading (and throwing away) a refused body for a while before it closes.
+    let client = reqwest::Client::new();
+    for (what, key, want) in
+        [("20 MiB through a client, no key", None, 401), ("20 MiB through a client", Some(INTAKE_KEY), 413)]
+    {
+        let mut req = client.post(format!("http://{addr}{intake}")).body(twenty_mib.clone());
+        if let Some(k) = key {
+            req = req.header("x-wrapup-intake-key", k);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(resp.status(), want, "{what}");
+        seen.0.extend(resp.bytes().await.unwrap());
+        served.assert_unharmed(what).await;
+    }
+
     // Expect: 100-continue is answered 100 only once the headers passed their checks.
     for (what, headers, want) in [
         ("10 GB declared, no key", vec![JSON, ("content-length", "10000000000"), ("expect", "100-continue")], 401),

@@ -9,24 +9,26 @@
 //! | between requests, nothing received | `idle_timeout` after the last answer | none (an idle keep-alive close) |
 //! | a request in progress | `request_timeout + header_read_timeout` after its head | none (the handler answers at `request_timeout`; the rest is for writing the answer to a slow reader) |
 //!
-//! The state is kept in a [`Watch`] shared by the socket (a read while no request is in progress starts a head),
-//! the per-connection service (a request starts when hyper hands over its head, and ends when the answer's body is
-//! dropped — written, or abandoned) and the task driving the connection, which sleeps until the current deadline
-//! and is woken whenever the state changes. hyper's own `header_read_timeout` is set too, above every deadline
-//! here, as a backstop.
+//! The state is kept in a [`Watch`], updated by the socket (a read while no request is in progress starts a head)
+//! and by the per-connection service (a request starts when hyper hands over its head, and ends when the answer's
+//! body is dropped — written, or abandoned). Those updates are a few field writes under an uncontended lock: no
+//! timer and no task wake-up per request. One reaper task ([`reap`]) looks at every connection's deadline a few
+//! times a second ([`reap_every`]) and tells the task of a connection past it to close; so a connection is closed
+//! at most one tick after its deadline.
 
 use super::{Limits, MAX_HEAD_BYTES};
+use crate::scheduler::Shutdown;
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -34,8 +36,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tower::ServiceExt;
-
-use crate::scheduler::Shutdown;
 
 /// What a connection is doing, for its deadline.
 #[derive(Debug)]
@@ -59,12 +59,44 @@ pub(crate) enum Phase {
     Request,
 }
 
-impl Phase {
+/// Why a connection is told to close (kept in [`Watch::close`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Close {
+    Open = 0,
+    Evicted,
+    HeaderTimeout,
+    Idle,
+    RequestTimeout,
+}
+
+impl Close {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Close::Evicted,
+            2 => Close::HeaderTimeout,
+            3 => Close::Idle,
+            4 => Close::RequestTimeout,
+            _ => Close::Open,
+        }
+    }
+
+    fn of(phase: Phase) -> Self {
+        match phase {
+            Phase::FirstHead | Phase::Head => Close::HeaderTimeout,
+            Phase::Idle => Close::Idle,
+            Phase::Request => Close::RequestTimeout,
+        }
+    }
+
+    /// The `reason` label of `wrapup_http_connections_closed_total`.
     fn label(self) -> &'static str {
         match self {
-            Phase::FirstHead | Phase::Head => "header_timeout",
-            Phase::Idle => "idle",
-            Phase::Request => "request_timeout",
+            Close::Open => "closed",
+            Close::Evicted => "evicted",
+            Close::HeaderTimeout => "header_timeout",
+            Close::Idle => "idle",
+            Close::RequestTimeout => "request_timeout",
         }
     }
 }
@@ -73,10 +105,9 @@ impl Phase {
 pub(crate) struct Watch {
     accepted: Instant,
     state: Mutex<WatchState>,
-    /// The state changed in a way that may bring the deadline forward.
-    changed: Notify,
-    evicted: AtomicBool,
-    evict: Notify,
+    /// A [`Close`]: set once, by the reaper or by an eviction.
+    close: AtomicU8,
+    closing: Notify,
 }
 
 impl Watch {
@@ -85,10 +116,20 @@ impl Watch {
         Self {
             accepted: now,
             state: Mutex::new(WatchState { in_flight: 0, since: now, head_started: None, served: 0 }),
-            changed: Notify::new(),
-            evicted: AtomicBool::new(false),
-            evict: Notify::new(),
+            close: AtomicU8::new(Close::Open as u8),
+            closing: Notify::new(),
         }
+    }
+
+    /// Tells the connection's task to close, for `why` (the first reason given wins).
+    fn tell_to_close(&self, why: Close) {
+        if self.close.compare_exchange(Close::Open as u8, why as u8, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.closing.notify_one();
+        }
+    }
+
+    fn closing_for(&self) -> Close {
+        Close::from_u8(self.close.load(Ordering::Acquire))
     }
 
     /// When the connection must be closed if nothing changes, and why.
@@ -115,8 +156,6 @@ impl Watch {
         let mut s = self.state.lock();
         if s.in_flight == 0 && s.head_started.is_none() {
             s.head_started = Some(Instant::now());
-            drop(s);
-            self.changed.notify_one();
         }
     }
 
@@ -130,16 +169,11 @@ impl Watch {
 
     /// Idle: no request in progress (a candidate for eviction). Never-served connections first, see [`Connections`].
     fn idle(&self) -> Option<bool> {
-        if self.evicted.load(Ordering::Relaxed) {
+        if self.closing_for() != Close::Open {
             return None;
         }
         let s = self.state.lock();
         (s.in_flight == 0).then_some(s.served == 0)
-    }
-
-    fn evict(&self) {
-        self.evicted.store(true, Ordering::Relaxed);
-        self.evict.notify_one();
     }
 }
 
@@ -153,8 +187,6 @@ impl Drop for InFlight {
         s.served += 1;
         s.since = Instant::now();
         s.head_started = None;
-        drop(s);
-        self.0.changed.notify_one();
     }
 }
 
@@ -200,7 +232,7 @@ impl Connections {
                     _ => {}
                 }
             }
-            victim.or(oldest_idle)?.evict();
+            victim.or(oldest_idle)?.tell_to_close(Close::Evicted);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let watch = Arc::new(Watch::new());
@@ -230,6 +262,36 @@ impl Connections {
             }
         };
         let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+/// How often the reaper looks: a tenth of the shortest of the header and idle timeouts, between 10 and 250 ms.
+pub(crate) fn reap_every(limits: &Limits) -> Duration {
+    (limits.header_read_timeout.min(limits.idle_timeout) / 10)
+        .clamp(Duration::from_millis(10), Duration::from_millis(250))
+}
+
+/// Tells every connection past its deadline to close, every [`reap_every`], until the service stops.
+pub(crate) async fn reap(connections: Arc<Connections>, limits: Limits, stop: Shutdown) {
+    let mut tick = tokio::time::interval(reap_every(&limits));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        connections.reap_once(&limits, Instant::now());
+    }
+}
+
+impl Connections {
+    fn reap_once(&self, limits: &Limits, now: Instant) {
+        for watch in self.open.lock().values() {
+            let (deadline, phase) = watch.deadline(limits);
+            if deadline <= now {
+                watch.tell_to_close(Close::of(phase));
+            }
+        }
     }
 }
 
@@ -293,33 +355,83 @@ impl HttpBody for Tracked {
     }
 }
 
+/// Bytes of a refused request's body read and thrown away, at most (see [`Lingering`]).
+pub(crate) const LINGER_BYTES: usize = 64 << 20;
+
+/// A request's body that, when dropped unread (a refusal answered before the body was wanted), goes on being read
+/// and thrown away for a while, as nginx's lingering close does: a client that does not wait for `100 Continue`
+/// is still writing its body when the refusal goes out, and a connection closed under it would answer with a reset
+/// that can destroy the refusal before the client reads it. Never for a request that sent `Expect: 100-continue`
+/// — reading its body would send the `100 Continue` the refusal exists to withhold. Bounded by [`LINGER_BYTES`] and
+/// `for_at_most`; the reaper closes the connection at its header timeout in any case (the bytes count as the start
+/// of the next head).
+struct Lingering {
+    inner: Option<Incoming>,
+    for_at_most: Option<Duration>,
+}
+
+impl HttpBody for Lingering {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let (Some(mut body), Some(limit)) = (self.inner.take(), self.for_at_most) else { return };
+        if body.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let mut left = LINGER_BYTES;
+            let drain = async {
+                while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                    left = left.saturating_sub(frame.data_ref().map_or(0, |d| d.len()));
+                    if left == 0 {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(limit, drain).await;
+        });
+    }
+}
+
 /// Accepts `stream` into `connections` and serves it with `router` until it closes, times out, is evicted or the
 /// service stops. Returns at once (dropping the socket) when no room can be made.
 pub(crate) fn spawn(
     stream: TcpStream,
     router: Router,
     connections: Arc<Connections>,
-    limits: Limits,
+    limits: &Limits,
     shutdown: Shutdown,
 ) {
     let Some((id, watch)) = connections.admit() else {
         metrics::counter!("wrapup_http_connections_closed_total", "reason" => "refused").increment(1);
         return;
     };
+    let linger = limits.header_read_timeout;
     tokio::spawn(async move {
-        let reason = drive(stream, router, watch, limits, shutdown).await;
+        let reason = drive(stream, router, watch, linger, shutdown).await;
         metrics::counter!("wrapup_http_connections_closed_total", "reason" => reason).increment(1);
         connections.remove(id);
     });
 }
 
-async fn drive(
-    stream: TcpStream,
-    router: Router,
-    watch: Arc<Watch>,
-    limits: Limits,
-    shutdown: Shutdown,
-) -> &'static str {
+async fn drive(stream: TcpStream, router: Router, watch: Arc<Watch>, linger: Duration, stop: Shutdown) -> &'static str {
     // Answers go out in one write each; Nagle would only hold the last segment back.
     let _ = stream.set_nodelay(true);
     let service = {
@@ -327,8 +439,10 @@ async fn drive(
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let in_flight = watch.begin();
             let router = router.clone();
+            let for_at_most = (!request.headers().contains_key(hyper::header::EXPECT)).then_some(linger);
+            let request = request.map(|inner| Body::new(Lingering { inner: Some(inner), for_at_most }));
             async move {
-                let response = match router.oneshot(request.map(Body::new)).await {
+                let response = match router.oneshot(request).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
@@ -336,39 +450,28 @@ async fn drive(
             }
         })
     };
+    // No timer for hyper: every deadline is the reaper's, which costs nothing per request.
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // A backstop only: the watch closes the connection earlier in every state.
-        .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout) + limits.header_read_timeout)
-        .max_header_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
+    builder.max_header_size(MAX_HEAD_BYTES).keep_alive(true);
     let io = TokioIo::new(WatchedStream { inner: stream, watch: watch.clone() });
     let mut conn = builder.serve_connection(io, service);
     let mut stopping = false;
     loop {
-        let (deadline, _) = watch.deadline(&limits);
-        let changed = watch.changed.notified();
         tokio::select! {
             result = &mut conn => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "An HTTP connection ended with an error.");
                 }
-                return "closed";
+                return Close::Open.label();
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                let (now_deadline, now_phase) = watch.deadline(&limits);
-                if now_deadline > Instant::now() {
-                    continue;
-                }
-                if now_phase != Phase::Request && watch.head_in_progress() {
+            _ = watch.closing.notified() => {
+                let why = watch.closing_for();
+                if why == Close::HeaderTimeout && watch.head_in_progress() {
                     request_timeout_answer(conn.into_parts().io.into_inner().inner).await;
                 }
-                return now_phase.label();
+                return why.label();
             }
-            _ = changed => {}
-            _ = watch.evict.notified() => return "evicted",
-            _ = shutdown.cancelled(), if !stopping => {
+            _ = stop.cancelled(), if !stopping => {
                 // Idle connections close now; one with a request in progress once it is answered.
                 stopping = true;
                 std::pin::Pin::new(&mut conn).graceful_shutdown();
@@ -440,13 +543,41 @@ mod tests {
         let _request = busy.begin();
         let (_, never_served) = connections.admit().unwrap();
         let (_, fourth) = connections.admit().unwrap();
-        assert!(never_served.evicted.load(Ordering::Relaxed));
-        assert!(!served.evicted.load(Ordering::Relaxed) && !busy.evicted.load(Ordering::Relaxed));
+        let evicted = |w: &Watch| w.closing_for() == Close::Evicted;
+        assert!(evicted(&never_served));
+        assert!(!evicted(&served) && !evicted(&busy));
         // With none that never completed a request, the oldest idle one; never one with a request in progress.
         drop(fourth.begin());
         let (_, _fifth) = connections.admit().unwrap();
-        assert!(served.evicted.load(Ordering::Relaxed));
-        assert!(!busy.evicted.load(Ordering::Relaxed) && !fourth.evicted.load(Ordering::Relaxed));
+        assert!(evicted(&served));
+        assert!(!evicted(&busy) && !evicted(&fourth));
+    }
+
+    #[test]
+    fn the_reaper_closes_each_connection_past_its_deadline_for_its_reason() {
+        let l = limits();
+        let connections = Connections::new(10);
+        let (_, fresh) = connections.admit().unwrap();
+        let (_, idle) = connections.admit().unwrap();
+        drop(idle.begin());
+        let (_, busy) = connections.admit().unwrap();
+        let _request = busy.begin();
+        connections.reap_once(&l, Instant::now());
+        assert!([&fresh, &idle, &busy].iter().all(|w| w.closing_for() == Close::Open), "nothing is due yet");
+        connections.reap_once(&l, Instant::now() + l.header_read_timeout);
+        assert_eq!(fresh.closing_for(), Close::HeaderTimeout);
+        assert_eq!(idle.closing_for(), Close::Open);
+        connections.reap_once(&l, Instant::now() + l.idle_timeout);
+        assert_eq!(idle.closing_for(), Close::Idle);
+        assert_eq!(busy.closing_for(), Close::Open);
+        connections.reap_once(&l, Instant::now() + l.request_timeout + l.header_read_timeout);
+        assert_eq!(busy.closing_for(), Close::RequestTimeout);
+        // The first reason given stays.
+        fresh.tell_to_close(Close::Evicted);
+        assert_eq!(fresh.closing_for(), Close::HeaderTimeout);
+        assert_eq!(reap_every(&l), Duration::from_millis(250));
+        let short = Limits { header_read_timeout: Duration::from_millis(1000), ..l };
+        assert_eq!(reap_every(&short), Duration::from_millis(100));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - **Timeouts per connection state** (`conn.rs`): a request head must arrive within `header_read_timeout` (a
 //!   client that sent part of one gets a 408), a keep-alive connection is closed after `idle_timeout` without a
 //!   request, and a request — its answer included — may take `request_timeout` (plus `header_read_timeout` for a
-//!   slow reader). A connection that sends nothing, half a request line or a short body cannot stay open.
+//!   slow reader). A connection that sends nothing, half a request line or a short body cannot stay open. One
+//!   reaper task enforces them all, so a request costs no timer of its own at this level.
 //! - **A cap on connections**, across all listeners, kept below the process's open-file limit
 //!   ([`connection_cap`]). At the cap a new connection takes the place of the oldest idle one — one that never
 //!   completed a request first — so a flood of idle connections cannot keep a health probe out; only when every
@@ -273,10 +274,15 @@ pub fn serve(listeners: Vec<(TcpListener, Router)>, edge: Arc<Edge>, shutdown: S
             let router = router.layer(axum::middleware::from_fn_with_state(edge.clone(), guard));
             accepting.push(tokio::spawn(accept(listener, router, connections.clone(), limits, shutdown.clone())));
         }
+        // The reaper outlives the listeners: connections still open at shutdown keep their deadlines.
+        let reaper_stop = Shutdown::default();
+        let reaper = tokio::spawn(conn::reap(connections.clone(), limits, reaper_stop.clone()));
         for a in accepting {
             let _ = a.await;
         }
         connections.drained(limits.request_timeout + limits.header_read_timeout).await;
+        reaper_stop.cancel();
+        let _ = reaper.await;
     })
 }
 
@@ -287,7 +293,7 @@ async fn accept(listener: TcpListener, router: Router, connections: Arc<Connecti
             _ = stop.cancelled() => return,
         };
         match accepted {
-            Ok((stream, _)) => conn::spawn(stream, router.clone(), connections.clone(), limits, stop.clone()),
+            Ok((stream, _)) => conn::spawn(stream, router.clone(), connections.clone(), &limits, stop.clone()),
             // The connection died between SYN and accept: nothing to do.
             Err(e)
                 if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) => {}
