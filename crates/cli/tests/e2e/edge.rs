@@ -703,6 +703,7 @@ async fn hostile_requests_get_their_refusal_store_nothing_and_leave_health_answe
         ("a body shorter than its Content-Length", short_body, BODY_TIMEOUT, Some((408, "request_timeout"))),
         ("a connection that sends nothing", nothing, HEADER_TIMEOUT, None),
     ] {
+        eprintln!("{what}: {:?} after {elapsed:?}", reply.as_ref().map(|r| r.status));
         match (reply, want) {
             (Some(reply), Some((status, code))) => {
                 assert_eq!((reply.status, reply.envelope().0.as_str()), (status, code), "{what}: {}", reply.text());
@@ -730,6 +731,7 @@ async fn hostile_requests_get_their_refusal_store_nothing_and_leave_health_answe
         let closed = tokio::time::timeout(Duration::from_secs(10), r.read(&mut rest)).await;
         assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "closed, not answered: {closed:?}");
         let idle = answered.elapsed();
+        eprintln!("an idle keep-alive connection: closed after {idle:?}");
         assert!(
             idle >= IDLE_TIMEOUT - Duration::from_millis(50) && idle < IDLE_TIMEOUT + Duration::from_millis(900),
             "{idle:?}"

@@ -5,7 +5,7 @@
 //! | state | closed when | answer |
 //! |---|---|---|
 //! | new, no complete request head yet | `header_read_timeout` after it was accepted | 408 if it sent anything, else none |
-//! | between requests, part of the next head received | `header_read_timeout` after that head's first byte | 408 |
+//! | between requests, part of the next head received | `header_read_timeout` after that head's first byte | none |
 //! | between requests, nothing received | `idle_timeout` after the last answer | none (an idle keep-alive close) |
 //! | a request in progress | `request_timeout + header_read_timeout` after its head | none (the handler answers at `request_timeout`; the rest is for writing the answer to a slow reader) |
 //!
@@ -146,10 +146,11 @@ impl Watch {
         }
     }
 
-    /// Whether anything of a request was received that is not being answered (for the 408).
-    fn head_in_progress(&self) -> bool {
+    /// Whether a new connection sent part of its first request (for the 408). After a first answer, bytes between
+    /// requests may also be the rest of a refused body being thrown away ([`Lingering`]): no 408 for those.
+    fn first_head_in_progress(&self) -> bool {
         let s = self.state.lock();
-        s.in_flight == 0 && s.head_started.is_some()
+        s.served == 0 && s.in_flight == 0 && s.head_started.is_some()
     }
 
     fn on_bytes_read(&self) {
@@ -466,7 +467,7 @@ async fn drive(stream: TcpStream, router: Router, watch: Arc<Watch>, linger: Dur
             }
             _ = watch.closing.notified() => {
                 let why = watch.closing_for();
-                if why == Close::HeaderTimeout && watch.head_in_progress() {
+                if why == Close::HeaderTimeout && watch.first_head_in_progress() {
                     request_timeout_answer(conn.into_parts().io.into_inner().inner).await;
                 }
                 return why.label();
@@ -517,6 +518,7 @@ mod tests {
         // Bytes of the first head do not extend the first deadline.
         watch.on_bytes_read();
         assert_eq!(watch.deadline(&l), (watch.accepted + l.header_read_timeout, Phase::FirstHead));
+        assert!(watch.first_head_in_progress());
         let request = watch.begin();
         let (deadline, phase) = watch.deadline(&l);
         assert_eq!(phase, Phase::Request);
@@ -525,13 +527,12 @@ mod tests {
         let (idle_deadline, phase) = watch.deadline(&l);
         assert_eq!(phase, Phase::Idle);
         assert!(idle_deadline >= watch.accepted + l.idle_timeout);
-        assert!(!watch.head_in_progress());
-        // The next head's first byte starts the header timeout.
+        // The next head's first byte starts the header timeout (a close without a 408: see Lingering).
         watch.on_bytes_read();
         let (deadline, phase) = watch.deadline(&l);
         assert_eq!(phase, Phase::Head);
         assert!(deadline < idle_deadline, "{deadline:?} vs {idle_deadline:?}");
-        assert!(watch.head_in_progress());
+        assert!(!watch.first_head_in_progress());
     }
 
     #[test]

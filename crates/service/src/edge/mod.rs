@@ -6,7 +6,7 @@
 //! not depend on a handler live:
 //!
 //! - **Timeouts per connection state** (`conn.rs`): a request head must arrive within `header_read_timeout` (a
-//!   client that sent part of one gets a 408), a keep-alive connection is closed after `idle_timeout` without a
+//!   new connection that sent part of its first request gets a 408), a keep-alive connection is closed after `idle_timeout` without a
 //!   request, and a request — its answer included — may take `request_timeout` (plus `header_read_timeout` for a
 //!   slow reader). A connection that sends nothing, half a request line or a short body cannot stay open. One
 //!   reaper task enforces them all, so a request costs no timer of its own at this level.
