@@ -198,6 +198,8 @@ pub(crate) struct Connections {
     next_id: AtomicU64,
     /// Signalled when the last connection closes (for shutdown).
     empty: Notify,
+    /// Signalled whenever a connection closes (for [`Connections::room`]).
+    closed: Notify,
 }
 
 /// Connections that may be open beyond the cap for a moment: the ones evicted whose tasks have not ended yet.
@@ -205,7 +207,13 @@ const EVICTION_SLACK: usize = 64;
 
 impl Connections {
     pub(crate) fn new(max: usize) -> Self {
-        Self { max, open: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(0), empty: Notify::new() }
+        Self {
+            max,
+            open: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
+            empty: Notify::new(),
+            closed: Notify::new(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -248,6 +256,22 @@ impl Connections {
         metrics::gauge!("wrapup_http_connections").set(open.len() as f64);
         if open.is_empty() {
             self.empty.notify_waiters();
+        }
+        drop(open);
+        self.closed.notify_waiters();
+    }
+
+    /// Waits while the connections evicted to make room have not closed yet (the cap plus [`EVICTION_SLACK`] is
+    /// reached). The accept loop waits here instead of accepting a connection it would have to refuse: in a burst,
+    /// the newcomers wait in the kernel's backlog for the moment it takes the evicted connections' tasks to end,
+    /// and a health probe among them is served rather than dropped.
+    pub(crate) async fn room(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.len() < self.max + EVICTION_SLACK {
+                return;
+            }
+            closed.await;
         }
     }
 
@@ -579,6 +603,20 @@ mod tests {
         assert_eq!(reap_every(&l), Duration::from_millis(250));
         let short = Limits { header_read_timeout: Duration::from_millis(1000), ..l };
         assert_eq!(reap_every(&short), Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn the_accept_loop_waits_for_evicted_connections_to_close_instead_of_refusing_newcomers() {
+        let connections = Arc::new(Connections::new(16));
+        let ids: Vec<u64> = (0..16 + EVICTION_SLACK).map(|_| connections.admit().unwrap().0).collect();
+        let room = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.room().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!room.is_finished(), "no room while the evicted connections are still open");
+        connections.remove(ids[0]);
+        tokio::time::timeout(Duration::from_secs(5), room).await.expect("room once one closed").unwrap();
     }
 
     #[test]

@@ -292,7 +292,10 @@ pub fn serve(listeners: Vec<(TcpListener, Router)>, edge: Arc<Edge>, shutdown: S
 async fn accept(listener: TcpListener, router: Router, connections: Arc<Connections>, limits: Limits, stop: Shutdown) {
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                connections.room().await;
+                listener.accept().await
+            } => accepted,
             _ = stop.cancelled() => return,
         };
         match accepted {
