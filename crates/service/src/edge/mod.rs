@@ -13,7 +13,8 @@
 //! - **A cap on connections**, across all listeners, kept below the process's open-file limit
 //!   ([`connection_cap`]). At the cap a new connection takes the place of the oldest idle one — one that never
 //!   completed a request first — so a flood of idle connections cannot keep a health probe out; only when every
-//!   connection has a request in progress is a new one closed at once. Since `max_connections` must exceed the sum
+//!   connection has a request in progress is a new one closed at once. While evicted connections are still closing
+//!   (a burst), the accept loop waits for them instead of accepting what it would have to refuse. Since `max_connections` must exceed the sum
 //!   of the per-class request caps below (the configuration refuses anything else), some connection is always idle.
 //! - **Caps on requests in progress per route class** ([`RouteClass`]: intake, admin, health), each a semaphore
 //!   taken without waiting: one request over the cap is answered `503` with `Retry-After` at once. Requests in
