@@ -65,11 +65,12 @@ enum BodyError {
     Broken,
 }
 
-/// Reads `body` whole, refusing it as soon as it grows past `limit` or takes longer than `timeout`.
-async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+/// Reads `body` whole, refusing it as soon as it grows past `limit` or takes longer than `timeout`. `declared` is
+/// its `Content-Length`, already checked against `limit`.
+async fn read_body(body: Body, declared: Option<u64>, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
     let read = async {
         let mut stream = body.into_data_stream();
-        let mut buf = bytes::BytesMut::new();
+        let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |d| (d as usize).min(limit)));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| BodyError::Broken)?;
             if buf.len() + chunk.len() > limit {
@@ -97,10 +98,9 @@ pub async fn post_events(
         return refuse(refusal.reason, refusal.status, refusal.code, refusal.message);
     }
     let limit = settings.max_body_bytes;
-    if let Some(declared) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
-        if declared > limit as u64 {
-            return too_large(declared, limit);
-        }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|d| *d > limit as u64) {
+        return too_large(declared, limit);
     }
     if headers.get(header::CONTENT_ENCODING).is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity")) {
         return refuse(
@@ -110,7 +110,7 @@ pub async fn post_events(
             "compressed bodies are not accepted; send the events uncompressed",
         );
     }
-    let body = match read_body(body, limit, state.edge.limits.body_read_timeout).await {
+    let body = match read_body(body, declared, limit, state.edge.limits.body_read_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(format!("more than {limit}"), limit),
         Err(BodyError::Timeout) => {
