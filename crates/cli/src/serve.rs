@@ -24,11 +24,14 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let clock: SharedClock = Arc::new(ScaledClock::system());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("wrapup.db")).await?);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener =
+        wrapup_service::edge::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(wrapup_service::edge::bind(addr).with_context(|| format!("listening on {addr} (admin)"))?),
+        None => None,
+    };
     let spec = wrapup_service::build::spec_from_config(&config, store, clock)?;
-    let service = wrapup_service::app::start(spec, listener).await?;
+    let service = wrapup_service::app::start_with_admin(spec, listener, admin).await?;
     tracing::info!(addr = %service.addr, "Serving; Ctrl-C stops.");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     tracing::info!("Stopping: finishing legs in flight.");

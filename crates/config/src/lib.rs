@@ -17,10 +17,22 @@
 //!
 //! ```toml
 //! data_dir = "./wrapup-data"            # default "./wrapup-data"; relative to the config file's directory
-//! listen = "127.0.0.1:8080"             # default; admin API + intake
+//! listen = "127.0.0.1:8080"             # default; intake, health (and the admin API unless admin_listen)
+//! admin_listen = "127.0.0.1:8081"       # optional; the admin API and /metrics on their own address
 //!
 //! [admin]
 //! token = "env:WRAPUP_ADMIN_TOKEN"      # optional; when set, the admin API requires it
+//! metrics_token = "env:WRAPUP_METRICS_TOKEN"  # optional; when set, /metrics requires it
+//!
+//! [http]                                # optional; the HTTP edge's limits (see docs/RELIABILITY.md)
+//! header_read_timeout_ms = 5000         # a request's head must arrive within this
+//! body_read_timeout_ms = 10000          # and its body within this, once the headers passed their checks
+//! idle_timeout_ms = 10000               # a keep-alive connection with no request is closed after this
+//! request_timeout_ms = 30000            # longest a request may take, answer included
+//! max_connections = 1024                # open connections; at the cap the oldest idle one makes room
+//! max_intake_requests = 256             # requests in progress per route class; more are answered 503
+//! max_admin_requests = 32
+//! max_health_requests = 64
 //!
 //! [[connections]]
 //! name = "prod"                         # unique; what rules' `connection` and the ledger refer to
@@ -95,9 +107,13 @@ use wrapup_core::{Platform, RuleSet, Secret};
 pub struct Config {
     /// Where the embedded SQLite database lives.
     pub data_dir: PathBuf,
-    /// Address of the admin API and intake.
+    /// Address of the intake and health endpoints, and of the admin API unless `admin_listen` is set.
     pub listen: SocketAddr,
+    /// When set, the admin API and `/metrics` are served here only (so they need not be reachable from where the
+    /// platform's events come from).
+    pub admin_listen: Option<SocketAddr>,
     pub admin: AdminConfig,
+    pub http: HttpLimits,
     pub connections: Vec<ConnectionConfig>,
     pub rules: RuleSet,
     /// Where each rule (by index) is written, for problems found later (e.g. against a live catalog).
@@ -109,6 +125,51 @@ pub struct Config {
 pub struct AdminConfig {
     /// When set, the admin API requires it as a bearer token.
     pub token: Option<Secret>,
+    /// When set, `/metrics` requires it as a bearer token (a scraper need not hold the admin token).
+    pub metrics_token: Option<Secret>,
+}
+
+/// The HTTP edge's timeouts and limits (`[http]`). The defaults and why they are what they are:
+/// docs/RELIABILITY.md, "The HTTP edge".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's head (request line and headers) must arrive within this of its first byte; a new connection
+    /// must deliver its first head within this of being accepted.
+    pub header_read_timeout: std::time::Duration,
+    /// A body must arrive within this, counted from when the handler starts reading it.
+    pub body_read_timeout: std::time::Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: std::time::Duration,
+    /// The longest a request may take, from its head to its answer (a slow reader of the answer included).
+    pub request_timeout: std::time::Duration,
+    /// Open connections across all listeners.
+    pub max_connections: usize,
+    /// Requests in progress at once, per route class; one more is answered 503 with `Retry-After`.
+    pub max_intake_requests: usize,
+    pub max_admin_requests: usize,
+    pub max_health_requests: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            body_read_timeout: std::time::Duration::from_millis(DEFAULT_BODY_READ_TIMEOUT_MS),
+            idle_timeout: std::time::Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS),
+            request_timeout: std::time::Duration::from_millis(DEFAULT_HTTP_REQUEST_TIMEOUT_MS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_intake_requests: DEFAULT_MAX_INTAKE_REQUESTS,
+            max_admin_requests: DEFAULT_MAX_ADMIN_REQUESTS,
+            max_health_requests: DEFAULT_MAX_HEALTH_REQUESTS,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Requests that may be in progress at once, all classes together.
+    pub fn max_requests(&self) -> usize {
+        self.max_intake_requests + self.max_admin_requests + self.max_health_requests
+    }
 }
 
 /// One platform connection (a Genesys org or a CXone business unit).
@@ -233,6 +294,14 @@ pub const DEFAULT_RECONCILE_WINDOW_SECS: u64 = 3600;
 pub const DEFAULT_ACW_ESTIMATE_SECS: u64 = 20;
 pub const DEFAULT_INTAKE_KEY_HEADER: &str = "x-wrapup-intake-key";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_MAX_INTAKE_REQUESTS: usize = 256;
+pub const DEFAULT_MAX_ADMIN_REQUESTS: usize = 32;
+pub const DEFAULT_MAX_HEALTH_REQUESTS: usize = 64;
 
 impl Config {
     /// Reads and validates the file at `path`, resolving secrets from the process environment and file system.

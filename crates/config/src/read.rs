@@ -9,8 +9,8 @@ use crate::error::{ConfigError, ConfigErrors, LineIndex, Location};
 use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{self, Key, Node, Value};
 use crate::{
-    AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, IntakeAuth,
-    IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS, DEFAULT_CATALOG_TTL_SECS,
+    AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, HttpLimits,
+    IntakeAuth, IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS, DEFAULT_CATALOG_TTL_SECS,
     DEFAULT_CXONE_POLL_INTERVAL_MS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_REQUEST_TIMEOUT_MS,
@@ -294,8 +294,18 @@ fn plain_or_reference(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
 
 // ---- the document ----
 
-const ROOT_KEYS: &[&str] = &["data_dir", "listen", "admin", "connections", "rules"];
-const ADMIN_KEYS: &[&str] = &["token"];
+const ROOT_KEYS: &[&str] = &["data_dir", "listen", "admin_listen", "admin", "http", "connections", "rules"];
+const ADMIN_KEYS: &[&str] = &["token", "metrics_token"];
+const HTTP_KEYS: &[&str] = &[
+    "header_read_timeout_ms",
+    "body_read_timeout_ms",
+    "idle_timeout_ms",
+    "request_timeout_ms",
+    "max_connections",
+    "max_intake_requests",
+    "max_admin_requests",
+    "max_health_requests",
+];
 const CONNECTION_KEYS: &[&str] = &[
     "name",
     "kind",
@@ -351,23 +361,28 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     };
 
     let listen = match t.get("listen") {
-        Some(f) => string(cx, &f).and_then(|s| match s.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                cx.problem(
-                    &f.node.span,
-                    &f.path,
-                    format!("invalid address {s:?}: write ip:port, e.g. {DEFAULT_LISTEN:?}"),
-                );
-                None
-            }
-        }),
+        Some(f) => socket_address(cx, &f),
         None => DEFAULT_LISTEN.parse().ok(),
+    };
+    let admin_listen = match t.get("admin_listen") {
+        Some(f) => socket_address(cx, &f).and_then(|a| {
+            // Port 0 twice is two different ports; anything else twice is one socket bound twice.
+            if Some(a) == listen && a.port() != 0 {
+                cx.problem(&f.node.span, &f.path, "must differ from `listen` (leave it out to serve both on `listen`)");
+                return None;
+            }
+            Some(Some(a))
+        }),
+        None => Some(None),
     };
 
     let admin = match t.get("admin") {
         Some(f) => read_admin(cx, &f),
         None => Some(AdminConfig::default()),
+    };
+    let http = match t.get("http") {
+        Some(f) => read_http(cx, &f),
+        None => Some(HttpLimits::default()),
     };
 
     let mut connections = Some(Vec::new());
@@ -407,7 +422,9 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     Some(Config {
         data_dir: data_dir?,
         listen: listen?,
+        admin_listen: admin_listen?,
         admin: admin?,
+        http: http?,
         connections: connections?,
         rules,
         rule_locations,
@@ -446,16 +463,89 @@ fn check_unique_names<'n>(
     seen.into_iter().map(|(n, _)| n).collect()
 }
 
+fn socket_address(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<SocketAddr> {
+    let s = string(cx, f)?;
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.problem(&f.node.span, &f.path, format!("invalid address {s:?}: write ip:port, e.g. {DEFAULT_LISTEN:?}"));
+            None
+        }
+    }
+}
+
 fn read_admin(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<AdminConfig> {
     let mut t = table(cx, f.node, &f.path, ADMIN_KEYS)?;
     let token = t.get("token").map(|f| secret(cx, &f));
+    let metrics_token = t.get("metrics_token").map(|f| secret(cx, &f));
     t.finish(cx);
     Some(AdminConfig {
         token: match token {
             None => None,
             Some(resolved) => Some(resolved?),
         },
+        metrics_token: match metrics_token {
+            None => None,
+            Some(resolved) => Some(resolved?),
+        },
     })
+}
+
+fn read_http(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<HttpLimits> {
+    let mut t = table(cx, f.node, &f.path, HTTP_KEYS)?;
+    let d = HttpLimits::default();
+    let mut millis = |cx: &mut Cx<'_>, key: &str, min: u64, max: u64, default: std::time::Duration| match t.get(key) {
+        Some(f) => integer(cx, &f, min, max).map(std::time::Duration::from_millis),
+        None => Some(default),
+    };
+    let header_read_timeout = millis(cx, "header_read_timeout_ms", 100, 60_000, d.header_read_timeout);
+    let body_read_timeout = millis(cx, "body_read_timeout_ms", 100, 300_000, d.body_read_timeout);
+    let idle_timeout = millis(cx, "idle_timeout_ms", 100, 3_600_000, d.idle_timeout);
+    let request_timeout = millis(cx, "request_timeout_ms", 1_000, 600_000, d.request_timeout);
+    let max_connections_field = t.get("max_connections");
+    let mut count = |cx: &mut Cx<'_>, key: &str, min: u64, max: u64, default: usize| match t.get(key) {
+        Some(f) => integer(cx, &f, min, max).map(|v| v as usize),
+        None => Some(default),
+    };
+    let max_intake_requests = count(cx, "max_intake_requests", 1, 65_536, d.max_intake_requests);
+    let max_admin_requests = count(cx, "max_admin_requests", 1, 65_536, d.max_admin_requests);
+    let max_health_requests = count(cx, "max_health_requests", 1, 65_536, d.max_health_requests);
+    let max_connections = match &max_connections_field {
+        Some(f) => integer(cx, f, 16, 1_000_000).map(|v| v as usize),
+        None => Some(d.max_connections),
+    };
+    t.finish(cx);
+    let limits = HttpLimits {
+        header_read_timeout: header_read_timeout?,
+        body_read_timeout: body_read_timeout?,
+        idle_timeout: idle_timeout?,
+        request_timeout: request_timeout?,
+        max_connections: max_connections?,
+        max_intake_requests: max_intake_requests?,
+        max_admin_requests: max_admin_requests?,
+        max_health_requests: max_health_requests?,
+    };
+    // With fewer connections than requests in progress, every connection could be busy and a health probe would
+    // find no idle one to take the place of.
+    if limits.max_connections <= limits.max_requests() {
+        let span = max_connections_field.as_ref().map_or(&f.node.span, |m| &m.node.span);
+        let path = max_connections_field.as_ref().map_or(f.path.clone(), |m| m.path.clone());
+        cx.problem(
+            span,
+            &path,
+            format!(
+                "must be more than max_intake_requests + max_admin_requests + max_health_requests ({}), so that a \
+                 new connection always finds an idle one to take the place of",
+                limits.max_requests()
+            ),
+        );
+        return None;
+    }
+    if limits.body_read_timeout > limits.request_timeout {
+        cx.problem(&f.node.span, &f.path, "body_read_timeout_ms must not be longer than request_timeout_ms");
+        return None;
+    }
+    Some(limits)
 }
 
 fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {

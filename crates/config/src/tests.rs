@@ -120,6 +120,68 @@ fn a_minimal_file_gets_the_defaults() {
     assert!(config.connections.is_empty());
     assert!(config.rules.is_empty());
     assert!(config.admin.token.is_none());
+    assert!(config.admin.metrics_token.is_none());
+    assert_eq!(config.admin_listen, None);
+    assert_eq!(config.http, HttpLimits::default());
+    assert_eq!(config.http.header_read_timeout, std::time::Duration::from_secs(5));
+    assert!(config.http.max_connections > config.http.max_requests());
+}
+
+#[test]
+fn the_http_edge_limits_and_the_admin_address_are_read() {
+    let config = parse(
+        r#"
+listen = "0.0.0.0:8080"
+admin_listen = "127.0.0.1:8081"
+[admin]
+metrics_token = "env:WRAPUP_ADMIN_TOKEN"
+[http]
+header_read_timeout_ms = 2000
+body_read_timeout_ms = 3000
+idle_timeout_ms = 60000
+request_timeout_ms = 20000
+max_connections = 100
+max_intake_requests = 50
+max_admin_requests = 10
+max_health_requests = 10
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
+    assert_eq!(config.admin.metrics_token.as_ref().unwrap().expose(), "admin-token-value");
+    assert!(config.admin.token.is_none());
+    let http = config.http;
+    assert_eq!(http.header_read_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(http.body_read_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(http.idle_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(http.request_timeout, std::time::Duration::from_secs(20));
+    assert_eq!((http.max_connections, http.max_requests()), (100, 70));
+}
+
+#[test]
+fn http_edge_limits_that_cannot_hold_are_reported_with_their_location() {
+    assert_problem("[http]\nheader_read_timeout_ms = 0\n", "w.toml:2:26: http.header_read_timeout_ms", "between 100");
+    assert_problem("[http]\nmax_connections = 10\n", "w.toml:2:19: http.max_connections", "between 16");
+    assert_problem("[http]\nmax_conections = 10\n", "w.toml:2:1: http.max_conections", "unknown key");
+    assert_problem(
+        "[http]\nmax_connections = 300\n",
+        "w.toml:2:19: http.max_connections",
+        "more than max_intake_requests + max_admin_requests + max_health_requests (352)",
+    );
+    assert_problem("[http]\nmax_intake_requests = 2000\n", "w.toml:1:1: http", "(2096)");
+    assert_problem(
+        "[http]\nbody_read_timeout_ms = 60000\n",
+        "w.toml:1:1: http",
+        "not be longer than request_timeout_ms",
+    );
+    assert_problem(
+        "listen = \"127.0.0.1:8080\"\nadmin_listen = \"127.0.0.1:8080\"\n",
+        "w.toml:2:16: admin_listen",
+        "must differ from `listen`",
+    );
+    assert_problem("admin_listen = \"localhost:1\"\n", "w.toml:1:16: admin_listen", "invalid address");
+    // Two ephemeral ports are two addresses.
+    assert!(parse("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n").is_ok());
 }
 
 #[test]

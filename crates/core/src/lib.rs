@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod clock;
 pub mod event;
 pub mod failure;
+pub mod ids;
 pub mod leg;
 pub mod lifecycle;
 pub mod outcome;

@@ -1,8 +1,11 @@
-//! The HTTP surface: intake, health, metrics, and the admin API (legs and their explanations).
+//! The HTTP surface: intake, health, metrics, and the admin API (legs and their explanations). The routes are
+//! grouped so that the admin API can listen on an address of its own (`admin_listen`); the limits in front of all
+//! of them are in [`crate::edge`].
 
 use crate::app::AppState;
+use crate::edge::bearer_matches;
 use crate::intake::{self, error};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,25 +13,46 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::{Arc, OnceLock};
-use subtle::ConstantTimeEq;
 use wrapup_core::{LegKey, Outcome};
 use wrapup_store::LegFilter;
 
-/// The largest intake body any connection may configure; each connection's own limit is checked in the handler.
-pub const MAX_INTAKE_BODY: usize = 16 * 1024 * 1024;
-
+/// Everything on one address: intake, probes, metrics and the admin API.
 pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().merge(intake_routes()).merge(admin_routes()).with_state(state)
+}
+
+/// What must be reachable from the platform's side: intake and the probes (for a load balancer in front).
+pub fn intake_router(state: Arc<AppState>) -> Router {
+    intake_routes().with_state(state)
+}
+
+/// What need not be: the admin API and `/metrics`, with the probes too (`admin_listen`).
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    admin_routes().route("/health", get(health)).route("/ready", get(ready)).with_state(state)
+}
+
+fn intake_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/intake/{connection}", post(intake::post_events))
-        .layer(DefaultBodyLimit::max(MAX_INTAKE_BODY))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health))
         .route("/ready", get(ready))
+}
+
+fn admin_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/legs", get(list_legs))
         .route("/api/v1/legs/{connection}/{conversation}/{participant}", get(get_leg))
         .route("/api/v1/summary", get(summary))
-        .with_state(state)
 }
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+/// How long `/ready` waits for the store before it answers that the store is too slow: a probe must get an
+/// answer, and a store that takes longer than this is not ready for traffic.
+pub const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The process-wide Prometheus recorder (installed once; later calls reuse it).
 pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
@@ -39,8 +63,10 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
 /// Ready when the store answers and every connection has a catalog: before that, each leg waits for the first
 /// catalog load, so a deployment (or the demo) should not send traffic yet.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if let Err(e) = state.store.next_due().await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string());
+    match tokio::time::timeout(READY_STORE_TIMEOUT, state.store.next_due()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Err(_) => return crate::edge::unavailable("store_slow", "the store did not answer within a second"),
     }
     let mut loading: Vec<&str> =
         state.connections.iter().filter(|(_, c)| !c.catalog.is_loaded()).map(|(n, _)| n.as_str()).collect();
@@ -52,7 +78,16 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "catalog_loading", msg)
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        if !bearer_matches(&headers, token) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "/metrics needs 'Authorization: Bearer <token>'",
+            );
+        }
+    }
     match &state.metrics {
         Some(h) => h.render().into_response(),
         None => error(StatusCode::SERVICE_UNAVAILABLE, "no_metrics", "no metrics recorder is installed"),
@@ -61,12 +96,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.admin_token else { return Ok(()) };
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+    if bearer_matches(headers, token) {
         Ok(())
     } else {
         Err(Box::new(error(
@@ -115,7 +145,14 @@ async fn get_leg(
     if let Err(r) = authorized(&state, &headers) {
         return *r;
     }
+    // The same shape rule as intake: a key no event could have stored is refused before the store is asked.
+    let Some(platform) = state.connections.get(&connection).map(|c| c.platform.platform()) else {
+        return error(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}"));
+    };
     let key = LegKey::new(connection, conversation, participant);
+    if let Err(e) = wrapup_core::ids::check_leg(platform, &key) {
+        return error(StatusCode::BAD_REQUEST, "invalid_id", e.to_string());
+    }
     let leg = match state.store.get_leg(&key).await {
         Ok(Some(l)) => l.leg,
         Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no leg {key}")),

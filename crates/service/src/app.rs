@@ -1,10 +1,13 @@
-//! Assembling the service: one store, one worker pool, one HTTP server (intake + admin), per-connection runtimes.
+//! Assembling the service: one store, one worker pool, one HTTP edge (intake + admin, on one address or two),
+//! per-connection runtimes.
 //!
 //! [`start`] takes a fully built [`ServiceSpec`] (from a config file in `wrapup serve`, or programmatically in the
-//! demo and tests) and a bound listener, so tests can run the whole service on port 0.
+//! demo and tests) and a bound listener, so tests can run the whole service on port 0; [`start_with_admin`] takes
+//! a second one for the admin API.
 
 use crate::acw_estimate::AcwEstimates;
 use crate::catalog::CatalogCache;
+use crate::edge::Edge;
 use crate::intake::IntakeSettings;
 use crate::platform::SharedPlatform;
 use crate::reconciler::{ReconcileSpec, Reconciler};
@@ -48,6 +51,10 @@ pub struct ServiceSpec {
     pub clock: SharedClock,
     pub connections: Vec<ConnectionSpec>,
     pub admin_token: Option<Secret>,
+    /// When set, `/metrics` requires it as a bearer token.
+    pub metrics_token: Option<Secret>,
+    /// The HTTP edge's timeouts and caps.
+    pub http: crate::edge::Limits,
     pub scheduler: SchedulerSettings,
     pub retry: RetryPolicy,
     /// See [`Worker::deadline_guard`].
@@ -69,7 +76,10 @@ pub struct AppState {
     pub connections: HashMap<String, Arc<ConnectionRuntime>>,
     pub wake: Arc<Notify>,
     pub admin_token: Option<Secret>,
+    pub metrics_token: Option<Secret>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The edge's limits and permits (intake reads its body-read timeout here).
+    pub edge: Arc<Edge>,
     /// Each connection's reconciler, to ask for a pass (e.g. after a websocket gap).
     pub reconcilers: HashMap<String, Arc<Reconciler>>,
     /// Each CXone connection's client, for a last completed-contacts sweep on demand ([`AppState::last_look`]).
@@ -107,7 +117,10 @@ impl AppState {
 
 /// A running service.
 pub struct ServiceHandle {
+    /// Intake and probes; the admin API too unless it has its own address.
     pub addr: SocketAddr,
+    /// The admin API's own address, when it has one.
+    pub admin_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
@@ -116,6 +129,11 @@ pub struct ServiceHandle {
 impl ServiceHandle {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the admin API answers.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr.unwrap_or(self.addr))
     }
 
     /// Stops accepting work, lets in-flight legs finish, and returns.
@@ -129,7 +147,18 @@ impl ServiceHandle {
 
 /// Starts the service on `listener`.
 pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyhow::Result<ServiceHandle> {
+    start_with_admin(spec, listener, None).await
+}
+
+/// Starts the service with intake and probes on `listener` and, when `admin` is given, the admin API and
+/// `/metrics` on it only.
+pub async fn start_with_admin(
+    spec: ServiceSpec,
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+) -> anyhow::Result<ServiceHandle> {
     let addr = listener.local_addr().context("reading the listener's address")?;
+    let admin_addr = admin.as_ref().map(|a| a.local_addr()).transpose().context("reading the admin address")?;
     if spec.exclusive_store {
         let cleared = spec.store.release_all_leases().await.context("clearing leases left by a previous run")?;
         if cleared > 0 {
@@ -206,20 +235,21 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
         connections,
         wake: wake.clone(),
         admin_token: spec.admin_token,
+        metrics_token: spec.metrics_token,
         metrics: crate::admin::metrics_handle(),
+        edge: Arc::new(Edge::new(spec.http)),
         reconcilers,
         cxone_clients,
     });
     let shutdown = Shutdown::default();
-    let router = crate::admin::router(state.clone());
-    let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, router).with_graceful_shutdown(async move { server_shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "The HTTP server stopped with an error.");
-        }
-    });
+    let listeners = match admin {
+        None => vec![(listener, crate::admin::router(state.clone()))],
+        Some(admin) => vec![
+            (listener, crate::admin::intake_router(state.clone())),
+            (admin, crate::admin::admin_router(state.clone())),
+        ],
+    };
+    let server = crate::edge::serve(listeners, state.edge.clone(), shutdown.clone());
     let claim = tokio::spawn(scheduler::run_claim_loop(worker.clone(), spec.scheduler.clone(), wake, shutdown.clone()));
     let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
     let mut tasks = vec![server, claim, sweep];
@@ -253,6 +283,9 @@ pub async fn start(spec: ServiceSpec, listener: tokio::net::TcpListener) -> anyh
     for reconciler in state.reconcilers.values() {
         tasks.push(tokio::spawn(crate::reconciler::run(reconciler.clone(), shutdown.clone())));
     }
-    tracing::info!(%addr, "wrapup is serving.");
-    Ok(ServiceHandle { addr, state, shutdown, tasks })
+    match admin_addr {
+        Some(admin) => tracing::info!(%addr, %admin, "wrapup is serving (the admin API on its own address)."),
+        None => tracing::info!(%addr, "wrapup is serving."),
+    }
+    Ok(ServiceHandle { addr, admin_addr, state, shutdown, tasks })
 }

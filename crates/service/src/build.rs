@@ -169,6 +169,8 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         clock,
         connections,
         admin_token: config.admin.token.clone().map(|t: Secret| t),
+        metrics_token: config.admin.metrics_token.clone(),
+        http: config.http,
         scheduler: SchedulerSettings::default(),
         retry: RetryPolicy::default(),
         deadline_guard: Duration::from_millis(500),

@@ -1,24 +1,40 @@
 //! `POST /intake/{connection}`: platform events in, durable before acknowledged.
 //!
-//! The order of checks is chosen so that nothing is stored unless everything is right: the connection must exist,
-//! the request must be authenticated (an API key or a Standard Webhooks signature, see [`crate::intake_auth`]), the
-//! body must fit the size limit and parse completely (a batch with one bad envelope is refused whole — the sender
-//! retries it, and a partial accept would make that retry ambiguous).
+//! The order of checks is chosen so that nothing is read that need not be, and nothing is stored unless everything
+//! is right:
+//!
+//! 1. the connection must exist (404);
+//! 2. the request must be authenticated from its headers alone (401; see [`crate::intake_auth`]): the API key, or
+//!    for Standard Webhooks the presence, form and timestamp of the signature headers;
+//! 3. a declared `Content-Length` above the connection's limit is refused at once (413), and a `Content-Encoding`
+//!    other than identity too (415: a compressed body is never inflated);
+//! 4. only then is the body read — which is also when hyper sends `100 Continue` to a client that asked for it —
+//!    up to the limit (413 beyond it, for a body without a length) and within `body_read_timeout` (408);
+//! 5. a Standard Webhooks signature is verified against the body (401, or 409 for a reused `webhook-id`);
+//! 6. the body must parse completely (400/422; a batch with one bad envelope is refused whole — the sender retries
+//!    it, and a partial accept would make that retry ambiguous), and every id in it must have its platform's shape
+//!    (400 naming the field, [`wrapup_core::ids`]).
+//!
 //! Only then are the events written, in one transaction, and only after that commit does the sender get its 2xx
 //! (the SQLite store shares that commit with whatever else is being written at the moment: see its write batcher).
 //! Duplicates (same dedupe key) are acknowledged and have no effect.
 
 use crate::app::AppState;
 use crate::intake_auth::IntakeAuth;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use wrapup_connectors::genesys::events::{parse_eventbridge, EventError, Parsed};
+use wrapup_core::Platform;
 use wrapup_store::Ingested;
+
+pub use crate::edge::error;
 
 /// How one connection's intake is authenticated and bounded.
 #[derive(Debug, Clone)]
@@ -28,31 +44,89 @@ pub struct IntakeSettings {
     pub system_code_ids: std::collections::HashSet<String>,
 }
 
-/// A refusal, as the one JSON error envelope of the API.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+fn refuse(reason: &'static str, status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    metrics::counter!("wrapup_intake_rejected_total", "reason" => reason).increment(1);
+    error(status, code, message)
+}
+
+fn too_large(size: impl std::fmt::Display, limit: usize) -> Response {
+    refuse(
+        "size",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("body of {size} bytes exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+/// Reads `body` whole, refusing it as soon as it grows past `limit` or takes longer than `timeout`. `declared` is
+/// its `Content-Length`, already checked against `limit`.
+async fn read_body(body: Body, declared: Option<u64>, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |d| (d as usize).min(limit)));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| BodyError::Broken)?;
+            if buf.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read).await.unwrap_or(Err(BodyError::Timeout))
 }
 
 pub async fn post_events(
     State(state): State<Arc<AppState>>,
     Path(connection): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let Some(settings) = state.intake.get(&connection) else {
         return error(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}"));
     };
-    if let Err(refusal) = settings.auth.check(&headers, &body, jiff::Timestamp::now().as_second()) {
-        metrics::counter!("wrapup_intake_rejected_total", "reason" => refusal.reason).increment(1);
-        return error(refusal.status, refusal.code, refusal.message);
+    let (parts, body) = request.into_parts();
+    let headers: &HeaderMap = &parts.headers;
+    let now_unix = jiff::Timestamp::now().as_second();
+    if let Err(refusal) = settings.auth.check_headers(headers, now_unix) {
+        return refuse(refusal.reason, refusal.status, refusal.code, refusal.message);
     }
-    if body.len() > settings.max_body_bytes {
-        metrics::counter!("wrapup_intake_rejected_total", "reason" => "size").increment(1);
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("body of {} bytes exceeds the limit of {} bytes", body.len(), settings.max_body_bytes),
+    let limit = settings.max_body_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|d| *d > limit as u64) {
+        return too_large(declared, limit);
+    }
+    if headers.get(header::CONTENT_ENCODING).is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity")) {
+        return refuse(
+            "encoding",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "compressed bodies are not accepted; send the events uncompressed",
         );
+    }
+    let body = match read_body(body, declared, limit, state.edge.limits.body_read_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(format!("more than {limit}"), limit),
+        Err(BodyError::Timeout) => {
+            return refuse(
+                "timeout",
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {} ms", state.edge.limits.body_read_timeout.as_millis()),
+            )
+        }
+        Err(BodyError::Broken) => {
+            return refuse("broken", StatusCode::BAD_REQUEST, "bad_body", "the body could not be read to its end")
+        }
+    };
+    if let Err(refusal) = settings.auth.check_body(headers, &body, now_unix) {
+        return refuse(refusal.reason, refusal.status, refusal.code, refusal.message);
     }
     let parsed = match parse_eventbridge(&connection, &body, &settings.system_code_ids) {
         Ok(parsed) => parsed,
@@ -69,6 +143,7 @@ pub async fn post_events(
             return error(status, "invalid_event", e.to_string());
         }
     };
+    let platform = state.connections.get(&connection).map_or(Platform::Genesys, |c| c.platform.platform());
     let mut ignored = 0usize;
     let mut events: Vec<_> = parsed
         .into_iter()
@@ -80,6 +155,11 @@ pub async fn post_events(
             }
         })
         .collect();
+    if let Some(e) = events.iter().find_map(|e| wrapup_core::ids::check_event(platform, e).err()) {
+        metrics::counter!("wrapup_intake_rejected_total", "reason" => "invalid_id").increment(1);
+        let message = if events.len() > 1 { format!("an event of the batch: {e}") } else { e.to_string() };
+        return error(StatusCode::BAD_REQUEST, "invalid_id", message);
+    }
     // The leg's deadline from the cached catalog, so the store can order it by deadline from the start (never waits:
     // before the first catalog load the worker fills it when it decides the leg).
     if let Some(catalog) = state.connections.get(&connection).and_then(|c| c.catalog.cached()) {
@@ -92,11 +172,7 @@ pub async fn post_events(
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(connection = %connection, error = %e, "Could not store events; the sender must retry.");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "events could not be stored; retry",
-                );
+                return crate::edge::unavailable("store_unavailable", "events could not be stored; retry");
             }
         }
     };
@@ -112,4 +188,30 @@ pub async fn post_events(
     }
     (StatusCode::ACCEPTED, Json(json!({"accepted": accepted, "duplicates": duplicates, "ignored": ignored})))
         .into_response()
+}
+
+/// The events of a feed the service pulls (the websocket, CXone detection) whose ids have their platform's shape;
+/// the others are dropped — there is no sender to answer 400 to — and logged and counted, without their values.
+pub(crate) fn with_valid_ids<'a>(
+    platform: Platform,
+    connection: &str,
+    intake: &'static str,
+    events: &'a [wrapup_core::Event],
+) -> std::borrow::Cow<'a, [wrapup_core::Event]> {
+    if events.iter().all(|e| wrapup_core::ids::check_event(platform, e).is_ok()) {
+        return std::borrow::Cow::Borrowed(events);
+    }
+    let kept = events
+        .iter()
+        .filter(|e| match wrapup_core::ids::check_event(platform, e) {
+            Ok(()) => true,
+            Err(problem) => {
+                tracing::warn!(connection = %connection, intake, problem = %problem, "Dropped an event whose ids are malformed.");
+                metrics::counter!("wrapup_intake_rejected_total", "reason" => "invalid_id").increment(1);
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    std::borrow::Cow::Owned(kept)
 }

@@ -67,8 +67,16 @@ pub struct Refusal {
 }
 
 impl IntakeAuth {
-    /// Checks one request. `now_unix` is the wall clock in unix seconds.
+    /// Checks one request, headers then body. `now_unix` is the wall clock in unix seconds.
     pub fn check(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), Refusal> {
+        self.check_headers(headers, now_unix)?;
+        self.check_body(headers, body, now_unix)
+    }
+
+    /// Everything that can be checked before the body is read: the API key entirely; for Standard Webhooks, that
+    /// the three headers are there and well-formed and the timestamp is within the tolerance. Intake reads a body
+    /// only after this passed, so an unauthenticated sender cannot make the service read (or `100 Continue`) one.
+    pub fn check_headers(&self, headers: &HeaderMap, now_unix: i64) -> Result<(), Refusal> {
         match self {
             IntakeAuth::ApiKey { header, key } => {
                 let presented = headers.get(header.as_str()).map(|v| v.as_bytes()).unwrap_or_default();
@@ -82,31 +90,35 @@ impl IntakeAuth {
                 }
                 Ok(())
             }
-            IntakeAuth::StandardWebhooks(hooks) => {
-                let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
-                let request = WebhookRequest {
-                    id: get(HEADER_ID),
-                    timestamp: get(HEADER_TIMESTAMP),
-                    signature: get(HEADER_SIGNATURE),
-                    body,
-                };
-                hooks.check(&request, now_unix).map(|_| ()).map_err(|e| Refusal {
-                    status: match e {
-                        WebhookError::Replayed { .. } => StatusCode::CONFLICT,
-                        _ => StatusCode::UNAUTHORIZED,
-                    },
-                    code: match e {
-                        WebhookError::Replayed { .. } => "replayed_webhook_id",
-                        _ => "unauthenticated",
-                    },
-                    message: e.to_string(),
-                    reason: match e {
-                        WebhookError::Replayed { .. } => "replay",
-                        _ => "auth",
-                    },
-                })
+            IntakeAuth::StandardWebhooks(_) => {
+                webhook_headers(&webhook_request(headers, b""), now_unix).map(|_| ()).map_err(webhook_refusal)
             }
         }
+    }
+
+    /// What needs the body: a Standard Webhooks signature (and the replay check). Nothing for an API key.
+    pub fn check_body(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), Refusal> {
+        match self {
+            IntakeAuth::ApiKey { .. } => Ok(()),
+            IntakeAuth::StandardWebhooks(hooks) => {
+                hooks.check(&webhook_request(headers, body), now_unix).map(|_| ()).map_err(webhook_refusal)
+            }
+        }
+    }
+}
+
+fn webhook_request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
+    let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    WebhookRequest { id: get(HEADER_ID), timestamp: get(HEADER_TIMESTAMP), signature: get(HEADER_SIGNATURE), body }
+}
+
+fn webhook_refusal(e: WebhookError) -> Refusal {
+    let replayed = matches!(e, WebhookError::Replayed { .. });
+    Refusal {
+        status: if replayed { StatusCode::CONFLICT } else { StatusCode::UNAUTHORIZED },
+        code: if replayed { "replayed_webhook_id" } else { "unauthenticated" },
+        message: e.to_string(),
+        reason: if replayed { "replay" } else { "auth" },
     }
 }
 
@@ -149,6 +161,41 @@ pub struct Verified {
 /// Verifies one request against `key` at `now_unix`: headers present and well-formed, timestamp within the
 /// tolerance, and at least one `v1` signature equal (in constant time) to the HMAC of the signed content.
 pub fn verify(key: &[u8], request: &WebhookRequest<'_>, now_unix: i64) -> Result<Verified, WebhookError> {
+    let WebhookHeaders { id, timestamp, timestamp_value, signature } = webhook_headers(request, now_unix)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(id);
+    mac.update(b".");
+    mac.update(timestamp);
+    mac.update(b".");
+    mac.update(request.body);
+    for entry in v1_signatures(signature) {
+        let Ok(candidate) = base64_decode(entry) else { continue };
+        if mac.clone().verify_slice(&candidate).is_ok() {
+            // Visible ASCII (checked above).
+            let id = String::from_utf8_lossy(id).into_owned();
+            return Ok(Verified { id, timestamp: timestamp_value });
+        }
+    }
+    Err(WebhookError::BadSignature)
+}
+
+/// The three headers of a request, checked for presence and form, with the timestamp within the tolerance.
+struct WebhookHeaders<'a> {
+    id: &'a [u8],
+    timestamp: &'a [u8],
+    timestamp_value: i64,
+    signature: &'a [u8],
+}
+
+/// The `v1` entries of a `webhook-signature` header, without their prefix. Bytes, not text: an entry this service
+/// cannot read (another version, non-ASCII) must not hide a valid one.
+fn v1_signatures(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    header.split(|b| *b == b' ').filter_map(|e| e.strip_prefix(b"v1,"))
+}
+
+/// What [`verify`] checks before it computes anything: every header present and well-formed, the timestamp within
+/// [`TOLERANCE_SECS`], at least one `v1` signature.
+fn webhook_headers<'a>(request: &WebhookRequest<'a>, now_unix: i64) -> Result<WebhookHeaders<'a>, WebhookError> {
     let id = request.id.ok_or(WebhookError::MissingHeader(HEADER_ID))?;
     let timestamp = request.timestamp.ok_or(WebhookError::MissingHeader(HEADER_TIMESTAMP))?;
     let signature = request.signature.ok_or(WebhookError::MissingHeader(HEADER_SIGNATURE))?;
@@ -168,31 +215,13 @@ pub fn verify(key: &[u8], request: &WebhookRequest<'_>, now_unix: i64) -> Result
         let direction = if skew > 0 { "ahead of" } else { "behind" };
         return Err(WebhookError::OutsideTolerance { skew_secs: skew.abs(), direction });
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(id);
-    mac.update(b".");
-    mac.update(timestamp);
-    mac.update(b".");
-    mac.update(request.body);
-    let mut v1_seen = false;
-    // Bytes, not text: an entry this service cannot read (another version, non-ASCII) must not hide a valid one.
-    for entry in signature.split(|b| *b == b' ').filter(|e| !e.is_empty()) {
-        let Some(encoded) = entry.strip_prefix(b"v1,") else { continue };
-        v1_seen = true;
-        let Ok(candidate) = base64_decode(encoded) else { continue };
-        if mac.clone().verify_slice(&candidate).is_ok() {
-            // Visible ASCII (checked above).
-            let id = String::from_utf8_lossy(id).into_owned();
-            return Ok(Verified { id, timestamp: timestamp_value });
-        }
-    }
-    if !v1_seen {
+    if v1_signatures(signature).next().is_none() {
         return Err(WebhookError::Malformed {
             header: HEADER_SIGNATURE,
             reason: "it holds no `v1,<base64>` signature",
         });
     }
-    Err(WebhookError::BadSignature)
+    Ok(WebhookHeaders { id, timestamp, timestamp_value, signature })
 }
 
 fn base64_decode(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
@@ -409,6 +438,31 @@ mod tests {
         let sig3 = sign(key().key(), "msg_s", late, first);
         assert!(hooks.check(&request("msg_s", &late.to_string(), &sig3, first), late).is_ok());
         assert_eq!(hooks.seen.lock().by_id.keys().collect::<Vec<_>>(), ["msg_s"]);
+    }
+
+    #[test]
+    fn header_checks_refuse_what_can_be_refused_without_the_body() {
+        let auth = IntakeAuth::StandardWebhooks(Arc::new(StandardWebhooks::new(key())));
+        let mut headers = HeaderMap::new();
+        assert!(auth.check_headers(&headers, NOW).unwrap_err().message.contains("missing header webhook-id"));
+        headers.insert(HEADER_ID, "m".parse().unwrap());
+        headers.insert(HEADER_TIMESTAMP, (NOW - 301).to_string().parse().unwrap());
+        headers.insert(HEADER_SIGNATURE, "v1,AAAA".parse().unwrap());
+        assert!(matches!(auth.check_headers(&headers, NOW), Err(Refusal { status: StatusCode::UNAUTHORIZED, .. })));
+        headers.insert(HEADER_TIMESTAMP, NOW.to_string().parse().unwrap());
+        headers.insert(HEADER_SIGNATURE, "v2,AAAA".parse().unwrap());
+        assert!(auth.check_headers(&headers, NOW).is_err());
+        // Well-formed and in time: the body decides.
+        headers.insert(HEADER_SIGNATURE, "v1,AAAA".parse().unwrap());
+        assert_eq!(auth.check_headers(&headers, NOW), Ok(()));
+        assert_eq!(auth.check_body(&headers, b"{}", NOW).unwrap_err().code, "unauthenticated");
+
+        let api = IntakeAuth::ApiKey { header: "x-key".into(), key: Secret::new("k") };
+        let mut headers = HeaderMap::new();
+        assert_eq!(api.check_headers(&headers, NOW).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        headers.insert("x-key", "k".parse().unwrap());
+        assert_eq!(api.check_headers(&headers, NOW), Ok(()));
+        assert_eq!(api.check_body(&headers, b"anything", NOW), Ok(()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod build;
 pub mod catalog;
 pub mod chaos;
 pub mod cxone;
+pub mod edge;
 pub mod genesys;
 pub mod intake;
 pub mod intake_auth;

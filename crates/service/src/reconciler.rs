@@ -293,7 +293,17 @@ impl Reconciler {
     }
 
     /// Ingests what the pass found, counts it, and notes it in each leg's ledger.
-    async fn ingest(&self, events: Vec<(Event, Kind)>, report: &mut PassReport) -> anyhow::Result<()> {
+    async fn ingest(&self, mut events: Vec<(Event, Kind)>, report: &mut PassReport) -> anyhow::Result<()> {
+        // The analytics and read-back answers are the platform's, but the ids in them pass the same shape check as
+        // every other intake before they name a leg.
+        let platform = self.platform.platform();
+        events.retain(|(event, _)| match wrapup_core::ids::check_event(platform, event) {
+            Ok(()) => true,
+            Err(e) => {
+                report.errors.push(format!("an event found by the reconciler was dropped: {e}"));
+                false
+            }
+        });
         if events.is_empty() {
             return Ok(());
         }

@@ -34,7 +34,7 @@ use wrapup_connectors::genesys::notifications::{self, Notification, Notification
 use wrapup_connectors::genesys::queue_topics::queue_topic;
 use wrapup_connectors::genesys::GenesysClient;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::Event;
+use wrapup_core::{Event, Platform};
 use wrapup_store::Ingested;
 
 /// Channels per OAuth client and app the platform keeps (`platforms/genesys-cloud.md` §5.1); one more evicts the
@@ -255,9 +255,14 @@ pub(crate) async fn store_batch(
     shutdown: &Shutdown,
     intake: &'static str,
 ) -> bool {
+    let platform = state.connections.get(connection).map_or(Platform::Genesys, |c| c.platform.platform());
+    let batch = crate::intake::with_valid_ids(platform, connection, intake, batch);
+    if batch.is_empty() {
+        return true;
+    }
     let mut wait = Duration::from_millis(100);
     loop {
-        match state.store.ingest(batch, state.clock.now()).await {
+        match state.store.ingest(&batch, state.clock.now()).await {
             Ok(results) => {
                 let accepted = results.iter().filter(|r| **r == Ingested::New).count();
                 let duplicates = results.len() - accepted;

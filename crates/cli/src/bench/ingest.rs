@@ -29,7 +29,13 @@ use wrapup_store::{SqliteStore, Store};
 const NO_MATCH: &str =
     "[[rules]]\nname = \"nothing here\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n[rules.when]\nqueue = \"Nowhere\"\n";
 
-/// One `user.end` EventBridge envelope for a fresh leg.
+// Genesys ids are UUIDs, and intake refuses anything else; one participant, session, queue and user for all legs.
+const PARTICIPANT: &str = "00000000-0000-4000-8000-0000000000a1";
+const SESSION: &str = "00000000-0000-4000-8000-0000000000b1";
+const QUEUE: &str = "00000000-0000-4000-8000-0000000000c1";
+const USER: &str = "00000000-0000-4000-8000-0000000000d1";
+
+/// One `user.end` EventBridge envelope for a fresh leg (`conversation` must be a UUID).
 pub fn user_end(conversation: &str, at_ms: i64) -> serde_json::Value {
     serde_json::json!({
         "version": "0",
@@ -44,8 +50,8 @@ pub fn user_end(conversation: &str, at_ms: i64) -> serde_json::Value {
             "topicName": format!("v2.detail.events.conversation.{conversation}.user.end"),
             "version": "2",
             "eventBody": {
-                "eventTime": at_ms, "conversationId": conversation, "participantId": "p-1", "sessionId": "s-1",
-                "mediaType": "VOICE", "direction": "inbound", "queueId": "q-bench", "userId": "u-1",
+                "eventTime": at_ms, "conversationId": conversation, "participantId": PARTICIPANT,
+                "sessionId": SESSION, "mediaType": "VOICE", "direction": "inbound", "queueId": QUEUE, "userId": USER,
                 "interactingDurationMs": 30000, "disconnectType": "peer",
             },
             "metadata": {"CorrelationId": uuid::Uuid::new_v4().to_string()},
@@ -63,15 +69,24 @@ fn user_end_text(conversation: &str, at_ms: i64) -> String {
             r#""source":"aws.partner/genesys.com/cloud/bench/wrapup-bench","account":"000000000000","#,
             r#""time":"2026-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{{"#,
             r#""topicName":"v2.detail.events.conversation.{conv}.user.end","version":"2","eventBody":{{"#,
-            r#""eventTime":{at},"conversationId":"{conv}","participantId":"p-1","sessionId":"s-1","#,
-            r#""mediaType":"VOICE","direction":"inbound","queueId":"q-bench","userId":"u-1","#,
+            r#""eventTime":{at},"conversationId":"{conv}","participantId":"{PARTICIPANT}","sessionId":"{SESSION}","#,
+            r#""mediaType":"VOICE","direction":"inbound","queueId":"{QUEUE}","userId":"{USER}","#,
             r#""interactingDurationMs":30000,"disconnectType":"peer"}},"metadata":{{"CorrelationId":"{corr}"}}}}}}"#
         ),
         id = uuid::Uuid::new_v4(),
         conv = conversation,
         at = at_ms,
         corr = uuid::Uuid::new_v4(),
+        PARTICIPANT = PARTICIPANT,
+        SESSION = SESSION,
+        QUEUE = QUEUE,
+        USER = USER,
     )
+}
+
+/// The `n`th conversation of phase `run`, as a Genesys id (a UUID).
+fn conversation_id(run: u32, n: u64) -> String {
+    format!("{run:08x}-0000-4000-8000-{:012x}", n & 0xffff_ffff_ffff)
 }
 
 struct Generator {
@@ -80,14 +95,15 @@ struct Generator {
     key: String,
     batch: usize,
     next: AtomicU64,
-    run: String,
+    /// Tells the phases' conversations apart.
+    run: u32,
 }
 
 impl Generator {
     fn body(&self) -> String {
         let now = jiff::Timestamp::now().as_millisecond();
         let mut items = (0..self.batch)
-            .map(|_| user_end_text(&format!("c-{}-{}", self.run, self.next.fetch_add(1, Ordering::Relaxed)), now));
+            .map(|_| user_end_text(&conversation_id(self.run, self.next.fetch_add(1, Ordering::Relaxed)), now));
         if self.batch == 1 {
             items.next().unwrap_or_default()
         } else {
@@ -267,14 +283,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let service = env.service.as_ref().context("the service is not running")?;
     let key = env.config.connections[0].intake.api_key.as_ref().context("no intake key")?.expose().to_string();
     let addr = service.base_url().trim_start_matches("http://").parse().context("the service's address")?;
-    let gen = |run: &str| {
+    let gen = |run: u32| {
         Arc::new(Generator {
             addr,
             path: format!("/intake/{}", crate::demo::CONNECTION),
             key: key.clone(),
             batch,
             next: AtomicU64::new(0),
-            run: run.to_string(),
+            run,
         })
     };
     if !args.json {
@@ -284,14 +300,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         );
     }
     let writes_before = env.sqlite.write_stats();
-    let max = drive(gen("max"), connections, duration, None).await;
+    let max = drive(gen(1), connections, duration, None).await;
     let writes = env.sqlite.write_stats();
     let (commits, operations) = (writes.commits - writes_before.commits, writes.operations - writes_before.operations);
     let at_rate_secs = Duration::from_secs((duration.as_secs() / 2).max(3));
     if !args.json {
         eprintln!("[ingest] latency at {rate} events/s for {} s", at_rate_secs.as_secs());
     }
-    let paced = drive(gen("paced"), connections, at_rate_secs, Some(rate)).await;
+    let paced = drive(gen(2), connections, at_rate_secs, Some(rate)).await;
     let legs = env.legs().await?.len();
     let data_path = env.data_path.clone();
     env.finish().await?;
@@ -361,5 +377,14 @@ mod tests {
             v["detail"]["metadata"]["CorrelationId"] = "-".into();
         }
         assert_eq!(text, json);
+    }
+
+    #[test]
+    fn generated_conversations_are_genesys_ids() {
+        for (run, n) in [(1, 0), (2, 7), (u32::MAX, u64::MAX)] {
+            let id = conversation_id(run, n);
+            assert!(wrapup_core::ids::is_uuid(&id), "{id}");
+        }
+        assert_ne!(conversation_id(1, 5), conversation_id(2, 5));
     }
 }

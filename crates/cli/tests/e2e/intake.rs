@@ -2,14 +2,21 @@ use crate::harness::{self, center, sandbox, SUPPORT_IMMEDIATE};
 use serde_json::json;
 use wrapup_sandbox::config::AcwMode;
 
-fn envelope(topic_kind: &str) -> serde_json::Value {
+// Genesys ids are UUIDs; intake refuses anything else.
+const CONVERSATION: &str = "5d0e1c4a-0000-4000-8000-0000000000c1";
+pub const PARTICIPANT: &str = "5d0e1c4a-0000-4000-8000-0000000000a1";
+const SESSION: &str = "5d0e1c4a-0000-4000-8000-0000000000b1";
+const QUEUE: &str = "5d0e1c4a-0000-4000-8000-0000000000d1";
+const USER: &str = "5d0e1c4a-0000-4000-8000-0000000000e1";
+
+pub fn envelope(topic_kind: &str) -> serde_json::Value {
     envelope_for(
         &format!("v2.detail.events.conversation.{{id}}.{topic_kind}"),
-        &format!("v2.detail.events.conversation.c-1.{topic_kind}"),
+        &format!("v2.detail.events.conversation.{CONVERSATION}.{topic_kind}"),
     )
 }
 
-fn envelope_for(pattern: &str, topic: &str) -> serde_json::Value {
+pub fn envelope_for(pattern: &str, topic: &str) -> serde_json::Value {
     json!({
         "version": "0",
         "id": "5d0e1c4a-0000-4000-8000-000000000001",
@@ -23,9 +30,9 @@ fn envelope_for(pattern: &str, topic: &str) -> serde_json::Value {
             "topicName": topic,
             "version": "2",
             "eventBody": {
-                "eventTime": 1767225600000u64, "conversationId": "c-1", "participantId": "p-1", "sessionId": "s-1",
-                "mediaType": "VOICE", "direction": "INBOUND", "disconnectType": "PEER", "queueId": "q-1",
-                "userId": "u-1", "interactingDurationMs": 1000, "heldDurationMs": 0
+                "eventTime": 1767225600000u64, "conversationId": CONVERSATION, "participantId": PARTICIPANT,
+                "sessionId": SESSION, "mediaType": "VOICE", "direction": "INBOUND", "disconnectType": "PEER",
+                "queueId": QUEUE, "userId": USER, "interactingDurationMs": 1000, "heldDurationMs": 0
             },
             "metadata": {"CorrelationId": "corr-1"},
             "timestamp": "2026-01-01T00:00:00.000Z"

@@ -6,6 +6,7 @@
 mod acw_modes;
 mod cxone;
 mod demo;
+mod edge;
 mod harness;
 mod intake;
 mod invariants;

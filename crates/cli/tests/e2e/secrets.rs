@@ -201,11 +201,14 @@ async fn list_legs(http: &reqwest::Client, base: &str) -> Vec<serde_json::Value>
     serde_json::from_slice(&admin_get(http, base, "/api/v1/legs?limit=1000").await).expect("the legs list is JSON")
 }
 
-/// The conversations of the legs the service knows (the ones this test posted are named `c-…`).
+/// The conversations of the legs the service knows that this file posted (see [`POSTED_PREFIX`]).
+/// The conversations this file's tests post start with it; the sandbox's own are random UUIDs.
+const POSTED_PREFIX: &str = "7d2a0c1e-0000-4000-8000-";
+
 async fn posted_conversations(http: &reqwest::Client, base: &str) -> Vec<String> {
     let legs = list_legs(http, base).await;
     let names = legs.iter().filter_map(|l| l["key"]["conversation"].as_str());
-    names.filter(|c| c.starts_with("c-")).map(str::to_string).collect()
+    names.filter(|c| c.starts_with(POSTED_PREFIX)).map(str::to_string).collect()
 }
 
 /// `GET`s `path` with the admin token, asserts 200 and returns the body.
@@ -347,9 +350,11 @@ async fn standard_webhooks_intake_stores_only_signed_requests_and_never_shows_it
             "topicName": format!("v2.detail.events.conversation.{conversation}.user.end"),
             "version": "2",
             "eventBody": {
-                "eventTime": now * 1000, "conversationId": conversation, "participantId": "p-1",
-                "sessionId": "s-1", "mediaType": "VOICE", "direction": "INBOUND", "disconnectType": "PEER",
-                "queueId": "q-1", "userId": "u-1", "interactingDurationMs": 1000, "heldDurationMs": 0
+                "eventTime": now * 1000, "conversationId": conversation,
+                "participantId": "7d2a0c1e-0000-4000-8000-0000000000a1", "sessionId": "7d2a0c1e-0000-4000-8000-0000000000b1",
+                "mediaType": "VOICE", "direction": "INBOUND", "disconnectType": "PEER",
+                "queueId": "7d2a0c1e-0000-4000-8000-0000000000d1", "userId": "7d2a0c1e-0000-4000-8000-0000000000e1",
+                "interactingDurationMs": 1000, "heldDurationMs": 0
             }
         }))
         .unwrap()
@@ -368,7 +373,9 @@ async fn standard_webhooks_intake_stores_only_signed_requests_and_never_shows_it
         req.send()
     };
     let other = wrapup_config::SigningSecret::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
-    let body = event("c-signed");
+    // Genesys conversation ids are UUIDs.
+    const SIGNED: &str = "7d2a0c1e-0000-4000-8000-000000000001";
+    let body = event(SIGNED);
     let good = sign(key.key(), "msg_1", now, &body);
     let mut responses = Vec::new();
     for (what, resp, want, says) in [
@@ -379,7 +386,12 @@ async fn standard_webhooks_intake_stores_only_signed_requests_and_never_shows_it
             401,
             "no v1 signature",
         ),
-        ("tampered body", post(Some("msg_1"), Some(now), Some(good.clone()), event("c-other")).await, 401, "no v1"),
+        (
+            "tampered body",
+            post(Some("msg_1"), Some(now), Some(good.clone()), event("7d2a0c1e-0000-4000-8000-000000000002")).await,
+            401,
+            "no v1",
+        ),
         (
             "ten minutes old",
             post(Some("msg_1"), Some(now - 600), Some(sign(key.key(), "msg_1", now - 600, &body)), body.clone()).await,
@@ -411,12 +423,12 @@ async fn standard_webhooks_intake_stores_only_signed_requests_and_never_shows_it
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["duplicates"], 1);
     // The same id with another (validly signed) body: refused.
-    let other_body = event("c-replayed");
+    let other_body = event("7d2a0c1e-0000-4000-8000-000000000003");
     let resp =
         post(Some("msg_1"), Some(now), Some(sign(key.key(), "msg_1", now, &other_body)), other_body).await.unwrap();
     assert_eq!(resp.status(), 409);
     responses.push(resp.bytes().await.unwrap().to_vec());
-    assert_eq!(posted_conversations(&http, &base).await, ["c-signed"]);
+    assert_eq!(posted_conversations(&http, &base).await, [SIGNED]);
 
     let logs = served.stop().await;
     assert_absent(&logs, &needles, "the service's stdout/stderr");

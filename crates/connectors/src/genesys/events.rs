@@ -112,7 +112,11 @@ pub fn parse_value(
 ) -> Result<Vec<Parsed>, EventError> {
     let obj = value.as_object().ok_or(EventError::NotAnEvent)?;
     let (frame, pattern) = match obj.get("detail") {
-        Some(Value::Object(detail)) => (detail, obj.get("detail-type").and_then(Value::as_str)),
+        Some(Value::Object(detail)) => match obj.get("detail-type") {
+            None | Some(Value::Null) => (detail, None),
+            Some(Value::String(p)) => (detail, Some(p.as_str())),
+            Some(_) => return Err(invalid("detail-type", "not a string")),
+        },
         Some(_) => return Err(invalid("detail", "not an object")),
         None if obj.contains_key("topicName") => (obj, None),
         None => return Err(EventError::NotAnEvent),
@@ -122,6 +126,13 @@ pub fn parse_value(
         Some(_) => return Err(invalid("topicName", "not a string")),
         None => pattern.ok_or(EventError::MissingField { field: "detail.topicName" })?,
     };
+    // An envelope whose two names of the event disagree is refused rather than read by one of them: which one the
+    // sender meant is unknowable, and an EventBridge rule filters on `detail-type`.
+    if let Some(pattern) = pattern {
+        if !topic_matches_pattern(topic, pattern) {
+            return Err(invalid("detail-type", "names another topic than detail.topicName"));
+        }
+    }
     let correlation_id = frame
         .get("metadata")
         .and_then(Value::as_object)
@@ -140,6 +151,10 @@ pub fn parse_value(
     let body = event_body(frame)?;
 
     let conversation_id = match id_field(body, "conversationId", "eventBody.conversationId")? {
+        // A concrete topic names the conversation too; the two must be the same one.
+        Some(c) if topic_id.is_some_and(|id| id != "{id}" && id != c) => {
+            return Err(invalid("detail.topicName", "names another conversation than eventBody.conversationId"));
+        }
         Some(c) => c,
         // The concrete topic names the conversation; the EventBridge pattern's `{id}` does not.
         None => match topic_id {
@@ -249,6 +264,22 @@ const SUFFIXES: [(&str, TopicKind); 17] = [
     (".outbound", TopicKind::Ignored),
     (".attribute", TopicKind::Ignored),
 ];
+
+/// Whether `topic` (concrete, `v2.detail.events.conversation.<id>.user.end`) is an instance of `pattern` (an
+/// EventBridge `detail-type`, `v2.detail.events.conversation.{id}.user.end`): the same segments, where the
+/// pattern's `{id}` stands for any one non-empty segment.
+pub fn topic_matches_pattern(topic: &str, pattern: &str) -> bool {
+    let mut topic_segments = topic.split('.');
+    let mut pattern_segments = pattern.split('.');
+    loop {
+        match (topic_segments.next(), pattern_segments.next()) {
+            (None, None) => return true,
+            (Some(t), Some("{id}")) if !t.is_empty() => {}
+            (Some(t), Some(p)) if t == p => {}
+            _ => return false,
+        }
+    }
+}
 
 /// `v2.detail.events.conversation.{id}.<suffix>` → (id, kind).
 fn classify_topic(topic: &str) -> Result<(Option<&str>, TopicKind), EventError> {
@@ -493,10 +524,14 @@ mod tests {
     #[test]
     fn unknown_topics_are_unsupported() {
         let mut v = envelope("acw", json!({}));
-        v["detail"]["topicName"] = json!("v2.users.u-1.conversations");
-        assert!(matches!(parse(&v), Err(EventError::UnsupportedTopic { .. })));
-        v["detail"]["topicName"] = json!("v2.detail.events.conversation.c-1.something.new");
-        assert!(matches!(parse(&v), Err(EventError::UnsupportedTopic { .. })));
+        for (topic, pattern) in [
+            ("v2.users.u-1.conversations", "v2.users.{id}.conversations"),
+            ("v2.detail.events.conversation.c-1.something.new", "v2.detail.events.conversation.{id}.something.new"),
+        ] {
+            v["detail"]["topicName"] = json!(topic);
+            v["detail-type"] = json!(pattern);
+            assert!(matches!(parse(&v), Err(EventError::UnsupportedTopic { .. })), "{topic}");
+        }
     }
 
     #[test]
@@ -549,6 +584,40 @@ mod tests {
         let mut w = envelope("user.end", user_end_body());
         w["detail"]["eventBody"]["participantId"] = json!(17);
         assert!(matches!(parse(&w), Err(EventError::InvalidField { field: "eventBody.participantId", .. })));
+    }
+
+    #[test]
+    fn a_detail_type_that_names_another_topic_is_refused() {
+        let mut v = envelope("user.end", user_end_body());
+        v["detail-type"] = json!("v2.detail.events.conversation.{id}.acw");
+        assert_eq!(parse(&v), Err(invalid("detail-type", "names another topic than detail.topicName")));
+        v["detail-type"] = json!("v2.routing.queues.{id}.conversations");
+        assert!(matches!(parse(&v), Err(EventError::InvalidField { field: "detail-type", .. })));
+        v["detail-type"] = json!(7);
+        assert!(matches!(parse(&v), Err(EventError::InvalidField { field: "detail-type", .. })));
+        // The concrete topic as detail-type, or none at all, agree.
+        v["detail-type"] = json!("v2.detail.events.conversation.c-1.user.end");
+        assert!(parse(&v).is_ok());
+        v.as_object_mut().unwrap().remove("detail-type");
+        assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn a_topic_naming_another_conversation_than_the_body_is_refused() {
+        let mut v = envelope("user.end", user_end_body());
+        v["detail"]["topicName"] = json!("v2.detail.events.conversation.c-2.user.end");
+        assert!(matches!(parse(&v), Err(EventError::InvalidField { field: "detail.topicName", .. })));
+    }
+
+    #[test]
+    fn topics_match_patterns_segment_by_segment() {
+        let m = topic_matches_pattern;
+        assert!(m("v2.detail.events.conversation.c.acw", "v2.detail.events.conversation.{id}.acw"));
+        assert!(m("v2.routing.queues.q.conversations.calls", "v2.routing.queues.{id}.conversations.calls"));
+        assert!(!m("v2.detail.events.conversation.c.acw", "v2.detail.events.conversation.{id}.acw.x"));
+        assert!(!m("v2.detail.events.conversation..acw", "v2.detail.events.conversation.{id}.acw"));
+        assert!(!m("v2.detail.events.conversation.a.b.acw", "v2.detail.events.conversation.{id}.acw"));
+        assert!(!m("v2.detail.events.conversation.c.acw", "v2.detail.events.conversation.{id}.wrapup"));
     }
 
     #[test]
