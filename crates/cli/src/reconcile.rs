@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::Notify;
-use wrapup_core::clock::{ScaledClock, SharedClock};
+use wrapup_clock::ScaledClock;
+use wrapup_core::clock::SharedClock;
 use wrapup_service::reconciler::{PassReport, Reconciler};
 use wrapup_store::{SqliteStore, Store};
 

@@ -3,7 +3,8 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
-use wrapup_core::clock::{ScaledClock, SharedClock};
+use wrapup_clock::ScaledClock;
+use wrapup_core::clock::SharedClock;
 use wrapup_store::{SqliteStore, Store};
 
 #[derive(Debug, Clone, clap::Args)]

@@ -95,7 +95,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use wrapup_core::ScaledClock;
+    use wrapup_clock::ScaledClock;
 
     fn err(class: ErrorClass) -> PlatformError {
         PlatformError::transport(class, "/x", "boom")

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
+use wrapup_clock::ScaledClock;
 use wrapup_connectors::attempt::ApiAttempt;
 use wrapup_connectors::cxone::acw::{reconcile, AcwDetector, PollingDetector, SessionDetector, SessionDetectorConfig};
 use wrapup_connectors::cxone::events::AcwTimeouts;
@@ -21,7 +22,7 @@ use wrapup_connectors::cxone::{
     rejection, AgentSessions, CompletedQuery, CxoneClient, CxoneConnection, NextEvent, Rejection,
 };
 use wrapup_connectors::{ErrorClass, Priority};
-use wrapup_core::{EventKind, ScaledClock, Secret};
+use wrapup_core::{EventKind, Secret};
 
 const KEY_SECRET: &str = "AKSECRET+/abc====";
 const CLIENT_SECRET: &str = "app-client-secret";

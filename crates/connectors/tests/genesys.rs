@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use url::Url;
+use wrapup_clock::ScaledClock;
 use wrapup_connectors::attempt::ApiAttempt;
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection, WrapupInput};
 use wrapup_connectors::{call_with_retry, ErrorClass, Priority, RetryPolicy};
-use wrapup_core::{ScaledClock, Secret};
+use wrapup_core::Secret;
 
 const SECRET: &str = "s3cr3t-client-secret";
 

@@ -15,7 +15,7 @@ pub mod outcome;
 pub mod rules;
 pub mod secret;
 
-pub use clock::{Clock, ScaledClock};
+pub use clock::Clock;
 pub use event::{Event, EventKind};
 pub use leg::{Channel, Direction, LegFacts, LegKey, Platform};
 pub use outcome::{Mode, Outcome, Timing};

@@ -200,7 +200,7 @@ async fn worker(
 async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = SandboxConfig { preload: args.preload, rate_limit_per_minute: 10_000_000, ..SandboxConfig::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let clock = wrapup_core::ScaledClock::system().shared();
+    let clock = wrapup_clock::ScaledClock::system().shared();
     let sb = Sandbox::start(cfg, listener, clock).await?;
     let base: Arc<str> = sb.base_url().into();
     let (id, secret) = sb.credentials().first().cloned().ok_or_else(|| anyhow::anyhow!("no OAuth client"))?;

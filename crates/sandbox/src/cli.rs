@@ -9,7 +9,7 @@ use crate::Sandbox;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::path::PathBuf;
-use wrapup_core::clock::ScaledClock;
+use wrapup_clock::ScaledClock;
 
 /// Flags of `wrapup sandbox`.
 #[derive(Debug, Clone, clap::Args)]

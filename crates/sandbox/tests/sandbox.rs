@@ -920,7 +920,7 @@ async fn with_a_scaled_clock_the_center_runs_and_sends_events_on_its_own() {
     cfg.center.arrival_rate_per_sec = 0.5;
     cfg.event_targets.push(wrapup_sandbox::EventTarget { url, api_key_header: None, api_key: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let clock = wrapup_core::ScaledClock::new("2026-03-02T09:00:00Z".parse().unwrap(), 600.0).shared();
+    let clock = wrapup_clock::ScaledClock::new("2026-03-02T09:00:00Z".parse().unwrap(), 600.0).shared();
     let sb = wrapup_sandbox::Sandbox::start(cfg, listener, clock).await.unwrap();
     // No API calls: only the simulation loop moves the center (1.5 s wall = 15 simulated minutes).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

@@ -228,10 +228,11 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
     use tokio::sync::Notify;
+    use wrapup_clock::ScaledClock;
     use wrapup_connectors::Precondition;
     use wrapup_core::catalog::CodeEntry;
     use wrapup_core::lifecycle::LegRecord;
-    use wrapup_core::{Platform, ScaledClock};
+    use wrapup_core::Platform;
 
     /// A platform whose catalog fetches (after the first) hang until released.
     struct SlowCatalog {

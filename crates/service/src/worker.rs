@@ -400,10 +400,10 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Mutex;
+    use wrapup_clock::ScaledClock;
     use wrapup_connectors::error::ErrorClass;
     use wrapup_connectors::Precondition;
     use wrapup_core::catalog::{Catalog, CodeEntry};
-    use wrapup_core::clock::ScaledClock;
     use wrapup_core::lifecycle::{Decision, DecisionSource, WriteIntent, MAX_CLOSING_READ_FAILURES};
     use wrapup_core::{Event, EventKind, LegFacts, LegKey, Platform};
     use wrapup_core::{Mode, Outcome};

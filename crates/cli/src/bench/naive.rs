@@ -22,7 +22,8 @@ use axum::routing::post;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wrapup_core::clock::{ScaledClock, SharedClock};
+use wrapup_clock::ScaledClock;
+use wrapup_core::clock::SharedClock;
 use wrapup_sandbox::{AcwMode, AgentBehaviour, CodedBy, EventTarget, LegTruth, Sandbox, SandboxConfig};
 
 #[derive(Default)]

@@ -404,7 +404,7 @@ async fn cx_kill_run(kills: u32, seed: u64) -> (Vec<serde_json::Value>, usize, C
     use crate::restart::{free_port, ready, serve, CRASH_POINTS};
     use rand::{Rng, SeedableRng};
     use std::time::Instant;
-    use wrapup_core::clock::ScaledClock;
+    use wrapup_clock::ScaledClock;
     use wrapup_sandbox::Sandbox;
 
     // Wall-clock time: the child process runs on the system clock.

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wrapup_core::clock::ScaledClock;
+use wrapup_clock::ScaledClock;
 use wrapup_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 const INTAKE_KEY: &str = "EDGE-INTAKE-KEY-3b9d7f1e0a";

@@ -8,7 +8,7 @@ use crate::harness::{center, sandbox, SUPPORT_IMMEDIATE};
 use rand::{Rng, SeedableRng};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wrapup_core::clock::ScaledClock;
+use wrapup_clock::ScaledClock;
 use wrapup_sandbox::config::{AcwMode, Dist};
 use wrapup_sandbox::{EventTarget, Sandbox};
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wrapup_core::clock::ScaledClock;
+use wrapup_clock::ScaledClock;
 use wrapup_sandbox::config::AcwMode;
 use wrapup_sandbox::{EventTarget, FaultProfile, Sandbox, SandboxConfig, SandboxHandle};
 

@@ -1,5 +1,5 @@
 use std::process::Command;
-use wrapup_core::clock::ScaledClock;
+use wrapup_clock::ScaledClock;
 use wrapup_sandbox::{Sandbox, SandboxConfig};
 
 /// `wrapup validate` checks the file, then every rule's code against the live catalog, with locations.

@@ -88,7 +88,7 @@ async fn validate_reports_websocket_queues_missing_from_the_catalog() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cfg = wrapup_sandbox::SandboxConfig { traffic_autostart: false, ..Default::default() };
     let sandbox =
-        wrapup_sandbox::Sandbox::start(cfg, listener, wrapup_core::ScaledClock::system().shared()).await.unwrap();
+        wrapup_sandbox::Sandbox::start(cfg, listener, wrapup_clock::ScaledClock::system().shared()).await.unwrap();
     let (id, secret) = sandbox.credentials()[0].clone();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, queues: &str| {

@@ -1220,7 +1220,7 @@ mod tests {
         let dbg = format!("{conn:?}");
         assert!(!dbg.contains("KEYSECRET") && !dbg.contains("APPSECRET"), "{dbg}");
         let client =
-            CxoneClient::new(conn, wrapup_core::ScaledClock::system().shared(), crate::attempt::discard_attempts());
+            CxoneClient::new(conn, wrapup_clock::ScaledClock::system().shared(), crate::attempt::discard_attempts());
         let dbg = format!("{:?}", client.unwrap());
         assert!(!dbg.contains("SECRET"), "{dbg}");
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 use url::Url;
+use wrapup_clock::ScaledClock;
 use wrapup_connectors::attempt::discard_attempts;
 use wrapup_connectors::cxone::acw::{reconcile, AcwDetector, PollingDetector, SessionDetector, SessionDetectorConfig};
 use wrapup_connectors::cxone::events::{acw_timeouts, AcwTimeouts};
@@ -13,7 +14,7 @@ use wrapup_connectors::cxone::{
 };
 use wrapup_connectors::{ErrorClass, Priority};
 use wrapup_core::catalog::Catalog;
-use wrapup_core::{Event, EventKind, LegFacts, ScaledClock, Secret};
+use wrapup_core::{Event, EventKind, LegFacts, Secret};
 use wrapup_sandbox::cxone::{CxoneAgentBehaviour, DispositionEndsAcw, RetryAfter, SecondDisposition};
 use wrapup_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 

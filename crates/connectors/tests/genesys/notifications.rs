@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use url::Url;
+use wrapup_clock::ScaledClock;
 use wrapup_connectors::attempt::discard_attempts;
 use wrapup_connectors::genesys::notifications::{run, Notification, NotificationConfig, NotificationError};
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection};
-use wrapup_core::{EventKind, ScaledClock, Secret};
+use wrapup_core::{EventKind, Secret};
 
 type Script = Arc<dyn Fn(u32, WebSocket, Arc<Stub>) -> BoxFuture<'static, ()> + Send + Sync>;
 

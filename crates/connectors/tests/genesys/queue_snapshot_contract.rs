@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use url::Url;
+use wrapup_clock::ScaledClock;
 use wrapup_connectors::attempt::discard_attempts;
 use wrapup_connectors::genesys::events::{parse_eventbridge, Parsed};
 use wrapup_connectors::genesys::notifications::{self, Notification, NotificationConfig};
 use wrapup_connectors::genesys::queue_topics::queue_topic;
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection};
 use wrapup_connectors::Priority;
-use wrapup_core::{EventKind, LegFacts, LegKey, ScaledClock, Secret};
+use wrapup_core::{EventKind, LegFacts, LegKey, Secret};
 use wrapup_sandbox::{Dist, EventTarget, Sandbox, SandboxConfig, SYSTEM_TIMEOUT_CODE_ID};
 
 type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;

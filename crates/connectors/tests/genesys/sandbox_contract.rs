@@ -10,12 +10,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
+use wrapup_clock::ScaledClock;
 use wrapup_connectors::attempt::discard_attempts;
 use wrapup_connectors::genesys::events::{parse_eventbridge, Parsed};
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection, WrapupInput};
 use wrapup_connectors::ErrorClass;
 use wrapup_connectors::Priority;
-use wrapup_core::{EventKind, ScaledClock, Secret};
+use wrapup_core::{EventKind, Secret};
 use wrapup_sandbox::{Behaviours, ClientCredentialsWrites, EventTarget, GetWrapupUnset, Sandbox, SandboxConfig};
 
 type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;

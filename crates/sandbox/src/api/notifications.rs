@@ -199,7 +199,7 @@ mod tests {
     use serde_json::{json, Value};
     use std::time::Duration;
     use tokio_tungstenite::tungstenite::Message;
-    use wrapup_core::clock::ScaledClock;
+    use wrapup_clock::ScaledClock;
 
     struct Env {
         sb: SandboxHandle,
