@@ -4,30 +4,62 @@
 //! on a connection — live legs, the reconciler, backfills, catalog refreshes — shares one [`Budget`], so the limit
 //! is respected as a whole and the most urgent work goes first.
 //!
-//! **Pooled credentials.** Each credential has its own window ([`Slot`]): a token bucket refilled at
-//! `limit / 60` per second with a small burst (`ceil(limit / 60)`, at most 10), so 300/min is paced as ~5 per
-//! second instead of 300 at once and a 59 s stall. A permit is handed out whenever *any* credential has capacity;
-//! the permit names the credential to use, so two credentials double throughput.
+//! **Pooled credentials.** Each credential has its own [`Slot`]. A permit is handed out whenever *any* credential
+//! has room; the permit names the credential to use, so two credentials double throughput.
 //!
-//! **Following the platform.** After each response the caller feeds back the rate-limit headers
-//! ([`Budget::observe`]): `allowed` becomes the credential's limit, and when `count` reaches `allowed` the credential
-//! pauses until `reset`. A 429 pauses the credential for its `Retry-After` ([`Budget::pause`]); no permit for that
-//! credential is issued before the pause elapses.
+//! **Two sources of room.** A credential spends by one of two rules:
+//!
+//! - *The even pace*, when the platform has said nothing usable: a token bucket refilled at `limit / 60` per second
+//!   with a small burst (`ceil(limit / 60)`, at most 10), so 300/min goes out as ~5 per second instead of 300 at
+//!   once and a 59 s stall. It is also capped by our own answers: never more than `limit` requests answered in the
+//!   last 60 s plus those in flight, which keeps it inside the limit under any way of counting the minute (a
+//!   schedule with at most `limit` requests in every 60 s passes a fixed window, a sliding window and a token bucket
+//!   of that size). Each request is dated by its *answer*, which comes after the platform counted it, so our minute
+//!   never ends before the platform's. This is all CXone ever gets (it sends no rate-limit headers).
+//! - *The platform's own counters*, once an answer carried them (Genesys `inin-ratelimit-allowed`, `-count`,
+//!   `-reset`). How the platform counts its minute is not documented, so the budget assumes only what holds for a
+//!   fixed window, a sliding window and a token bucket alike: `count` is how much of `allowed` was in use once this
+//!   request was counted, each request counted adds one, and within `reset` of the answer the count has fallen at
+//!   least once (the window ended, its oldest request left, a token came back). From that the slot keeps an *epoch*:
+//!   the count of the newest request it can place, and when a fall is certain. The room is `allowed − count − in
+//!   flight − unplaced`, and live legs may spend all of it at once instead of only the even pace: a backlog drains
+//!   as fast as the platform takes it. While that room is used up and no fall is certain, nothing is sent (another
+//!   client may share the credential, so our own minute proves nothing); once a fall is certain, one more request
+//!   fits, and that request — or one the even pace sends — is the probe whose answer opens the next epoch.
+//!
+//! **Answers lag and overtake each other.** A request granted but not answered is in no count we have heard, so
+//! every request in flight is subtracted: concurrent permits cannot overshoot, at the price of counting twice one
+//! the platform had already counted when another answer left it, until its own answer corrects that. Which count is
+//! newest? One from a request sent after the epoch's count was heard was counted after it: it replaces the epoch's
+//! count and opens a new epoch, higher or lower — this is how the budget learns that the count fell. Any other
+//! answer can only raise the count: a count no higher than the epoch's was counted before the epoch's highest, or
+//! after a fall that made room for it, and the epoch's count covers it either way. A higher count raises the epoch's
+//! when its request was sent during the epoch; sent before the epoch began, it may date from before a fall, so it
+//! only takes its own place. Such answers, and those without headers (a timeout, a connection error: the platform
+//! may have counted the request), are *unplaced*: each subtracts one until the epoch's count covers it, a later
+//! epoch begins after it, or a minute has passed. The fall is certain at the latest `reset` heard in the epoch, so
+//! that it comes after every request answered in it was counted.
+//!
+//! Callers report each permit's fate: [`Permit::answered`] with the headers, [`Permit::unsent`] when nothing went
+//! out; a permit dropped without either counts as sent and answered without headers. A 429 pauses the credential for its
+//! `Retry-After` ([`Budget::pause`]); no permit for that credential is issued before the pause elapses.
 //!
 //! **Priority queue.** Waiters are ordered by [`Priority`]: class (`Live` < `Reconcile` < `Backfill`), then requests
 //! that finish work already begun (a leg's write after its gate read) before those that begin new work, then
-//! deadline (earliest first, none last), then arrival. Work other than live legs only takes a token while half the burst
-//! stays in the bucket: that reserve is the live legs' share, so the reconciler never spends the token a live leg
-//! arriving an instant later needs. Only the head of the queue may take capacity; everyone else waits for
-//! a notification. The head sleeps until the earliest moment any credential has a token (or until something changes:
-//! a grant, a new pause, new headers, a cancelled waiter). Dropping an `acquire` future removes its waiter.
+//! deadline (earliest first, none last), then arrival. Work other than live legs only ever goes at the even pace
+//! (a backfill must not spend a window's allowance that live legs arriving later in the window need), and only
+//! while half the burst stays in the bucket — and, when the platform's counters are known, as much room in them:
+//! that reserve is the live legs' share, so the reconciler never spends the request a live leg arriving an instant
+//! later needs. Only the head of the queue may take capacity; everyone else waits for a notification. The head
+//! sleeps until the earliest moment any credential has room (or until something changes: a grant, an answer, a new
+//! pause, new headers, a cancelled waiter). Dropping an `acquire` future removes its waiter.
 //!
 //! Budget time is wall time (`tokio::time::Instant`): the platform's limit is real time even when the service's
 //! clock is scaled, and `tokio::time::pause()` makes the budget deterministic in tests.
 
 use jiff::Timestamp;
 use parking_lot::Mutex;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -84,12 +116,85 @@ struct WaitKey {
     seq: u64,
 }
 
-/// The right to make one request with one credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
+/// The rate-limit headers of one answer (Genesys `inin-ratelimit-allowed`, `-count`, `-reset`), those present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// The limit of the credential's window.
+    pub allowed: Option<u32>,
+    /// What the platform has counted in it, this request included.
+    pub count: Option<u32>,
+    /// Until the count falls (the window resets, its oldest request leaves, a token is back).
+    pub reset: Option<Duration>,
+}
+
+/// The right to make one request with one credential. Report what became of it — [`Permit::answered`] or
+/// [`Permit::unsent`] — so the budget knows how many requests are in flight; a permit dropped without either
+/// counts as sent and answered without headers.
+#[must_use = "report the request's answer with `answered`, or `unsent` if it never went out"]
 pub struct Permit {
-    /// Index of the credential (in connection order) whose window paid for this request.
+    /// Index of the credential (in connection order) whose window pays for this request.
     pub credential: usize,
+    granted_at: Instant,
+    budget: Option<Arc<Inner>>,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit").field("credential", &self.credential).finish_non_exhaustive()
+    }
+}
+
+impl Permit {
+    /// The request was answered; `limits` are the answer's rate-limit headers (all `None` when it had none).
+    pub fn answered(mut self, limits: RateLimits) {
+        self.settle(true, limits);
+    }
+
+    /// The request never went out (its precondition failed, no token could be had): it cost nothing.
+    pub fn unsent(mut self) {
+        self.settle(false, RateLimits::default());
+    }
+
+    fn settle(&mut self, sent: bool, limits: RateLimits) {
+        let Some(inner) = self.budget.take() else {
+            return;
+        };
+        {
+            let now = Instant::now();
+            let mut st = inner.state.lock();
+            if let Some(slot) = st.slots.get_mut(self.credential) {
+                slot.settle(now, self.granted_at, sent, limits);
+            }
+        }
+        inner.changed.notify_waiters();
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        // Sent, as far as we know, but nothing came back that tells what the platform counted.
+        self.settle(true, RateLimits::default());
+    }
+}
+
+/// What the platform's headers have told about one credential's window: an *epoch* (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// The highest `count` heard in this epoch.
+    count: u32,
+    /// When the request whose answer opened this epoch was granted.
+    sent: Instant,
+    /// When `count` was last heard (set or raised): a request granted later is counted after it.
+    heard: Instant,
+    /// By then, the count has fallen at least once since each request answered in this epoch was counted.
+    until: Instant,
+}
+
+/// One answer of the last minute: when, and what its headers said, `(count, until)`, if anything.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    at: Instant,
+    heard: Option<(u32, Instant)>,
 }
 
 /// One credential's window.
@@ -99,12 +204,43 @@ struct Slot {
     tokens: f64,
     refilled_at: Instant,
     paused_until: Option<Instant>,
+    known: Option<Known>,
+    /// Permits granted and not yet reported.
+    in_flight: u32,
+    /// Answers of the last minute, oldest first.
+    answers: VecDeque<Answer>,
 }
 
 /// Longest pause we accept from headers, so one odd header cannot stall a credential for a day.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
+/// Every way of counting a per-minute limit forgets a request within a minute of counting it.
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Which rule lets a request through (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The room the platform's counters leave.
+    Counters,
+    /// The even pace.
+    Pace,
+}
+
 impl Slot {
+    fn new(limit_per_minute: u32, now: Instant) -> Self {
+        let mut s = Slot {
+            limit_per_minute: limit_per_minute.max(1),
+            tokens: 0.0,
+            refilled_at: now,
+            paused_until: None,
+            known: None,
+            in_flight: 0,
+            answers: VecDeque::new(),
+        };
+        s.tokens = s.burst();
+        s
+    }
+
     fn rate_per_sec(&self) -> f64 {
         f64::from(self.limit_per_minute.max(1)) / 60.0
     }
@@ -120,11 +256,14 @@ impl Slot {
         if self.paused_until.is_some_and(|p| p <= now) {
             self.paused_until = None;
         }
+        while self.answers.front().is_some_and(|a| now.saturating_duration_since(a.at) >= MINUTE) {
+            self.answers.pop_front();
+        }
     }
 
-    /// Tokens a request of `class` needs in the bucket. Work other than live legs leaves half the burst (rounded
-    /// down) untouched: that reserve is the live legs' share, so a reconcile or backfill request never spends the
-    /// token a live leg arriving an instant later would have needed.
+    /// Room a request of `class` needs. Work other than live legs leaves half the burst (rounded down) untouched:
+    /// that reserve is the live legs' share, so a reconcile or backfill request never spends the request a live
+    /// leg arriving an instant later would have needed.
     fn need(&self, class: PriorityClass) -> f64 {
         match class {
             PriorityClass::Live => 1.0,
@@ -132,18 +271,138 @@ impl Slot {
         }
     }
 
-    fn ready(&self, now: Instant, class: PriorityClass) -> bool {
-        self.tokens >= self.need(class) && self.paused_until.is_none_or(|p| p <= now)
+    /// What the platform's counters leave now, if it has told us anything.
+    fn counters_room(&self, now: Instant) -> Option<f64> {
+        let k = self.known?;
+        let fallen = if now >= k.until { 1.0 } else { 0.0 };
+        Some(
+            f64::from(self.limit_per_minute) - f64::from(k.count) - f64::from(self.in_flight) - self.unplaced(&k)
+                + fallen,
+        )
     }
 
-    /// Earliest instant at which this slot will have the tokens `class` needs (assuming no other change).
-    fn ready_at(&self, now: Instant, class: PriorityClass) -> Instant {
-        let missing = (self.need(class) - self.tokens).max(0.0);
-        let refill = now + Duration::from_secs_f64(missing / self.rate_per_sec());
-        match self.paused_until {
-            Some(p) if p > refill => p,
-            _ => refill,
+    /// Requests answered in this epoch that its count may not hold: answered without headers, or with a higher
+    /// count than the epoch's (counted after it, or before a fall). A lower or equal count was counted before the
+    /// epoch's highest, or after the count fell and made room for it: either way the epoch's count covers it.
+    fn unplaced(&self, k: &Known) -> f64 {
+        self.answers.iter().filter(|a| a.at >= k.sent && a.heard.is_none_or(|(c, _)| c > k.count)).count() as f64
+    }
+
+    /// What the even pace's other cap leaves: the limit minus our answers of the last minute and those in flight.
+    fn minute_room(&self) -> f64 {
+        f64::from(self.limit_per_minute) - self.answers.len() as f64 - f64::from(self.in_flight)
+    }
+
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|p| p > now)
+    }
+
+    /// The rule that lets a request of `class` through now, if any. While the counters' epoch lasts they alone
+    /// decide; before any headers and once `reset` passed, the even pace may also let a request through.
+    fn route(&self, now: Instant, class: PriorityClass) -> Option<Route> {
+        if self.paused(now) {
+            return None;
         }
+        let need = self.need(class);
+        // Other work goes at the even pace only, even when the counters leave more.
+        let paced = class == PriorityClass::Live || self.tokens >= need;
+        let pace = self.tokens >= need && self.minute_room() >= need;
+        match (self.known, self.counters_room(now)) {
+            (Some(k), Some(room)) if now < k.until => (room >= need && paced).then_some(Route::Counters),
+            (Some(_), Some(room)) if room >= need && paced => Some(Route::Counters),
+            _ => pace.then_some(Route::Pace),
+        }
+    }
+
+    /// How much room a route leaves, to spread work across credentials.
+    fn room(&self, now: Instant, route: Route) -> f64 {
+        match route {
+            Route::Counters => self.counters_room(now).unwrap_or(0.0),
+            Route::Pace => self.tokens.min(self.minute_room()),
+        }
+    }
+
+    fn grant(&mut self, route: Route, class: PriorityClass) {
+        self.in_flight += 1;
+        if route == Route::Pace || class != PriorityClass::Live {
+            self.tokens -= 1.0;
+        }
+    }
+
+    /// Earliest instant at which this slot may let a request of `class` through, assuming no other change (an
+    /// answer or a cancelled permit wakes the queue anyway).
+    fn ready_at(&self, now: Instant, class: PriorityClass) -> Instant {
+        let need = self.need(class);
+        let bucket = now + Duration::from_secs_f64((need - self.tokens).max(0.0) / self.rate_per_sec());
+        let minute = {
+            let missing = (need - self.minute_room()).ceil();
+            if missing <= 0.0 {
+                now
+            } else {
+                // The answers that must leave the minute first; those in flight free nothing until answered.
+                self.answers.get(missing as usize - 1).map_or(now + MINUTE, |a| a.at + MINUTE)
+            }
+        };
+        let pace = bucket.max(minute);
+        let by_counters = |room: f64| match class {
+            _ if room < need => None,
+            PriorityClass::Live => Some(now),
+            _ => Some(bucket),
+        };
+        let at = match (self.known, self.counters_room(now)) {
+            (Some(k), Some(room)) if now < k.until => by_counters(room).unwrap_or(k.until),
+            (Some(_), Some(room)) => by_counters(room).unwrap_or(pace),
+            _ => pace,
+        };
+        match self.paused_until {
+            Some(p) if p > at => p,
+            _ => at,
+        }
+    }
+
+    /// A permit granted at `granted_at` was reported: answered with `limits` (`sent`), or never sent.
+    fn settle(&mut self, now: Instant, granted_at: Instant, sent: bool, limits: RateLimits) {
+        self.refill(now);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if !sent {
+            return;
+        }
+        let heard = self.learn(now, Some(granted_at), limits);
+        self.answers.push_back(Answer { at: now, heard });
+    }
+
+    /// Takes in an answer's headers (see the module docs) and returns what they said, `(count, until)`.
+    fn learn(&mut self, now: Instant, granted_at: Option<Instant>, l: RateLimits) -> Option<(u32, Instant)> {
+        let allowed = l.allowed.filter(|a| *a > 0);
+        if let Some(allowed) = allowed {
+            self.limit_per_minute = allowed;
+            self.tokens = self.tokens.min(self.burst());
+        }
+        let (Some(_), Some(count)) = (allowed, l.count) else {
+            return None;
+        };
+        let until = now + l.reset.unwrap_or(Duration::from_secs(1)).min(MAX_PAUSE);
+        let sent = granted_at.unwrap_or(now);
+        match &mut self.known {
+            Some(k) if sent < k.heard => {
+                k.until = k.until.max(until);
+                // A higher count from a request sent before the epoch began may date from before the count fell: it
+                // does not raise the epoch's, it only takes its own place (see `unplaced`).
+                if count > k.count && sent >= k.sent {
+                    k.count = count;
+                    k.heard = now;
+                }
+            }
+            _ => {
+                // Sent after the epoch's count was heard, so counted after it: its count is the newer truth.
+                let mut k = Known { count, sent, heard: now, until };
+                for (_, u) in self.answers.iter().filter(|a| a.at >= sent).filter_map(|a| a.heard) {
+                    k.until = k.until.max(u);
+                }
+                self.known = Some(k);
+            }
+        }
+        Some((count, until))
     }
 }
 
@@ -160,22 +419,24 @@ impl State {
         }
     }
 
-    /// The ready credential with the most tokens (spreads load across credentials).
-    fn pick(&self, now: Instant, class: PriorityClass) -> Option<usize> {
+    /// The credential that lets `class` through with the most room (spreads load across credentials).
+    fn pick(&self, now: Instant, class: PriorityClass) -> Option<(usize, Route)> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.ready(now, class))
-            .max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens))
-            .map(|(i, _)| i)
+            .filter_map(|(i, s)| s.route(now, class).map(|r| (i, r, s.room(now, r))))
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(i, r, _)| (i, r))
     }
 
     fn next_ready(&self, now: Instant, class: PriorityClass) -> Instant {
-        self.slots.iter().map(|s| s.ready_at(now, class)).min().unwrap_or(now + Duration::from_secs(1))
+        let at = self.slots.iter().map(|s| s.ready_at(now, class)).min().unwrap_or(now + Duration::from_secs(1));
+        // Never a wake-up that is already due while nothing is ready: rounding must not make the head spin.
+        at.max(now + Duration::from_millis(1))
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     state: Mutex<State>,
     changed: Notify,
 }
@@ -184,8 +445,14 @@ struct Inner {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotStatus {
     pub limit_per_minute: u32,
+    /// The even pace's bucket.
     pub tokens: f64,
+    /// How long no permit is issued for this credential: a 429's pause, or a window its counters say is used up.
     pub paused_for: Option<Duration>,
+    /// What the platform's counters leave now (`None` before any rate-limit headers).
+    pub counters_room: Option<f64>,
+    /// Permits granted and not yet reported.
+    pub in_flight: u32,
 }
 
 /// The shared request budget of one connection. Cheap to clone.
@@ -205,18 +472,7 @@ impl Budget {
     /// A budget of `credentials` windows, each starting at `requests_per_minute` (at least 1) with a full burst.
     pub fn new(credentials: usize, requests_per_minute: u32) -> Self {
         let now = Instant::now();
-        let slots = (0..credentials.max(1))
-            .map(|_| {
-                let mut s = Slot {
-                    limit_per_minute: requests_per_minute.max(1),
-                    tokens: 0.0,
-                    refilled_at: now,
-                    paused_until: None,
-                };
-                s.tokens = s.burst();
-                s
-            })
-            .collect();
+        let slots = (0..credentials.max(1)).map(|_| Slot::new(requests_per_minute, now)).collect();
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State { slots, waiters: BTreeSet::new(), seq: 0 }),
@@ -248,10 +504,20 @@ impl Budget {
         st.refill(now);
         st.slots
             .iter()
-            .map(|s| SlotStatus {
-                limit_per_minute: s.limit_per_minute,
-                tokens: s.tokens,
-                paused_for: s.paused_until.map(|p| p.saturating_duration_since(now)),
+            .map(|s| {
+                let counters_room = s.counters_room(now);
+                let used_up = match (s.known, counters_room) {
+                    (Some(k), Some(room)) if room < 1.0 && now < k.until => Some(k.until),
+                    _ => None,
+                };
+                let until = s.paused_until.filter(|p| *p > now).max(used_up);
+                SlotStatus {
+                    limit_per_minute: s.limit_per_minute,
+                    tokens: s.tokens,
+                    paused_for: until.map(|p| p.saturating_duration_since(now)),
+                    counters_room,
+                    in_flight: s.in_flight,
+                }
             })
             .collect()
     }
@@ -282,14 +548,14 @@ impl Budget {
                 let mut st = self.inner.state.lock();
                 st.refill(now);
                 if st.waiters.first() == Some(&key) {
-                    if let Some(i) = st.pick(now, key.class) {
-                        st.slots[i].tokens -= 1.0;
+                    if let Some((i, route)) = st.pick(now, key.class) {
+                        st.slots[i].grant(route, key.class);
                         st.waiters.remove(&key);
                         guard.armed = false;
                         drop(st);
                         // The next waiter is now the head.
                         self.inner.changed.notify_waiters();
-                        return Permit { credential: i };
+                        return Permit { credential: i, granted_at: now, budget: Some(self.inner.clone()) };
                     }
                     Some(st.next_ready(now, key.class))
                 } else {
@@ -323,8 +589,9 @@ impl Budget {
         self.inner.changed.notify_waiters();
     }
 
-    /// Follows the platform's rate-limit headers for a credential: `allowed` requests per window, `count` used so
-    /// far, `reset` until the window resets.
+    /// Takes in rate-limit headers that belong to no permit of this budget (for an answer to a request of ours,
+    /// use [`Permit::answered`], which also knows when the request was sent). `allowed` becomes the credential's
+    /// limit; `count` and `reset` join what the platform's counters say (see the module docs).
     pub fn observe(&self, credential: usize, allowed: Option<u32>, count: Option<u32>, reset: Option<Duration>) {
         {
             let now = Instant::now();
@@ -333,20 +600,7 @@ impl Budget {
                 return;
             };
             slot.refill(now);
-            if let Some(allowed) = allowed.filter(|a| *a > 0) {
-                slot.limit_per_minute = allowed;
-                slot.tokens = slot.tokens.min(slot.burst());
-            }
-            if let (Some(allowed), Some(count)) = (allowed, count) {
-                let remaining = f64::from(allowed.saturating_sub(count));
-                // Never burst past what the platform says is left in its window.
-                slot.tokens = slot.tokens.min(remaining);
-                if remaining < 1.0 {
-                    let wait = reset.unwrap_or(Duration::from_secs(1)).min(MAX_PAUSE);
-                    let until = now + wait;
-                    slot.paused_until = Some(slot.paused_until.map_or(until, |p| p.max(until)));
-                }
-            }
+            slot.learn(now, None, RateLimits { allowed, count, reset });
         }
         self.inner.changed.notify_waiters();
     }
@@ -555,6 +809,253 @@ mod tests {
             expected.sort_by_key(|&i| (reqs[i].0, !reqs[i].1, reqs[i].2.is_none(), reqs[i].2, i));
             proptest::prop_assert_eq!(order, expected);
         }
+    }
+
+    /// A platform that counts like the sandbox (`wrapup_sandbox::rate_limit`, one of its three semantics) and
+    /// answers with its headers, behind a network whose latency varies per request in each direction, so answers
+    /// overtake each other and a request sent later may be counted earlier. `lost` of the answers never arrive (the
+    /// request was counted, the client sees a timeout).
+    struct Platform {
+        kind: RateWindow,
+        limit: u32,
+        window: TokenWindow,
+        rng: rand::rngs::StdRng,
+        lost: f64,
+        admitted: Vec<Instant>,
+        refused: usize,
+    }
+
+    use rand::{Rng, SeedableRng};
+    use wrapup_sandbox::rate_limit::{RateWindow, TokenWindow};
+
+    impl Platform {
+        fn new(kind: RateWindow, limit: u32, lost: f64, seed: u64) -> Arc<Mutex<Self>> {
+            Arc::new(Mutex::new(Self {
+                kind,
+                limit,
+                window: TokenWindow::new(kind, limit, Instant::now()),
+                rng: rand::rngs::StdRng::seed_from_u64(seed),
+                lost,
+                admitted: Vec::new(),
+                refused: 0,
+            }))
+        }
+
+        fn latency(&mut self) -> Duration {
+            Duration::from_micros(self.rng.gen_range(500..30_000))
+        }
+    }
+
+    /// `workers` tasks each take permits for live requests and send them to `platform` until `requests` were
+    /// answered or `for_` has passed; a 429 pauses the credential for its reset, as the clients do.
+    async fn drive(budget: &Budget, platform: &Arc<Mutex<Platform>>, workers: usize, requests: usize, for_: Duration) {
+        drive_at(budget, platform, workers, requests, for_, None, Duration::ZERO).await
+    }
+
+    async fn drive_at(
+        budget: &Budget,
+        platform: &Arc<Mutex<Platform>>,
+        workers: usize,
+        requests: usize,
+        for_: Duration,
+        arrivals_per_sec: Option<f64>,
+        lost_after: Duration,
+    ) {
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let (budget, platform, sent) = (budget.clone(), platform.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= requests {
+                        return;
+                    }
+                    if let Some(rate) = arrivals_per_sec {
+                        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+                    }
+                    let permit = tokio::select! {
+                        p = budget.acquire(Priority::live(None)) => p,
+                        _ = tokio::time::sleep_until(start + for_) => return,
+                    };
+                    let up = platform.lock().latency();
+                    tokio::time::sleep(up).await;
+                    let (answer, down, lost) = {
+                        let mut p = platform.lock();
+                        let (kind, limit) = (p.kind, p.limit);
+                        let a = p.window.admit(kind, limit, Instant::now());
+                        if a.admitted {
+                            p.admitted.push(Instant::now());
+                        } else {
+                            p.refused += 1;
+                        }
+                        let chance = p.lost;
+                        let lost = p.rng.gen_bool(chance);
+                        (a, p.latency(), lost)
+                    };
+                    tokio::time::sleep(down).await;
+                    let credential = permit.credential;
+                    if lost {
+                        tokio::time::sleep(lost_after).await;
+                        drop(permit);
+                        continue;
+                    }
+                    let reset = Duration::from_secs(answer.reset_secs);
+                    permit.answered(RateLimits { allowed: Some(300), count: Some(answer.count), reset: Some(reset) });
+                    if !answer.admitted {
+                        budget.pause(credential, reset);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+
+    const SEMANTICS: [RateWindow; 3] = [RateWindow::Fixed, RateWindow::Sliding, RateWindow::TokenBucket];
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_drains_as_fast_as_the_platform_takes_it_without_a_429_under_every_semantics() {
+        for kind in SEMANTICS {
+            let budget = Budget::new(1, 300);
+            let platform = Platform::new(kind, 300, 0.0, 7);
+            let start = Instant::now();
+            // 900 requests waiting at once: the even pace would need 180 s.
+            drive(&budget, &platform, 32, 900, Duration::from_secs(600)).await;
+            let took = start.elapsed();
+            let p = platform.lock();
+            assert_eq!(p.refused, 0, "{kind:?}: 429s");
+            assert_eq!(p.admitted.len(), 900, "{kind:?}");
+            // The first minute's allowance goes at once (the even pace: 60 s) ...
+            let first = p.admitted[299].duration_since(start);
+            assert!(first < Duration::from_secs(2), "{kind:?}: the first 300 took {first:?}");
+            // ... and the whole backlog about when the platform allows its third minute's worth.
+            assert!(took < Duration::from_secs(125), "{kind:?}: 900 took {took:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_steady_overload_the_budget_spends_the_whole_limit_and_never_overshoots() {
+        for kind in SEMANTICS {
+            // Five minutes at 300/min, plus a token bucket's initial burst.
+            let most = if kind == RateWindow::TokenBucket { 1_800.0 } else { 1_500.0 };
+            for (lost, share) in [(0.0, 0.99), (0.03, 0.95)] {
+                for seed in [1, 2] {
+                    let budget = Budget::new(1, 300);
+                    let platform = Platform::new(kind, 300, lost, seed);
+                    let start = Instant::now();
+                    // Three times what the limit allows arrives, 64 requests at a time; a lost answer is a timeout 5 s
+                    // after the request was counted.
+                    let five_minutes = Duration::from_secs(300);
+                    drive_at(&budget, &platform, 64, usize::MAX, five_minutes, Some(15.0), Duration::from_secs(5))
+                        .await;
+                    let p = platform.lock();
+                    assert_eq!(p.refused, 0, "{kind:?}, {lost} lost: 429s");
+                    let admitted = p.admitted.iter().filter(|t| t.duration_since(start) < five_minutes).count();
+                    assert!(admitted as f64 >= share * most, "{kind:?}, {lost} lost: {admitted} admitted in 5 min");
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permits_in_flight_count_against_the_room_the_headers_leave() {
+        let budget = Budget::new(1, 300);
+        // Ten left in this window, a minute to go.
+        budget.observe(0, Some(300), Some(290), Some(Duration::from_secs(60)));
+        let granted = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (b, granted) = (budget.clone(), granted.clone());
+            tasks.push(tokio::spawn(async move {
+                let p = b.acquire(Priority::live(None)).await;
+                granted.lock().push(p);
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // No answer yet: exactly the ten, not one more, however many ask at once.
+        assert_eq!(granted.lock().len(), 10);
+        assert_eq!(budget.status()[0].in_flight, 10);
+        // Their answers confirm the window is used up; nothing more before it resets.
+        for (i, p) in granted.lock().drain(..).enumerate() {
+            p.answered(RateLimits {
+                allowed: Some(300),
+                count: Some(291 + i as u32),
+                reset: Some(Duration::from_secs(59)),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(granted.lock().is_empty());
+        assert_eq!(budget.status()[0].counters_room, Some(0.0));
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unsent_permit_gives_its_place_back_and_a_lost_answer_keeps_it() {
+        let budget = Budget::new(1, 300);
+        budget.observe(0, Some(300), Some(298), Some(Duration::from_secs(60)));
+        let a = budget.acquire(Priority::live(None)).await;
+        let b = budget.acquire(Priority::live(None)).await;
+        assert_eq!(budget.status()[0].counters_room, Some(0.0));
+        a.unsent();
+        assert_eq!(budget.status()[0].counters_room, Some(1.0));
+        // An answer without headers: the platform may have counted it, and no count says so; its place stays taken.
+        drop(b);
+        assert_eq!(budget.status()[0].counters_room, Some(1.0));
+        assert_eq!(budget.status()[0].in_flight, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_count_from_an_overtaken_answer_does_not_raise_the_room() {
+        let budget = Budget::new(1, 300);
+        let early = budget.acquire(Priority::live(None)).await;
+        let late = budget.acquire(Priority::live(None)).await;
+        let limits =
+            |count| RateLimits { allowed: Some(300), count: Some(count), reset: Some(Duration::from_secs(60)) };
+        // The later request was counted after the earlier one but answered first.
+        late.answered(limits(250));
+        early.answered(limits(249));
+        assert_eq!(budget.status()[0].counters_room, Some(50.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_the_count_may_have_fallen_one_probe_goes_and_its_answer_opens_the_next_window() {
+        let budget = Budget::new(1, 300);
+        let first = budget.acquire(Priority::live(None)).await;
+        first.answered(RateLimits { allowed: Some(300), count: Some(300), reset: Some(Duration::from_secs(20)) });
+        let start = Instant::now();
+        let probe = budget.acquire(Priority::live(None)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+        // The probe's answer says a new window began: its whole allowance is there at once.
+        probe.answered(RateLimits { allowed: Some(300), count: Some(1), reset: Some(Duration::from_secs(60)) });
+        assert_eq!(budget.status()[0].counters_room, Some(299.0));
+        for _ in 0..299 {
+            let _ = budget.acquire(Priority::live(None)).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_work_keeps_the_even_pace_when_the_headers_leave_more() {
+        let budget = Budget::new(1, 300);
+        budget.observe(0, Some(300), Some(1), Some(Duration::from_secs(60)));
+        let start = Instant::now();
+        for _ in 0..23 {
+            budget.acquire(Priority::backfill()).await.answered(RateLimits::default());
+        }
+        // The burst of 5 less the live reserve, then 5 per second: 20 more take about 4 s, not no time at all.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(3), "took {took:?}");
+        // Live work is not held back by it.
+        let start = Instant::now();
+        for _ in 0..100 {
+            let _ = budget.acquire(Priority::live(None)).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
