@@ -256,7 +256,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     // Saturation load at the platform's limit.
     let capacity = args.rate_limit as f64 / 2.0 / 60.0;
     let offered = 3.0 * capacity;
-    let sat = saturate(args, 1, offered, "naive: service at the saturation load").await?;
+    let sat = saturate(args, args.duration_or(60), 1, offered, "naive: service at the saturation load").await?;
     let agents = ((offered * 40.0) as usize).max(50);
     let queues = vec![
         queue("Ten", AcwMode::MandatoryTimeout, Some(10_000)),
