@@ -297,7 +297,9 @@ impl Slot {
     /// count than the epoch's (counted after it, or before a fall). A lower or equal count was counted before the
     /// epoch's highest, or after the count fell and made room for it: either way the epoch's count covers it.
     fn unplaced(&self, k: &Known) -> f64 {
-        self.answers.iter().filter(|a| a.at >= k.sent && a.heard.is_none_or(|(c, _)| c > k.count)).count() as f64
+        // Answers are kept in the order they came, so the epoch's are at the back.
+        let epoch = self.answers.iter().rev().take_while(|a| a.at >= k.sent);
+        epoch.filter(|a| a.heard.is_none_or(|(c, _)| c > k.count)).count() as f64
     }
 
     /// What the even pace's other cap leaves: the limit minus our answers of the last minute and those in flight.
@@ -423,7 +425,7 @@ impl Slot {
             _ => {
                 // Sent after the epoch's count was heard, so counted after it: its count is the newer truth.
                 let mut k = Known { count, sent, heard: now, until };
-                for (_, u) in self.answers.iter().filter(|a| a.at >= sent).filter_map(|a| a.heard) {
+                for (_, u) in self.answers.iter().rev().take_while(|a| a.at >= sent).filter_map(|a| a.heard) {
                     k.until = k.until.max(u);
                 }
                 self.known = Some(k);
