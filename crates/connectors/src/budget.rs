@@ -22,10 +22,13 @@
 //!   request was counted, each request counted adds one, and within `reset` of the answer the count has fallen at
 //!   least once (the window ended, its oldest request left, a token came back). From that the slot keeps an *epoch*:
 //!   the count of the newest request it can place, and when a fall is certain. The room is `allowed − count − in
-//!   flight − unplaced`, and live legs may spend all of it at once instead of only the even pace: a backlog drains
-//!   as fast as the platform takes it. While that room is used up and no fall is certain, nothing is sent (another
-//!   client may share the credential, so our own minute proves nothing); once a fall is certain, one more request
-//!   fits, and that request — or one the even pace sends — is the probe whose answer opens the next epoch.
+//!   flight − unplaced + fallen`, and live legs may spend all of it at once instead of only the even pace: a
+//!   backlog drains as fast as the platform takes it. While that room is used up and no fall is certain, nothing is
+//!   sent (another client may share the credential, so our own minute proves nothing). Once a fall is certain,
+//!   `fallen` is at least one, and grows with what every way of counting agrees on: a token bucket refills by
+//!   `limit / 60` per second, a sliding window lets go of our own requests of a minute before, no count falls below
+//!   zero. A request sent then — through that room, or the even pace — is the probe whose answer opens the next
+//!   epoch.
 //!
 //! **Answers lag and overtake each other.** A request granted but not answered is in no count we have heard, so
 //! every request in flight is subtracted: concurrent permits cannot overshoot, at the price of counting twice one
@@ -41,19 +44,21 @@
 //! that it comes after every request answered in it was counted.
 //!
 //! **A read and its write.** Work on a leg is a gate read, then a write that finishes it ([`Priority::finishing`]).
-//! Spending a window's last request on a read strands its write until the count falls — up to a minute with a
-//! fixed window, past many legs' deadlines — and the read was a call spent for nothing. So a live request that
-//! begins work takes the counters' room only while it leaves a place for its own write and for the write of every
-//! read granted in the last 2 s (`FOLLOW_UP`) whose write has not come yet (a read whose leg needs no write holds its
-//! place that long). The probe once a fall is certain, with nothing begun, is let through: its answer tells how much
-//! room its write has. Once less than half the limit is left, a read also waits 20 ms in the queue (`GATHER`):
-//! legs claimed together reach the budget a few milliseconds apart, and when the room will not take them all, the
-//! earliest deadlines must get it, not the first to arrive. A write may also go at the even pace while the counters show only our own requests (the
-//! even pace is safe for them under any way of counting, and the counters, dated by when the platform counted, can
-//! lag a fall it already allows).
+//! Spending a window's last request on a read strands its write until the count falls — up to a minute with a fixed
+//! window, past many legs' deadlines — and the read was a call spent for nothing. So a live request that begins work
+//! takes the counters' room only while it leaves a place for its own write and for the write of every read granted in
+//! the last 2 s (`FOLLOW_UP`) whose write has not come yet (a read whose leg needs no write holds its place that long);
+//! a read that goes at the even pace once the counters speak needs a place there for its write too. The one place
+//! certain right after a fall goes to a read only when time alone will not make it two within a second; when it would,
+//! the read waits for the second place rather than strand its write for the whole second that `reset` rounds up to.
+//! Once less than half the limit is left, a read also waits 20 ms in the queue (`GATHER`): legs claimed together reach
+//! the budget a few milliseconds apart, and when the room will not take them all, the earliest deadlines must get it,
+//! not the first to arrive. A write may also go at the even pace while the counters show only our own requests (the
+//! even pace is safe for them under any way of counting, and the counters, dated by when the platform counted, can lag
+//! a fall it already allows).
 //!
-//! Callers report each permit's fate: [`Permit::answered`] with the headers, [`Permit::unsent`] when nothing went
-//! out; a permit dropped without either counts as sent and answered without headers. A 429 pauses the credential for its
+//! Callers report each permit's fate: [`Permit::answered`] with the headers, [`Permit::unsent`] when nothing went out;
+//! a permit dropped without either counts as sent and answered without headers. A 429 pauses the credential for its
 //! `Retry-After` ([`Budget::pause`]); no permit for that credential is issued before the pause elapses.
 //!
 //! **Priority queue.** Waiters are ordered by [`Priority`]: class (`Live` < `Reconcile` < `Backfill`), then requests
@@ -202,10 +207,26 @@ struct Known {
     until: Instant,
 }
 
+/// See `Slot::fallen`.
+#[derive(Debug, Clone, Copy)]
+struct Fallen {
+    /// How far the count has certainly fallen.
+    certain: f64,
+    /// Whether two places are certain, or will be within [`SOON`] by time alone (our own requests of a minute
+    /// before `until` leaving, a token bucket refilling). If not, waiting could take a minute, and a read may
+    /// probe with the one certain place.
+    two_soon: bool,
+}
+
+/// See [`Fallen::two_soon`].
+const SOON: Duration = Duration::from_secs(1);
+
 /// One answer of the last minute: when, and what its headers said, `(count, until)`, if anything.
 #[derive(Debug, Clone, Copy)]
 struct Answer {
     at: Instant,
+    /// When its permit was granted.
+    sent: Instant,
     heard: Option<(u32, Instant)>,
 }
 
@@ -286,11 +307,36 @@ impl Slot {
     /// What the platform's counters leave now, if it has told us anything.
     fn counters_room(&self, now: Instant) -> Option<f64> {
         let k = self.known?;
-        let fallen = if now >= k.until { 1.0 } else { 0.0 };
         Some(
             f64::from(self.limit_per_minute) - f64::from(k.count) - f64::from(self.in_flight) - self.unplaced(&k)
-                + fallen,
+                + self.fallen(&k, now).certain,
         )
+    }
+
+    /// How far the count has certainly fallen since each request answered in the epoch was counted. Nothing before
+    /// `until`; from then on at least one, and whatever every way of counting the minute agrees on: a token bucket
+    /// has refilled by `limit / 60` per second since, a sliding window has let go of our own requests of the epoch's
+    /// count that are now a minute old, and no count falls below zero (a fixed window falls to zero at once).
+    fn fallen(&self, k: &Known, now: Instant) -> Fallen {
+        if now < k.until {
+            return Fallen { certain: 0.0, two_soon: false };
+        }
+        let bucket = 1.0 + (now.duration_since(k.until).as_secs_f64() * self.rate_per_sec()).floor();
+        // Our requests that were in the epoch's count (sent within its minute, answered before it began) and left a
+        // sliding window after the epoch's last answer was counted (so no answer of the epoch took their place).
+        let since = k.until.checked_sub(MINUTE).unwrap_or(k.until);
+        let in_count = self.answers.iter().filter(|a| a.sent >= since && a.at < k.sent);
+        let (mut window, mut soon) = (0.0_f64, 0.0_f64);
+        for a in in_count {
+            if now.saturating_duration_since(a.at) >= MINUTE {
+                window += 1.0;
+            }
+            if a.sent <= since + SOON {
+                soon += 1.0;
+            }
+        }
+        let certain = bucket.min(window.max(1.0)).min(f64::from(k.count));
+        Fallen { certain, two_soon: certain >= 2.0 || (soon >= 2.0 && k.count >= 2) }
     }
 
     /// Requests answered in this epoch that its count may not hold: answered without headers, or with a higher
@@ -317,13 +363,13 @@ impl Slot {
         self.paused_until.is_some_and(|p| p > now)
     }
 
-    /// The rule that lets a request of `class` through now, if any (`counters` false: their room is spoken for).
-    /// While the counters' epoch lasts and no fall is certain, they decide, with one exception: a live request
-    /// that finishes work (a write after its paid gate read) may also go at the even pace when the counters show
-    /// only our own requests, since the even pace is safe for our own requests under any way of counting the minute
-    /// (the counters, dated by when the platform counted, can lag a fall the even pace already allows). Before any headers and once a fall is certain, the even pace may
-    /// let anything through.
-    fn route(&self, now: Instant, class: PriorityClass, counters: bool, finishing: bool) -> Option<Route> {
+    /// The rule that lets a request of `class` through now, if any (`counters` false: their room is spoken for;
+    /// `begun`: reads still owed their writes). While the counters' epoch lasts and no fall is certain, they decide,
+    /// with one exception: a live request that finishes work (a write after its paid gate read) may also go at the
+    /// even pace when the counters show only our own requests, since the even pace is safe for our own requests
+    /// under any way of counting the minute. Before any headers and once a fall is certain, the even pace may let a
+    /// request through; a read, once the counters speak, only with a place left there for its write.
+    fn route(&self, now: Instant, class: PriorityClass, counters: bool, finishing: bool, begun: f64) -> Option<Route> {
         if self.paused(now) {
             return None;
         }
@@ -332,9 +378,13 @@ impl Slot {
         let paced = class == PriorityClass::Live || self.tokens >= need;
         let pace = self.tokens >= need && self.minute_room() >= need;
         let by_counters = matches!(self.counters_room(now), Some(room) if counters && room >= need && paced);
+        let live = class == PriorityClass::Live;
         match self.known {
             _ if by_counters => Some(Route::Counters),
-            Some(k) if now < k.until && !(finishing && class == PriorityClass::Live && self.alone(&k)) => None,
+            Some(k) if now < k.until && !(finishing && live && self.alone(&k)) => None,
+            // Once the counters speak, a read goes at the even pace only with a place there for its write too (the
+            // counters may have none), beyond those of the reads already begun.
+            Some(_) if live && !finishing => (pace && self.minute_room() - begun >= 2.0).then_some(Route::Pace),
             _ => pace.then_some(Route::Pace),
         }
     }
@@ -356,11 +406,16 @@ impl Slot {
 
     /// Earliest instant at which this slot may let a request of `class` through, assuming no other change (an
     /// answer or a cancelled permit wakes the queue anyway).
-    fn ready_at(&self, now: Instant, class: PriorityClass, counters: bool, finishing: bool) -> Instant {
+    fn ready_at(&self, now: Instant, class: PriorityClass, counters: bool, finishing: bool, begun: f64) -> Instant {
         let need = self.need(class);
         let bucket = now + Duration::from_secs_f64((need - self.tokens).max(0.0) / self.rate_per_sec());
+        // A read once the counters speak needs the even pace's room for its write too (see `route`).
+        let minute_need = match (self.known, class, finishing) {
+            (Some(_), PriorityClass::Live, false) => 2.0 + begun,
+            _ => need,
+        };
         let minute = {
-            let missing = (need - self.minute_room()).ceil();
+            let missing = (minute_need - self.minute_room()).ceil();
             if missing <= 0.0 {
                 now
             } else {
@@ -397,7 +452,7 @@ impl Slot {
             return;
         }
         let heard = self.learn(now, Some(granted_at), limits);
-        self.answers.push_back(Answer { at: now, heard });
+        self.answers.push_back(Answer { at: now, sent: granted_at, heard });
     }
 
     /// Takes in an answer's headers (see the module docs) and returns what they said, `(count, until)`.
@@ -489,9 +544,10 @@ impl State {
         let (mut spare, mut probe, mut limit) = (0.0, false, 0.0);
         for s in self.slots.iter().filter(|s| !s.paused(now)) {
             if let (Some(k), Some(room)) = (s.known, s.counters_room(now)) {
-                let fallen = now >= k.until;
-                spare += (room - if fallen { 1.0 } else { 0.0 }).max(0.0);
-                probe |= fallen && room >= 1.0;
+                let fallen = s.fallen(&k, now);
+                spare += room.max(0.0);
+                // The one certain place may go to a read only when time will not soon make it two.
+                probe |= fallen.certain >= 1.0 && !fallen.two_soon && room >= 1.0;
                 limit += f64::from(s.limit_per_minute);
             }
         }
@@ -511,7 +567,9 @@ impl State {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.route(now, key.class, counters, !key.begins).map(|r| (i, r, s.room(now, r))))
+            .filter_map(|(i, s)| {
+                s.route(now, key.class, counters, !key.begins, self.begun.len() as f64).map(|r| (i, r, s.room(now, r)))
+            })
             .max_by(|a, b| a.2.total_cmp(&b.2))
             .map(|(i, r, _)| (i, r))
     }
@@ -530,12 +588,17 @@ impl State {
     fn next_ready(&self, now: Instant, key: &WaitKey, queued: Instant) -> Instant {
         let open = self.counters_open_to(now, key, queued);
         let counters = open == Open::Yes;
-        let at = self.slots.iter().map(|s| s.ready_at(now, key.class, counters, !key.begins)).min();
+        let begun = self.begun.len() as f64;
+        let at = self.slots.iter().map(|s| s.ready_at(now, key.class, counters, !key.begins, begun)).min();
         let mut at = at.unwrap_or(now + Duration::from_secs(1));
         match (open, self.begun.front()) {
             (Open::At(gathered), _) => at = at.min(gathered),
             (Open::No, Some(oldest)) => at = at.min(*oldest + FOLLOW_UP),
             _ => {}
+        }
+        // Past `until`, the certain fall grows with time alone (a token back every `60 / limit` s).
+        for s in self.slots.iter().filter(|s| s.known.is_some_and(|k| now >= k.until)) {
+            at = at.min(now + Duration::from_secs_f64(1.0 / s.rate_per_sec()));
         }
         // Never a wake-up that is already due while nothing is ready: rounding must not make the head spin.
         at.max(now + Duration::from_millis(1))
@@ -958,7 +1021,8 @@ mod tests {
     struct Driven {
         /// Writes granted.
         writes: usize,
-        /// Writes that waited more than 2 s for their permit after their read was answered.
+        /// Writes that waited more than 300 ms for their permit after their read was answered (the service gives a
+        /// write about that much room before its deadline, `write_reserve`).
         stranded: usize,
     }
 
@@ -1000,7 +1064,7 @@ mod tests {
                         };
                         if priority.finishing {
                             writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            if asked.elapsed() > Duration::from_secs(2) {
+                            if asked.elapsed() > Duration::from_millis(300) {
                                 stranded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
                         }
