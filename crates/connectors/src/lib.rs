@@ -16,7 +16,7 @@ pub mod retry;
 pub mod token;
 
 pub use attempt::{ApiAttempt, AttemptSink, CallStats, SharedAttemptSink};
-pub use budget::{Budget, Permit, Priority, PriorityClass};
+pub use budget::{Budget, Permit, Priority, PriorityClass, RateLimits};
 pub use error::{ErrorClass, PlatformError};
 pub use genesys::Precondition;
 pub use retry::{call_with_retry, RetryPolicy};

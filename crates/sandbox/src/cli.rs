@@ -32,6 +32,9 @@ pub struct SandboxArgs {
     /// Requests per minute per token.
     #[arg(long)]
     pub rate_limit: Option<u32>,
+    /// How the per-minute limit is counted, on both platforms: fixed, sliding or token_bucket (see docs/SANDBOX.md).
+    #[arg(long, value_enum)]
+    pub rate_limit_window: Option<crate::rate_limit::RateWindow>,
     /// Number of OAuth clients.
     #[arg(long)]
     pub clients: Option<usize>,
@@ -75,6 +78,10 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     }
     if let Some(r) = args.rate_limit {
         cfg.rate_limit_per_minute = r;
+    }
+    if let Some(w) = args.rate_limit_window {
+        cfg.rate_limit_window = w;
+        cfg.cxone.rate_limit_window = w;
     }
     if let Some(c) = args.clients {
         cfg.clients = c.max(1);
@@ -145,4 +152,37 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
     tracing::info!("Shutting the sandbox down.");
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+
+    #[test]
+    fn the_rate_limit_window_flag_sets_both_platforms() {
+        let cli = Cli::parse_from(["sandbox", "--rate-limit-window", "token_bucket", "--rate-limit", "600"]);
+        let cfg = config_from_args(&cli.args).unwrap();
+        assert_eq!(cfg.rate_limit_window, crate::RateWindow::TokenBucket);
+        assert_eq!(cfg.cxone.rate_limit_window, crate::RateWindow::TokenBucket);
+        assert_eq!(cfg.rate_limit_per_minute, 600);
+        assert!(Cli::try_parse_from(["sandbox", "--rate-limit-window", "hourly"]).is_err());
+        let default = config_from_args(&Cli::parse_from(["sandbox"]).args).unwrap();
+        assert_eq!(default.rate_limit_window, crate::RateWindow::Fixed);
+    }
+
+    #[test]
+    fn the_config_file_takes_a_window_per_platform() {
+        let cfg: SandboxConfig =
+            toml::from_str("rate_limit_window = \"sliding\"\n[cxone]\nrate_limit_window = \"token_bucket\"\n").unwrap();
+        assert_eq!(cfg.rate_limit_window, crate::RateWindow::Sliding);
+        assert_eq!(cfg.cxone.rate_limit_window, crate::RateWindow::TokenBucket);
+        assert!(toml::from_str::<SandboxConfig>("rate_limit_window = \"hourly\"").is_err());
+    }
 }

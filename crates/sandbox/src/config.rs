@@ -22,6 +22,8 @@ pub struct SandboxConfig {
     pub speed: f64,
     /// Requests per minute per access token (wall-time window, not scaled).
     pub rate_limit_per_minute: u32,
+    /// How that minute is counted: `fixed`, `sliding` or `token_bucket` (see `crate::rate_limit`).
+    pub rate_limit_window: crate::rate_limit::RateWindow,
     /// Access-token lifetime in wall seconds (`expires_in`).
     pub token_lifetime_secs: u64,
     /// Number of OAuth clients of the one org (their tokens each get their own rate-limit budget).
@@ -46,6 +48,7 @@ impl Default for SandboxConfig {
             preload_events: true,
             speed: 1.0,
             rate_limit_per_minute: 300,
+            rate_limit_window: crate::rate_limit::RateWindow::Fixed,
             token_lifetime_secs: 86_399,
             clients: 1,
             faults: FaultProfile::calm(),

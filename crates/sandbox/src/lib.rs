@@ -27,8 +27,11 @@
 //! - `POST|GET /api/v2/notifications/channels`, `HEAD /api/v2/notifications/channels/{id}`,
 //!   `GET|POST|PUT|DELETE /api/v2/notifications/channels/{id}/subscriptions`, websocket `GET /channels/{id}`;
 //! - `GET /sandbox/v1/report|legs|config`, `POST /sandbox/v1/traffic/start|stop`, `PUT /sandbox/v1/traffic`,
-//!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `POST /sandbox/v1/event-targets`,
-//!   `POST /sandbox/v1/notifications/drop` (break every notification websocket).
+//!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `PUT /sandbox/v1/rate-limit`,
+//!   `POST /sandbox/v1/event-targets`, `POST /sandbox/v1/notifications/drop` (break every notification websocket).
+//!
+//! Both platforms limit each access token per minute, counted as `fixed`, `sliding` or `token_bucket`
+//! ([`rate_limit`]).
 //!
 //! Switches for UNCONFIRMED platform behaviour ([`Behaviours`], defaults first): second write on a coded leg
 //! `overwrite`|`reject` (400); client-credentials writes `allowed`|`forbidden` (403 `not.authorized`); `GET …/wrapup`
@@ -47,6 +50,7 @@ pub mod cxone;
 pub mod events;
 pub mod model;
 pub mod notifications;
+pub mod rate_limit;
 pub mod report;
 pub mod sim;
 
@@ -58,6 +62,7 @@ pub use config::{
 };
 pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};
 pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
+pub use rate_limit::{RateLimit, RateWindow};
 pub use report::{CodedBy, LegTruth, Report, Violation};
 
 use events::{EventStats, Targets};
@@ -146,6 +151,28 @@ impl Inner {
 
     pub fn add_event_target(&self, t: EventTarget) {
         self.targets.add(t, self.http.clone(), self.stats.clone());
+    }
+
+    pub fn rate_limit(&self) -> RateLimit {
+        let org = self.org.lock();
+        RateLimit { per_minute: org.rate_limit_per_minute, window: org.rate_limit_window }
+    }
+
+    pub fn set_rate_limit(&self, limit: RateLimit) {
+        let mut org = self.org.lock();
+        org.rate_limit_per_minute = limit.per_minute.max(1);
+        org.rate_limit_window = limit.window;
+    }
+
+    pub fn cxone_rate_limit(&self) -> RateLimit {
+        let bu = self.bu.lock();
+        RateLimit { per_minute: bu.rate_limit_per_minute, window: bu.rate_limit_window }
+    }
+
+    pub fn set_cxone_rate_limit(&self, limit: RateLimit) {
+        let mut bu = self.bu.lock();
+        bu.rate_limit_per_minute = limit.per_minute;
+        bu.rate_limit_window = limit.window;
     }
 }
 
@@ -288,6 +315,27 @@ impl SandboxHandle {
 
     pub fn set_behaviours(&self, b: Behaviours) {
         self.inner.org.lock().behaviours = b;
+    }
+
+    /// The Genesys org's rate limit per token (same as `GET /sandbox/v1/config`).
+    pub fn rate_limit(&self) -> RateLimit {
+        self.inner.rate_limit()
+    }
+
+    /// Changes the Genesys org's rate limit (at least 1 per minute). Existing tokens keep their window under a new
+    /// limit; under new semantics their window starts afresh at their next request.
+    pub fn set_rate_limit(&self, limit: RateLimit) {
+        self.inner.set_rate_limit(limit)
+    }
+
+    /// The CXone business unit's rate limit per token (`per_minute` 0: none).
+    pub fn cxone_rate_limit(&self) -> RateLimit {
+        self.inner.cxone_rate_limit()
+    }
+
+    /// Changes the CXone business unit's rate limit, as [`Self::set_rate_limit`] does for Genesys (0: none).
+    pub fn set_cxone_rate_limit(&self, limit: RateLimit) {
+        self.inner.set_cxone_rate_limit(limit)
     }
 
     /// The CXone API user's credentials, tenant and business unit (discovery: `{base_url}/.well-known/...`).

@@ -315,8 +315,8 @@ pub struct Token {
     pub client: usize,
     pub expires: Instant,
     pub revoked: bool,
-    pub window_start: Instant,
-    pub count: u32,
+    /// Its rate-limit window (`crate::rate_limit`).
+    pub window: crate::rate_limit::TokenWindow,
     /// When this token was last told to wait, and until when (its last `Retry-After`).
     pub retry_after: Option<(Instant, Instant)>,
 }
@@ -493,6 +493,7 @@ pub struct Org {
     pub behaviours: Behaviours,
     pub faults: FaultProfile,
     pub rate_limit_per_minute: u32,
+    pub rate_limit_window: crate::rate_limit::RateWindow,
     pub token_lifetime: std::time::Duration,
     pub clients: Vec<OAuthClient>,
     pub tokens: HashMap<String, Token>,
@@ -606,6 +607,7 @@ impl Org {
             behaviours: cfg.behaviours,
             faults: cfg.faults.clone(),
             rate_limit_per_minute: cfg.rate_limit_per_minute.max(1),
+            rate_limit_window: cfg.rate_limit_window,
             token_lifetime: std::time::Duration::from_secs(cfg.token_lifetime_secs.max(1)),
             clients,
             tokens: HashMap::new(),

@@ -857,6 +857,26 @@ async fn faults_hit_cxone_requests_and_retry_after_follows_its_switch() {
 }
 
 #[tokio::test]
+async fn a_cxone_rate_limit_refuses_with_api_rate_exceeded_and_sends_no_rate_limit_headers() {
+    let mut cfg = cx_config(0);
+    cfg.cxone.rate_limit_per_minute = 2;
+    cfg.cxone.rate_limit_window = wrapup_sandbox::RateWindow::Sliding;
+    let c = cx(cfg).await;
+    for _ in 0..2 {
+        let (s, h, _) = c.get(&format!("{V}/skills")).await;
+        assert_eq!(s, 200);
+        assert!(h.keys().all(|k| !k.as_str().starts_with("inin-ratelimit")), "{h:?}");
+    }
+    let (s, h, v) = c.get(&format!("{V}/skills")).await;
+    assert_eq!(s, 429);
+    assert_eq!(v["error_description"], "Api Rate Exceeded");
+    // The first request leaves the sliding window a minute after it was counted.
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry), "{h:?}");
+    assert!(h.keys().all(|k| !k.as_str().starts_with("inin-ratelimit")), "{h:?}");
+}
+
+#[tokio::test]
 async fn get_next_event_faults_drop_and_duplicate_events() {
     let c = cx(cx_config(2)).await;
     let legs = c.legs();

@@ -6,8 +6,8 @@ use common::{quiet_config, start};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wrapup_sandbox::{
-    ApplyAfterAcw, Behaviours, ClientCredentialsWrites, CodedBy, GetWrapupUnset, SandboxConfig, SecondWrite,
-    SYSTEM_TIMEOUT_CODE_ID,
+    ApplyAfterAcw, Behaviours, ClientCredentialsWrites, CodedBy, GetWrapupUnset, RateLimit, RateWindow, SandboxConfig,
+    SecondWrite, SYSTEM_TIMEOUT_CODE_ID,
 };
 
 fn preloaded(n: usize) -> SandboxConfig {
@@ -113,6 +113,58 @@ async fn the_rate_limit_answers_429_with_retry_after_and_counts_it() {
     let (s, _, _) = env.get("/api/v2/routing/queues").await;
     assert_eq!(s, 429);
     assert_eq!(env.sb.report().api.calls_before_retry_after, 1);
+    env.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_rate_limit_window_stamps_its_own_count_and_reset() {
+    // 3 per minute. A fixed or sliding window frees its first request a minute after it; a token bucket gets a token
+    // back every 20 s, so its count falls 20 s after a request, and a refusal waits for that token only.
+    for (window, fall) in [(RateWindow::Fixed, 60), (RateWindow::Sliding, 60), (RateWindow::TokenBucket, 20)] {
+        let env = start(SandboxConfig { rate_limit_per_minute: 3, rate_limit_window: window, ..quiet_config() }).await;
+        let header = |h: &reqwest::header::HeaderMap, name: &str| -> u64 { h[name].to_str().unwrap().parse().unwrap() };
+        for i in 1..=3 {
+            let (s, h, _) = env.get("/api/v2/routing/queues").await;
+            assert_eq!(s, 200, "{window:?}");
+            assert_eq!(header(&h, "inin-ratelimit-count"), i, "{window:?}");
+            assert_eq!(header(&h, "inin-ratelimit-allowed"), 3, "{window:?}");
+            assert!((fall - 1..=fall).contains(&header(&h, "inin-ratelimit-reset")), "{window:?}: {h:?}");
+        }
+        let (s, h, _) = env.get("/api/v2/routing/queues").await;
+        assert_eq!(s, 429, "{window:?}");
+        assert_eq!(header(&h, "inin-ratelimit-count"), 3, "{window:?}");
+        assert!((fall - 1..=fall).contains(&header(&h, "retry-after")), "{window:?}: {h:?}");
+        assert_eq!(header(&h, "retry-after"), header(&h, "inin-ratelimit-reset"), "{window:?}");
+        env.sb.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_and_its_window_can_be_changed_at_runtime() {
+    let env = start(quiet_config()).await;
+    let control = format!("{}/sandbox/v1", env.base);
+    let body = json!({"per_minute": 2, "window": "sliding", "cxone": {"per_minute": 5, "window": "token_bucket"}});
+    let r = env.http.put(format!("{control}/rate-limit")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, body);
+    let cfg: Value = env.http.get(format!("{control}/config")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((cfg["rate_limit_per_minute"].clone(), cfg["rate_limit_window"].clone()), (json!(2), json!("sliding")));
+    assert_eq!(cfg["cxone"]["rate_limit_window"], "token_bucket");
+    assert_eq!(env.sb.cxone_rate_limit(), RateLimit { per_minute: 5, window: RateWindow::TokenBucket });
+    // The token issued at start now counts under the new semantics, from nothing.
+    assert_eq!(env.get("/api/v2/routing/queues").await.0, 200);
+    assert_eq!(env.get("/api/v2/routing/queues").await.0, 200);
+    assert_eq!(env.get("/api/v2/routing/queues").await.0, 429);
+    // Only what is given changes.
+    let r = env.http.put(format!("{control}/rate-limit")).json(&json!({"per_minute": 10})).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["per_minute"].clone(), v["window"].clone()), (json!(10), json!("sliding")));
+    for bad in [json!({"window": "hourly"}), json!({"per_minute": 0}), json!({"burst": 3})] {
+        let r = env.http.put(format!("{control}/rate-limit")).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    assert_eq!(env.sb.rate_limit(), RateLimit { per_minute: 10, window: RateWindow::Sliding });
     env.sb.shutdown().await;
 }
 

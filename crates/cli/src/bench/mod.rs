@@ -4,7 +4,8 @@
 //! - [`efficiency`]: steady load well under the budget, measured after a warm-up; calls per applied code and
 //!   leg-end → write latency. With `--platform cxone`, the same on the CXone business unit ([`cxone`]).
 //! - [`saturation`]: about three times the load the budget allows; utilisation of the budget, share of 429s, and
-//!   whether the legs coded were the ones with the earliest deadlines.
+//!   whether the legs coded were the ones with the earliest deadlines, under each way the sandbox can count its
+//!   per-minute limit (`--window`), on Genesys or CXone (`--platform`).
 //! - [`pooled`]: the saturation load on one org with one, then two OAuth clients; the throughput ratio.
 //! - [`ingest`]: events/s the intake acknowledges durably, and the ack latency at a fixed rate, from a load
 //!   generator on loopback; SQLite's own commit rate on the same disk as the reference.
@@ -74,9 +75,14 @@ pub struct BenchArgs {
     /// Events per intake request in the ingest scenario (EventBridge API destinations send one).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Which platform of the sandbox the service codes (efficiency): the Genesys org or the CXone business unit.
+    /// Which platform of the sandbox the service codes (efficiency, saturation): the Genesys org or the CXone
+    /// business unit.
     #[arg(long, value_enum, default_value_t = BenchPlatform::Genesys)]
     pub platform: BenchPlatform,
+    /// How the sandbox counts its per-minute limit (saturation, pooled): a fixed window, a sliding window or a token
+    /// bucket. The service is not told which.
+    #[arg(long, value_enum, default_value_t = wrapup_sandbox::RateWindow::Fixed)]
+    pub window: wrapup_sandbox::RateWindow,
     /// Seconds of traffic before the measured window (efficiency) [default: 12, see `bench::efficiency`].
     #[arg(long)]
     pub warmup: Option<u64>,
@@ -284,6 +290,7 @@ mod tests {
             connections: 4,
             batch: 1,
             platform: BenchPlatform::Genesys,
+            window: wrapup_sandbox::RateWindow::Fixed,
             warmup: Some(1),
             seed: 7,
             reconcile_every_ms: 60_000,
@@ -302,6 +309,33 @@ mod tests {
         assert!(json["latency_ms"].get("p50").is_some() && json["latency_ms"].get("p99").is_some(), "{json}");
         assert!(json["outcomes"]["applied"].as_u64().is_some_and(|a| a > 0), "{json}");
         assert!(report.table().contains("calls per applied code"));
+    }
+
+    #[test]
+    fn bench_saturation_measures_whole_minutes_after_a_warm_up_of_at_least_30_s() {
+        use saturation::measured_window;
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(measured_window(secs(150)), (secs(30), secs(120)));
+        assert_eq!(measured_window(secs(90)), (secs(30), secs(60)));
+        assert_eq!(measured_window(secs(200)), (secs(80), secs(120)));
+        // Shorter runs keep the old split: all but the first sixth, at most 10 s.
+        assert_eq!(measured_window(secs(60)), (secs(10), secs(50)));
+        assert_eq!(measured_window(secs(20)), (secs(3), secs(17)));
+    }
+
+    #[test]
+    fn bench_admitted_calls_leave_out_429s_and_token_requests() {
+        let api: wrapup_sandbox::report::ApiReport = serde_json::from_value(serde_json::json!({
+            "total": 0, "rate_limited": 0,
+            "by_endpoint": {
+                "GET /api/v2/conversations/{cid}/participants/{pid}/wrapup": {"200": 5, "429": 2, "404": 1},
+                "POST /oauth/token": {"200": 3},
+                "POST /auth/token": {"200": 1},
+                "GET /inContactAPI/services/v{N}.0/skills": {"200": 4, "429": 7}
+            }
+        }))
+        .unwrap();
+        assert_eq!(saturation::admitted(&api), 10);
     }
 
     #[test]

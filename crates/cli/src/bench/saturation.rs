@@ -1,13 +1,20 @@
 //! `saturation`: offered load about three times what the budget allows. Does the service use the whole budget
 //! (`utilisation`), stay clear of the platform's limit (`rate_limited_share`), and spend the budget on the legs with
-//! the earliest deadlines (`deadline_order_violations`)?
+//! the earliest deadlines (`deadline_order_violations`)? `--window fixed|sliding|token_bucket` picks how the sandbox
+//! counts its per-minute limit (see docs/SANDBOX.md); the service is not told which.
 //!
 //! The center has three MANDATORY_TIMEOUT queues (ACW timeouts 10 s, 20 s and 40 s, equal shares) so deadlines do
 //! not follow arrival order, and agents who never code by themselves: every leg is ours to code or it times out.
 //! One `immediate` rule codes every leg. Clock speed 1.
 //!
-//! - `utilisation` = applied codes per minute ÷ (budget per minute ÷ 2 calls per code), over the load window minus a
-//!   warm-up (token, catalog load, the backlog forming).
+//! - The measured window: the budget spends what the platform's window allows when it allows it (a backlog drains at
+//!   once, then nothing until the count falls), so a rate over part of a minute would measure where the window
+//!   boundary fell, not the budget. Runs of 90 s or more (the default is 150 s) measure the last whole minutes after
+//!   at least 30 s of warm-up (token, catalog load, the backlog forming, the first window's allowance spent as the
+//!   load arrives); shorter runs measure all but the first sixth (at most 10 s) and are only indicative.
+//! - `utilisation` = applied codes per minute ÷ (budget per minute ÷ 2 calls per code), over the measured window.
+//! - `spent_share` = requests the platform admitted in the measured window (every endpoint but the token's, every
+//!   status but 429) ÷ its limit over that window.
 //! - `deadline_order_violations`: applied legs A written at `t` while some leg B with an earlier deadline had been
 //!   in ACW since at least 1 s before `t`, still had at least 1 s of writable window after `t` (its deadline minus
 //!   the service's 500 ms guard), and then closed without any code of ours (the platform's timeout stamped it).
@@ -18,22 +25,43 @@
 //!   catalog when it decides the leg), so a metric over the store's records alone missed exactly the legs that
 //!   waited longest. A's write time is the service's (when the write was accepted); both clocks are the run's one
 //!   shared clock.
+//!
+//! With `--platform cxone` the same load runs on the sandbox's CXone business unit instead ([`saturate_cxone`]):
+//! three skills whose ACW times out after 10, 20 and 40 s without a disposition requirement, silent agents, ACW
+//! detected by polling every [`CXONE_POLL_MS`], the business unit limited to `--rate-limit` per minute per token
+//! under `--window`, and the service's CXone budget set to the same. CXone sends no rate-limit headers, so the
+//! budget keeps its even pace there. Its calls are not only codes (a session join per agent, the detection polls),
+//! so its `utilisation` is `spent_share`, with the applied codes per minute beside it.
 
-use super::{queue, round, run_for, sandbox, short_center, silent_agents, start_env, BenchArgs, Report};
+use super::{queue, round, run_for, sandbox, short_center, silent_agents, start_env, BenchArgs, BenchPlatform, Report};
+use crate::demo::{cxone_truth_as_legs, CxoneDetection, CxoneOptions, EnvOptions};
 use jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Outcome;
-use wrapup_sandbox::{AcwMode, CodedBy, LegTruth};
+use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
+use wrapup_sandbox::report::ApiReport;
+use wrapup_sandbox::{AcwMode, CodedBy, Dist, LegTruth, RateWindow};
+
+/// The default length of a saturation run, wall seconds: two measured minutes after 30 s of warm-up.
+pub const DEFAULT_SECS: u64 = 150;
+
+/// Wall milliseconds between CXone detection polls (two calls each: active contacts, agent states).
+pub const CXONE_POLL_MS: u64 = 2_000;
 
 /// What one saturated run measured.
 pub struct Saturated {
     pub clients: usize,
+    pub platform: &'static str,
+    pub window: RateWindow,
     pub offered_legs_per_s: f64,
     pub budget_per_minute: f64,
+    pub warmup_secs: f64,
     pub window_secs: f64,
     pub applied_in_window: usize,
     pub applied_per_minute: f64,
     pub utilisation: f64,
+    pub spent_share: f64,
     pub api_calls: u64,
     pub rate_limited: u64,
     pub rate_limited_share: f64,
@@ -44,62 +72,211 @@ pub struct Saturated {
     pub legs: u64,
     pub calls_per_applied: Option<f64>,
     pub sandbox_violations: u64,
+    pub violations: crate::summary::Violations,
     pub calls_by_endpoint: serde_json::Value,
 }
 
-/// Runs the saturation load on an org with `clients` OAuth clients, offering `offered` legs per second.
-pub async fn saturate(args: &BenchArgs, clients: usize, offered: f64, label: &str) -> anyhow::Result<Saturated> {
-    let duration = args.duration_or(60);
-    let warmup = std::time::Duration::from_secs((duration.as_secs() / 6).clamp(1, 10));
-    let agents = ((offered * 40.0) as usize).max(50);
-    let queues = vec![
+/// The warm-up and the measured window of a run of `duration` (see the module docs).
+pub fn measured_window(duration: Duration) -> (Duration, Duration) {
+    if duration >= Duration::from_secs(90) {
+        let measured = Duration::from_secs((duration.as_secs() - 30) / 60 * 60);
+        (duration - measured, measured)
+    } else {
+        let warmup = Duration::from_secs((duration.as_secs() / 6).clamp(1, 10));
+        (warmup, duration.saturating_sub(warmup))
+    }
+}
+
+/// Requests the platform admitted past its rate limit: every status but 429, token requests left out.
+pub fn admitted(api: &ApiReport) -> u64 {
+    api.by_endpoint
+        .iter()
+        .filter(|(endpoint, _)| !endpoint.ends_with("/oauth/token") && !endpoint.ends_with("/auth/token"))
+        .flat_map(|(_, statuses)| statuses.iter())
+        .filter(|(status, _)| status.as_str() != "429")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The three MANDATORY_TIMEOUT queues of the Genesys load.
+fn queues() -> Vec<wrapup_sandbox::QueueConfig> {
+    vec![
         queue("Ten", AcwMode::MandatoryTimeout, Some(10_000)),
         queue("Twenty", AcwMode::MandatoryTimeout, Some(20_000)),
         queue("Forty", AcwMode::MandatoryTimeout, Some(40_000)),
-    ];
-    let center = short_center(queues, agents, offered, silent_agents());
-    let env = start_env(sandbox(center, args.rate_limit, clients, args.seed), super::RESOLVE_ALL).await?;
+    ]
+}
+
+/// Runs the saturation load for `duration` on an org with `clients` OAuth clients, offering `offered` legs per
+/// second, the sandbox counting its limit as `--window` says.
+pub async fn saturate(
+    args: &BenchArgs,
+    duration: Duration,
+    clients: usize,
+    offered: f64,
+    label: &str,
+) -> anyhow::Result<Saturated> {
+    let (warmup, measured) = measured_window(duration);
+    let agents = ((offered * 40.0) as usize).max(50);
+    let center = short_center(queues(), agents, offered, silent_agents());
+    let mut cfg = sandbox(center, args.rate_limit, clients, args.seed);
+    cfg.rate_limit_window = args.window;
+    let env = start_env(cfg, super::RESOLVE_ALL).await?;
     let started_at = env.clock.now();
     env.sandbox.start_traffic();
-    run_for(duration, label, args.json).await;
+    run_for(warmup, &format!("{label}: warm-up"), args.json).await;
+    let from = env.clock.now();
+    let admitted_before = admitted(&env.sandbox.report().api);
+    run_for(measured, label, args.json).await;
     env.sandbox.stop_traffic();
     let stopped_at = env.clock.now();
-    env.settle(std::time::Duration::from_secs(2)).await?;
+    let admitted_in_window = admitted(&env.sandbox.report().api) - admitted_before;
+    env.settle(Duration::from_secs(2)).await?;
     let finished = env.finish_with_truth().await?;
     let s = &finished.summary;
-    let from = started_at.checked_add(SignedDuration::try_from(warmup)?)?;
     let window_secs = stopped_at.duration_since(from).as_secs_f64();
-    let applied_in_window = finished
-        .legs
-        .iter()
-        .filter(|l| l.outcome == Some(Outcome::Applied))
-        .filter(|l| l.written_at.is_some_and(|w| w >= from && w <= stopped_at))
-        .count();
+    let applied_in_window = applied_between(&finished.legs, from, stopped_at);
     let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
     let budget = clients as f64 * args.rate_limit as f64;
+    let (served, missed) = served_and_missed(&finished.legs, &finished.truth);
     Ok(Saturated {
         clients,
+        platform: "genesys",
+        window: args.window,
         offered_legs_per_s: offered,
         budget_per_minute: budget,
+        warmup_secs: round(from.duration_since(started_at).as_secs_f64(), 1),
         window_secs: round(window_secs, 1),
         applied_in_window,
         applied_per_minute: round(applied_per_minute, 1),
         utilisation: round(applied_per_minute / (budget / 2.0), 3),
+        spent_share: round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3),
         api_calls: s.api_calls,
         rate_limited: s.rate_limited,
-        rate_limited_share: if s.api_calls > 0 { round(s.rate_limited as f64 / s.api_calls as f64, 4) } else { 0.0 },
-        deadline_order_violations: {
-            let (served, missed) = served_and_missed(&finished.legs, &finished.truth);
-            order_violations(&served, &missed, started_at, stopped_at)
-        },
+        rate_limited_share: share(s.rate_limited, s.api_calls),
+        deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
         applied: s.outcomes.applied,
         expired: s.outcomes.expired,
         review: s.outcomes.review,
         legs: s.legs,
         calls_per_applied: s.calls_per_applied,
         sandbox_violations: s.violations.total(),
+        violations: s.violations.clone(),
         calls_by_endpoint: serde_json::to_value(&finished.report.api.by_endpoint)?,
     })
+}
+
+/// The saturation load on the sandbox's CXone business unit (see the module docs).
+pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) -> anyhow::Result<Saturated> {
+    let (warmup, measured) = measured_window(duration);
+    let skill = |name: &str, secs: u32| SkillConfig {
+        name: name.into(),
+        media: CxMedia::Voice,
+        acw_type: AcwType::Disposition,
+        require_disposition: false,
+        max_seconds_acw: secs,
+        allow_secondary_dispositions: false,
+        dispositions: vec!["Resolved".into(), "Other".into()],
+        weight: 1.0,
+    };
+    let never = Dist::new(3_600.0, 3_600.0, 3_600.0);
+    let center = CxoneCenter {
+        skills: vec![skill("Ten", 10), skill("Twenty", 20), skill("Forty", 40)],
+        unassigned_dispositions: Vec::new(),
+        agents: ((offered * 40.0) as usize).max(50),
+        skills_per_agent: 3,
+        arrival_rate_per_sec: offered,
+        alert_time: Dist::new(0.2, 0.5, 2.0),
+        talk_time: Dist::new(1.0, 3.0, 10.0),
+        transfer_probability: 0.0,
+        // Agents who never disposition nor leave ACW by themselves: every contact is ours or times out.
+        agent: CxoneAgentBehaviour {
+            at_disconnect: 0.0,
+            late: 0.0,
+            change_after_api: 0.0,
+            skip_delay: never,
+            give_in_delay: never,
+            ..CxoneAgentBehaviour::default()
+        },
+    };
+    // The Genesys org of the same sandbox runs no traffic.
+    let idle = short_center(vec![queue("Idle", AcwMode::Mandatory, None)], 1, 0.0, silent_agents());
+    let mut cfg = sandbox(idle, 300, 1, args.seed);
+    cfg.cxone.center = center;
+    cfg.cxone.rate_limit_per_minute = args.rate_limit;
+    cfg.cxone.rate_limit_window = args.window;
+    let env = super::start_with(EnvOptions {
+        sandbox: cfg,
+        rules: super::RESOLVE_ALL.to_string(),
+        speed: 1.0,
+        requests_per_minute: 300,
+        data_dir: None,
+        cxone: Some(CxoneOptions {
+            acw_detection: CxoneDetection::Polling,
+            poll_interval_ms: CXONE_POLL_MS,
+            requests_per_minute: args.rate_limit,
+        }),
+    })
+    .await?;
+    let started_at = env.clock.now();
+    env.sandbox.start_traffic();
+    run_for(warmup, "saturation (cxone): warm-up", args.json).await;
+    let from = env.clock.now();
+    let admitted_before = admitted(&env.sandbox.cxone_report().api);
+    run_for(measured, "saturation (cxone)", args.json).await;
+    env.sandbox.stop_traffic();
+    let stopped_at = env.clock.now();
+    let admitted_in_window = admitted(&env.sandbox.cxone_report().api) - admitted_before;
+    env.settle(Duration::from_secs(5)).await?;
+    let finished = env.finish_with_truth().await?;
+    let cx = finished.cxone.ok_or_else(|| anyhow::anyhow!("the CXone connection did not run"))?;
+    let s = &cx.summary;
+    let window_secs = stopped_at.duration_since(from).as_secs_f64();
+    let applied_in_window = applied_between(&cx.legs, from, stopped_at);
+    let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
+    let budget = args.rate_limit as f64;
+    let spent_share = round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3);
+    let (served, missed) = served_and_missed(&cx.legs, &cxone_truth_as_legs(&cx.truth));
+    Ok(Saturated {
+        clients: 1,
+        platform: "cxone",
+        window: args.window,
+        offered_legs_per_s: offered,
+        budget_per_minute: budget,
+        warmup_secs: round(from.duration_since(started_at).as_secs_f64(), 1),
+        window_secs: round(window_secs, 1),
+        applied_in_window,
+        applied_per_minute: round(applied_per_minute, 1),
+        utilisation: spent_share,
+        spent_share,
+        api_calls: s.api_calls,
+        rate_limited: s.rate_limited,
+        rate_limited_share: share(s.rate_limited, s.api_calls),
+        deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
+        applied: s.outcomes.applied,
+        expired: s.outcomes.expired,
+        review: s.outcomes.review,
+        legs: s.legs,
+        calls_per_applied: s.calls_per_applied,
+        sandbox_violations: s.violations.total(),
+        violations: s.violations.clone(),
+        calls_by_endpoint: serde_json::to_value(&cx.report.api.by_endpoint)?,
+    })
+}
+
+fn applied_between(legs: &[LegRecord], from: Timestamp, to: Timestamp) -> usize {
+    legs.iter()
+        .filter(|l| l.outcome == Some(Outcome::Applied))
+        .filter(|l| l.written_at.is_some_and(|w| w >= from && w <= to))
+        .count()
+}
+
+fn share(part: u64, total: u64) -> f64 {
+    if total > 0 {
+        round(part as f64 / total as f64, 4)
+    } else {
+        0.0
+    }
 }
 
 /// A leg the service coded: when its write was accepted, and the leg's ACW deadline.
@@ -161,17 +338,31 @@ pub fn order_violations(served: &[Served], missed: &[Missed], from: Timestamp, t
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    let duration = args.duration_or(DEFAULT_SECS);
+    let m = match args.platform {
+        BenchPlatform::Genesys => {
+            let capacity = args.rate_limit as f64 / 2.0 / 60.0;
+            saturate(args, duration, 1, args.rate.unwrap_or(3.0 * capacity), "saturation").await?
+        }
+        // Two calls per code as on Genesys, though a CXone code costs a little more (joins, polls).
+        BenchPlatform::Cxone => {
+            let capacity = args.rate_limit as f64 / 2.0 / 60.0;
+            saturate_cxone(args, duration, args.rate.unwrap_or(3.0 * capacity)).await?
+        }
+    };
     let capacity = args.rate_limit as f64 / 2.0 / 60.0;
-    let offered = args.rate.unwrap_or(3.0 * capacity);
-    let m = saturate(args, 1, offered, "saturation").await?;
     let mut r = Report::new("saturation");
-    r.field("duration_secs", args.duration_or(60).as_secs());
+    r.field("platform", m.platform);
+    r.field("window", serde_json::to_value(m.window)?);
+    r.field("duration_secs", duration.as_secs());
     r.field("budget_per_minute", m.budget_per_minute);
     r.field("offered_legs_per_s", round(m.offered_legs_per_s, 2));
     r.field("offered_over_capacity", round(m.offered_legs_per_s / capacity, 2));
+    r.field("warmup_secs", m.warmup_secs);
     r.field("window_secs", m.window_secs);
     r.field("applied_per_minute", m.applied_per_minute);
     r.field("utilisation", m.utilisation);
+    r.field("spent_share", m.spent_share);
     r.field("rate_limited_share", m.rate_limited_share);
     r.field("deadline_order_violations", m.deadline_order_violations);
     r.field("api_calls", m.api_calls);
@@ -182,6 +373,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         serde_json::json!({"legs": m.legs, "applied": m.applied, "expired": m.expired, "review": m.review}),
     );
     r.field("sandbox_violations", m.sandbox_violations);
+    r.field("violations", serde_json::to_value(&m.violations)?);
     r.field("calls_by_endpoint", m.calls_by_endpoint.clone());
     r.field(
         "goals",
@@ -192,14 +384,21 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             "deadline_order_met": m.deadline_order_violations == 0,
         }),
     );
+    let window = serde_json::to_value(m.window)?;
+    r.row("platform / rate-limit window", format!("{} / {}", m.platform, window.as_str().unwrap_or("?")));
     r.row("budget (requests/min)", m.budget_per_minute);
     r.row(
         "offered legs/s (x capacity)",
         format!("{:.2} ({:.2}x)", m.offered_legs_per_s, m.offered_legs_per_s / capacity),
     );
-    r.row("measured window (s, after warm-up)", m.window_secs);
+    r.row("measured window (s, after warm-up s)", format!("{} (after {})", m.window_secs, m.warmup_secs));
     r.row("applied codes per minute", format!("{} (budget / 2 = {})", m.applied_per_minute, m.budget_per_minute / 2.0));
-    r.row("utilisation (goal >= 0.95)", m.utilisation);
+    let utilisation = match m.platform {
+        "cxone" => "utilisation: share of the limit spent (goal >= 0.95)",
+        _ => "utilisation (goal >= 0.95)",
+    };
+    r.row(utilisation, m.utilisation);
+    r.row("share of the limit spent", m.spent_share);
     r.row(
         "429 share of calls (goal <= 0.01)",
         format!("{} ({} of {})", m.rate_limited_share, m.rate_limited, m.api_calls),
@@ -207,6 +406,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.row("deadline order violations (goal 0)", m.deadline_order_violations);
     r.row("legs / applied / expired / review", format!("{} / {} / {} / {}", m.legs, m.applied, m.expired, m.review));
     r.row("calls per applied code", super::show(m.calls_per_applied));
-    r.row("violations (sandbox)", m.sandbox_violations);
+    let v = &m.violations;
+    r.row(
+        "violations (sandbox): overwrites / outside window / duplicates / lost",
+        format!("{} / {} / {} / {}", v.overwrites, v.outside_window, v.duplicate_writes, v.lost),
+    );
     Ok(r)
 }

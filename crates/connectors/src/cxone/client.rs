@@ -27,7 +27,7 @@
 //! `Debug` output or logs.
 
 use crate::attempt::{ApiAttempt, AttemptRecorder, CallStats, SharedAttemptSink};
-use crate::budget::{Budget, Priority, PriorityClass};
+use crate::budget::{Budget, Permit, Priority, PriorityClass, RateLimits};
 use crate::cxone::error::{classify, rejection, Rejection};
 use crate::cxone::model::*;
 use crate::error::{ErrorClass, PlatformError};
@@ -831,13 +831,18 @@ impl CxoneClient {
             };
             if let Some(p) = call.precondition {
                 if let Err(reason) = p.check().await {
+                    permit.unsent();
                     return Err(PlatformError::transport(ErrorClass::PreconditionFailed, call.endpoint, reason));
                 }
             }
-            let token = self.inner.tokens.get(|| self.fetch_token()).await?;
-            let base = self.resolve_api_base(&token).await?;
-            let url = self.url(&base, call)?;
-            match self.send(call, permit.credential, url, &token).await {
+            let (token, url) = match self.prepare(call).await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    permit.unsent();
+                    return Err(e);
+                }
+            };
+            match self.send(call, permit, url, &token).await {
                 Err(e) if e.status == Some(401) && !refreshed => {
                     tracing::debug!(
                         connection = self.name(),
@@ -850,6 +855,14 @@ impl CxoneClient {
                 other => return other,
             }
         }
+    }
+
+    /// The token and the URL of a call: what must be in hand before a permit is spent.
+    async fn prepare(&self, call: &Call<'_>) -> Result<(Secret, Url), PlatformError> {
+        let token = self.inner.tokens.get(|| self.fetch_token()).await?;
+        let base = self.resolve_api_base(&token).await?;
+        let url = self.url(&base, call)?;
+        Ok((token, url))
     }
 
     /// The time limit of one attempt: the connection's (plus a long poll's wait), or for a live leg with a
@@ -870,13 +883,10 @@ impl CxoneClient {
         }
     }
 
-    async fn send(
-        &self,
-        call: &Call<'_>,
-        credential: usize,
-        url: Url,
-        token: &Secret,
-    ) -> Result<Response, PlatformError> {
+    /// One attempt, paid for by `permit`. CXone sends no rate-limit headers, so the budget hears only that the
+    /// request was answered (and a 429's pause).
+    async fn send(&self, call: &Call<'_>, permit: Permit, url: Url, token: &Secret) -> Result<Response, PlatformError> {
+        let credential = permit.credential;
         let started = (self.inner.clock.now(), tokio::time::Instant::now());
         let mut req = self
             .inner
@@ -892,6 +902,7 @@ impl CxoneClient {
             Err(e) => (None, Err(PlatformError::from_reqwest(call.endpoint, &e))),
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                permit.answered(RateLimits::default());
                 let reason = reason_phrase(&resp);
                 let headers = resp.headers().clone();
                 let result = match read_limited(resp, MAX_RESPONSE_BYTES).await {

@@ -7,7 +7,8 @@
 //! 2. **Token.** Take that credential's token from its [`TokenCache`] (fetched with
 //!    `POST {login}/oauth/token`, Basic auth, `grant_type=client_credentials`; refreshed early, single flight).
 //! 3. **Send**, with the connection's timeout, and read the body up to [`MAX_RESPONSE_BYTES`].
-//! 4. **Feed back** the `inin-ratelimit-*` headers to the budget; a 429 pauses the credential for its `Retry-After`.
+//! 4. **Feed back** the answer and its `inin-ratelimit-*` headers to the budget through the permit (a request that
+//!    never went out gives its permit back); a 429 pauses the credential for its `Retry-After`.
 //! 5. **401** → invalidate that token and retry the call once (new permit, fresh token). A second 401 is
 //!    [`ErrorClass::Auth`].
 //! 6. **Classify** any failure once ([`crate::error::classify`]) and report the attempt to the sink, the client's
@@ -17,7 +18,7 @@
 //! [`crate::retry::call_with_retry`], durable ones the leg state machine's.
 
 use crate::attempt::{ApiAttempt, AttemptRecorder, CallStats, SharedAttemptSink};
-use crate::budget::{Budget, Priority, PriorityClass};
+use crate::budget::{Budget, Permit, Priority, PriorityClass, RateLimits};
 use crate::error::{classify, ErrorClass, PlatformError};
 use crate::genesys::model::*;
 use crate::genesys::DEFAULT_REQUESTS_PER_MINUTE;
@@ -618,6 +619,7 @@ impl GenesysClient {
             };
             if let Some(p) = call.precondition {
                 if let Err(reason) = p.check().await {
+                    permit.unsent();
                     return Err(PlatformError::transport(ErrorClass::PreconditionFailed, call.endpoint, reason));
                 }
             }
@@ -625,15 +627,17 @@ impl GenesysClient {
             let token = match credential.tokens.get(|| self.fetch_token(permit.credential)).await {
                 Ok(token) => token,
                 Err(e) => {
+                    let failed = permit.credential;
+                    permit.unsent();
                     token_failures += 1;
                     // With the credential sidelined, another pooled credential can still serve this call.
-                    if self.sideline(permit.credential, &e) && token_failures < self.inner.credentials.len() {
+                    if self.sideline(failed, &e) && token_failures < self.inner.credentials.len() {
                         continue;
                     }
                     return Err(e);
                 }
             };
-            match self.send(call, permit.credential, &token).await {
+            match self.send(call, permit, &token).await {
                 Err(e) if e.status == Some(401) && !refreshed => {
                     tracing::debug!(
                         connection = self.name(),
@@ -686,8 +690,9 @@ impl GenesysClient {
         Some((left / 3).clamp(LIVE_MIN_TIMEOUT, self.inner.request_timeout.max(LIVE_MIN_TIMEOUT)))
     }
 
-    /// One attempt with one token.
-    async fn send(&self, call: &Call<'_>, credential: usize, token: &Secret) -> Result<Response, PlatformError> {
+    /// One attempt with one token, paid for by `permit` (whose answer, headers and all, goes back to the budget).
+    async fn send(&self, call: &Call<'_>, permit: Permit, token: &Secret) -> Result<Response, PlatformError> {
+        let credential = permit.credential;
         let started = self.started();
         let mut req = self
             .inner
@@ -708,12 +713,11 @@ impl GenesysClient {
                 let headers = resp.headers().clone();
                 let correlation_id = header_str(&headers, "inin-correlation-id").map(str::to_string);
                 let reset = header_u32(&headers, "inin-ratelimit-reset").map(|s| Duration::from_secs(u64::from(s)));
-                self.inner.budget.observe(
-                    credential,
-                    header_u32(&headers, "inin-ratelimit-allowed"),
-                    header_u32(&headers, "inin-ratelimit-count"),
+                permit.answered(RateLimits {
+                    allowed: header_u32(&headers, "inin-ratelimit-allowed"),
+                    count: header_u32(&headers, "inin-ratelimit-count"),
                     reset,
-                );
+                });
                 let result = match read_limited(resp, MAX_RESPONSE_BYTES).await {
                     Err(e) => Err(body_error(call.endpoint, status, correlation_id.clone(), e)),
                     Ok(body) if (200..300).contains(&status) => {

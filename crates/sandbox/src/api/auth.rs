@@ -5,6 +5,7 @@
 //! after `token_lifetime_secs` of wall time; each token has its own rate-limit window.
 
 use crate::model::Token;
+use crate::rate_limit::TokenWindow;
 use crate::SharedState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -72,9 +73,10 @@ fn issue(st: &SharedState, headers: &HeaderMap, body: &Bytes) -> Response {
     let access_token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let now = Instant::now();
     let lifetime = org.token_lifetime;
+    let window = TokenWindow::new(org.rate_limit_window, org.rate_limit_per_minute, now);
     org.tokens.insert(
         access_token.clone(),
-        Token { client, expires: now + lifetime, revoked: false, window_start: now, count: 0, retry_after: None },
+        Token { client, expires: now + lifetime, revoked: false, window, retry_after: None },
     );
     let body = json!({"access_token": access_token, "token_type": "bearer", "expires_in": lifetime.as_secs()});
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()

@@ -4,6 +4,8 @@
 //! `{"arrival_rate_per_sec": 2.0}`), `PUT faults` (a profile name as a JSON string or `{"name": …}` with only a
 //! name, or a full profile object), `PUT behaviours` (merge), `POST event-targets` (an `EventTarget`),
 //! `POST notifications/drop` (break every notification websocket now; answers `{"dropped": n}`).
+//! `PUT rate-limit` (`{"per_minute", "window"}`, each optional, and a `cxone` object of the same shape; answers the
+//! limits now in force).
 //! CXone: `GET cxone/legs|writes`, `PUT cxone/behaviours` (merge), or `PUT behaviours` with a `cxone` key; traffic
 //! and faults apply to both platforms.
 
@@ -28,6 +30,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/sandbox/v1/traffic", put(put_traffic))
         .route("/sandbox/v1/faults", put(put_faults))
         .route("/sandbox/v1/behaviours", put(put_behaviours))
+        .route("/sandbox/v1/rate-limit", put(put_rate_limit))
         .route("/sandbox/v1/event-targets", post(add_target))
         .route("/sandbox/v1/notifications/drop", post(drop_sockets))
         .route("/sandbox/v1/cxone/legs", get(cxone_legs))
@@ -85,7 +88,13 @@ async fn legs(State(st): State<SharedState>) -> Response {
 async fn config(State(st): State<SharedState>) -> Response {
     let cx = {
         let bu = st.bu.lock();
-        json!({"behaviours": bu.behaviours, "center": bu.center, "traffic": bu.traffic_on})
+        json!({
+            "behaviours": bu.behaviours,
+            "center": bu.center,
+            "traffic": bu.traffic_on,
+            "rate_limit_per_minute": bu.rate_limit_per_minute,
+            "rate_limit_window": bu.rate_limit_window,
+        })
     };
     let org = st.org.lock();
     axum::Json(json!({
@@ -94,6 +103,7 @@ async fn config(State(st): State<SharedState>) -> Response {
         "center": org.center,
         "traffic": org.traffic_on,
         "rate_limit_per_minute": org.rate_limit_per_minute,
+        "rate_limit_window": org.rate_limit_window,
         "cxone": cx,
     }))
     .into_response()
@@ -229,6 +239,43 @@ async fn put_behaviours(State(st): State<SharedState>, body: Bytes) -> Response 
         }
         Err(e) => bad(e),
     }
+}
+
+/// `PUT /sandbox/v1/rate-limit`: what to change; absent fields stay.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitPatch {
+    per_minute: Option<u32>,
+    window: Option<crate::rate_limit::RateWindow>,
+    cxone: Option<Box<RateLimitPatch>>,
+}
+
+impl RateLimitPatch {
+    fn apply(&self, to: crate::rate_limit::RateLimit) -> crate::rate_limit::RateLimit {
+        crate::rate_limit::RateLimit {
+            per_minute: self.per_minute.unwrap_or(to.per_minute),
+            window: self.window.unwrap_or(to.window),
+        }
+    }
+}
+
+async fn put_rate_limit(State(st): State<SharedState>, body: Bytes) -> Response {
+    let patch: RateLimitPatch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    if patch.cxone.as_ref().is_some_and(|c| c.cxone.is_some()) {
+        return bad("`cxone` takes `per_minute` and `window` only");
+    }
+    if patch.per_minute == Some(0) {
+        return bad("the Genesys limit is at least 1 request per minute (CXone takes 0 for none)");
+    }
+    st.set_rate_limit(patch.apply(st.rate_limit()));
+    if let Some(c) = &patch.cxone {
+        st.set_cxone_rate_limit(c.apply(st.cxone_rate_limit()));
+    }
+    let (g, c) = (st.rate_limit(), st.cxone_rate_limit());
+    axum::Json(json!({"per_minute": g.per_minute, "window": g.window, "cxone": c})).into_response()
 }
 
 async fn add_target(State(st): State<SharedState>, body: Bytes) -> Response {

@@ -180,34 +180,21 @@ fn gate(
         return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
     }
     let caller = Caller { client: tok.client };
-    // Ground truth for "a 429 is honoured": a request made with this token before the Retry-After it was given
-    // elapsed. Requests arriving within the first 100 ms were in flight before the client could have read the 429,
-    // so they do not count; nor do those in the last 50 ms (clock granularity of whole-second Retry-After).
-    let early = tok.retry_after.is_some_and(|(given, until)| {
-        now > given + Duration::from_millis(100) && now + Duration::from_millis(50) < until
-    });
+    let early = crate::rate_limit::before_retry_after(tok.retry_after, now);
     if now >= tok.expires {
         return Err((
             PlatformError::new(401, "credentials.expired", "The supplied credentials are expired and cannot be used."),
             None,
         ));
     }
-    // Fixed one-minute window per token, wall time.
-    let window = Duration::from_secs(60);
-    if now.duration_since(tok.window_start) >= window {
-        tok.window_start = now;
-        tok.count = 0;
-    }
+    // The token's window, under the org's semantics (`crate::rate_limit`).
+    let admission = tok.window.admit(org.rate_limit_window, allowed, now);
     if early {
         org.api.calls_before_retry_after += 1;
     }
-    let Some(tok) = org.tokens.get_mut(token) else {
-        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), None));
-    };
-    tok.count = tok.count.saturating_add(1);
-    let reset = window.saturating_sub(now.duration_since(tok.window_start)).as_secs_f64().ceil().max(1.0) as u64;
-    let limit = Some((tok.count.min(allowed), allowed, reset));
-    if tok.count > allowed {
+    let reset = admission.reset_secs;
+    let limit = Some((admission.count, allowed, reset));
+    if !admission.admitted {
         let mut e = PlatformError::new(
             429,
             "too.many.requests",
@@ -218,7 +205,7 @@ fn gate(
             &[("limit", &allowed.to_string()), ("duration", "60")],
         );
         e.retry_after = Some(reset);
-        tok.retry_after = Some((now, now + Duration::from_secs(reset)));
+        told_to_wait(org, token, now, reset);
         return Err((e, limit));
     }
 

@@ -224,18 +224,16 @@ fn gate(bu: &mut Bu, auth: Option<&str>, now: Instant, storm: Duration) -> Resul
     if tok.revoked || now >= tok.expires {
         return Err(unauthorized());
     }
-    // Calls before a given Retry-After elapsed (100 ms grace for requests already in flight).
-    let early = tok.retry_after.is_some_and(|(given, until)| {
-        now > given + Duration::from_millis(100) && now + Duration::from_millis(50) < until
-    });
-    let window = Duration::from_secs(60);
-    if now.duration_since(tok.window_start) >= window {
-        tok.window_start = now;
-        tok.count = 0;
-    }
-    tok.count = tok.count.saturating_add(1);
-    let reset = window.saturating_sub(now.duration_since(tok.window_start)).as_secs_f64().ceil().max(1.0) as u64;
-    let over = limit > 0 && tok.count > limit;
+    let early = crate::rate_limit::before_retry_after(tok.retry_after, now);
+    // The token's window under the BU's semantics (`crate::rate_limit`); a limit of 0 is none, and CXone sends no
+    // rate-limit headers, so only the refusal and its `Retry-After` are seen.
+    let (over, reset) = match limit {
+        0 => (false, 0),
+        _ => {
+            let a = tok.window.admit(bu.rate_limit_window, limit, now);
+            (!a.admitted, a.reset_secs)
+        }
+    };
     if over && send_retry_after {
         tok.retry_after = Some((now, now + Duration::from_secs(reset)));
     }

@@ -7,6 +7,7 @@
 //! id_token), and expire after `expires_in` wall seconds. `grant_type=refresh_token` issues a new pair.
 
 use super::model::{Bu, CxToken};
+use crate::rate_limit::TokenWindow;
 use crate::SharedState;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -126,10 +127,9 @@ fn issue(st: &SharedState, headers: &HeaderMap, body: &Bytes) -> Response {
     let refresh =
         jwt(&mut bu, &json!({"sub": format!("user:{user_uuid}"), "iat": iat, "jti": b64(&jti), "typ": "refresh"}));
     let now = Instant::now();
-    bu.tokens.insert(
-        access_token.clone(),
-        CxToken { expires: now + lifetime, revoked: false, window_start: now, count: 0, retry_after: None },
-    );
+    let window = TokenWindow::new(bu.rate_limit_window, bu.rate_limit_per_minute, now);
+    bu.tokens
+        .insert(access_token.clone(), CxToken { expires: now + lifetime, revoked: false, window, retry_after: None });
     bu.refresh_tokens.insert(refresh.clone());
     json_resp(
         StatusCode::OK,

@@ -37,6 +37,8 @@ pub struct CxoneConfig {
     pub token_lifetime_secs: u64,
     /// Requests per minute per access token, wall time; 0 = no limit (CXone publishes none).
     pub rate_limit_per_minute: u32,
+    /// How that minute is counted: `fixed`, `sliding` or `token_bucket` (see `crate::rate_limit`).
+    pub rate_limit_window: crate::rate_limit::RateWindow,
     pub behaviours: CxoneBehaviours,
     pub center: CxoneCenter,
 }
@@ -48,6 +50,7 @@ impl Default for CxoneConfig {
             preload: 0,
             token_lifetime_secs: 3600,
             rate_limit_per_minute: 0,
+            rate_limit_window: crate::rate_limit::RateWindow::Fixed,
             behaviours: CxoneBehaviours::default(),
             center: CxoneCenter::default(),
         }

@@ -228,8 +228,8 @@ pub struct Session {
 pub struct CxToken {
     pub expires: Instant,
     pub revoked: bool,
-    pub window_start: Instant,
-    pub count: u32,
+    /// Its rate-limit window (`crate::rate_limit`).
+    pub window: crate::rate_limit::TokenWindow,
     pub retry_after: Option<(Instant, Instant)>,
 }
 
@@ -375,6 +375,7 @@ pub struct Bu {
     pub storm_until: Option<Instant>,
     pub token_lifetime: std::time::Duration,
     pub rate_limit_per_minute: u32,
+    pub rate_limit_window: crate::rate_limit::RateWindow,
     pub tokens: HashMap<String, CxToken>,
     pub refresh_tokens: HashSet<String>,
     pub skills: Vec<Skill>,
@@ -540,6 +541,7 @@ impl Bu {
             storm_until: None,
             token_lifetime: std::time::Duration::from_secs(cfg.token_lifetime_secs.max(1)),
             rate_limit_per_minute: cfg.rate_limit_per_minute,
+            rate_limit_window: cfg.rate_limit_window,
             tokens: HashMap::new(),
             refresh_tokens: HashSet::new(),
             skills,
