@@ -1,8 +1,6 @@
-//! The `wrapup` command line: one module per subcommand; `main.rs` only parses and dispatches.
+//! The `wrapup` command line: one module per subcommand; `main.rs` only parses and dispatches. The demo and the
+//! benchmarks live in their own crates (`wrapup-demo`, `wrapup-bench`).
 
-pub mod bench;
-pub mod demo;
 pub mod logging;
 pub mod reconcile;
 pub mod serve;
-pub mod summary;

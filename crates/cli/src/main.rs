@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use wrapup_cli::{bench, demo, logging, reconcile, serve, summary};
+use wrapup_bench as bench;
+use wrapup_cli::{logging, reconcile, serve};
+use wrapup_demo::{self as demo, summary};
 
 #[derive(Parser)]
 #[command(name = "wrapup", version, about = "Meaningful wrap-up codes for every contact-center interaction.")]

@@ -4,8 +4,8 @@
 
 use crate::cxone::{cx_center, cx_run, cx_sandbox, cx_start, CxRun};
 use crate::harness::{self, center, sandbox, Run};
-use wrapup_cli::demo::CxoneDetection;
 use wrapup_core::Outcome;
+use wrapup_demo::CxoneDetection;
 use wrapup_sandbox::config::{AcwMode, CenterConfig, Dist, QueueConfig};
 use wrapup_sandbox::cxone::ClosedContact;
 use wrapup_sandbox::{ConversationProvisional, CxoneBehaviours};

@@ -9,10 +9,10 @@
 use crate::harness::{self, center, SUPPORT_IMMEDIATE};
 use std::collections::HashMap;
 use std::time::Duration;
-use wrapup_cli::demo::{CxoneDetection, CxoneOptions, DemoEnv, EnvOptions, IntakeMode};
-use wrapup_cli::summary::ConnectionSummary;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Outcome;
+use wrapup_demo::summary::ConnectionSummary;
+use wrapup_demo::{CxoneDetection, CxoneOptions, DemoEnv, EnvOptions, IntakeMode};
 use wrapup_sandbox::config::{AcwMode, Dist};
 use wrapup_sandbox::cxone::{
     AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, NotOnSkill, RetryAfter, SkillConfig, StaleSessionId,

@@ -1,4 +1,4 @@
-use wrapup_cli::demo::{self, DemoArgs};
+use wrapup_demo::{self as demo, DemoArgs};
 
 /// The README's main command, short: on the Genesys org and on the CXone business unit alike, codes are applied,
 /// agents win where they coded first, and nothing breaks an invariant.

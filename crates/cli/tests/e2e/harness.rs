@@ -1,7 +1,7 @@
 use std::time::Duration;
-use wrapup_cli::demo::{DemoEnv, EnvOptions};
-use wrapup_cli::summary::ConnectionSummary;
 use wrapup_core::lifecycle::LegRecord;
+use wrapup_demo::summary::ConnectionSummary;
+use wrapup_demo::{DemoEnv, EnvOptions};
 use wrapup_sandbox::config::{AcwMode, AgentBehaviour, CenterConfig, Dist, MediaMix, QueueConfig};
 use wrapup_sandbox::SandboxConfig;
 

@@ -10,7 +10,7 @@ use wrapup_sandbox::FaultProfile;
 
 /// Runs traffic for `secs`, lets the service settle, and returns the run, how many legs the reconciler found, and a
 /// moment by which every leg in ACW had been through at least two reconcile passes.
-async fn run_counting_found(env: wrapup_cli::demo::DemoEnv, secs: u64) -> (Run, usize, Timestamp) {
+async fn run_counting_found(env: wrapup_demo::DemoEnv, secs: u64) -> (Run, usize, Timestamp) {
     env.sandbox.start_traffic();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     env.sandbox.stop_traffic();
@@ -18,7 +18,7 @@ async fn run_counting_found(env: wrapup_cli::demo::DemoEnv, secs: u64) -> (Run, 
     assert_eq!(pending, 0, "every closed window has an outcome in the service");
     // Legs may still enter ACW as the last calls end: give those that did so far two more passes.
     let swept = env.clock.now();
-    tokio::time::sleep(Duration::from_millis(3 * wrapup_cli::demo::DEFAULT_RECONCILE_EVERY_MS)).await;
+    tokio::time::sleep(Duration::from_millis(3 * wrapup_demo::DEFAULT_RECONCILE_EVERY_MS)).await;
     let mut found = 0;
     for leg in env.legs().await.expect("legs") {
         let ledger = env.store.ledger(&leg.key).await.expect("ledger");

@@ -3,7 +3,7 @@
 
 use crate::harness::{self, center, sandbox, SPEED, SUPPORT_IMMEDIATE};
 use std::time::Duration;
-use wrapup_cli::demo::{DemoEnv, EnvOptions, IntakeMode};
+use wrapup_demo::{DemoEnv, EnvOptions, IntakeMode};
 use wrapup_sandbox::config::{AcwMode, Dist};
 
 async fn start_websocket_only(s: wrapup_sandbox::SandboxConfig) -> DemoEnv {
@@ -45,12 +45,12 @@ async fn websocket_only_intake_applies_codes_lets_agents_win_and_survives_a_sock
     let env = start_websocket_only(s).await;
     let metrics = env.service.as_ref().and_then(|s| s.state.metrics.clone());
 
-    assert!(wrapup_cli::demo::websocket_connected(&env.sandbox), "the service's socket is up once started");
+    assert!(wrapup_demo::websocket_connected(&env.sandbox), "the service's socket is up once started");
     env.sandbox.start_traffic();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(env.sandbox.drop_notification_sockets(), 1, "one channel, one socket");
     let rejoined = async {
-        while !wrapup_cli::demo::websocket_connected(&env.sandbox) {
+        while !wrapup_demo::websocket_connected(&env.sandbox) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

@@ -17,12 +17,12 @@
 //! an HTTP client library. `store_operations_per_commit` shows the store's write batching at full load.
 
 use super::{percentile, round, show, BenchArgs, Report};
-use crate::demo::EnvOptions;
 use anyhow::Context;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wrapup_demo::EnvOptions;
 use wrapup_sandbox::SandboxConfig;
 use wrapup_store::{SqliteStore, Store};
 
@@ -251,7 +251,7 @@ async fn sqlite_rate(dir: &std::path::Path, batch: usize, duration: Duration) ->
         for _ in 0..batch {
             n += 1;
             let env = serde_json::to_vec(&user_end(&format!("r-{n}"), now.as_millisecond()))?;
-            for p in wrapup_connectors::genesys::events::parse_eventbridge(crate::demo::CONNECTION, &env, &system)? {
+            for p in wrapup_connectors::genesys::events::parse_eventbridge(wrapup_demo::CONNECTION, &env, &system)? {
                 if let wrapup_connectors::genesys::events::Parsed::Event(e) = p {
                     batch_events.push(e);
                 }
@@ -286,7 +286,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let gen = |run: u32| {
         Arc::new(Generator {
             addr,
-            path: format!("/intake/{}", crate::demo::CONNECTION),
+            path: format!("/intake/{}", wrapup_demo::CONNECTION),
             key: key.clone(),
             batch,
             next: AtomicU64::new(0),

@@ -5,8 +5,13 @@
 //! sandbox's EventBridge-style event delivery at the service's `/intake/{connection}`. Sandbox and service share one
 //! accelerated clock (`--speed`), so a demo minute holds many ACW timeouts while the platform's rate limit stays
 //! per wall minute.
+//!
+//! The same embedding ([`DemoEnv`]) serves the end-to-end tests and the benchmarks (`wrapup-bench`): a sandbox and
+//! a service wired together in this process, judged at the end by the sandbox's ground truth ([`summary`]).
 
-use crate::summary::{self, ConnectionSummary};
+pub mod summary;
+
+use crate::summary::ConnectionSummary;
 use anyhow::Context;
 use jiff::Timestamp;
 use std::io::Write;

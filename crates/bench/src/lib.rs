@@ -25,9 +25,9 @@ pub mod naive;
 pub mod pooled;
 pub mod saturation;
 
-use crate::demo::{DemoEnv, EnvOptions};
 use serde_json::{Map, Value};
 use std::time::Duration;
+use wrapup_demo::{DemoEnv, EnvOptions};
 use wrapup_sandbox::{AcwMode, AgentBehaviour, CenterConfig, Dist, QueueConfig, SandboxConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -209,7 +209,7 @@ static RECONCILE_EVERY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 /// Starts sandbox + service with `opts` and the run's reconciler pace.
 pub async fn start_with(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
     let every = Duration::from_millis(RECONCILE_EVERY_MS.load(std::sync::atomic::Ordering::Relaxed));
-    DemoEnv::start_with(opts, crate::demo::IntakeMode::EventBridge, every).await
+    DemoEnv::start_with(opts, wrapup_demo::IntakeMode::EventBridge, every).await
 }
 
 /// Starts sandbox + service at speed 1 with the service's budget equal to the platform's limit.

@@ -15,8 +15,8 @@
 
 use super::efficiency::{latencies, WARMUP};
 use super::{round, run_for, show, BenchArgs, Report};
-use crate::demo::{CxoneDetection, CxoneOptions, EnvOptions};
 use std::collections::BTreeMap;
+use wrapup_demo::{CxoneDetection, CxoneOptions, EnvOptions};
 use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
 use wrapup_sandbox::{AcwMode, Dist};
 

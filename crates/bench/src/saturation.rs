@@ -34,11 +34,11 @@
 //! so its `utilisation` is `spent_share`, with the applied codes per minute beside it.
 
 use super::{queue, round, run_for, sandbox, short_center, silent_agents, start_env, BenchArgs, BenchPlatform, Report};
-use crate::demo::{cxone_truth_as_legs, CxoneDetection, CxoneOptions, EnvOptions};
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Outcome;
+use wrapup_demo::{cxone_truth_as_legs, CxoneDetection, CxoneOptions, EnvOptions};
 use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
 use wrapup_sandbox::report::ApiReport;
 use wrapup_sandbox::{AcwMode, CodedBy, Dist, LegTruth, RateWindow};
@@ -72,7 +72,7 @@ pub struct Saturated {
     pub legs: u64,
     pub calls_per_applied: Option<f64>,
     pub sandbox_violations: u64,
-    pub violations: crate::summary::Violations,
+    pub violations: wrapup_demo::summary::Violations,
     pub calls_by_endpoint: serde_json::Value,
 }
 

@@ -11,10 +11,10 @@
 //! gate read); the rest stay pending, which is the point: the backlog lives in the store, not in memory.
 
 use super::{round, rss_mb, start_env, BenchArgs, Report};
-use crate::demo::EnvOptions;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use wrapup_connectors::genesys::events::{parse_eventbridge, Parsed};
+use wrapup_demo::EnvOptions;
 use wrapup_sandbox::SandboxConfig;
 use wrapup_store::{SqliteStore, Store};
 
@@ -45,7 +45,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         for n in 0..legs {
             let mut env = super::ingest::user_end(&format!("m-{n}"), now.as_millisecond());
             env["detail"]["eventBody"]["queueId"] = queues[n % queues.len().max(1)].clone().into();
-            for p in parse_eventbridge(crate::demo::CONNECTION, &serde_json::to_vec(&env)?, &system)? {
+            for p in parse_eventbridge(wrapup_demo::CONNECTION, &serde_json::to_vec(&env)?, &system)? {
                 if let Parsed::Event(e) = p {
                     batch.push(e);
                 }
@@ -92,7 +92,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     let (_, hwm) = rss_mb();
     let rss = peak.max(hwm.unwrap_or(0.0));
-    let counts = env.store.outcome_counts(crate::demo::CONNECTION).await?;
+    let counts = env.store.outcome_counts(wrapup_demo::CONNECTION).await?;
     let pending = counts.get(&None).copied().unwrap_or(0);
     let finished: u64 = counts.iter().filter(|(k, _)| k.is_some()).map(|(_, v)| *v).sum();
     env.finish().await?;
