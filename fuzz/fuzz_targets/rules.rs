@@ -6,6 +6,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
+use wrapup_core::catalog::AcwPolicy;
 use wrapup_core::{Channel, Direction, LegFacts, Platform, RuleSet};
 
 #[derive(serde::Deserialize)]
@@ -15,6 +16,7 @@ struct Doc {
 
 const CHANNELS: &[Channel] =
     &[Channel::Voice, Channel::Callback, Channel::Email, Channel::Message, Channel::Chat, Channel::Other];
+const ACW: &[AcwPolicy] = &[AcwPolicy::Mandatory, AcwPolicy::Optional, AcwPolicy::AgentRequested, AcwPolicy::None];
 const DIRECTIONS: &[Direction] = &[Direction::Inbound, Direction::Outbound, Direction::Unknown];
 
 fn facts(u: &mut Unstructured<'_>) -> arbitrary::Result<LegFacts> {
@@ -32,6 +34,7 @@ fn facts(u: &mut Unstructured<'_>) -> arbitrary::Result<LegFacts> {
         hold_ms: Option::<u64>::arbitrary(u)?,
         ended_at: None,
         acw_timeout_ms: Option::<u64>::arbitrary(u)?,
+        acw: if bool::arbitrary(u)? { Some(*u.choose(ACW)?) } else { None },
         campaign_id: Option::<String>::arbitrary(u)?,
         attributes: BTreeMap::<String, String>::arbitrary(u)?,
     })

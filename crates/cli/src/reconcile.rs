@@ -190,7 +190,6 @@ pub fn table(reports: &[PassReport]) -> String {
             ("found: windows closed uncoded", r.found_closed),
             ("our writes confirmed", r.confirmed),
             ("our writes changed by the agent", r.agent_changed),
-            ("writes read back", r.read_backs),
             ("errors", r.errors.len() as u64),
         ] {
             out.push_str(&format!("  {k:<34} {v:>8}\n"));

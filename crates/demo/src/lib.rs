@@ -355,7 +355,6 @@ api_key = "literal:{intake_key}"
                 // after a second, and look into a missing confirmation after two.
                 r.settings.every = reconcile_every;
                 r.settings.request_timeout = Duration::from_secs(1);
-                r.settings.confirm_grace = clock.clock_duration(Duration::from_secs(2));
             }
         }
         let service = app::start(spec, service_listener).await?;

@@ -1,4 +1,4 @@
-//! The reconciler: finds legs whose events were lost, and writes of ours whose confirmation never came.
+//! The reconciler: finds legs whose events were lost.
 //!
 //! Events get lost: an EventBridge delivery that never arrives, a websocket that was down (a [`Gap`]). Every leg
 //! that entered ACW must still end in one outcome (DESIGN §2.3), so per Genesys connection a loop sweeps the
@@ -16,21 +16,22 @@
 //!    - the store never saw its end → ingest the `LegEnded` built from the analytics facts; the worker then decides
 //!      and codes it with its real deadline (ACW start + the queue's timeout from the catalog);
 //!    - a final code (or a window closed without one) the store does not know of → ingest the `CodeRecorded` (the
-//!      `.acw` event was lost): an open leg becomes `agent_won` / `expired`, our unconfirmed write is confirmed or
-//!      becomes `agent_changed`.
+//!      `.acw` event was lost): an open leg becomes `agent_won` / `expired`, a leg confirming our write becomes
+//!      `applied` or `agent_changed`.
 //!      These go through [`Store::ingest`] like any event: deduplicated (the `reconcile:…` keys collapse repeated
 //!      passes; a late real event merges harmlessly), durable, applied by `apply_event`, in the leg's ledger.
-//! 3. Legs we `applied` whose confirmation has not come after `confirm_grace`, and that step 2 did not settle, get
-//!    one gate read (`read_code`, at reconcile priority): our code → confirmed; another code → `agent_changed`.
+//!
+//! A write whose confirmation never comes is not the reconciler's: the leg stays `confirming` and its worker reads
+//! the code back (`wrapup_core::lifecycle`).
 //!
 //! Every finding is counted in `wrapup_reconcile_found_total{connection, kind}` and noted in the leg's ledger
 //! (`{"reconciler": kind}`); the claim loop is woken so found legs are worked on at once.
 //!
 //! [`Gap`]: wrapup_connectors::genesys::notifications::Notification::Gap
 
-use crate::platform::{SharedPlatform, Urgency};
+use crate::platform::SharedPlatform;
 use crate::scheduler::Shutdown;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -42,7 +43,7 @@ use wrapup_connectors::genesys::analytics::{self, AcwStatus, AnalyticsLeg};
 use wrapup_connectors::genesys::GenesysClient;
 use wrapup_core::clock::SharedClock;
 use wrapup_core::{Event, EventKind, LegKey, Outcome};
-use wrapup_store::{Ingested, LedgerEntry, LegFilter, Store};
+use wrapup_store::{Ingested, LedgerEntry, Store};
 
 /// How a connection's reconciler runs.
 #[derive(Debug, Clone)]
@@ -51,17 +52,13 @@ pub struct ReconcileSettings {
     pub every: Duration,
     /// How far back a pass looks (by conversation start), on the service's clock.
     pub window: SignedDuration,
-    /// How long after our accepted write a missing confirmation is looked into, on the service's clock.
-    pub confirm_grace: SignedDuration,
-    /// Wall-time limit of one request of the reconciler (analytics page or read-back); a request that hangs longer
-    /// is abandoned and retried.
+    /// Wall-time limit of one request of the reconciler (an analytics page); a request that hangs longer is
+    /// abandoned and retried.
     pub request_timeout: Duration,
-    /// Attempts per analytics page or read-back before the pass gives up on it.
+    /// Attempts per analytics page before the pass gives up on it.
     pub attempts: u32,
     /// Most pages one pass reads (a guard against a runaway answer).
     pub max_pages: usize,
-    /// Most unconfirmed writes read back per pass.
-    pub max_read_backs: usize,
 }
 
 impl Default for ReconcileSettings {
@@ -69,11 +66,9 @@ impl Default for ReconcileSettings {
         Self {
             every: Duration::from_secs(60),
             window: SignedDuration::from_secs(3600),
-            confirm_grace: SignedDuration::from_secs(120),
             request_timeout: Duration::from_secs(10),
             attempts: 3,
             max_pages: 200,
-            max_read_backs: 200,
         }
     }
 }
@@ -100,12 +95,10 @@ pub struct PassReport {
     pub found_codes: u64,
     /// Windows that closed without a code we never heard of.
     pub found_closed: u64,
-    /// Our writes confirmed by the pass (analytics or read-back).
+    /// Our writes confirmed by the pass (analytics).
     pub confirmed: u64,
     /// Our writes the agent replaced afterwards.
     pub agent_changed: u64,
-    /// Unconfirmed writes read back.
-    pub read_backs: u64,
     /// Problems that cut the pass short or skipped a leg.
     pub errors: Vec<String>,
 }
@@ -196,7 +189,6 @@ impl Reconciler {
             }
             page_number += 1;
         }
-        self.read_back_unconfirmed(now, &settled, &mut report).await?;
         if report.found() > 0 {
             if let Some(w) = &self.wake {
                 w.notify_one();
@@ -242,52 +234,6 @@ impl Reconciler {
                 settled.insert(found.leg.clone());
             }
             events.push((code_event, kind));
-        }
-        self.ingest(events, report).await
-    }
-
-    /// Legs we applied, past the grace period, still unconfirmed and not settled by analytics: read them back.
-    async fn read_back_unconfirmed(
-        &self,
-        now: Timestamp,
-        settled: &HashSet<LegKey>,
-        report: &mut PassReport,
-    ) -> anyhow::Result<()> {
-        let filter = LegFilter {
-            connection: Some(self.connection.clone()),
-            outcome: Some(Outcome::Applied),
-            open_only: false,
-            limit: Some(5_000),
-        };
-        let oldest = now.checked_sub(self.settings.window).unwrap_or(now);
-        let grace_end = now.checked_sub(self.settings.confirm_grace).unwrap_or(now);
-        let due: Vec<_> = self
-            .store
-            .list_legs(&filter)
-            .await?
-            .into_iter()
-            .filter(|l| !l.confirmed && !settled.contains(&l.key))
-            .filter(|l| l.written_at.is_some_and(|w| w <= grace_end && w >= oldest))
-            .take(self.settings.max_read_backs)
-            .collect();
-        let mut events = Vec::new();
-        for leg in due {
-            report.read_backs += 1;
-            match self.with_attempts(|| self.platform.read_code(&leg, Urgency::Reconcile)).await {
-                Ok(Some(code)) => {
-                    let system = self.system_code_ids.contains(&code);
-                    let event = Event {
-                        leg: leg.key.clone(),
-                        dedupe_key: format!("reconcile:read:{}:{}:{code}", leg.key.conversation, leg.key.participant),
-                        occurred_at: now,
-                        correlation_id: None,
-                        kind: EventKind::CodeRecorded { code_id: Some(code), notes: None, system },
-                    };
-                    events.push((event, Kind::Confirmation));
-                }
-                Ok(None) => report.errors.push(format!("{}: our write is accepted but no code is set", leg.key)),
-                Err(e) => report.errors.push(format!("{}: reading the code back: {e}", leg.key)),
-            }
         }
         self.ingest(events, report).await
     }

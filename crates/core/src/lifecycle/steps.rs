@@ -422,6 +422,7 @@ impl Move<'_, '_> {
                 // Only we write this leg's intent, and the intent is saved before every write: an earlier attempt
                 // landed (we crashed or timed out before recording it). Do not write again.
                 self.leg.written_at.get_or_insert(self.ctx.now);
+                self.leg.confirmed = true;
                 self.finish(Outcome::Applied, "an earlier write of ours had landed; not written again")
             }
             (Some(code), _) => self.code_not_ours(&code, "the leg already has code"),
@@ -546,6 +547,7 @@ impl Move<'_, '_> {
                 // The intent is saved before every write and some attempt may have landed: ours did (or the agent
                 // chose the very same code, which leaves the leg as decided either way).
                 self.leg.written_at.get_or_insert(now);
+                self.leg.confirmed = true;
                 self.finish(Outcome::Applied, "the window closed with our code")
             }
             Ok(Some(code)) => {
