@@ -19,6 +19,9 @@ async fn run_counting_found(env: wrapup_demo::DemoEnv, secs: u64) -> (Run, usize
     // Legs may still enter ACW as the last calls end: give those that did so far two more passes.
     let swept = env.clock.now();
     tokio::time::sleep(Duration::from_millis(3 * wrapup_demo::DEFAULT_RECONCILE_EVERY_MS)).await;
+    // Those passes may have written to such legs: let every write they made reach its outcome before counting.
+    let pending = env.settle(Duration::from_secs(8)).await.expect("settle");
+    assert_eq!(pending, 0, "every closed window has an outcome in the service");
     let mut found = 0;
     for leg in env.legs().await.expect("legs") {
         let ledger = env.store.ledger(&leg.key).await.expect("ledger");
