@@ -51,7 +51,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     env.settle(std::time::Duration::from_secs(10)).await?;
     let finished = env.finish_with_truth().await?;
     let s = &finished.summary;
-    let judged = super::naive::Judged::of(&finished.truth, &finished.report, s.api_calls, s.rate_limited);
+    let judged = super::naive::Judged::of(&finished.truth, &finished.report.violations, s.api_calls, s.rate_limited);
     let secs = stopped_at.duration_since(started_at).as_secs_f64();
     let l = latencies(&finished.legs, started_at, stopped_at);
     let (ended, p50, p99) = (l.ended, l.p50, l.p99);

@@ -345,7 +345,11 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let at = |s: i64| t0.checked_add(SignedDuration::from_secs(s)).unwrap();
         let a = |written: i64, deadline: i64| Served { written_at: at(written), deadline: at(deadline) };
-        let b = |started: i64, deadline: i64| Missed { acw_started_at: at(started), deadline: at(deadline) };
+        let b = |started: i64, deadline: i64| Missed {
+            acw_started_at: at(started),
+            deadline: at(deadline),
+            closed_at: at(deadline),
+        };
         // B (deadline 20) waited since 0 and was missed; A (deadline 40) was written at 5: a violation.
         assert_eq!(order_violations(&[a(5, 40)], &[b(0, 20)], at(0), at(60)), 1);
         // A's deadline is earlier than B's: no violation.
@@ -356,6 +360,10 @@ mod tests {
         assert_eq!(order_violations(&[a(5, 40)], &[b(5, 20)], at(0), at(60)), 0);
         // A was written outside the measured window.
         assert_eq!(order_violations(&[a(5, 40)], &[b(0, 20)], at(6), at(60)), 0);
+        // B's agent left its window at 5, before its (estimated) deadline: nothing could reach it after that.
+        let left = Missed { closed_at: at(5), ..b(0, 20) };
+        assert_eq!(order_violations(&[a(5, 40)], &[left], at(0), at(60)), 0);
+        assert_eq!(order_violations(&[a(3, 40)], &[left], at(0), at(60)), 1);
     }
 
     /// The missed legs come from the sandbox's truth: a leg the service never claimed (no deadline in its store) still
@@ -403,5 +411,17 @@ mod tests {
         assert_eq!(missed.len(), 1);
         assert_eq!(missed[0].deadline, at(20));
         assert_eq!(saturation::order_violations(&served, &missed, at(0), at(60)), 1);
+
+        // A window without a platform timeout (OPTIONAL) is judged by the deadline the service estimated for it.
+        let mut left = truth("left", 0, CodedBy::Skipped, 0);
+        left.acw_deadline = None;
+        left.window_closed_at = Some(at(30).to_string());
+        let mut seen = LegRecord::new(wrapup_core::LegKey::new("genesys", "left", "p"), at(0));
+        seen.estimated_deadline = Some(at(25));
+        let (_, missed) = saturation::served_and_missed(&[seen], &[left.clone()]);
+        assert_eq!(missed.len(), 1);
+        assert_eq!((missed[0].deadline, missed[0].closed_at), (at(25), at(30)));
+        // Unseen by the service, it has no deadline to be ordered by.
+        assert!(saturation::served_and_missed(&[], &[left]).1.is_empty());
     }
 }

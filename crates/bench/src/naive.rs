@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wrapup_clock::ScaledClock;
 use wrapup_core::clock::SharedClock;
+use wrapup_sandbox::report::ViolationReport;
 use wrapup_sandbox::{AcwMode, AgentBehaviour, CodedBy, EventTarget, LegTruth, Sandbox, SandboxConfig};
 
 #[derive(Default)]
@@ -195,12 +196,12 @@ pub struct Judged {
 }
 
 impl Judged {
-    pub fn of(truth: &[LegTruth], report: &wrapup_sandbox::Report, api_calls: u64, rate_limited: u64) -> Self {
+    pub fn of(truth: &[LegTruth], violations: &ViolationReport, api_calls: u64, rate_limited: u64) -> Self {
         let needed: Vec<&LegTruth> =
             truth.iter().filter(|t| t.acw_started_at.is_some() && t.window_closed_at.is_some()).collect();
         let covered = needed.iter().filter(|t| matches!(t.coded_by, CodedBy::Agent | CodedBy::Api)).count() as u64;
         let applied = truth.iter().filter(|t| t.coded_by == CodedBy::Api).count() as u64;
-        let v = &report.violations;
+        let v = violations;
         Judged {
             needed: needed.len() as u64,
             covered,
@@ -267,10 +268,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         let calls = env.service.as_ref().map(|s| s.state.connections.values().map(|c| c.platform.stats()));
         let (api_calls, rate_limited) =
             calls.into_iter().flatten().fold((0, 0), |(n, r), c| (n + c.total, r + c.rate_limited));
-        let ours = Judged::of(&truth, &report, api_calls, rate_limited);
+        let ours = Judged::of(&truth, &report.violations, api_calls, rate_limited);
         let done = env.finish_with_truth().await?;
         let naive = run_naive(cfg, duration, args.json).await?;
-        let theirs = Judged::of(&naive.truth, &naive.report, naive.calls, naive.rate_limited);
+        let theirs = Judged::of(&naive.truth, &naive.report.violations, naive.calls, naive.rate_limited);
         r.row(format!("{multiple}x ({:.2} legs/s) coverage", offered), pair(ours.coverage, theirs.coverage));
         r.row("  calls per applied code", pair(ours.calls_per_applied, theirs.calls_per_applied));
         r.row(

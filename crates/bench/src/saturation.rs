@@ -3,28 +3,35 @@
 //! the earliest deadlines (`deadline_order_violations`)? `--window fixed|sliding|token_bucket` picks how the sandbox
 //! counts its per-minute limit (see docs/SANDBOX.md); the service is not told which.
 //!
-//! The center has three MANDATORY_TIMEOUT queues (ACW timeouts 10 s, 20 s and 40 s, equal shares) so deadlines do
-//! not follow arrival order, and agents who never code by themselves: every leg is ours to code or it times out.
-//! One `immediate` rule codes every leg. Clock speed 1.
+//! The Genesys center has a queue of every ACW mode, equal shares: MANDATORY_TIMEOUT at 10 s and 40 s,
+//! MANDATORY_FORCED_TIMEOUT at 20 s (so deadlines do not follow arrival order), MANDATORY without a timeout,
+//! OPTIONAL (agents leave the window uncoded after 5–60 s, so those legs end at a moment the service can only
+//! estimate), and AGENT_REQUESTED with a 30 s timeout (half the agents ask for ACW; the other legs never have a
+//! window and must cost no write). Agents never code by themselves: every leg with a window is ours to code, or it
+//! times out or is left. One `immediate` rule codes every leg. Clock speed 1.
 //!
 //! - The measured window: the budget spends what the platform's window allows when it allows it (a backlog drains at
 //!   once, then nothing until the count falls), so a rate over part of a minute would measure where the window
 //!   boundary fell, not the budget. Runs of 90 s or more (the default is 150 s) measure the last whole minutes after
 //!   at least 30 s of warm-up (token, catalog load, the backlog forming, the first window's allowance spent as the
 //!   load arrives); shorter runs measure all but the first sixth (at most 10 s) and are only indicative.
-//! - `utilisation` = applied codes per minute ÷ (budget per minute ÷ 2 calls per code), over the measured window.
-//! - `spent_share` = requests the platform admitted in the measured window (every endpoint but the token's, every
-//!   status but 429) ÷ its limit over that window.
+//! - `utilisation` = `spent_share` = requests the platform admitted in the measured window (every endpoint but the
+//!   token's, every status but 429) ÷ its limit over that window. Not every admitted call buys a code on a center of
+//!   all modes (a leg that never had a window costs its gate read), so codes per minute and `coverage` stand beside
+//!   it: coverage is the share of legs whose window opened and closed during the run that ended with a meaningful
+//!   code (see `naive::Judged`); at three times the load the budget can code it cannot exceed about a third.
 //! - `deadline_order_violations`: applied legs A written at `t` while some leg B with an earlier deadline had been
-//!   in ACW since at least 1 s before `t`, still had at least 1 s of writable window after `t` (its deadline minus
-//!   the service's 500 ms guard), and then closed without any code of ours (the platform's timeout stamped it).
-//!   That is a code spent on a later deadline while an earlier one was both known and still reachable. The 1 s
-//!   margins keep the two calls of one code (gate read, write) from counting against legs that arrived between
-//!   them. B is taken from the sandbox's truth, not from the service's store: a leg the service never claimed has
-//!   no deadline in the store (the `user.end` event carries no ACW timeout; the service learns it from the
-//!   catalog when it decides the leg), so a metric over the store's records alone missed exactly the legs that
-//!   waited longest. A's write time is the service's (when the write was accepted); both clocks are the run's one
-//!   shared clock.
+//!   in ACW since at least 1 s before `t`, could still be coded for at least 1 s after `t` (its window closed no
+//!   sooner than its deadline minus the service's 500 ms guard, plus 1 s), and then closed without any code of
+//!   ours (the platform's timeout stamped it, or its agent left). That is a code spent on a later deadline while an
+//!   earlier one was both known and still reachable. A leg's deadline is the platform's ACW timeout where it has one,
+//!   else the deadline the service estimated for it (OPTIONAL and AGENT_REQUESTED windows without a timeout): the
+//!   estimate is what the service orders by, so it is what the order is judged by. The 1 s margins keep the two
+//!   calls of one code (gate read, write) from counting against legs that arrived between them. B is taken from the
+//!   sandbox's truth, not from the service's store: a leg the service never claimed has no deadline in the store
+//!   (the `user.end` event carries no ACW timeout; the service learns it from the catalog when it decides the leg),
+//!   so a metric over the store's records alone missed exactly the legs that waited longest. A's write time is the
+//!   service's (when the write was accepted); both clocks are the run's one shared clock.
 //!
 //! With `--platform cxone` the same load runs on the sandbox's CXone business unit instead ([`saturate_cxone`]):
 //! three skills whose ACW times out after 10, 20 and 40 s without a disposition requirement, silent agents, ACW
@@ -66,6 +73,8 @@ pub struct Saturated {
     pub rate_limited: u64,
     pub rate_limited_share: f64,
     pub deadline_order_violations: usize,
+    /// Truth-judged: legs whose window opened and closed during the run that ended with a meaningful code.
+    pub coverage: crate::naive::Judged,
     pub applied: u64,
     pub expired: u64,
     pub review: u64,
@@ -98,13 +107,22 @@ pub fn admitted(api: &ApiReport) -> u64 {
         .sum()
 }
 
-/// The three MANDATORY_TIMEOUT queues of the Genesys load.
+/// The Genesys load's queues: one of every ACW mode (see the module docs).
 fn queues() -> Vec<wrapup_sandbox::QueueConfig> {
     vec![
         queue("Ten", AcwMode::MandatoryTimeout, Some(10_000)),
-        queue("Twenty", AcwMode::MandatoryTimeout, Some(20_000)),
+        queue("Twenty", AcwMode::MandatoryForcedTimeout, Some(20_000)),
         queue("Forty", AcwMode::MandatoryTimeout, Some(40_000)),
+        queue("Mandatory", AcwMode::Mandatory, None),
+        queue("Optional", AcwMode::Optional, None),
+        queue("Requested", AcwMode::AgentRequested, Some(30_000)),
     ]
+}
+
+/// Agents who never code: they leave OPTIONAL windows uncoded after 5–60 s, and ask for ACW on half the
+/// AGENT_REQUESTED legs.
+fn all_modes_agents() -> wrapup_sandbox::AgentBehaviour {
+    wrapup_sandbox::AgentBehaviour { skip_delay: Dist::new(5.0, 20.0, 60.0), requests_acw: 0.5, ..silent_agents() }
 }
 
 /// Runs the saturation load for `duration` on an org with `clients` OAuth clients, offering `offered` legs per
@@ -118,7 +136,7 @@ pub async fn saturate(
 ) -> anyhow::Result<Saturated> {
     let (warmup, measured) = measured_window(duration);
     let agents = ((offered * 40.0) as usize).max(50);
-    let center = short_center(queues(), agents, offered, silent_agents());
+    let center = short_center(queues(), agents, offered, all_modes_agents());
     let mut cfg = sandbox(center, args.rate_limit, clients, args.seed);
     cfg.rate_limit_window = args.window;
     let env = start_env(cfg, super::RESOLVE_ALL).await?;
@@ -139,6 +157,8 @@ pub async fn saturate(
     let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
     let budget = clients as f64 * args.rate_limit as f64;
     let (served, missed) = served_and_missed(&finished.legs, &finished.truth);
+    let spent_share = round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3);
+    let coverage = crate::naive::Judged::of(&finished.truth, &finished.report.violations, s.api_calls, s.rate_limited);
     Ok(Saturated {
         clients,
         platform: "genesys",
@@ -149,12 +169,13 @@ pub async fn saturate(
         window_secs: round(window_secs, 1),
         applied_in_window,
         applied_per_minute: round(applied_per_minute, 1),
-        utilisation: round(applied_per_minute / (budget / 2.0), 3),
-        spent_share: round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3),
+        utilisation: spent_share,
+        spent_share,
         api_calls: s.api_calls,
         rate_limited: s.rate_limited,
         rate_limited_share: share(s.rate_limited, s.api_calls),
         deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
+        coverage,
         applied: s.outcomes.applied,
         expired: s.outcomes.expired,
         review: s.outcomes.review,
@@ -236,7 +257,9 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
     let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
     let budget = args.rate_limit as f64;
     let spent_share = round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3);
-    let (served, missed) = served_and_missed(&cx.legs, &cxone_truth_as_legs(&cx.truth));
+    let truth = cxone_truth_as_legs(&cx.truth);
+    let (served, missed) = served_and_missed(&cx.legs, &truth);
+    let coverage = crate::naive::Judged::of(&truth, &cx.report.violations, s.api_calls, s.rate_limited);
     Ok(Saturated {
         clients: 1,
         platform: "cxone",
@@ -253,6 +276,7 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
         rate_limited: s.rate_limited,
         rate_limited_share: share(s.rate_limited, s.api_calls),
         deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
+        coverage,
         applied: s.outcomes.applied,
         expired: s.outcomes.expired,
         review: s.outcomes.review,
@@ -286,34 +310,50 @@ pub struct Served {
     pub deadline: Timestamp,
 }
 
-/// A leg whose window the platform closed without a code from us or an agent: when its ACW began, and its deadline.
+/// A leg whose window closed without a code from us or an agent: when its ACW began, the deadline it was ordered
+/// by (the platform's timeout, else the service's estimate), and when the window really closed.
 #[derive(Debug, Clone, Copy)]
 pub struct Missed {
     pub acw_started_at: Timestamp,
     pub deadline: Timestamp,
+    pub closed_at: Timestamp,
 }
 
-/// The legs the service applied (write time from its store, deadline from the sandbox when known) and the legs the
-/// sandbox closed uncoded (from its truth, whether or not the service ever looked at them).
+/// The legs the service applied (write time from its store; deadline from the sandbox when the platform has one,
+/// else the service's estimate) and the legs the sandbox closed uncoded (from its truth, whether or not the service
+/// ever looked at them; an estimated deadline needs the service to have seen the leg).
 pub fn served_and_missed(legs: &[LegRecord], truth: &[LegTruth]) -> (Vec<Served>, Vec<Missed>) {
     let at = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+    let estimated: std::collections::HashMap<(&str, &str), Timestamp> = legs
+        .iter()
+        .filter_map(|l| Some(((l.key.conversation.as_str(), l.key.participant.as_str()), l.order_deadline()?)))
+        .collect();
+    let deadline_of = |t: &LegTruth| {
+        at(&t.acw_deadline).or_else(|| estimated.get(&(t.conversation_id.as_str(), t.participant_id.as_str())).copied())
+    };
     let deadlines: std::collections::HashMap<(&str, &str), Timestamp> = truth
         .iter()
-        .filter_map(|t| Some(((t.conversation_id.as_str(), t.participant_id.as_str()), at(&t.acw_deadline)?)))
+        .filter_map(|t| Some(((t.conversation_id.as_str(), t.participant_id.as_str()), deadline_of(t)?)))
         .collect();
     let served = legs
         .iter()
         .filter(|l| l.outcome == Some(Outcome::Applied))
         .filter_map(|l| {
-            let truth = deadlines.get(&(l.key.conversation.as_str(), l.key.participant.as_str())).copied();
-            Some(Served { written_at: l.written_at?, deadline: truth.or(l.deadline)? })
+            let deadline = deadlines.get(&(l.key.conversation.as_str(), l.key.participant.as_str())).copied();
+            Some(Served { written_at: l.written_at?, deadline: deadline.or(l.order_deadline())? })
         })
         .collect();
     let missed = truth
         .iter()
         .filter(|t| t.api_writes == 0 && t.window_closed_at.is_some())
         .filter(|t| matches!(t.coded_by, CodedBy::SystemTimeout | CodedBy::Skipped | CodedBy::None))
-        .filter_map(|t| Some(Missed { acw_started_at: at(&t.acw_started_at)?, deadline: at(&t.acw_deadline)? }))
+        .filter_map(|t| {
+            Some(Missed {
+                acw_started_at: at(&t.acw_started_at)?,
+                deadline: deadline_of(t)?,
+                closed_at: at(&t.window_closed_at)?,
+            })
+        })
         .collect();
     (served, missed)
 }
@@ -329,9 +369,10 @@ pub fn order_violations(served: &[Served], missed: &[Missed], from: Timestamp, t
         .filter(|a| {
             missed.iter().any(|b| {
                 let t = a.written_at;
+                let writable_until = b.deadline.min(b.closed_at);
                 b.deadline < a.deadline
                     && b.acw_started_at.checked_add(second).is_ok_and(|x| x <= t)
-                    && b.deadline.checked_sub(guard).is_ok_and(|x| x.checked_sub(second).is_ok_and(|y| y >= t))
+                    && writable_until.checked_sub(guard).is_ok_and(|x| x.checked_sub(second).is_ok_and(|y| y >= t))
             })
         })
         .count()
@@ -365,6 +406,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.field("spent_share", m.spent_share);
     r.field("rate_limited_share", m.rate_limited_share);
     r.field("deadline_order_violations", m.deadline_order_violations);
+    r.field("coverage", serde_json::to_value(&m.coverage)?);
     r.field("api_calls", m.api_calls);
     r.field("rate_limited", m.rate_limited);
     r.field("calls_per_applied", m.calls_per_applied);
@@ -393,17 +435,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     );
     r.row("measured window (s, after warm-up s)", format!("{} (after {})", m.window_secs, m.warmup_secs));
     r.row("applied codes per minute", format!("{} (budget / 2 = {})", m.applied_per_minute, m.budget_per_minute / 2.0));
-    let utilisation = match m.platform {
-        "cxone" => "utilisation: share of the limit spent (goal >= 0.95)",
-        _ => "utilisation (goal >= 0.95)",
-    };
-    r.row(utilisation, m.utilisation);
-    r.row("share of the limit spent", m.spent_share);
+    r.row("utilisation: share of the limit spent (goal >= 0.95)", m.utilisation);
     r.row(
         "429 share of calls (goal <= 0.01)",
         format!("{} ({} of {})", m.rate_limited_share, m.rate_limited, m.api_calls),
     );
     r.row("deadline order violations (goal 0)", m.deadline_order_violations);
+    r.row(
+        "coverage: legs coded meaningfully / legs whose window closed",
+        format!("{} ({} / {})", super::show(m.coverage.coverage), m.coverage.covered, m.coverage.needed),
+    );
     r.row("legs / applied / expired / review", format!("{} / {} / {} / {}", m.legs, m.applied, m.expired, m.review));
     r.row("calls per applied code", super::show(m.calls_per_applied));
     let v = &m.violations;
