@@ -122,9 +122,26 @@ struct Inner<P> {
     platform: P,
 }
 
+/// Why a client could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("connection {connection} has no credentials")]
+    NoCredentials { connection: String },
+    #[error("connection {connection}: {which} URL {url} cannot be used as a base URL")]
+    BadUrl { connection: String, which: &'static str, url: String },
+    #[error("connection {connection}: the HTTP client could not be built")]
+    Http {
+        connection: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// What a client is built from, besides the platform's own state.
 pub(crate) struct Setup {
     pub name: String,
+    /// The URLs requests are built on, by what they are for (`base`, `login`, …); each must take a path.
+    pub urls: Vec<(&'static str, Url)>,
     pub credentials: usize,
     pub requests_per_minute: u32,
     pub request_timeout: Duration,
@@ -286,14 +303,22 @@ impl<P> Client<P> {
 #[allow(private_bounds)]
 impl<P: Platform> Client<P> {
     /// Builds the client.
-    pub(crate) fn build(setup: Setup, platform: P) -> Result<Self, reqwest::Error> {
+    pub(crate) fn build(setup: Setup, platform: P) -> Result<Self, ConfigError> {
+        let connection = &setup.name;
+        if setup.credentials == 0 {
+            return Err(ConfigError::NoCredentials { connection: connection.clone() });
+        }
+        if let Some((which, url)) = setup.urls.iter().find(|(_, url)| url.cannot_be_a_base()) {
+            return Err(ConfigError::BadUrl { connection: connection.clone(), which, url: url.to_string() });
+        }
         let http = reqwest::Client::builder()
             .timeout(setup.request_timeout)
             .connect_timeout(setup.request_timeout.min(Duration::from_secs(10)))
             // Platform redirects are not part of the contract; following one could send the token elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wrapup/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|source| ConfigError::Http { connection: connection.clone(), source })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,

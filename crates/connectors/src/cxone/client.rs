@@ -24,6 +24,7 @@
 
 use crate::attempt::SharedAttemptSink;
 use crate::budget::{Priority, RateLimits};
+pub use crate::call::ConfigError;
 use crate::call::{join, Answer, AttemptOf, Client, Platform, Request, Response, Setup};
 use crate::cxone::error::{classify, rejection, Rejection};
 use crate::cxone::model::*;
@@ -125,19 +126,6 @@ impl CxoneConnection {
             request_timeout: Duration::from_secs(15),
         }
     }
-}
-
-/// Why a client could not be built from its configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("connection {connection}: {which} URL {url} cannot be used as a base URL")]
-    BadUrl { connection: String, which: &'static str, url: String },
-    #[error("connection {connection}: the HTTP client could not be built")]
-    Http {
-        connection: String,
-        #[source]
-        source: reqwest::Error,
-    },
 }
 
 /// Where the contact-ended signal of a session long poll stands.
@@ -267,20 +255,17 @@ pub fn tenant_id_from_jwt(token: &str) -> Option<String> {
 impl CxoneClient {
     /// Builds the client. `clock` stamps attempts and bounds deadlines; `sink` receives every attempt.
     pub fn new(conn: CxoneConnection, clock: SharedClock, sink: SharedAttemptSink) -> Result<Self, ConfigError> {
-        for (which, url) in [("auth", Some(&conn.auth_url)), ("api", conn.api_base.as_ref())] {
-            if let Some(url) = url.filter(|u| u.cannot_be_a_base()) {
-                return Err(ConfigError::BadUrl { connection: conn.name.clone(), which, url: url.to_string() });
-            }
-        }
+        let mut urls = vec![("auth", conn.auth_url.clone())];
+        urls.extend(conn.api_base.iter().map(|u| ("api", u.clone())));
         let setup = Setup {
+            name: conn.name,
+            urls,
             credentials: 1,
             requests_per_minute: conn.requests_per_minute,
             request_timeout: conn.request_timeout,
-            name: conn.name,
             clock,
             sink,
         };
-        let connection = setup.name.clone();
         let platform = Cxone {
             auth_url: conn.auth_url,
             explicit_api_base: conn.api_base,
@@ -294,7 +279,7 @@ impl CxoneClient {
             consecutive_429: AtomicU32::new(0),
             last_429_pause: Mutex::new(None),
         };
-        Client::build(setup, platform).map_err(|source| ConfigError::Http { connection, source })
+        Client::build(setup, platform)
     }
 
     /// The tenant of the current token, once a token has been fetched.
@@ -312,10 +297,8 @@ impl CxoneClient {
 
     /// Every disposition of the business unit (all pages of `GET dispositions`).
     pub async fn list_dispositions(&self, priority: Priority) -> Result<Vec<Disposition>, PlatformError> {
-        self.list_paged(endpoints::DISPOSITIONS, versions::ADMIN, &["dispositions"], &[], priority, |b| {
-            listing(b, &["dispositions"], Disposition::from_value).records
-        })
-        .await
+        self.list_paged(endpoints::DISPOSITIONS, versions::ADMIN, &["dispositions"], priority, Disposition::from_value)
+            .await
     }
 
     /// One skill with its ACW settings (`GET skills/{skillId}`).
@@ -330,10 +313,7 @@ impl CxoneClient {
 
     /// Every skill (all pages of `GET skills`).
     pub async fn list_skills(&self, priority: Priority) -> Result<Vec<Skill>, PlatformError> {
-        self.list_paged(endpoints::SKILLS, versions::ADMIN, &["skills"], &[], priority, |b| {
-            listing(b, &["skills"], Skill::from_value).records
-        })
-        .await
+        self.list_paged(endpoints::SKILLS, versions::ADMIN, &["skills"], priority, Skill::from_value).await
     }
 
     /// The dispositions assigned to a skill (`GET skills/{skillId}/dispositions`; 204 → none).
@@ -343,15 +323,9 @@ impl CxoneClient {
         priority: Priority,
     ) -> Result<Vec<Disposition>, PlatformError> {
         let id = skill_id.to_string();
-        self.list_paged(
-            endpoints::SKILL_DISPOSITIONS,
-            versions::SKILL_DISPOSITIONS,
-            &["skills", &id, "dispositions"],
-            &[],
-            priority,
-            |b| listing(b, &["dispositions"], Disposition::from_value).records,
-        )
-        .await
+        let path = ["skills", &id, "dispositions"];
+        let version = versions::SKILL_DISPOSITIONS;
+        self.list_paged(endpoints::SKILL_DISPOSITIONS, version, &path, priority, Disposition::from_value).await
     }
 
     /// The catalog: every disposition, every skill with the ids assigned to it and its ACW settings.
@@ -461,10 +435,7 @@ impl CxoneClient {
 
     /// Every agent (all pages of `GET agents`).
     pub async fn list_agents(&self, priority: Priority) -> Result<Vec<Agent>, PlatformError> {
-        self.list_paged(endpoints::AGENTS, versions::ADMIN, &["agents"], &[], priority, |b| {
-            listing(b, &["agents"], Agent::from_value).records
-        })
-        .await
+        self.list_paged(endpoints::AGENTS, versions::ADMIN, &["agents"], priority, Agent::from_value).await
     }
 
     /// One contact, active or completed (`GET contacts/{contactId}`; 204 → `None`).
@@ -632,23 +603,19 @@ impl CxoneClient {
     // ----- request path -------------------------------------------------------------------------------------------
 
     /// `skip`/`top` paging until a short page (or `totalRecords`, or `MAX_PAGES`).
+    /// Every record of a listing: the elements `read` accepts of the array named like the resource (the last path
+    /// element: `skills` lists `skills`).
     async fn list_paged<T>(
         &self,
         endpoint: &'static str,
         version: &'static str,
         path: &[&str],
-        query: &[(&'static str, String)],
         priority: Priority,
-        read: impl Fn(&Value) -> Vec<T>,
+        read: fn(&Value) -> Option<T>,
     ) -> Result<Vec<T>, PlatformError> {
-        Ok(self
-            .poll_paged(endpoint, version, path, query, priority, |b| Polled {
-                records: read(b),
-                last_poll_time: None,
-                requests: 0,
-            })
-            .await?
-            .records)
+        let list_name = path.last().copied().unwrap_or_default();
+        let read_page = |b: &Value| listing(b, &[list_name], read);
+        Ok(self.poll_paged(endpoint, version, path, &[], priority, read_page).await?.records)
     }
 
     async fn poll_paged<T>(

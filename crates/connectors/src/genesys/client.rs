@@ -15,6 +15,7 @@
 
 use crate::attempt::SharedAttemptSink;
 use crate::budget::{Priority, RateLimits};
+pub use crate::call::ConfigError;
 use crate::call::{join, Answer, AttemptOf, Client, Platform, Request, Setup};
 use crate::error::{classify, ErrorClass, PlatformError};
 use crate::genesys::model::*;
@@ -106,21 +107,6 @@ impl GenesysConnection {
     }
 }
 
-/// Why a client could not be built from its configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("connection {connection} has no credentials")]
-    NoCredentials { connection: String },
-    #[error("connection {connection}: {which} URL {url} cannot be used as a base URL")]
-    BadUrl { connection: String, which: &'static str, url: String },
-    #[error("connection {connection}: the HTTP client could not be built")]
-    Http {
-        connection: String,
-        #[source]
-        source: reqwest::Error,
-    },
-}
-
 /// The Genesys Cloud client of one connection. Cheap to clone; clones share budget, tokens and stats.
 pub type GenesysClient = Client<Genesys>;
 
@@ -158,25 +144,17 @@ struct IdRef<'a> {
 impl GenesysClient {
     /// Builds the client. `clock` stamps attempts and bounds deadlines; `sink` receives every attempt.
     pub fn new(conn: GenesysConnection, clock: SharedClock, sink: SharedAttemptSink) -> Result<Self, ConfigError> {
-        if conn.credentials.is_empty() {
-            return Err(ConfigError::NoCredentials { connection: conn.name });
-        }
-        for (which, url) in [("base", &conn.base_url), ("login", &conn.login_url)] {
-            if url.cannot_be_a_base() {
-                return Err(ConfigError::BadUrl { connection: conn.name.clone(), which, url: url.to_string() });
-            }
-        }
         let setup = Setup {
+            name: conn.name,
+            urls: vec![("base", conn.base_url.clone()), ("login", conn.login_url.clone())],
             credentials: conn.credentials.len(),
             requests_per_minute: conn.requests_per_minute,
             request_timeout: conn.request_timeout,
-            name: conn.name,
             clock,
             sink,
         };
-        let connection = setup.name.clone();
         let platform = Genesys { base_url: conn.base_url, login_url: conn.login_url, credentials: conn.credentials };
-        Client::build(setup, platform).map_err(|source| ConfigError::Http { connection, source })
+        Client::build(setup, platform)
     }
 
     // ----- typed calls -------------------------------------------------------------------------------------------
