@@ -2,7 +2,7 @@
 //!
 //! A [`Client`] is one connection's client: the shared request budget, one token cache per credential, the HTTP
 //! client, the attempt recorder and the clock, plus the platform's own state `P`. Every API request goes through
-//! [`Client::execute`]:
+//! `Client::execute`:
 //!
 //! 1. **Budget.** Wait for a [`Permit`] at the request's [`Priority`]. A request whose deadline passes while it
 //!    waits is dropped unsent with [`ErrorClass::DeadlinePassed`]: the work it was for is no longer useful, and
@@ -18,10 +18,10 @@
 //! 7. **Classify** failures with the platform's classification and record the attempt (sink, stats, metrics).
 //!
 //! Token and discovery requests go to an auth host with its own limits, so they draw on no permit, but they take
-//! the same send-and-record step ([`Client::exchange`]) and are counted like any attempt.
+//! the same send-and-record step (`Client::exchange`) and are counted like any attempt.
 //!
 //! What differs between platforms — how an answer classifies, which headers carry a correlation id and rate
-//! limits, how a token is obtained, how a 429 pauses the budget — is the [`Platform`] trait. Each platform module
+//! limits, how a token is obtained, how a 429 pauses the budget — is the `Platform` trait. Each platform module
 //! keeps its paths, JSON models and the meaning of its answers.
 
 use crate::attempt::{ApiAttempt, AttemptRecorder, CallStats, SharedAttemptSink};
@@ -41,7 +41,7 @@ use url::Url;
 use wrapup_core::clock::SharedClock;
 use wrapup_core::Secret;
 
-/// The shortest time limit of a live leg's request (see [`Client::attempt_timeout`]).
+/// The shortest time limit of a live leg's request (see `Client::attempt_timeout`).
 pub const LIVE_MIN_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A condition a request must still meet when it is about to be sent (after waiting for the budget), e.g. "the
