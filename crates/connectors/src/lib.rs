@@ -8,6 +8,7 @@
 
 pub mod attempt;
 pub mod budget;
+pub mod call;
 pub mod cxone;
 pub mod error;
 pub mod genesys;
@@ -17,6 +18,6 @@ pub mod token;
 
 pub use attempt::{ApiAttempt, AttemptSink, CallStats, SharedAttemptSink};
 pub use budget::{Budget, Permit, Priority, PriorityClass, RateLimits};
+pub use call::Precondition;
 pub use error::{ErrorClass, PlatformError};
-pub use genesys::Precondition;
 pub use retry::{call_with_retry, RetryPolicy};

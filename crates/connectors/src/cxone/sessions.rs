@@ -16,10 +16,10 @@
 //!   not wait for it, so the cache holds ids, not sessions: the write uses the same id the poll was sent with.
 
 use crate::budget::Priority;
+use crate::call::Precondition;
 use crate::cxone::client::{AgentStateRequest, CxoneClient, NextEvent};
 use crate::cxone::error::{rejection, Rejection};
 use crate::error::PlatformError;
-use crate::genesys::Precondition;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
