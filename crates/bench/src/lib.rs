@@ -344,11 +344,12 @@ mod tests {
         use saturation::{order_violations, Missed, Served};
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let at = |s: i64| t0.checked_add(SignedDuration::from_secs(s)).unwrap();
-        let a = |written: i64, deadline: i64| Served { written_at: at(written), deadline: at(deadline) };
+        let a = |written: i64, deadline: i64| Served { written_at: at(written), deadline: at(deadline), queue: "A" };
         let b = |started: i64, deadline: i64| Missed {
             acw_started_at: at(started),
             deadline: at(deadline),
             closed_at: at(deadline),
+            queue: "B",
         };
         // B (deadline 20) waited since 0 and was missed; A (deadline 40) was written at 5: a violation.
         assert_eq!(order_violations(&[a(5, 40)], &[b(0, 20)], at(0), at(60)), 1);
@@ -405,7 +406,8 @@ mod tests {
         ours.written_at = Some(at(5));
         // The service's store has no deadline for the leg it never claimed, and none for ours either: the truth's are
         // used.
-        let (served, missed) = saturation::served_and_missed(&[ours], &truths);
+        let ours = [ours];
+        let (served, missed) = saturation::served_and_missed(&ours, &truths);
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].deadline, at(40));
         assert_eq!(missed.len(), 1);
@@ -418,10 +420,11 @@ mod tests {
         left.window_closed_at = Some(at(30).to_string());
         let mut seen = LegRecord::new(wrapup_core::LegKey::new("genesys", "left", "p"), at(0));
         seen.estimated_deadline = Some(at(25));
-        let (_, missed) = saturation::served_and_missed(&[seen], &[left.clone()]);
+        let (seen, left) = ([seen], [left]);
+        let (_, missed) = saturation::served_and_missed(&seen, &left);
         assert_eq!(missed.len(), 1);
         assert_eq!((missed[0].deadline, missed[0].closed_at), (at(25), at(30)));
         // Unseen by the service, it has no deadline to be ordered by.
-        assert!(saturation::served_and_missed(&[], &[left]).1.is_empty());
+        assert!(saturation::served_and_missed(&[], &left).1.is_empty());
     }
 }

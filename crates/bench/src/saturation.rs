@@ -73,6 +73,8 @@ pub struct Saturated {
     pub rate_limited: u64,
     pub rate_limited_share: f64,
     pub deadline_order_violations: usize,
+    /// Up to ten of them: the write, and the missed leg of earliest deadline it went ahead of.
+    pub order_violation_examples: serde_json::Value,
     /// Truth-judged: legs whose window opened and closed during the run that ended with a meaningful code.
     pub coverage: crate::naive::Judged,
     pub applied: u64,
@@ -175,6 +177,7 @@ pub async fn saturate(
         rate_limited: s.rate_limited,
         rate_limited_share: share(s.rate_limited, s.api_calls),
         deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
+        order_violation_examples: examples(&served, &missed, started_at, stopped_at),
         coverage,
         applied: s.outcomes.applied,
         expired: s.outcomes.expired,
@@ -276,6 +279,7 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
         rate_limited: s.rate_limited,
         rate_limited_share: share(s.rate_limited, s.api_calls),
         deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
+        order_violation_examples: examples(&served, &missed, started_at, stopped_at),
         coverage,
         applied: s.outcomes.applied,
         expired: s.outcomes.expired,
@@ -286,6 +290,13 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
         violations: s.violations.clone(),
         calls_by_endpoint: serde_json::to_value(&cx.report.api.by_endpoint)?,
     })
+}
+
+fn examples(served: &[Served], missed: &[Missed], from: Timestamp, to: Timestamp) -> serde_json::Value {
+    let pairs = order_violation_pairs(served, missed, from, to);
+    let shown: Vec<_> =
+        pairs.iter().take(10).map(|(a, b)| serde_json::json!({"written": a, "passed_over": b})).collect();
+    serde_json::Value::Array(shown)
 }
 
 fn applied_between(legs: &[LegRecord], from: Timestamp, to: Timestamp) -> usize {
@@ -304,25 +315,28 @@ fn share(part: u64, total: u64) -> f64 {
 }
 
 /// A leg the service coded: when its write was accepted, and the leg's ACW deadline.
-#[derive(Debug, Clone, Copy)]
-pub struct Served {
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Served<'a> {
     pub written_at: Timestamp,
     pub deadline: Timestamp,
+    /// The leg's queue, for the examples of a violation.
+    pub queue: &'a str,
 }
 
 /// A leg whose window closed without a code from us or an agent: when its ACW began, the deadline it was ordered
 /// by (the platform's timeout, else the service's estimate), and when the window really closed.
-#[derive(Debug, Clone, Copy)]
-pub struct Missed {
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Missed<'a> {
     pub acw_started_at: Timestamp,
     pub deadline: Timestamp,
     pub closed_at: Timestamp,
+    pub queue: &'a str,
 }
 
 /// The legs the service applied (write time from its store; deadline from the sandbox when the platform has one,
 /// else the service's estimate) and the legs the sandbox closed uncoded (from its truth, whether or not the service
 /// ever looked at them; an estimated deadline needs the service to have seen the leg).
-pub fn served_and_missed(legs: &[LegRecord], truth: &[LegTruth]) -> (Vec<Served>, Vec<Missed>) {
+pub fn served_and_missed<'a>(legs: &'a [LegRecord], truth: &'a [LegTruth]) -> (Vec<Served<'a>>, Vec<Missed<'a>>) {
     let at = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
     let estimated: std::collections::HashMap<(&str, &str), Timestamp> = legs
         .iter()
@@ -340,7 +354,11 @@ pub fn served_and_missed(legs: &[LegRecord], truth: &[LegTruth]) -> (Vec<Served>
         .filter(|l| l.outcome == Some(Outcome::Applied))
         .filter_map(|l| {
             let deadline = deadlines.get(&(l.key.conversation.as_str(), l.key.participant.as_str())).copied();
-            Some(Served { written_at: l.written_at?, deadline: deadline.or(l.order_deadline())? })
+            Some(Served {
+                written_at: l.written_at?,
+                deadline: deadline.or(l.order_deadline())?,
+                queue: l.facts.queue_name.as_deref().unwrap_or("?"),
+            })
         })
         .collect();
     let missed = truth
@@ -352,6 +370,7 @@ pub fn served_and_missed(legs: &[LegRecord], truth: &[LegTruth]) -> (Vec<Served>
                 acw_started_at: at(&t.acw_started_at)?,
                 deadline: deadline_of(t)?,
                 closed_at: at(&t.window_closed_at)?,
+                queue: t.queue_name.as_deref().unwrap_or("?"),
             })
         })
         .collect();
@@ -361,21 +380,32 @@ pub fn served_and_missed(legs: &[LegRecord], truth: &[LegTruth]) -> (Vec<Served>
 /// See the module documentation: writes in `[from, to]` that a missed leg with an earlier, still reachable deadline
 /// should have had.
 pub fn order_violations(served: &[Served], missed: &[Missed], from: Timestamp, to: Timestamp) -> usize {
+    order_violation_pairs(served, missed, from, to).len()
+}
+
+/// Each write counted by [`order_violations`], with the missed leg of earliest deadline it went ahead of.
+pub fn order_violation_pairs<'a>(
+    served: &[Served<'a>],
+    missed: &[Missed<'a>],
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<(Served<'a>, Missed<'a>)> {
     let second = SignedDuration::from_secs(1);
     let guard = SignedDuration::from_millis(500);
     served
         .iter()
         .filter(|a| a.written_at >= from && a.written_at <= to)
-        .filter(|a| {
-            missed.iter().any(|b| {
-                let t = a.written_at;
+        .filter_map(|a| {
+            let t = a.written_at;
+            let passed_over = missed.iter().filter(|b| {
                 let writable_until = b.deadline.min(b.closed_at);
                 b.deadline < a.deadline
                     && b.acw_started_at.checked_add(second).is_ok_and(|x| x <= t)
                     && writable_until.checked_sub(guard).is_ok_and(|x| x.checked_sub(second).is_ok_and(|y| y >= t))
-            })
+            });
+            passed_over.min_by_key(|b| b.deadline).map(|b| (*a, *b))
         })
-        .count()
+        .collect()
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
@@ -406,6 +436,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.field("spent_share", m.spent_share);
     r.field("rate_limited_share", m.rate_limited_share);
     r.field("deadline_order_violations", m.deadline_order_violations);
+    r.field("order_violation_examples", m.order_violation_examples.clone());
     r.field("coverage", serde_json::to_value(&m.coverage)?);
     r.field("api_calls", m.api_calls);
     r.field("rate_limited", m.rate_limited);
