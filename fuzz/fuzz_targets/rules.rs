@@ -35,6 +35,7 @@ fn facts(u: &mut Unstructured<'_>) -> arbitrary::Result<LegFacts> {
         ended_at: None,
         acw_timeout_ms: Option::<u64>::arbitrary(u)?,
         acw: if bool::arbitrary(u)? { Some(*u.choose(ACW)?) } else { None },
+        acw_estimate_ms: Option::<u64>::arbitrary(u)?,
         campaign_id: Option::<String>::arbitrary(u)?,
         attributes: BTreeMap::<String, String>::arbitrary(u)?,
     })

@@ -120,6 +120,11 @@ pub struct LegFacts {
     /// How the leg's queue runs its ACW window (from the catalog, or from the platform's own report of the leg).
     #[serde(default)]
     pub acw: Option<crate::catalog::AcwPolicy>,
+    /// For windows the platform does not time out (optional, agent-requested): how long the service expects the
+    /// agent to stay, learnt from the queue's recent legs. It orders work (see `LegRecord::estimated_deadline`) and
+    /// never stops a write; set by the service, at intake when it can, else when it decides the leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acw_estimate_ms: Option<u64>,
     /// Outbound campaign id, if any.
     pub campaign_id: Option<String>,
     /// Participant / contact attributes (custom data).

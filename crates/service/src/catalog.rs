@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use wrapup_connectors::error::PlatformError;
-use wrapup_core::catalog::Catalog;
+use wrapup_core::catalog::{AcwPolicy, Catalog};
 use wrapup_core::clock::SharedClock;
 use wrapup_core::{Event, EventKind};
 use wrapup_store::Store;
@@ -206,17 +206,26 @@ where
     .await
 }
 
-/// Fills the ACW timeout of `leg ended` events that do not carry one (Genesys' `user.end` does not) from the queue's
-/// entry in `catalog`, so the leg enters the store with its deadline. The store is the scheduler's priority queue,
-/// earliest deadline first, and a leg without a deadline sorts after every leg with one: under saturation, fresh
-/// legs were claimed in arrival order, behind legs with later deadlines, until a worker decided them. The worker
-/// fills the same field from the same catalog when it decides a leg (`worker::enrich`); an event's own value wins.
-pub fn fill_acw_timeouts(events: &mut [Event], catalog: &Catalog) {
+/// Fills what `leg ended` events do not carry (Genesys' `user.end` carries no ACW settings) from the queue's entry in
+/// `catalog` — the ACW timeout and mode — and, for windows the platform does not time out, the connection's current
+/// estimate of how long agents stay (`estimate`), so the leg enters the store with the deadline it is ordered by. The
+/// store is the scheduler's priority queue, earliest deadline first, and a leg without a deadline sorts after every
+/// leg with one: under saturation, fresh legs were claimed in arrival order, behind legs with later deadlines, until
+/// a worker decided them. The worker fills the same fields from the same sources when it decides a leg; an event's
+/// own values win.
+pub fn fill_acw_facts(events: &mut [Event], catalog: &Catalog, estimate: impl Fn(Option<&str>) -> SignedDuration) {
     for event in events {
         let EventKind::LegEnded { facts } = &mut event.kind else { continue };
+        let queue = facts.queue_id.as_deref().and_then(|q| catalog.queue_by_id(q));
         if facts.acw_timeout_ms.is_none() {
-            let queue = facts.queue_id.as_deref().and_then(|q| catalog.queue_by_id(q));
             facts.acw_timeout_ms = queue.and_then(|q| q.acw_timeout_ms);
+        }
+        if facts.acw.is_none() {
+            facts.acw = queue.and_then(|q| q.acw);
+        }
+        let unbounded = matches!(facts.acw, Some(AcwPolicy::Optional | AcwPolicy::AgentRequested));
+        if unbounded && facts.acw_estimate_ms.is_none() {
+            facts.acw_estimate_ms = u64::try_from(estimate(facts.queue_id.as_deref()).as_millis()).ok();
         }
     }
 }
@@ -301,18 +310,22 @@ mod tests {
     }
 
     #[test]
-    fn leg_ended_events_get_their_queues_acw_timeout_so_the_store_orders_them_by_deadline() {
+    fn leg_ended_events_get_their_queues_acw_settings_so_the_store_orders_them_by_deadline() {
+        use wrapup_core::catalog::AcwPolicy;
         use wrapup_core::catalog::QueueEntry;
         use wrapup_core::{LegFacts, LegKey};
-        let queue = |id: &str, timeout: Option<u64>| QueueEntry {
+        let queue = |id: &str, timeout: Option<u64>, acw: AcwPolicy| QueueEntry {
             id: id.into(),
             name: id.into(),
             code_ids: Vec::new(),
             acw_timeout_ms: timeout,
             acw_mode: None,
-            acw: None,
+            acw: Some(acw),
         };
-        let catalog = Catalog { codes: Vec::new(), queues: vec![queue("ten", Some(10_000)), queue("open", None)] };
+        let catalog = Catalog {
+            codes: Vec::new(),
+            queues: vec![queue("ten", Some(10_000), AcwPolicy::Mandatory), queue("open", None, AcwPolicy::Optional)],
+        };
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let ended = |c: &str, queue: &str, own: Option<u64>| Event {
             leg: LegKey::new("g", c, "p"),
@@ -335,7 +348,10 @@ mod tests {
             ended("d", "unknown", None),
             Event { kind: EventKind::LegClosed, ..ended("e", "ten", None) },
         ];
-        fill_acw_timeouts(&mut events, &catalog);
+        fill_acw_facts(&mut events, &catalog, |q| match q {
+            Some("open") => SignedDuration::from_secs(7),
+            _ => SignedDuration::from_secs(99),
+        });
         let timeouts: Vec<_> = events
             .iter()
             .map(|e| match &e.kind {
@@ -348,5 +364,11 @@ mod tests {
         // The leg the store makes from the first event has its deadline at once.
         let (leg, _) = wrapup_core::lifecycle::apply_event(None, &events[0], t0);
         assert_eq!(leg.deadline, Some(t0 + SignedDuration::from_secs(10)));
+        assert_eq!(leg.estimated_deadline, None, "a window the platform times out needs no estimate");
+        // A window the platform does not time out is ordered by the queue's estimate from the start.
+        let (leg, _) = wrapup_core::lifecycle::apply_event(None, &events[2], t0);
+        assert_eq!((leg.deadline, leg.facts.acw), (None, Some(AcwPolicy::Optional)));
+        assert_eq!(leg.estimated_deadline, Some(t0 + SignedDuration::from_secs(7)));
+        assert_eq!(leg.order_deadline(), leg.estimated_deadline);
     }
 }

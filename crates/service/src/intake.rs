@@ -162,8 +162,10 @@ pub async fn post_events(
     }
     // The leg's deadline from the cached catalog, so the store can order it by deadline from the start (never waits:
     // before the first catalog load the worker fills it when it decides the leg).
-    if let Some(catalog) = state.connections.get(&connection).and_then(|c| c.catalog.cached()) {
-        crate::catalog::fill_acw_timeouts(&mut events, &catalog);
+    if let Some(conn) = state.connections.get(&connection) {
+        if let Some(catalog) = conn.catalog.cached() {
+            crate::catalog::fill_acw_facts(&mut events, &catalog, |q| conn.acw_estimates.estimate(q));
+        }
     }
     let results = if events.is_empty() {
         Vec::new()

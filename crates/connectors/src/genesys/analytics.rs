@@ -193,6 +193,7 @@ fn agent_leg(
         // The queue's timeout comes from the catalog, as for a `user.end` without one.
         acw_timeout_ms: None,
         acw: None,
+        acw_estimate_ms: None,
         campaign_id: None,
         attributes: Default::default(),
     };

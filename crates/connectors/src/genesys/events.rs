@@ -330,6 +330,7 @@ fn leg_facts(body: &Map<String, Value>, ended_at: Timestamp) -> Result<LegFacts,
         ended_at: Some(ended_at),
         acw_timeout_ms: ["wrapupTimeoutMs", "acwTimeoutMs"].iter().find_map(|k| body.get(*k).and_then(as_u64)),
         acw: string_field(body, "wrapupPrompt").and_then(|p| crate::genesys::model::acw_policy(&p)),
+        acw_estimate_ms: None,
         campaign_id: id_field(body, "outboundCampaignId", "eventBody.outboundCampaignId")?,
         attributes: Default::default(),
     })

@@ -231,6 +231,7 @@ fn leg_facts(
         ended_at: Some(ended_at),
         acw_timeout_ms: p.get("wrapupTimeoutMs").and_then(as_i64).and_then(|i| u64::try_from(i).ok()),
         acw: p.get("wrapupPrompt").and_then(Value::as_str).and_then(crate::genesys::model::acw_policy),
+        acw_estimate_ms: None,
         campaign_id: None,
         attributes: Default::default(),
     })

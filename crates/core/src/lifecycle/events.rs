@@ -181,6 +181,7 @@ fn merge_facts(into: &mut LegFacts, from: &LegFacts) {
         ended_at,
         acw_timeout_ms,
         acw,
+        acw_estimate_ms,
         campaign_id
     );
     if into.direction == crate::leg::Direction::Unknown {

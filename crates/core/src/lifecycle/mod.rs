@@ -30,6 +30,7 @@
 //! write had landed (outcome `Applied`, no second write); if another code is there, the agent won; if none, it may
 //! write again (the first write never landed).
 
+use crate::catalog::AcwPolicy;
 use crate::leg::{LegFacts, LegKey};
 use crate::outcome::{Mode, Outcome, Timing};
 use jiff::{SignedDuration, Timestamp};
@@ -234,10 +235,16 @@ impl LegRecord {
         self.updated_at = now;
     }
 
-    /// Recomputes the deadline from the facts (end time + ACW timeout), when both are known.
+    /// Recomputes the deadline from the facts (end time + ACW timeout), when both are known, and for a window the
+    /// platform does not time out, the estimated deadline (end time + the service's estimate of the window).
     pub fn refresh_deadline(&mut self) {
-        if let (Some(end), Some(timeout)) = (self.facts.ended_at, self.facts.acw_timeout_ms) {
+        let Some(end) = self.facts.ended_at else { return };
+        if let Some(timeout) = self.facts.acw_timeout_ms {
             self.deadline = end.checked_add(SignedDuration::from_millis(timeout as i64)).ok();
+        }
+        let unbounded = matches!(self.facts.acw, Some(AcwPolicy::Optional | AcwPolicy::AgentRequested));
+        if let (true, Some(estimate)) = (unbounded, self.facts.acw_estimate_ms) {
+            self.estimated_deadline = end.checked_add(SignedDuration::from_millis(estimate as i64)).ok();
         }
     }
 

@@ -351,8 +351,11 @@ impl Move<'_, '_> {
         }
         self.leg.state = LegState::Scheduled;
         if matches!(self.leg.facts.acw, Some(AcwPolicy::Optional | AcwPolicy::AgentRequested)) {
-            self.leg.estimated_deadline =
-                self.leg.facts.ended_at.and_then(|e| e.checked_add(self.ctx.acw_estimate).ok());
+            // Intake set the estimate when its catalog knew the queue; otherwise it is set now.
+            if self.leg.facts.acw_estimate_ms.is_none() {
+                self.leg.facts.acw_estimate_ms = u64::try_from(self.ctx.acw_estimate.as_millis()).ok();
+            }
+            self.leg.refresh_deadline();
         }
         // A margin inside the deadline guard would never be written: keep at least two guards of room.
         let timing = match m.timing {
