@@ -24,9 +24,9 @@
 //!   in ACW since at least 1 s before `t`, could still be coded for at least 1 s after `t` (its window closed no
 //!   sooner than its deadline minus the service's 500 ms guard, plus 1 s), and then closed without any code of
 //!   ours (the platform's timeout stamped it, or its agent left). That is a code spent on a later deadline while an
-//!   earlier one was both known and still reachable. A leg's deadline is the platform's ACW timeout where it has one,
-//!   else the deadline the service estimated for it (OPTIONAL and AGENT_REQUESTED windows without a timeout): the
-//!   estimate is what the service orders by, so it is what the order is judged by. The 1 s margins keep the two
+//!   earlier one was both known and still reachable. A leg's deadline is the one the service orders it by: the
+//!   platform's ACW timeout, or the deadline the service estimated for a window its agent may leave (OPTIONAL,
+//!   AGENT_REQUESTED) where that is sooner or the only one. The 1 s margins keep the two
 //!   calls of one code (gate read, write) from counting against legs that arrived between them. B is taken from the
 //!   sandbox's truth, not from the service's store: a leg the service never claimed has no deadline in the store
 //!   (the `user.end` event carries no ACW timeout; the service learns it from the catalog when it decides the leg),
@@ -340,10 +340,16 @@ pub fn served_and_missed<'a>(legs: &'a [LegRecord], truth: &'a [LegTruth]) -> (V
     let at = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
     let estimated: std::collections::HashMap<(&str, &str), Timestamp> = legs
         .iter()
-        .filter_map(|l| Some(((l.key.conversation.as_str(), l.key.participant.as_str()), l.order_deadline()?)))
+        .filter_map(|l| Some(((l.key.conversation.as_str(), l.key.participant.as_str()), l.estimated_deadline?)))
         .collect();
+    // The platform's deadline, or the service's estimate where that is sooner (an agent-requested window with a
+    // timeout is ordered by when its agent is likely to leave) or the only one.
     let deadline_of = |t: &LegTruth| {
-        at(&t.acw_deadline).or_else(|| estimated.get(&(t.conversation_id.as_str(), t.participant_id.as_str())).copied())
+        let estimate = estimated.get(&(t.conversation_id.as_str(), t.participant_id.as_str())).copied();
+        match (at(&t.acw_deadline), estimate) {
+            (Some(hard), Some(estimate)) => Some(hard.min(estimate)),
+            (hard, estimate) => hard.or(estimate),
+        }
     };
     let deadlines: std::collections::HashMap<(&str, &str), Timestamp> = truth
         .iter()
