@@ -47,6 +47,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod cxone;
+pub mod engine;
 pub mod events;
 pub mod model;
 pub mod notifications;
@@ -65,6 +66,7 @@ pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 pub use rate_limit::{RateLimit, RateWindow};
 pub use report::{CodedBy, LegTruth, Report, Violation};
 
+use engine::Simulation;
 use events::{EventStats, Targets};
 use model::Org;
 use parking_lot::Mutex;

@@ -642,7 +642,7 @@ async fn the_audit_trail_is_bounded() {
     let env = start(quiet_config()).await;
     let n = wrapup_sandbox::model::MAX_AUDIT_ENTRIES + 5;
     env.sb.with_org(|o| {
-        let at = o.sim_now;
+        let at = o.engine.sim_now();
         for i in 0..n {
             o.record_audit(at, 0, "Create", "WrapupCode", &format!("code-{i}"), "x", vec![], vec![]);
         }

@@ -1168,6 +1168,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn seeded_run_digest() -> (u64, u64) {
     use wrapup_sandbox::cxone::model::DispositionInput;
     use wrapup_sandbox::cxone::Bu;
+    use wrapup_sandbox::engine::Simulation;
     use wrapup_sandbox::model::{Org, WrapupInput};
 
     let start: jiff::Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();

@@ -101,7 +101,7 @@ async fn config(State(st): State<SharedState>) -> Response {
         "faults": org.faults,
         "behaviours": org.behaviours,
         "center": org.center,
-        "traffic": org.traffic_on,
+        "traffic": org.engine.traffic_on(),
         "rate_limit_per_minute": org.rate_limit_per_minute,
         "rate_limit_window": org.rate_limit_window,
         "cxone": cx,
@@ -170,7 +170,7 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
             // Queues and agents are set up at start; only the process parameters change at runtime.
             org.center = CenterConfig { queues: org.center.queues.clone(), agents: org.center.agents, ..c };
             // A rate raised from zero restarts the arrival process.
-            if org.traffic_on {
+            if org.engine.traffic_on() {
                 let now = st.clock.now();
                 org.start_traffic(now);
             }

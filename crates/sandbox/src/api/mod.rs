@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod routing;
 pub mod users;
 
+use crate::engine::Simulation;
 use crate::model::{Org, PlatformError};
 use crate::SharedState;
 use axum::body::Body;

@@ -7,7 +7,8 @@
 use super::{AcwType, ClosedContact, CxoneBehaviours, CxoneCenter, CxoneConfig, DispositionEndsAcw, NotOnSkill};
 use super::{SecondDisposition, StaleSessionId};
 use crate::config::FaultProfile;
-use crate::model::{iso, ApiStats};
+use crate::engine::truth::ApiStats;
+use crate::model::iso;
 use crate::report::{ApiReport, CodedBy, EventReport, LegCounts, Violation, ViolationReport};
 use jiff::Timestamp;
 use rand::rngs::SmallRng;
@@ -927,11 +928,11 @@ impl Bu {
             match b.disposition_ends_acw {
                 DispositionEndsAcw::EndsAcw => self.close_acw(cid, now),
                 DispositionEndsAcw::KeepsAcw => {
-                    self.schedule(crate::model::add_secs(now, finish), Action::AgentFinish(cid));
+                    self.schedule(crate::engine::add_secs(now, finish), Action::AgentFinish(cid));
                 }
             }
             if let Some((delay, _)) = change {
-                self.schedule(crate::model::add_secs(now, delay), Action::AgentChange(cid));
+                self.schedule(crate::engine::add_secs(now, delay), Action::AgentChange(cid));
             }
         }
         Ok((in_window, v))

@@ -14,7 +14,7 @@
 use super::model::{Action, Bu, Contact, Dispo, Phase, Plan, Truth, Writer, ACW_STATE_NAME};
 use super::AcwType;
 use crate::config::Dist;
-use crate::model::add_secs;
+use crate::engine::add_secs;
 use crate::report::CodedBy;
 use jiff::Timestamp;
 use rand::Rng;
