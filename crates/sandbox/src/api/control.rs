@@ -91,7 +91,7 @@ async fn config(State(st): State<SharedState>) -> Response {
         json!({
             "behaviours": bu.behaviours,
             "center": bu.center,
-            "traffic": bu.traffic_on,
+            "traffic": bu.engine.traffic_on(),
             "rate_limit_per_minute": bu.rate_limit_per_minute,
             "rate_limit_window": bu.rate_limit_window,
         })
@@ -149,7 +149,7 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
             Ok(c) => {
                 bu.center =
                     crate::cxone::CxoneCenter { skills: bu.center.skills.clone(), agents: bu.center.agents, ..c };
-                if bu.traffic_on {
+                if bu.engine.traffic_on() {
                     let now = st.clock.now();
                     bu.start_traffic(now);
                 }

@@ -11,6 +11,7 @@
 //! `{"error","error_description"}` body.
 
 use super::model::{lenient_int, Bu, Contact, CxError, DispositionInput, Phase};
+use crate::engine::Simulation;
 use crate::model::iso;
 use crate::SharedState;
 use axum::extract::{Request, State};
@@ -995,7 +996,7 @@ async fn next_event(st: &SharedState, sid: &str, p: &Map<String, Value>) -> R {
                 bu.refresh_collection(a, now)
             };
             if !events.is_empty() {
-                bu.counters.events_delivered += events.len() as u64;
+                bu.events.delivered += events.len() as u64;
                 let new_id = bu.rotate(i);
                 return Ok(ok(json!({"sessionId": new_id, "events": events})));
             }
