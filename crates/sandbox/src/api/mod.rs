@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod routing;
 pub mod users;
 
+use crate::engine::faults::{draw_request_faults, RequestFault};
 use crate::engine::Simulation;
 use crate::model::{Org, PlatformError};
 use crate::SharedState;
@@ -210,71 +211,47 @@ fn gate(
         return Err((e, limit));
     }
 
-    // Faults (the calm path costs nothing).
-    if !org.faults.request_faults_active() && org.storm_until.is_none() {
-        return Ok(Gate { caller, limit, latency: Duration::ZERO, hang: None });
-    }
-    let f = org.faults.clone();
-    if let Some(until) = org.storm_until {
-        if now < until {
-            let mut e = PlatformError::new(
-                429,
-                "too.many.requests",
-                "Rate limit exceeded the maximum [300] requests within [60] seconds",
-            );
-            let secs = until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
-            e.retry_after = Some(secs);
-            told_to_wait(org, token, now, secs);
-            return Err((e, limit));
-        }
-        org.storm_until = None;
-    }
-    let r = &mut org.fault_rng;
-    if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
-        org.storm_until = Some(now + storm);
+    let storm_error = |secs: u64| {
         let mut e = PlatformError::new(
             429,
             "too.many.requests",
             "Rate limit exceeded the maximum [300] requests within [60] seconds",
         );
-        let secs = storm.as_secs_f64().ceil().max(1.0) as u64;
         e.retry_after = Some(secs);
-        told_to_wait(org, token, now, secs);
-        return Err((e, limit));
-    }
-    let r = &mut org.fault_rng;
-    if f.token_revocation_rate > 0.0 && r.gen_bool(f.token_revocation_rate.clamp(0.0, 1.0)) {
-        if let Some(tok) = org.tokens.get_mut(token) {
-            tok.revoked = true;
-        }
-        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit));
-    }
-    let r = &mut org.fault_rng;
-    if f.http_5xx_rate > 0.0 && r.gen_bool(f.http_5xx_rate.clamp(0.0, 1.0)) {
-        let e = match r.gen_range(0..4) {
-            0 => PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition."),
-            1 => PlatformError::new(
-                502,
-                "bad.gateway",
-                "The server received an invalid response from an upstream server.",
-            ),
-            2 => PlatformError::new(
-                503,
-                "service.unavailable",
-                "Service Unavailable - The server is currently unavailable.",
-            ),
-            _ => PlatformError::new(504, "request.timeout", "The request timed out."),
-        };
-        return Err((e, limit));
-    }
-    let hang =
-        (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0))).then(|| Duration::from_millis(f.hang_ms));
-    let latency = if f.latency_ms_max > 0 {
-        Duration::from_millis(r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max))
-    } else {
-        Duration::ZERO
+        e
     };
-    Ok(Gate { caller, limit, latency, hang })
+    match draw_request_faults(&org.faults, &mut org.storm_until, &mut org.fault_rng, now, storm) {
+        RequestFault::Serve { latency, hang } => Ok(Gate { caller, limit, latency, hang }),
+        RequestFault::Storm { secs } => {
+            told_to_wait(org, token, now, secs);
+            Err((storm_error(secs), limit))
+        }
+        RequestFault::RevokeToken => {
+            if let Some(tok) = org.tokens.get_mut(token) {
+                tok.revoked = true;
+            }
+            Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit))
+        }
+        RequestFault::ServerError(status) => {
+            let e = match status {
+                500 => {
+                    PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition.")
+                }
+                502 => PlatformError::new(
+                    502,
+                    "bad.gateway",
+                    "The server received an invalid response from an upstream server.",
+                ),
+                503 => PlatformError::new(
+                    503,
+                    "service.unavailable",
+                    "Service Unavailable - The server is currently unavailable.",
+                ),
+                _ => PlatformError::new(504, "request.timeout", "The request timed out."),
+            };
+            Err((e, limit))
+        }
+    }
 }
 
 /// Remembers the `Retry-After` a token was given, for the `calls_before_retry_after` ground truth.
