@@ -3,7 +3,7 @@
 //! Tests and benchmarks assert on these, never on the emulated platform's own answers: the report says what really
 //! happened to every leg and which invariant a client broke.
 
-use crate::model::{Media, Org, Phase, Purpose};
+use crate::genesys::model::{Media, Org, Phase, Purpose};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -166,7 +166,7 @@ impl Org {
         Report {
             legs,
             violations: self.violations.report(),
-            api: self.api.report(crate::api::endpoint_key),
+            api: self.api.report(crate::genesys::api::endpoint_key),
             events: {
                 use std::sync::atomic::Ordering::Relaxed;
                 let ws = &self.hub.stats;

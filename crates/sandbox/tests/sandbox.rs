@@ -1169,7 +1169,7 @@ fn seeded_run_digest() -> (u64, u64) {
     use wrapup_sandbox::cxone::model::DispositionInput;
     use wrapup_sandbox::cxone::Bu;
     use wrapup_sandbox::engine::Simulation;
-    use wrapup_sandbox::model::{Org, WrapupInput};
+    use wrapup_sandbox::genesys::model::{Org, WrapupInput};
 
     let start: jiff::Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
     let mut cfg = SandboxConfig { seed: 42, preload: 6, ..SandboxConfig::default() };

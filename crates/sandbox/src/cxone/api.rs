@@ -12,8 +12,8 @@
 
 use super::model::{lenient_int, Bu, Contact, CxError, DispositionInput, Phase};
 use crate::engine::faults::{draw_request_faults, RequestFault};
+use crate::engine::iso;
 use crate::engine::Simulation;
-use crate::model::iso;
 use crate::SharedState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -303,8 +303,8 @@ pub async fn dispatch(State(st): State<SharedState>, req: Request) -> Response {
             if !pass.latency.is_zero() {
                 tokio::time::sleep(pass.latency).await;
             }
-            let query = crate::api::query_pairs(req.uri().query());
-            let body = axum::body::to_bytes(req.into_body(), crate::api::BODY_LIMIT).await.unwrap_or_default();
+            let query = crate::genesys::api::query_pairs(req.uri().query());
+            let body = axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await.unwrap_or_default();
             let resp = match handle(&st, r, &ids, &query, &body).await {
                 Ok(resp) => resp,
                 Err(e) => error_response(&e),

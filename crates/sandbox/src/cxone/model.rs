@@ -7,9 +7,9 @@
 use super::{AcwType, ClosedContact, CxoneBehaviours, CxoneCenter, CxoneConfig, DispositionEndsAcw, NotOnSkill};
 use super::{SecondDisposition, StaleSessionId};
 use crate::config::FaultProfile;
+use crate::engine::iso;
 use crate::engine::truth::{ApiStats, Violations};
 use crate::engine::{add_secs, random_uuid, Engine};
-use crate::model::iso;
 use crate::report::{ApiReport, CodedBy, EventReport, LegCounts, ViolationReport};
 use jiff::Timestamp;
 use rand::rngs::SmallRng;

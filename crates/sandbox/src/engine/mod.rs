@@ -186,6 +186,11 @@ pub fn random_uuid(rng: &mut SmallRng) -> String {
     uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
 }
 
+/// ISO-8601 with milliseconds and `Z`, as both platforms' REST APIs write timestamps.
+pub fn iso(ts: Timestamp) -> String {
+    format!("{ts:.3}")
+}
+
 /// `at + secs` (simulated seconds, fractional).
 pub fn add_secs(at: Timestamp, secs: f64) -> Timestamp {
     let d = jiff::SignedDuration::try_from_secs_f64(secs.max(0.0)).unwrap_or(jiff::SignedDuration::ZERO);

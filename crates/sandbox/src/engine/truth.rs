@@ -1,6 +1,6 @@
 //! Ground-truth counters both platforms keep: invariant violations by kind (with capped details) and API traffic.
 
-use crate::model::iso;
+use crate::engine::iso;
 use crate::report::{ApiReport, Violation, ViolationReport};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap};

@@ -1,20 +1,18 @@
-//! The HTTP surface: the emulated platform under `/oauth/token` and `/api/v2/*`, ground truth and control under
-//! `/sandbox/v1/*`.
+//! The Genesys HTTP surface: `/oauth/token`, `/api/v2/*` and the notification websockets.
 //!
 //! Every `/api/v2` request passes one middleware (`api_gate`) that does, under a single short lock of the org:
 //! catch the simulation up to the clock (so a handler sees exactly the state of "now", e.g. a timed-out ACW), check
 //! the Bearer token (documented 401 bodies), count the request against the token's wall-time rate-limit window
-//! (429 `too.many.requests` + `Retry-After`), and draw the request faults. It then runs the handler inside a
+//! (429 `too.many.requests` + `Retry-After`), and draw the request faults (`crate::engine::faults`). It then runs the handler inside a
 //! task-local holding the `ININ-Correlation-Id`, so any [`PlatformError`] renders as an `ErrorBody` whose `contextId`
 //! equals the header, stamps the `inin-ratelimit-*` headers, and counts the answer per endpoint *template* for the
-//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `aggregates`, `audit`, `control`) each
-//! export a `routes()` function; adding an API family is adding a module and one `merge` line here.
+//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `aggregates`, `audit`) each export a
+//! `routes()` function; adding an API family is adding a module and one `merge` line here.
 
 pub mod aggregates;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
-pub mod control;
 pub mod conversations;
 pub mod notifications;
 pub mod routing;
@@ -22,10 +20,10 @@ pub mod users;
 
 use crate::engine::faults::{draw_request_faults, RequestFault};
 use crate::engine::Simulation;
-use crate::model::{Org, PlatformError};
+use crate::genesys::model::{Org, PlatformError};
 use crate::SharedState;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -37,15 +35,12 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Maximum request body size (the platform's bodies here are small JSON documents).
-pub const BODY_LIMIT: usize = 256 * 1024;
-
 tokio::task_local! {
     static CORRELATION: String;
 }
 
-/// The whole router.
-pub fn router(state: SharedState) -> Router {
+/// The Genesys surface: `/api/v2` behind the gate, the token endpoint, and the notification websockets.
+pub fn routes(state: SharedState) -> Router<SharedState> {
     let api = Router::new()
         .merge(conversations::routes())
         .merge(routing::routes())
@@ -54,18 +49,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(aggregates::routes())
         .merge(audit::routes())
         .merge(notifications::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), api_gate))
+        .route_layer(middleware::from_fn_with_state(state, api_gate))
         .fallback(api_not_found);
-    Router::new()
-        .nest("/api/v2", api)
-        .merge(auth::routes())
-        .merge(crate::cxone::auth::routes())
-        .merge(control::routes())
-        .merge(notifications::socket_routes())
-        // CXone's `/inContactAPI/...` is routed by hand (case-insensitive prefix, any version); other paths stay 404.
-        .fallback(crate::cxone::api::dispatch)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    Router::new().nest("/api/v2", api).merge(auth::routes()).merge(notifications::socket_routes())
 }
 
 async fn api_not_found() -> Response {
@@ -143,7 +129,7 @@ pub struct Caller {
 pub fn endpoint_key(raw: &str) -> String {
     let (method, matched) = raw.split_once(' ').unwrap_or(("", raw));
     let mut path = matched.to_string();
-    for m in crate::model::Media::ALL {
+    for m in crate::genesys::model::Media::ALL {
         let prefix = format!("/api/v2/conversations/{}/", m.path());
         if path.starts_with(&prefix) {
             path = format!("/api/v2/conversations/{{media}}/{}", &path[prefix.len()..]);

@@ -12,7 +12,7 @@
 
 use crate::config::AcwMode;
 use crate::engine::{add_secs, Engine, Simulation};
-use crate::model::{
+use crate::genesys::model::{
     epoch_ms, Action, AcwState, Conversation, FinalAction, Media, Org, Participant, Phase, Purpose, Wrapup, Writer,
     SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
 };
@@ -169,7 +169,7 @@ impl Org {
     }
 
     /// Draws what the agent of a new leg on queue `q` will do.
-    fn draw_plan(&mut self, q: usize) -> crate::model::AgentPlan {
+    fn draw_plan(&mut self, q: usize) -> crate::genesys::model::AgentPlan {
         let b = self.center.agent;
         let mode = self.queues[q].mode;
         let n = self.queues[q].codes.len();
@@ -196,7 +196,7 @@ impl Org {
         let code = pick(self);
         let change_code = pick(self);
 
-        let mut plan = crate::model::AgentPlan { requests_acw, ..Default::default() };
+        let mut plan = crate::genesys::model::AgentPlan { requests_acw, ..Default::default() };
         let Some(code) = code else { return plan };
         if provisional {
             plan.provisional = Some((provisional_delay, code.clone()));
@@ -598,7 +598,7 @@ impl Org {
 
     /// A new agent participant for agent `u` on queue `q`, the agent counted busy from `at`. The wrap-up prompt comes
     /// from the queue the leg was routed on and shows from the start of the leg.
-    fn agent_leg(&mut self, u: usize, q: usize, plan: crate::model::AgentPlan, at: Timestamp) -> Participant {
+    fn agent_leg(&mut self, u: usize, q: usize, plan: crate::genesys::model::AgentPlan, at: Timestamp) -> Participant {
         let pid = self.engine.new_id();
         let comm = self.engine.new_id();
         let user = &mut self.users[u];

@@ -13,8 +13,8 @@
 
 use crate::config::{AcwMode, Behaviours, FaultProfile, SandboxConfig};
 use crate::engine::truth::{ApiStats, Violations};
-use crate::engine::{add_secs, random_uuid, Engine};
-use crate::events::{EventStats, OutEvent};
+use crate::engine::{add_secs, iso, random_uuid, Engine};
+use crate::genesys::events::{EventStats, OutEvent};
 use crate::report::{CodedBy, LegTruth};
 use jiff::Timestamp;
 use rand::rngs::SmallRng;
@@ -29,11 +29,6 @@ use tokio::time::Instant;
 pub const SYSTEM_TIMEOUT_CODE_ID: &str = "7fb334b0-0e9e-11e4-9191-0800200c9a66";
 /// Name of that system code.
 pub const SYSTEM_TIMEOUT_CODE_NAME: &str = "ININ-WRAP-UP-TIMEOUT";
-
-/// ISO-8601 with milliseconds and `Z`, as the platform's REST API writes timestamps.
-pub fn iso(ts: Timestamp) -> String {
-    format!("{ts:.3}")
-}
 
 /// Epoch milliseconds, as detail events write `eventTime`.
 pub fn epoch_ms(ts: Timestamp) -> i64 {
@@ -466,7 +461,7 @@ pub struct Org {
     pub event_stats: Arc<EventStats>,
     pub events_tx: Option<UnboundedSender<OutEvent>>,
     /// Notification API channels (websocket delivery).
-    pub hub: Arc<crate::notifications::Hub>,
+    pub hub: Arc<crate::genesys::notifications::Hub>,
     pub center: crate::config::CenterConfig,
     /// Simulated time, scheduled actions, traffic and the simulation RNG (ids, arrivals, agent plans).
     pub engine: Engine<Action>,
@@ -622,13 +617,13 @@ impl Org {
         }
         let mut body = None;
         for t in topics.iter().filter(|t| self.hub.wants(t)) {
-            let b = body.get_or_insert_with(|| crate::api::conversations::event_conversation_json(self, conv));
+            let b = body.get_or_insert_with(|| crate::genesys::api::conversations::event_conversation_json(self, conv));
             self.hub.publish(t, b);
         }
         let mut media_body = None;
         for t in variants.iter().filter(|t| self.hub.wants(t)) {
-            let b =
-                media_body.get_or_insert_with(|| crate::api::conversations::event_media_conversation_json(self, conv));
+            let b = media_body
+                .get_or_insert_with(|| crate::genesys::api::conversations::event_media_conversation_json(self, conv));
             self.hub.publish(t, b);
         }
     }
