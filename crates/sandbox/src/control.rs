@@ -11,6 +11,7 @@
 
 use crate::config::{Behaviours, CenterConfig, EventTarget, FaultProfile};
 use crate::cxone::CxoneBehaviours;
+use crate::engine::Simulation;
 use crate::SharedState;
 use axum::extract::State;
 use axum::http::StatusCode;

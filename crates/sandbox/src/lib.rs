@@ -253,12 +253,12 @@ async fn sim_loop(inner: SharedState) {
         let next_org = {
             let mut org = inner.org.lock();
             org.advance_to(inner.clock.now());
-            org.next_due()
+            org.engine.next_due()
         };
         let next_bu = {
             let mut bu = inner.bu.lock();
             bu.advance_to(inner.clock.now());
-            bu.next_due()
+            bu.engine.next_due()
         };
         let next = match (next_org, next_bu) {
             (Some(a), Some(b)) => Some(a.min(b)),

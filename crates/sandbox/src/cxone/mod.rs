@@ -170,12 +170,8 @@ pub struct SkillConfig {
     #[serde(default)]
     pub dispositions: Vec<String>,
     /// Relative share of arrivals.
-    #[serde(default = "one")]
+    #[serde(default = "crate::config::one")]
     pub weight: f64,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// How CXone agents disposition their own contacts; each contact draws its agent's plan when it is routed.

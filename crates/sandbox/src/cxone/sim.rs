@@ -21,14 +21,6 @@ use rand::Rng;
 impl Simulation for Bu {
     type Action = Action;
 
-    fn engine(&self) -> &Engine<Action> {
-        &self.engine
-    }
-
-    fn engine_mut(&mut self) -> &mut Engine<Action> {
-        &mut self.engine
-    }
-
     fn run(&mut self, at: Timestamp, action: Action) {
         match action {
             Action::Arrival => self.arrival(at),
@@ -41,20 +33,34 @@ impl Simulation for Bu {
             Action::AgentChange(c) => self.agent_disposition(c, at, true),
         }
     }
-}
 
-impl Bu {
-    /// Starts arrivals, unless the BU is disabled (its API answers either way).
-    pub fn start_traffic(&mut self, now: Timestamp) {
+    fn engine_mut(&mut self) -> &mut Engine<Action> {
+        &mut self.engine
+    }
+
+    fn arrival_rate(&self) -> f64 {
+        self.center.arrival_rate_per_sec
+    }
+
+    /// A new contact (its own master) on a skill picked by weight.
+    fn arrive(&mut self, at: Timestamp) {
+        if let Some(s) = self.pick_skill(None) {
+            let cid = self.new_contact(s, None, None, at);
+            if !self.assign(cid, at) {
+                self.skills[s].waiting.push_back(cid);
+            }
+        }
+    }
+
+    /// Starts arrivals only while the BU is enabled (its API answers either way).
+    fn start_traffic(&mut self, now: Timestamp) {
         if self.enabled {
             self.engine.start_traffic(now);
         }
     }
+}
 
-    pub fn stop_traffic(&mut self) {
-        self.engine.stop_traffic();
-    }
-
+impl Bu {
     /// A skill with members, by weight, other than `except`.
     fn pick_skill(&mut self, except: Option<usize>) -> Option<usize> {
         let weights: Vec<f64> = (self.skills.iter().enumerate())
@@ -91,20 +97,6 @@ impl Bu {
             },
         );
         id
-    }
-
-    fn arrival(&mut self, at: Timestamp) {
-        let rate = self.center.arrival_rate_per_sec;
-        if !self.engine.arrivals_go_on(rate) {
-            return;
-        }
-        if let Some(s) = self.pick_skill(None) {
-            let cid = self.new_contact(s, None, None, at);
-            if !self.assign(cid, at) {
-                self.skills[s].waiting.push_back(cid);
-            }
-        }
-        self.engine.schedule_next_arrival(at, rate);
     }
 
     fn idle_agent(&self, s: usize) -> Option<usize> {

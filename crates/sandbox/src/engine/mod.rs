@@ -161,10 +161,25 @@ impl<A: Clone + Eq> Engine<A> {
 pub trait Simulation {
     type Action: Clone + Eq;
 
-    fn engine(&self) -> &Engine<Self::Action>;
-    fn engine_mut(&mut self) -> &mut Engine<Self::Action>;
     /// Runs one action at its own time `at`.
     fn run(&mut self, at: Timestamp, action: Self::Action);
+
+    fn engine_mut(&mut self) -> &mut Engine<Self::Action>;
+
+    /// New contacts per simulated second, as configured now.
+    fn arrival_rate(&self) -> f64;
+
+    /// Brings one new contact in at `at` and routes it (or queues it when nobody is free).
+    fn arrive(&mut self, at: Timestamp);
+
+    /// The arrival action: one new contact, then the next arrival after an exponential gap, while traffic runs.
+    fn arrival(&mut self, at: Timestamp) {
+        let rate = self.arrival_rate();
+        if self.engine_mut().arrivals_go_on(rate) {
+            self.arrive(at);
+            self.engine_mut().schedule_next_arrival(at, rate);
+        }
+    }
 
     /// Runs every scheduled action due at or before `now`.
     fn advance_to(&mut self, now: Timestamp) {
@@ -175,9 +190,12 @@ pub trait Simulation {
         engine.sim_now = engine.sim_now.max(now);
     }
 
-    /// When the next action is due.
-    fn next_due(&self) -> Option<Timestamp> {
-        self.engine().next_due()
+    fn start_traffic(&mut self, now: Timestamp) {
+        self.engine_mut().start_traffic(now);
+    }
+
+    fn stop_traffic(&mut self) {
+        self.engine_mut().stop_traffic();
     }
 }
 

@@ -150,6 +150,22 @@ pub struct Wrapup {
     pub by: Writer,
 }
 
+impl Wrapup {
+    /// The code an agent picked while still talking.
+    pub fn agent_provisional(code: String) -> Self {
+        Self {
+            code: Some(code),
+            name: None,
+            notes: None,
+            tags: Vec::new(),
+            duration_seconds: None,
+            end_time: None,
+            provisional: true,
+            by: Writer::Agent,
+        }
+    }
+}
+
 /// What the agent of a leg will do, drawn once when the leg is created (so it does not depend on API timing).
 #[derive(Debug, Clone, Default)]
 pub struct AgentPlan {

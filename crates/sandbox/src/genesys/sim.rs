@@ -24,14 +24,6 @@ use serde_json::json;
 impl Simulation for Org {
     type Action = Action;
 
-    fn engine(&self) -> &Engine<Action> {
-        &self.engine
-    }
-
-    fn engine_mut(&mut self) -> &mut Engine<Action> {
-        &mut self.engine
-    }
-
     /// Runs `action`, then publishes the conversations it touched or created to the notification channels.
     fn run(&mut self, at: Timestamp, action: Action) {
         let created = self.conversation_order.len();
@@ -58,17 +50,28 @@ impl Simulation for Org {
             }
         }
     }
+
+    fn engine_mut(&mut self) -> &mut Engine<Action> {
+        &mut self.engine
+    }
+
+    fn arrival_rate(&self) -> f64 {
+        self.center.arrival_rate_per_sec
+    }
+
+    /// A new conversation on a queue and of a media picked by weight.
+    fn arrive(&mut self, at: Timestamp) {
+        if let Some(q) = self.pick_queue() {
+            let media = self.pick_media();
+            let cid = self.new_conversation(q, media, at);
+            if !self.assign(&cid, q, at, None) {
+                self.queues[q].waiting.push_back(cid);
+            }
+        }
+    }
 }
 
 impl Org {
-    pub fn start_traffic(&mut self, now: Timestamp) {
-        self.engine.start_traffic(now);
-    }
-
-    pub fn stop_traffic(&mut self) {
-        self.engine.stop_traffic();
-    }
-
     fn run_action(&mut self, at: Timestamp, action: Action) {
         match action {
             Action::Arrival => self.arrival(at),
@@ -123,21 +126,6 @@ impl Org {
         );
         self.conversation_order.push(cid.clone());
         cid
-    }
-
-    fn arrival(&mut self, at: Timestamp) {
-        let rate = self.center.arrival_rate_per_sec;
-        if !self.engine.arrivals_go_on(rate) {
-            return;
-        }
-        if let Some(q) = self.pick_queue() {
-            let media = self.pick_media();
-            let cid = self.new_conversation(q, media, at);
-            if !self.assign(&cid, q, at, None) {
-                self.queues[q].waiting.push_back(cid);
-            }
-        }
-        self.engine.schedule_next_arrival(at, rate);
     }
 
     /// The idle member of queue `q` that has been idle longest.
@@ -285,16 +273,7 @@ impl Org {
         let Some((_, code)) = p.plan.provisional.clone() else {
             return;
         };
-        p.wrapup = Some(Wrapup {
-            code: Some(code),
-            name: None,
-            notes: None,
-            tags: Vec::new(),
-            duration_seconds: None,
-            end_time: None,
-            provisional: true,
-            by: Writer::Agent,
-        });
+        p.wrapup = Some(Wrapup::agent_provisional(code));
     }
 
     fn consult(&mut self, cid: &str, pid: &str, at: Timestamp) {
@@ -565,16 +544,7 @@ impl Org {
             p.connected_at = Some(add_secs(start, 5.0));
             p.phase = Phase::Connected;
             if let Some((_, code)) = p.plan.provisional.clone() {
-                p.wrapup = Some(Wrapup {
-                    code: Some(code),
-                    name: None,
-                    notes: None,
-                    tags: Vec::new(),
-                    duration_seconds: None,
-                    end_time: None,
-                    provisional: true,
-                    by: Writer::Agent,
-                });
+                p.wrapup = Some(Wrapup::agent_provisional(code));
             }
             if let Some(conv) = self.conversations.get_mut(&cid) {
                 for other in conv.participants.iter_mut() {
