@@ -122,6 +122,29 @@ pub struct Agent {
     pub logged_in: bool,
 }
 
+impl Agent {
+    /// An agent on the first team, on no skill, logged out and not routable since `now`.
+    fn logged_out(id: i64, first_name: String, last_name: String, user_name: String, now: Timestamp) -> Self {
+        Self {
+            id,
+            first_name,
+            last_name,
+            user_name,
+            team_id: 2_001_000,
+            skills: Vec::new(),
+            state: "LoggedOut",
+            out_reason: String::new(),
+            is_acw: false,
+            acw_timeout: None,
+            contact: None,
+            since: now,
+            last_update: now,
+            routable: false,
+            logged_in: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Queued,
@@ -448,45 +471,20 @@ impl Bu {
                 }
             }
             agent_by_id.insert(id, i);
-            agents.push(Agent {
-                id,
-                first_name: "Agent".into(),
-                last_name: format!("{:02}", i + 1),
-                user_name: format!("agent{:02}@bu{business_unit_id}.sandbox", i + 1),
-                team_id: 2_001_000 + (i % 4) as i64,
-                skills: qs,
-                state: "Available",
-                out_reason: String::new(),
-                is_acw: false,
-                acw_timeout: None,
-                contact: None,
-                since: now,
-                last_update: now,
-                routable: true,
-                logged_in: true,
-            });
+            let user_name = format!("agent{:02}@bu{business_unit_id}.sandbox", i + 1);
+            let mut agent = Agent::logged_out(id, "Agent".into(), format!("{:02}", i + 1), user_name, now);
+            agent.team_id += (i % 4) as i64;
+            agent.skills = qs;
+            // Simulated agents are logged in through MAX and take contacts.
+            (agent.state, agent.routable, agent.logged_in) = ("Available", true, true);
+            agents.push(agent);
         }
         // The API user: an agent record (it has an icAgentId) that routing never uses and that is logged out.
         let api_user = agents.len();
         let api_agent_id = 30_099_001;
         agent_by_id.insert(api_agent_id, api_user);
-        agents.push(Agent {
-            id: api_agent_id,
-            first_name: "Wrapup".into(),
-            last_name: "Integration".into(),
-            user_name: format!("wrapup.api@bu{business_unit_id}.sandbox"),
-            team_id: 2_001_000,
-            skills: Vec::new(),
-            state: "LoggedOut",
-            out_reason: String::new(),
-            is_acw: false,
-            acw_timeout: None,
-            contact: None,
-            since: now,
-            last_update: now,
-            routable: false,
-            logged_in: false,
-        });
+        let user_name = format!("wrapup.api@bu{business_unit_id}.sandbox");
+        agents.push(Agent::logged_out(api_agent_id, "Wrapup".into(), "Integration".into(), user_name, now));
         Self {
             creds: CxoneCredentials {
                 access_key_id,

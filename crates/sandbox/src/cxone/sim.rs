@@ -116,12 +116,9 @@ impl Bu {
         let b = self.center.agent;
         let n = self.skills[s].dispositions.len();
         // Draw everything unconditionally so each contact consumes the same randomness whatever its branch.
-        let at_disconnect = self.engine.chance(b.at_disconnect);
-        let at_disconnect_delay = self.engine.draw(b.at_disconnect_delay);
-        let late = self.engine.chance(b.late);
-        let late_delay = self.engine.draw(b.late_delay);
-        let change = self.engine.chance(b.change_after_api);
-        let change_delay = self.engine.draw(b.change_delay);
+        let (at_disconnect, at_disconnect_delay) = self.engine.chance_after(b.at_disconnect, b.at_disconnect_delay);
+        let (late, late_delay) = self.engine.chance_after(b.late, b.late_delay);
+        let (change, change_delay) = self.engine.chance_after(b.change_after_api, b.change_delay);
         let skip = self.engine.draw(b.skip_delay);
         let give_in = self.engine.draw(b.give_in_delay);
         let finish = self.engine.draw(b.finish_delay);

@@ -133,6 +133,13 @@ impl<A: Clone + Eq> Engine<A> {
         u < p
     }
 
+    /// Whether something happens (probability `p`), and after how long (`d`); both are drawn either way, so the
+    /// stream does not depend on the outcome.
+    pub fn chance_after(&mut self, p: f64, d: Dist) -> (bool, f64) {
+        let happens = self.chance(p);
+        (happens, self.draw(d))
+    }
+
     /// An index picked with probability proportional to its weight; `None` when the weights do not add up to a
     /// positive finite total. Weights must not be negative.
     pub fn pick_weighted(&mut self, weights: &[f64]) -> Option<usize> {

@@ -170,14 +170,10 @@ impl Org {
             }
         };
         // Draw everything unconditionally so one leg consumes the same amount of randomness whatever its branch.
-        let provisional = self.engine.chance(b.provisional_during);
-        let provisional_delay = self.engine.draw(b.provisional_delay);
-        let at_disconnect = self.engine.chance(b.at_disconnect);
-        let at_disconnect_delay = self.engine.draw(b.at_disconnect_delay);
-        let late = self.engine.chance(b.late);
-        let late_delay = self.engine.draw(b.late_delay);
-        let change = self.engine.chance(b.change_after_api);
-        let change_delay = self.engine.draw(b.change_delay);
+        let (provisional, provisional_delay) = self.engine.chance_after(b.provisional_during, b.provisional_delay);
+        let (at_disconnect, at_disconnect_delay) = self.engine.chance_after(b.at_disconnect, b.at_disconnect_delay);
+        let (late, late_delay) = self.engine.chance_after(b.late, b.late_delay);
+        let (change, change_delay) = self.engine.chance_after(b.change_after_api, b.change_delay);
         let skip_delay = self.engine.draw(b.skip_delay);
         let give_in_delay = self.engine.draw(b.give_in_delay);
         let requests_acw = self.engine.chance(b.requests_acw);
