@@ -3,7 +3,7 @@
 //! Tests and benchmarks assert on these, never on the emulated platform's own answers: the report says what really
 //! happened to every leg and which invariant a client broke.
 
-use crate::genesys::model::{Media, Org, Phase, Purpose};
+use crate::genesys::model::Media;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -152,32 +152,4 @@ pub struct Report {
     /// The NICE CXone business unit (same section shapes).
     #[serde(default)]
     pub cxone: crate::cxone::CxoneReport,
-}
-
-impl Org {
-    /// Builds the report from the current state.
-    pub fn report(&self) -> Report {
-        let mut legs = LegCounts::default();
-        for conv in self.conversations.values() {
-            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
-                legs.count(p.phase == Phase::Done, p.truth.coded_by);
-            }
-        }
-        Report {
-            legs,
-            violations: self.violations.report(),
-            api: self.api.report(crate::genesys::api::endpoint_key),
-            events: {
-                use std::sync::atomic::Ordering::Relaxed;
-                let ws = &self.hub.stats;
-                EventReport {
-                    ws_frames_sent: ws.frames_sent.load(Relaxed),
-                    ws_frames_dropped: ws.frames_dropped.load(Relaxed),
-                    ws_sockets_dropped: ws.sockets_dropped.load(Relaxed),
-                    ..self.event_stats.snapshot()
-                }
-            },
-            cxone: crate::cxone::CxoneReport::default(),
-        }
-    }
 }

@@ -15,7 +15,7 @@ use crate::config::{AcwMode, Behaviours, FaultProfile, SandboxConfig};
 use crate::engine::truth::{ApiStats, Violations};
 use crate::engine::{add_secs, iso, random_uuid, Engine};
 use crate::genesys::events::{EventStats, OutEvent};
-use crate::report::{CodedBy, LegTruth};
+use crate::report::{CodedBy, EventReport, LegCounts, LegTruth, Report};
 use jiff::Timestamp;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -978,6 +978,32 @@ impl Org {
             "acwSettings": acw,
             "selfUri": format!("/api/v2/routing/queues/{}", q.id),
         })
+    }
+
+    /// Builds the report from the current state.
+    pub fn report(&self) -> Report {
+        let mut legs = LegCounts::default();
+        for conv in self.conversations.values() {
+            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
+                legs.count(p.phase == Phase::Done, p.truth.coded_by);
+            }
+        }
+        Report {
+            legs,
+            violations: self.violations.report(),
+            api: self.api.report(crate::genesys::api::endpoint_key),
+            events: {
+                use std::sync::atomic::Ordering::Relaxed;
+                let ws = &self.hub.stats;
+                EventReport {
+                    ws_frames_sent: ws.frames_sent.load(Relaxed),
+                    ws_frames_dropped: ws.frames_dropped.load(Relaxed),
+                    ws_sockets_dropped: ws.sockets_dropped.load(Relaxed),
+                    ..self.event_stats.snapshot()
+                }
+            },
+            cxone: crate::cxone::CxoneReport::default(),
+        }
     }
 
     /// Ground truth of every agent leg, in creation order.
