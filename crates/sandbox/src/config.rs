@@ -336,7 +336,7 @@ pub struct QueueConfig {
     pub weight: f64,
 }
 
-fn one() -> f64 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 

@@ -1,58 +1,34 @@
 //! The wrapup sandbox: a local emulator of Genesys Cloud CX and NICE CXone with a simulated contact center per
-//! platform and ground truth. The CXone side lives in [`cxone`] (its own state, lock and simulation); the rest of
-//! this page describes the Genesys side and what both share (clock, simulation loop, faults, traffic, control).
+//! platform and ground truth.
+//!
+//! The two platforms sit side by side: [`genesys`] (an org) and [`cxone`] (a business unit), each with its own
+//! state under its own lock, its own HTTP surface and its own simulation, both simulations running on one
+//! discrete-event [`engine`] (simulated time, scheduled actions, traffic, seeded draws, request faults, ground-truth
+//! counters). What they share beyond that is the injected clock, the fault profile and the traffic switch.
 //!
 //! It is a library (tests and the demo embed it with [`Sandbox::start`] on a `127.0.0.1:0` listener) and a CLI
 //! ([`run_cli`], exposed as `wrapup sandbox`). Three tasks run per sandbox:
 //!
-//! - the **HTTP server** (`api/`): the platform's REST surface with its real paths, bodies, status codes, error
-//!   bodies and headers, plus ground truth and control under `/sandbox/v1/`;
-//! - the **simulation loop** (`sim.rs`): sleeps until the next scheduled action on the injected clock (or until an
-//!   API write schedules something), then advances the org; every API request also catches the simulation up to
+//! - the **HTTP server**: both platforms' REST surfaces with their real paths, bodies, status codes, error bodies
+//!   and headers, plus ground truth and control under `/sandbox/v1/` ([`control`]);
+//! - the **simulation loop**: sleeps until the next scheduled action of either platform on the injected clock (or
+//!   until an API write schedules something), then advances both; every API request also catches its platform up to
 //!   "now" first, so answers are exact to the clock, not to the loop's wake-ups;
-//! - the **event dispatcher** (`events.rs`): EventBridge envelopes to every target, at least once, with faults.
-//!
-//! Routes (see `api/`):
-//!
-//! - `POST /oauth/token` (Basic auth, `grant_type=client_credentials`);
-//! - `GET /api/v2/conversations/{id}`, `GET /api/v2/conversations/{calls|callbacks|emails|messages}/{id}`;
-//! - `POST|GET /api/v2/conversations/{media}/{cid}/participants/{pid}/communications/{commId}/wrapup`;
-//! - `PATCH /api/v2/conversations[/{media}]/{cid}/participants/{pid}`;
-//! - `GET /api/v2/conversations[/{media}]/{cid}/participants/{pid}/wrapup?provisional=` and `…/wrapupcodes`;
-//! - `GET|POST /api/v2/routing/wrapupcodes`, `GET|PUT|DELETE /api/v2/routing/wrapupcodes/{id}`;
-//! - `GET /api/v2/routing/queues`, `GET /api/v2/routing/queues/{id}`,
-//!   `GET|POST /api/v2/routing/queues/{id}/wrapupcodes`, `DELETE /api/v2/routing/queues/{id}/wrapupcodes/{codeId}`;
-//! - `GET /api/v2/users/{id}/routingstatus`;
-//! - `POST /api/v2/analytics/conversations/details/query`;
-//! - `POST|GET /api/v2/notifications/channels`, `HEAD /api/v2/notifications/channels/{id}`,
-//!   `GET|POST|PUT|DELETE /api/v2/notifications/channels/{id}/subscriptions`, websocket `GET /channels/{id}`;
-//! - `GET /sandbox/v1/report|legs|config`, `POST /sandbox/v1/traffic/start|stop`, `PUT /sandbox/v1/traffic`,
-//!   `PUT /sandbox/v1/faults`, `PUT /sandbox/v1/behaviours`, `PUT /sandbox/v1/rate-limit`,
-//!   `POST /sandbox/v1/event-targets`, `POST /sandbox/v1/notifications/drop` (break every notification websocket).
+//! - the **event dispatcher** (`genesys/events.rs`): EventBridge envelopes to every target, at least once, with
+//!   faults.
 //!
 //! Both platforms limit each access token per minute, counted as `fixed`, `sliding` or `token_bucket`
-//! ([`rate_limit`]).
-//!
-//! Switches for UNCONFIRMED platform behaviour ([`Behaviours`], defaults first): second write on a coded leg
-//! `overwrite`|`reject` (400); client-credentials writes `allowed`|`forbidden` (403 `not.authorized`); `GET …/wrapup`
-//! when unset `empty200` (`{}`)|`notFound` (404); write after the ACW window closed `accepted`|`rejected` (400);
-//! code not assigned to the leg's queue `accepted`|`rejected` (400); catalog DELETE `noContent204`|`ok200`.
-//! Writes before the agent's part ended are always 400 (provisional ones are accepted); both count as
-//! `outside_window`.
-//!
-//! All state is in one [`model::Org`] behind a `parking_lot::Mutex`; nothing awaits while holding it. The simulation
-//! draws only from an RNG seeded with `SandboxConfig::seed`, so a seed and a clock determine the center.
+//! ([`rate_limit`]). Every simulation draw comes from RNGs seeded with `SandboxConfig::seed`, so a seed and a clock
+//! determine both centers.
 
-pub mod api;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod cxone;
-pub mod events;
-pub mod model;
-pub mod notifications;
+pub mod engine;
+pub mod genesys;
 pub mod rate_limit;
 pub mod report;
-pub mod sim;
 
 pub use cli::{run_cli, SandboxArgs};
 pub use config::{
@@ -61,18 +37,24 @@ pub use config::{
     SandboxConfig, SecondWrite,
 };
 pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};
-pub use model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
+pub use genesys::model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 pub use rate_limit::{RateLimit, RateWindow};
 pub use report::{CodedBy, LegTruth, Report, Violation};
 
-use events::{EventStats, Targets};
-use model::Org;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use engine::Simulation;
+use genesys::events::{self, EventStats, Targets};
+use genesys::model::Org;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use wrapup_core::clock::SharedClock;
+
+/// Maximum request body size (both platforms' bodies here are small JSON documents).
+pub const BODY_LIMIT: usize = 256 * 1024;
 
 /// State shared by the server, the loops and the handle.
 pub struct Inner {
@@ -233,7 +215,7 @@ impl Sandbox {
         }
         let dispatcher = tokio::spawn(events::dispatcher(rx, org.clone(), inner.targets.clone()));
         let sim = tokio::spawn(sim_loop(inner.clone()));
-        let app = api::router(inner.clone());
+        let app = router(inner.clone());
         let mut stop = inner.shutdown.subscribe();
         let server = tokio::spawn(async move {
             let result = axum::serve(listener, app)
@@ -251,6 +233,18 @@ impl Sandbox {
     }
 }
 
+/// Both platforms and the sandbox's own control routes.
+fn router(state: SharedState) -> Router {
+    Router::new()
+        .merge(genesys::api::routes(state.clone()))
+        .merge(cxone::auth::routes())
+        .merge(control::routes())
+        // CXone's `/inContactAPI/...` is routed by hand (case-insensitive prefix, any version); other paths stay 404.
+        .fallback(cxone::api::dispatch)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
 /// Sleeps until the next scheduled action (on the injected clock), a wake-up, or shutdown; then advances the org.
 async fn sim_loop(inner: SharedState) {
     let mut stop = inner.shutdown.subscribe();
@@ -259,12 +253,12 @@ async fn sim_loop(inner: SharedState) {
         let next_org = {
             let mut org = inner.org.lock();
             org.advance_to(inner.clock.now());
-            org.next_due()
+            org.engine.next_due()
         };
         let next_bu = {
             let mut bu = inner.bu.lock();
             bu.advance_to(inner.clock.now());
-            bu.next_due()
+            bu.engine.next_due()
         };
         let next = match (next_org, next_bu) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -3,7 +3,7 @@
 //! Tests and benchmarks assert on these, never on the emulated platform's own answers: the report says what really
 //! happened to every leg and which invariant a client broke.
 
-use crate::model::{Media, Org, Phase, Purpose};
+use crate::genesys::model::Media;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -79,6 +79,22 @@ pub struct LegCounts {
     pub no_acw: u64,
 }
 
+impl LegCounts {
+    /// Counts one leg: `closed` once nothing about it can change any more (its window, if any, is over).
+    pub fn count(&mut self, closed: bool, coded_by: Option<CodedBy>) {
+        self.total += 1;
+        let n = match (closed, coded_by) {
+            (false, _) => &mut self.open,
+            (true, Some(CodedBy::Agent)) => &mut self.coded_by_agent,
+            (true, Some(CodedBy::Api)) => &mut self.coded_by_api,
+            (true, Some(CodedBy::SystemTimeout)) => &mut self.system_timeout,
+            (true, Some(CodedBy::Skipped)) => &mut self.skipped,
+            (true, Some(CodedBy::None) | None) => &mut self.no_acw,
+        };
+        *n += 1;
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViolationReport {
     pub overwrites: u64,
@@ -136,63 +152,4 @@ pub struct Report {
     /// The NICE CXone business unit (same section shapes).
     #[serde(default)]
     pub cxone: crate::cxone::CxoneReport,
-}
-
-impl Org {
-    /// Builds the report from the current state.
-    pub fn report(&self) -> Report {
-        let mut legs = LegCounts::default();
-        for conv in self.conversations.values() {
-            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
-                legs.total += 1;
-                match (p.phase, p.truth.coded_by) {
-                    (Phase::Alerting | Phase::Connected | Phase::Acw, _) => legs.open += 1,
-                    (Phase::Done, Some(CodedBy::Agent)) => legs.coded_by_agent += 1,
-                    (Phase::Done, Some(CodedBy::Api)) => legs.coded_by_api += 1,
-                    (Phase::Done, Some(CodedBy::SystemTimeout)) => legs.system_timeout += 1,
-                    (Phase::Done, Some(CodedBy::Skipped)) => legs.skipped += 1,
-                    (Phase::Done, Some(CodedBy::None) | None) => legs.no_acw += 1,
-                }
-            }
-        }
-        let v = &self.violations;
-        let mut by_endpoint: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for (raw, statuses) in &self.api.by_endpoint {
-            let entry = by_endpoint.entry(crate::api::endpoint_key(raw)).or_default();
-            for (status, n) in statuses {
-                *entry.entry(status.to_string()).or_default() += n;
-            }
-        }
-        let api = ApiReport {
-            total: self.api.total,
-            rate_limited: self.api.rate_limited,
-            calls_before_retry_after: self.api.calls_before_retry_after,
-            unpersisted_writes: self.api.unpersisted_writes,
-            by_endpoint,
-        };
-        Report {
-            legs,
-            violations: ViolationReport {
-                overwrites: v.overwrites,
-                overwrite_attempts: v.overwrite_attempts,
-                outside_window: v.outside_window,
-                outside_window_landed: v.outside_window_landed,
-                outside_window_no_acw: v.outside_window_no_acw,
-                duplicate_writes: v.duplicate_writes,
-                details: v.details.clone(),
-            },
-            api,
-            events: {
-                use std::sync::atomic::Ordering::Relaxed;
-                let ws = &self.hub.stats;
-                EventReport {
-                    ws_frames_sent: ws.frames_sent.load(Relaxed),
-                    ws_frames_dropped: ws.frames_dropped.load(Relaxed),
-                    ws_sockets_dropped: ws.sockets_dropped.load(Relaxed),
-                    ..self.event_stats.snapshot()
-                }
-            },
-            cxone: crate::cxone::CxoneReport::default(),
-        }
-    }
 }

@@ -640,17 +640,17 @@ async fn audit_queries_filter_sort_and_page() {
 #[tokio::test]
 async fn the_audit_trail_is_bounded() {
     let env = start(quiet_config()).await;
-    let n = wrapup_sandbox::model::MAX_AUDIT_ENTRIES + 5;
+    let n = wrapup_sandbox::genesys::model::MAX_AUDIT_ENTRIES + 5;
     env.sb.with_org(|o| {
-        let at = o.sim_now;
+        let at = o.engine.sim_now();
         for i in 0..n {
             o.record_audit(at, 0, "Create", "WrapupCode", &format!("code-{i}"), "x", vec![], vec![]);
         }
-        assert_eq!(o.audit.entries.len(), wrapup_sandbox::model::MAX_AUDIT_ENTRIES);
+        assert_eq!(o.audit.entries.len(), wrapup_sandbox::genesys::model::MAX_AUDIT_ENTRIES);
         assert_eq!(o.audit.entries.front().unwrap().entity_id, "code-5", "the oldest are dropped");
     });
     let v = audits(&env, json!({"interval": DAY, "pageSize": 1})).await;
-    assert_eq!(v["total"], wrapup_sandbox::model::MAX_AUDIT_ENTRIES);
+    assert_eq!(v["total"], wrapup_sandbox::genesys::model::MAX_AUDIT_ENTRIES);
     assert_eq!(v["entities"][0]["entity"]["id"], format!("code-{}", n - 1), "newest first, ties in recording order");
     env.sb.shutdown().await;
 }

@@ -137,7 +137,10 @@ async fn conversation_event_bodies_have_only_event_model_fields() {
     assert_eq!(s, 202);
     let body = |env: &common::Env| {
         env.sb.with_org(|o| {
-            wrapup_sandbox::api::conversations::event_conversation_json(o, &o.conversations[&leg.conversation_id])
+            wrapup_sandbox::genesys::api::conversations::event_conversation_json(
+                o,
+                &o.conversations[&leg.conversation_id],
+            )
         })
     };
     let v = body(&env);
@@ -232,7 +235,10 @@ async fn queue_media_variant_bodies_are_the_media_specific_event_model() {
         let (s, _) = env.write(&leg, &code).await;
         assert_eq!(s, 202);
         let v = env.sb.with_org(|o| {
-            wrapup_sandbox::api::conversations::event_media_conversation_json(o, &o.conversations[&leg.conversation_id])
+            wrapup_sandbox::genesys::api::conversations::event_media_conversation_json(
+                o,
+                &o.conversations[&leg.conversation_id],
+            )
         });
         assert!(v.get("selfUri").is_none(), "{v}");
         assert_eq!(v.get("recordingState").is_some(), leg.media_type == wrapup_sandbox::Media::Calls, "{v}");

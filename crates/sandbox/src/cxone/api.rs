@@ -11,13 +11,14 @@
 //! `{"error","error_description"}` body.
 
 use super::model::{lenient_int, Bu, Contact, CxError, DispositionInput, Phase};
-use crate::model::iso;
+use crate::engine::faults::{draw_request_faults, RequestFault};
+use crate::engine::iso;
+use crate::engine::Simulation;
 use crate::SharedState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use rand::Rng;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -248,49 +249,25 @@ fn gate(bu: &mut Bu, auth: Option<&str>, now: Instant, storm: Duration) -> Resul
     if over {
         return Err(too_many(reset));
     }
-    let f = bu.faults.clone();
-    if !f.request_faults_active() && bu.storm_until.is_none() {
-        return Ok(Pass { latency: Duration::ZERO, hang: None });
-    }
-    if let Some(until) = bu.storm_until {
-        if now < until {
-            let secs = until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
+    match draw_request_faults(&bu.faults, &mut bu.storm_until, &mut bu.fault_rng, now, storm) {
+        RequestFault::Serve { latency, hang } => Ok(Pass { latency, hang }),
+        RequestFault::Storm { secs } => {
             told_to_wait(bu, token, now, secs, send_retry_after);
-            return Err(too_many(secs));
+            Err(too_many(secs))
         }
-        bu.storm_until = None;
-    }
-    let r = &mut bu.fault_rng;
-    if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
-        bu.storm_until = Some(now + storm);
-        let secs = storm.as_secs_f64().ceil().max(1.0) as u64;
-        told_to_wait(bu, token, now, secs, send_retry_after);
-        return Err(too_many(secs));
-    }
-    let r = &mut bu.fault_rng;
-    if f.token_revocation_rate > 0.0 && r.gen_bool(f.token_revocation_rate.clamp(0.0, 1.0)) {
-        if let Some(t) = bu.tokens.get_mut(token) {
-            t.revoked = true;
+        RequestFault::RevokeToken => {
+            if let Some(t) = bu.tokens.get_mut(token) {
+                t.revoked = true;
+            }
+            Err(unauthorized())
         }
-        return Err(unauthorized());
-    }
-    let r = &mut bu.fault_rng;
-    if f.http_5xx_rate > 0.0 && r.gen_bool(f.http_5xx_rate.clamp(0.0, 1.0)) {
-        return Err(match r.gen_range(0..4) {
-            0 => CxError::new(500, "Internal Server Error"),
-            1 => CxError::new(502, "Bad Gateway"),
-            2 => CxError::new(503, "Service Unavailable"),
+        RequestFault::ServerError(status) => Err(match status {
+            500 => CxError::new(500, "Internal Server Error"),
+            502 => CxError::new(502, "Bad Gateway"),
+            503 => CxError::new(503, "Service Unavailable"),
             _ => CxError::new(504, "Gateway Timeout"),
-        });
+        }),
     }
-    let hang =
-        (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0))).then(|| Duration::from_millis(f.hang_ms));
-    let latency = if f.latency_ms_max > 0 {
-        Duration::from_millis(r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max))
-    } else {
-        Duration::ZERO
-    };
-    Ok(Pass { latency, hang })
 }
 
 fn told_to_wait(bu: &mut Bu, token: &str, now: Instant, secs: u64, sent: bool) {
@@ -326,8 +303,8 @@ pub async fn dispatch(State(st): State<SharedState>, req: Request) -> Response {
             if !pass.latency.is_zero() {
                 tokio::time::sleep(pass.latency).await;
             }
-            let query = crate::api::query_pairs(req.uri().query());
-            let body = axum::body::to_bytes(req.into_body(), crate::api::BODY_LIMIT).await.unwrap_or_default();
+            let query = crate::genesys::api::query_pairs(req.uri().query());
+            let body = axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await.unwrap_or_default();
             let resp = match handle(&st, r, &ids, &query, &body).await {
                 Ok(resp) => resp,
                 Err(e) => error_response(&e),
@@ -995,7 +972,7 @@ async fn next_event(st: &SharedState, sid: &str, p: &Map<String, Value>) -> R {
                 bu.refresh_collection(a, now)
             };
             if !events.is_empty() {
-                bu.counters.events_delivered += events.len() as u64;
+                bu.events.delivered += events.len() as u64;
                 let new_id = bu.rotate(i);
                 return Ok(ok(json!({"sessionId": new_id, "events": events})));
             }

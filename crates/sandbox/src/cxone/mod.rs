@@ -5,11 +5,10 @@
 //! NICE's own SDK mixes `InContactAPI`/`incontactapi` and `v23.0`/`V27.0` in one session.
 //!
 //! State: one [`model::Bu`] behind its own `parking_lot::Mutex` in [`crate::Inner`]. It is a separate lock from the
-//! Genesys `Org` because the two platforms share nothing but the clock, the fault profile and the traffic switch:
-//! a CXone long poll or disposition never has to wait for a Genesys analytics query, and the Genesys code stays as
-//! it was. The simulation (`sim.rs`) is the same discrete-event design as the Genesys one: a heap of actions on the
-//! injected clock, each run at its own timestamp, every random draw from a seeded RNG, so a seed and a clock
-//! determine the BU. Ground truth (who coded each contact, every disposition write and what it violated) is kept on
+//! Genesys `Org` because the two platforms share no state, only the clock, the fault profile and the traffic switch:
+//! a CXone long poll or disposition never has to wait for a Genesys analytics query. The simulation (`sim.rs`) runs
+//! on the same discrete-event engine as the Genesys one ([`crate::engine`]), so a seed and a clock determine the
+//! BU. Ground truth (who coded each contact, every disposition write and what it violated) is kept on
 //! the contact, next to the state the API shows.
 //!
 //! Time: simulated durations (talk, ACW, agent delays) run on the clock; network-ish ones (token lifetime, rate
@@ -170,12 +169,8 @@ pub struct SkillConfig {
     #[serde(default)]
     pub dispositions: Vec<String>,
     /// Relative share of arrivals.
-    #[serde(default = "one")]
+    #[serde(default = "crate::config::one")]
     pub weight: f64,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// How CXone agents disposition their own contacts; each contact draws its agent's plan when it is routed.

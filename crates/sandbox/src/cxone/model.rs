@@ -7,14 +7,16 @@
 use super::{AcwType, ClosedContact, CxoneBehaviours, CxoneCenter, CxoneConfig, DispositionEndsAcw, NotOnSkill};
 use super::{SecondDisposition, StaleSessionId};
 use crate::config::FaultProfile;
-use crate::model::{iso, ApiStats};
-use crate::report::{ApiReport, CodedBy, EventReport, LegCounts, Violation, ViolationReport};
+use crate::engine::iso;
+use crate::engine::truth::{ApiStats, Violations};
+use crate::engine::{add_secs, random_uuid, Engine};
+use crate::report::{ApiReport, CodedBy, EventReport, LegCounts, ViolationReport};
 use jiff::Timestamp;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -118,6 +120,29 @@ pub struct Agent {
     pub routable: bool,
     /// Whether the agent has its own session (simulated agents are logged in through MAX).
     pub logged_in: bool,
+}
+
+impl Agent {
+    /// An agent on the first team, on no skill, logged out and not routable since `now`.
+    fn logged_out(id: i64, first_name: String, last_name: String, user_name: String, now: Timestamp) -> Self {
+        Self {
+            id,
+            first_name,
+            last_name,
+            user_name,
+            team_id: 2_001_000,
+            skills: Vec::new(),
+            state: "LoggedOut",
+            out_reason: String::new(),
+            is_acw: false,
+            acw_timeout: None,
+            contact: None,
+            since: now,
+            last_update: now,
+            routable: false,
+            logged_in: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,39 +354,6 @@ pub enum Action {
     AgentChange(i64),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scheduled {
-    pub at: Timestamp,
-    pub seq: u64,
-    pub action: Action,
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
-    }
-}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct Counters {
-    pub overwrites: u64,
-    pub overwrite_attempts: u64,
-    pub outside_window: u64,
-    pub outside_window_landed: u64,
-    pub outside_window_no_acw: u64,
-    pub duplicate_writes: u64,
-    pub details: Vec<Violation>,
-    pub events_delivered: u64,
-    pub events_dropped: u64,
-    pub events_duplicated: u64,
-}
-
-const MAX_DETAILS: usize = 10_000;
 const MAX_WRITES: usize = 50_000;
 /// Most events a session queues before dropping its oldest.
 const MAX_SESSION_EVENTS: usize = 10_000;
@@ -390,20 +382,15 @@ pub struct Bu {
     pub sessions: Vec<Session>,
     pub session_by_id: HashMap<String, usize>,
     pub center: CxoneCenter,
-    pub rng: SmallRng,
+    /// Simulated time, scheduled actions, traffic and the simulation RNG (arrivals, contact ids, agent plans).
+    pub engine: Engine<Action>,
+    /// Fault RNG: kept apart so that faults (and session ids) never perturb the simulation.
     pub fault_rng: SmallRng,
-    pub schedule: BinaryHeap<Scheduled>,
-    pub seq: u64,
-    pub traffic_on: bool,
-    pub arrival_pending: bool,
-    pub sim_now: Timestamp,
-    pub counters: Counters,
+    pub violations: Violations,
+    /// get-next-event delivery counts (`delivered`, `dropped`, `duplicated`).
+    pub events: EventReport,
     pub writes: Vec<CxoneWrite>,
     pub api: ApiStats,
-}
-
-fn rid(rng: &mut SmallRng) -> String {
-    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
 }
 
 fn key(rng: &mut SmallRng, n: usize) -> String {
@@ -418,7 +405,7 @@ impl Bu {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xc0_0e_5a_4d);
         let fault_rng = SmallRng::seed_from_u64(seed ^ 0xc0_0e_f4_17);
         let business_unit_id = 4_600_000 + rng.gen_range(0..99_999);
-        let tenant_id = rid(&mut rng);
+        let tenant_id = random_uuid(&mut rng);
         // Access key secrets end in `=` padding, so clients that forget to URL-encode the form fail as on CXone.
         let access_key_id = key(&mut rng, 38);
         let access_key_secret = key(&mut rng, 44);
@@ -484,45 +471,20 @@ impl Bu {
                 }
             }
             agent_by_id.insert(id, i);
-            agents.push(Agent {
-                id,
-                first_name: "Agent".into(),
-                last_name: format!("{:02}", i + 1),
-                user_name: format!("agent{:02}@bu{business_unit_id}.sandbox", i + 1),
-                team_id: 2_001_000 + (i % 4) as i64,
-                skills: qs,
-                state: "Available",
-                out_reason: String::new(),
-                is_acw: false,
-                acw_timeout: None,
-                contact: None,
-                since: now,
-                last_update: now,
-                routable: true,
-                logged_in: true,
-            });
+            let user_name = format!("agent{:02}@bu{business_unit_id}.sandbox", i + 1);
+            let mut agent = Agent::logged_out(id, "Agent".into(), format!("{:02}", i + 1), user_name, now);
+            agent.team_id += (i % 4) as i64;
+            agent.skills = qs;
+            // Simulated agents are logged in through MAX and take contacts.
+            (agent.state, agent.routable, agent.logged_in) = ("Available", true, true);
+            agents.push(agent);
         }
         // The API user: an agent record (it has an icAgentId) that routing never uses and that is logged out.
         let api_user = agents.len();
         let api_agent_id = 30_099_001;
         agent_by_id.insert(api_agent_id, api_user);
-        agents.push(Agent {
-            id: api_agent_id,
-            first_name: "Wrapup".into(),
-            last_name: "Integration".into(),
-            user_name: format!("wrapup.api@bu{business_unit_id}.sandbox"),
-            team_id: 2_001_000,
-            skills: Vec::new(),
-            state: "LoggedOut",
-            out_reason: String::new(),
-            is_acw: false,
-            acw_timeout: None,
-            contact: None,
-            since: now,
-            last_update: now,
-            routable: false,
-            logged_in: false,
-        });
+        let user_name = format!("wrapup.api@bu{business_unit_id}.sandbox");
+        agents.push(Agent::logged_out(api_agent_id, "Wrapup".into(), "Integration".into(), user_name, now));
         Self {
             creds: CxoneCredentials {
                 access_key_id,
@@ -555,22 +517,13 @@ impl Bu {
             sessions: Vec::new(),
             session_by_id: HashMap::new(),
             center: cfg.center.clone(),
-            rng,
+            engine: Engine::new(rng, now, Action::Arrival),
             fault_rng,
-            schedule: BinaryHeap::new(),
-            seq: 0,
-            traffic_on: false,
-            arrival_pending: false,
-            sim_now: now,
-            counters: Counters::default(),
+            violations: Violations::default(),
+            events: EventReport::default(),
             writes: Vec::new(),
             api: ApiStats::default(),
         }
-    }
-
-    pub fn schedule(&mut self, at: Timestamp, action: Action) {
-        self.seq += 1;
-        self.schedule.push(Scheduled { at, seq: self.seq, action });
     }
 
     pub fn skill_by_id(&self, id: i64) -> Option<usize> {
@@ -657,7 +610,7 @@ impl Bu {
             let dup = dup_p > 0.0 && r.gen_bool(dup_p.min(1.0));
             let reorder = reorder_p > 0.0 && r.gen_bool(reorder_p.min(1.0));
             if drop {
-                self.counters.events_dropped += 1;
+                self.events.dropped += 1;
                 continue;
             }
             let s = &mut self.sessions[i];
@@ -671,7 +624,7 @@ impl Bu {
                 s.events.pop_front();
             }
             if dup {
-                self.counters.events_duplicated += 1;
+                self.events.duplicated += 1;
                 s.events.push_back(ev.clone());
             }
             // Held-back events follow the one that overtook them.
@@ -757,19 +710,6 @@ impl Bu {
     }
 
     // ---- dispositions ----
-
-    fn record(&mut self, kind: &'static str, c: &Contact, at: Timestamp) {
-        if self.counters.details.len() < MAX_DETAILS {
-            self.counters.details.push(Violation {
-                kind: kind.into(),
-                conversation_id: c.master_id.to_string(),
-                participant_id: c.id.to_string(),
-                at: iso(at),
-                after_close_ms: None,
-                landed: false,
-            });
-        }
-    }
 
     /// `POST agent-sessions/{sid}/interactions/{contactId}/disposition`, after the session was resolved.
     pub fn api_disposition(
@@ -860,15 +800,9 @@ impl Bu {
                 _ => None,
             };
             let never = phase == Phase::Closed && c.acw_start.is_none();
-            self.counters.outside_window += 1;
-            self.counters.outside_window_no_acw += u64::from(never);
-            self.counters.outside_window_landed += u64::from(refused.is_none());
-            self.record("outside_window", &c, now);
-            if let Some(d) = self.counters.details.last_mut().filter(|d| d.kind == "outside_window") {
-                d.after_close_ms =
-                    c.truth.closed_at.filter(|_| !never).map(|t| now.as_millisecond() - t.as_millisecond());
-                d.landed = refused.is_none();
-            }
+            let closed_at = c.truth.closed_at.filter(|_| !never);
+            let (master, contact) = (c.master_id.to_string(), cid.to_string());
+            self.violations.outside_window(&master, &contact, now, never, refused.is_none(), closed_at);
             v.push("outside_window".to_string());
             if let Some(e) = refused {
                 return Err((e, (false, v)));
@@ -878,7 +812,7 @@ impl Bu {
         let existing = c.disposition.as_ref().map(|d| d.by);
         let agent_code = existing == Some(Writer::Agent);
         if agent_code {
-            self.counters.overwrite_attempts += 1;
+            self.violations.overwrite_attempts += 1;
         }
         if existing.is_some() && b.second_disposition == SecondDisposition::Reject409 {
             return Err((CxError::new(409, "Skill does not allow additional disposition"), (in_window, v)));
@@ -891,15 +825,13 @@ impl Bu {
         }
         let c = &self.contacts[&cid];
         let duplicate = c.truth.api_writes > 0;
-        let c_snapshot = c.clone();
+        let (master, contact) = (c.master_id.to_string(), cid.to_string());
         if agent_code {
-            self.counters.overwrites += 1;
-            self.record("overwrite", &c_snapshot, now);
+            self.violations.overwrite(&master, &contact, now);
             v.push("overwrite".into());
         }
         if duplicate {
-            self.counters.duplicate_writes += 1;
-            self.record("duplicate_write", &c_snapshot, now);
+            self.violations.duplicate_write(&master, &contact, now);
             v.push("duplicate_write".into());
         }
         let agent_id = self.agents[agent].id;
@@ -927,11 +859,11 @@ impl Bu {
             match b.disposition_ends_acw {
                 DispositionEndsAcw::EndsAcw => self.close_acw(cid, now),
                 DispositionEndsAcw::KeepsAcw => {
-                    self.schedule(crate::model::add_secs(now, finish), Action::AgentFinish(cid));
+                    self.engine.schedule(add_secs(now, finish), Action::AgentFinish(cid));
                 }
             }
             if let Some((delay, _)) = change {
-                self.schedule(crate::model::add_secs(now, delay), Action::AgentChange(cid));
+                self.engine.schedule(add_secs(now, delay), Action::AgentChange(cid));
             }
         }
         Ok((in_window, v))
@@ -1010,47 +942,13 @@ impl Bu {
     pub fn report(&self) -> CxoneReport {
         let mut legs = LegCounts::default();
         for c in self.contacts.values() {
-            legs.total += 1;
-            match (c.phase, c.truth.coded_by) {
-                (Phase::Closed, Some(CodedBy::Agent)) => legs.coded_by_agent += 1,
-                (Phase::Closed, Some(CodedBy::Api)) => legs.coded_by_api += 1,
-                (Phase::Closed, Some(CodedBy::SystemTimeout)) => legs.system_timeout += 1,
-                (Phase::Closed, Some(CodedBy::Skipped)) => legs.skipped += 1,
-                (Phase::Closed, _) => legs.no_acw += 1,
-                _ => legs.open += 1,
-            }
+            legs.count(c.phase == Phase::Closed, c.truth.coded_by);
         }
-        let k = &self.counters;
-        let by_endpoint = self
-            .api
-            .by_endpoint
-            .iter()
-            .map(|(e, s)| (e.clone(), s.iter().map(|(st, n)| (st.to_string(), *n)).collect()))
-            .collect();
         CxoneReport {
             legs,
-            violations: ViolationReport {
-                overwrites: k.overwrites,
-                overwrite_attempts: k.overwrite_attempts,
-                outside_window: k.outside_window,
-                outside_window_landed: k.outside_window_landed,
-                outside_window_no_acw: k.outside_window_no_acw,
-                duplicate_writes: k.duplicate_writes,
-                details: k.details.clone(),
-            },
-            api: ApiReport {
-                total: self.api.total,
-                rate_limited: self.api.rate_limited,
-                calls_before_retry_after: self.api.calls_before_retry_after,
-                unpersisted_writes: self.api.unpersisted_writes,
-                by_endpoint,
-            },
-            events: EventReport {
-                delivered: k.events_delivered,
-                dropped: k.events_dropped,
-                duplicated: k.events_duplicated,
-                ..EventReport::default()
-            },
+            violations: self.violations.report(),
+            api: self.api.report(str::to_string),
+            events: self.events.clone(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The simulated business unit: arrivals, routing, talk, ACW and the agents' own dispositions.
 //!
-//! Same design as the Genesys simulation (`crate::sim`): a heap of [`Action`]s on simulated time, each run at its
-//! own timestamp, all draws from the seeded `Bu::rng`, and every contact's agent plan drawn in full when it is
-//! routed, so API traffic changes what the BU shows but never the random stream.
+//! It runs on the discrete-event engine ([`crate::engine`]), as the Genesys simulation does: [`Action`]s on
+//! simulated time, each run at its own timestamp, every draw from the seeded engine RNG, and every contact's agent
+//! plan drawn in full when it is routed, so API traffic changes what the BU shows but never the random stream.
 //!
 //! Contact lifecycle: `queued → routing → active → (disconnect) → acw → closed`, or `active → closed` on a skill
 //! with `acwTypeId` 1. ACW (`Disconnected`, FinalState=False, agent `Unavailable`/`ACW` with `IsAcw`) ends with a
@@ -13,56 +13,13 @@
 
 use super::model::{Action, Bu, Contact, Dispo, Phase, Plan, Truth, Writer, ACW_STATE_NAME};
 use super::AcwType;
-use crate::config::Dist;
-use crate::model::add_secs;
+use crate::engine::{add_secs, Engine, Simulation};
 use crate::report::CodedBy;
 use jiff::Timestamp;
 use rand::Rng;
 
-impl Bu {
-    /// Runs every scheduled action due at or before `now`.
-    pub fn advance_to(&mut self, now: Timestamp) {
-        while self.schedule.peek().is_some_and(|s| s.at <= now) {
-            let Some(s) = self.schedule.pop() else { break };
-            if s.at > self.sim_now {
-                self.sim_now = s.at;
-            }
-            self.run(s.at, s.action);
-        }
-        if now > self.sim_now {
-            self.sim_now = now;
-        }
-    }
-
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.schedule.peek().map(|s| s.at)
-    }
-
-    pub fn start_traffic(&mut self, now: Timestamp) {
-        if !self.enabled {
-            return;
-        }
-        self.traffic_on = true;
-        if !self.arrival_pending {
-            self.arrival_pending = true;
-            self.schedule(now, Action::Arrival);
-        }
-    }
-
-    pub fn stop_traffic(&mut self) {
-        self.traffic_on = false;
-    }
-
-    fn draw(&mut self, d: Dist) -> f64 {
-        let u: f64 = self.rng.gen_range(0.0..1.0);
-        let x = -d.mean.max(0.0) * (1.0 - u).ln();
-        x.clamp(d.min.min(d.max), d.max.max(d.min))
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        let u: f64 = self.rng.gen_range(0.0..1.0);
-        u < p
-    }
+impl Simulation for Bu {
+    type Action = Action;
 
     fn run(&mut self, at: Timestamp, action: Action) {
         match action {
@@ -77,27 +34,44 @@ impl Bu {
         }
     }
 
-    fn pick_skill(&mut self, except: Option<usize>) -> Option<usize> {
-        let w =
-            |i: usize, s: &super::model::Skill| if Some(i) == except || s.members.is_empty() { 0.0 } else { s.weight };
-        let total: f64 = self.skills.iter().enumerate().map(|(i, s)| w(i, s)).sum();
-        if !(total > 0.0 && total.is_finite()) {
-            return None;
-        }
-        let mut x = self.rng.gen_range(0.0..total);
-        for (i, s) in self.skills.iter().enumerate() {
-            let wi = w(i, s);
-            if x < wi {
-                return Some(i);
+    fn engine_mut(&mut self) -> &mut Engine<Action> {
+        &mut self.engine
+    }
+
+    fn arrival_rate(&self) -> f64 {
+        self.center.arrival_rate_per_sec
+    }
+
+    /// A new contact (its own master) on a skill picked by weight.
+    fn arrive(&mut self, at: Timestamp) {
+        if let Some(s) = self.pick_skill(None) {
+            let cid = self.new_contact(s, None, None, at);
+            if !self.assign(cid, at) {
+                self.skills[s].waiting.push_back(cid);
             }
-            x -= wi;
         }
-        None
+    }
+
+    /// Starts arrivals only while the BU is enabled (its API answers either way).
+    fn start_traffic(&mut self, now: Timestamp) {
+        if self.enabled {
+            self.engine.start_traffic(now);
+        }
+    }
+}
+
+impl Bu {
+    /// A skill with members, by weight, other than `except`.
+    fn pick_skill(&mut self, except: Option<usize>) -> Option<usize> {
+        let weights: Vec<f64> = (self.skills.iter().enumerate())
+            .map(|(i, s)| if Some(i) == except || s.members.is_empty() { 0.0 } else { s.weight })
+            .collect();
+        self.engine.pick_weighted(&weights)
     }
 
     fn new_contact(&mut self, skill: usize, master: Option<i64>, parent: Option<i64>, at: Timestamp) -> i64 {
         // Contact ids grow with gaps, as other BUs on the cluster take ids too.
-        let gap = self.rng.gen_range(1..40);
+        let gap = self.engine.rng.gen_range(1..40);
         self.next_contact_id += gap;
         let id = self.next_contact_id;
         let media = self.skills[skill].media;
@@ -125,22 +99,6 @@ impl Bu {
         id
     }
 
-    fn arrival(&mut self, at: Timestamp) {
-        let rate = self.center.arrival_rate_per_sec;
-        if !(self.traffic_on && rate > 0.0 && rate.is_finite()) {
-            self.arrival_pending = false;
-            return;
-        }
-        if let Some(s) = self.pick_skill(None) {
-            let cid = self.new_contact(s, None, None, at);
-            if !self.assign(cid, at) {
-                self.skills[s].waiting.push_back(cid);
-            }
-        }
-        let gap = self.draw(Dist::new(0.0, 1.0 / rate, 100.0 / rate));
-        self.schedule(add_secs(at, gap), Action::Arrival);
-    }
-
     fn idle_agent(&self, s: usize) -> Option<usize> {
         self.skills[s]
             .members
@@ -158,18 +116,15 @@ impl Bu {
         let b = self.center.agent;
         let n = self.skills[s].dispositions.len();
         // Draw everything unconditionally so each contact consumes the same randomness whatever its branch.
-        let at_disconnect = self.chance(b.at_disconnect);
-        let at_disconnect_delay = self.draw(b.at_disconnect_delay);
-        let late = self.chance(b.late);
-        let late_delay = self.draw(b.late_delay);
-        let change = self.chance(b.change_after_api);
-        let change_delay = self.draw(b.change_delay);
-        let skip = self.draw(b.skip_delay);
-        let give_in = self.draw(b.give_in_delay);
-        let finish = self.draw(b.finish_delay);
-        let transfer = self.chance(self.center.transfer_probability);
-        let pick1 = self.rng.gen_range(0..n.max(1));
-        let pick2 = self.rng.gen_range(0..n.max(1));
+        let (at_disconnect, at_disconnect_delay) = self.engine.chance_after(b.at_disconnect, b.at_disconnect_delay);
+        let (late, late_delay) = self.engine.chance_after(b.late, b.late_delay);
+        let (change, change_delay) = self.engine.chance_after(b.change_after_api, b.change_delay);
+        let skip = self.engine.draw(b.skip_delay);
+        let give_in = self.engine.draw(b.give_in_delay);
+        let finish = self.engine.draw(b.finish_delay);
+        let transfer = self.engine.chance(self.center.transfer_probability);
+        let pick1 = self.engine.rng.gen_range(0..n.max(1));
+        let pick2 = self.engine.rng.gen_range(0..n.max(1));
         let ds = &self.skills[s].dispositions;
         let d1 = ds.get(pick1).copied();
         let d2 = ds.get(pick2).copied();
@@ -193,7 +148,7 @@ impl Bu {
         let Some(s) = self.contacts.get(&cid).map(|c| c.skill) else { return false };
         let Some(a) = self.idle_agent(s) else { return false };
         let plan = self.draw_plan(s);
-        let alert = self.draw(self.center.alert_time);
+        let alert = self.engine.draw(self.center.alert_time);
         let Some(c) = self.contacts.get_mut(&cid) else { return false };
         c.agent = Some(a);
         c.plan = plan;
@@ -206,12 +161,12 @@ impl Bu {
         ag.last_update = at;
         self.emit_agent_state(a, at);
         self.emit_contact(cid);
-        self.schedule(add_secs(at, alert), Action::Connect(cid));
+        self.engine.schedule(add_secs(at, alert), Action::Connect(cid));
         true
     }
 
     fn connect(&mut self, cid: i64, at: Timestamp) {
-        let talk = self.draw(self.center.talk_time);
+        let talk = self.engine.draw(self.center.talk_time);
         let Some(c) = self.contacts.get_mut(&cid) else { return };
         if c.phase != Phase::Routing {
             return;
@@ -220,7 +175,7 @@ impl Bu {
         c.connected_at = Some(at);
         c.last_update = at;
         self.emit_contact(cid);
-        self.schedule(add_secs(at, talk), Action::Disconnect(cid));
+        self.engine.schedule(add_secs(at, talk), Action::Disconnect(cid));
     }
 
     pub(crate) fn disconnect(&mut self, cid: i64, at: Timestamp) {
@@ -271,13 +226,15 @@ impl Bu {
             self.emit_agent_state(a, at);
         }
         if let Some(t) = timeout {
-            self.schedule(add_secs(at, t as f64), Action::AcwTimeout(cid));
+            self.engine.schedule(add_secs(at, t as f64), Action::AcwTimeout(cid));
         }
         match plan.code {
-            Some((d, _)) => self.schedule(add_secs(at, d), Action::AgentDisposition(cid)),
-            None if require => self.schedule(add_secs(at, plan.give_in.0), Action::AgentDisposition(cid)),
+            Some((d, _)) => self.engine.schedule(add_secs(at, d), Action::AgentDisposition(cid)),
+            None if require => self.engine.schedule(add_secs(at, plan.give_in.0), Action::AgentDisposition(cid)),
             // Automatic wrap-up has no early exit; other skills let the agent go Available without a disposition.
-            None if acw_type == AcwType::Disposition => self.schedule(add_secs(at, plan.skip), Action::AgentSkip(cid)),
+            None if acw_type == AcwType::Disposition => {
+                self.engine.schedule(add_secs(at, plan.skip), Action::AgentSkip(cid))
+            }
             None => {}
         }
     }
@@ -360,7 +317,7 @@ impl Bu {
         }
         for i in 0..n {
             let s = skills[i % skills.len()];
-            let ago = self.rng.gen_range(0.0..5.0);
+            let ago = self.engine.rng.gen_range(0.0..5.0);
             let acw_at = now.checked_sub(jiff::SignedDuration::from_secs_f64(ago)).unwrap_or(now);
             let start = acw_at.checked_sub(jiff::SignedDuration::from_secs(90)).unwrap_or(acw_at);
             let cid = self.new_contact(s, None, None, start);

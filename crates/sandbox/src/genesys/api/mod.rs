@@ -1,29 +1,29 @@
-//! The HTTP surface: the emulated platform under `/oauth/token` and `/api/v2/*`, ground truth and control under
-//! `/sandbox/v1/*`.
+//! The Genesys HTTP surface: `/oauth/token`, `/api/v2/*` and the notification websockets.
 //!
 //! Every `/api/v2` request passes one middleware (`api_gate`) that does, under a single short lock of the org:
 //! catch the simulation up to the clock (so a handler sees exactly the state of "now", e.g. a timed-out ACW), check
 //! the Bearer token (documented 401 bodies), count the request against the token's wall-time rate-limit window
-//! (429 `too.many.requests` + `Retry-After`), and draw the request faults. It then runs the handler inside a
+//! (429 `too.many.requests` + `Retry-After`), and draw the request faults (`crate::engine::faults`). It then runs the handler inside a
 //! task-local holding the `ININ-Correlation-Id`, so any [`PlatformError`] renders as an `ErrorBody` whose `contextId`
 //! equals the header, stamps the `inin-ratelimit-*` headers, and counts the answer per endpoint *template* for the
-//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `aggregates`, `audit`, `control`) each
-//! export a `routes()` function; adding an API family is adding a module and one `merge` line here.
+//! report. Handler modules (`conversations`, `routing`, `users`, `analytics`, `aggregates`, `audit`) each export a
+//! `routes()` function; adding an API family is adding a module and one `merge` line here.
 
 pub mod aggregates;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
-pub mod control;
 pub mod conversations;
 pub mod notifications;
 pub mod routing;
 pub mod users;
 
-use crate::model::{Org, PlatformError};
+use crate::engine::faults::{draw_request_faults, RequestFault};
+use crate::engine::Simulation;
+use crate::genesys::model::{Org, PlatformError};
 use crate::SharedState;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -35,15 +35,12 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Maximum request body size (the platform's bodies here are small JSON documents).
-pub const BODY_LIMIT: usize = 256 * 1024;
-
 tokio::task_local! {
     static CORRELATION: String;
 }
 
-/// The whole router.
-pub fn router(state: SharedState) -> Router {
+/// The Genesys surface: `/api/v2` behind the gate, the token endpoint, and the notification websockets.
+pub fn routes(state: SharedState) -> Router<SharedState> {
     let api = Router::new()
         .merge(conversations::routes())
         .merge(routing::routes())
@@ -52,18 +49,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(aggregates::routes())
         .merge(audit::routes())
         .merge(notifications::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), api_gate))
+        .route_layer(middleware::from_fn_with_state(state, api_gate))
         .fallback(api_not_found);
-    Router::new()
-        .nest("/api/v2", api)
-        .merge(auth::routes())
-        .merge(crate::cxone::auth::routes())
-        .merge(control::routes())
-        .merge(notifications::socket_routes())
-        // CXone's `/inContactAPI/...` is routed by hand (case-insensitive prefix, any version); other paths stay 404.
-        .fallback(crate::cxone::api::dispatch)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    Router::new().nest("/api/v2", api).merge(auth::routes()).merge(notifications::socket_routes())
 }
 
 async fn api_not_found() -> Response {
@@ -141,7 +129,7 @@ pub struct Caller {
 pub fn endpoint_key(raw: &str) -> String {
     let (method, matched) = raw.split_once(' ').unwrap_or(("", raw));
     let mut path = matched.to_string();
-    for m in crate::model::Media::ALL {
+    for m in crate::genesys::model::Media::ALL {
         let prefix = format!("/api/v2/conversations/{}/", m.path());
         if path.starts_with(&prefix) {
             path = format!("/api/v2/conversations/{{media}}/{}", &path[prefix.len()..]);
@@ -209,71 +197,47 @@ fn gate(
         return Err((e, limit));
     }
 
-    // Faults (the calm path costs nothing).
-    if !org.faults.request_faults_active() && org.storm_until.is_none() {
-        return Ok(Gate { caller, limit, latency: Duration::ZERO, hang: None });
-    }
-    let f = org.faults.clone();
-    if let Some(until) = org.storm_until {
-        if now < until {
-            let mut e = PlatformError::new(
-                429,
-                "too.many.requests",
-                "Rate limit exceeded the maximum [300] requests within [60] seconds",
-            );
-            let secs = until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64;
-            e.retry_after = Some(secs);
-            told_to_wait(org, token, now, secs);
-            return Err((e, limit));
-        }
-        org.storm_until = None;
-    }
-    let r = &mut org.fault_rng;
-    if f.storm_rate > 0.0 && r.gen_bool(f.storm_rate.clamp(0.0, 1.0)) {
-        org.storm_until = Some(now + storm);
+    let storm_error = |secs: u64| {
         let mut e = PlatformError::new(
             429,
             "too.many.requests",
             "Rate limit exceeded the maximum [300] requests within [60] seconds",
         );
-        let secs = storm.as_secs_f64().ceil().max(1.0) as u64;
         e.retry_after = Some(secs);
-        told_to_wait(org, token, now, secs);
-        return Err((e, limit));
-    }
-    let r = &mut org.fault_rng;
-    if f.token_revocation_rate > 0.0 && r.gen_bool(f.token_revocation_rate.clamp(0.0, 1.0)) {
-        if let Some(tok) = org.tokens.get_mut(token) {
-            tok.revoked = true;
-        }
-        return Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit));
-    }
-    let r = &mut org.fault_rng;
-    if f.http_5xx_rate > 0.0 && r.gen_bool(f.http_5xx_rate.clamp(0.0, 1.0)) {
-        let e = match r.gen_range(0..4) {
-            0 => PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition."),
-            1 => PlatformError::new(
-                502,
-                "bad.gateway",
-                "The server received an invalid response from an upstream server.",
-            ),
-            2 => PlatformError::new(
-                503,
-                "service.unavailable",
-                "Service Unavailable - The server is currently unavailable.",
-            ),
-            _ => PlatformError::new(504, "request.timeout", "The request timed out."),
-        };
-        return Err((e, limit));
-    }
-    let hang =
-        (f.timeout_rate > 0.0 && r.gen_bool(f.timeout_rate.clamp(0.0, 1.0))).then(|| Duration::from_millis(f.hang_ms));
-    let latency = if f.latency_ms_max > 0 {
-        Duration::from_millis(r.gen_range(f.latency_ms_min.min(f.latency_ms_max)..=f.latency_ms_max))
-    } else {
-        Duration::ZERO
+        e
     };
-    Ok(Gate { caller, limit, latency, hang })
+    match draw_request_faults(&org.faults, &mut org.storm_until, &mut org.fault_rng, now, storm) {
+        RequestFault::Serve { latency, hang } => Ok(Gate { caller, limit, latency, hang }),
+        RequestFault::Storm { secs } => {
+            told_to_wait(org, token, now, secs);
+            Err((storm_error(secs), limit))
+        }
+        RequestFault::RevokeToken => {
+            if let Some(tok) = org.tokens.get_mut(token) {
+                tok.revoked = true;
+            }
+            Err((PlatformError::new(401, "bad.credentials", "Invalid login credentials."), limit))
+        }
+        RequestFault::ServerError(status) => {
+            let e = match status {
+                500 => {
+                    PlatformError::new(500, "internal.server.error", "The server encountered an unexpected condition.")
+                }
+                502 => PlatformError::new(
+                    502,
+                    "bad.gateway",
+                    "The server received an invalid response from an upstream server.",
+                ),
+                503 => PlatformError::new(
+                    503,
+                    "service.unavailable",
+                    "Service Unavailable - The server is currently unavailable.",
+                ),
+                _ => PlatformError::new(504, "request.timeout", "The request timed out."),
+            };
+            Err((e, limit))
+        }
+    }
 }
 
 /// Remembers the `Retry-After` a token was given, for the `calls_before_retry_after` ground truth.

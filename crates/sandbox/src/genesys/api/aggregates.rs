@@ -38,7 +38,8 @@
 //! (as the details query leaves out `conversations`). A last bucket that overhangs the interval is cut at its end.
 
 use super::{json_ok, parse_body};
-use crate::model::{iso, Conversation, Org, Participant, Phase, PlatformError, Purpose};
+use crate::engine::iso;
+use crate::genesys::model::{Conversation, Org, Participant, Phase, PlatformError, Purpose};
 use crate::SharedState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

@@ -17,7 +17,7 @@
 //! (which lists `WrapupCodeAdd`/`WrapupCodeRemove` next to `Add`/`Remove`); which one the platform uses for queue
 //! assignment is not confirmed by a captured audit. A `POST` that adds nothing new records nothing; deleting a code
 //! records only the `WrapupCode` `Delete` (not one removal per queue it was assigned to). Failed requests are not
-//! recorded. The trail keeps the last [`MAX_AUDIT_ENTRIES`](crate::model::MAX_AUDIT_ENTRIES) records.
+//! recorded. The trail keeps the last [`MAX_AUDIT_ENTRIES`](crate::genesys::model::MAX_AUDIT_ENTRIES) records.
 //!
 //! The realtime query: `interval` (required, `start/end`, records with `start <= eventDate < end`), `serviceName`
 //! (optional; any other service than `Routing` matches nothing), `filters` (`property` one of `EntityType`,
@@ -29,7 +29,8 @@
 
 use super::aggregates::parse_interval;
 use super::{json_ok, parse_body};
-use crate::model::{iso, AuditEntry, Org, PlatformError};
+use crate::engine::iso;
+use crate::genesys::model::{AuditEntry, Org, PlatformError};
 use crate::SharedState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

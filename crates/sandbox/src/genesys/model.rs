@@ -12,13 +12,15 @@
 //! an open or closed ACW window, earlier accepted writes.
 
 use crate::config::{AcwMode, Behaviours, FaultProfile, SandboxConfig};
-use crate::events::{EventStats, OutEvent};
-use crate::report::{CodedBy, LegTruth, Violation};
+use crate::engine::truth::{ApiStats, Violations};
+use crate::engine::{add_secs, iso, random_uuid, Engine};
+use crate::genesys::events::{EventStats, OutEvent};
+use crate::report::{CodedBy, EventReport, LegCounts, LegTruth, Report};
 use jiff::Timestamp;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
@@ -27,11 +29,6 @@ use tokio::time::Instant;
 pub const SYSTEM_TIMEOUT_CODE_ID: &str = "7fb334b0-0e9e-11e4-9191-0800200c9a66";
 /// Name of that system code.
 pub const SYSTEM_TIMEOUT_CODE_NAME: &str = "ININ-WRAP-UP-TIMEOUT";
-
-/// ISO-8601 with milliseconds and `Z`, as the platform's REST API writes timestamps.
-pub fn iso(ts: Timestamp) -> String {
-    format!("{ts:.3}")
-}
 
 /// Epoch milliseconds, as detail events write `eventTime`.
 pub fn epoch_ms(ts: Timestamp) -> i64 {
@@ -151,6 +148,22 @@ pub struct Wrapup {
     pub end_time: Option<Timestamp>,
     pub provisional: bool,
     pub by: Writer,
+}
+
+impl Wrapup {
+    /// The code an agent picked while still talking.
+    pub fn agent_provisional(code: String) -> Self {
+        Self {
+            code: Some(code),
+            name: None,
+            notes: None,
+            tags: Vec::new(),
+            duration_seconds: None,
+            end_time: None,
+            provisional: true,
+            by: Writer::Agent,
+        }
+    }
 }
 
 /// What the agent of a leg will do, drawn once when the leg is created (so it does not depend on API timing).
@@ -335,52 +348,6 @@ pub enum Action {
     AgentChange { cid: String, pid: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scheduled {
-    pub at: Timestamp,
-    pub seq: u64,
-    pub action: Action,
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // BinaryHeap is a max-heap: the earliest (then lowest seq) must compare greatest.
-        other.at.cmp(&self.at).then_with(|| other.seq.cmp(&self.seq))
-    }
-}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// API traffic counters for the report.
-#[derive(Debug, Default, Clone)]
-pub struct ApiStats {
-    pub total: u64,
-    pub rate_limited: u64,
-    /// Requests a token made before the `Retry-After` it was given had elapsed (a client not honouring 429s).
-    pub calls_before_retry_after: u64,
-    /// Writes answered as accepted and not kept (`unpersisted_write_rate`).
-    pub unpersisted_writes: u64,
-    pub by_endpoint: HashMap<String, BTreeMap<u16, u64>>,
-}
-
-/// Invariant-violation counters.
-#[derive(Debug, Default, Clone)]
-pub struct Violations {
-    pub overwrites: u64,
-    pub overwrite_attempts: u64,
-    pub outside_window: u64,
-    pub outside_window_landed: u64,
-    pub outside_window_no_acw: u64,
-    pub duplicate_writes: u64,
-    pub details: Vec<Violation>,
-}
-
-/// Cap on stored violation details (counters keep counting).
-const MAX_DETAILS: usize = 10_000;
-
 /// A platform error (rendered as `ErrorBody` by the API layer).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{status} {code}: {message}")]
@@ -510,19 +477,13 @@ pub struct Org {
     pub event_stats: Arc<EventStats>,
     pub events_tx: Option<UnboundedSender<OutEvent>>,
     /// Notification API channels (websocket delivery).
-    pub hub: Arc<crate::notifications::Hub>,
+    pub hub: Arc<crate::genesys::notifications::Hub>,
     pub center: crate::config::CenterConfig,
-    /// Simulation RNG: ids, arrivals, agent plans. Only the simulation and setup draw from it.
-    pub rng: SmallRng,
+    /// Simulated time, scheduled actions, traffic and the simulation RNG (ids, arrivals, agent plans).
+    pub engine: Engine<Action>,
     /// Fault RNG: kept apart so that faults never perturb the simulation.
     pub fault_rng: SmallRng,
-    pub schedule: BinaryHeap<Scheduled>,
-    pub seq: u64,
-    pub traffic_on: bool,
-    pub arrival_pending: bool,
     pub storm_until: Option<Instant>,
-    /// The simulation has been advanced up to here.
-    pub sim_now: Timestamp,
     /// Audit records of catalog changes made through the API.
     pub audit: AuditLog,
 }
@@ -532,9 +493,9 @@ impl Org {
     pub fn new(cfg: &SandboxConfig, now: Timestamp, event_stats: Arc<EventStats>) -> Self {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
         let fault_rng = SmallRng::seed_from_u64(cfg.seed ^ 0x5eed_f417);
-        let org_id = rid(&mut rng);
-        let division_id = rid(&mut rng);
-        let admin = rid(&mut rng);
+        let org_id = random_uuid(&mut rng);
+        let division_id = random_uuid(&mut rng);
+        let admin = random_uuid(&mut rng);
         let created = now.checked_sub(jiff::SignedDuration::from_hours(24 * 30)).unwrap_or(now);
 
         let mut codes: HashMap<String, Code> = HashMap::new();
@@ -543,7 +504,7 @@ impl Org {
             if let Some(existing) = code_by_name.get(name) {
                 return existing.clone();
             }
-            let cid = rid(rng);
+            let cid = random_uuid(rng);
             codes.insert(
                 cid.clone(),
                 Code {
@@ -562,7 +523,7 @@ impl Org {
         let mut queues = Vec::new();
         let mut queue_by_id = HashMap::new();
         for qc in &cfg.center.queues {
-            let qid = rid(&mut rng);
+            let qid = random_uuid(&mut rng);
             let codes_of_queue = qc.codes.iter().map(|n| make_code(n, &mut codes, &mut rng)).collect();
             queue_by_id.insert(qid.clone(), queues.len());
             queues.push(Queue {
@@ -584,7 +545,7 @@ impl Org {
         let mut user_by_id = HashMap::new();
         let per_agent = cfg.center.queues_per_agent.clamp(1, queues.len().max(1));
         for i in 0..cfg.center.agents {
-            let uid = rid(&mut rng);
+            let uid = random_uuid(&mut rng);
             let mut qs = Vec::new();
             if !queues.is_empty() {
                 for k in 0..per_agent {
@@ -599,7 +560,7 @@ impl Org {
             users.push(User { id: uid, name: format!("Agent {:02}", i + 1), queues: qs, busy: 0, status_since: now });
         }
         let clients = (0..cfg.clients.max(1))
-            .map(|_| OAuthClient { id: rid(&mut rng), secret: base64_secret(&mut rng) })
+            .map(|_| OAuthClient { id: random_uuid(&mut rng), secret: base64_secret(&mut rng) })
             .collect();
         Self {
             org_id,
@@ -624,26 +585,11 @@ impl Org {
             events_tx: None,
             hub: Arc::default(),
             center: cfg.center.clone(),
-            rng,
+            engine: Engine::new(rng, now, Action::Arrival),
             fault_rng,
-            schedule: BinaryHeap::new(),
-            seq: 0,
-            traffic_on: false,
-            arrival_pending: false,
             storm_until: None,
-            sim_now: now,
             audit: AuditLog::default(),
         }
-    }
-
-    /// A fresh id from the simulation RNG (deterministic per seed).
-    pub fn new_id(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid().to_string()
-    }
-
-    pub fn schedule(&mut self, at: Timestamp, action: Action) {
-        self.seq += 1;
-        self.schedule.push(Scheduled { at, seq: self.seq, action });
     }
 
     pub fn code_name(&self, id: &str) -> Option<&str> {
@@ -687,27 +633,14 @@ impl Org {
         }
         let mut body = None;
         for t in topics.iter().filter(|t| self.hub.wants(t)) {
-            let b = body.get_or_insert_with(|| crate::api::conversations::event_conversation_json(self, conv));
+            let b = body.get_or_insert_with(|| crate::genesys::api::conversations::event_conversation_json(self, conv));
             self.hub.publish(t, b);
         }
         let mut media_body = None;
         for t in variants.iter().filter(|t| self.hub.wants(t)) {
-            let b =
-                media_body.get_or_insert_with(|| crate::api::conversations::event_media_conversation_json(self, conv));
+            let b = media_body
+                .get_or_insert_with(|| crate::genesys::api::conversations::event_media_conversation_json(self, conv));
             self.hub.publish(t, b);
-        }
-    }
-
-    fn record_violation(&mut self, kind: &'static str, cid: &str, pid: &str, at: Timestamp) {
-        if self.violations.details.len() < MAX_DETAILS {
-            self.violations.details.push(Violation {
-                kind: kind.to_string(),
-                conversation_id: cid.to_string(),
-                participant_id: pid.to_string(),
-                at: iso(at),
-                after_close_ms: None,
-                landed: false,
-            });
         }
     }
 
@@ -786,14 +719,7 @@ impl Org {
             };
             let never = phase == Phase::Done && !wrapup_required;
             let closed_at = self.conversations.get(cid).and_then(|c| c.participant(pid)).and_then(|p| p.acw_end);
-            self.violations.outside_window += 1;
-            self.violations.outside_window_no_acw += u64::from(never);
-            self.violations.outside_window_landed += u64::from(!reject);
-            self.record_violation("outside_window", cid, pid, now);
-            if let Some(v) = self.violations.details.last_mut().filter(|v| v.kind == "outside_window") {
-                v.after_close_ms = closed_at.map(|c| now.as_millisecond() - c.as_millisecond());
-                v.landed = !reject;
-            }
+            self.violations.outside_window(cid, pid, now, never, !reject, closed_at);
             if reject {
                 let msg = match phase {
                     Phase::Done => format!("Participant {pid} is no longer in after-call work."),
@@ -825,8 +751,7 @@ impl Org {
             return Ok(());
         }
         if agent_code_present {
-            self.violations.overwrites += 1;
-            self.record_violation("overwrite", cid, pid, now);
+            self.violations.overwrite(cid, pid, now);
         }
         let conv = self.conversations.get_mut(cid).ok_or_else(PlatformError::not_found)?;
         let p = conv.participant_mut(pid).ok_or_else(PlatformError::not_found)?;
@@ -860,8 +785,7 @@ impl Org {
             p.truth.coded_by = Some(CodedBy::Api);
         }
         if duplicate {
-            self.violations.duplicate_writes += 1;
-            self.record_violation("duplicate_write", cid, pid, now);
+            self.violations.duplicate_write(cid, pid, now);
         }
         if !provisional {
             if in_window {
@@ -871,7 +795,7 @@ impl Org {
             }
             if let Some((delay, _)) = schedule_change {
                 let at = add_secs(now, delay);
-                self.schedule(at, Action::AgentChange { cid: cid.to_string(), pid: pid.to_string() });
+                self.engine.schedule(at, Action::AgentChange { cid: cid.to_string(), pid: pid.to_string() });
             }
         }
         self.notify_conversation(cid);
@@ -1056,6 +980,32 @@ impl Org {
         })
     }
 
+    /// Builds the report from the current state.
+    pub fn report(&self) -> Report {
+        let mut legs = LegCounts::default();
+        for conv in self.conversations.values() {
+            for p in conv.participants.iter().filter(|p| p.purpose == Purpose::Agent) {
+                legs.count(p.phase == Phase::Done, p.truth.coded_by);
+            }
+        }
+        Report {
+            legs,
+            violations: self.violations.report(),
+            api: self.api.report(crate::genesys::api::endpoint_key),
+            events: {
+                use std::sync::atomic::Ordering::Relaxed;
+                let ws = &self.hub.stats;
+                EventReport {
+                    ws_frames_sent: ws.frames_sent.load(Relaxed),
+                    ws_frames_dropped: ws.frames_dropped.load(Relaxed),
+                    ws_sockets_dropped: ws.sockets_dropped.load(Relaxed),
+                    ..self.event_stats.snapshot()
+                }
+            },
+            cxone: crate::cxone::CxoneReport::default(),
+        }
+    }
+
     /// Ground truth of every agent leg, in creation order.
     pub fn legs(&self) -> Vec<LegTruth> {
         let mut out = Vec::new();
@@ -1108,18 +1058,8 @@ impl Org {
     }
 }
 
-fn rid(rng: &mut SmallRng) -> String {
-    uuid::Builder::from_random_bytes(rng.gen()).into_uuid().to_string()
-}
-
 fn base64_secret(rng: &mut SmallRng) -> String {
     use base64::Engine;
     let bytes: [u8; 30] = rng.gen();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// `at + secs` (simulated seconds, fractional).
-pub fn add_secs(at: Timestamp, secs: f64) -> Timestamp {
-    let d = jiff::SignedDuration::try_from_secs_f64(secs.max(0.0)).unwrap_or(jiff::SignedDuration::ZERO);
-    at.checked_add(d).unwrap_or(at)
 }

@@ -8,7 +8,11 @@
 
 use super::{accepted, json_ok, parse_body, query_pairs};
 use crate::config::GetWrapupUnset;
-use crate::model::{iso, Conversation, Media, Org, Participant, Phase, PlatformError, Purpose, Wrapup, WrapupInput};
+use crate::engine::iso;
+use crate::engine::Simulation;
+use crate::genesys::model::{
+    Conversation, Media, Org, Participant, Phase, PlatformError, Purpose, Wrapup, WrapupInput,
+};
 use crate::SharedState;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -469,7 +473,10 @@ impl Org {
             .and_then(|c| c.participant(pid))
             .is_some_and(|p| p.purpose == Purpose::Agent && p.phase == Phase::Connected);
         if connected {
-            self.schedule(now, crate::model::Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() });
+            self.engine.schedule(
+                now,
+                crate::genesys::model::Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() },
+            );
             self.advance_to(now);
         }
     }

@@ -9,7 +9,7 @@
 
 use super::{json_ok, parse_body, query_pairs, Caller};
 use crate::config::DeleteStatus;
-use crate::model::{Code, Org, PlatformError, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
+use crate::genesys::model::{Code, Org, PlatformError, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 use crate::SharedState;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;

@@ -4,7 +4,7 @@
 //! (`{error, description, error_description}`) as the login host does. Tokens are opaque random strings that expire
 //! after `token_lifetime_secs` of wall time; each token has its own rate-limit window.
 
-use crate::model::Token;
+use crate::genesys::model::Token;
 use crate::rate_limit::TokenWindow;
 use crate::SharedState;
 use axum::extract::State;

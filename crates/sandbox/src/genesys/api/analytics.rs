@@ -11,7 +11,8 @@
 //! platform, `conversations` is absent when nothing matches.
 
 use super::{json_ok, parse_body};
-use crate::model::{iso, AcwState, Conversation, Org, Participant, Phase, PlatformError, Purpose};
+use crate::engine::iso;
+use crate::genesys::model::{AcwState, Conversation, Org, Participant, Phase, PlatformError, Purpose};
 use crate::SharedState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

@@ -1,14 +1,15 @@
 //! Notification API: `/api/v2/notifications/channels[/{id}[/subscriptions]]` over REST and the channel websocket
-//! at `/channels/{id}` (the `connectUri`). The hub (`crate::notifications`) holds the channels; this module only
+//! at `/channels/{id}` (the `connectUri`). The hub (`crate::genesys::notifications`) holds the channels; this module only
 //! translates HTTP and websocket traffic.
 //!
 //! On the socket: event frames, a `channel.metadata` heartbeat every [`HEARTBEAT`], and `{"message":"ping"}` is
 //! answered with a `pong` metadata frame. A second socket on the same channel closes the first. Every [`TICK`] the
-//! socket task also lets the hub send `v2.system.socket_closing` and expire channels (see `crate::notifications`).
+//! socket task also lets the hub send `v2.system.socket_closing` and expire channels (see `crate::genesys::notifications`).
 
 use super::{json_ok, parse_body, Caller};
-use crate::model::{iso, PlatformError};
-use crate::notifications::Outgoing;
+use crate::engine::iso;
+use crate::genesys::model::PlatformError;
+use crate::genesys::notifications::Outgoing;
 use crate::SharedState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Path, State};
@@ -106,7 +107,7 @@ fn subscribe(st: &SharedState, id: &str, body: &Bytes, replace: bool) -> Respons
         None => PlatformError::not_found().into_response(),
         Some(Err(())) => PlatformError::bad_request(format!(
             "A channel may have at most {} topics.",
-            crate::notifications::MAX_TOPICS
+            crate::genesys::notifications::MAX_TOPICS
         ))
         .into_response(),
         Some(Ok(entries)) => {
@@ -146,7 +147,7 @@ fn metadata(message: &str) -> Message {
 
 async fn serve_socket(
     st: SharedState,
-    hub: std::sync::Arc<crate::notifications::Hub>,
+    hub: std::sync::Arc<crate::genesys::notifications::Hub>,
     id: String,
     mut socket: WebSocket,
 ) {
@@ -272,19 +273,19 @@ mod tests {
         use reqwest::Method;
         let env = Env::start().await;
         let mut ids = Vec::new();
-        for _ in 0..=crate::notifications::MAX_CHANNELS {
+        for _ in 0..=crate::genesys::notifications::MAX_CHANNELS {
             ids.push(env.channel().await.0);
         }
         let (s, list) = env.call(Method::GET, "/notifications/channels", None).await;
         assert_eq!(s, 200);
-        assert_eq!(list["entities"].as_array().unwrap().len(), crate::notifications::MAX_CHANNELS);
+        assert_eq!(list["entities"].as_array().unwrap().len(), crate::genesys::notifications::MAX_CHANNELS);
         let (s, _) = env.call(Method::HEAD, &format!("/notifications/channels/{}", ids[0]), None).await;
         assert_eq!(s, 404, "the 21st channel evicted the oldest");
         let (s, _) = env.call(Method::HEAD, &format!("/notifications/channels/{}", ids[20]), None).await;
         assert_eq!(s, 200);
 
         let subs = format!("/notifications/channels/{}/subscriptions", ids[20]);
-        let too_many: Vec<Value> = (0..=crate::notifications::MAX_TOPICS)
+        let too_many: Vec<Value> = (0..=crate::genesys::notifications::MAX_TOPICS)
             .map(|i| json!({"id": format!("v2.routing.queues.q{i}.conversations")}))
             .collect();
         let (s, e) = env.call(Method::POST, &subs, Some(Value::Array(too_many))).await;

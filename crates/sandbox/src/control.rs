@@ -11,6 +11,7 @@
 
 use crate::config::{Behaviours, CenterConfig, EventTarget, FaultProfile};
 use crate::cxone::CxoneBehaviours;
+use crate::engine::Simulation;
 use crate::SharedState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -91,7 +92,7 @@ async fn config(State(st): State<SharedState>) -> Response {
         json!({
             "behaviours": bu.behaviours,
             "center": bu.center,
-            "traffic": bu.traffic_on,
+            "traffic": bu.engine.traffic_on(),
             "rate_limit_per_minute": bu.rate_limit_per_minute,
             "rate_limit_window": bu.rate_limit_window,
         })
@@ -101,7 +102,7 @@ async fn config(State(st): State<SharedState>) -> Response {
         "faults": org.faults,
         "behaviours": org.behaviours,
         "center": org.center,
-        "traffic": org.traffic_on,
+        "traffic": org.engine.traffic_on(),
         "rate_limit_per_minute": org.rate_limit_per_minute,
         "rate_limit_window": org.rate_limit_window,
         "cxone": cx,
@@ -149,7 +150,7 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
             Ok(c) => {
                 bu.center =
                     crate::cxone::CxoneCenter { skills: bu.center.skills.clone(), agents: bu.center.agents, ..c };
-                if bu.traffic_on {
+                if bu.engine.traffic_on() {
                     let now = st.clock.now();
                     bu.start_traffic(now);
                 }
@@ -170,7 +171,7 @@ async fn put_traffic(State(st): State<SharedState>, body: Bytes) -> Response {
             // Queues and agents are set up at start; only the process parameters change at runtime.
             org.center = CenterConfig { queues: org.center.queues.clone(), agents: org.center.agents, ..c };
             // A rate raised from zero restarts the arrival process.
-            if org.traffic_on {
+            if org.engine.traffic_on() {
                 let now = st.clock.now();
                 org.start_traffic(now);
             }

@@ -1,70 +1,30 @@
 //! The simulated contact center: arrivals, agent legs and their ACW windows, and the agents' own coding.
 //!
-//! The simulation is a discrete-event loop over [`Org::schedule`], a heap of [`Action`]s ordered by simulated time
-//! and then by insertion sequence. [`Org::advance_to`] runs every action due at or before `now`, each *at its own
-//! timestamp* (not at the time the loop woke up), so the center evolves identically for a seed whatever the loop's
-//! wake-up jitter. All randomness comes from the seeded `Org::rng`, and each leg draws its agent's whole plan
-//! (provisional code, final code or skip, change after an API write) when it is created, so API traffic changes
-//! what the platform *shows* but never the random stream.
+//! It runs on the discrete-event engine ([`crate::engine`]): [`Action`]s scheduled on simulated time, each run at
+//! its own timestamp, every draw from the seeded engine RNG. Each leg draws its agent's whole plan (provisional
+//! code, final code or skip, change after an API write) when it is created, so API traffic changes what the
+//! platform *shows* but never the random stream.
 //!
 //! Leg lifecycle (agent participant):
 //! `alerting → connected → (disconnect) → ACW pending → done` (coded by agent / API / system timeout, or skipped),
 //! or `connected → done` without ACW on an AGENT_REQUESTED queue when the agent does not ask for it. Transfers end
 //! one agent leg with `transfer` and route the customer to a new agent leg; consults add a short second agent leg.
 
-use crate::config::{AcwMode, Dist};
-use crate::model::{
-    add_secs, epoch_ms, Action, AcwState, Conversation, FinalAction, Media, Org, Participant, Phase, Purpose, Wrapup,
-    Writer, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
+use crate::config::AcwMode;
+use crate::engine::{add_secs, Engine, Simulation};
+use crate::genesys::model::{
+    epoch_ms, Action, AcwState, Conversation, FinalAction, Media, Org, Participant, Phase, Purpose, Wrapup, Writer,
+    SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME,
 };
 use crate::report::CodedBy;
 use jiff::Timestamp;
 use rand::Rng;
 use serde_json::json;
 
-impl Org {
-    /// Runs every scheduled action due at or before `now`.
-    pub fn advance_to(&mut self, now: Timestamp) {
-        while self.schedule.peek().is_some_and(|s| s.at <= now) {
-            let Some(s) = self.schedule.pop() else { break };
-            if s.at > self.sim_now {
-                self.sim_now = s.at;
-            }
-            self.run(s.at, s.action);
-        }
-        if now > self.sim_now {
-            self.sim_now = now;
-        }
-    }
+impl Simulation for Org {
+    type Action = Action;
 
-    /// When the next action is due.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.schedule.peek().map(|s| s.at)
-    }
-
-    pub fn start_traffic(&mut self, now: Timestamp) {
-        self.traffic_on = true;
-        if !self.arrival_pending {
-            self.arrival_pending = true;
-            self.schedule(now, Action::Arrival);
-        }
-    }
-
-    pub fn stop_traffic(&mut self) {
-        self.traffic_on = false;
-    }
-
-    fn draw(&mut self, d: Dist) -> f64 {
-        let u: f64 = self.rng.gen_range(0.0..1.0);
-        let x = -d.mean.max(0.0) * (1.0 - u).ln();
-        x.clamp(d.min.min(d.max), d.max.max(d.min))
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        let u: f64 = self.rng.gen_range(0.0..1.0);
-        u < p
-    }
-
+    /// Runs `action`, then publishes the conversations it touched or created to the notification channels.
     fn run(&mut self, at: Timestamp, action: Action) {
         let created = self.conversation_order.len();
         let touched = match &action {
@@ -91,6 +51,27 @@ impl Org {
         }
     }
 
+    fn engine_mut(&mut self) -> &mut Engine<Action> {
+        &mut self.engine
+    }
+
+    fn arrival_rate(&self) -> f64 {
+        self.center.arrival_rate_per_sec
+    }
+
+    /// A new conversation on a queue and of a media picked by weight.
+    fn arrive(&mut self, at: Timestamp) {
+        if let Some(q) = self.pick_queue() {
+            let media = self.pick_media();
+            let cid = self.new_conversation(q, media, at);
+            if !self.assign(&cid, q, at, None) {
+                self.queues[q].waiting.push_back(cid);
+            }
+        }
+    }
+}
+
+impl Org {
     fn run_action(&mut self, at: Timestamp, action: Action) {
         match action {
             Action::Arrival => self.arrival(at),
@@ -106,51 +87,26 @@ impl Org {
     }
 
     fn pick_queue(&mut self) -> Option<usize> {
-        let total: f64 = self.queues.iter().map(|q| q.weight).sum();
-        if self.queues.is_empty() || !(total > 0.0 && total.is_finite()) {
-            return None;
-        }
-        let mut x = self.rng.gen_range(0.0..total);
-        for (i, q) in self.queues.iter().enumerate() {
-            if x < q.weight {
-                return Some(i);
-            }
-            x -= q.weight;
-        }
-        Some(self.queues.len() - 1)
+        let weights: Vec<f64> = self.queues.iter().map(|q| q.weight).collect();
+        self.engine.pick_weighted(&weights)
     }
 
     fn pick_media(&mut self) -> Media {
         let m = self.center.media_mix;
-        let weights = [
-            (Media::Calls, m.calls),
-            (Media::Messages, m.messages),
-            (Media::Emails, m.emails),
-            (Media::Callbacks, m.callbacks),
-        ];
-        let total: f64 = weights.iter().map(|w| w.1.max(0.0)).sum();
-        if !(total > 0.0 && total.is_finite()) {
-            return Media::Calls;
-        }
-        let mut x = self.rng.gen_range(0.0..total);
-        for (media, w) in weights {
-            if x < w.max(0.0) {
-                return media;
-            }
-            x -= w.max(0.0);
-        }
-        Media::Calls
+        let media = [Media::Calls, Media::Messages, Media::Emails, Media::Callbacks];
+        let weights = [m.calls, m.messages, m.emails, m.callbacks].map(|w| w.max(0.0));
+        self.engine.pick_weighted(&weights).map_or(Media::Calls, |i| media[i])
     }
 
     /// Creates a conversation (customer + ACD participants) on a queue; returns its id.
     fn new_conversation(&mut self, q: usize, media: Media, at: Timestamp) -> String {
-        let cid = self.new_id();
-        let mut customer = Participant::new(self.new_id(), self.new_id(), Purpose::Customer, at);
+        let cid = self.engine.new_id();
+        let mut customer = Participant::new(self.engine.new_id(), self.engine.new_id(), Purpose::Customer, at);
         customer.phase = Phase::Connected;
         customer.connected_at = Some(at);
         customer.queue = Some(q);
         customer.name = format!("Customer {}", &cid[..8]);
-        let mut acd = Participant::new(self.new_id(), self.new_id(), Purpose::Acd, at);
+        let mut acd = Participant::new(self.engine.new_id(), self.engine.new_id(), Purpose::Acd, at);
         acd.phase = Phase::Connected;
         acd.connected_at = Some(at);
         acd.queue = Some(q);
@@ -172,23 +128,6 @@ impl Org {
         cid
     }
 
-    fn arrival(&mut self, at: Timestamp) {
-        let rate = self.center.arrival_rate_per_sec;
-        if !(self.traffic_on && rate > 0.0 && rate.is_finite()) {
-            self.arrival_pending = false;
-            return;
-        }
-        if let Some(q) = self.pick_queue() {
-            let media = self.pick_media();
-            let cid = self.new_conversation(q, media, at);
-            if !self.assign(&cid, q, at, None) {
-                self.queues[q].waiting.push_back(cid);
-            }
-        }
-        let gap = self.draw(Dist::new(0.0, 1.0 / rate, 100.0 / rate));
-        self.schedule(add_secs(at, gap), Action::Arrival);
-    }
-
     /// The idle member of queue `q` that has been idle longest.
     fn idle_agent(&self, q: usize) -> Option<usize> {
         self.queues[q]
@@ -205,7 +144,7 @@ impl Org {
             return false;
         };
         let plan = self.draw_plan(q);
-        let alert = self.draw(self.center.alert_time);
+        let alert = self.engine.draw(self.center.alert_time);
         let mut p = self.agent_leg(u, q, plan, at);
         let pid = p.id.clone();
         p.consult_participant_id = consult_of;
@@ -213,12 +152,12 @@ impl Org {
             return false;
         };
         conv.participants.push(p);
-        self.schedule(add_secs(at, alert), Action::Connect { cid: cid.to_string(), pid });
+        self.engine.schedule(add_secs(at, alert), Action::Connect { cid: cid.to_string(), pid });
         true
     }
 
     /// Draws what the agent of a new leg on queue `q` will do.
-    fn draw_plan(&mut self, q: usize) -> crate::model::AgentPlan {
+    fn draw_plan(&mut self, q: usize) -> crate::genesys::model::AgentPlan {
         let b = self.center.agent;
         let mode = self.queues[q].mode;
         let n = self.queues[q].codes.len();
@@ -226,26 +165,22 @@ impl Org {
             if n == 0 {
                 None
             } else {
-                let i = org.rng.gen_range(0..n);
+                let i = org.engine.rng.gen_range(0..n);
                 Some(org.queues[q].codes[i].clone())
             }
         };
         // Draw everything unconditionally so one leg consumes the same amount of randomness whatever its branch.
-        let provisional = self.chance(b.provisional_during);
-        let provisional_delay = self.draw(b.provisional_delay);
-        let at_disconnect = self.chance(b.at_disconnect);
-        let at_disconnect_delay = self.draw(b.at_disconnect_delay);
-        let late = self.chance(b.late);
-        let late_delay = self.draw(b.late_delay);
-        let change = self.chance(b.change_after_api);
-        let change_delay = self.draw(b.change_delay);
-        let skip_delay = self.draw(b.skip_delay);
-        let give_in_delay = self.draw(b.give_in_delay);
-        let requests_acw = self.chance(b.requests_acw);
+        let (provisional, provisional_delay) = self.engine.chance_after(b.provisional_during, b.provisional_delay);
+        let (at_disconnect, at_disconnect_delay) = self.engine.chance_after(b.at_disconnect, b.at_disconnect_delay);
+        let (late, late_delay) = self.engine.chance_after(b.late, b.late_delay);
+        let (change, change_delay) = self.engine.chance_after(b.change_after_api, b.change_delay);
+        let skip_delay = self.engine.draw(b.skip_delay);
+        let give_in_delay = self.engine.draw(b.give_in_delay);
+        let requests_acw = self.engine.chance(b.requests_acw);
         let code = pick(self);
         let change_code = pick(self);
 
-        let mut plan = crate::model::AgentPlan { requests_acw, ..Default::default() };
+        let mut plan = crate::genesys::model::AgentPlan { requests_acw, ..Default::default() };
         let Some(code) = code else { return plan };
         if provisional {
             plan.provisional = Some((provisional_delay, code.clone()));
@@ -268,11 +203,11 @@ impl Org {
     }
 
     fn connect(&mut self, cid: &str, pid: &str, at: Timestamp) {
-        let talk = self.draw(self.center.talk_time);
+        let talk = self.engine.draw(self.center.talk_time);
         let hold_p = self.center.hold_probability;
-        let held = if self.chance(hold_p) { self.draw(self.center.hold_time) } else { 0.0 };
+        let held = if self.engine.chance(hold_p) { self.engine.draw(self.center.hold_time) } else { 0.0 };
         let consult_p = self.center.consult_probability;
-        let consult = self.chance(consult_p);
+        let consult = self.engine.chance(consult_p);
         let Some(conv) = self.conversations.get_mut(cid) else {
             return;
         };
@@ -310,14 +245,17 @@ impl Org {
             });
             self.emit("acd.end", cid, at, body);
         }
-        self.schedule(add_secs(at, talk + held), Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() });
+        self.engine
+            .schedule(add_secs(at, talk + held), Action::Disconnect { cid: cid.to_string(), pid: pid.to_string() });
         if let Some((d, _)) = provisional {
             if d < talk {
-                self.schedule(add_secs(at, d), Action::Provisional { cid: cid.to_string(), pid: pid.to_string() });
+                self.engine
+                    .schedule(add_secs(at, d), Action::Provisional { cid: cid.to_string(), pid: pid.to_string() });
             }
         }
         if consult && !is_consult {
-            self.schedule(add_secs(at, talk * 0.4), Action::Consult { cid: cid.to_string(), pid: pid.to_string() });
+            self.engine
+                .schedule(add_secs(at, talk * 0.4), Action::Consult { cid: cid.to_string(), pid: pid.to_string() });
         }
     }
 
@@ -331,16 +269,7 @@ impl Org {
         let Some((_, code)) = p.plan.provisional.clone() else {
             return;
         };
-        p.wrapup = Some(Wrapup {
-            code: Some(code),
-            name: None,
-            notes: None,
-            tags: Vec::new(),
-            duration_seconds: None,
-            end_time: None,
-            provisional: true,
-            by: Writer::Agent,
-        });
+        p.wrapup = Some(Wrapup::agent_provisional(code));
     }
 
     fn consult(&mut self, cid: &str, pid: &str, at: Timestamp) {
@@ -360,8 +289,8 @@ impl Org {
 
     fn disconnect(&mut self, cid: &str, pid: &str, at: Timestamp) {
         let transfer_p = self.center.transfer_probability;
-        let transfer = self.chance(transfer_p);
-        let agent_hangs_up = self.chance(0.3);
+        let transfer = self.engine.chance(transfer_p);
+        let agent_hangs_up = self.engine.chance(0.3);
         let other_queue = self.pick_queue();
         let Some(conv) = self.conversations.get_mut(cid) else {
             return;
@@ -430,7 +359,7 @@ impl Org {
         });
         let release = if p.wrapup_required { None } else { p.user_id.clone() };
         for (when, a) in actions {
-            self.schedule(when, a);
+            self.engine.schedule(when, a);
         }
         self.emit("user.end", cid, at, user_end);
         if let Some(u) = release {
@@ -594,8 +523,8 @@ impl Org {
         for i in 0..n {
             let q = queues[i % queues.len()];
             let media = self.pick_media();
-            let ended_ago = self.rng.gen_range(0.0..5.0);
-            let talk = self.draw(self.center.talk_time);
+            let ended_ago = self.engine.rng.gen_range(0.0..5.0);
+            let talk = self.engine.draw(self.center.talk_time);
             let acw_start =
                 add_secs(now, 0.0).checked_sub(jiff::SignedDuration::from_secs_f64(ended_ago)).unwrap_or(now);
             let start = acw_start.checked_sub(jiff::SignedDuration::from_secs_f64(talk + 5.0)).unwrap_or(acw_start);
@@ -611,16 +540,7 @@ impl Org {
             p.connected_at = Some(add_secs(start, 5.0));
             p.phase = Phase::Connected;
             if let Some((_, code)) = p.plan.provisional.clone() {
-                p.wrapup = Some(Wrapup {
-                    code: Some(code),
-                    name: None,
-                    notes: None,
-                    tags: Vec::new(),
-                    duration_seconds: None,
-                    end_time: None,
-                    provisional: true,
-                    by: Writer::Agent,
-                });
+                p.wrapup = Some(Wrapup::agent_provisional(code));
             }
             if let Some(conv) = self.conversations.get_mut(&cid) {
                 for other in conv.participants.iter_mut() {
@@ -644,9 +564,9 @@ impl Org {
 
     /// A new agent participant for agent `u` on queue `q`, the agent counted busy from `at`. The wrap-up prompt comes
     /// from the queue the leg was routed on and shows from the start of the leg.
-    fn agent_leg(&mut self, u: usize, q: usize, plan: crate::model::AgentPlan, at: Timestamp) -> Participant {
-        let pid = self.new_id();
-        let comm = self.new_id();
+    fn agent_leg(&mut self, u: usize, q: usize, plan: crate::genesys::model::AgentPlan, at: Timestamp) -> Participant {
+        let pid = self.engine.new_id();
+        let comm = self.engine.new_id();
         let user = &mut self.users[u];
         user.busy += 1;
         user.status_since = at;

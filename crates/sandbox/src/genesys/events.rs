@@ -8,7 +8,8 @@
 //! (bounded: [`MAX_ATTEMPTS`]); an event it gives up on counts as a failed delivery. Delays are wall time.
 
 use crate::config::EventTarget;
-use crate::model::{iso, Org};
+use crate::engine::iso;
+use crate::genesys::model::Org;
 use crate::report::EventReport;
 use bytes::Bytes;
 use jiff::Timestamp;
