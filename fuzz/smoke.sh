@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A short run of every fuzz target, for CI: builds the targets, then runs each for FUZZ_SMOKE_SECS seconds (default
-# 20) from the committed seeds in seeds/<target>, into a throwaway corpus. A crash, panic, timeout or OOM fails the
-# script; the failing input is left in artifacts/<target>/. Long runs and their figures: docs/RELIABILITY.md.
+# A short run of every fuzz target: builds the targets, then runs each for FUZZ_SMOKE_SECS seconds (default 20) from
+# the committed seeds in seeds/<target>, into a throwaway corpus. A crash, panic, timeout or OOM fails the script; the
+# failing input is left in artifacts/<target>/. The seeds alone are replayed by the test suite (crates/fuzz-checks);
+# this finds new inputs, at the cost of cargo-fuzz and an instrumented build, so CI runs it only with
+# WRAPUP_CI_FUZZ=1. Long runs and their figures: docs/RELIABILITY.md.
 #
 # `-s none` (no sanitizer): works on stable Rust without RUSTC_BOOTSTRAP, and the code under test is safe Rust, so what
 # a fuzzer can find is panics, aborts, unbounded memory and hangs — all of which libFuzzer catches without ASan.
