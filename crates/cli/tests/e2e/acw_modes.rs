@@ -146,31 +146,11 @@ timing = { after = "3s" }
     }
 }
 
-mod a_late_rule_never_writes_after_the_agent_left {
-    use super::a_late_rule_never_writes_after_the_agent_left as scenario;
-    use crate::harness::Side;
-    use wrapup_sandbox::cxone::ClosedContact;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn genesys_on_an_optional_queue() {
-        scenario(Side::Genesys, ClosedContact::default()).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cxone_when_the_platform_would_refuse() {
-        scenario(Side::CXONE, ClosedContact::Rejected).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cxone_when_the_platform_would_accept() {
-        scenario(Side::CXONE, ClosedContact::Accepted).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cxone_sessions() {
-        scenario(Side::CXONE_SESSIONS, ClosedContact::Accepted).await;
-    }
-}
+harness::sides!(a_late_rule_never_writes_after_the_agent_left:
+    genesys_on_an_optional_queue => (Side::Genesys, ClosedContact::default()),
+    cxone_when_the_platform_would_refuse => (Side::CXONE, ClosedContact::Rejected),
+    cxone_when_the_platform_would_accept => (Side::CXONE, ClosedContact::Accepted),
+    cxone_sessions => (Side::CXONE_SESSIONS, ClosedContact::Accepted));
 
 /// A platform that answers 2xx to a share of writes and does not keep them: no leg is `applied` without our code on
 /// it; a dropped write is written once more inside the window, and a leg whose second write is dropped too goes to
@@ -203,7 +183,7 @@ async fn a_write_the_platform_accepts_and_drops_is_never_recorded_as_applied(sid
     assert!(rewritten + reviews > 0, "some dropped write was noticed: {rewritten} rewritten, {reviews} reviews");
 }
 harness::sides!(a_write_the_platform_accepts_and_drops_is_never_recorded_as_applied:
-    genesys => Side::Genesys, cxone => Side::CXONE);
+    genesys => (Side::Genesys), cxone => (Side::CXONE));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_on_participant_attributes_decides_from_the_attributes_the_platform_shows() {

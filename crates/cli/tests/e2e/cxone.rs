@@ -49,4 +49,4 @@ async fn rotated_and_ended_sessions_are_followed_and_writes_continue(side: Side)
     }
 }
 harness::sides!(rotated_and_ended_sessions_are_followed_and_writes_continue:
-    polling => Side::CXONE, sessions => Side::CXONE_SESSIONS);
+    polling => (Side::CXONE), sessions => (Side::CXONE_SESSIONS));

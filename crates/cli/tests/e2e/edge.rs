@@ -76,13 +76,9 @@ auth = "standard_webhooks"
 signing_secret = "env:T_SIGNING_SECRET"
 max_body_bytes = {MAX_BODY}
 
-[[rules]]
-name = "support"
-code = "Issue resolved"
-[rules.when]
-queue = "Support"
-"#,
-        base = sandbox.base_url()
+{rules}"#,
+        base = sandbox.base_url(),
+        rules = harness::SUPPORT,
     )
 }
 

@@ -142,6 +142,20 @@ pub fn sandbox_for(side: Side, acw_secs: u64) -> SandboxConfig {
     }
 }
 
+/// One rule for the "Support"-like queue `queue`; `extra` holds its other keys (`mode`, `timing`).
+pub fn rule(name: &str, code: &str, queue: &str, extra: &str) -> String {
+    format!("[[rules]]\nname = {name:?}\ncode = {code:?}\n{extra}\n[rules.when]\nqueue = {queue:?}\n")
+}
+
+/// The one rule of the child-process tests: every "Support" leg gets "Issue resolved".
+pub const SUPPORT: &str = r#"
+[[rules]]
+name = "support"
+code = "Issue resolved"
+[rules.when]
+queue = "Support"
+"#;
+
 pub const SUPPORT_IMMEDIATE: &str = r#"
 [[rules]]
 name = "support"
@@ -151,15 +165,15 @@ timing = "immediate"
 queue = "Support"
 "#;
 
-/// One test per listed side, each calling `$scenario(side)`.
+/// One test per line, `name => (side, other arguments)`, each calling `$scenario(side, …)`.
 macro_rules! sides {
-    ($scenario:ident: $($test:ident => $side:expr),+ $(,)?) => {
+    ($scenario:ident: $($test:ident => ($($arg:expr),+)),+ $(,)?) => {
         mod $scenario {
-            use crate::harness::Side;
+            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$scenario($side).await;
+                    super::$scenario($($arg),+).await;
                 }
             )+
         }
@@ -454,7 +468,7 @@ impl Run {
 
     /// The invariants, on the sandbox's ground truth: no agent code overwritten (not even attempted), no write
     /// outside a window, at most one effective write per leg, every leg that entered ACW with a recorded outcome,
-    /// and every `applied` leg holding our code.
+    /// and each leg's outcome what the sandbox says happened to it ([`Self::assert_outcomes_agree_with_truth`]).
     pub fn assert_invariants(&self) {
         assert_no_violation(self.side, &self.report, self.cx_writes.as_deref());
         let s = &self.summary.violations;
@@ -477,20 +491,7 @@ impl Run {
                 t.participant_id
             );
         }
-        let truth: HashMap<(&str, &str), &LegTruth> =
-            self.truth.iter().map(|t| ((t.conversation_id.as_str(), t.participant_id.as_str()), t)).collect();
-        for leg in self.with_outcome(Outcome::Applied) {
-            let t = truth
-                .get(&(leg.key.conversation.as_str(), leg.key.participant.as_str()))
-                .unwrap_or_else(|| panic!("an applied leg unknown to the sandbox: {leg:?}"));
-            // The one admitted ambiguity: the platform reported the intended code while our write was in flight
-            // (our write, or the agent's identical choice; the reason says so). The leg holds the code either way.
-            if leg.outcome_reason.as_deref().is_some_and(|r| r.contains("identical choice")) {
-                assert_eq!(t.final_code.as_deref(), leg.intent.as_ref().map(|i| i.code_id.as_str()), "{leg:?}");
-            } else {
-                assert_eq!(t.api_writes, 1, "applied without an accepted write: {t:?} {leg:?}");
-            }
-        }
+        self.assert_outcomes_agree_with_truth();
     }
 
     /// Each leg's outcome against who coded it in the sandbox: `applied` holds our code (written by us, or — the
@@ -523,6 +524,18 @@ impl Run {
             };
             assert!(agrees, "{:?}: the service's outcome disagrees with the sandbox: {leg:#?}\n{t:#?}", self.side);
         }
+    }
+
+    /// The invariants, and every leg that entered ACW finished as `outcome` with nothing of ours on it. Returns
+    /// those legs (never none).
+    pub fn assert_every_leg_ended_unwritten_as(&self, outcome: Outcome) -> Vec<&LegRecord> {
+        self.assert_invariants();
+        let needing = self.in_acw().count();
+        assert!(needing > 0, "{:?}: no leg entered ACW", self.side);
+        let ended: Vec<&LegRecord> = self.with_outcome(outcome).collect();
+        assert_eq!(ended.len(), needing, "{:?}: every leg is {outcome:?}: {:?}", self.side, self.summary.outcomes);
+        assert_eq!(self.coded_by(CodedBy::Api), 0, "nothing of ours on any leg: {:?}", self.report.legs);
+        ended
     }
 
     /// The invariants, and every leg that entered ACW coded by us with one accepted write: what an `immediate`

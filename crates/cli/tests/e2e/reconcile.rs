@@ -51,6 +51,5 @@ async fn the_hostile_platform_breaks_no_invariant_and_loses_no_leg() {
     // Wall time: the hostile profile's faults (latency, hangs, storms, revoked tokens) are.
     let (run, _) = run_counting_found(env, Traffic::For(Duration::from_secs(4))).await;
     run.assert_invariants();
-    run.assert_outcomes_agree_with_truth();
     assert!(run.summary.outcomes.applied >= 5, "work went on: {:?}", run.summary.outcomes);
 }

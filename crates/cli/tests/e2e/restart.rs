@@ -264,7 +264,7 @@ async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice(
     assert!(run.applied >= least_applied, "work went on across restarts: {} applied", run.applied);
 }
 harness::sides!(killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice:
-    genesys => Side::Genesys, cxone => Side::CXONE);
+    genesys => (Side::Genesys), cxone => (Side::CXONE));
 /// The long version, for docs/RELIABILITY.md: `WRAPUP_KILLS=60 cargo nextest run -p wrapup --test e2e
 /// --run-ignored ignored-only -E 'test(long_kill)' --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,13 +116,9 @@ requests_per_minute = 3000
 [connections.intake]
 {intake}
 
-[[rules]]
-name = "support"
-code = "Issue resolved"
-[rules.when]
-queue = "Support"
-"#,
-        base = sandbox.base_url()
+{rules}"#,
+        base = sandbox.base_url(),
+        rules = harness::SUPPORT,
     )
 }
 

@@ -31,7 +31,6 @@ async fn the_strict_reading_of_every_switch_keeps_the_invariants() {
     let run =
         harness::run_until(Side::Genesys, s, SUPPORT_IMMEDIATE, Traffic::Conversations(15), Drain::WindowsClosed).await;
     run.assert_invariants();
-    run.assert_outcomes_agree_with_truth();
     let o = &run.summary.outcomes;
     let needing = run.in_acw().count() as u64;
     assert_eq!(o.applied + o.agent_changed + o.agent_won, needing, "every leg was coded, by us or by its agent: {o:?}");
@@ -45,10 +44,7 @@ async fn a_platform_that_forbids_client_credentials_writes_gives_review_naming_t
     s.behaviours =
         Behaviours { client_credentials_writes: ClientCredentialsWrites::Forbidden, ..Behaviours::default() };
     let run = harness::run(Side::Genesys, s, SUPPORT_IMMEDIATE, Traffic::Conversations(10)).await;
-    run.assert_invariants();
-    let reviews: Vec<_> = run.with_outcome(Outcome::Review).collect();
-    assert_eq!(reviews.len(), run.in_acw().count(), "outcomes: {:?}", run.summary.outcomes);
-    assert!(!reviews.is_empty());
+    let reviews = run.assert_every_leg_ended_unwritten_as(Outcome::Review);
     for leg in &reviews {
         let reason = leg.outcome_reason.as_deref().unwrap_or_default();
         assert!(reason.contains("forbidden"), "reason: {reason}");

@@ -47,7 +47,6 @@ async fn websocket_only_intake_applies_codes_lets_agents_win_and_survives_a_sock
     let run = env.finish().await;
 
     run.assert_invariants();
-    run.assert_outcomes_agree_with_truth();
     assert_eq!(run.report.events.delivered, 0, "no EventBridge delivery at all");
     assert!(run.report.events.ws_frames_sent > 0, "{:?}", run.report.events);
     assert_eq!(run.report.events.ws_sockets_dropped, 1);
