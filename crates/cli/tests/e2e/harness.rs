@@ -36,7 +36,9 @@ impl Side {
     pub const CXONE: Side = Side::Cxone(CxoneDetection::Polling);
     /// CXone with a joined session per agent.
     pub const CXONE_SESSIONS: Side = Side::Cxone(CxoneDetection::Sessions);
-    pub fn connection(self) -> &'static str {
+
+    /// The service's connection to the side's platform.
+    fn connection(self) -> &'static str {
         match self {
             Side::Genesys => wrapup_demo::CONNECTION,
             Side::Cxone(_) => wrapup_demo::CXONE_CONNECTION,
@@ -184,7 +186,8 @@ pub(crate) use sides;
 /// How much traffic a run drives.
 #[derive(Debug, Clone, Copy)]
 pub enum Traffic {
-    /// Until this many conversations (CXone: master contacts) have reached an agent.
+    /// Until this many conversations (CXone: master contacts) are in the sandbox's truth: Genesys shows a
+    /// conversation once it reaches an agent, CXone a contact once it arrives.
     Conversations(usize),
     /// For this long, wall time: for what is itself wall time (token lifetimes, storms, restarts).
     For(Duration),
@@ -249,7 +252,7 @@ impl Env {
         truth_of(self.side, &self.env.sandbox)
     }
 
-    /// Conversations that have reached an agent.
+    /// Conversations in the side's truth.
     fn conversations(&self) -> usize {
         let truth = self.truth();
         let mut ids: Vec<&str> = truth.iter().map(|t| t.conversation_id.as_str()).collect();
@@ -280,6 +283,7 @@ impl Env {
         self.quiesce_until(max, Drain::Decided).await;
     }
 
+    /// [`Self::quiesce`], as far as `drain` says.
     pub async fn quiesce_until(&self, max: Duration, drain: Drain) {
         let started = Instant::now();
         loop {
@@ -296,7 +300,7 @@ impl Env {
                 .filter(|l| l.outcome == Some(Outcome::AgentWon))
                 .map(|l| (l.key.conversation.as_str(), l.key.participant.as_str()))
                 .collect();
-            let talking: Vec<&LegTruth> = match drain {
+            let busy: Vec<&LegTruth> = match drain {
                 Drain::Decided => {
                     truth.iter().filter(|t| !matches!(t.state.as_str(), "acw" | "done" | "closed")).collect()
                 }
@@ -315,13 +319,14 @@ impl Env {
                         || agent_to_finish.contains(&key(t)) && t.state == "acw" && t.coded_by != CodedBy::Agent
                 })
                 .collect();
-            if talking.is_empty() && undecided.is_empty() {
+            if busy.is_empty() && undecided.is_empty() {
                 return;
             }
             assert!(
                 started.elapsed() < max,
-                "no quiescence after {max:?}: {} legs still talking, {} in ACW without an outcome: {undecided:#?}",
-                talking.len(),
+                "no quiescence after {max:?} ({drain:?}): {} legs still busy, {} in ACW without an outcome: \
+                 {undecided:#?}",
+                busy.len(),
                 undecided.len()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
