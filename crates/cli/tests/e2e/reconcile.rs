@@ -43,13 +43,14 @@ async fn legs_whose_end_event_was_dropped_are_found_and_coded_in_their_window() 
     assert_eq!(run.write_requests(), needing, "one write per applied leg");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hostile_platform_breaks_no_invariant_and_loses_no_leg() {
-    let mut s = sandbox_for(Side::Genesys, 60);
+async fn the_hostile_platform_breaks_no_invariant_and_loses_no_leg(side: Side) {
+    let mut s = sandbox_for(side, 60);
     s.faults = FaultProfile::hostile();
-    let env = harness::start(Side::Genesys, s, SUPPORT_IMMEDIATE).await;
+    let env = harness::start(side, s, SUPPORT_IMMEDIATE).await;
     // Wall time: the hostile profile's faults (latency, hangs, storms, revoked tokens) are.
     let (run, _) = run_counting_found(env, Traffic::For(Duration::from_secs(4))).await;
     run.assert_invariants();
     assert!(run.summary.outcomes.applied >= 5, "work went on: {:?}", run.summary.outcomes);
 }
+harness::sides!(the_hostile_platform_breaks_no_invariant_and_loses_no_leg:
+    genesys => (Side::Genesys), cxone => (Side::CXONE));
