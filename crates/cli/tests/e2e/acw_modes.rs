@@ -2,13 +2,11 @@
 //! skills whose agents leave ACW without a disposition, judged by the ground truth's split of writes outside the
 //! window (on legs that never had one, and writes the platform took anyway).
 
-use crate::cxone::{cx_center, cx_run, cx_sandbox, cx_start, CxRun};
-use crate::harness::{self, center, sandbox, Run};
+use crate::harness::{self, center, cx_center, cx_sandbox, sandbox, sandbox_for, Drain, Run, Side, Traffic};
 use wrapup_core::Outcome;
-use wrapup_demo::CxoneDetection;
 use wrapup_sandbox::config::{AcwMode, CenterConfig, Dist, QueueConfig};
 use wrapup_sandbox::cxone::ClosedContact;
-use wrapup_sandbox::{ConversationProvisional, CxoneBehaviours};
+use wrapup_sandbox::{CodedBy, ConversationProvisional, CxoneBehaviours};
 
 /// One enforce rule that codes every leg of every queue at once, as a new user would write it.
 const EVERY_LEG_AT_ONCE: &str = r#"
@@ -45,7 +43,7 @@ fn all_modes() -> CenterConfig {
     c
 }
 
-/// The Genesys run's ground truth: nothing written over an agent, twice, or lost; no write attempted on a leg
+/// The run's ground truth: nothing written over an agent, twice, or lost; no write attempted on a leg
 /// that never had a window and none that landed outside one. A write that reached a window closed an instant
 /// before (the race no conditional write can close) is allowed only as a refused attempt on a leg the service
 /// did not record as `applied`.
@@ -68,10 +66,12 @@ async fn every_acw_mode_is_written_only_inside_its_window() {
     let mut s = sandbox(all_modes());
     // The strict reading: a late write is refused, so the race shows as a refusal rather than a landed write.
     s.behaviours.apply_after_acw = wrapup_sandbox::ApplyAfterAcw::Rejected;
-    let env = harness::start(s, EVERY_LEG_AT_ONCE).await;
-    let run = harness::run(env, 6).await;
+    let run = harness::run(Side::Genesys, s, EVERY_LEG_AT_ONCE, Traffic::Conversations(30)).await;
     assert_only_inside_the_window(&run);
+    run.assert_outcomes_agree_with_truth();
     let o = &run.summary.outcomes;
+    let never_had_one = run.truth.iter().filter(|t| t.state == "done" && t.acw_started_at.is_none()).count();
+    assert_eq!(o.no_acw, never_had_one as u64, "{o:?}");
     assert!(o.no_acw >= 2, "agent-requested legs without a window are no_acw: {o:?}");
     assert!(o.applied >= 10, "outcomes: {o:?}");
     // Every leg that never had a window is `no_acw` in the service, and no write went to it.
@@ -79,32 +79,6 @@ async fn every_acw_mode_is_written_only_inside_its_window() {
         let leg = run.legs.iter().find(|l| l.key.participant == t.participant_id).expect("known");
         assert!(matches!(leg.outcome, Some(Outcome::NoAcw)), "{leg:?}");
         assert_eq!(t.api_writes, 0);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_rule_on_an_optional_queue_never_writes_after_the_agent_left() {
-    let mut c = all_modes();
-    c.queues.retain(|q| q.wrapup_prompt == AcwMode::Optional);
-    // Every agent leaves within 1–4 s; the rule waits 3 s: about half the windows are gone when it is due.
-    c.agent.at_disconnect = 0.0;
-    c.agent.skip_delay = Dist::new(1.0, 2.5, 4.0);
-    let rules = r#"
-[[rules]]
-name = "optional later"
-code = "Issue resolved"
-timing = { after = "3s" }
-"#;
-    // The lenient reading: the platform would take a late write, so only the gate keeps it out.
-    let env = harness::start(sandbox(c), rules).await;
-    let run = harness::run(env, 5).await;
-    assert_only_inside_the_window(&run);
-    let o = &run.summary.outcomes;
-    assert!(o.expired >= 3 && o.applied >= 3, "outcomes: {o:?}");
-    // The agent's skip reaches the service either as the platform's event or through the gate read.
-    for leg in run.legs.iter().filter(|l| l.outcome == Some(Outcome::Expired)) {
-        let reason = leg.outcome_reason.as_deref().unwrap_or_default();
-        assert!(reason.contains("left after-call work") || reason.contains("skipped"), "{reason}");
     }
 }
 
@@ -120,109 +94,96 @@ async fn a_provisional_code_hidden_from_conversation_reads_is_still_never_overwr
     c.agent.skip_delay = Dist::new(20.0, 20.0, 20.0);
     let mut s = sandbox(c);
     s.behaviours.conversation_provisional = ConversationProvisional::Hidden;
-    let env = harness::start(s, EVERY_LEG_AT_ONCE).await;
-    let run = harness::run(env, 5).await;
+    // Agents finish a provisional code the service left to them: judge once every window has closed.
+    let run =
+        harness::run_until(Side::Genesys, s, EVERY_LEG_AT_ONCE, Traffic::Conversations(15), Drain::WindowsClosed).await;
     assert_only_inside_the_window(&run);
-    assert!(run.summary.outcomes.agent_won >= 3, "outcomes: {:?}", run.summary.outcomes);
+    run.assert_outcomes_agree_with_truth();
+    let o = &run.summary.outcomes;
+    assert_eq!(o.applied + o.agent_won, run.in_acw().count() as u64, "every leg is one or the other: {o:?}");
+    assert!(o.agent_won >= 3, "outcomes: {o:?}");
 }
 
-/// CXone: one skill whose agents leave ACW without a disposition (1–4 s), and a rule that waits for 3 s.
-async fn cx_agents_leave_early(closed_contact: ClosedContact, detection: CxoneDetection) -> CxRun {
-    let mut c = cx_center();
-    c.agent.skip_delay = Dist::new(1.0, 2.5, 4.0);
-    let mut s = cx_sandbox(c);
+/// Agents who leave their window within 1–4 s without coding (Genesys: on an optional queue; CXone: without a
+/// disposition), and a rule that waits for 3 s: about half the windows are gone when it is due, and none of those
+/// is written. `closed_contact` is how CXone would take a write after ACW; Genesys takes it (the lenient reading),
+/// so only the gate keeps it out.
+async fn a_late_rule_never_writes_after_the_agent_left(side: Side, closed_contact: ClosedContact) {
+    let mut s = match side {
+        Side::Genesys => {
+            let mut c = all_modes();
+            c.queues.retain(|q| q.wrapup_prompt == AcwMode::Optional);
+            c.agent.at_disconnect = 0.0;
+            c.agent.skip_delay = Dist::new(1.0, 2.5, 4.0);
+            sandbox(c)
+        }
+        Side::Cxone(_) => {
+            let mut c = cx_center();
+            c.agent.skip_delay = Dist::new(1.0, 2.5, 4.0);
+            cx_sandbox(c)
+        }
+    };
     s.cxone.behaviours = CxoneBehaviours { closed_contact, ..CxoneBehaviours::default() };
     let rules = r#"
 [[rules]]
-name = "support later"
+name = "later"
 code = "Issue resolved"
 timing = { after = "3s" }
 "#;
-    let env = cx_start(s, rules, detection).await;
-    let run = cx_run(env, 5).await;
-    let v = &run.report.violations;
-    assert_eq!((v.overwrites, v.duplicate_writes, v.outside_window_no_acw), (0, 0, 0), "{:?}", v.details);
-    assert_eq!(v.outside_window_landed, 0, "dispositions that landed after ACW: {:?}", v.details);
-    assert_eq!(run.summary.violations.lost, 0);
-    let late = v.outside_window as f64;
-    assert!(late <= (run.legs.len() as f64 / 100.0).max(1.0), "{late} late writes of {} contacts", run.legs.len());
+    let run = harness::run(side, s, rules, Traffic::Conversations(20)).await;
+    assert_only_inside_the_window(&run);
+    run.assert_outcomes_agree_with_truth();
     let o = &run.summary.outcomes;
+    assert_eq!(o.applied + o.expired, run.in_acw().count() as u64, "every window was coded or left: {o:?}");
+    assert_eq!(o.expired, run.coded_by(CodedBy::Skipped), "every left window is expired: {:?}", run.report.legs);
     assert!(o.expired >= 3 && o.applied >= 2, "outcomes: {o:?}");
-    run
+    // The agent's leaving reaches the service as the platform's event, through the gate read, or (CXone) as the
+    // contact leaving ACW.
+    let left = ["left after-call work", "skipped", "closed without a code", "closed the window before we acted"];
+    for leg in run.with_outcome(Outcome::Expired) {
+        let reason = leg.outcome_reason.as_deref().unwrap_or_default();
+        assert!(left.iter().any(|l| reason.contains(l)), "{reason}");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cx_a_late_rule_never_writes_after_the_agent_left_acw_when_the_platform_would_refuse() {
-    cx_agents_leave_early(ClosedContact::Rejected, CxoneDetection::Polling).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cx_a_late_rule_never_writes_after_the_agent_left_acw_when_the_platform_would_accept() {
-    cx_agents_leave_early(ClosedContact::Accepted, CxoneDetection::Polling).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cx_a_late_rule_never_writes_after_the_agent_left_acw_sessions() {
-    cx_agents_leave_early(ClosedContact::Accepted, CxoneDetection::Sessions).await;
-}
+harness::sides!(a_late_rule_never_writes_after_the_agent_left:
+    genesys_on_an_optional_queue => (Side::Genesys, ClosedContact::default()),
+    cxone_when_the_platform_would_refuse => (Side::CXONE, ClosedContact::Rejected),
+    cxone_when_the_platform_would_accept => (Side::CXONE, ClosedContact::Accepted),
+    cxone_sessions => (Side::CXONE_SESSIONS, ClosedContact::Accepted));
 
 /// A platform that answers 2xx to a share of writes and does not keep them: no leg is `applied` without our code on
 /// it; a dropped write is written once more inside the window, and a leg whose second write is dropped too goes to
 /// a person with the reason.
-fn assert_unpersisted_writes_are_caught(
-    legs: &[wrapup_core::lifecycle::LegRecord],
-    ours: &[(String, bool)],
-    dropped: u64,
-) {
-    assert!(dropped > 0, "the sandbox dropped some accepted writes");
-    let coded_by_us: std::collections::HashMap<&str, bool> = ours.iter().map(|(p, api)| (p.as_str(), *api)).collect();
+async fn a_write_the_platform_accepts_and_drops_is_never_recorded_as_applied(side: Side) {
+    let mut s = sandbox_for(side, 60);
+    s.faults = wrapup_sandbox::FaultProfile { unpersisted_write_rate: 0.4, ..wrapup_sandbox::FaultProfile::calm() };
+    let run = harness::run(side, s, harness::SUPPORT_IMMEDIATE, Traffic::Conversations(15)).await;
+    let v = &run.report.violations;
+    assert_eq!((v.overwrites, v.duplicate_writes, v.outside_window), (0, 0, 0), "{:?}", v.details);
+    assert_eq!(run.summary.violations.lost, 0);
+    assert!(run.report.api.unpersisted_writes > 0, "the sandbox dropped some accepted writes");
+    let o = &run.summary.outcomes;
+    assert_eq!(o.applied, run.coded_by(CodedBy::Api), "applied exactly where our code is: {o:?} {:?}", run.report.legs);
+    assert_eq!(o.applied + o.review, run.in_acw().count() as u64, "every leg is one or the other: {o:?}");
     let mut reviews = 0;
-    for leg in legs {
+    for t in run.in_acw() {
+        let leg = run.legs.iter().find(|l| l.key.participant == t.participant_id).expect("every leg is known");
         match leg.outcome {
-            Some(Outcome::Applied) => assert_eq!(
-                coded_by_us.get(leg.key.participant.as_str()),
-                Some(&true),
-                "applied without our code on the leg: {leg:?}"
-            ),
+            Some(Outcome::Applied) => assert_eq!(t.coded_by, CodedBy::Api, "applied without our code: {leg:?}"),
             Some(Outcome::Review) => {
                 let reason = leg.outcome_reason.as_deref().unwrap_or_default();
                 assert!(reason.contains("persist"), "review for another reason: {reason}");
                 reviews += 1;
             }
-            _ => {}
+            _ => panic!("neither applied nor review: {leg:?}"),
         }
     }
-    let rewritten = legs.iter().filter(|l| l.unpersisted_writes > 0 && l.outcome == Some(Outcome::Applied)).count();
+    let rewritten = run.with_outcome(Outcome::Applied).filter(|l| l.unpersisted_writes > 0).count();
     assert!(rewritten + reviews > 0, "some dropped write was noticed: {rewritten} rewritten, {reviews} reviews");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_the_platform_accepts_and_drops_is_never_recorded_as_applied() {
-    let mut s = sandbox(center(AcwMode::MandatoryTimeout, Some(60_000)));
-    s.faults = wrapup_sandbox::FaultProfile { unpersisted_write_rate: 0.4, ..wrapup_sandbox::FaultProfile::calm() };
-    let env = harness::start(s, crate::harness::SUPPORT_IMMEDIATE).await;
-    let run = harness::run(env, 5).await;
-    let v = &run.report.violations;
-    assert_eq!((v.overwrites, v.duplicate_writes, v.outside_window), (0, 0, 0), "{:?}", v.details);
-    assert_eq!(run.summary.violations.lost, 0);
-    let ours: Vec<(String, bool)> =
-        run.truth.iter().map(|t| (t.participant_id.clone(), t.coded_by == wrapup_sandbox::CodedBy::Api)).collect();
-    assert_unpersisted_writes_are_caught(&run.legs, &ours, run.report.api.unpersisted_writes);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cx_a_disposition_the_platform_accepts_and_drops_is_never_recorded_as_applied() {
-    let mut s = cx_sandbox(cx_center());
-    s.faults = wrapup_sandbox::FaultProfile { unpersisted_write_rate: 0.4, ..wrapup_sandbox::FaultProfile::calm() };
-    let env = cx_start(s, crate::harness::SUPPORT_IMMEDIATE, CxoneDetection::Polling).await;
-    let run = cx_run(env, 5).await;
-    let v = &run.report.violations;
-    assert_eq!((v.overwrites, v.duplicate_writes, v.outside_window), (0, 0, 0), "{:?}", v.details);
-    assert_eq!(run.summary.violations.lost, 0);
-    let ours: Vec<(String, bool)> =
-        run.truth.iter().map(|t| (t.contact_id.to_string(), t.coded_by == wrapup_sandbox::CodedBy::Api)).collect();
-    assert_unpersisted_writes_are_caught(&run.legs, &ours, run.report.api.unpersisted_writes);
-}
+harness::sides!(a_write_the_platform_accepts_and_drops_is_never_recorded_as_applied:
+    genesys => (Side::Genesys), cxone => (Side::CXONE));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_on_participant_attributes_decides_from_the_attributes_the_platform_shows() {
@@ -240,11 +201,10 @@ code = "Issue resolved"
 [rules.when]
 queue = "Support"
 "#;
-    let env = harness::start(sandbox(center(AcwMode::MandatoryTimeout, Some(60_000))), rules).await;
-    let run = harness::run(env, 4).await;
-    run.assert_no_violations();
+    let run = harness::run(Side::Genesys, sandbox_for(Side::Genesys, 60), rules, Traffic::Conversations(10)).await;
+    run.assert_every_leg_coded_by_us();
     let decided: Vec<_> = run.legs.iter().filter(|l| l.decision.is_some()).collect();
-    assert!(decided.len() >= 5, "legs decided: {}", decided.len());
+    assert_eq!(decided.len(), run.in_acw().count(), "every leg was decided");
     let (mut gold, mut others) = (0, 0);
     for leg in decided {
         assert!(leg.attributes_read, "the attributes were read before deciding: {leg:?}");

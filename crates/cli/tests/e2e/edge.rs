@@ -4,16 +4,15 @@
 //! answers and logs are then scanned for every secret it holds. docs/RELIABILITY.md ("The HTTP edge") lists the
 //! cases and what each gets.
 
+use crate::harness::{self, free_port};
 use crate::intake::{envelope, envelope_for, PARTICIPANT};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wrapup_clock::ScaledClock;
-use wrapup_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use wrapup_sandbox::{SandboxConfig, SandboxHandle};
 
 const INTAKE_KEY: &str = "EDGE-INTAKE-KEY-3b9d7f1e0a";
 const ADMIN_TOKEN: &str = "EDGE-ADMIN-TOKEN-8e4c2a6d1f";
@@ -27,24 +26,16 @@ const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 const MAX_BODY: usize = 64 * 1024;
 const MAX_INTAKE: usize = 4;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn start_sandbox() -> SandboxHandle {
-    let cfg = SandboxConfig { traffic_autostart: false, preload: 0, ..SandboxConfig::default() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Sandbox::start(cfg, listener, ScaledClock::system().shared()).await.unwrap()
+    harness::system_sandbox(SandboxConfig { preload: 0, ..SandboxConfig::default() }).await
 }
 
 /// `wrapup serve` with two Genesys connections — `gen` (API key) and `hooks` (Standard Webhooks) — an admin
 /// token, a metrics token, and the admin API on an address of its own.
 struct Served {
-    child: Child,
+    process: harness::Served,
     addr: SocketAddr,
     admin: SocketAddr,
-    stdout: PathBuf,
-    stderr: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -85,13 +76,9 @@ auth = "standard_webhooks"
 signing_secret = "env:T_SIGNING_SECRET"
 max_body_bytes = {MAX_BODY}
 
-[[rules]]
-name = "support"
-code = "Issue resolved"
-[rules.when]
-queue = "Support"
-"#,
-        base = sandbox.base_url()
+{rules}"#,
+        base = sandbox.base_url(),
+        rules = harness::SUPPORT,
     )
 }
 
@@ -101,8 +88,6 @@ async fn serve(sandbox: &SandboxHandle, http: &str, log_level: &str, open_files:
     let (port, admin_port) = (free_port(), free_port());
     std::fs::write(dir.path().join("wrapup.toml"), config_text(port, admin_port, sandbox, http)).unwrap();
     let (_, client_secret) = sandbox.credentials()[0].clone();
-    let stdout = dir.path().join("serve.stdout");
-    let stderr = dir.path().join("serve.stderr");
     let exe = env!("CARGO_BIN_EXE_wrapup");
     let mut cmd = match open_files {
         // `exec` keeps the pid: the file descriptors counted below are the service's.
@@ -117,54 +102,28 @@ async fn serve(sandbox: &SandboxHandle, http: &str, log_level: &str, open_files:
             c
         }
     };
-    let child = cmd
-        .current_dir(dir.path())
+    cmd.current_dir(dir.path())
         .env("RUST_LOG", log_level)
         .env("NO_COLOR", "1")
         .env("T_CLIENT_SECRET", client_secret)
         .env("T_INTAKE_KEY", INTAKE_KEY)
         .env("T_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("T_METRICS_TOKEN", METRICS_TOKEN)
-        .env("T_SIGNING_SECRET", SIGNING_SECRET)
-        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-        .spawn()
-        .unwrap();
+        .env("T_SIGNING_SECRET", SIGNING_SECRET);
+    let process = harness::Served::start(&mut cmd, dir.path(), &format!("http://127.0.0.1:{port}/health")).await;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if exchange(addr, &get("/health", &[])).await.is_some_and(|r| r.status == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not come up: {}",
-            std::fs::read_to_string(&stderr).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Served { child, addr, admin, stdout, stderr, _dir: dir }
+    Served { process, addr, admin, _dir: dir }
 }
 
 impl Served {
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Stops the service (SIGINT) and returns everything it wrote.
-    async fn stop(mut self) -> Vec<u8> {
-        let _ = Command::new("kill").args(["-INT", &self.pid().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut out = std::fs::read(&self.stdout).unwrap();
-        out.extend(std::fs::read(&self.stderr).unwrap());
-        out
+    async fn stop(self) -> Vec<u8> {
+        self.process.stop().await
     }
 
     /// The legs the service stored, through the admin API.

@@ -1,6 +1,5 @@
-use crate::harness::{self, center, sandbox, SUPPORT_IMMEDIATE};
+use crate::harness::{self, sandbox_for, Side, SUPPORT_IMMEDIATE};
 use serde_json::json;
-use wrapup_sandbox::config::AcwMode;
 
 // Genesys ids are UUIDs; intake refuses anything else.
 const CONVERSATION: &str = "5d0e1c4a-0000-4000-8000-0000000000c1";
@@ -42,7 +41,7 @@ pub fn envelope_for(pattern: &str, topic: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_intake_input_gets_a_4xx_and_stores_nothing() {
-    let env = harness::start(sandbox(center(AcwMode::MandatoryTimeout, Some(60_000))), SUPPORT_IMMEDIATE).await;
+    let env = harness::start(Side::Genesys, sandbox_for(Side::Genesys, 60), SUPPORT_IMMEDIATE).await.env;
     let base = env.service.as_ref().expect("service").base_url();
     let key = match &env.config.connections[0].intake.api_key {
         Some(k) => k.expose().to_string(),

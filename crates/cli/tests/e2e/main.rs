@@ -1,7 +1,8 @@
 //! End-to-end tests: the sandbox and the service in one process, judged by the sandbox's ground truth.
 //!
-//! Each test shapes a small contact center (one queue, fast calls, an accelerated clock) so that it finishes in a
-//! few seconds, runs traffic, waits until every closed window has an outcome, and asserts on what the sandbox saw.
+//! Each test shapes a small contact center (one queue or skill, fast calls, an accelerated clock) on one platform or
+//! each (`harness::Side`), drives a fixed number of conversations (or, where the scenario is wall time, traffic for a
+//! while), drains to quiescence, and asserts exact counts on what the sandbox saw.
 
 mod acw_modes;
 mod cxone;

@@ -1,25 +1,20 @@
 //! The real `wrapup serve` process, killed again and again under traffic — from outside with SIGKILL at random
 //! moments, and from inside at the worst moments (crash points: after events are durable but before the 2xx, after
 //! the write intent is saved, between the gate read and the write, between an accepted write and its record) — and
-//! restarted on the same SQLite file each time. The sandbox's ground truth must show no second write, no overwrite,
-//! no write outside a window, and every closed window with an outcome.
+//! restarted on the same SQLite file each time, on each platform. The sandbox's ground truth must show no second
+//! write, no overwrite, no write outside a window, and every closed window with an outcome.
 
-use crate::harness::{center, sandbox, SUPPORT_IMMEDIATE};
+use crate::harness::{self, assert_no_violation, center, cx_center, cx_sandbox, free_port, sandbox, Side};
 use rand::{Rng, SeedableRng};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wrapup_clock::ScaledClock;
 use wrapup_sandbox::config::{AcwMode, Dist};
-use wrapup_sandbox::{EventTarget, Sandbox};
+use wrapup_sandbox::{CxoneWrite, EventTarget, SandboxConfig, SandboxHandle};
 
-pub(crate) const CRASH_POINTS: &str =
+const CRASH_POINTS: &str =
     "intake.after_store=0.01,worker.after_intent=0.03,worker.after_gate=0.03,worker.after_write=0.05";
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub(crate) fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
+fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
     // Stderr of every run goes to one file, so the crash points reached can be counted afterwards.
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -35,22 +30,8 @@ pub(crate) fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Chi
     cmd.spawn().expect("wrapup serve starts")
 }
 
-/// Waits until the child answers `/ready`; `false` if it died first (a crash point during startup work).
-pub(crate) async fn ready(http: &reqwest::Client, base: &str, child: &mut Child) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if child.try_wait().ok().flatten().is_some() {
-            return false;
-        }
-        if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("wrapup serve did not become ready");
-}
-
 pub struct KillRun {
+    pub side: Side,
     pub kills: u32,
     pub self_crashes: u32,
     /// Crash point → how many times the service aborted there.
@@ -60,66 +41,121 @@ pub struct KillRun {
     pub missing: usize,
     /// Finished legs whose ledger lacks their one `outcome` line or their decision, with their ledger.
     pub unexplained: Vec<serde_json::Value>,
+    /// The side's report (CXone's in the Genesys shape).
     pub report: wrapup_sandbox::Report,
+    pub cx_writes: Option<Vec<CxoneWrite>>,
 }
 
-/// Runs traffic while killing the service `kills` times in all (SIGKILLs from outside plus crash points).
-pub async fn kill_run(kills: u32, seed: u64) -> KillRun {
-    // Wall-clock time: the child process runs on the system clock.
-    let mut c = center(AcwMode::MandatoryTimeout, Some(30_000));
-    c.arrival_rate_per_sec = 6.0;
-    c.agents = 40;
-    c.alert_time = Dist::new(0.1, 0.2, 0.5);
-    c.talk_time = Dist::new(0.5, 1.0, 2.0);
-    c.agent.at_disconnect = 0.2;
-    // Agents who code do so as the call ends, before any request of ours. One coding a few milliseconds later, while
-    // our write is in flight, is the read-then-write race no protocol closes on these platforms (no conditional
-    // write; docs/RELIABILITY.md measures it): under a loaded CI machine it would make this test about that race,
-    // not about what it checks.
-    c.agent.at_disconnect_delay = Dist::new(0.0, 0.0, 0.0);
-    let port = free_port();
-    let key = "restart-test-intake-key";
-    let mut cfg = sandbox(c);
+/// The side's center, busy and fast (the child runs on the system clock), its windows closing after 30 s so that
+/// those the restarts make the service miss still close and must get an outcome. Agents who code do so as the call
+/// ends, before any request of ours. One coding a few milliseconds later, while our write is in flight, is the
+/// read-then-write race no protocol closes on these platforms (no conditional write; docs/RELIABILITY.md measures
+/// it): under a loaded CI machine it would make this test about that race, not about what it checks.
+fn busy_sandbox(side: Side, seed: u64) -> SandboxConfig {
+    let mut cfg = match side {
+        Side::Genesys => {
+            let mut c = center(AcwMode::MandatoryTimeout, Some(30_000));
+            c.arrival_rate_per_sec = 6.0;
+            c.agents = 40;
+            c.alert_time = Dist::new(0.1, 0.2, 0.5);
+            c.talk_time = Dist::new(0.5, 1.0, 2.0);
+            c.agent.at_disconnect = 0.2;
+            c.agent.at_disconnect_delay = Dist::new(0.0, 0.0, 0.0);
+            sandbox(c)
+        }
+        Side::Cxone(_) => {
+            let mut c = cx_center();
+            c.arrival_rate_per_sec = 6.0;
+            c.agents = 40;
+            c.skills[0].max_seconds_acw = 30;
+            c.alert_time = Dist::new(0.1, 0.2, 0.5);
+            c.talk_time = Dist::new(0.5, 1.0, 2.0);
+            c.agent.at_disconnect = 0.2;
+            c.agent.at_disconnect_delay = Dist::new(0.0, 0.0, 0.0);
+            let mut s = cx_sandbox(c);
+            s.cxone.enabled = true;
+            s
+        }
+    };
     cfg.seed = seed;
-    cfg.traffic_autostart = false;
-    cfg.event_targets.push(EventTarget {
-        url: format!("http://127.0.0.1:{port}/intake/genesys"),
-        api_key_header: Some("x-wrapup-intake-key".into()),
-        api_key: Some(key.into()),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sb = Sandbox::start(cfg, listener, ScaledClock::system().shared()).await.unwrap();
-    let (id, secret) = sb.credentials()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("wrapup.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "data"
-listen = "127.0.0.1:{port}"
-[[connections]]
-name = "genesys"
+    cfg
+}
+
+/// The service's configuration: one connection to the side's platform, the rule coding every leg at once.
+fn config_text(side: Side, sb: &SandboxHandle, port: u16, intake_key: &str) -> String {
+    let connection = match side {
+        Side::Genesys => {
+            let (id, secret) = sb.credentials()[0].clone();
+            format!(
+                r#"name = "genesys"
 kind = "genesys"
 base_url = "{base}"
 client_id = "{id}"
 client_secret = "literal:{secret}"
 requests_per_minute = 6000
 [connections.intake]
-api_key = "literal:{key}"
-{SUPPORT_IMMEDIATE}"#,
-            base = sb.base_url()
-        ),
+api_key = "literal:{intake_key}""#,
+                base = sb.base_url()
+            )
+        }
+        Side::Cxone(detection) => {
+            let cred = sb.cxone_credentials();
+            format!(
+                r#"name = "cxone"
+kind = "cxone"
+base_url = "{base}"
+client_id = "{client_id}"
+client_secret = "literal:{client_secret}"
+access_key_id = "{key_id}"
+access_key_secret = "literal:{key_secret}"
+acw_detection = "{detection}"
+poll_interval_ms = 200
+requests_per_minute = 6000
+reconcile_every_secs = 1"#,
+                base = sb.base_url(),
+                client_id = cred.client_id,
+                client_secret = cred.client_secret,
+                key_id = cred.access_key_id,
+                key_secret = cred.access_key_secret,
+                detection = match detection {
+                    wrapup_demo::CxoneDetection::Polling => "polling",
+                    wrapup_demo::CxoneDetection::Sessions => "sessions",
+                },
+            )
+        }
+    };
+    format!(
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\n[[connections]]\n{connection}\n{}",
+        harness::SUPPORT_IMMEDIATE
     )
-    .unwrap();
+}
+
+/// Runs traffic on `side` while killing the service `kills` times in all (SIGKILLs from outside plus crash points).
+pub async fn kill_run(side: Side, kills: u32, seed: u64) -> KillRun {
+    let port = free_port();
+    let key = "restart-test-intake-key";
+    let mut cfg = busy_sandbox(side, seed);
+    if side == Side::Genesys {
+        cfg.event_targets.push(EventTarget {
+            url: format!("http://127.0.0.1:{port}/intake/genesys"),
+            api_key_header: Some("x-wrapup-intake-key".into()),
+            api_key: Some(key.into()),
+        });
+    }
+    let sb = harness::system_sandbox(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wrapup.toml");
+    std::fs::write(&config, config_text(side, &sb, port, key)).unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    let ready = format!("{base}/ready");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let (mut external, mut self_crashes) = (0u32, 0u32);
     sb.start_traffic();
     while external + self_crashes < kills {
         let mut child = serve(&config, Some(CRASH_POINTS));
-        if !ready(&http, &base, &mut child).await {
+        if !harness::until_up(&http, &ready, &mut child).await {
             self_crashes += 1;
             continue;
         }
@@ -143,7 +179,7 @@ api_key = "literal:{key}"
 
     // A last, uninterrupted run settles everything.
     let mut child = serve(&config, None);
-    assert!(ready(&http, &base, &mut child).await);
+    assert!(harness::until_up(&http, &ready, &mut child).await);
     let start = Instant::now();
     let (missing, legs) = loop {
         let legs: Vec<serde_json::Value> =
@@ -158,8 +194,7 @@ api_key = "literal:{key}"
                 )
             })
             .collect();
-        let missing = sb
-            .legs()
+        let missing = harness::truth_of(side, &sb)
             .into_iter()
             .filter(|t| t.acw_started_at.is_some() && t.state != "acw")
             .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
@@ -186,7 +221,8 @@ api_key = "literal:{key}"
     }
     child.kill().unwrap();
     let _ = child.wait();
-    let report = sb.report();
+    let report = harness::report_of(side, &sb);
+    let cx_writes = matches!(side, Side::Cxone(_)).then(|| sb.cxone_writes());
     sb.shutdown().await;
     let mut crash_points = std::collections::BTreeMap::new();
     for line in std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default().lines() {
@@ -195,6 +231,7 @@ api_key = "literal:{key}"
         }
     }
     KillRun {
+        side,
         kills: external,
         self_crashes,
         crash_points,
@@ -203,6 +240,7 @@ api_key = "literal:{key}"
         missing,
         unexplained,
         report,
+        cx_writes,
     }
 }
 
@@ -210,21 +248,23 @@ fn assert_nothing_lost_or_doubled(run: &KillRun) {
     let r = &run.report;
     assert_eq!(r.events.failed_deliveries, 0, "every event was eventually acknowledged (else the test proves nothing)");
     assert_eq!(run.missing, 0, "legs without an outcome after {} kills + {} crashes", run.kills, run.self_crashes);
-    assert_eq!(r.violations.duplicate_writes, 0, "{:?}", r.violations.details);
-    assert_eq!(r.violations.overwrites, 0, "{:?}", r.violations.details);
-    assert_eq!(r.violations.outside_window, 0, "{:?}", r.violations.details);
+    assert_no_violation(run.side, r, run.cx_writes.as_deref());
     assert!(run.unexplained.is_empty(), "legs saved without their explanation: {:#?}", run.unexplained);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice() {
-    let run = kill_run(8, 42).await;
+async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice(side: Side) {
+    let (kills, least_applied) = match side {
+        Side::Genesys => (8, 5),
+        Side::Cxone(_) => (6, 10),
+    };
+    let run = kill_run(side, kills, 42).await;
     assert_nothing_lost_or_doubled(&run);
     // Proof that the run did work, not a throughput goal: on a loaded CI machine most of each short life between kills
     // goes to starting up, and the agents who code at disconnect win a fifth of the legs.
-    assert!(run.applied >= 5, "work went on across restarts: {} applied", run.applied);
+    assert!(run.applied >= least_applied, "work went on across restarts: {} applied", run.applied);
 }
-
+harness::sides!(killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice:
+    genesys => (Side::Genesys), cxone => (Side::CXONE));
 /// The long version, for docs/RELIABILITY.md: `WRAPUP_KILLS=60 cargo nextest run -p wrapup --test e2e
 /// --run-ignored ignored-only -E 'test(long_kill)' --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +272,7 @@ async fn killing_the_service_mid_run_and_restarting_it_never_writes_a_leg_twice(
 async fn long_kill_run() {
     let kills = std::env::var("WRAPUP_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(60);
     let started = Instant::now();
-    let run = kill_run(kills, 7).await;
+    let run = kill_run(Side::Genesys, kills, 7).await;
     println!(
         "kill run: {} SIGKILLs + {} crash-point aborts {:?} in {:.0} s; {} legs, {} applied; {} events delivered; \
          violations: overwrites {}, outside window {}, duplicate writes {}; legs without an outcome {}",

@@ -4,12 +4,12 @@
 //! debug-level logs on stdout and stderr, the SQLite files, `/metrics`, `/api/v1/summary`, the legs and their
 //! ledgers, the admin API's and intake's error responses, and `wrapup validate`'s output.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use wrapup_clock::ScaledClock;
+use crate::harness::{self, free_port};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 use wrapup_sandbox::config::AcwMode;
-use wrapup_sandbox::{EventTarget, FaultProfile, Sandbox, SandboxConfig, SandboxHandle};
+use wrapup_sandbox::{EventTarget, FaultProfile, SandboxConfig, SandboxHandle};
 
 const ADMIN_TOKEN: &str = "ADMIN-TOKEN-5e1f0c9a7d3b4a";
 const INTAKE_KEY: &str = "INTAKE-KEY-8c2d6e4f1a9b0c";
@@ -76,10 +76,6 @@ fn the_leak_scanner_finds_every_form_of_a_secret() {
     assert_absent(b"nothing secret here: id-1, INTAKE-KEY", &needles, "a test string");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn start_sandbox(faults: FaultProfile, preload: usize, target: Option<EventTarget>) -> SandboxHandle {
     let mut cfg = SandboxConfig {
         seed: 23,
@@ -87,22 +83,18 @@ async fn start_sandbox(faults: FaultProfile, preload: usize, target: Option<Even
         preload_events: true,
         rate_limit_per_minute: 6000,
         faults,
-        traffic_autostart: false,
-        center: crate::harness::center(AcwMode::MandatoryTimeout, Some(20_000)),
+        center: harness::center(AcwMode::MandatoryTimeout, Some(20_000)),
         ..SandboxConfig::default()
     };
     cfg.center.arrival_rate_per_sec = 1.0;
     cfg.event_targets.extend(target);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Sandbox::start(cfg, listener, ScaledClock::system().shared()).await.unwrap()
+    harness::system_sandbox(cfg).await
 }
 
 /// `wrapup serve` as a child process with debug logs to files.
 struct Served {
-    child: Child,
+    process: harness::Served,
     base: String,
-    stdout: PathBuf,
-    stderr: PathBuf,
 }
 
 fn config_text(port: u16, sandbox: &SandboxHandle, client_id: &str, intake: &str) -> String {
@@ -124,13 +116,9 @@ requests_per_minute = 3000
 [connections.intake]
 {intake}
 
-[[rules]]
-name = "support"
-code = "Issue resolved"
-[rules.when]
-queue = "Support"
-"#,
-        base = sandbox.base_url()
+{rules}"#,
+        base = sandbox.base_url(),
+        rules = harness::SUPPORT,
     )
 }
 
@@ -147,45 +135,16 @@ fn wrapup(dir: &Path, client_secret: &str) -> Command {
 }
 
 async fn serve(dir: &Path, port: u16, client_secret: &str) -> Served {
-    let stdout = dir.join("serve.stdout");
-    let stderr = dir.join("serve.stderr");
-    let child = wrapup(dir, client_secret)
-        .args(["serve", "--config", "wrapup.toml"])
-        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-        .spawn()
-        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if reqwest::get(format!("{base}/health")).await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not come up: {}",
-            std::fs::read_to_string(&stderr).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Served { child, base, stdout, stderr }
+    let mut cmd = wrapup(dir, client_secret);
+    cmd.args(["serve", "--config", "wrapup.toml"]);
+    Served { process: harness::Served::start(&mut cmd, dir, &format!("{base}/health")).await, base }
 }
 
 impl Served {
     /// Stops the service the way an operator does (SIGINT), and returns everything it wrote.
-    async fn stop(mut self) -> Vec<u8> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut out = std::fs::read(&self.stdout).unwrap();
-        out.extend(std::fs::read(&self.stderr).unwrap());
-        out
+    async fn stop(self) -> Vec<u8> {
+        self.process.stop().await
     }
 }
 

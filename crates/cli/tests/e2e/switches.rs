@@ -1,7 +1,7 @@
 //! The platform behaviours the public contract leaves open (UNCONFIRMED in platforms/genesys-cloud.md) are switches
 //! of the sandbox; the service must keep every invariant under either reading.
 
-use crate::harness::{self, center, sandbox, SUPPORT_IMMEDIATE};
+use crate::harness::{self, center, sandbox, Drain, Side, Traffic, SUPPORT_IMMEDIATE};
 use wrapup_core::Outcome;
 use wrapup_sandbox::config::{
     AcwMode, ApplyAfterAcw, ClientCredentialsWrites, CodeNotInQueue, Dist, GetWrapupUnset, SecondWrite,
@@ -27,10 +27,13 @@ async fn the_strict_reading_of_every_switch_keeps_the_invariants() {
         code_not_in_queue: CodeNotInQueue::Rejected,
         ..Behaviours::default()
     };
-    let env = harness::start(s, SUPPORT_IMMEDIATE).await;
-    let run = harness::run(env, 4).await;
-    run.assert_no_violations();
+    // Agents change our code after it is written, until their window closes: judge only then.
+    let run =
+        harness::run_until(Side::Genesys, s, SUPPORT_IMMEDIATE, Traffic::Conversations(15), Drain::WindowsClosed).await;
+    run.assert_invariants();
     let o = &run.summary.outcomes;
+    let needing = run.in_acw().count() as u64;
+    assert_eq!(o.applied + o.agent_changed + o.agent_won, needing, "every leg was coded, by us or by its agent: {o:?}");
     assert!(o.applied + o.agent_changed >= 3 && o.agent_won >= 1, "outcomes: {o:?}");
     assert_eq!(o.review, 0, "{o:?}");
 }
@@ -40,11 +43,8 @@ async fn a_platform_that_forbids_client_credentials_writes_gives_review_naming_t
     let mut s = sandbox(center(AcwMode::MandatoryTimeout, Some(30_000)));
     s.behaviours =
         Behaviours { client_credentials_writes: ClientCredentialsWrites::Forbidden, ..Behaviours::default() };
-    let env = harness::start(s, SUPPORT_IMMEDIATE).await;
-    let run = harness::run(env, 3).await;
-    run.assert_no_violations();
-    let reviews: Vec<_> = run.legs.iter().filter(|l| l.outcome == Some(Outcome::Review)).collect();
-    assert!(reviews.len() >= 3, "outcomes: {:?}", run.summary.outcomes);
+    let run = harness::run(Side::Genesys, s, SUPPORT_IMMEDIATE, Traffic::Conversations(10)).await;
+    let reviews = run.assert_every_leg_ended_unwritten_as(Outcome::Review);
     for leg in &reviews {
         let reason = leg.outcome_reason.as_deref().unwrap_or_default();
         assert!(reason.contains("forbidden"), "reason: {reason}");

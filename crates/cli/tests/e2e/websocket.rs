@@ -1,26 +1,10 @@
 //! The Notification API websocket as the only intake: no EventBridge target, every event a queue conversation
 //! snapshot over the sandbox's channel socket.
 
-use crate::harness::{self, center, sandbox, SPEED, SUPPORT_IMMEDIATE};
+use crate::harness::{self, center, sandbox, Side, SUPPORT_IMMEDIATE};
 use std::time::Duration;
-use wrapup_demo::{DemoEnv, EnvOptions, IntakeMode};
+use wrapup_demo::IntakeMode;
 use wrapup_sandbox::config::{AcwMode, Dist};
-
-async fn start_websocket_only(s: wrapup_sandbox::SandboxConfig) -> DemoEnv {
-    DemoEnv::start_with_intake(
-        EnvOptions {
-            sandbox: s,
-            rules: SUPPORT_IMMEDIATE.to_string(),
-            speed: SPEED,
-            requests_per_minute: 6000,
-            data_dir: None,
-            cxone: None,
-        },
-        IntakeMode::WebsocketOnly,
-    )
-    .await
-    .expect("the sandbox and the service start")
-}
 
 /// The sum of a Prometheus counter's samples whose labels contain all of `labels`.
 fn counter(rendered: &str, name: &str, labels: &[&str]) -> f64 {
@@ -42,33 +26,36 @@ async fn websocket_only_intake_applies_codes_lets_agents_win_and_survives_a_sock
     c.agent.late_delay = Dist::new(15.0, 20.0, 30.0);
     let mut s = sandbox(c);
     s.event_targets.clear();
-    let env = start_websocket_only(s).await;
-    let metrics = env.service.as_ref().and_then(|s| s.state.metrics.clone());
+    let env = harness::start_with(Side::Genesys, s, SUPPORT_IMMEDIATE, IntakeMode::WebsocketOnly).await;
+    let metrics = env.env.service.as_ref().and_then(|s| s.state.metrics.clone());
+    let sb = env.env.sandbox.clone();
 
-    assert!(wrapup_demo::websocket_connected(&env.sandbox), "the service's socket is up once started");
-    env.sandbox.start_traffic();
+    // Wall time: the socket is dropped while traffic goes on around it.
+    assert!(wrapup_demo::websocket_connected(&sb), "the service's socket is up once started");
+    sb.start_traffic();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(env.sandbox.drop_notification_sockets(), 1, "one channel, one socket");
+    assert_eq!(sb.drop_notification_sockets(), 1, "one channel, one socket");
     let rejoined = async {
-        while !wrapup_demo::websocket_connected(&env.sandbox) {
+        while !wrapup_demo::websocket_connected(&sb) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(3), rejoined).await.expect("the service reconnects");
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    env.sandbox.stop_traffic();
-    let run = harness::finish(env).await;
+    sb.stop_traffic();
+    env.quiesce(Duration::from_secs(20)).await;
+    let run = env.finish().await;
 
-    run.assert_no_violations();
+    run.assert_invariants();
     assert_eq!(run.report.events.delivered, 0, "no EventBridge delivery at all");
     assert!(run.report.events.ws_frames_sent > 0, "{:?}", run.report.events);
     assert_eq!(run.report.events.ws_sockets_dropped, 1);
     let o = &run.summary.outcomes;
+    assert_eq!(o.applied + o.agent_won, run.in_acw().count() as u64, "every leg was coded, by us or its agent: {o:?}");
     assert!(o.applied >= 3, "outcomes: {o:?}");
     assert!(o.agent_won >= 1, "outcomes: {o:?}");
-    // The report is taken before the service stops, so legs still being written then are applied but unseen.
-    assert!(run.write_requests() <= o.applied, "at most one write per applied leg");
-    assert!(run.truth.iter().all(|t| t.api_writes <= 1), "never a second write on a leg");
+    assert_eq!(run.write_requests(), run.accepted_writes(), "no write refused or repeated");
+    assert_eq!(run.accepted_writes(), run.coded_by(wrapup_sandbox::CodedBy::Api), "one write per leg we coded");
     assert!(run.truth.iter().all(|t| !t.agent_coded_before_api), "no write landed on a leg an agent had coded");
     // The drop was survived by rejoining the same channel: no new channel or subscription was paid for.
     let calls = |endpoint: &str| run.report.api.by_endpoint.get(endpoint).map(|s| s.values().sum::<u64>());
