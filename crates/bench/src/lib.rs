@@ -344,7 +344,12 @@ mod tests {
         use saturation::{order_violations, Missed, Served};
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let at = |s: i64| t0.checked_add(SignedDuration::from_secs(s)).unwrap();
-        let a = |written: i64, deadline: i64| Served { written_at: at(written), deadline: at(deadline), queue: "A" };
+        let a = |written: i64, deadline: i64| Served {
+            chosen_at: at(written),
+            written_at: at(written),
+            deadline: at(deadline),
+            queue: "A",
+        };
         let b = |started: i64, deadline: i64| Missed {
             acw_started_at: at(started),
             deadline: at(deadline),
@@ -361,6 +366,10 @@ mod tests {
         assert_eq!(order_violations(&[a(5, 40)], &[b(5, 20)], at(0), at(60)), 0);
         // A was written outside the measured window.
         assert_eq!(order_violations(&[a(5, 40)], &[b(0, 20)], at(6), at(60)), 0);
+        // A's read was made before B arrived; its write waited for the window to reset: A was chosen fairly.
+        let waited = Served { chosen_at: at(1), ..a(5, 40) };
+        assert_eq!(order_violations(&[waited], &[b(2, 20)], at(0), at(60)), 0);
+        assert_eq!(order_violations(&[a(5, 40)], &[b(2, 20)], at(0), at(60)), 1);
         // B's agent left its window at 5, before its (estimated) deadline: nothing could reach it after that.
         let left = Missed { closed_at: at(5), ..b(0, 20) };
         assert_eq!(order_violations(&[a(5, 40)], &[left], at(0), at(60)), 0);

@@ -20,18 +20,18 @@
 //!   all modes (a leg that never had a window costs its gate read), so codes per minute and `coverage` stand beside
 //!   it: coverage is the share of legs whose window opened and closed during the run that ended with a meaningful
 //!   code (see `naive::Judged`); at three times the load the budget can code it cannot exceed about a third.
-//! - `deadline_order_violations`: applied legs A written at `t` while some leg B with an earlier deadline had been
-//!   in ACW since at least 1 s before `t`, could still be coded for at least 1 s after `t` (its window closed no
-//!   sooner than its deadline minus the service's 500 ms guard, plus 1 s), and then closed without any code of
-//!   ours (the platform's timeout stamped it, or its agent left). That is a code spent on a later deadline while an
-//!   earlier one was both known and still reachable. A leg's deadline is the one the service orders it by: the
-//!   platform's ACW timeout, or the deadline the service estimated for a window its agent may leave (OPTIONAL,
-//!   AGENT_REQUESTED) where that is sooner or the only one. The 1 s margins keep the two
-//!   calls of one code (gate read, write) from counting against legs that arrived between them. B is taken from the
-//!   sandbox's truth, not from the service's store: a leg the service never claimed has no deadline in the store
-//!   (the `user.end` event carries no ACW timeout; the service learns it from the catalog when it decides the leg),
-//!   so a metric over the store's records alone missed exactly the legs that waited longest. A's write time is the
-//!   service's (when the write was accepted); both clocks are the run's one shared clock.
+//! - `deadline_order_violations`: applied legs A (written in the run) chosen at `t` — when A's gate read answered,
+//!   which is when the budget had given A its share — while some leg B with an earlier deadline had been in ACW since
+//!   at least 1 s before `t`, could still be coded for at least 1 s after `t` (its window closed no sooner than its
+//!   deadline minus the service's 500 ms guard, plus 1 s), and then closed without any code of ours (the platform's
+//!   timeout stamped it, or its agent left). That is a code spent on a later deadline while an earlier one was both
+//!   known and still reachable. Judging by the write's time instead would count, at every reset of a fixed window,
+//!   the writes that waited for it after reads made before B existed. A leg's deadline is the one the service orders
+//!   it by: the platform's ACW timeout, or the deadline the service estimated for a window its agent may leave
+//!   (OPTIONAL, AGENT_REQUESTED) where that is sooner or the only one. The 1 s margins leave room for B's own read and
+//!   write. B is taken from the sandbox's truth, not from the service's store: a leg the service never claimed
+//!   would be missing from a metric over the store's records alone, and those are the legs that waited longest. A's
+//!   times are the service's; both clocks are the run's one shared clock.
 //!
 //! With `--platform cxone` the same load runs on the sandbox's CXone business unit instead ([`saturate_cxone`]):
 //! three skills whose ACW times out after 10, 20 and 40 s without a disposition requirement, silent agents, ACW
@@ -317,6 +317,8 @@ fn share(part: u64, total: u64) -> f64 {
 /// A leg the service coded: when its write was accepted, and the leg's ACW deadline.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Served<'a> {
+    /// When its gate read answered: the budget had chosen this leg by then.
+    pub chosen_at: Timestamp,
     pub written_at: Timestamp,
     pub deadline: Timestamp,
     /// The leg's queue, for the examples of a violation.
@@ -361,6 +363,7 @@ pub fn served_and_missed<'a>(legs: &'a [LegRecord], truth: &'a [LegTruth]) -> (V
         .filter_map(|l| {
             let deadline = deadlines.get(&(l.key.conversation.as_str(), l.key.participant.as_str())).copied();
             Some(Served {
+                chosen_at: l.read_at.or(l.written_at)?,
                 written_at: l.written_at?,
                 deadline: deadline.or(l.order_deadline())?,
                 queue: l.facts.queue_name.as_deref().unwrap_or("?"),
@@ -402,7 +405,7 @@ pub fn order_violation_pairs<'a>(
         .iter()
         .filter(|a| a.written_at >= from && a.written_at <= to)
         .filter_map(|a| {
-            let t = a.written_at;
+            let t = a.chosen_at;
             let passed_over = missed.iter().filter(|b| {
                 let writable_until = b.deadline.min(b.closed_at);
                 b.deadline < a.deadline

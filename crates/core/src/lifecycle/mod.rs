@@ -131,6 +131,9 @@ pub struct LegRecord {
     pub closed_at: Option<Timestamp>,
     pub decision: Option<Decision>,
     pub intent: Option<WriteIntent>,
+    /// When the last gate read answered: by then this leg had been given a share of the request budget over others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<Timestamp>,
     /// When our write was accepted.
     pub written_at: Option<Timestamp>,
     pub outcome: Option<Outcome>,
@@ -186,6 +189,7 @@ impl LegRecord {
             closed_at: None,
             decision: None,
             intent: None,
+            read_at: None,
             written_at: None,
             outcome: None,
             outcome_reason: None,

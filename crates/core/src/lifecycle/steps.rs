@@ -418,6 +418,7 @@ impl Move<'_, '_> {
             }
         };
         self.leg.observed_code = reading.code.clone();
+        self.leg.read_at = Some(self.ctx.now);
         match (reading.code, reading.window) {
             // Every gate read belongs to an attempt that has sent nothing yet (see `new_attempt`): our code here can
             // only be an earlier attempt's, and only if one of them may have landed.
