@@ -47,7 +47,7 @@ use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Outcome;
 use wrapup_demo::{cxone_truth_as_legs, CxoneDetection, CxoneOptions, EnvOptions};
 use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
-use wrapup_sandbox::report::ApiReport;
+use wrapup_sandbox::report::{ApiReport, ViolationReport};
 use wrapup_sandbox::{AcwMode, CodedBy, Dist, LegTruth, RateWindow};
 
 /// The default length of a saturation run, wall seconds: two measured minutes after 30 s of warm-up.
@@ -153,41 +153,22 @@ pub async fn saturate(
     let admitted_in_window = admitted(&env.sandbox.report().api) - admitted_before;
     env.settle(Duration::from_secs(2)).await?;
     let finished = env.finish_with_truth().await?;
-    let s = &finished.summary;
-    let window_secs = stopped_at.duration_since(from).as_secs_f64();
-    let applied_in_window = applied_between(&finished.legs, from, stopped_at);
-    let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
-    let budget = clients as f64 * args.rate_limit as f64;
-    let (served, missed) = served_and_missed(&finished.legs, &finished.truth);
-    let spent_share = round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3);
-    let coverage = crate::naive::Judged::of(&finished.truth, &finished.report.violations, s.api_calls, s.rate_limited);
-    Ok(Saturated {
-        clients,
+    let measured = Measured {
         platform: "genesys",
-        window: args.window,
-        offered_legs_per_s: offered,
-        budget_per_minute: budget,
-        warmup_secs: round(from.duration_since(started_at).as_secs_f64(), 1),
-        window_secs: round(window_secs, 1),
-        applied_in_window,
-        applied_per_minute: round(applied_per_minute, 1),
-        utilisation: spent_share,
-        spent_share,
-        api_calls: s.api_calls,
-        rate_limited: s.rate_limited,
-        rate_limited_share: share(s.rate_limited, s.api_calls),
-        deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
-        order_violation_examples: examples(&served, &missed, started_at, stopped_at),
-        coverage,
-        applied: s.outcomes.applied,
-        expired: s.outcomes.expired,
-        review: s.outcomes.review,
-        legs: s.legs,
-        calls_per_applied: s.calls_per_applied,
-        sandbox_violations: s.violations.total(),
-        violations: s.violations.clone(),
-        calls_by_endpoint: serde_json::to_value(&finished.report.api.by_endpoint)?,
-    })
+        clients,
+        budget: clients as f64 * args.rate_limit as f64,
+        offered,
+        times: [started_at, from, stopped_at],
+        admitted_in_window,
+    };
+    measured.judge(
+        args,
+        &finished.summary,
+        &finished.legs,
+        &finished.truth,
+        &finished.report.violations,
+        &finished.report.api,
+    )
 }
 
 /// The saturation load on the sandbox's CXone business unit (see the module docs).
@@ -254,42 +235,73 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
     env.settle(Duration::from_secs(5)).await?;
     let finished = env.finish_with_truth().await?;
     let cx = finished.cxone.ok_or_else(|| anyhow::anyhow!("the CXone connection did not run"))?;
-    let s = &cx.summary;
-    let window_secs = stopped_at.duration_since(from).as_secs_f64();
-    let applied_in_window = applied_between(&cx.legs, from, stopped_at);
-    let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
-    let budget = args.rate_limit as f64;
-    let spent_share = round(admitted_in_window as f64 / (budget * window_secs / 60.0), 3);
-    let truth = cxone_truth_as_legs(&cx.truth);
-    let (served, missed) = served_and_missed(&cx.legs, &truth);
-    let coverage = crate::naive::Judged::of(&truth, &cx.report.violations, s.api_calls, s.rate_limited);
-    Ok(Saturated {
-        clients: 1,
+    let measured = Measured {
         platform: "cxone",
-        window: args.window,
-        offered_legs_per_s: offered,
-        budget_per_minute: budget,
-        warmup_secs: round(from.duration_since(started_at).as_secs_f64(), 1),
-        window_secs: round(window_secs, 1),
-        applied_in_window,
-        applied_per_minute: round(applied_per_minute, 1),
-        utilisation: spent_share,
-        spent_share,
-        api_calls: s.api_calls,
-        rate_limited: s.rate_limited,
-        rate_limited_share: share(s.rate_limited, s.api_calls),
-        deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
-        order_violation_examples: examples(&served, &missed, started_at, stopped_at),
-        coverage,
-        applied: s.outcomes.applied,
-        expired: s.outcomes.expired,
-        review: s.outcomes.review,
-        legs: s.legs,
-        calls_per_applied: s.calls_per_applied,
-        sandbox_violations: s.violations.total(),
-        violations: s.violations.clone(),
-        calls_by_endpoint: serde_json::to_value(&cx.report.api.by_endpoint)?,
-    })
+        clients: 1,
+        budget: args.rate_limit as f64,
+        offered,
+        times: [started_at, from, stopped_at],
+        admitted_in_window,
+    };
+    let truth = cxone_truth_as_legs(&cx.truth);
+    measured.judge(args, &cx.summary, &cx.legs, &truth, &cx.report.violations, &cx.report.api)
+}
+
+/// What a run measured while it ran; [`Measured::judge`] adds what the store and the sandbox's truth say after it.
+struct Measured {
+    platform: &'static str,
+    clients: usize,
+    budget: f64,
+    offered: f64,
+    /// The run's start, the measured window's start and its end.
+    times: [Timestamp; 3],
+    admitted_in_window: u64,
+}
+
+impl Measured {
+    fn judge(
+        self,
+        args: &BenchArgs,
+        s: &wrapup_demo::summary::ConnectionSummary,
+        legs: &[LegRecord],
+        truth: &[LegTruth],
+        violations: &ViolationReport,
+        api: &ApiReport,
+    ) -> anyhow::Result<Saturated> {
+        let [started_at, from, stopped_at] = self.times;
+        let window_secs = stopped_at.duration_since(from).as_secs_f64();
+        let applied_in_window = applied_between(legs, from, stopped_at);
+        let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
+        let spent_share = round(self.admitted_in_window as f64 / (self.budget * window_secs / 60.0), 3);
+        let (served, missed) = served_and_missed(legs, truth);
+        Ok(Saturated {
+            clients: self.clients,
+            platform: self.platform,
+            window: args.window,
+            offered_legs_per_s: self.offered,
+            budget_per_minute: self.budget,
+            warmup_secs: round(from.duration_since(started_at).as_secs_f64(), 1),
+            window_secs: round(window_secs, 1),
+            applied_in_window,
+            applied_per_minute: round(applied_per_minute, 1),
+            utilisation: spent_share,
+            spent_share,
+            api_calls: s.api_calls,
+            rate_limited: s.rate_limited,
+            rate_limited_share: share(s.rate_limited, s.api_calls),
+            deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
+            order_violation_examples: examples(&served, &missed, started_at, stopped_at),
+            coverage: crate::naive::Judged::of(truth, violations, s.api_calls, s.rate_limited),
+            applied: s.outcomes.applied,
+            expired: s.outcomes.expired,
+            review: s.outcomes.review,
+            legs: s.legs,
+            calls_per_applied: s.calls_per_applied,
+            sandbox_violations: s.violations.total(),
+            violations: s.violations.clone(),
+            calls_by_endpoint: serde_json::to_value(&api.by_endpoint)?,
+        })
+    }
 }
 
 fn examples(served: &[Served], missed: &[Missed], from: Timestamp, to: Timestamp) -> serde_json::Value {
