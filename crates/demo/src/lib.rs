@@ -516,44 +516,58 @@ api_key = "literal:{intake_key}"
                     events: cx_report.events.clone(),
                     cxone: Default::default(),
                 };
-                let legs = self.legs_of(CXONE_CONNECTION).await?;
-                let stats = cx_conn.platform.stats();
-                let mut summary = summary::summarise(summary::Inputs {
-                    name: CXONE_CONNECTION,
-                    platform: "cxone",
-                    legs: &legs,
-                    catalog: cx_catalog.as_deref(),
-                    rules: &self.config.rules,
-                    api_calls: stats.total,
-                    rate_limited: stats.rate_limited,
-                    token_requests: stats.token_requests,
-                    clock_factor: self.speed,
-                    latency_since: self.service_started,
-                    truth: &as_legs,
-                    report: &as_report,
-                });
-                self.count_outcomes(&mut summary, metrics.as_deref()).await?;
+                let (summary, legs) = self
+                    .summarise_connection(
+                        (CXONE_CONNECTION, "cxone"),
+                        cx_catalog.as_deref(),
+                        cx_conn.platform.stats(),
+                        (&as_legs, &as_report),
+                        metrics.as_deref(),
+                    )
+                    .await?;
                 Some(CxoneFinished { summary, legs, truth: cx_truth, report: cx_report })
             }
         };
-        let legs = self.legs().await?;
+        let (summary, legs) = self
+            .summarise_connection(
+                (CONNECTION, "genesys"),
+                catalog.as_deref(),
+                stats,
+                (&truth, &report),
+                metrics.as_deref(),
+            )
+            .await?;
+        self.sandbox.shutdown().await;
+        Ok(Finished { summary, legs, truth, report, cxone })
+    }
+
+    /// One connection's summary, judged by `judged_by` (the sandbox's truth and report in the Genesys shape), with
+    /// the store's and the metrics' counts of finished legs; and the connection's legs.
+    async fn summarise_connection(
+        &self,
+        (name, platform): (&str, &str),
+        catalog: Option<&wrapup_core::catalog::Catalog>,
+        stats: wrapup_service::platform::CallStats,
+        judged_by: (&[wrapup_sandbox::LegTruth], &wrapup_sandbox::Report),
+        metrics: Option<&str>,
+    ) -> anyhow::Result<(ConnectionSummary, Vec<wrapup_core::lifecycle::LegRecord>)> {
+        let legs = self.legs_of(name).await?;
         let mut summary = summary::summarise(summary::Inputs {
-            name: CONNECTION,
-            platform: "genesys",
+            name,
+            platform,
             legs: &legs,
-            catalog: catalog.as_deref(),
+            catalog,
             rules: &self.config.rules,
             api_calls: stats.total,
             rate_limited: stats.rate_limited,
             token_requests: stats.token_requests,
             clock_factor: self.speed,
             latency_since: self.service_started,
-            truth: &truth,
-            report: &report,
+            truth: judged_by.0,
+            report: judged_by.1,
         });
-        self.count_outcomes(&mut summary, metrics.as_deref()).await?;
-        self.sandbox.shutdown().await;
-        Ok(Finished { summary, legs, truth, report, cxone })
+        self.count_outcomes(&mut summary, metrics).await?;
+        Ok((summary, legs))
     }
 
     /// Fills the summary's two other counts of finished legs: the store's `outcome` lines and the metrics'
