@@ -16,9 +16,8 @@
 use super::efficiency::{latencies, WARMUP};
 use super::{round, run_for, show, BenchArgs, Report};
 use std::collections::BTreeMap;
-use wrapup_demo::{CxoneDetection, CxoneOptions, EnvOptions};
 use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
-use wrapup_sandbox::{AcwMode, Dist};
+use wrapup_sandbox::Dist;
 
 /// Wall milliseconds between detection polls (the demo's).
 pub const POLL_MS: u64 = 500;
@@ -66,28 +65,7 @@ pub async fn efficiency(args: &BenchArgs) -> anyhow::Result<Report> {
         transfer_probability: 0.0,
         agent: CxoneAgentBehaviour::default(),
     };
-    // The Genesys org of the same sandbox runs no traffic.
-    let genesys = super::short_center(
-        vec![super::queue("Idle", AcwMode::Mandatory, None)],
-        1,
-        0.0,
-        wrapup_sandbox::AgentBehaviour::default(),
-    );
-    let mut sandbox = super::sandbox(genesys, 300, 1, args.seed);
-    sandbox.cxone.center = center;
-    let env = super::start_with(EnvOptions {
-        sandbox,
-        rules: super::RESOLVE_ALL.to_string(),
-        speed: 1.0,
-        requests_per_minute: 300,
-        data_dir: None,
-        cxone: Some(CxoneOptions {
-            acw_detection: CxoneDetection::Polling,
-            poll_interval_ms: POLL_MS,
-            requests_per_minute: rate_limit,
-        }),
-    })
-    .await?;
+    let env = super::start_cxone(super::cxone_sandbox(center, args.seed), POLL_MS, rate_limit).await?;
     env.sandbox.start_traffic();
     run_for(warmup, "efficiency (cxone): warm-up", args.json).await;
     let started_at = env.clock.now();

@@ -200,6 +200,32 @@ pub fn sandbox(center: CenterConfig, rate_limit: u32, clients: usize, seed: u64)
     SandboxConfig { seed, center, rate_limit_per_minute: rate_limit, clients, ..SandboxConfig::default() }
 }
 
+/// A sandbox whose CXone business unit runs `center` (its Genesys org idles), calm, seeded with `seed`.
+pub fn cxone_sandbox(center: wrapup_sandbox::cxone::CxoneCenter, seed: u64) -> SandboxConfig {
+    let idle = short_center(vec![queue("Idle", AcwMode::Mandatory, None)], 1, 0.0, silent_agents());
+    let mut cfg = sandbox(idle, 300, 1, seed);
+    cfg.cxone.center = center;
+    cfg
+}
+
+/// Starts sandbox + service with [`RESOLVE_ALL`], clock speed 1, the CXone connection detecting ACW by polling every
+/// `poll_ms` wall milliseconds within a budget of `requests_per_minute`.
+pub async fn start_cxone(sandbox: SandboxConfig, poll_ms: u64, requests_per_minute: u32) -> anyhow::Result<DemoEnv> {
+    start_with(EnvOptions {
+        sandbox,
+        rules: RESOLVE_ALL.to_string(),
+        speed: 1.0,
+        requests_per_minute: 300,
+        data_dir: None,
+        cxone: Some(wrapup_demo::CxoneOptions {
+            acw_detection: wrapup_demo::CxoneDetection::Polling,
+            poll_interval_ms: poll_ms,
+            requests_per_minute,
+        }),
+    })
+    .await
+}
+
 /// `immediate` rule applying "Resolved" to every leg.
 pub const RESOLVE_ALL: &str = "[[rules]]\nname = \"bench\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n";
 

@@ -45,7 +45,7 @@ use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::Outcome;
-use wrapup_demo::{cxone_truth_as_legs, CxoneDetection, CxoneOptions, EnvOptions};
+use wrapup_demo::cxone_truth_as_legs;
 use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
 use wrapup_sandbox::report::{ApiReport, ViolationReport};
 use wrapup_sandbox::{AcwMode, CodedBy, Dist, LegTruth, RateWindow};
@@ -204,25 +204,10 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
             ..CxoneAgentBehaviour::default()
         },
     };
-    // The Genesys org of the same sandbox runs no traffic.
-    let idle = short_center(vec![queue("Idle", AcwMode::Mandatory, None)], 1, 0.0, silent_agents());
-    let mut cfg = sandbox(idle, 300, 1, args.seed);
-    cfg.cxone.center = center;
+    let mut cfg = super::cxone_sandbox(center, args.seed);
     cfg.cxone.rate_limit_per_minute = args.rate_limit;
     cfg.cxone.rate_limit_window = args.window;
-    let env = super::start_with(EnvOptions {
-        sandbox: cfg,
-        rules: super::RESOLVE_ALL.to_string(),
-        speed: 1.0,
-        requests_per_minute: 300,
-        data_dir: None,
-        cxone: Some(CxoneOptions {
-            acw_detection: CxoneDetection::Polling,
-            poll_interval_ms: CXONE_POLL_MS,
-            requests_per_minute: args.rate_limit,
-        }),
-    })
-    .await?;
+    let env = super::start_cxone(cfg, CXONE_POLL_MS, args.rate_limit).await?;
     let started_at = env.clock.now();
     env.sandbox.start_traffic();
     run_for(warmup, "saturation (cxone): warm-up", args.json).await;
