@@ -89,8 +89,12 @@ async fn a_provisional_code_hidden_from_conversation_reads_is_still_never_overwr
     c.agent.requests_acw = 1.0;
     c.agent.provisional_during = 0.6;
     c.agent.provisional_delay = Dist::new(0.5, 1.0, 2.0);
+    // Final codes come well after the immediate rule's write (none at disconnect): what is tested is that a
+    // provisional code the conversation read does not show is found, not the read-then-write race with an agent
+    // coding at the same instant, which a CPU-starved run would otherwise hit now and then.
+    c.agent.at_disconnect = 0.0;
     c.agent.late = 1.0;
-    c.agent.late_delay = Dist::new(3.0, 4.0, 5.0);
+    c.agent.late_delay = Dist::new(8.0, 9.0, 10.0);
     c.agent.skip_delay = Dist::new(20.0, 20.0, 20.0);
     let mut s = sandbox(c);
     s.behaviours.conversation_provisional = ConversationProvisional::Hidden;
