@@ -14,7 +14,7 @@
 //! are per second rather than per contact: their share falls as the load rises.
 
 use super::efficiency::{latencies, WARMUP};
-use super::{round, run_for, show, BenchArgs, Report};
+use super::{round, show, BenchArgs, Report};
 use std::collections::BTreeMap;
 use wrapup_sandbox::cxone::{AcwType, CxMedia, CxoneAgentBehaviour, CxoneCenter, SkillConfig};
 use wrapup_sandbox::Dist;
@@ -66,13 +66,7 @@ pub async fn efficiency(args: &BenchArgs) -> anyhow::Result<Report> {
         agent: CxoneAgentBehaviour::default(),
     };
     let env = super::start_cxone(super::cxone_sandbox(center, args.seed), POLL_MS, rate_limit).await?;
-    env.sandbox.start_traffic();
-    run_for(warmup, "efficiency (cxone): warm-up", args.json).await;
-    let started_at = env.clock.now();
-    run_for(duration, "efficiency (cxone)", args.json).await;
-    env.sandbox.stop_traffic();
-    let stopped_at = env.clock.now();
-    env.settle(std::time::Duration::from_secs(10)).await?;
+    let (started_at, stopped_at) = super::measure(&env, warmup, duration, "efficiency (cxone)", args.json).await?;
     let finished = env.finish_with_truth().await?;
     let cx = finished.cxone.ok_or_else(|| anyhow::anyhow!("the CXone connection did not run"))?;
     let s = &cx.summary;

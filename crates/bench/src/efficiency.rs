@@ -19,7 +19,7 @@
 //! gives a measured rate under 50 in about half the windows; the default offers 55 conversations/s and the goal is
 //! judged on the measured rate, which is reported next to the offered one.
 
-use super::{percentile, round, run_for, sandbox, show, start_env, BenchArgs, Report};
+use super::{percentile, round, sandbox, show, start_env, BenchArgs, Report};
 use jiff::Timestamp;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::{Outcome, Timing};
@@ -42,13 +42,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let center = super::naive::all_modes_center(agents, rate);
     let env = start_env(sandbox(center, rate_limit, 1, args.seed), super::RESOLVE_ALL).await?;
     let warmup = args.warmup.map_or(WARMUP, std::time::Duration::from_secs);
-    env.sandbox.start_traffic();
-    run_for(warmup, "efficiency: warm-up", args.json).await;
-    let started_at = env.clock.now();
-    run_for(duration, "efficiency", args.json).await;
-    env.sandbox.stop_traffic();
-    let stopped_at = env.clock.now();
-    env.settle(std::time::Duration::from_secs(10)).await?;
+    let (started_at, stopped_at) = super::measure(&env, warmup, duration, "efficiency", args.json).await?;
     let finished = env.finish_with_truth().await?;
     let s = &finished.summary;
     let judged = super::naive::Judged::of(&finished.truth, &finished.report.violations, s.api_calls, s.rate_limited);

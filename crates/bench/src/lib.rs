@@ -226,6 +226,25 @@ pub async fn start_cxone(sandbox: SandboxConfig, poll_ms: u64, requests_per_minu
     .await
 }
 
+/// Runs the sandbox's traffic for `warmup`, then for `measured`, stops it and lets the service settle (at most
+/// 10 s); returns the measured window's start and end on the run's clock.
+pub async fn measure(
+    env: &DemoEnv,
+    warmup: Duration,
+    measured: Duration,
+    label: &str,
+    quiet: bool,
+) -> anyhow::Result<(jiff::Timestamp, jiff::Timestamp)> {
+    env.sandbox.start_traffic();
+    run_for(warmup, &format!("{label}: warm-up"), quiet).await;
+    let started_at = env.clock.now();
+    run_for(measured, label, quiet).await;
+    env.sandbox.stop_traffic();
+    let stopped_at = env.clock.now();
+    env.settle(Duration::from_secs(10)).await?;
+    Ok((started_at, stopped_at))
+}
+
 /// `immediate` rule applying "Resolved" to every leg.
 pub const RESOLVE_ALL: &str = "[[rules]]\nname = \"bench\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n";
 
