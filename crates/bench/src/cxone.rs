@@ -65,7 +65,7 @@ pub async fn efficiency(args: &BenchArgs) -> anyhow::Result<Report> {
         transfer_probability: 0.0,
         agent: CxoneAgentBehaviour::default(),
     };
-    let env = super::start_cxone(super::cxone_sandbox(center, args.seed), POLL_MS, rate_limit).await?;
+    let env = super::start_cxone(super::cxone_sandbox(center, args.seed), POLL_MS, rate_limit, args).await?;
     let (started_at, stopped_at) = super::measure(&env, warmup, duration, "efficiency (cxone)", args.json).await?;
     let finished = env.finish_with_truth().await?;
     let cx = finished.cxone.ok_or_else(|| anyhow::anyhow!("the CXone connection did not run"))?;

@@ -40,7 +40,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     // Busy per leg ≈ alert + talk + a short ACW: ~4 s; keep the center far from running out of agents.
     let agents = ((rate * 12.0) as usize).max(50);
     let center = super::naive::all_modes_center(agents, rate);
-    let env = start_env(sandbox(center, rate_limit, 1, args.seed), super::RESOLVE_ALL).await?;
+    let env = start_env(sandbox(center, rate_limit, 1, args.seed), super::RESOLVE_ALL, args).await?;
     let warmup = args.warmup.map_or(WARMUP, std::time::Duration::from_secs);
     let (started_at, stopped_at) = super::measure(&env, warmup, duration, "efficiency", args.json).await?;
     let finished = env.finish_with_truth().await?;

@@ -276,7 +276,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         rules: NO_MATCH.to_string(),
         speed: 1.0,
         requests_per_minute: 300,
-        data_dir: None,
+        data_dir: args.data_dir.clone(),
         cxone: None,
     })
     .await?;

@@ -93,6 +93,11 @@ pub struct BenchArgs {
     /// per code are those of a deployment; the demo sweeps every 500 ms.
     #[arg(long, default_value_t = 60_000)]
     pub reconcile_every_ms: u64,
+    /// Keep the service's store (SQLite, with every leg's ledger) in this directory instead of a temporary one, to
+    /// look at how the run's legs ended afterwards (`sqlite3 DIR/wrapup.db`, or `wrapup serve` on it). Scenarios that
+    /// start several services write the last one's.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl BenchArgs {
@@ -210,13 +215,18 @@ pub fn cxone_sandbox(center: wrapup_sandbox::cxone::CxoneCenter, seed: u64) -> S
 
 /// Starts sandbox + service with [`RESOLVE_ALL`], clock speed 1, the CXone connection detecting ACW by polling every
 /// `poll_ms` wall milliseconds within a budget of `requests_per_minute`.
-pub async fn start_cxone(sandbox: SandboxConfig, poll_ms: u64, requests_per_minute: u32) -> anyhow::Result<DemoEnv> {
+pub async fn start_cxone(
+    sandbox: SandboxConfig,
+    poll_ms: u64,
+    requests_per_minute: u32,
+    args: &BenchArgs,
+) -> anyhow::Result<DemoEnv> {
     start_with(EnvOptions {
         sandbox,
         rules: RESOLVE_ALL.to_string(),
         speed: 1.0,
         requests_per_minute: 300,
-        data_dir: None,
+        data_dir: args.data_dir.clone(),
         cxone: Some(wrapup_demo::CxoneOptions {
             acw_detection: wrapup_demo::CxoneDetection::Polling,
             poll_interval_ms: poll_ms,
@@ -258,14 +268,14 @@ pub async fn start_with(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
 }
 
 /// Starts sandbox + service at speed 1 with the service's budget equal to the platform's limit.
-pub async fn start_env(sandbox: SandboxConfig, rules: &str) -> anyhow::Result<DemoEnv> {
+pub async fn start_env(sandbox: SandboxConfig, rules: &str, args: &BenchArgs) -> anyhow::Result<DemoEnv> {
     let rpm = sandbox.rate_limit_per_minute;
     start_with(EnvOptions {
         sandbox,
         rules: rules.to_string(),
         speed: 1.0,
         requests_per_minute: rpm,
-        data_dir: None,
+        data_dir: args.data_dir.clone(),
         cxone: None,
     })
     .await
@@ -339,6 +349,7 @@ mod tests {
             warmup: Some(1),
             seed: 7,
             reconcile_every_ms: 60_000,
+            data_dir: None,
         }
     }
 

@@ -27,7 +27,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let legs = args.legs.clamp(1, 10_000_000);
 
     // 1. Idle.
-    let env = start_env(sandbox(args), super::RESOLVE_ALL).await?;
+    let env = start_env(sandbox(args), super::RESOLVE_ALL, args).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (idle, _) = rss_mb();
     // Same seed, same ids: the second sandbox has the same queues.

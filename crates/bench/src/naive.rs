@@ -258,7 +258,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         let agents = ((offered * 40.0) as usize).max(50);
         let cfg = sandbox(all_modes_center(agents, offered), args.rate_limit, 1, args.seed);
         let label = format!("naive: service at {multiple}x the budget");
-        let env = super::start_env(cfg.clone(), super::RESOLVE_ALL).await?;
+        let env = super::start_env(cfg.clone(), super::RESOLVE_ALL, args).await?;
         env.sandbox.start_traffic();
         run_for(duration, &label, args.json).await;
         env.sandbox.stop_traffic();

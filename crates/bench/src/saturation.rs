@@ -141,7 +141,7 @@ pub async fn saturate(
     let center = short_center(queues(), agents, offered, all_modes_agents());
     let mut cfg = sandbox(center, args.rate_limit, clients, args.seed);
     cfg.rate_limit_window = args.window;
-    let env = start_env(cfg, super::RESOLVE_ALL).await?;
+    let env = start_env(cfg, super::RESOLVE_ALL, args).await?;
     let started_at = env.clock.now();
     env.sandbox.start_traffic();
     run_for(warmup, &format!("{label}: warm-up"), args.json).await;
@@ -207,7 +207,7 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
     let mut cfg = super::cxone_sandbox(center, args.seed);
     cfg.cxone.rate_limit_per_minute = args.rate_limit;
     cfg.cxone.rate_limit_window = args.window;
-    let env = super::start_cxone(cfg, CXONE_POLL_MS, args.rate_limit).await?;
+    let env = super::start_cxone(cfg, CXONE_POLL_MS, args.rate_limit, args).await?;
     let started_at = env.clock.now();
     env.sandbox.start_traffic();
     run_for(warmup, "saturation (cxone): warm-up", args.json).await;

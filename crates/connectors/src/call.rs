@@ -377,8 +377,23 @@ impl<P: Platform> Client<P> {
         }
     }
 
-    /// A permit for `request`, or [`ErrorClass::DeadlinePassed`] if its deadline passes first.
+    /// A permit for `request`; [`ErrorClass::DeadlinePassed`] if its deadline passes first, [`ErrorClass::Yielded`]
+    /// if it begins a leg's work and the scheduler asks the leg to give way first (see [`crate::place`]).
     async fn acquire(&self, request: &Request<'_, P::Target>) -> Result<Permit, PlatformError> {
+        let priority = request.priority;
+        if priority.class != PriorityClass::Live || priority.finishing {
+            return self.acquire_by_deadline(request).await;
+        }
+        crate::place::unless_asked(self.acquire_by_deadline(request)).await.unwrap_or_else(|| {
+            Err(PlatformError::transport(
+                ErrorClass::Yielded,
+                request.endpoint,
+                "the leg gave its place in the budget's queue to a leg with an earlier deadline",
+            ))
+        })
+    }
+
+    async fn acquire_by_deadline(&self, request: &Request<'_, P::Target>) -> Result<Permit, PlatformError> {
         let budget = &self.inner.budget;
         let Some(deadline) = request.priority.expires_at() else {
             return Ok(budget.acquire(request.priority).await);

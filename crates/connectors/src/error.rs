@@ -50,6 +50,7 @@ impl fmt::Display for PlatformError {
             ErrorClass::Forbidden { .. } => "was forbidden",
             ErrorClass::DeadlinePassed => "was not sent: its deadline passed while it waited for the request budget",
             ErrorClass::PreconditionFailed => "was not sent: its precondition no longer held",
+            ErrorClass::Yielded => "was not sent: its leg gave way to a leg with an earlier deadline",
             ErrorClass::WindowClosed => "was refused: the leg's window is over or it is already coded",
         };
         write!(f, "platform call {} {what}", self.endpoint)?;

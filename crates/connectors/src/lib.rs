@@ -3,8 +3,8 @@
 //! One module per platform ([`genesys`], [`cxone`]) holds its typed calls and its event parsing. The pieces every
 //! platform needs live in their own modules so the next connector reuses them: the request [`budget`] (pooled
 //! credentials, pacing, priority queue), the [`token`] cache (early, single-flight refresh), one retry
-//! classification ([`error`]), short deadline-bounded retries ([`retry`]), attempt accounting ([`attempt`]) and
-//! size-limited HTTP bodies ([`http`]).
+//! classification ([`error`]), short deadline-bounded retries ([`retry`]), attempt accounting ([`attempt`]),
+//! size-limited HTTP bodies ([`http`]) and a claimed leg's [`place`] in the budget's queue.
 
 pub mod attempt;
 pub mod budget;
@@ -13,6 +13,7 @@ pub mod cxone;
 pub mod error;
 pub mod genesys;
 pub mod http;
+pub mod place;
 pub mod retry;
 pub mod token;
 

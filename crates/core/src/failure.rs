@@ -26,6 +26,9 @@ pub enum ErrorClass {
     DeadlinePassed,
     /// Not sent: the caller's precondition no longer held when the request was about to go out.
     PreconditionFailed,
+    /// Not sent: the request would have begun a leg's work, and the leg gave its place in the request budget's queue
+    /// to a leg with an earlier deadline. The leg is due again as it was.
+    Yielded,
     /// The platform refused a write because the leg's window is over or someone else already coded it (CXone
     /// `Invalid contactId` after ACW, `Skill does not allow additional disposition`): nothing to retry; what the leg
     /// ended with is to be read.
@@ -44,6 +47,7 @@ impl ErrorClass {
             ErrorClass::Forbidden { .. } => "forbidden",
             ErrorClass::DeadlinePassed => "deadline_passed",
             ErrorClass::PreconditionFailed => "precondition_failed",
+            ErrorClass::Yielded => "yielded",
             ErrorClass::WindowClosed => "window_closed",
         }
     }

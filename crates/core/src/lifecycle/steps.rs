@@ -623,6 +623,16 @@ impl Move<'_, '_> {
                 self.close_window();
                 return self.release();
             }
+            ErrorClass::Yielded => {
+                // Nothing was sent: the leg goes back to the store as due as it was, and the scheduler works on the
+                // more urgent leg first. An intent is kept, like after any read that did not happen.
+                if self.leg.state == LegState::Writing {
+                    self.leg.state = LegState::Scheduled;
+                }
+                self.leg.updated_at = now;
+                self.line("note", json!({"note": format!("{doing} gave way to a leg with an earlier deadline")}));
+                return self.release();
+            }
             ErrorClass::DeadlinePassed => {
                 return self.finish(
                     Outcome::Expired,
