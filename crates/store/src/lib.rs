@@ -10,11 +10,13 @@
 //! - **catalog cache**: the last catalog fetched per connection, so a restart does not refetch before serving.
 //! - **idempotency**: the first response per `(connection, key)` of the external decision API.
 //!
-//! Implementations: [`SqliteStore`] (embedded, the default). Every implementation must pass the conformance suite
-//! in `tests/store/conformance.rs`.
+//! Implementations: [`SqliteStore`] (embedded, the default) and [`PostgresStore`] (shared by several replicas).
+//! Every implementation must pass the conformance suite in `tests/store/conformance.rs`.
 
 mod api;
+mod postgres;
 mod sqlite;
 
 pub use api::*;
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, WriteStats, DEFAULT_LIST_LIMIT};

@@ -744,9 +744,36 @@ where
 
 /// Instantiates every case (except durability, which needs reopenable storage) as its own `#[tokio::test]`, each
 /// with a fresh store from `$make` (an expression, evaluated inside an async test).
+///
+/// `conformance_tests!(maybe: $make)` is for a store that needs something the machine may not have (a database
+/// server): `$make` evaluates to an `Option<(store, guard)>`; `None` skips the case (the maker says why), and the
+/// guard is dropped after the case, even when it fails (e.g. to drop the case's database).
 macro_rules! conformance_tests {
+    (maybe: $make:expr) => {
+        conformance_tests!(@list maybe $make);
+    };
+    (@cases plain $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::conformance::$case($make).await;
+            }
+        )*
+    };
+    (@cases maybe $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((store, _guard)) = $make else { return };
+                crate::conformance::$case(store).await;
+            }
+        )*
+    };
     ($make:expr) => {
-        conformance_tests!(@cases $make;
+        conformance_tests!(@list plain $make);
+    };
+    (@list $how:ident $make:expr) => {
+        conformance_tests!(@cases $how $make;
             a_redelivered_event_is_a_duplicate_across_batches,
             a_duplicate_within_one_batch_is_a_duplicate,
             the_same_dedupe_key_on_another_connection_is_new,
@@ -778,14 +805,6 @@ macro_rules! conformance_tests {
             the_catalog_cache_round_trips,
             an_idempotency_key_returns_the_first_response,
         );
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                crate::conformance::$case($make).await;
-            }
-        )*
     };
 }
 

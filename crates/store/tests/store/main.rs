@@ -2,4 +2,5 @@
 
 #[macro_use]
 mod conformance;
+mod postgres;
 mod sqlite;

@@ -1,0 +1,483 @@
+//! [`Store`] on PostgreSQL, for several `wrapup serve` replicas sharing one database.
+//!
+//! **Schema.** The tables and columns of the SQLite store (`migrations/postgres/`, run at [`PostgresStore::connect`]
+//! by sqlx's migrator, which holds an advisory lock while it runs so replicas starting together migrate once):
+//! `inbox` unique by `(connection, dedupe_key)`; `legs` keyed by `(connection, conversation, participant)` with the
+//! full record as JSON text in `record` and copies of what queries filter and sort on (`state`, `not_before`,
+//! `deadline` = [`LegRecord::order_deadline`], `due_at`, the lease, `version`, `outcome`); the append-only `ledger`;
+//! `catalog_cache`; `idempotency`. Times in indexed columns are epoch milliseconds (truncated); the JSON and the
+//! ledger's text times keep full precision.
+//!
+//! **Durability.** Every call is one transaction committed before it returns (there is no batching across callers),
+//! so when [`Store::ingest`] returns `Ok` its events are committed; how durable a commit is, is the server's
+//! `synchronous_commit`, which must stay `on` (its default).
+//!
+//! **Claims, leases and versions.** Every change to a leg's content (an event applied, a worker's save, expiry)
+//! bumps `version`. Claiming only sets the lease (`lease_owner`, `lease_until`) and does not bump the version: the
+//! lease keeps other workers away, the version tells a worker that the leg changed under it. A save must present
+//! the version it read *and* still be the lease owner (`lease_owner = owner`; `lease_until` is not compared with a
+//! clock: a lease that ran out matters once another worker claims the leg, and that claim replaces `lease_owner`).
+//! Owner names must be unique per worker. An event leaves the lease alone and bumps the version, so the worker
+//! holding the leg gets [`StoreError::Conflict`], reloads and decides again. A save is one `UPDATE … WHERE version =
+//! $v AND lease_owner = $owner`: under READ COMMITTED a save racing an event waits for the event's row lock and then
+//! re-checks its `WHERE` against the committed row, so it is refused, never lost.
+//!
+//! **The claim query.** `due_at` is when a worker may next claim a leg (NULL once done; `greatest(not_before,
+//! lease_until)` for open/scheduled/closing/confirming legs; `lease_until` for writing legs, which are reclaimed
+//! after a crash). A claim is one statement:
+//!
+//! ```sql
+//! WITH picked AS MATERIALIZED (
+//!     SELECT id FROM legs WHERE due_at <= $now
+//!     ORDER BY coalesce(deadline, 9223372036854775807), not_before LIMIT $limit
+//!     FOR UPDATE SKIP LOCKED)
+//! UPDATE legs SET lease_owner = $owner, lease_until = $until, due_at = $until
+//! FROM picked WHERE legs.id = picked.id RETURNING version, record
+//! ```
+//!
+//! `SKIP LOCKED` passes over rows another transaction holds (another claim, a save, an event being applied), so
+//! claimers in any number of processes never wait for each other and never take the same leg: a row is leased only
+//! by the transaction that locked it, and one that another claim leased and committed in the meantime is re-checked
+//! (`due_at` is now the new lease's end) and dropped. The CTE is materialized so the locking subquery runs once.
+//! Legs without a deadline sort last; `RETURNING` has no order, so the claimed legs are sorted again in memory.
+//!
+//! **Intake** (`ingest.rs`): one transaction per call. New dedupe keys are inserted with `ON CONFLICT DO NOTHING`
+//! (a concurrent call inserting the same key waits for the other and then sees it as a duplicate); the touched legs
+//! are locked with `SELECT … FOR UPDATE`, folded through `apply_event` in memory and written once each, with one
+//! `event` ledger line per event (and the leg's `outcome` line when an event ends it). Locks are taken in one order
+//! (inbox keys, then legs by key) so concurrent calls do not deadlock. A leg that does not exist yet cannot be
+//! locked; if another call creates it first, this call's insert finds it, the transaction is rolled back and run
+//! again (now finding and locking the leg).
+//!
+//! **Outcome hook.** Every write that can end a leg (intake, a save, expiry) collects the [`OutcomeChange`]s of its
+//! transaction and reports them to the hook after the commit, once each.
+//!
+//! **Expiry and `release_all_leases`** lock the rows they change in key order, like intake, and wait for rows
+//! another transaction holds (then re-check them), so two replicas sweeping together expire each leg once.
+
+use crate::{
+    ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeChange, OutcomeCounts, OutcomeHook, Save, Store, StoreError,
+    StoreResult, DEFAULT_LIST_LIMIT,
+};
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use wrapup_core::catalog::Catalog;
+use wrapup_core::lifecycle::{LegRecord, LegState};
+use wrapup_core::{Event, LegKey, Outcome};
+
+mod ingest;
+mod leases;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per store (per process).
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a call waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// `expire_overdue` finishes legs this many per transaction, so a large backlog never sits in memory at once nor
+/// holds its row locks for long.
+const EXPIRE_CHUNK: i64 = 500;
+
+/// The PostgreSQL store. Cheap to clone (a pool and the hook); all methods take `&self`.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    hook: SharedHook,
+}
+
+/// The outcome hook, read after each commit that changed an outcome.
+type SharedHook = Arc<RwLock<Option<OutcomeHook>>>;
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and migrates it. Errors
+    /// never contain the URL's password.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| StoreError::Backend(redact_password(url, &format!("{what}: {e}")));
+        let options = PgConnectOptions::from_str(url).map_err(|e| fail("invalid PostgreSQL URL", &e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| fail("cannot connect to PostgreSQL", &e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| fail("migration failed", &e))?;
+        Ok(PostgresStore { pool, hook: SharedHook::default() })
+    }
+
+    /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Reports the outcome changes of a committed transaction to the hook.
+    fn report(&self, changes: &[OutcomeChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            changes.iter().for_each(|c| hook(c));
+        }
+    }
+}
+
+/// `message` with the password of `url` (as written, and percent-decoded) replaced by `***`. sqlx's errors do not
+/// quote the URL today; this keeps it so should one ever do.
+fn redact_password(url: &str, message: &str) -> String {
+    let Some(password) = url_password(url) else { return message.to_string() };
+    let mut redacted = message.replace(password, "***");
+    let decoded = percent_decode(password);
+    if !decoded.is_empty() {
+        redacted = redacted.replace(&decoded, "***");
+    }
+    redacted
+}
+
+/// The password part of `scheme://user:password@host/…`, if any (not empty).
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("unreadable {what} in the database: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot serialize {what}: {e}")))
+}
+
+fn decode_record(row: &PgRow) -> StoreResult<LegRecord> {
+    parse_record(&row.try_get::<String, _>("record")?)
+}
+
+fn parse_record(json: &str) -> StoreResult<LegRecord> {
+    serde_json::from_str(json).map_err(|e| corrupt("leg record", e))
+}
+
+/// When a worker may next claim `leg` (see the module docs), given its lease.
+fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
+    match leg.state {
+        LegState::Done => None,
+        LegState::Open | LegState::Scheduled | LegState::Closing | LegState::Confirming => {
+            let not_before = ms(leg.not_before);
+            Some(lease_until.map_or(not_before, |l| l.max(not_before)))
+        }
+        LegState::Writing => Some(lease_until.unwrap_or_else(|| ms(leg.updated_at))),
+    }
+}
+
+/// The legs `expire_overdue` finishes: open or scheduled, past their deadline (`$1`), without a write intent (a
+/// write may have been sent and landed; the worker reads the platform first) and without an estimated window end
+/// (its window may well be open; its worker reads it, or the platform deadline expires it when the worker is
+/// late). `->>` is NULL both for a missing key and for JSON `null`.
+const OVERDUE: &str = "state IN ('open', 'scheduled') AND deadline < $1 AND (record::jsonb ->> 'intent') IS NULL \
+                       AND (record::jsonb ->> 'estimated_deadline') IS NULL";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ingest(&self, events: &[Event], now: Timestamp) -> StoreResult<Vec<Ingested>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (results, changes) = ingest::ingest(&self.pool, events, now).await?;
+        self.report(&changes);
+        Ok(results)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease: SignedDuration,
+    ) -> StoreResult<Vec<ClaimedLeg>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lease_until =
+            now.checked_add(lease).map_err(|e| StoreError::Backend(format!("lease end out of range: {e}")))?;
+        leases::claim(&self.pool, ms(now), limit, owner, ms(lease_until)).await
+    }
+
+    async fn save(&self, save: Save<'_>) -> StoreResult<i64> {
+        let version = leases::save(&self.pool, &save).await?;
+        if save.leg.outcome.is_some() && save.leg.outcome != save.stored_outcome {
+            self.report(&[OutcomeChange { leg: save.leg.clone(), from: save.stored_outcome }]);
+        }
+        Ok(version)
+    }
+
+    fn watch_outcomes(&self, hook: OutcomeHook) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    async fn release_all_leases(&self) -> StoreResult<u64> {
+        leases::release_all(&self.pool).await
+    }
+
+    async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()> {
+        leases::release(&self.pool, key, owner).await
+    }
+
+    async fn get_leg(&self, key: &LegKey) -> StoreResult<Option<ClaimedLeg>> {
+        let row = sqlx::query(
+            "SELECT version, record FROM legs WHERE connection = $1 AND conversation = $2 AND participant = $3",
+        )
+        .bind(&key.connection)
+        .bind(&key.conversation)
+        .bind(&key.participant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok(ClaimedLeg { leg: decode_record(&row)?, version: row.try_get("version")? })).transpose()
+    }
+
+    /// Newest (`created_at`) first; without `filter.limit`, at most [`DEFAULT_LIST_LIMIT`] legs.
+    async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>> {
+        // Only fixed fragments are spliced in; every value is a bound parameter.
+        let mut sql = String::from("SELECT record FROM legs WHERE true");
+        let mut n = 0;
+        let mut param = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.connection.is_some() {
+            sql.push_str(&format!(" AND connection = {}", param()));
+        }
+        if filter.outcome.is_some() {
+            sql.push_str(&format!(" AND outcome = {}", param()));
+        }
+        if filter.open_only {
+            sql.push_str(" AND state <> 'done'");
+        }
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", param()));
+        let mut query = sqlx::query(&sql);
+        if let Some(connection) = &filter.connection {
+            query = query.bind(connection);
+        }
+        if let Some(outcome) = filter.outcome {
+            query = query.bind(outcome.as_str());
+        }
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_record).collect()
+    }
+
+    async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
+        let mut expired = Vec::new();
+        loop {
+            let (chunk, changes) = leases::expire(&self.pool, now, EXPIRE_CHUNK).await?;
+            self.report(&changes);
+            let count = chunk.len();
+            expired.extend(chunk);
+            if (count as i64) < EXPIRE_CHUNK {
+                return Ok(expired);
+            }
+        }
+    }
+
+    /// The earliest time a leg becomes claimable: its `not_before`, or the end of another worker's lease on it.
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT due_at FROM legs WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        due.map(|ms| Timestamp::from_millisecond(ms).map_err(|e| corrupt("due time", e))).transpose()
+    }
+
+    async fn append_ledger(&self, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO ledger (connection, conversation, participant, at, kind, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.connection)
+        .bind(&key.conversation)
+        .bind(&key.participant)
+        .bind(entry.at.to_string())
+        .bind(&entry.kind)
+        .bind(to_json("ledger detail", &entry.detail)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn ledger(&self, key: &LegKey) -> StoreResult<Vec<LedgerEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, detail FROM ledger \
+             WHERE connection = $1 AND conversation = $2 AND participant = $3 ORDER BY id",
+        )
+        .bind(&key.connection)
+        .bind(&key.conversation)
+        .bind(&key.participant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let at: String = row.try_get("at")?;
+                let detail: String = row.try_get("detail")?;
+                Ok(LedgerEntry {
+                    at: at.parse().map_err(|e| corrupt("ledger time", e))?,
+                    kind: row.try_get("kind")?,
+                    detail: serde_json::from_str(&detail).map_err(|e| corrupt("ledger detail", e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Only outcomes that occur are present; `None` counts legs not finished.
+    async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts> {
+        let rows = sqlx::query("SELECT outcome, count(*) AS n FROM legs WHERE connection = $1 GROUP BY outcome")
+            .bind(connection)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = OutcomeCounts::new();
+        for row in rows {
+            let outcome: Option<String> = row.try_get("outcome")?;
+            let outcome = outcome.map(|s| Outcome::parse(&s).ok_or_else(|| corrupt("outcome", s))).transpose()?;
+            let n: i64 = row.try_get("n")?;
+            counts.insert(outcome, n.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn count_ledger_lines(&self, connection: &str, kind: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger WHERE connection = $1 AND kind = $2")
+            .bind(connection)
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO catalog_cache (connection, catalog, fetched_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (connection) DO UPDATE SET catalog = excluded.catalog, fetched_at = excluded.fetched_at",
+        )
+        .bind(connection)
+        .bind(to_json("catalog", catalog)?)
+        .bind(fetched_at.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>> {
+        let row = sqlx::query("SELECT catalog, fetched_at FROM catalog_cache WHERE connection = $1")
+            .bind(connection)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let catalog: String = row.try_get("catalog")?;
+            let fetched_at: String = row.try_get("fetched_at")?;
+            Ok((
+                serde_json::from_str(&catalog).map_err(|e| corrupt("catalog", e))?,
+                fetched_at.parse().map_err(|e| corrupt("catalog fetch time", e))?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
+    /// A concurrent call with the same key waits for the first to commit (`ON CONFLICT DO NOTHING`), then reads it.
+    async fn idempotent(
+        &self,
+        connection: &str,
+        key: &str,
+        response: &serde_json::Value,
+    ) -> StoreResult<(bool, serde_json::Value)> {
+        let stored = sqlx::query(
+            "INSERT INTO idempotency (connection, key, response, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (connection, key) DO NOTHING",
+        )
+        .bind(connection)
+        .bind(key)
+        .bind(to_json("idempotent response", response)?)
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if stored {
+            return Ok((true, response.clone()));
+        }
+        let first: String = sqlx::query_scalar("SELECT response FROM idempotency WHERE connection = $1 AND key = $2")
+            .bind(connection)
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((false, serde_json::from_str(&first).map_err(|e| corrupt("idempotent response", e))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_found_in_the_url_and_redacted_as_written_and_decoded() {
+        let url = "postgres://wrapup:p%40ss:word@db.example:5432/wrapup?sslmode=require";
+        assert_eq!(url_password(url), Some("p%40ss:word"));
+        let message = format!("failed at {url} with p@ss:word");
+        let redacted = redact_password(url, &message);
+        assert!(!redacted.contains("p%40ss") && !redacted.contains("p@ss"), "{redacted}");
+        assert!(redacted.contains("wrapup:***@db.example"), "{redacted}");
+    }
+
+    #[test]
+    fn a_url_without_a_password_is_left_alone() {
+        for url in ["postgres://postgres@127.0.0.1:5432/test", "postgres://host/db", "postgres://u:@h/db"] {
+            assert_eq!(url_password(url), None, "{url}");
+            assert_eq!(redact_password(url, "an error"), "an error");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalid_url_is_refused_without_showing_the_password() {
+        // (A refused connection is retried until the acquire timeout; the integration tests check the error of a
+        // server that answers.)
+        let e = PostgresStore::connect("postgres://wrapup:hunter2secret@h:x/db").await.expect_err("bad port");
+        let e = e.to_string();
+        assert!(e.contains("invalid PostgreSQL URL") && !e.contains("hunter2secret"), "{e}");
+    }
+}

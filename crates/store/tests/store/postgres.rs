@@ -1,0 +1,196 @@
+//! The conformance suite against [`PostgresStore`], plus checks of several stores (replicas) sharing one database.
+//!
+//! Needs a server: `WRAPUP_TEST_POSTGRES_URL` names a database the tests may connect to and create databases from
+//! (CI: `postgres://postgres@127.0.0.1:5432/test`). Each test gets a database of its own, created with a unique name
+//! and dropped afterwards, so tests run in parallel. Without the variable every test says it is skipped and passes.
+
+use crate::conformance::{self, closed, coded, ended, key, t};
+use jiff::SignedDuration;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use wrapup_core::{Event, LegKey, Outcome};
+use wrapup_store::{PostgresStore, Store};
+
+const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
+const LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+/// The server URL, or `None` after saying the test is skipped.
+fn server_url() -> Option<String> {
+    match std::env::var(VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: {VAR} is not set (PostgreSQL store tests need a database)");
+            None
+        }
+    }
+}
+
+/// `url` with its database (the path) replaced by `database`, query kept.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (scheme, rest) = base.split_once("://").expect("a URL with a scheme");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// A database made for one test, dropped (best effort) when this is dropped, whether the test passed or not.
+struct TestDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Option<TestDatabase> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = server_url()?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("wrapup_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut admin = admin_connection(&server).await;
+        admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
+        admin.close().await.ok();
+        let url = with_database(&server, &name);
+        Some(TestDatabase { server, name, url })
+    }
+
+    async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url).await.unwrap()
+    }
+}
+
+async fn admin_connection(server: &str) -> sqlx::PgConnection {
+    let options: PgConnectOptions = server.parse().unwrap_or_else(|e| panic!("{VAR} is not a PostgreSQL URL: {e}"));
+    options.connect().await.unwrap_or_else(|e| panic!("cannot connect to {VAR}: {e}"))
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with a runtime of its own can.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut admin = admin_connection(&server).await;
+                // FORCE: the store's pool may still be closing its connections in the background.
+                admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// A fresh store on a database of its own, with the guard that drops the database.
+async fn fresh() -> Option<(PostgresStore, TestDatabase)> {
+    let db = TestDatabase::create().await?;
+    Some((db.store().await, db))
+}
+
+conformance_tests!(maybe: fresh().await);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_reconnect() {
+    let Some(db) = TestDatabase::create().await else { return };
+    // Connecting again also runs the migrator again, which must find the schema current.
+    conformance::everything_survives_a_reopen(|| db.store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_never_hand_out_the_same_leg() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let stores = [Arc::new(db.store().await), Arc::new(db.store().await)];
+    const LEGS: usize = 300;
+    let events: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(60))).collect();
+    stores[0].ingest(&events, t(0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = stores[w % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("replica-{}-worker-{w}", w % 2);
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim_due(t(1), 5, &owner, LEASE).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.leg.key));
+            }
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        for k in task.await.unwrap() {
+            assert!(seen.insert(k.clone()), "leg {k} was handed to two workers");
+        }
+    }
+    assert_eq!(seen.len(), LEGS, "every leg was claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_creating_the_same_legs_at_once_lose_no_event() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let (a, b) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    const LEGS: usize = 120;
+    // Each new leg from both replicas at once: one sends its end, the other its code. (No event in both: a shared
+    // dedupe key would make the second call wait for the first one's commit, so the leg would not be created by both
+    // at once.)
+    let mut new = 0;
+    for n in 0..LEGS {
+        let (end, code) = ([ended(&key(n), 0, Some(600))], [coded(&key(n), 5, Some("agent"), false)]);
+        let (x, y) = tokio::join!(a.ingest(&end, t(6)), b.ingest(&code, t(6)));
+        new += [x.unwrap(), y.unwrap()].concat().iter().filter(|r| **r == wrapup_store::Ingested::New).count();
+    }
+    assert_eq!(new, 2 * LEGS, "each event is new");
+    for n in 0..LEGS {
+        let leg = a.get_leg(&key(n)).await.unwrap().expect("the leg exists");
+        assert_eq!(leg.version, 2, "leg {n}: both events applied");
+        assert!(leg.leg.ended_seen, "leg {n} lost its end event");
+        assert_eq!(leg.leg.outcome, Some(Outcome::AgentWon), "leg {n} lost its code");
+        let events = b.ledger(&key(n)).await.unwrap().iter().filter(|l| l.kind == "event").count();
+        assert_eq!(events, 2, "leg {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_sweeping_at_once_expire_each_leg_once() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let (a, b) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    const LEGS: usize = 700;
+    let events: Vec<Event> = (0..LEGS).map(|n| ended(&key(n), 0, Some(10))).collect();
+    a.ingest(&events, t(0)).await.unwrap();
+    // An event closing one leg races the sweeps too: it ends the leg itself, so no sweep may expire it again.
+    let sweep = |store: Arc<PostgresStore>| tokio::spawn(async move { store.expire_overdue(t(11)).await.unwrap() });
+    let (x, y) = (sweep(a.clone()), sweep(b.clone()));
+    b.ingest(&[closed(&key(0), 11)], t(11)).await.unwrap();
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    let xs: BTreeSet<LegKey> = x.into_iter().collect();
+    let ys: BTreeSet<LegKey> = y.into_iter().collect();
+    assert!(xs.is_disjoint(&ys), "a leg was expired by both sweeps");
+    // Whatever a sweep left (a row it waited for and found changed) the next sweep finishes.
+    let rest: BTreeSet<LegKey> = a.expire_overdue(t(11)).await.unwrap().into_iter().collect();
+    assert_eq!(xs.len() + ys.len() + rest.len() + usize::from(!xs.contains(&key(0)) && !ys.contains(&key(0))), LEGS);
+    for n in 0..LEGS {
+        let outcome_lines = a.ledger(&key(n)).await.unwrap().iter().filter(|l| l.kind == "outcome").count();
+        assert_eq!(outcome_lines, 1, "leg {n} ended once");
+    }
+    assert_eq!(a.outcome_counts("prod").await.unwrap().get(&Some(Outcome::Expired)), Some(&(LEGS as u64)));
+}
+
+#[tokio::test]
+async fn a_connection_error_does_not_show_the_password() {
+    let Some(server) = server_url() else { return };
+    // A database that does not exist: the server answers with an error (with trust auth the password is ignored).
+    let url = with_database(&server, "wrapup_no_such_database");
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let url = format!("{scheme}://wrapup:s3cret-Pa55word@{rest}");
+    let e = PostgresStore::connect(&url).await.expect_err("no such database").to_string();
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(!e.contains("s3cret-Pa55word"), "{e}");
+}
