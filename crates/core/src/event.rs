@@ -14,6 +14,7 @@ pub struct Event {
     /// When the platform says it happened.
     pub occurred_at: Timestamp,
     /// The platform's correlation id for the event, if any (for the ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     pub kind: EventKind,
 }

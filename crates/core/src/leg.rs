@@ -98,27 +98,39 @@ impl std::fmt::Display for LegKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct LegFacts {
     /// `None` only in hand-built test values; connectors always set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Genesys: communicationId (needed for the write path); CXone: unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub communication_id: Option<String>,
     /// Platform media path segment, e.g. Genesys `calls`, `callbacks`, `emails`, `messages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
     pub direction: Direction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_id: Option<String>,
     /// Queue (Genesys) or skill (CXone) name, resolved from the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Normalized lower-case disconnect type, e.g. `peer`, `client`, `transfer`, `system`, `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnect_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub talk_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_ms: Option<u64>,
     /// When the agent's part ended (ACW opened), on the platform's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     /// How long the platform keeps the ACW window open, if it closes it by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acw_timeout_ms: Option<u64>,
     /// How the leg's queue runs its ACW window (from the catalog, or from the platform's own report of the leg).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acw: Option<crate::catalog::AcwPolicy>,
     /// For windows the platform does not time out (optional, agent-requested): how long the service expects the
     /// agent to stay, learnt from the queue's recent legs. It orders work (see `LegRecord::estimated_deadline`) and
@@ -126,7 +138,9 @@ pub struct LegFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acw_estimate_ms: Option<u64>,
     /// Outbound campaign id, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign_id: Option<String>,
     /// Participant / contact attributes (custom data).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
 }

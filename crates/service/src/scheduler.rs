@@ -148,7 +148,8 @@ impl Claims {
         }
         let (worker, in_flight) = (self.worker.clone(), self.in_flight.clone());
         tokio::spawn(async move {
-            place::hold(place, worker.process(claimed)).await;
+            // Boxed: a leg's work is a large future (kilobytes), and a task is moved a few times while it is spawned.
+            place::hold(place, Box::pin(worker.process(claimed))).await;
             in_flight.lock().remove(&key);
             drop(permit);
         });

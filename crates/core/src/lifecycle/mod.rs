@@ -109,6 +109,16 @@ pub struct WriteIntent {
     pub at: Timestamp,
 }
 
+// A record leaves out what is empty, zero or false: most legs never use most fields, and every leg is written a
+// few times, read back and kept. Reading a record fills them back in from their defaults.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Everything the store keeps about a leg.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LegRecord {
@@ -120,6 +130,7 @@ pub struct LegRecord {
     /// When the worker should next look at the leg.
     pub not_before: Timestamp,
     /// When the platform closes the window by itself, if it does. A write is never sent after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
     /// When the leg's window is likely to end without the platform closing it (an agent leaving an optional or
     /// agent-requested window), estimated from the windows observed on its queue. It only orders work (earliest
@@ -129,36 +140,44 @@ pub struct LegRecord {
     /// When the window closed, as the platform reported it (the event that ended the leg), if an event did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<WriteIntent>,
     /// When the last gate read answered: by then this leg had been given a share of the request budget over others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_at: Option<Timestamp>,
     /// When our write was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome_reason: Option<String>,
     /// The last code the platform reported on the leg (from events or our gate read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_code: Option<String>,
     /// Our accepted write was confirmed by the platform's event.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub confirmed: bool,
     /// Write intents made for this leg (each starts with a gate read).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
     /// How many of those `attempts` are known not to have put our code on the leg: no write request went out (the
     /// gate read failed or was too slow, the write's precondition failed) or the platform refused it. When a gate
     /// read finds the intent's code on the leg, it can be an earlier write of ours only if some attempt is not
     /// counted here; otherwise the agent chose that very code. Counted after the fact, so a crash between a write
     /// and its answer leaves the attempt uncounted (it may have landed).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub unsent_attempts: u32,
     /// Failed reads of a closing leg's final code (paces the next read; many in a row make it a `review`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub closing_read_failures: u32,
     /// Writes answered 2xx that a read-back then did not find on the leg (one is written again, inside the window).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub unpersisted_writes: u32,
     /// The leg's participant attributes were read from the platform (for rules that match on them).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub attributes_read: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -274,3 +293,45 @@ mod steps;
 
 pub use events::{apply_event, EventEffect};
 pub use steps::*;
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use crate::{Direction, Platform};
+
+    /// Records leave out empty fields, and a record written before they did (every field present, `null`, `0`,
+    /// `false`) still reads as the same leg: databases keep records across versions.
+    #[test]
+    fn a_record_without_its_empty_fields_reads_like_one_with_them() {
+        let t0: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let mut leg = LegRecord::new(LegKey::new("c", "conv", "part"), t0);
+        leg.facts.platform = Some(Platform::Genesys);
+        leg.facts.direction = Direction::Inbound;
+        let slim = serde_json::to_value(&leg).unwrap();
+        for absent in ["deadline", "decision", "intent", "outcome", "attempts", "confirmed", "unsent_attempts"] {
+            assert!(slim.get(absent).is_none(), "{absent} is written: {slim}");
+        }
+        assert!(slim["facts"].get("queue_id").is_none() && slim["facts"].get("attributes").is_none(), "{slim}");
+
+        let mut full = slim.clone();
+        let record = full.as_object_mut().unwrap();
+        for (key, value) in [
+            ("deadline", serde_json::Value::Null),
+            ("decision", serde_json::Value::Null),
+            ("intent", serde_json::Value::Null),
+            ("written_at", serde_json::Value::Null),
+            ("outcome", serde_json::Value::Null),
+            ("outcome_reason", serde_json::Value::Null),
+            ("observed_code", serde_json::Value::Null),
+            ("confirmed", false.into()),
+            ("attempts", 0.into()),
+        ] {
+            record.insert(key.into(), value);
+        }
+        record["facts"].as_object_mut().unwrap().insert("queue_id".into(), serde_json::Value::Null);
+        record["facts"].as_object_mut().unwrap().insert("attributes".into(), serde_json::json!({}));
+        let read: LegRecord = serde_json::from_value(full).unwrap();
+        assert_eq!(read, leg);
+        assert_eq!(serde_json::from_value::<LegRecord>(slim).unwrap(), leg);
+    }
+}

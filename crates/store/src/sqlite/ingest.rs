@@ -2,7 +2,7 @@
 
 use super::batch::{insert_ledger_line, load};
 use super::{due_at, ms, to_json};
-use crate::{Ingested, LedgerEntry, OutcomeChange, StoreError, StoreResult};
+use crate::{Ingested, OutcomeChange, StoreError, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -75,7 +75,7 @@ pub(super) fn ingest_batch(
         let before = touched.leg.as_ref().and_then(|l| l.outcome);
         let (leg, effect) = apply_event(touched.leg.take(), e, now);
         touched.version += 1;
-        let detail = to_json("ledger detail", &event_entry(e, &effect.note, now).detail)?;
+        let detail = to_json("ledger detail", &EventLine::of(e, &effect.note))?;
         insert_ledger_line(tx, &e.leg, &now_text, "event", &detail)?;
         // An event that ends the leg (or changes how it ended) explains it with the leg's one outcome line.
         if let Some((kind, detail)) = outcome_line(before, &leg) {
@@ -124,17 +124,24 @@ struct Touched {
     leg: Option<LegRecord>,
 }
 
-/// The ledger line recording one applied event.
-fn event_entry(event: &Event, note: &str, now: Timestamp) -> LedgerEntry {
-    LedgerEntry {
-        at: now,
-        kind: "event".into(),
-        detail: serde_json::json!({
-            "event": event.kind.name(),
-            "dedupe_key": event.dedupe_key,
-            "occurred_at": event.occurred_at,
-            "correlation_id": event.correlation_id,
-            "note": note,
-        }),
+/// The detail of the ledger line recording one applied event, serialized straight from the event's fields.
+#[derive(serde::Serialize)]
+struct EventLine<'a> {
+    event: &'static str,
+    dedupe_key: &'a str,
+    occurred_at: Timestamp,
+    correlation_id: Option<&'a str>,
+    note: &'a str,
+}
+
+impl<'a> EventLine<'a> {
+    fn of(event: &'a Event, note: &'a str) -> Self {
+        EventLine {
+            event: event.kind.name(),
+            dedupe_key: &event.dedupe_key,
+            occurred_at: event.occurred_at,
+            correlation_id: event.correlation_id.as_deref(),
+            note,
+        }
     }
 }
