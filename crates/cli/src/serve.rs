@@ -4,8 +4,9 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wrapup_clock::ScaledClock;
+use wrapup_config::StoreConfig;
 use wrapup_core::clock::SharedClock;
-use wrapup_store::{SqliteStore, Store};
+use wrapup_store::{PostgresStore, SqliteStore, Store};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -24,7 +25,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let clock: SharedClock = Arc::new(ScaledClock::system());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("wrapup.db")).await?);
+    let store = open_store(&config).await?;
     let listener =
         wrapup_service::edge::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let admin = match config.admin_listen {
@@ -38,6 +39,22 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!("Stopping: finishing legs in flight.");
     service.shutdown().await;
     Ok(())
+}
+
+/// The store the configuration names: the embedded SQLite file in the data directory, or a PostgreSQL database
+/// (migrated to the current schema on connect).
+pub async fn open_store(config: &wrapup_config::Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Sqlite => Arc::new(SqliteStore::open(&config.data_dir.join("wrapup.db")).await?),
+        StoreConfig::Postgres { .. } => {
+            let url = config.store.connect_url().context("the store's URL")?;
+            let store = PostgresStore::connect(&url)
+                .await
+                .with_context(|| format!("connecting to the store {}", config.store.describe()))?;
+            tracing::info!(store = %config.store.describe(), "Using the PostgreSQL store.");
+            Arc::new(store)
+        }
+    })
 }
 
 /// `wrapup validate`: the file first (every problem, with its location), then each connection's live catalog

@@ -17,6 +17,10 @@
 //!
 //! ```toml
 //! data_dir = "./wrapup-data"            # default "./wrapup-data"; relative to the config file's directory
+//!
+//! [store]                               # optional; default: the embedded SQLite database in data_dir
+//! url = "postgres://wrapup@db.internal:5432/wrapup"   # or "sqlite"; any number of replicas share one PostgreSQL
+//! password = "env:WRAPUP_DB_PASSWORD"   # optional reference; a password written in the URL is refused
 //! listen = "127.0.0.1:8080"             # default; intake, health (and the admin API unless admin_listen)
 //! admin_listen = "127.0.0.1:8081"       # optional; the admin API and /metrics on their own address
 //!
@@ -107,6 +111,8 @@ use wrapup_core::{Platform, RuleSet, Secret};
 pub struct Config {
     /// Where the embedded SQLite database lives.
     pub data_dir: PathBuf,
+    /// Which database keeps the legs, their ledgers and the inbox.
+    pub store: StoreConfig,
     /// Address of the intake and health endpoints, and of the admin API unless `admin_listen` is set.
     pub listen: SocketAddr,
     /// When set, the admin API and `/metrics` are served here only (so they need not be reachable from where the
@@ -118,6 +124,38 @@ pub struct Config {
     pub rules: RuleSet,
     /// Where each rule (by index) is written, for problems found later (e.g. against a live catalog).
     rule_locations: Vec<Location>,
+}
+
+/// Where wrapup keeps its state (`[store]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StoreConfig {
+    /// The embedded SQLite database `wrapup.db` in `data_dir`: one process.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, which any number of `wrapup serve` replicas can share. The URL holds no password
+    /// (the config file is not a secret store); `password`, a reference, is added when connecting.
+    Postgres { url: Url, password: Option<Secret> },
+}
+
+impl StoreConfig {
+    /// The URL to connect with, the password included. Never log it; [`StoreConfig::describe`] is for messages.
+    pub fn connect_url(&self) -> Option<String> {
+        let Self::Postgres { url, password } = self else { return None };
+        let mut url = url.clone();
+        if let Some(p) = password {
+            // Only fails for URLs that cannot have a password (no host), which the reader refuses.
+            let _ = url.set_password(Some(p.expose()));
+        }
+        Some(url.to_string())
+    }
+
+    /// What the store is, for logs and errors: the URL without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite => "SQLite in the data directory".into(),
+            Self::Postgres { url, .. } => url.to_string(),
+        }
+    }
 }
 
 /// The admin API.

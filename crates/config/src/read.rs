@@ -10,10 +10,10 @@ use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{self, Key, Node, Value};
 use crate::{
     AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, HttpLimits,
-    IntakeAuth, IntakeConfig, SigningSecret, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS, DEFAULT_CATALOG_TTL_SECS,
-    DEFAULT_CXONE_POLL_INTERVAL_MS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
-    DEFAULT_REQUEST_TIMEOUT_MS,
+    IntakeAuth, IntakeConfig, SigningSecret, StoreConfig, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS,
+    DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER,
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS,
+    DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -294,7 +294,8 @@ fn plain_or_reference(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
 
 // ---- the document ----
 
-const ROOT_KEYS: &[&str] = &["data_dir", "listen", "admin_listen", "admin", "http", "connections", "rules"];
+const ROOT_KEYS: &[&str] = &["data_dir", "store", "listen", "admin_listen", "admin", "http", "connections", "rules"];
+const STORE_KEYS: &[&str] = &["url", "password"];
 const ADMIN_KEYS: &[&str] = &["token", "metrics_token"];
 const HTTP_KEYS: &[&str] = &[
     "header_read_timeout_ms",
@@ -360,6 +361,11 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
         None => Some(cx.base_dir.join(DEFAULT_DATA_DIR)),
     };
 
+    let store = match t.get("store") {
+        Some(f) => read_store(cx, &f),
+        None => Some(StoreConfig::Sqlite),
+    };
+
     let listen = match t.get("listen") {
         Some(f) => socket_address(cx, &f),
         None => DEFAULT_LISTEN.parse().ok(),
@@ -421,6 +427,7 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     };
     Some(Config {
         data_dir: data_dir?,
+        store: store?,
         listen: listen?,
         admin_listen: admin_listen?,
         admin: admin?,
@@ -489,6 +496,50 @@ fn read_admin(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<AdminConfig> {
             Some(resolved) => Some(resolved?),
         },
     })
+}
+
+fn read_store(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<StoreConfig> {
+    let mut t = table(cx, f.node, &f.path, STORE_KEYS)?;
+    let url = t.get("url");
+    let password = t.get("password").map(|p| (secret(cx, &p), p));
+    t.finish(cx);
+    let Some(url) = url else {
+        cx.problem(&f.node.span, &f.path, "missing key `url` (`\"sqlite\"` or a `postgres://` URL)");
+        return None;
+    };
+    let text = non_empty_string(cx, &url)?;
+    if text == "sqlite" {
+        if let Some((_, p)) = password {
+            cx.problem(&p.node.span, &p.path, "only a PostgreSQL store takes a password");
+            return None;
+        }
+        return Some(StoreConfig::Sqlite);
+    }
+    let parsed = match Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => u,
+        Ok(_) | Err(_) => {
+            cx.problem(&url.node.span, &url.path, "expected `\"sqlite\"` or a `postgres://user@host/database` URL");
+            return None;
+        }
+    };
+    if parsed.host_str().is_none_or(str::is_empty) {
+        cx.problem(&url.node.span, &url.path, "a PostgreSQL URL needs a host");
+        return None;
+    }
+    if parsed.password().is_some() {
+        // Said without quoting the URL: it holds the password.
+        cx.problem(
+            &url.node.span,
+            &url.path,
+            "must not hold a password; give it by reference: `password = \"env:NAME\"` (or `file:PATH`)",
+        );
+        return None;
+    }
+    let password = match password {
+        None => None,
+        Some((resolved, _)) => Some(resolved?),
+    };
+    Some(StoreConfig::Postgres { url: parsed, password })
 }
 
 fn read_http(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<HttpLimits> {

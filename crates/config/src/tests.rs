@@ -229,7 +229,7 @@ fn toml_syntax_errors_have_a_location() {
 
 #[test]
 fn unknown_keys_are_reported_everywhere() {
-    assert_problem("lisen = \"x\"\n", "w.toml:1:1: lisen: unknown key `lisen`", "expected one of: data_dir, listen");
+    assert_problem("lisen = \"x\"\n", "w.toml:1:1: lisen: unknown key `lisen`", "expected one of: data_dir, store, listen");
     assert_problem(&with_connection("regoin = \"x\"\n"), "w.toml:8:1: connections[0].regoin: unknown key", "");
     assert_problem(
         &with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\n[rules.when]\nqeue = \"Support\"\n"),
@@ -749,4 +749,38 @@ when = { queue = "Billing" }
     assert!(problems[1].contains("queue \"Billing\" does not exist on connection \"prod, bu\""));
     // Checked one connection at a time, each name the other connection holds would be reported missing.
     assert_eq!(check_catalog(&config, "prod", &genesys).len(), 2);
+}
+
+#[test]
+fn the_store_is_sqlite_by_default_or_postgres_with_the_password_by_reference() {
+    assert_eq!(parse("").unwrap().store, StoreConfig::Sqlite);
+    assert_eq!(parse("[store]\nurl = \"sqlite\"\n").unwrap().store, StoreConfig::Sqlite);
+    let text = "[store]\nurl = \"postgres://wrapup@db.internal:5433/wrapup?sslmode=require\"\n\
+                password = \"env:WRAPUP_ADMIN_TOKEN\"\n";
+    let store = parse(text).unwrap().store;
+    assert_eq!(store.describe(), "postgres://wrapup@db.internal:5433/wrapup?sslmode=require");
+    assert_eq!(
+        store.connect_url().unwrap(),
+        "postgres://wrapup:admin-token-value@db.internal:5433/wrapup?sslmode=require"
+    );
+    assert!(!format!("{store:?}").contains("admin-token-value"), "{store:?}");
+    let bare = parse("[store]\nurl = \"postgresql://db/wrapup\"\n").unwrap().store;
+    assert_eq!(bare.connect_url().unwrap(), "postgresql://db/wrapup");
+}
+
+#[test]
+fn a_store_url_with_a_password_or_of_another_kind_is_refused_without_quoting_it() {
+    let all = problems("[store]\nurl = \"postgres://wrapup:hunter2@db/wrapup\"\n");
+    assert!(all.iter().any(|p| p.starts_with("w.toml:2:7: store.url: must not hold a password")), "{all:?}");
+    assert!(all.iter().all(|p| !p.contains("hunter2")), "{all:?}");
+    assert_problem("[store]\nurl = \"mysql://db/wrapup\"\n", "w.toml:2:7: store.url", "`postgres://");
+    assert_problem("[store]\nurl = \"postgres:///wrapup\"\n", "w.toml:2:7: store.url", "needs a host");
+    assert_problem(
+        "[store]\nurl = \"sqlite\"\npassword = \"env:WRAPUP_ADMIN_TOKEN\"\n",
+        "w.toml:3:",
+        "only a PostgreSQL",
+    );
+    assert_problem("[store]\npassword = \"env:WRAPUP_ADMIN_TOKEN\"\n", "w.toml:1:1: store", "missing key `url`");
+    assert_problem("[store]\nurl = \"sqlite\"\nhost = \"x\"\n", "w.toml:3:1: store.host", "unknown key");
+    assert_problem("[store]\nurl = \"postgres://db/w\"\npassword = \"env:NOPE\"\n", "w.toml:3:", "NOPE");
 }

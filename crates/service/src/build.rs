@@ -178,7 +178,8 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         // Genesys confirms a write with its `.acw` event within seconds; without one (or on CXone, whose sweep of
         // completed contacts runs every minute) the code is read back after this.
         confirm_within: Duration::from_secs(5),
-        // The configuration names one SQLite file, used by this process alone.
-        exclusive_store: true,
+        // An embedded SQLite file is used by this process alone; a PostgreSQL database may be shared by replicas,
+        // whose leases are theirs until they expire.
+        exclusive_store: config.store == wrapup_config::StoreConfig::Sqlite,
     })
 }
