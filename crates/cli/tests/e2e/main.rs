@@ -12,6 +12,7 @@ mod harness;
 mod intake;
 mod invariants;
 mod reconcile;
+mod replicas;
 mod restart;
 mod secrets;
 mod switches;

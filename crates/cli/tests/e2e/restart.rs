@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use wrapup_sandbox::config::{AcwMode, Dist};
 use wrapup_sandbox::{CxoneWrite, EventTarget, SandboxConfig, SandboxHandle};
 
-const CRASH_POINTS: &str =
+pub const CRASH_POINTS: &str =
     "intake.after_store=0.01,worker.after_intent=0.03,worker.after_gate=0.03,worker.after_write=0.05";
 
-fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
+pub fn serve(config: &std::path::Path, crash_points: Option<&str>) -> Child {
     // Stderr of every run goes to one file, so the crash points reached can be counted afterwards.
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -51,7 +51,7 @@ pub struct KillRun {
 /// ends, before any request of ours. One coding a few milliseconds later, while our write is in flight, is the
 /// read-then-write race no protocol closes on these platforms (no conditional write; docs/RELIABILITY.md measures
 /// it): under a loaded CI machine it would make this test about that race, not about what it checks.
-fn busy_sandbox(side: Side, seed: u64) -> SandboxConfig {
+pub fn busy_sandbox(side: Side, seed: u64) -> SandboxConfig {
     let mut cfg = match side {
         Side::Genesys => {
             let mut c = center(AcwMode::MandatoryTimeout, Some(30_000));
@@ -82,7 +82,7 @@ fn busy_sandbox(side: Side, seed: u64) -> SandboxConfig {
 }
 
 /// The service's configuration: one connection to the side's platform, the rule coding every leg at once.
-fn config_text(side: Side, sb: &SandboxHandle, port: u16, intake_key: &str) -> String {
+pub fn config_text(side: Side, sb: &SandboxHandle, port: u16, intake_key: &str) -> String {
     let connection = match side {
         Side::Genesys => {
             let (id, secret) = sb.credentials()[0].clone();
@@ -180,6 +180,45 @@ pub async fn kill_run(side: Side, kills: u32, seed: u64) -> KillRun {
     // A last, uninterrupted run settles everything.
     let mut child = serve(&config, None);
     assert!(harness::until_up(&http, &ready, &mut child).await);
+    let settled = settle(side, &sb, &http, &base).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let report = harness::report_of(side, &sb);
+    let cx_writes = matches!(side, Side::Cxone(_)).then(|| sb.cxone_writes());
+    sb.shutdown().await;
+    let mut crash_points = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default().lines() {
+        if let Some(rest) = line.strip_prefix("wrapup: crash point ") {
+            *crash_points.entry(rest.split_whitespace().next().unwrap_or_default().to_string()).or_insert(0) += 1;
+        }
+    }
+    KillRun {
+        side,
+        kills: external,
+        self_crashes,
+        crash_points,
+        legs: settled.legs.len(),
+        applied: settled.legs.iter().filter(|l| l["outcome"] == "applied").count(),
+        missing: settled.missing,
+        unexplained: settled.unexplained,
+        report,
+        cx_writes,
+    }
+}
+
+/// What the service's store shows once the sandbox's traffic stopped and every closed window had time to end.
+pub struct Settled {
+    /// Every leg, as the admin API lists it.
+    pub legs: Vec<serde_json::Value>,
+    /// Windows that opened and closed on the platform but whose leg the service has not finished.
+    pub missing: usize,
+    /// Finished legs whose ledger lacks their one `outcome` line or their decision, with their ledger.
+    pub unexplained: Vec<serde_json::Value>,
+}
+
+/// Waits (up to 60 s) until every leg whose window opened and closed is finished in the service behind `base`,
+/// then reads each finished leg's ledger.
+pub async fn settle(side: Side, sb: &SandboxHandle, http: &reqwest::Client, base: &str) -> Settled {
     let start = Instant::now();
     let (missing, legs) = loop {
         let legs: Vec<serde_json::Value> =
@@ -194,12 +233,12 @@ pub async fn kill_run(side: Side, kills: u32, seed: u64) -> KillRun {
                 )
             })
             .collect();
-        let missing = harness::truth_of(side, &sb)
+        let missing = harness::truth_of(side, sb)
             .into_iter()
             .filter(|t| t.acw_started_at.is_some() && t.state != "acw")
             .filter(|t| !done.contains(&(t.conversation_id.clone(), t.participant_id.clone())))
             .count();
-        if missing == 0 || start.elapsed() > Duration::from_secs(20) {
+        if missing == 0 || start.elapsed() > Duration::from_secs(60) {
             break (missing, legs);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -219,32 +258,10 @@ pub async fn kill_run(side: Side, kills: u32, seed: u64) -> KillRun {
             unexplained.push(body);
         }
     }
-    child.kill().unwrap();
-    let _ = child.wait();
-    let report = harness::report_of(side, &sb);
-    let cx_writes = matches!(side, Side::Cxone(_)).then(|| sb.cxone_writes());
-    sb.shutdown().await;
-    let mut crash_points = std::collections::BTreeMap::new();
-    for line in std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default().lines() {
-        if let Some(rest) = line.strip_prefix("wrapup: crash point ") {
-            *crash_points.entry(rest.split_whitespace().next().unwrap_or_default().to_string()).or_insert(0) += 1;
-        }
-    }
-    KillRun {
-        side,
-        kills: external,
-        self_crashes,
-        crash_points,
-        legs: legs.len(),
-        applied: legs.iter().filter(|l| l["outcome"] == "applied").count(),
-        missing,
-        unexplained,
-        report,
-        cx_writes,
-    }
+    Settled { legs, missing, unexplained }
 }
 
-fn assert_nothing_lost_or_doubled(run: &KillRun) {
+pub fn assert_nothing_lost_or_doubled(run: &KillRun) {
     let r = &run.report;
     assert_eq!(r.events.failed_deliveries, 0, "every event was eventually acknowledged (else the test proves nothing)");
     assert_eq!(run.missing, 0, "legs without an outcome after {} kills + {} crashes", run.kills, run.self_crashes);

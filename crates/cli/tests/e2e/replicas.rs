@@ -1,0 +1,201 @@
+//! Three `wrapup serve` replicas on one PostgreSQL database, behind a round-robin load balancer, under steady
+//! Genesys traffic: replicas are SIGKILLed (and abort at crash points) at random and restarted, at least 30 times in
+//! all, while the sandbox delivers every event through the balancer to whichever replica is alive. Afterwards the
+//! sandbox's truth must show no second write, no overwrite, no write outside a window and every closed window
+//! with an outcome, each explained by its ledger.
+//!
+//! Needs a server: `WRAPUP_TEST_POSTGRES_URL` (CI: `postgres://postgres@127.0.0.1:5432/test`) names a database to
+//! create the run's own database from; without it the test says it is skipped.
+
+use crate::harness::{self, free_port, Side};
+use crate::restart::{self, assert_nothing_lost_or_doubled, KillRun, CRASH_POINTS};
+use rand::{Rng, SeedableRng};
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wrapup_sandbox::EventTarget;
+
+const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
+const REPLICAS: usize = 3;
+
+/// A database of its own for one run, dropped afterwards (best effort).
+struct RunDatabase {
+    server: String,
+    name: String,
+}
+
+impl RunDatabase {
+    async fn create(server: &str) -> RunDatabase {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("wrapup_replicas_{}_{nanos}", std::process::id());
+        let mut admin = admin(server).await;
+        admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
+        admin.close().await.ok();
+        RunDatabase { server: server.to_string(), name }
+    }
+
+    /// The run's database, as a `[store]` URL (the server's, with the database replaced).
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&self.server).expect("the server URL parses");
+        url.set_path(&self.name);
+        url.to_string()
+    }
+
+    async fn drop_now(self) {
+        let mut admin = admin(&self.server).await;
+        admin.execute(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name).as_str()).await.ok();
+    }
+}
+
+async fn admin(server: &str) -> sqlx::PgConnection {
+    let options: sqlx::postgres::PgConnectOptions = server.parse().expect("a PostgreSQL URL");
+    options.connect().await.unwrap_or_else(|e| panic!("cannot connect to {VAR}: {e}"))
+}
+
+/// A round-robin TCP load balancer: each connection goes to the next replica that accepts one, as a balancer with
+/// health checks would send it; a connection to a replica that dies breaks, and its sender retries.
+async fn balance(listener: tokio::net::TcpListener, ports: Vec<u16>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let (ports, next) = (ports.clone(), next.clone());
+        tokio::spawn(async move {
+            let first = next.fetch_add(1, Ordering::Relaxed);
+            for i in 0..ports.len() {
+                let port = ports[(first + i) % ports.len()];
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// One replica: its own port and configuration file, the shared database.
+struct Replica {
+    config: std::path::PathBuf,
+    ready: String,
+    child: Option<Child>,
+}
+
+impl Replica {
+    async fn start(&mut self, http: &reqwest::Client, crash_points: Option<&str>) -> bool {
+        let mut child = restart::serve(&self.config, crash_points);
+        let up = harness::until_up(http, &self.ready, &mut child).await;
+        self.child = Some(child);
+        up
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the replica died by itself (a crash point).
+    fn crashed(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+}
+
+/// Runs Genesys traffic through the balancer while killing replicas `kills` times in all (SIGKILLs from outside
+/// plus crash points), then lets three uninterrupted replicas settle. `None` without a database.
+async fn replica_run(kills: u32, seed: u64) -> Option<KillRun> {
+    let Some(server) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: {VAR} is not set (the replica test needs a PostgreSQL database)");
+        return None;
+    };
+    let db = RunDatabase::create(&server).await;
+    let key = "replica-test-intake-key";
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lb_port = lb.local_addr().unwrap().port();
+    let mut cfg = restart::busy_sandbox(Side::Genesys, seed);
+    cfg.event_targets.push(EventTarget {
+        url: format!("http://127.0.0.1:{lb_port}/intake/genesys"),
+        api_key_header: Some("x-wrapup-intake-key".into()),
+        api_key: Some(key.into()),
+    });
+    let sb = harness::system_sandbox(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..REPLICAS {
+        let port = free_port();
+        let config = dir.path().join(format!("replica-{i}")).join("wrapup.toml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        let text = restart::config_text(Side::Genesys, &sb, port, key);
+        std::fs::write(&config, format!("{text}\n[store]\nurl = \"{}\"\n", db.url())).unwrap();
+        replicas.push(Replica { config, ready: format!("http://127.0.0.1:{port}/ready"), child: None });
+        ports.push(port);
+    }
+    let balancer = tokio::spawn(balance(lb, ports));
+    let http = reqwest::Client::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for r in &mut replicas {
+        while !r.start(&http, Some(CRASH_POINTS)).await {}
+    }
+
+    let (mut external, mut self_crashes) = (0u32, 0u32);
+    sb.start_traffic();
+    while external + self_crashes < kills {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
+        for r in &mut replicas {
+            if r.crashed() {
+                self_crashes += 1;
+                r.kill();
+                while !r.start(&http, Some(CRASH_POINTS)).await {
+                    self_crashes += 1;
+                }
+            }
+        }
+        let victim = &mut replicas[rng.gen_range(0..REPLICAS)];
+        victim.kill();
+        external += 1;
+        while !victim.start(&http, Some(CRASH_POINTS)).await {
+            self_crashes += 1;
+        }
+    }
+    sb.stop_traffic();
+
+    // Three uninterrupted replicas settle everything; the balancer spreads the admin reads over them too.
+    for r in &mut replicas {
+        r.kill();
+        assert!(r.start(&http, None).await, "a replica without crash points starts");
+    }
+    let started = Instant::now();
+    let settled = restart::settle(Side::Genesys, &sb, &http, &format!("http://127.0.0.1:{lb_port}")).await;
+    eprintln!("replica run settled in {:.1} s", started.elapsed().as_secs_f64());
+    for r in &mut replicas {
+        r.kill();
+    }
+    balancer.abort();
+    let report = harness::report_of(Side::Genesys, &sb);
+    sb.shutdown().await;
+    db.drop_now().await;
+    Some(KillRun {
+        side: Side::Genesys,
+        kills: external,
+        self_crashes,
+        crash_points: Default::default(),
+        legs: settled.legs.len(),
+        applied: settled.legs.iter().filter(|l| l["outcome"] == "applied").count(),
+        missing: settled.missing,
+        unexplained: settled.unexplained,
+        report,
+        cx_writes: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_database_killed_thirty_times_never_write_a_leg_twice() {
+    let Some(run) = replica_run(30, 11).await else { return };
+    eprintln!(
+        "replicas: {} SIGKILLs + {} crash-point aborts; {} legs, {} applied; {} events delivered",
+        run.kills, run.self_crashes, run.legs, run.applied, run.report.events.delivered
+    );
+    assert_nothing_lost_or_doubled(&run);
+    assert!(run.applied >= 10, "work went on across the kills: {} applied", run.applied);
+}
