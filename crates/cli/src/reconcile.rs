@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use wrapup_clock::ScaledClock;
 use wrapup_core::clock::SharedClock;
 use wrapup_service::reconciler::{PassReport, Reconciler};
-use wrapup_store::{SqliteStore, Store};
+use wrapup_store::Store;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReconcileArgs {
@@ -43,13 +43,15 @@ fn parse_since(s: &str) -> Result<SignedDuration, String> {
 
 pub async fn run(args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
-    let db = config.data_dir.join("wrapup.db");
-    anyhow::ensure!(
-        db.exists(),
-        "no store at {} (run `wrapup serve` with this configuration first, or check data_dir)",
-        db.display()
-    );
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await?);
+    if config.store == wrapup_config::StoreConfig::Sqlite {
+        let db = config.data_dir.join("wrapup.db");
+        anyhow::ensure!(
+            db.exists(),
+            "no store at {} (run `wrapup serve` with this configuration first, or check data_dir)",
+            db.display()
+        );
+    }
+    let store: Arc<dyn Store> = crate::serve::open_store(&config).await?;
     let clock: SharedClock = Arc::new(ScaledClock::system());
     let mut reports = Vec::new();
     let mut failed = false;
@@ -86,6 +88,8 @@ pub async fn run(args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
             settings,
             wake: None,
             trigger: Arc::new(Notify::new()),
+            // One pass asked for by an operator: it runs whoever leads the periodic ones.
+            leases: None,
         };
         let bar = progress_bar(&conn.name);
         let report = reconciler

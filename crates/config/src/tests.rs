@@ -229,7 +229,11 @@ fn toml_syntax_errors_have_a_location() {
 
 #[test]
 fn unknown_keys_are_reported_everywhere() {
-    assert_problem("lisen = \"x\"\n", "w.toml:1:1: lisen: unknown key `lisen`", "expected one of: data_dir, store, listen");
+    assert_problem(
+        "lisen = \"x\"\n",
+        "w.toml:1:1: lisen: unknown key `lisen`",
+        "expected one of: data_dir, store, listen",
+    );
     assert_problem(&with_connection("regoin = \"x\"\n"), "w.toml:8:1: connections[0].regoin: unknown key", "");
     assert_problem(
         &with_connection("[[rules]]\nname = \"r\"\ncode = \"X\"\n[rules.when]\nqeue = \"Support\"\n"),

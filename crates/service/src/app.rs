@@ -84,6 +84,8 @@ pub struct AppState {
     pub reconcilers: HashMap<String, Arc<Reconciler>>,
     /// Each CXone connection's client, for a last completed-contacts sweep on demand ([`AppState::last_look`]).
     pub cxone_clients: HashMap<String, wrapup_connectors::cxone::CxoneClient>,
+    /// Which periodic jobs this process runs, when processes share the store.
+    pub leases: Arc<crate::jobs::JobLeases>,
 }
 
 impl AppState {
@@ -201,6 +203,8 @@ pub async fn start_with_admin(
     }
     spec.store.watch_outcomes(crate::outcomes::hook(connections.clone()));
     let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
+    let leases =
+        Arc::new(crate::jobs::JobLeases { store: spec.store.clone(), clock: spec.clock.clone(), owner: owner.clone() });
     let worker = Arc::new(Worker {
         store: spec.store.clone(),
         clock: spec.clock.clone(),
@@ -224,6 +228,7 @@ pub async fn start_with_admin(
                 settings: r.settings,
                 wake: Some(wake.clone()),
                 trigger: Arc::new(Notify::new()),
+                leases: Some(leases.clone()),
             };
             (name, Arc::new(reconciler))
         })
@@ -240,6 +245,7 @@ pub async fn start_with_admin(
         edge: Arc::new(Edge::new(spec.http)),
         reconcilers,
         cxone_clients,
+        leases,
     });
     let shutdown = Shutdown::default();
     let listeners = match admin {

@@ -30,7 +30,7 @@ use wrapup_config::AcwDetection;
 use wrapup_connectors::budget::Priority;
 use wrapup_connectors::cxone::acw::{AcwDetector, PollingDetector, SessionDetector, SessionDetectorConfig};
 use wrapup_connectors::cxone::client::{build_catalog, endpoints};
-use wrapup_connectors::cxone::events::acw_timeouts;
+use wrapup_connectors::cxone::events::{acw_timeouts, AcwTimeouts};
 use wrapup_connectors::cxone::{rejection, AgentSessions, AgentStateRequest, CompletedQuery, CxoneClient, Rejection};
 use wrapup_connectors::error::{ErrorClass, PlatformError};
 use wrapup_connectors::Precondition;
@@ -211,22 +211,6 @@ pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>
     };
     let acw = acw_timeouts(&catalog);
     let client = spec.platform.client().clone();
-    let mut detector: Box<dyn AcwDetector> = match spec.acw_detection {
-        AcwDetection::Polling => Box::new(PollingDetector::new(client.clone(), spec.poll_interval, acw)),
-        AcwDetection::Sessions => loop {
-            let config = SessionDetectorConfig { long_poll: Duration::from_secs(30), ..Default::default() };
-            match SessionDetector::start(spec.platform.sessions().clone(), acw.clone(), config).await {
-                Ok(d) => break Box::new(d),
-                Err(e) => {
-                    tracing::warn!(connection = %runtime.name, error = %e, "Could not list the agents to join; retrying.");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            }
-        },
-    };
     let sweep = tokio::spawn(completed_sweep(
         state.clone(),
         runtime.clone(),
@@ -234,31 +218,77 @@ pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>
         spec.reconcile_every,
         stop.clone(),
     ));
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let batch = tokio::select! {
-            b = detector.next_batch() => b,
-            _ = stop.cancelled() => break,
-        };
-        match batch {
-            Ok(events) if events.is_empty() => {}
-            Ok(events) => {
-                backoff = Duration::from_millis(200);
-                if !crate::websocket::store_batch(&state, &runtime.name, &events, &stop, "cxone").await {
-                    break;
+    // One replica polls (or holds the agents' sessions) at a time: it renews the job before each batch; the others
+    // ask again every period and take over once the holder's lease ran out.
+    let job = format!("cxone-detection:{}", runtime.name);
+    let period = spec.poll_interval;
+    while !stop.is_cancelled() {
+        if !state.leases.leads(&job, period).await {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop.cancelled() => break,
+            }
+            continue;
+        }
+        let Some(mut detector) = start_detector(&spec, &runtime, &client, &acw, &stop).await else { break };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let batch = tokio::select! {
+                b = detector.next_batch() => b,
+                _ = stop.cancelled() => break,
+            };
+            match batch {
+                Ok(events) if events.is_empty() => {}
+                Ok(events) => {
+                    backoff = Duration::from_millis(200);
+                    if !crate::websocket::store_batch(&state, &runtime.name, &events, &stop, "cxone").await {
+                        sweep.abort();
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %runtime.name, detector = detector.name(), error = %e, "ACW detection failed; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
-            Err(e) => {
-                tracing::warn!(connection = %runtime.name, detector = detector.name(), error = %e, "ACW detection failed; retrying.");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+            if !state.leases.leads(&job, period).await {
+                tracing::info!(connection = %runtime.name, "Another replica runs ACW detection now.");
+                break;
             }
         }
     }
     sweep.abort();
+}
+
+/// The connection's ACW detector (polling, or a joined session per agent, retried until the agents can be listed);
+/// `None` once stopped.
+async fn start_detector(
+    spec: &DetectionSpec,
+    runtime: &ConnectionRuntime,
+    client: &CxoneClient,
+    acw: &AcwTimeouts,
+    stop: &Shutdown,
+) -> Option<Box<dyn AcwDetector>> {
+    match spec.acw_detection {
+        AcwDetection::Polling => Some(Box::new(PollingDetector::new(client.clone(), spec.poll_interval, acw.clone()))),
+        AcwDetection::Sessions => loop {
+            let config = SessionDetectorConfig { long_poll: Duration::from_secs(30), ..Default::default() };
+            match SessionDetector::start(spec.platform.sessions().clone(), acw.clone(), config).await {
+                Ok(d) => return Some(Box::new(d)),
+                Err(e) => {
+                    tracing::warn!(connection = %runtime.name, error = %e, "Could not list the agents to join; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => return None,
+                    }
+                }
+            }
+        },
+    }
 }
 
 /// Every `every`, reads the contacts completed since the previous sweep: their dispositions confirm our writes
@@ -281,6 +311,11 @@ async fn completed_sweep(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
+        }
+        // Only the replica leading this job reads; one that takes it over reads from its own cursor, which is at
+        // or before the last leader's (what it reads again is duplicates).
+        if !state.leases.leads(&format!("cxone-sweep:{}", runtime.name), every).await {
+            continue;
         }
         let query = CompletedQuery::UpdatedSince(cursor.clone());
         match wrapup_connectors::cxone::acw::reconcile(&client, &query, Priority::reconcile()).await {

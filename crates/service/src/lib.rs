@@ -12,6 +12,7 @@ pub mod edge;
 pub mod genesys;
 pub mod intake;
 pub mod intake_auth;
+pub mod jobs;
 pub mod outcomes;
 pub mod platform;
 pub mod reconciler;

@@ -132,6 +132,9 @@ pub struct Reconciler {
     pub wake: Option<Arc<Notify>>,
     /// Notified to run a pass now (a websocket gap, an operator).
     pub trigger: Arc<Notify>,
+    /// When processes share the store: periodic passes run only in the one that leads this connection's reconcile
+    /// job (a pass asked for through `trigger` runs anyway). `None`: every periodic pass runs.
+    pub leases: Option<Arc<crate::jobs::JobLeases>>,
 }
 
 impl Reconciler {
@@ -348,28 +351,37 @@ enum Kind {
 /// every `settings.every`, and whenever a pass is requested.
 pub async fn run(reconciler: Arc<Reconciler>, shutdown: Shutdown) {
     let every = reconciler.settings.every;
+    let job = format!("reconcile:{}", reconciler.connection);
+    // A pass asked for (a websocket gap seen by this process) runs whoever leads the periodic passes.
+    let mut asked = false;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        let pass = tokio::select! {
-            r = reconciler.pass(&|_| {}) => r,
-            _ = shutdown.cancelled() => return,
+        let leads = match &reconciler.leases {
+            Some(leases) if !asked => leases.leads(&job, every).await,
+            _ => true,
         };
-        match pass {
-            Ok(r) if r.found() > 0 || !r.errors.is_empty() => tracing::info!(
-                connection = %r.connection,
-                found_ended = r.found_ended,
-                found_codes = r.found_codes,
-                found_closed = r.found_closed,
-                confirmed = r.confirmed,
-                agent_changed = r.agent_changed,
-                errors = r.errors.len(),
-                first_error = r.errors.first().map(String::as_str).unwrap_or(""),
-                "Reconcile pass done."
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(connection = %reconciler.connection, error = %e, "The reconcile pass failed."),
+        if leads {
+            let pass = tokio::select! {
+                r = reconciler.pass(&|_| {}) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match pass {
+                Ok(r) if r.found() > 0 || !r.errors.is_empty() => tracing::info!(
+                    connection = %r.connection,
+                    found_ended = r.found_ended,
+                    found_codes = r.found_codes,
+                    found_closed = r.found_closed,
+                    confirmed = r.confirmed,
+                    agent_changed = r.agent_changed,
+                    errors = r.errors.len(),
+                    first_error = r.errors.first().map(String::as_str).unwrap_or(""),
+                    "Reconcile pass done."
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(connection = %reconciler.connection, error = %e, "The reconcile pass failed."),
+            }
         }
         let periodic = async {
             if every.is_zero() {
@@ -378,10 +390,10 @@ pub async fn run(reconciler: Arc<Reconciler>, shutdown: Shutdown) {
                 tokio::time::sleep(every).await
             }
         };
-        tokio::select! {
-            _ = periodic => {}
-            _ = reconciler.trigger.notified() => {}
+        asked = tokio::select! {
+            _ = periodic => false,
+            _ = reconciler.trigger.notified() => true,
             _ = shutdown.cancelled() => return,
-        }
+        };
     }
 }

@@ -159,6 +159,16 @@ pub trait Store: Send + Sync + 'static {
     async fn put_catalog(&self, connection: &str, catalog: &Catalog, fetched_at: Timestamp) -> StoreResult<()>;
     async fn get_catalog(&self, connection: &str) -> StoreResult<Option<(Catalog, Timestamp)>>;
 
+    /// Whether `owner` runs the periodic job `job` now: takes the job's lease until `now + lease` when it is free,
+    /// ran out, or is already `owner`'s (renewing it), and answers `false` while another owner's lease runs. Several
+    /// processes sharing one store thus run each periodic job (a reconcile pass, a detection poll) once per period,
+    /// and another takes over once the holder has died and its lease ran out. A store with one user (the embedded
+    /// SQLite file) has no one to share with: it always answers `true`.
+    async fn lead(&self, job: &str, owner: &str, now: Timestamp, lease: SignedDuration) -> StoreResult<bool> {
+        let _ = (job, owner, now, lease);
+        Ok(true)
+    }
+
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.
     /// Returns `(true, response)` when this call stored it, `(false, first response)` when the key was used before.
     async fn idempotent(

@@ -103,7 +103,7 @@ impl Replica {
 
 /// Runs Genesys traffic through the balancer while killing replicas `kills` times in all (SIGKILLs from outside
 /// plus crash points), then lets three uninterrupted replicas settle. `None` without a database.
-async fn replica_run(kills: u32, seed: u64) -> Option<KillRun> {
+async fn replica_run(kills: u32, seed: u64) -> Option<ReplicaRun> {
     let Some(server) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) else {
         eprintln!("skipped: {VAR} is not set (the replica test needs a PostgreSQL database)");
         return None;
@@ -126,12 +126,16 @@ async fn replica_run(kills: u32, seed: u64) -> Option<KillRun> {
         let port = free_port();
         let config = dir.path().join(format!("replica-{i}")).join("wrapup.toml");
         std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-        let text = restart::config_text(Side::Genesys, &sb, port, key);
+        // A reconcile pass every second, so that the run holds enough periods to count them.
+        let text = restart::config_text(Side::Genesys, &sb, port, key)
+            .replace("[connections.intake]", "reconcile_every_secs = 1\n[connections.intake]");
+        assert!(text.contains("reconcile_every_secs = 1"), "the connection's table is where expected");
         std::fs::write(&config, format!("{text}\n[store]\nurl = \"{}\"\n", db.url())).unwrap();
         replicas.push(Replica { config, ready: format!("http://127.0.0.1:{port}/ready"), child: None });
         ports.push(port);
     }
     let balancer = tokio::spawn(balance(lb, ports));
+    let began = Instant::now();
     let http = reqwest::Client::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for r in &mut replicas {
@@ -168,34 +172,90 @@ async fn replica_run(kills: u32, seed: u64) -> Option<KillRun> {
     let started = Instant::now();
     let settled = restart::settle(Side::Genesys, &sb, &http, &format!("http://127.0.0.1:{lb_port}")).await;
     eprintln!("replica run settled in {:.1} s", started.elapsed().as_secs_f64());
+    // Calm: once the last killed holder's lease ran out (three periods), one of the three runs the pass each period.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = reconcile_queries(&harness::report_of(Side::Genesys, &sb));
+    tokio::time::sleep(CALM).await;
+    let calm_passes = reconcile_queries(&harness::report_of(Side::Genesys, &sb)) - before;
     for r in &mut replicas {
         r.kill();
     }
+    let seconds = began.elapsed().as_secs_f64();
     balancer.abort();
     let report = harness::report_of(Side::Genesys, &sb);
+    let passes = reconcile_queries(&report);
     sb.shutdown().await;
     db.drop_now().await;
-    Some(KillRun {
-        side: Side::Genesys,
-        kills: external,
-        self_crashes,
-        crash_points: Default::default(),
-        legs: settled.legs.len(),
-        applied: settled.legs.iter().filter(|l| l["outcome"] == "applied").count(),
-        missing: settled.missing,
-        unexplained: settled.unexplained,
-        report,
-        cx_writes: None,
+    Some(ReplicaRun {
+        calm_passes,
+        seconds,
+        reconcile_queries: passes,
+        run: KillRun {
+            side: Side::Genesys,
+            kills: external,
+            self_crashes,
+            crash_points: Default::default(),
+            legs: settled.legs.len(),
+            applied: settled.legs.iter().filter(|l| l["outcome"] == "applied").count(),
+            missing: settled.missing,
+            unexplained: settled.unexplained,
+            report,
+            cx_writes: None,
+        },
     })
+}
+
+/// How long three uninterrupted replicas run at the end, to count the reconcile passes of a calm period.
+const CALM: Duration = Duration::from_secs(5);
+
+/// Reconcile queries the sandbox received (one per pass here: a pass's conversations fit one page).
+fn reconcile_queries(report: &wrapup_sandbox::Report) -> u64 {
+    report
+        .api
+        .by_endpoint
+        .iter()
+        .filter(|(k, _)| k.contains("/analytics/conversations/details/query"))
+        .flat_map(|(_, by_status)| by_status.values())
+        .sum()
+}
+
+struct ReplicaRun {
+    run: KillRun,
+    /// From the replicas' first start to the last one's end.
+    seconds: f64,
+    /// Reconcile passes over the whole run.
+    reconcile_queries: u64,
+    /// Reconcile passes while three replicas ran uninterrupted for [`CALM`].
+    calm_passes: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_database_killed_thirty_times_never_write_a_leg_twice() {
-    let Some(run) = replica_run(30, 11).await else { return };
+    let Some(ReplicaRun { run, seconds, reconcile_queries, calm_passes }) = replica_run(30, 11).await else { return };
     eprintln!(
-        "replicas: {} SIGKILLs + {} crash-point aborts; {} legs, {} applied; {} events delivered",
-        run.kills, run.self_crashes, run.legs, run.applied, run.report.events.delivered
+        "replicas: {} SIGKILLs + {} crash-point aborts in {seconds:.1} s; {} legs, {} applied; {} events delivered; \
+         {reconcile_queries} reconcile passes in all, {calm_passes} in {} s of calm",
+        run.kills,
+        run.self_crashes,
+        run.legs,
+        run.applied,
+        run.report.events.delivered,
+        CALM.as_secs()
     );
     assert_nothing_lost_or_doubled(&run);
     assert!(run.applied >= 10, "work went on across the kills: {} applied", run.applied);
+    // One replica at a time runs the periodic reconcile pass (every second here): three replicas each running it,
+    // plus a pass at every restart, would make about three times as many.
+    let periods = seconds.ceil() as u64;
+    assert!(
+        reconcile_queries <= periods + 2,
+        "{reconcile_queries} reconcile passes in {seconds:.1} s of 1 s periods: more than one replica ran them"
+    );
+    // A period is a second plus the pass itself, so a loaded machine fits fewer than one a second; three replicas
+    // each running the job would fit about three a second.
+    let calm = CALM.as_secs();
+    assert!(
+        (calm / 2..=calm + 1).contains(&calm_passes),
+        "{calm_passes} reconcile passes in {calm} s of 1 s periods with three replicas up: not one per period"
+    );
 }

@@ -420,6 +420,25 @@ impl Store for PostgresStore {
 
     /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
     /// A concurrent call with the same key waits for the first to commit (`ON CONFLICT DO NOTHING`), then reads it.
+    /// One statement: the insert takes a job nobody held; the conditional update takes one whose lease ran out or
+    /// renews the owner's own. Concurrent callers serialize on the row, and the one that finds it held gets no row.
+    async fn lead(&self, job: &str, owner: &str, now: Timestamp, lease: SignedDuration) -> StoreResult<bool> {
+        let until = now.checked_add(lease).map_err(|e| StoreError::Backend(format!("lease end: {e}")))?;
+        let led = sqlx::query(
+            "INSERT INTO jobs (job, owner, lease_until) VALUES ($1, $2, $4) \
+             ON CONFLICT (job) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until \
+             WHERE jobs.owner = excluded.owner OR jobs.lease_until <= $3",
+        )
+        .bind(job)
+        .bind(owner)
+        .bind(ms(now))
+        .bind(ms(until))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(led == 1)
+    }
+
     async fn idempotent(
         &self,
         connection: &str,

@@ -182,6 +182,32 @@ async fn two_stores_sweeping_at_once_expire_each_leg_once() {
     assert_eq!(a.outcome_counts("prod").await.unwrap().get(&Some(Outcome::Expired)), Some(&(LEGS as u64)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_a_periodic_job_until_its_lease_runs_out() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let (a, b) = (db.store().await, db.store().await);
+    let lease = SignedDuration::from_secs(10);
+    assert!(a.lead("reconcile:prod", "a", t(0), lease).await.unwrap(), "a free job is taken");
+    assert!(!b.lead("reconcile:prod", "b", t(5), lease).await.unwrap(), "held by a until t(10)");
+    assert!(b.lead("reconcile:other", "b", t(5), lease).await.unwrap(), "jobs are leased one by one");
+    assert!(a.lead("reconcile:prod", "a", t(8), lease).await.unwrap(), "the holder renews, until t(18)");
+    assert!(!b.lead("reconcile:prod", "b", t(15), lease).await.unwrap(), "the renewal counts");
+    assert!(b.lead("reconcile:prod", "b", t(18), lease).await.unwrap(), "a lease that ran out is taken over");
+    assert!(!a.lead("reconcile:prod", "a", t(19), lease).await.unwrap(), "and the old holder no longer leads");
+
+    // Many replicas asking at the same moment: exactly one leads.
+    let store = Arc::new(db.store().await);
+    let asks = (0..12).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.lead("poll:cx", &format!("r{i}"), t(100), lease).await.unwrap() })
+    });
+    let mut leaders = 0;
+    for ask in asks.collect::<Vec<_>>() {
+        leaders += usize::from(ask.await.unwrap());
+    }
+    assert_eq!(leaders, 1);
+}
+
 #[tokio::test]
 async fn a_connection_error_does_not_show_the_password() {
     let Some(server) = server_url() else { return };
