@@ -18,7 +18,9 @@ enum Command {
     /// Sandbox + service + traffic on embedded SQLite, ending in a summary.
     Demo(demo::DemoArgs),
     /// Run the service with a configuration file.
-    Serve(serve::ServeArgs),
+    Serve(serve::RunArgs),
+    /// Bring the configured store's schema to this build's (`serve` does it at start unless --no-migrate).
+    Migrate(serve::ServeArgs),
     /// Check a configuration file (and its codes against each connection's live catalog).
     Validate(serve::ServeArgs),
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
@@ -57,6 +59,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => {
                 logging::init("info");
                 serve::serve(&args).await.map(|_| ExitCode::SUCCESS)
+            }
+            Command::Migrate(args) => {
+                logging::init("warn");
+                serve::migrate(&args).await.map(|_| ExitCode::SUCCESS)
             }
             Command::Validate(args) => {
                 logging::init("warn");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wrapup_clock::ScaledClock;
 use wrapup_config::StoreConfig;
 use wrapup_core::clock::SharedClock;
-use wrapup_store::{PostgresStore, SqliteStore, Store};
+use wrapup_store::{Migrations, PostgresStore, SqliteStore, Store};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -15,17 +15,28 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ServeArgs,
+    /// Do not migrate the store's schema at start; refuse to start unless it is this build's (for deployments that
+    /// migrate as a step of their own, with `wrapup migrate`).
+    #[arg(long)]
+    pub no_migrate: bool,
+}
+
 /// Loads and validates the configuration, printing every problem with its location.
 pub fn load_config(path: &PathBuf) -> anyhow::Result<wrapup_config::Config> {
     wrapup_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = load_config(&args.config)?;
+pub async fn serve(args: &RunArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config.config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let clock: SharedClock = Arc::new(ScaledClock::system());
-    let store = open_store(&config).await?;
+    let migrations = if args.no_migrate { Migrations::Check } else { Migrations::Apply };
+    let store = open_store_with(&config, migrations).await?;
     let listener =
         wrapup_service::edge::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let admin = match config.admin_listen {
@@ -44,17 +55,46 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 /// The store the configuration names: the embedded SQLite file in the data directory, or a PostgreSQL database
 /// (migrated to the current schema on connect).
 pub async fn open_store(config: &wrapup_config::Config) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(config, Migrations::Apply).await
+}
+
+async fn open_store_with(config: &wrapup_config::Config, migrations: Migrations) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &config.store {
-        StoreConfig::Sqlite => Arc::new(SqliteStore::open(&config.data_dir.join("wrapup.db")).await?),
+        StoreConfig::Sqlite => Arc::new(SqliteStore::open_with(&sqlite_path(config), migrations).await?),
         StoreConfig::Postgres { .. } => {
             let url = config.store.connect_url().context("the store's URL")?;
-            let store = PostgresStore::connect(&url)
+            let store = PostgresStore::connect_with(&url, migrations)
                 .await
                 .with_context(|| format!("connecting to the store {}", config.store.describe()))?;
             tracing::info!(store = %config.store.describe(), "Using the PostgreSQL store.");
             Arc::new(store)
         }
     })
+}
+
+fn sqlite_path(config: &wrapup_config::Config) -> PathBuf {
+    config.data_dir.join("wrapup.db")
+}
+
+/// `wrapup migrate`: brings the configured store's schema to this build's, and says what it applied.
+pub async fn migrate(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let before = match &config.store {
+        StoreConfig::Sqlite => SqliteStore::migrate(&sqlite_path(&config)).await?,
+        StoreConfig::Postgres { .. } => {
+            let url = config.store.connect_url().context("the store's URL")?;
+            PostgresStore::migrate(&url)
+                .await
+                .with_context(|| format!("migrating the store {}", config.store.describe()))?
+        }
+    };
+    let store = config.store.describe();
+    if before.pending.is_empty() {
+        println!("{store}: the schema is current (migrations {:?}).", before.applied);
+    } else {
+        println!("{store}: applied migrations {:?} (it had {:?}).", before.pending, before.applied);
+    }
+    Ok(())
 }
 
 /// `wrapup validate`: the file first (every problem, with its location), then each connection's live catalog

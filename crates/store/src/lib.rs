@@ -15,8 +15,10 @@
 
 mod api;
 mod postgres;
+mod schema;
 mod sqlite;
 
 pub use api::*;
 pub use postgres::PostgresStore;
+pub use schema::{Migrations, SchemaStatus};
 pub use sqlite::{SqliteStore, WriteStats, DEFAULT_LIST_LIMIT};

@@ -65,3 +65,24 @@ api_key = "literal:k"
     assert!(stdout.contains("broken.toml:1:") && stdout.contains("broken.toml:5:"), "every problem: {stdout}");
     sandbox.shutdown().await;
 }
+
+/// `wrapup migrate` brings the store's schema to this build's; `serve --no-migrate` refuses a store that lacks it.
+#[test]
+fn serve_without_migrating_refuses_an_unmigrated_store_and_migrate_fixes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wrapup.toml");
+    std::fs::write(&config, "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let wrapup = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_wrapup")).args(args).output().unwrap();
+    let config = config.to_str().unwrap();
+
+    let refused = wrapup(&["serve", "--no-migrate", "--config", config]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("wrapup migrate"), "{stderr}");
+
+    let migrated = wrapup(&["migrate", "--config", config]);
+    let stdout = String::from_utf8_lossy(&migrated.stdout);
+    assert!(migrated.status.success() && stdout.contains("applied migrations"), "{stdout}");
+    let again = wrapup(&["migrate", "--config", config]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success() && stdout.contains("the schema is current"), "{stdout}");
+}

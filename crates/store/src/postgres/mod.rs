@@ -56,8 +56,8 @@
 //! another transaction holds (then re-check them), so two replicas sweeping together expire each leg once.
 
 use crate::{
-    ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeChange, OutcomeCounts, OutcomeHook, Save, Store, StoreError,
-    StoreResult, DEFAULT_LIST_LIMIT,
+    ClaimedLeg, Ingested, LedgerEntry, LegFilter, Migrations, OutcomeChange, OutcomeCounts, OutcomeHook, Save,
+    SchemaStatus, Store, StoreError, StoreResult, DEFAULT_LIST_LIMIT,
 };
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
@@ -104,17 +104,29 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and migrates it. Errors
     /// never contain the URL's password.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| StoreError::Backend(redact_password(url, &format!("{what}: {e}")));
-        let options = PgConnectOptions::from_str(url).map_err(|e| fail("invalid PostgreSQL URL", &e))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| fail("cannot connect to PostgreSQL", &e))?;
-        MIGRATOR.run(&pool).await.map_err(|e| fail("migration failed", &e))?;
+        Self::connect_with(url, Migrations::Apply).await
+    }
+
+    /// [`PostgresStore::connect`], with the schema migrated or only checked.
+    pub async fn connect_with(url: &str, migrations: Migrations) -> StoreResult<PostgresStore> {
+        let pool = pool(url, MAX_CONNECTIONS).await?;
+        match migrations {
+            Migrations::Apply => {
+                MIGRATOR.run(&pool).await.map_err(|e| redacted(url, "migration failed", &e))?;
+            }
+            Migrations::Check => SchemaStatus::of(&MIGRATOR, applied_versions(&pool).await?).require_current()?,
+        }
         Ok(PostgresStore { pool, hook: SharedHook::default() })
+    }
+
+    /// Migrates the database at `url` and returns its schema as it was before. The migrator holds an advisory lock
+    /// while it runs, so replicas starting meanwhile wait instead of migrating too.
+    pub async fn migrate(url: &str) -> StoreResult<SchemaStatus> {
+        let pool = pool(url, 1).await?;
+        let before = SchemaStatus::of(&MIGRATOR, applied_versions(&pool).await?);
+        MIGRATOR.run(&pool).await.map_err(|e| redacted(url, "migration failed", &e))?;
+        pool.close().await;
+        Ok(before)
     }
 
     /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
@@ -132,6 +144,31 @@ impl PostgresStore {
             changes.iter().for_each(|c| hook(c));
         }
     }
+}
+
+async fn pool(url: &str, connections: u32) -> StoreResult<PgPool> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| redacted(url, "invalid PostgreSQL URL", &e))?;
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|e| redacted(url, "cannot connect to PostgreSQL", &e))
+}
+
+fn redacted(url: &str, what: &str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Backend(redact_password(url, &format!("{what}: {e}")))
+}
+
+/// The migrations recorded as applied (none before the migrator first ran).
+async fn applied_versions(pool: &PgPool) -> StoreResult<Vec<i64>> {
+    let table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if !table {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?)
 }
 
 /// `message` with the password of `url` (as written, and percent-decoded) replaced by `***`. sqlx's errors do not

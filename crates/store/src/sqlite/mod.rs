@@ -37,7 +37,8 @@
 //! epoch milliseconds (truncated), the JSON record keeps full precision.
 
 use crate::{
-    ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeCounts, OutcomeHook, Save, Store, StoreError, StoreResult,
+    ClaimedLeg, Ingested, LedgerEntry, LegFilter, Migrations, OutcomeCounts, OutcomeHook, Save, SchemaStatus, Store,
+    StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
@@ -99,7 +100,21 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 impl SqliteStore {
     /// Opens (creating the file and its directory if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
-        Self::open_at(path, true, None).await
+        Self::open_at(path, true, None, Migrations::Apply).await
+    }
+
+    /// [`SqliteStore::open`], with the schema migrated or only checked.
+    pub async fn open_with(path: &Path, migrations: Migrations) -> StoreResult<SqliteStore> {
+        Self::open_at(path, true, None, migrations).await
+    }
+
+    /// Migrates the database at `path` (creating it if needed) and returns its schema as it was before.
+    pub async fn migrate(path: &Path) -> StoreResult<SchemaStatus> {
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(connect_options(path, true)?).await?;
+        let before = SchemaStatus::of(&MIGRATOR, applied_versions(&pool).await?);
+        MIGRATOR.run(&pool).await?;
+        pool.close().await;
+        Ok(before)
     }
 
     /// A private throwaway database (for tests): a file in a temporary directory, committed without fsync, removed
@@ -109,27 +124,23 @@ impl SqliteStore {
         let dir =
             tempfile::tempdir().map_err(|e| StoreError::Backend(format!("cannot create a temporary dir: {e}")))?;
         let path = dir.path().join("wrapup.db");
-        Self::open_at(&path, false, Some(Arc::new(dir))).await
+        Self::open_at(&path, false, Some(Arc::new(dir)), Migrations::Apply).await
     }
 
-    async fn open_at(path: &Path, durable: bool, temp: Option<Arc<tempfile::TempDir>>) -> StoreResult<SqliteStore> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: in WAL mode each commit fsyncs the WAL, which is what makes an acknowledgement durable.
-            .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Off })
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("temp_store", "memory");
+    async fn open_at(
+        path: &Path,
+        durable: bool,
+        temp: Option<Arc<tempfile::TempDir>>,
+        migrations: Migrations,
+    ) -> StoreResult<SqliteStore> {
+        let options = connect_options(path, durable)?;
         // Migrations run on a connection of their own before anything else writes; after that the writer thread
         // is the only writer, and these connections only read.
         let migrator = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        MIGRATOR.run(&migrator).await?;
+        match migrations {
+            Migrations::Apply => MIGRATOR.run(&migrator).await?,
+            Migrations::Check => SchemaStatus::of(&MIGRATOR, applied_versions(&migrator).await?).require_current()?,
+        }
         migrator.close().await;
         let reader = SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
         let batcher = Batcher::spawn(batch::open_writer(path, durable, BUSY_TIMEOUT)?)?;
@@ -145,6 +156,37 @@ impl SqliteStore {
     pub fn write_stats(&self) -> WriteStats {
         self.batcher.stats()
     }
+}
+
+/// How every connection to the file at `path` is made (creating the file and its directory if needed).
+fn connect_options(path: &Path, durable: bool) -> StoreResult<SqliteConnectOptions> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create directory {}: {e}", dir.display())))?;
+    }
+    Ok(SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: in WAL mode each commit fsyncs the WAL, which is what makes an acknowledgement durable.
+        .synchronous(if durable { SqliteSynchronous::Full } else { SqliteSynchronous::Off })
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .pragma("temp_store", "memory"))
+}
+
+/// The migrations recorded as applied (none before the migrator first ran).
+async fn applied_versions(pool: &SqlitePool) -> StoreResult<Vec<i64>> {
+    let table: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_one(pool)
+            .await?;
+    if table == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?)
 }
 
 fn ms(t: Timestamp) -> i64 {

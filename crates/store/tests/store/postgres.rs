@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use wrapup_core::{Event, LegKey, Outcome};
-use wrapup_store::{PostgresStore, Store};
+use wrapup_store::{Migrations, PostgresStore, Store};
 
 const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
@@ -206,6 +206,22 @@ async fn one_replica_leads_a_periodic_job_until_its_lease_runs_out() {
         leaders += usize::from(ask.await.unwrap());
     }
     assert_eq!(leaders, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_connected_without_migrating_refuses_an_old_schema_until_it_is_migrated() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let Err(refused) = PostgresStore::connect_with(&db.url, Migrations::Check).await else {
+        panic!("a fresh database has no schema to accept")
+    };
+    assert!(refused.to_string().contains("wrapup migrate"), "{refused}");
+    let before = PostgresStore::migrate(&db.url).await.unwrap();
+    assert!(before.applied.is_empty() && !before.pending.is_empty(), "{before:?}");
+    let again = PostgresStore::migrate(&db.url).await.unwrap();
+    assert!(again.pending.is_empty() && again.applied == before.pending, "{again:?}");
+    let store = PostgresStore::connect_with(&db.url, Migrations::Check).await.unwrap();
+    store.ingest(&[ended(&key(1), 0, None)], t(0)).await.unwrap();
+    store.close().await;
 }
 
 #[tokio::test]

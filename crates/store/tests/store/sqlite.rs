@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use wrapup_core::Event;
-use wrapup_store::{Ingested, SqliteStore, Store};
+use wrapup_store::{Ingested, Migrations, SqliteStore, Store};
 
 async fn in_memory() -> SqliteStore {
     SqliteStore::open_in_memory().await.unwrap()
@@ -59,6 +59,23 @@ async fn reopening_an_existing_database_does_not_rerun_migrations() {
     store.close().await;
     let store = SqliteStore::open(&path).await.unwrap();
     assert!(store.get_leg(&key(1)).await.unwrap().is_some());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_store_opened_without_migrating_refuses_an_old_schema_until_it_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrapup.db");
+    let Err(refused) = SqliteStore::open_with(&path, Migrations::Check).await else {
+        panic!("a fresh file has no schema to accept")
+    };
+    assert!(refused.to_string().contains("wrapup migrate"), "{refused}");
+    let before = SqliteStore::migrate(&path).await.unwrap();
+    assert!(before.applied.is_empty() && !before.pending.is_empty(), "{before:?}");
+    let again = SqliteStore::migrate(&path).await.unwrap();
+    assert!(again.pending.is_empty() && again.applied == before.pending, "{again:?}");
+    let store = SqliteStore::open_with(&path, Migrations::Check).await.unwrap();
+    store.ingest(&[ended(&key(1), 0, None)], t(0)).await.unwrap();
     store.close().await;
 }
 
