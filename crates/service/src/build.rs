@@ -171,7 +171,7 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         admin_token: config.admin.token.clone().map(|t: Secret| t),
         metrics_token: config.admin.metrics_token.clone(),
         http: config.http,
-        scheduler: SchedulerSettings::default(),
+        scheduler: scheduler_settings(&config.store),
         retry: RetryPolicy::default(),
         deadline_guard: Duration::from_millis(500),
         gate_freshness: Duration::from_secs(1),
@@ -182,4 +182,16 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         // whose leases are theirs until they expire.
         exclusive_store: config.store == wrapup_config::StoreConfig::Sqlite,
     })
+}
+
+/// On the embedded SQLite file a dead run's leases are cleared at the next start, so a long lease costs nothing. On
+/// a store shared by replicas nothing clears them: a short lease, renewed while the leg is worked on, is how soon a
+/// dead replica's legs are taken over.
+fn scheduler_settings(store: &wrapup_config::StoreConfig) -> SchedulerSettings {
+    match store {
+        wrapup_config::StoreConfig::Sqlite => SchedulerSettings::default(),
+        wrapup_config::StoreConfig::Postgres { .. } => {
+            SchedulerSettings { lease: std::time::Duration::from_secs(15), ..SchedulerSettings::default() }
+        }
+    }
 }

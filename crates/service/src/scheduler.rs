@@ -84,6 +84,13 @@ pub async fn run_claim_loop(
     let lease = clock.clock_duration(Duration::try_from(lease).unwrap_or_default());
     let claims =
         Claims { worker, slots: Arc::new(Semaphore::new(settings.max_in_flight)), in_flight: Arc::default(), lease };
+    let renewals = tokio::spawn(renew_leases(
+        claims.worker.clone(),
+        claims.in_flight.clone(),
+        claims.lease,
+        settings.lease / 3,
+        shutdown.clone(),
+    ));
     while !shutdown.is_cancelled() {
         let free = claims.slots.available_permits();
         if free == 0 {
@@ -121,8 +128,34 @@ pub async fn run_claim_loop(
             _ = shutdown.cancelled() => {}
         }
     }
-    // Let in-flight legs finish (each ends with a save or a release).
+    // Let in-flight legs finish (each ends with a save or a release); their leases are renewed until then.
     let _ = claims.slots.acquire_many(settings.max_in_flight as u32).await;
+    renewals.abort();
+}
+
+/// Every `every` (wall time), extends the leases of the legs this process works on by `lease`, so that the lease can
+/// be short on a store shared by replicas: a live worker keeps its legs, a dead one's are taken over once its last
+/// renewal runs out. Runs until the claim loop ends (it outlives `shutdown` while in-flight legs finish).
+async fn renew_leases(
+    worker: Arc<Worker>,
+    in_flight: Arc<Mutex<HashMap<LegKey, Arc<Place>>>>,
+    lease: SignedDuration,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let keys: Vec<LegKey> = in_flight.lock().keys().cloned().collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let until = worker.clock.now().checked_add(lease).unwrap_or(Timestamp::MAX);
+        if let Err(e) = worker.store.renew_leases(&worker.owner, &keys, until).await {
+            // A lease that runs out costs this process the leg (its next save is refused), never a second writer.
+            tracing::warn!(error = %e, legs = keys.len(), shutting_down = shutdown.is_cancelled(), "Could not renew the leases of legs in flight.");
+        }
+    }
 }
 
 /// With every slot busy, how often the loop looks for due work more urgent than a leg waiting for the budget, besides

@@ -128,6 +128,15 @@ pub trait Store: Send + Sync + 'static {
     /// only delay those legs. Returns how many leases were cleared.
     async fn release_all_leases(&self) -> StoreResult<u64>;
 
+    /// Extends to `until` the leases `owner` still holds on `keys` (the legs it is working on), so that a lease can
+    /// be short — a dead process's legs are taken over soon — without running out under a worker that is alive.
+    /// A lease another worker took meanwhile is left alone. Returns how many were extended. A store with one user
+    /// (the embedded SQLite file) clears a dead run's leases at start instead and need not renew: it answers 0.
+    async fn renew_leases(&self, owner: &str, keys: &[LegKey], until: Timestamp) -> StoreResult<u64> {
+        let _ = (owner, keys, until);
+        Ok(0)
+    }
+
     /// Releases a lease without changing the leg (e.g. after a conflict). A no-op when `owner` does not hold it;
     /// `NotFound` when there is no such leg.
     async fn release(&self, key: &LegKey, owner: &str) -> StoreResult<()>;

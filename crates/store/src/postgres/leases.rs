@@ -111,6 +111,31 @@ async fn exists(tx: &mut Transaction<'_, Postgres>, key: &LegKey) -> StoreResult
 }
 
 /// Releasing a lease someone else holds (or nobody) changes nothing.
+/// One statement over the keys as three parallel arrays. `due_at` moves with the lease by [`super::due_at`]'s rule
+/// (a writing leg is due when its lease ends, others at the later of `not_before` and the lease's end).
+pub(super) async fn renew(pool: &PgPool, owner: &str, keys: &[LegKey], until: i64) -> StoreResult<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&LegKey) -> &String| keys.iter().map(|k| f(k).clone()).collect::<Vec<String>>();
+    let renewed = sqlx::query(
+        "UPDATE legs SET lease_until = $2, \
+           due_at = CASE state WHEN 'done' THEN NULL WHEN 'writing' THEN $2 ELSE greatest(not_before, $2) END \
+         FROM unnest($3::text[], $4::text[], $5::text[]) AS k(connection, conversation, participant) \
+         WHERE legs.connection = k.connection AND legs.conversation = k.conversation \
+           AND legs.participant = k.participant AND legs.lease_owner = $1",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(column(|k| &k.connection))
+    .bind(column(|k| &k.conversation))
+    .bind(column(|k| &k.participant))
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(renewed)
+}
+
 pub(super) async fn release(pool: &PgPool, key: &LegKey, owner: &str) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
     let released = sqlx::query(&format!(

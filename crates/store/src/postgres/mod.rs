@@ -289,6 +289,10 @@ impl Store for PostgresStore {
         *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
+    async fn renew_leases(&self, owner: &str, keys: &[LegKey], until: Timestamp) -> StoreResult<u64> {
+        leases::renew(&self.pool, owner, keys, ms(until)).await
+    }
+
     async fn release_all_leases(&self) -> StoreResult<u64> {
         leases::release_all(&self.pool).await
     }

@@ -224,6 +224,23 @@ async fn a_store_connected_without_migrating_refuses_an_old_schema_until_it_is_m
     store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_lease_keeps_a_leg_from_other_replicas_and_one_not_renewed_runs_out() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let (a, b) = (db.store().await, db.store().await);
+    a.ingest(&[ended(&key(1), 0, Some(600)), ended(&key(2), 0, Some(600))], t(0)).await.unwrap();
+    let claimed = a.claim_due(t(1), 2, "a", LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2, "both legs go to a until t(31)");
+    assert_eq!(b.renew_leases("b", &[key(1)], t(60)).await.unwrap(), 0, "b holds nothing to renew");
+    assert_eq!(a.renew_leases("a", &[key(1)], t(55)).await.unwrap(), 1, "a renews the one it still works on");
+    let taken = b.claim_due(t(40), 5, "b", LEASE).await.unwrap();
+    assert_eq!(taken.iter().map(|c| c.leg.key.clone()).collect::<Vec<_>>(), vec![key(2)], "only the lapsed one");
+    assert_eq!(a.renew_leases("a", &[key(1), key(2)], t(70)).await.unwrap(), 1, "key(2) is b's now");
+    assert!(b.claim_due(t(60), 5, "b", LEASE).await.unwrap().is_empty(), "key(1) renewed until t(70)");
+    let after = b.claim_due(t(71), 5, "b", LEASE).await.unwrap();
+    assert!(after.iter().any(|c| c.leg.key == key(1)), "once a's renewal ran out, the leg is taken over");
+}
+
 #[tokio::test]
 async fn a_connection_error_does_not_show_the_password() {
     let Some(server) = server_url() else { return };
