@@ -14,6 +14,7 @@
 //! Every implementation must pass the conformance suite in `tests/store/conformance.rs`.
 
 mod api;
+mod codec;
 mod postgres;
 mod schema;
 mod sqlite;

@@ -3,7 +3,7 @@
 
 use super::leases::LedgerLines;
 use super::{due_at, ms, parse_record, to_json};
-use crate::{Ingested, LedgerEntry, OutcomeChange, StoreError, StoreResult};
+use crate::{Ingested, OutcomeChange, StoreError, StoreResult};
 use jiff::Timestamp;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -167,7 +167,7 @@ async fn attempt(
             &e.leg,
             now_text.clone(),
             "event",
-            to_json("ledger detail", &event_entry(e, &effect.note, now).detail)?,
+            to_json("ledger detail", &crate::codec::EventLine::of(e, &effect.note))?,
         );
         if let Some((kind, detail)) = outcome_line(before, &leg) {
             lines.push(&e.leg, now_text.clone(), kind, to_json("ledger detail", &detail)?);
@@ -268,20 +268,5 @@ impl InboxRows {
         self.occurred_at.push(ms(e.occurred_at));
         self.payload.push(to_json("event", e)?);
         Ok(())
-    }
-}
-
-/// The ledger line recording one applied event (the same as the SQLite store's).
-fn event_entry(event: &Event, note: &str, now: Timestamp) -> LedgerEntry {
-    LedgerEntry {
-        at: now,
-        kind: "event".into(),
-        detail: serde_json::json!({
-            "event": event.kind.name(),
-            "dedupe_key": event.dedupe_key,
-            "occurred_at": event.occurred_at,
-            "correlation_id": event.correlation_id,
-            "note": note,
-        }),
     }
 }

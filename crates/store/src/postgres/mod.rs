@@ -55,21 +55,23 @@
 //! **Expiry and `release_all_leases`** lock the rows they change in key order, like intake, and wait for rows
 //! another transaction holds (then re-check them), so two replicas sweeping together expire each leg once.
 
+use crate::codec::{self, corrupt, to_json};
 use crate::{
     ClaimedLeg, Ingested, LedgerEntry, LegFilter, Migrations, OutcomeChange, OutcomeCounts, OutcomeHook, Save,
     SchemaStatus, Store, StoreError, StoreResult, DEFAULT_LIST_LIMIT,
 };
+// The row rules both stores share, for this module's parts.
+pub(super) use crate::codec::{due_at, ms, parse_record};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::lifecycle::{LegRecord, LegState};
-use wrapup_core::{Event, LegKey, Outcome};
+use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::{Event, LegKey};
 
 mod ingest;
 mod leases;
@@ -212,38 +214,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("unreadable {what} in the database: {e}"))
-}
-
-fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot serialize {what}: {e}")))
-}
-
-fn decode_record(row: &PgRow) -> StoreResult<LegRecord> {
-    parse_record(&row.try_get::<String, _>("record")?)
-}
-
-fn parse_record(json: &str) -> StoreResult<LegRecord> {
-    serde_json::from_str(json).map_err(|e| corrupt("leg record", e))
-}
-
-/// When a worker may next claim `leg` (see the module docs), given its lease.
-fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
-    match leg.state {
-        LegState::Done => None,
-        LegState::Open | LegState::Scheduled | LegState::Closing | LegState::Confirming => {
-            let not_before = ms(leg.not_before);
-            Some(lease_until.map_or(not_before, |l| l.max(not_before)))
-        }
-        LegState::Writing => Some(lease_until.unwrap_or_else(|| ms(leg.updated_at))),
-    }
-}
-
 /// The legs `expire_overdue` finishes: open or scheduled, past their deadline (`$1`), without a write intent (a
 /// write may have been sent and landed; the worker reads the platform first) and without an estimated window end
 /// (its window may well be open; its worker reads it, or the platform deadline expires it when the worker is
@@ -310,7 +280,7 @@ impl Store for PostgresStore {
         .bind(&key.participant)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok(ClaimedLeg { leg: decode_record(&row)?, version: row.try_get("version")? })).transpose()
+        row.as_ref().map(codec::claimed).transpose()
     }
 
     /// Newest (`created_at`) first; without `filter.limit`, at most [`DEFAULT_LIST_LIMIT`] legs.
@@ -341,7 +311,7 @@ impl Store for PostgresStore {
         }
         let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
         let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
-        rows.iter().map(decode_record).collect()
+        rows.iter().map(codec::record).collect()
     }
 
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
@@ -392,17 +362,7 @@ impl Store for PostgresStore {
         .bind(&key.participant)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let at: String = row.try_get("at")?;
-                let detail: String = row.try_get("detail")?;
-                Ok(LedgerEntry {
-                    at: at.parse().map_err(|e| corrupt("ledger time", e))?,
-                    kind: row.try_get("kind")?,
-                    detail: serde_json::from_str(&detail).map_err(|e| corrupt("ledger detail", e))?,
-                })
-            })
-            .collect()
+        rows.iter().map(codec::ledger_entry).collect()
     }
 
     /// Only outcomes that occur are present; `None` counts legs not finished.
@@ -412,11 +372,8 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         let mut counts = OutcomeCounts::new();
-        for row in rows {
-            let outcome: Option<String> = row.try_get("outcome")?;
-            let outcome = outcome.map(|s| Outcome::parse(&s).ok_or_else(|| corrupt("outcome", s))).transpose()?;
-            let n: i64 = row.try_get("n")?;
-            counts.insert(outcome, n.max(0) as u64);
+        for row in &rows {
+            codec::add_outcome_count(&mut counts, row)?;
         }
         Ok(counts)
     }
@@ -448,19 +405,9 @@ impl Store for PostgresStore {
             .bind(connection)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            let catalog: String = row.try_get("catalog")?;
-            let fetched_at: String = row.try_get("fetched_at")?;
-            Ok((
-                serde_json::from_str(&catalog).map_err(|e| corrupt("catalog", e))?,
-                fetched_at.parse().map_err(|e| corrupt("catalog fetch time", e))?,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(codec::cached_catalog).transpose()
     }
 
-    /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
-    /// A concurrent call with the same key waits for the first to commit (`ON CONFLICT DO NOTHING`), then reads it.
     /// One statement: the insert takes a job nobody held; the conditional update takes one whose lease ran out or
     /// renews the owner's own. Concurrent callers serialize on the row, and the one that finds it held gets no row.
     async fn lead(&self, job: &str, owner: &str, now: Timestamp, lease: SignedDuration) -> StoreResult<bool> {
@@ -480,6 +427,8 @@ impl Store for PostgresStore {
         Ok(led == 1)
     }
 
+    /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
+    /// A concurrent call with the same key waits for the first to commit (`ON CONFLICT DO NOTHING`), then reads it.
     async fn idempotent(
         &self,
         connection: &str,

@@ -75,7 +75,7 @@ pub(super) fn ingest_batch(
         let before = touched.leg.as_ref().and_then(|l| l.outcome);
         let (leg, effect) = apply_event(touched.leg.take(), e, now);
         touched.version += 1;
-        let detail = to_json("ledger detail", &EventLine::of(e, &effect.note))?;
+        let detail = to_json("ledger detail", &crate::codec::EventLine::of(e, &effect.note))?;
         insert_ledger_line(tx, &e.leg, &now_text, "event", &detail)?;
         // An event that ends the leg (or changes how it ended) explains it with the leg's one outcome line.
         if let Some((kind, detail)) = outcome_line(before, &leg) {
@@ -122,26 +122,4 @@ struct Touched {
     version: i64,
     lease_until: Option<i64>,
     leg: Option<LegRecord>,
-}
-
-/// The detail of the ledger line recording one applied event, serialized straight from the event's fields.
-#[derive(serde::Serialize)]
-struct EventLine<'a> {
-    event: &'static str,
-    dedupe_key: &'a str,
-    occurred_at: Timestamp,
-    correlation_id: Option<&'a str>,
-    note: &'a str,
-}
-
-impl<'a> EventLine<'a> {
-    fn of(event: &'a Event, note: &'a str) -> Self {
-        EventLine {
-            event: event.kind.name(),
-            dedupe_key: &event.dedupe_key,
-            occurred_at: event.occurred_at,
-            correlation_id: event.correlation_id.as_deref(),
-            note,
-        }
-    }
 }

@@ -36,23 +36,23 @@
 //! one lookup in the `due_at` index. Times in indexed columns are integer
 //! epoch milliseconds (truncated), the JSON record keeps full precision.
 
+use crate::codec::{self, corrupt, to_json};
 use crate::{
     ClaimedLeg, Ingested, LedgerEntry, LegFilter, Migrations, OutcomeCounts, OutcomeHook, Save, SchemaStatus, Store,
     StoreError, StoreResult,
 };
+// The row rules both stores share, for this module's parts.
+pub(super) use crate::codec::{due_at, ms, parse_record};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::lifecycle::{LegRecord, LegState};
-use wrapup_core::{Event, LegKey, Outcome};
+use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::{Event, LegKey};
 
 mod batch;
 mod ingest;
@@ -189,44 +189,12 @@ async fn applied_versions(pool: &SqlitePool) -> StoreResult<Vec<i64>> {
         .await?)
 }
 
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("unreadable {what} in the database: {e}"))
-}
-
-fn to_json<T: serde::Serialize>(what: &str, value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot serialize {what}: {e}")))
-}
-
-fn decode_record(row: &SqliteRow) -> StoreResult<LegRecord> {
-    parse_record(&row.try_get::<String, _>("record")?)
-}
-
-fn parse_record(json: &str) -> StoreResult<LegRecord> {
-    serde_json::from_str(json).map_err(|e| corrupt("leg record", e))
-}
-
 /// The legs `expire_overdue` finishes: open or scheduled, past their deadline (`?1`), and without a write intent (a
 /// write may have been sent and landed; the worker reads the platform first). The `deadline` column orders work
 /// ([`LegRecord::order_deadline`]); a leg with an estimated window end is not expired by it (its window may well be
 /// open) but by its worker, which reads the window, or at its platform deadline when the worker is late.
 const OVERDUE: &str = "state IN ('open', 'scheduled') AND deadline < ?1 AND json_extract(record, '$.intent') IS NULL \
                        AND json_extract(record, '$.estimated_deadline') IS NULL";
-
-/// When a worker may next claim `leg` (see the module docs), given its lease.
-fn due_at(leg: &LegRecord, lease_until: Option<i64>) -> Option<i64> {
-    match leg.state {
-        LegState::Done => None,
-        LegState::Open | LegState::Scheduled | LegState::Closing | LegState::Confirming => {
-            let not_before = ms(leg.not_before);
-            Some(lease_until.map_or(not_before, |l| l.max(not_before)))
-        }
-        LegState::Writing => Some(lease_until.unwrap_or_else(|| ms(leg.updated_at))),
-    }
-}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -281,7 +249,7 @@ impl Store for SqliteStore {
         .bind(&key.participant)
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|row| Ok(ClaimedLeg { leg: decode_record(&row)?, version: row.try_get("version")? })).transpose()
+        row.as_ref().map(codec::claimed).transpose()
     }
 
     /// Newest (`created_at`) first; without `filter.limit`, at most [`DEFAULT_LIST_LIMIT`] legs.
@@ -309,7 +277,7 @@ impl Store for SqliteStore {
         }
         let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
         let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
-        rows.iter().map(decode_record).collect()
+        rows.iter().map(codec::record).collect()
     }
 
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
@@ -367,17 +335,7 @@ impl Store for SqliteStore {
         .bind(&key.participant)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let at: String = row.try_get("at")?;
-                let detail: String = row.try_get("detail")?;
-                Ok(LedgerEntry {
-                    at: at.parse().map_err(|e| corrupt("ledger time", e))?,
-                    kind: row.try_get("kind")?,
-                    detail: serde_json::from_str(&detail).map_err(|e| corrupt("ledger detail", e))?,
-                })
-            })
-            .collect()
+        rows.iter().map(codec::ledger_entry).collect()
     }
 
     /// Only outcomes that occur are present; `None` counts legs not finished.
@@ -387,11 +345,8 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         let mut counts = OutcomeCounts::new();
-        for row in rows {
-            let outcome: Option<String> = row.try_get("outcome")?;
-            let outcome = outcome.map(|s| Outcome::parse(&s).ok_or_else(|| corrupt("outcome", s))).transpose()?;
-            let n: i64 = row.try_get("n")?;
-            counts.insert(outcome, n.max(0) as u64);
+        for row in &rows {
+            codec::add_outcome_count(&mut counts, row)?;
         }
         Ok(counts)
     }
@@ -407,15 +362,7 @@ impl Store for SqliteStore {
             .bind(connection)
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|row| {
-            let catalog: String = row.try_get("catalog")?;
-            let fetched_at: String = row.try_get("fetched_at")?;
-            Ok((
-                serde_json::from_str(&catalog).map_err(|e| corrupt("catalog", e))?,
-                fetched_at.parse().map_err(|e| corrupt("catalog fetch time", e))?,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(codec::cached_catalog).transpose()
     }
 
     /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
