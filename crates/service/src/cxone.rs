@@ -221,7 +221,11 @@ pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>
     // One replica polls (or holds the agents' sessions) at a time: it renews the job before each batch; the others
     // ask again every period and take over once the holder's lease ran out.
     let job = format!("cxone-detection:{}", runtime.name);
-    let period = spec.poll_interval;
+    // A batch takes up to a poll interval, or a long poll of the joined sessions; the holder renews after each.
+    let period = match spec.acw_detection {
+        AcwDetection::Polling => spec.poll_interval,
+        AcwDetection::Sessions => SESSION_LONG_POLL.max(spec.poll_interval),
+    };
     while !stop.is_cancelled() {
         if !state.leases.leads(&job, period).await {
             tokio::select! {
@@ -264,6 +268,9 @@ pub async fn run_detection(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>
     sweep.abort();
 }
 
+/// How long a joined session's poll waits for the agent's next event.
+const SESSION_LONG_POLL: Duration = Duration::from_secs(30);
+
 /// The connection's ACW detector (polling, or a joined session per agent, retried until the agents can be listed);
 /// `None` once stopped.
 async fn start_detector(
@@ -276,7 +283,7 @@ async fn start_detector(
     match spec.acw_detection {
         AcwDetection::Polling => Some(Box::new(PollingDetector::new(client.clone(), spec.poll_interval, acw.clone()))),
         AcwDetection::Sessions => loop {
-            let config = SessionDetectorConfig { long_poll: Duration::from_secs(30), ..Default::default() };
+            let config = SessionDetectorConfig { long_poll: SESSION_LONG_POLL, ..Default::default() };
             match SessionDetector::start(spec.platform.sessions().clone(), acw.clone(), config).await {
                 Ok(d) => return Some(Box::new(d)),
                 Err(e) => {
