@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrapup_demo::EnvOptions;
 use wrapup_sandbox::SandboxConfig;
-use wrapup_store::{SqliteStore, Store};
+use wrapup_store::{PostgresStore, SqliteStore, Store};
 
 const NO_MATCH: &str =
     "[[rules]]\nname = \"nothing here\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n[rules.when]\nqueue = \"Nowhere\"\n";
@@ -90,7 +90,8 @@ fn conversation_id(run: u32, n: u64) -> String {
 }
 
 struct Generator {
-    addr: std::net::SocketAddr,
+    /// The services to send to: connection `i` goes to `addrs[i % len]`.
+    addrs: Vec<std::net::SocketAddr>,
     path: String,
     key: String,
     batch: usize,
@@ -111,10 +112,11 @@ impl Generator {
         }
     }
 
-    /// Sends one request on `conn` (connecting first when there is none, or after a failure); `true` on 202.
-    async fn send(&self, conn: &mut Option<RawConnection>) -> bool {
+    /// Sends one request on `conn`, connection `index` (connecting first when there is none, or after a failure);
+    /// `true` on 202.
+    async fn send(&self, index: usize, conn: &mut Option<RawConnection>) -> bool {
         if conn.is_none() {
-            *conn = RawConnection::connect(self.addr).await.ok();
+            *conn = RawConnection::connect(self.addrs[index % self.addrs.len()]).await.ok();
         }
         let Some(c) = conn.as_mut() else { return false };
         let body = self.body();
@@ -199,7 +201,7 @@ struct Phase {
 async fn drive(gen: Arc<Generator>, connections: usize, duration: Duration, rate: Option<f64>) -> Phase {
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for index in 0..connections {
         let gen = gen.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = None;
@@ -212,7 +214,7 @@ async fn drive(gen: Arc<Generator>, connections: usize, duration: Duration, rate
                 } else {
                     due = Instant::now();
                 }
-                let sent = gen.send(&mut conn).await;
+                let sent = gen.send(index, &mut conn).await;
                 lat.push(due.elapsed().as_secs_f64() * 1000.0);
                 if sent {
                     ok += gen.batch as u64;
@@ -271,6 +273,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let connections = args.connections.clamp(1, 1024);
     let batch = args.batch.clamp(1, 100);
     let sandbox = SandboxConfig { seed: args.seed, ..SandboxConfig::default() };
+    let database = match &args.store {
+        Some(server) => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+            let name = format!("wrapup_bench_{}_{nanos}", std::process::id());
+            let url = PostgresStore::create_database(server, &name).await?;
+            Some((server.clone(), name, url))
+        }
+        None => None,
+    };
     let env = super::start_with(EnvOptions {
         sandbox,
         rules: NO_MATCH.to_string(),
@@ -278,14 +289,31 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         requests_per_minute: 300,
         data_dir: args.data_dir.clone(),
         cxone: None,
+        store: database.as_ref().map(|(_, _, url)| url.clone()),
     })
     .await?;
     let service = env.service.as_ref().context("the service is not running")?;
     let key = env.config.connections[0].intake.api_key.as_ref().context("no intake key")?.expose().to_string();
-    let addr = service.base_url().trim_start_matches("http://").parse().context("the service's address")?;
-    let gen = |run: u32| {
+    let addr: std::net::SocketAddr =
+        service.base_url().trim_start_matches("http://").parse().context("the service's address")?;
+    // Replicas: more services on the same database, each with its own connections to it, as separate processes
+    // would have.
+    let mut replicas = Vec::new();
+    if let Some((_, _, url)) = &database {
+        for _ in 1..args.replicas.clamp(1, 16) {
+            let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(url).await?);
+            let spec = wrapup_service::build::spec_from_config(&env.config, store, env.clock.clone())?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            replicas.push(wrapup_service::app::start(spec, listener).await?);
+        }
+    }
+    let mut addrs = vec![addr];
+    for r in &replicas {
+        addrs.push(r.base_url().trim_start_matches("http://").parse().context("a replica's address")?);
+    }
+    let gen = |run: u32, addrs: &[std::net::SocketAddr]| {
         Arc::new(Generator {
-            addr,
+            addrs: addrs.to_vec(),
             path: format!("/intake/{}", wrapup_demo::CONNECTION),
             key: key.clone(),
             batch,
@@ -299,18 +327,36 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             duration.as_secs()
         );
     }
-    let writes_before = env.sqlite.write_stats();
-    let max = drive(gen(1), connections, duration, None).await;
-    let writes = env.sqlite.write_stats();
-    let (commits, operations) = (writes.commits - writes_before.commits, writes.operations - writes_before.operations);
+    let one = if addrs.len() > 1 {
+        if !args.json {
+            eprintln!("[ingest] throughput against one of the {} replicas first", addrs.len());
+        }
+        Some(drive(gen(3, &addrs[..1]), connections, duration, None).await)
+    } else {
+        None
+    };
+    let writes_before = env.sqlite.as_ref().map(|s| s.write_stats());
+    let max = drive(gen(1, &addrs), connections, duration, None).await;
+    let writes = env.sqlite.as_ref().map(|s| s.write_stats());
+    let (commits, operations) = match (writes_before, writes) {
+        (Some(before), Some(after)) => (after.commits - before.commits, after.operations - before.operations),
+        _ => (0, 0),
+    };
     let at_rate_secs = Duration::from_secs((duration.as_secs() / 2).max(3));
     if !args.json {
         eprintln!("[ingest] latency at {rate} events/s for {} s", at_rate_secs.as_secs());
     }
-    let paced = drive(gen(2), connections, at_rate_secs, Some(rate)).await;
+    let paced = drive(gen(2, &addrs), connections, at_rate_secs, Some(rate)).await;
     let legs = env.legs().await?.len();
+    let env_is_sqlite = env.sqlite.is_some();
     let data_path = env.data_path.clone();
+    for r in replicas {
+        r.shutdown().await;
+    }
     env.finish().await?;
+    if let Some((server, name, _)) = &database {
+        PostgresStore::drop_database(server, name).await?;
+    }
     if !args.json {
         eprintln!("[ingest] reference: SQLite store on the same disk");
     }
@@ -333,8 +379,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.field("achieved_events_per_s", achieved);
     r.field("ack_ms_at_rate", serde_json::json!({"p50": p50, "p99": p99, "samples": paced.latencies_ms.len()}));
     r.field("legs_stored", legs);
-    r.field("store_commits_per_s", round(commits as f64 / max.secs, 0));
-    r.field("store_operations_per_commit", round(operations as f64 / commits.max(1) as f64, 1));
+    r.field("store", if database.is_some() { "postgres" } else { "sqlite" });
+    r.field("replicas", addrs.len());
+    if let Some(one) = &one {
+        let one_rate = round(one.events as f64 / one.secs, 0);
+        r.field("events_per_s_one_replica", one_rate);
+        r.field("ratio_to_one_replica", round(events_per_s / one_rate.max(1.0), 3));
+    }
+    if env_is_sqlite {
+        r.field("store_commits_per_s", round(commits as f64 / max.secs, 0));
+        r.field("store_operations_per_commit", round(operations as f64 / commits.max(1) as f64, 1));
+    }
     r.field("sqlite_events_per_s", round(sqlite_500, 0));
     r.field("sqlite_commits_per_s", round(sqlite_1, 0));
     r.field("ratio_to_sqlite", round(events_per_s / sqlite_500.max(1.0), 3));

@@ -98,6 +98,15 @@ pub struct BenchArgs {
     /// start several services write the last one's.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// `ingest`: keep the service's state in PostgreSQL instead of SQLite. The URL names a server and a database to
+    /// connect to (`postgres://postgres@127.0.0.1:5432/postgres`, no password); the run creates a database of its own
+    /// there and drops it afterwards.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// `ingest` with `--store`: this many services on the one database, the load spread over them; the throughput
+    /// phase runs against one of them first, then against all (`ratio_to_one_replica`).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
 }
 
 impl BenchArgs {
@@ -232,6 +241,7 @@ pub async fn start_cxone(
             poll_interval_ms: poll_ms,
             requests_per_minute,
         }),
+        store: None,
     })
     .await
 }
@@ -277,6 +287,7 @@ pub async fn start_env(sandbox: SandboxConfig, rules: &str, args: &BenchArgs) ->
         requests_per_minute: rpm,
         data_dir: args.data_dir.clone(),
         cxone: None,
+        store: None,
     })
     .await
 }
@@ -350,6 +361,8 @@ mod tests {
             seed: 7,
             reconcile_every_ms: 60_000,
             data_dir: None,
+            store: None,
+            replicas: 1,
         }
     }
 

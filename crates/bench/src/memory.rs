@@ -74,6 +74,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         requests_per_minute: args.rate_limit,
         data_dir: Some(dir.path().to_path_buf()),
         cxone: None,
+        store: None,
     })
     .await?;
     let started = Instant::now();

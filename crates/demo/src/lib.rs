@@ -22,7 +22,7 @@ use wrapup_core::clock::SharedClock;
 use wrapup_core::Outcome;
 use wrapup_sandbox::{ConversationProvisional, EventTarget, FaultProfile, Sandbox, SandboxConfig};
 use wrapup_service::app;
-use wrapup_store::{LegFilter, SqliteStore, Store};
+use wrapup_store::{LegFilter, PostgresStore, SqliteStore, Store};
 
 /// The rules the demo runs (also a readable example of the rule format).
 pub const DEMO_RULES: &str = include_str!("rules.toml");
@@ -174,6 +174,9 @@ pub struct EnvOptions {
     pub data_dir: Option<std::path::PathBuf>,
     /// Also run the sandbox's CXone business unit and a CXone connection to it.
     pub cxone: Option<CxoneOptions>,
+    /// Keep the service's state in this PostgreSQL database (a URL without a password) instead of SQLite in the
+    /// data directory.
+    pub store: Option<String>,
 }
 
 /// How the service hears about legs in an embedded run.
@@ -212,8 +215,8 @@ pub struct DemoEnv {
     pub sandbox: wrapup_sandbox::SandboxHandle,
     pub service: Option<app::ServiceHandle>,
     pub store: Arc<dyn Store>,
-    /// The same store, for what only SQLite reports (its write batching).
-    pub sqlite: SqliteStore,
+    /// The same store when it is SQLite, for what only SQLite reports (its write batching).
+    pub sqlite: Option<SqliteStore>,
     pub clock: SharedClock,
     pub config: wrapup_config::Config,
     pub speed: f64,
@@ -315,9 +318,14 @@ request_timeout_ms = {timeout}
             .skip(1)
             .map(|(id, secret)| format!("{{ client_id = \"{id}\", client_secret = \"literal:{secret}\" }}"))
             .collect();
+        let store_table = match &opts.store {
+            Some(url) => format!("[store]\nurl = {url:?}\n"),
+            None => String::new(),
+        };
         let config_text = format!(
             r#"data_dir = {data_dir:?}
 listen = "127.0.0.1:0"
+{store_table}
 
 [[connections]]
 name = "{CONNECTION}"
@@ -344,8 +352,13 @@ api_key = "literal:{intake_key}"
         );
         let config = wrapup_config::Config::parse(&config_text, "generated configuration")
             .map_err(|e| anyhow::anyhow!("the generated configuration is invalid:\n{e}"))?;
-        let sqlite = SqliteStore::open(&data_path.join("wrapup.db")).await?;
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let (store, sqlite): (Arc<dyn Store>, _) = match &opts.store {
+            Some(url) => (Arc::new(PostgresStore::connect(url).await?), None),
+            None => {
+                let sqlite = SqliteStore::open(&data_path.join("wrapup.db")).await?;
+                (Arc::new(sqlite.clone()), Some(sqlite))
+            }
+        };
         let mut spec = wrapup_service::build::spec_from_config(&config, store.clone(), clock.clone())?;
         // The sandbox confirms a write with its event at once (or the demo's frequent sweeps do): read back sooner.
         spec.confirm_within = Duration::from_secs(1);
@@ -637,6 +650,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
             data_dir: args.data_dir.clone(),
             cxone: (!args.no_cxone)
                 .then(|| CxoneOptions { acw_detection: args.cxone_acw_detection, ..CxoneOptions::default() }),
+            store: None,
         },
         args.intake,
         Duration::from_millis(args.reconcile_every_ms),

@@ -227,6 +227,7 @@ pub async fn start_with(side: Side, sandbox: SandboxConfig, rules: &str, intake:
         requests_per_minute: 6000,
         data_dir: None,
         cxone,
+        store: None,
     };
     let env = DemoEnv::start_with(opts, intake, Duration::from_millis(wrapup_demo::DEFAULT_RECONCILE_EVERY_MS))
         .await

@@ -10,49 +10,15 @@
 use crate::harness::{self, free_port, Side};
 use crate::restart::{self, assert_nothing_lost_or_doubled, KillRun, CRASH_POINTS};
 use rand::{Rng, SeedableRng};
-use sqlx::{ConnectOptions, Connection, Executor};
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrapup_sandbox::EventTarget;
+use wrapup_store::PostgresStore;
 
 const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
 const REPLICAS: usize = 3;
-
-/// A database of its own for one run, dropped afterwards (best effort).
-struct RunDatabase {
-    server: String,
-    name: String,
-}
-
-impl RunDatabase {
-    async fn create(server: &str) -> RunDatabase {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("wrapup_replicas_{}_{nanos}", std::process::id());
-        let mut admin = admin(server).await;
-        admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
-        admin.close().await.ok();
-        RunDatabase { server: server.to_string(), name }
-    }
-
-    /// The run's database, as a `[store]` URL (the server's, with the database replaced).
-    fn url(&self) -> String {
-        let mut url = url::Url::parse(&self.server).expect("the server URL parses");
-        url.set_path(&self.name);
-        url.to_string()
-    }
-
-    async fn drop_now(self) {
-        let mut admin = admin(&self.server).await;
-        admin.execute(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name).as_str()).await.ok();
-    }
-}
-
-async fn admin(server: &str) -> sqlx::PgConnection {
-    let options: sqlx::postgres::PgConnectOptions = server.parse().expect("a PostgreSQL URL");
-    options.connect().await.unwrap_or_else(|e| panic!("cannot connect to {VAR}: {e}"))
-}
 
 /// A round-robin TCP load balancer: each connection goes to the next replica that accepts one, as a balancer with
 /// health checks would send it; a connection to a replica that dies breaks, and its sender retries.
@@ -108,7 +74,9 @@ async fn replica_run(kills: u32, seed: u64) -> Option<ReplicaRun> {
         eprintln!("skipped: {VAR} is not set (the replica test needs a PostgreSQL database)");
         return None;
     };
-    let db = RunDatabase::create(&server).await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let db_name = format!("wrapup_replicas_{}_{nanos}", std::process::id());
+    let db_url = PostgresStore::create_database(&server, &db_name).await.expect("the run's database is created");
     let key = "replica-test-intake-key";
     let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lb_port = lb.local_addr().unwrap().port();
@@ -130,7 +98,7 @@ async fn replica_run(kills: u32, seed: u64) -> Option<ReplicaRun> {
         let text = restart::config_text(Side::Genesys, &sb, port, key)
             .replace("[connections.intake]", "reconcile_every_secs = 1\n[connections.intake]");
         assert!(text.contains("reconcile_every_secs = 1"), "the connection's table is where expected");
-        std::fs::write(&config, format!("{text}\n[store]\nurl = \"{}\"\n", db.url())).unwrap();
+        std::fs::write(&config, format!("{text}\n[store]\nurl = \"{db_url}\"\n")).unwrap();
         replicas.push(Replica { config, ready: format!("http://127.0.0.1:{port}/ready"), child: None });
         ports.push(port);
     }
@@ -185,7 +153,7 @@ async fn replica_run(kills: u32, seed: u64) -> Option<ReplicaRun> {
     let report = harness::report_of(Side::Genesys, &sb);
     let passes = reconcile_queries(&report);
     sb.shutdown().await;
-    db.drop_now().await;
+    PostgresStore::drop_database(&server, &db_name).await.ok();
     Some(ReplicaRun {
         calm_passes,
         seconds,

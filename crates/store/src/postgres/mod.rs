@@ -131,6 +131,31 @@ impl PostgresStore {
         Ok(before)
     }
 
+    /// Creates the database `name` on the server of `server_url` (connecting to the database that URL names) and
+    /// returns the URL of the new one. For harnesses that give each run a database of its own.
+    pub async fn create_database(server_url: &str, name: &str) -> StoreResult<String> {
+        let pool = pool(server_url, 1).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+            .execute(&pool)
+            .await
+            .map_err(|e| redacted(server_url, "cannot create the database", &e))?;
+        pool.close().await;
+        let mut url = url::Url::parse(server_url).map_err(|e| redacted(server_url, "invalid PostgreSQL URL", &e))?;
+        url.set_path(name);
+        Ok(url.to_string())
+    }
+
+    /// Drops the database `name` on the server of `server_url`, even with connections still open to it.
+    pub async fn drop_database(server_url: &str, name: &str) -> StoreResult<()> {
+        let pool = pool(server_url, 1).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "")))
+            .execute(&pool)
+            .await
+            .map_err(|e| redacted(server_url, "cannot drop the database", &e))?;
+        pool.close().await;
+        Ok(())
+    }
+
     /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
     pub async fn close(self) {
         self.pool.close().await;
