@@ -322,8 +322,16 @@ mod tests {
 
     /// One slot, a rule that codes every leg at once, and the claim loop running over an in-memory store.
     async fn one_slot() -> (Arc<Worker>, Arc<Spent>, Arc<Notify>, Shutdown) {
-        let platform = Arc::new(Spent { open: Notify::new(), first_waits: true.into(), writes: Mutex::default() });
         let store: Arc<dyn Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
+        one_slot_on(store, SchedulerSettings { max_in_flight: 1, ..Default::default() }).await
+    }
+
+    /// [`one_slot`] over `store`, with `settings`.
+    async fn one_slot_on(
+        store: Arc<dyn Store>,
+        settings: SchedulerSettings,
+    ) -> (Arc<Worker>, Arc<Spent>, Arc<Notify>, Shutdown) {
+        let platform = Arc::new(Spent { open: Notify::new(), first_waits: true.into(), writes: Mutex::default() });
         let clock = ScaledClock::new(Timestamp::now(), 1.0).shared();
         let rules = RuleSet::new(vec![Rule {
             name: "all".into(),
@@ -354,7 +362,6 @@ mod tests {
             confirm_within: Duration::from_millis(20),
         });
         let (wake, shutdown) = (Arc::new(Notify::new()), Shutdown::default());
-        let settings = SchedulerSettings { max_in_flight: 1, ..Default::default() };
         tokio::spawn(run_claim_loop(worker.clone(), settings, wake.clone(), shutdown.clone()));
         (worker, platform, wake, shutdown)
     }
@@ -424,5 +431,37 @@ mod tests {
 
         assert_eq!(*platform.writes.lock(), ["early", "later"]);
         assert_eq!(leg(&worker, "early").await.attempts, 1, "it never gave way");
+    }
+
+    /// On a store shared by replicas the lease is short; the loop renews it while the leg is worked on, so another
+    /// replica cannot take a leg from a live worker (here: one waiting for the budget for three leases' time).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leg_worked_on_longer_than_its_lease_keeps_it_on_a_shared_store() {
+        let Some(server) = std::env::var("WRAPUP_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+            eprintln!("skipped: WRAPUP_TEST_POSTGRES_URL is not set (this test needs a PostgreSQL database)");
+            return;
+        };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("wrapup_scheduler_{}_{nanos}", std::process::id());
+        let url = wrapup_store::PostgresStore::create_database(&server, &name).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(wrapup_store::PostgresStore::connect(&url).await.unwrap());
+        // Under the loop's own once-a-second look for due work, which would re-lease the leg as a side effect.
+        let lease = Duration::from_millis(800);
+        let settings = SchedulerSettings { max_in_flight: 1, lease, ..Default::default() };
+        let (worker, platform, wake, shutdown) = one_slot_on(store.clone(), settings).await;
+        ends(&worker, &wake, "held", 60).await;
+        until("the leg waits for the budget", async || leg(&worker, "held").await.attempts == 1).await;
+        // Another replica keeps trying for five leases' time; it must never get the leg.
+        let trying = std::time::Instant::now();
+        while trying.elapsed() < lease * 5 {
+            let other = store.claim_due(worker.clock.now(), 5, "another replica", SignedDuration::from_secs(15)).await;
+            assert!(other.unwrap().is_empty(), "the lease ran out while the leg was worked on");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        platform.open.notify_waiters();
+        until("the leg is written", async || leg(&worker, "held").await.is_done()).await;
+        shutdown.cancel();
+        assert_eq!(*platform.writes.lock(), ["held"]);
+        wrapup_store::PostgresStore::drop_database(&server, &name).await.ok();
     }
 }
