@@ -134,12 +134,7 @@ impl PostgresStore {
     /// Creates the database `name` on the server of `server_url` (connecting to the database that URL names) and
     /// returns the URL of the new one. For harnesses that give each run a database of its own.
     pub async fn create_database(server_url: &str, name: &str) -> StoreResult<String> {
-        let pool = pool(server_url, 1).await?;
-        sqlx::query(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
-            .execute(&pool)
-            .await
-            .map_err(|e| redacted(server_url, "cannot create the database", &e))?;
-        pool.close().await;
+        on_server(server_url, &format!("CREATE DATABASE \"{}\"", name.replace('"', "")), "create the database").await?;
         let mut url = url::Url::parse(server_url).map_err(|e| redacted(server_url, "invalid PostgreSQL URL", &e))?;
         url.set_path(name);
         Ok(url.to_string())
@@ -147,13 +142,8 @@ impl PostgresStore {
 
     /// Drops the database `name` on the server of `server_url`, even with connections still open to it.
     pub async fn drop_database(server_url: &str, name: &str) -> StoreResult<()> {
-        let pool = pool(server_url, 1).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "")))
-            .execute(&pool)
-            .await
-            .map_err(|e| redacted(server_url, "cannot drop the database", &e))?;
-        pool.close().await;
-        Ok(())
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', ""));
+        on_server(server_url, &sql, "drop the database").await
     }
 
     /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
@@ -181,6 +171,14 @@ async fn pool(url: &str, connections: u32) -> StoreResult<PgPool> {
         .connect_with(options)
         .await
         .map_err(|e| redacted(url, "cannot connect to PostgreSQL", &e))
+}
+
+/// Runs one statement that cannot run in a transaction (`CREATE`/`DROP DATABASE`) on its own connection.
+async fn on_server(server_url: &str, sql: &str, what: &str) -> StoreResult<()> {
+    let pool = pool(server_url, 1).await?;
+    let done = sqlx::query(sql).execute(&pool).await.map_err(|e| redacted(server_url, &format!("cannot {what}"), &e));
+    pool.close().await;
+    done.map(|_| ())
 }
 
 fn redacted(url: &str, what: &str, e: &dyn std::fmt::Display) -> StoreError {
