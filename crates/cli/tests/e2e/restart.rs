@@ -81,6 +81,15 @@ pub fn busy_sandbox(side: Side, seed: u64) -> SandboxConfig {
     cfg
 }
 
+/// The sandbox's EventBridge-style delivery to a service's Genesys intake on `port`, with its API key.
+pub fn genesys_intake(port: u16, key: &str) -> EventTarget {
+    EventTarget {
+        url: format!("http://127.0.0.1:{port}/intake/genesys"),
+        api_key_header: Some("x-wrapup-intake-key".into()),
+        api_key: Some(key.into()),
+    }
+}
+
 /// The service's configuration: one connection to the side's platform, the rule coding every leg at once.
 pub fn config_text(side: Side, sb: &SandboxHandle, port: u16, intake_key: &str) -> String {
     let connection = match side {
@@ -136,11 +145,7 @@ pub async fn kill_run(side: Side, kills: u32, seed: u64) -> KillRun {
     let key = "restart-test-intake-key";
     let mut cfg = busy_sandbox(side, seed);
     if side == Side::Genesys {
-        cfg.event_targets.push(EventTarget {
-            url: format!("http://127.0.0.1:{port}/intake/genesys"),
-            api_key_header: Some("x-wrapup-intake-key".into()),
-            api_key: Some(key.into()),
-        });
+        cfg.event_targets.push(genesys_intake(port, key));
     }
     let sb = harness::system_sandbox(cfg).await;
     let dir = tempfile::tempdir().unwrap();
