@@ -253,6 +253,9 @@ struct Slot {
     in_flight: u32,
     /// Answers of the last minute, oldest first.
     answers: VecDeque<Answer>,
+    /// The slice of `limit_per_minute` this process may spend when replicas share the credential, and until when
+    /// (see [`Budget::set_share`]); `None` when the process is the credential's only user.
+    share: Option<(u32, Instant)>,
 }
 
 /// Longest pause we accept from headers, so one odd header cannot stall a credential for a day.
@@ -280,13 +283,24 @@ impl Slot {
             known: None,
             in_flight: 0,
             answers: VecDeque::new(),
+            share: None,
         };
         s.tokens = s.burst();
         s
     }
 
+    /// What this process may spend per minute: its share when replicas share the credential (nothing once the
+    /// share's lease ran out), else the whole limit.
+    fn pace_limit(&self) -> u32 {
+        match self.share {
+            Some((share, until)) if Instant::now() < until => share,
+            Some(_) => 0,
+            None => self.limit_per_minute,
+        }
+    }
+
     fn rate_per_sec(&self) -> f64 {
-        f64::from(self.limit_per_minute.max(1)) / 60.0
+        f64::from(self.pace_limit().max(1)) / 60.0
     }
 
     fn burst(&self) -> f64 {
@@ -361,7 +375,13 @@ impl Slot {
 
     /// What the even pace's other cap leaves: the limit minus our answers of the last minute and those in flight.
     fn minute_room(&self) -> f64 {
-        f64::from(self.limit_per_minute) - self.answers.len() as f64 - f64::from(self.in_flight)
+        f64::from(self.pace_limit()) - self.answers.len() as f64 - f64::from(self.in_flight)
+    }
+
+    /// Requests of ours that may still be in some count of the platform's minute: answered in the last minute, or
+    /// in flight. A process never lets it exceed what it may spend per minute.
+    fn footprint(&self) -> u32 {
+        self.answers.len() as u32 + self.in_flight
     }
 
     /// Whether the counters show nothing but our own requests: no more counted than we sent in the last minute. A
@@ -472,6 +492,11 @@ impl Slot {
         if let Some(allowed) = allowed {
             self.limit_per_minute = allowed;
             self.tokens = self.tokens.min(self.burst());
+        }
+        // The counters of a shared credential count every replica's requests: their room is not this process's to
+        // spend, only its slice is.
+        if self.share.is_some() {
+            return None;
         }
         let (Some(_), Some(count)) = (allowed, l.count) else {
             return None;
@@ -633,6 +658,8 @@ pub struct SlotStatus {
     pub counters_room: Option<f64>,
     /// Permits granted and not yet reported.
     pub in_flight: u32,
+    /// This process's slice of the limit when replicas share the credential (see [`Budget::set_share`]).
+    pub share: Option<u32>,
 }
 
 /// The shared request budget of one connection. Cheap to clone.
@@ -673,7 +700,7 @@ impl Budget {
 
     /// The mean time between permits when every credential runs at its limit (one minute over the summed limits).
     pub fn permit_interval(&self) -> Duration {
-        let per_minute: u32 = self.inner.state.lock().slots.iter().map(|s| s.limit_per_minute.max(1)).sum();
+        let per_minute: u32 = self.inner.state.lock().slots.iter().map(|s| s.pace_limit().max(1)).sum();
         Duration::from_secs(60) / per_minute.max(1)
     }
 
@@ -697,6 +724,7 @@ impl Budget {
                     paused_for: until.map(|p| p.saturating_duration_since(now)),
                     counters_room,
                     in_flight: s.in_flight,
+                    share: s.share.map(|_| s.pace_limit()),
                 }
             })
             .collect()
@@ -768,6 +796,35 @@ impl Budget {
             slot.tokens = slot.tokens.min(0.0);
         }
         self.inner.changed.notify_waiters();
+    }
+
+    /// Limits this process to `share` requests per minute of `credential`'s limit until `until`, and to none after
+    /// it unless renewed: replicas sharing one OAuth client each spend a slice of its limit, handed out by the store
+    /// so that the slices never add up to more (see `wrapup_service::shared_budget`). From the first call on, the
+    /// platform's counters no longer open room (they count every replica's requests); the even pace goes at the
+    /// share, and its cap of a minute's requests is the share.
+    pub fn set_share(&self, credential: usize, share: u32, until: Instant) {
+        {
+            let now = Instant::now();
+            let mut st = self.inner.state.lock();
+            let Some(slot) = st.slots.get_mut(credential) else {
+                return;
+            };
+            slot.refill(now);
+            slot.share = Some((share, until));
+            slot.known = None;
+            slot.tokens = slot.tokens.min(slot.burst());
+        }
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Per credential: its whole limit per minute (configured, or as the platform's headers last said), and this
+    /// process's footprint in it (requests answered in the last minute and in flight).
+    pub fn usage(&self) -> Vec<(u32, u32)> {
+        let now = Instant::now();
+        let mut st = self.inner.state.lock();
+        st.refill(now);
+        st.slots.iter().map(|s| (s.limit_per_minute, s.footprint())).collect()
     }
 
     /// Takes in rate-limit headers that belong to no permit of this budget (for an answer to a request of ours,
@@ -1347,5 +1404,46 @@ mod tests {
         let _ = second.await.unwrap();
         assert!(start.elapsed() <= Duration::from_secs(1));
         assert_eq!(budget.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_credential_paces_at_its_share_and_stops_when_the_share_runs_out() {
+        let budget = Budget::new(1, 300);
+        let lease = Instant::now() + Duration::from_secs(20);
+        budget.set_share(0, 60, lease);
+        // One per second (a burst of one), not five: about 11 in 10 s.
+        let n = granted_within(&budget, Duration::from_secs(10)).await;
+        assert!((10..=12).contains(&n), "granted {n}");
+        // The counters of a shared credential count the other replicas too: they open no room here.
+        budget.observe(0, Some(300), Some(0), Some(Duration::from_secs(60)));
+        assert_eq!(budget.status()[0].counters_room, None);
+        assert_eq!(budget.usage(), vec![(300, n as u32 + 1)]);
+        // Once the share's lease has run out nothing is granted, however long one waits, until it is renewed.
+        tokio::time::sleep_until(lease).await;
+        let b = budget.clone();
+        let waiting = tokio::spawn(async move { b.acquire(Priority::live(None)).await });
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!waiting.is_finished(), "a permit past the share's lease");
+        assert_eq!(budget.status()[0].share, Some(0));
+        budget.set_share(0, 60, Instant::now() + Duration::from_secs(20));
+        let start = Instant::now();
+        waiting.await.unwrap().answered(RateLimits::default());
+        assert!(start.elapsed() <= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_never_lets_a_minute_hold_more_than_it() {
+        let budget = Budget::new(1, 600);
+        budget.set_share(0, 30, Instant::now() + Duration::from_secs(3600));
+        let start = Instant::now();
+        let mut granted = Vec::new();
+        while start.elapsed() < Duration::from_secs(180) {
+            budget.acquire(Priority::live(None)).await.answered(RateLimits::default());
+            granted.push(start.elapsed());
+        }
+        for (i, t) in granted.iter().enumerate() {
+            let in_minute = granted[i..].iter().take_while(|u| **u < *t + MINUTE).count();
+            assert!(in_minute <= 30, "{in_minute} requests in the minute from {t:?}");
+        }
     }
 }

@@ -47,6 +47,15 @@ pub struct LedgerEntry {
     pub detail: serde_json::Value,
 }
 
+/// One credential of a connection, as a process reports it to share its limit with replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialUsage {
+    /// The credential's whole limit per minute.
+    pub limit: u32,
+    /// This process's requests answered in the last minute and in flight.
+    pub footprint: u32,
+}
+
 /// Filter for listing legs.
 #[derive(Debug, Clone, Default)]
 pub struct LegFilter {
@@ -176,6 +185,22 @@ pub trait Store: Send + Sync + 'static {
     async fn lead(&self, job: &str, owner: &str, now: Timestamp, lease: SignedDuration) -> StoreResult<bool> {
         let _ = (job, owner, now, lease);
         Ok(true)
+    }
+
+    /// Replicas sharing one connection's OAuth clients split each client's per-minute limit: reports this process's
+    /// `usage` per credential — the whole limit as it knows it, and its footprint (requests answered in the last
+    /// minute and in flight) — and answers the slice of each limit it may spend until `lease` from now, unless it
+    /// reports again (see `budget_slices`). A store with one user (the embedded SQLite file) answers `None`: the
+    /// process has the whole limit to itself.
+    async fn share_budget(
+        &self,
+        connection: &str,
+        owner: &str,
+        usage: &[CredentialUsage],
+        lease: std::time::Duration,
+    ) -> StoreResult<Option<Vec<u32>>> {
+        let _ = (connection, owner, usage, lease);
+        Ok(None)
     }
 
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.

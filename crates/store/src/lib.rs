@@ -14,6 +14,7 @@
 //! Every implementation must pass the conformance suite in `tests/store/conformance.rs`.
 
 mod api;
+mod budget_slices;
 mod codec;
 mod postgres;
 mod schema;

@@ -73,6 +73,7 @@ use wrapup_core::catalog::Catalog;
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::{Event, LegKey};
 
+mod budget;
 mod ingest;
 mod leases;
 
@@ -429,6 +430,16 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(codec::cached_catalog).transpose()
+    }
+
+    async fn share_budget(
+        &self,
+        connection: &str,
+        owner: &str,
+        usage: &[crate::CredentialUsage],
+        lease: Duration,
+    ) -> StoreResult<Option<Vec<u32>>> {
+        budget::share_budget(&self.pool, connection, owner, usage, lease).await.map(Some)
     }
 
     /// One statement: the insert takes a job nobody held; the conditional update takes one whose lease ran out or

@@ -209,6 +209,43 @@ async fn one_replica_leads_a_periodic_job_until_its_lease_runs_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reporting_at_once_share_a_limit_and_never_hold_more_than_it() {
+    use wrapup_store::CredentialUsage;
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = Arc::new(db.store().await);
+    let lease = std::time::Duration::from_secs(30);
+    let idle = [CredentialUsage { limit: 300, footprint: 0 }, CredentialUsage { limit: 60, footprint: 0 }];
+    // Alone, a replica holds both whole limits.
+    assert_eq!(store.share_budget("prod", "a", &idle, lease).await.unwrap(), Some(vec![300, 60]));
+    // Two more join, everyone reporting at once, round after round: the slices never add up to more than a limit,
+    // and once the first has shrunk (its idle slice is handed on at once) all three hold a third.
+    for round in 0..4 {
+        let reports = ["a", "b", "c"].map(|owner| {
+            let store = store.clone();
+            tokio::spawn(async move { store.share_budget("prod", owner, &idle, lease).await.unwrap().unwrap() })
+        });
+        let mut sums = [0, 0];
+        for report in reports {
+            let shares = report.await.unwrap();
+            sums[0] += shares[0];
+            sums[1] += shares[1];
+        }
+        assert!(sums[0] <= 300 && sums[1] <= 60, "round {round}: {sums:?}");
+        if round == 3 {
+            assert_eq!(sums, [300, 60], "an idle limit is handed on in full");
+        }
+    }
+    // A replica whose requests still fill its slice keeps it reserved when it shrinks: a newcomer gets only the rest.
+    let busy = [CredentialUsage { limit: 300, footprint: 100 }, CredentialUsage { limit: 60, footprint: 20 }];
+    for owner in ["a", "b", "c"] {
+        store.share_budget("prod", owner, &busy, lease).await.unwrap();
+    }
+    assert_eq!(store.share_budget("prod", "d", &idle, lease).await.unwrap(), Some(vec![0, 0]));
+    // Other connections are apart.
+    assert_eq!(store.share_budget("other", "d", &idle, lease).await.unwrap(), Some(vec![300, 60]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_connected_without_migrating_refuses_an_old_schema_until_it_is_migrated() {
     let Some(db) = TestDatabase::create().await else { return };
     let Err(refused) = PostgresStore::connect_with(&db.url, Migrations::Check).await else {
