@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrapup_demo::EnvOptions;
 use wrapup_sandbox::SandboxConfig;
-use wrapup_store::{PostgresStore, SqliteStore, Store};
+use wrapup_store::{SqliteStore, Store};
 
 const NO_MATCH: &str =
     "[[rules]]\nname = \"nothing here\"\ncode = \"Resolved\"\ntiming = \"immediate\"\n[rules.when]\nqueue = \"Nowhere\"\n";
@@ -273,15 +273,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let connections = args.connections.clamp(1, 1024);
     let batch = args.batch.clamp(1, 100);
     let sandbox = SandboxConfig { seed: args.seed, ..SandboxConfig::default() };
-    let database = match &args.store {
-        Some(server) => {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
-            let name = format!("wrapup_bench_{}_{nanos}", std::process::id());
-            let url = PostgresStore::create_database(server, &name).await?;
-            Some((server.clone(), name, url))
-        }
-        None => None,
-    };
+    let database = super::BenchDatabase::create(args).await?;
     let env = super::start_with(EnvOptions {
         sandbox,
         rules: NO_MATCH.to_string(),
@@ -289,24 +281,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         requests_per_minute: 300,
         data_dir: args.data_dir.clone(),
         cxone: None,
-        store: database.as_ref().map(|(_, _, url)| url.clone()),
+        store: database.as_ref().map(|d| d.url.clone()),
     })
     .await?;
     let service = env.service.as_ref().context("the service is not running")?;
     let key = env.config.connections[0].intake.api_key.as_ref().context("no intake key")?.expose().to_string();
     let addr: std::net::SocketAddr =
         service.base_url().trim_start_matches("http://").parse().context("the service's address")?;
-    // Replicas: more services on the same database, each with its own connections to it, as separate processes
-    // would have.
-    let mut replicas = Vec::new();
-    if let Some((_, _, url)) = &database {
-        for _ in 1..args.replicas.clamp(1, 16) {
-            let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(url).await?);
-            let spec = wrapup_service::build::spec_from_config(&env.config, store, env.clock.clone())?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            replicas.push(wrapup_service::app::start(spec, listener).await?);
-        }
-    }
+    let replicas = match &database {
+        Some(database) => database.start_replicas(&env, args.replicas).await?,
+        None => Vec::new(),
+    };
     let mut addrs = vec![addr];
     for r in &replicas {
         addrs.push(r.base_url().trim_start_matches("http://").parse().context("a replica's address")?);
@@ -354,8 +339,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         r.shutdown().await;
     }
     env.finish().await?;
-    if let Some((server, name, _)) = &database {
-        PostgresStore::drop_database(server, name).await?;
+    let on_postgres = database.is_some();
+    if let Some(database) = database {
+        database.drop().await?;
     }
     if !args.json {
         eprintln!("[ingest] reference: SQLite store on the same disk");
@@ -379,7 +365,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     r.field("achieved_events_per_s", achieved);
     r.field("ack_ms_at_rate", serde_json::json!({"p50": p50, "p99": p99, "samples": paced.latencies_ms.len()}));
     r.field("legs_stored", legs);
-    r.field("store", if database.is_some() { "postgres" } else { "sqlite" });
+    r.field("store", if on_postgres { "postgres" } else { "sqlite" });
     r.field("replicas", addrs.len());
     if let Some(one) = &one {
         let one_rate = round(one.events as f64 / one.secs, 0);

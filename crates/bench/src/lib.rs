@@ -98,13 +98,14 @@ pub struct BenchArgs {
     /// start several services write the last one's.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
-    /// `ingest`: keep the service's state in PostgreSQL instead of SQLite. The URL names a server and a database to
-    /// connect to (`postgres://postgres@127.0.0.1:5432/postgres`, no password); the run creates a database of its own
-    /// there and drops it afterwards.
+    /// `ingest`, `saturation`: keep the service's state in PostgreSQL instead of SQLite. The URL names a server and a
+    /// database to connect to (`postgres://postgres@127.0.0.1:5432/postgres`, no password); the run creates a database
+    /// of its own there and drops it afterwards.
     #[arg(long)]
     pub store: Option<String>,
-    /// `ingest` with `--store`: this many services on the one database, the load spread over them; the throughput
-    /// phase runs against one of them first, then against all (`ratio_to_one_replica`).
+    /// With `--store`: this many services on the one database. `ingest` spreads its load over them and runs the
+    /// throughput phase against one of them first, then against all (`ratio_to_one_replica`); `saturation` has them
+    /// share the one budget of the org's OAuth client.
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
 }
@@ -279,6 +280,16 @@ pub async fn start_with(opts: EnvOptions) -> anyhow::Result<DemoEnv> {
 
 /// Starts sandbox + service at speed 1 with the service's budget equal to the platform's limit.
 pub async fn start_env(sandbox: SandboxConfig, rules: &str, args: &BenchArgs) -> anyhow::Result<DemoEnv> {
+    start_env_on(sandbox, rules, args, None).await
+}
+
+/// [`start_env`] on the PostgreSQL database at `store`, or on SQLite.
+pub async fn start_env_on(
+    sandbox: SandboxConfig,
+    rules: &str,
+    args: &BenchArgs,
+    store: Option<&BenchDatabase>,
+) -> anyhow::Result<DemoEnv> {
     let rpm = sandbox.rate_limit_per_minute;
     start_with(EnvOptions {
         sandbox,
@@ -287,9 +298,50 @@ pub async fn start_env(sandbox: SandboxConfig, rules: &str, args: &BenchArgs) ->
         requests_per_minute: rpm,
         data_dir: args.data_dir.clone(),
         cxone: None,
-        store: None,
+        store: store.map(|d| d.url.clone()),
     })
     .await
+}
+
+/// A database of the run's own on the PostgreSQL server `--store` names, dropped by [`BenchDatabase::drop`].
+pub struct BenchDatabase {
+    server: String,
+    name: String,
+    pub url: String,
+}
+
+impl BenchDatabase {
+    /// Creates the run's database when `--store` names a server.
+    pub async fn create(args: &BenchArgs) -> anyhow::Result<Option<BenchDatabase>> {
+        let Some(server) = &args.store else { return Ok(None) };
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let name = format!("wrapup_bench_{}_{nanos}", std::process::id());
+        let url = wrapup_store::PostgresStore::create_database(server, &name).await?;
+        Ok(Some(BenchDatabase { server: server.clone(), name, url }))
+    }
+
+    /// Starts `count - 1` more services like `env`'s on this database, each with its own connections to it, as
+    /// separate processes would have (`env`'s is the first replica).
+    pub async fn start_replicas(
+        &self,
+        env: &DemoEnv,
+        count: usize,
+    ) -> anyhow::Result<Vec<wrapup_service::app::ServiceHandle>> {
+        let mut replicas = Vec::new();
+        for _ in 1..count.clamp(1, 16) {
+            let store: std::sync::Arc<dyn wrapup_store::Store> =
+                std::sync::Arc::new(wrapup_store::PostgresStore::connect(&self.url).await?);
+            let spec = wrapup_service::build::spec_from_config(&env.config, store, env.clock.clone())?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            replicas.push(wrapup_service::app::start(spec, listener).await?);
+        }
+        Ok(replicas)
+    }
+
+    pub async fn drop(self) -> anyhow::Result<()> {
+        wrapup_store::PostgresStore::drop_database(&self.server, &self.name).await?;
+        Ok(())
+    }
 }
 
 /// `q`-quantile of sorted values, rounded to 0.01.

@@ -40,7 +40,9 @@
 //! budget keeps its even pace there. Its calls are not only codes (a session join per agent, the detection polls),
 //! so its `utilisation` is `spent_share`, with the applied codes per minute beside it.
 
-use super::{queue, round, run_for, sandbox, short_center, silent_agents, start_env, BenchArgs, BenchPlatform, Report};
+use super::{
+    queue, round, run_for, sandbox, short_center, silent_agents, start_env_on, BenchArgs, BenchPlatform, Report,
+};
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 use wrapup_core::lifecycle::LegRecord;
@@ -58,6 +60,8 @@ pub const CXONE_POLL_MS: u64 = 2_000;
 
 /// What one saturated run measured.
 pub struct Saturated {
+    /// Services spending the budget (replicas on one database).
+    pub services: usize,
     pub clients: usize,
     pub platform: &'static str,
     pub window: RateWindow,
@@ -141,7 +145,14 @@ pub async fn saturate(
     let center = short_center(queues(), agents, offered, all_modes_agents());
     let mut cfg = sandbox(center, args.rate_limit, clients, args.seed);
     cfg.rate_limit_window = args.window;
-    let env = start_env(cfg, super::RESOLVE_ALL, args).await?;
+    let database = super::BenchDatabase::create(args).await?;
+    let env = start_env_on(cfg, super::RESOLVE_ALL, args, database.as_ref()).await?;
+    // More services on the same database and org: the sandbox delivers events to the first, and every one of them
+    // claims legs from the store and spends the org's one budget.
+    let replicas = match &database {
+        Some(database) => database.start_replicas(&env, args.replicas).await?,
+        None => Vec::new(),
+    };
     let started_at = env.clock.now();
     env.sandbox.start_traffic();
     run_for(warmup, &format!("{label}: warm-up"), args.json).await;
@@ -152,9 +163,17 @@ pub async fn saturate(
     let stopped_at = env.clock.now();
     let admitted_in_window = admitted(&env.sandbox.report().api) - admitted_before;
     env.settle(Duration::from_secs(2)).await?;
+    let services = replicas.len() + 1;
+    for replica in replicas {
+        replica.shutdown().await;
+    }
     let finished = env.finish_with_truth().await?;
+    if let Some(database) = database {
+        database.drop().await?;
+    }
     let measured = Measured {
         platform: "genesys",
+        services,
         clients,
         budget: clients as f64 * args.rate_limit as f64,
         offered,
@@ -222,6 +241,7 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
     let cx = finished.cxone.ok_or_else(|| anyhow::anyhow!("the CXone connection did not run"))?;
     let measured = Measured {
         platform: "cxone",
+        services: 1,
         clients: 1,
         budget: args.rate_limit as f64,
         offered,
@@ -235,6 +255,8 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
 /// What a run measured while it ran; [`Measured::judge`] adds what the store and the sandbox's truth say after it.
 struct Measured {
     platform: &'static str,
+    /// Services spending the budget (replicas on one database).
+    services: usize,
     clients: usize,
     budget: f64,
     offered: f64,
@@ -259,7 +281,18 @@ impl Measured {
         let applied_per_minute = applied_in_window as f64 * 60.0 / window_secs;
         let spent_share = round(self.admitted_in_window as f64 / (self.budget * window_secs / 60.0), 3);
         let (served, missed) = served_and_missed(legs, truth);
+        // One service counts its own calls; replicas' calls are counted where they all arrive, at the platform.
+        let (api_calls, rate_limited, calls_per_applied) = match self.services {
+            1 => (s.api_calls, s.rate_limited, s.calls_per_applied),
+            _ => {
+                let total: u64 = api.by_endpoint.values().flat_map(|statuses| statuses.values()).sum();
+                let limited: u64 = api.by_endpoint.values().filter_map(|statuses| statuses.get("429")).sum();
+                let per_applied = (s.outcomes.applied > 0).then(|| round(total as f64 / s.outcomes.applied as f64, 2));
+                (total, limited, per_applied)
+            }
+        };
         Ok(Saturated {
+            services: self.services,
             clients: self.clients,
             platform: self.platform,
             window: args.window,
@@ -271,9 +304,9 @@ impl Measured {
             applied_per_minute: round(applied_per_minute, 1),
             utilisation: spent_share,
             spent_share,
-            api_calls: s.api_calls,
-            rate_limited: s.rate_limited,
-            rate_limited_share: share(s.rate_limited, s.api_calls),
+            api_calls,
+            rate_limited,
+            rate_limited_share: share(rate_limited, api_calls),
             deadline_order_violations: order_violations(&served, &missed, started_at, stopped_at),
             order_violation_examples: examples(&served, &missed, started_at, stopped_at),
             coverage: crate::naive::Judged::of(truth, violations, s.api_calls, s.rate_limited),
@@ -281,7 +314,7 @@ impl Measured {
             expired: s.outcomes.expired,
             review: s.outcomes.review,
             legs: s.legs,
-            calls_per_applied: s.calls_per_applied,
+            calls_per_applied,
             sandbox_violations: s.violations.total(),
             violations: s.violations.clone(),
             calls_by_endpoint: serde_json::to_value(&api.by_endpoint)?,
@@ -421,6 +454,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             let capacity = args.rate_limit as f64 / 2.0 / 60.0;
             saturate(args, duration, 1, args.rate.unwrap_or(3.0 * capacity), "saturation").await?
         }
+        BenchPlatform::Cxone if args.store.is_some() => {
+            anyhow::bail!("saturation with --store runs on the Genesys org only (leave out --platform cxone)")
+        }
         // Two calls per code as on Genesys, though a CXone code costs a little more (joins, polls).
         BenchPlatform::Cxone => {
             let capacity = args.rate_limit as f64 / 2.0 / 60.0;
@@ -430,6 +466,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let capacity = args.rate_limit as f64 / 2.0 / 60.0;
     let mut r = Report::new("saturation");
     r.field("platform", m.platform);
+    r.field("replicas", m.services);
+    r.field("store", if args.store.is_some() { "postgres" } else { "sqlite" });
     r.field("window", serde_json::to_value(m.window)?);
     r.field("duration_secs", duration.as_secs());
     r.field("budget_per_minute", m.budget_per_minute);
@@ -466,6 +504,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let window = serde_json::to_value(m.window)?;
     r.row("platform / rate-limit window", format!("{} / {}", m.platform, window.as_str().unwrap_or("?")));
     r.row("budget (requests/min)", m.budget_per_minute);
+    r.row(
+        "services sharing it",
+        format!("{} on {}", m.services, if args.store.is_some() { "PostgreSQL" } else { "SQLite" }),
+    );
     r.row(
         "offered legs/s (x capacity)",
         format!("{:.2} ({:.2}x)", m.offered_legs_per_s, m.offered_legs_per_s / capacity),

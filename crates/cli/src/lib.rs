@@ -4,3 +4,4 @@
 pub mod logging;
 pub mod reconcile;
 pub mod serve;
+pub mod store_copy;

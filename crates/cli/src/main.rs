@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{logging, reconcile, serve};
+use wrapup_cli::{logging, reconcile, serve, store_copy};
 use wrapup_demo::{self as demo, summary};
 
 #[derive(Parser)]
@@ -21,6 +21,9 @@ enum Command {
     Serve(serve::RunArgs),
     /// Bring the configured store's schema to this build's (`serve` does it at start unless --no-migrate).
     Migrate(serve::ServeArgs),
+    /// Work on a store as a whole: `store copy` moves a deployment from SQLite to PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Check a configuration file (and its codes against each connection's live catalog).
     Validate(serve::ServeArgs),
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
@@ -29,6 +32,12 @@ enum Command {
     Sandbox(wrapup_sandbox::SandboxArgs),
     /// Benchmark scenarios (sandbox + service in this process): efficiency, saturation, pooled, ingest, memory, naive.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every event, leg, ledger line and cached catalog of a SQLite store into an empty PostgreSQL database.
+    Copy(store_copy::CopyArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +72,10 @@ fn main() -> ExitCode {
             Command::Migrate(args) => {
                 logging::init("warn");
                 serve::migrate(&args).await.map(|_| ExitCode::SUCCESS)
+            }
+            Command::Store(StoreCommand::Copy(args)) => {
+                logging::init("warn");
+                store_copy::run(&args).await.map(|_| ExitCode::SUCCESS)
             }
             Command::Validate(args) => {
                 logging::init("warn");

@@ -18,11 +18,12 @@
 //! ```toml
 //! data_dir = "./wrapup-data"            # default "./wrapup-data"; relative to the config file's directory
 //!
+//! listen = "127.0.0.1:8080"             # default; intake, health (and the admin API unless admin_listen)
+//! admin_listen = "127.0.0.1:8081"       # optional; the admin API and /metrics on their own address
+//!
 //! [store]                               # optional; default: the embedded SQLite database in data_dir
 //! url = "postgres://wrapup@db.internal:5432/wrapup"   # or "sqlite"; any number of replicas share one PostgreSQL
 //! password = "env:WRAPUP_DB_PASSWORD"   # optional reference; a password written in the URL is refused
-//! listen = "127.0.0.1:8080"             # default; intake, health (and the admin API unless admin_listen)
-//! admin_listen = "127.0.0.1:8081"       # optional; the admin API and /metrics on their own address
 //!
 //! [admin]
 //! token = "env:WRAPUP_ADMIN_TOKEN"      # optional; when set, the admin API requires it

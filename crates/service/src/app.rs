@@ -126,6 +126,8 @@ pub struct ServiceHandle {
     pub state: Arc<AppState>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
+    /// Tasks that outlive `tasks`: the shares of shared budgets, which legs still in flight at shutdown spend.
+    last: (Shutdown, Vec<JoinHandle<()>>),
 }
 
 impl ServiceHandle {
@@ -142,6 +144,10 @@ impl ServiceHandle {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         for t in self.tasks {
+            let _ = t.await;
+        }
+        self.last.0.cancel();
+        for t in self.last.1 {
             let _ = t.await;
         }
     }
@@ -205,6 +211,28 @@ pub async fn start_with_admin(
     let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
     let leases =
         Arc::new(crate::jobs::JobLeases { store: spec.store.clone(), clock: spec.clock.clone(), owner: owner.clone() });
+    // Take this replica's slice of each shared budget before any work can spend it.
+    let mut shared_budgets = Vec::new();
+    for runtime in connections.values() {
+        let Some(budget) = runtime.platform.budget() else { continue };
+        let shared = crate::shared_budget::SharedBudget {
+            connection: runtime.name.clone(),
+            budget,
+            store: spec.store.clone(),
+            owner: owner.clone(),
+        };
+        match shared.report().await {
+            Ok(false) => {}
+            Ok(true) => shared_budgets.push(shared),
+            Err(e) => {
+                tracing::warn!(connection = %runtime.name, error = %e, "Could not take a slice of the request budget yet; spending nothing until the store answers.");
+                for credential in 0..shared.budget.credentials() {
+                    shared.budget.set_share(credential, 0, tokio::time::Instant::now());
+                }
+                shared_budgets.push(shared);
+            }
+        }
+    }
     let worker = Arc::new(Worker {
         store: spec.store.clone(),
         clock: spec.clock.clone(),
@@ -259,6 +287,8 @@ pub async fn start_with_admin(
     let claim = tokio::spawn(scheduler::run_claim_loop(worker.clone(), spec.scheduler.clone(), wake, shutdown.clone()));
     let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
     let mut tasks = vec![server, claim, sweep];
+    let last = Shutdown::default();
+    let shares = shared_budgets.into_iter().map(|shared| tokio::spawn(shared.run(last.clone()))).collect();
     for (name, ws) in websockets {
         if let Some(runtime) = state.connections.get(&name).cloned() {
             tasks.push(tokio::spawn(crate::websocket::run(state.clone(), runtime, ws, shutdown.clone())));
@@ -293,5 +323,5 @@ pub async fn start_with_admin(
         Some(admin) => tracing::info!(%addr, %admin, "wrapup is serving (the admin API on its own address)."),
         None => tracing::info!(%addr, "wrapup is serving."),
     }
-    Ok(ServiceHandle { addr, admin_addr, state, shutdown, tasks })
+    Ok(ServiceHandle { addr, admin_addr, state, shutdown, tasks, last: (last, shares) })
 }

@@ -178,6 +178,10 @@ impl LegPlatform for CxonePlatform {
         }
     }
 
+    fn budget(&self) -> Option<wrapup_connectors::budget::Budget> {
+        Some(self.client.budget().clone())
+    }
+
     fn stats(&self) -> CallStats {
         let s = self.client.stats();
         CallStats { total: s.calls_total, rate_limited: s.rate_limited_total, token_requests: s.token_requests_total }

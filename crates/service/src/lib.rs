@@ -17,5 +17,6 @@ pub mod outcomes;
 pub mod platform;
 pub mod reconciler;
 pub mod scheduler;
+pub mod shared_budget;
 pub mod websocket;
 pub mod worker;

@@ -118,6 +118,11 @@ pub trait LegPlatform: Send + Sync + 'static {
         urgency: Urgency,
         still_wanted: &dyn Precondition,
     ) -> Result<(), PlatformError>;
+    /// The connection's request budget, which replicas share through the store (`crate::shared_budget`); `None`
+    /// for a platform that spends no budget of ours (test doubles).
+    fn budget(&self) -> Option<wrapup_connectors::budget::Budget> {
+        None
+    }
     /// Calls made so far (every HTTP attempt, token requests included).
     fn stats(&self) -> CallStats;
 }

@@ -92,7 +92,23 @@ pub async fn run_claim_loop(
         shutdown.clone(),
     ));
     while !shutdown.is_cancelled() {
-        let free = claims.slots.available_permits();
+        let slots = claims.slots.available_permits();
+        let held = settings.max_in_flight.saturating_sub(slots);
+        let free = match claims.worker.legs_worth_holding() {
+            Some(cap) => slots.min(cap.saturating_sub(held)),
+            None => slots,
+        };
+        if free == 0 && slots > 0 {
+            // Holding what this replica's slice of a shared budget can begin soon: the rest stays in the store for
+            // the replicas with room. Look again as legs finish and slices change, and let urgent work take the place
+            // of a leg waiting with a later deadline.
+            tokio::select! {
+                _ = wake.notified() => claims.make_way().await,
+                _ = tokio::time::sleep(HELD_ENOUGH_POLL) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            continue;
+        }
         if free == 0 {
             // Every slot is busy: wait for one to free up rather than polling the store, but let new work (and, now
             // and then, work whose time came) take the slot of a leg that waits for the budget with a later deadline.
@@ -161,6 +177,9 @@ async fn renew_leases(
 /// With every slot busy, how often the loop looks for due work more urgent than a leg waiting for the budget, besides
 /// when intake announces new work (legs also fall due by time: a delayed rule, a retry).
 const MAKE_WAY_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a replica holding all the legs its budget slice can begin soon looks whether it may take more.
+const HELD_ENOUGH_POLL: Duration = Duration::from_millis(200);
 
 /// The legs this process works on: one slot each, and each one's place in the request budget's queue.
 struct Claims {

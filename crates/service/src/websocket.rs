@@ -120,8 +120,61 @@ pub fn plan_channels(topics: Vec<String>) -> Result<Vec<Vec<String>>, PlanError>
     Ok(topics.chunks(MAX_TOPICS_PER_CHANNEL).map(<[String]>::to_vec).collect())
 }
 
-/// Runs the websocket intake of `runtime`'s connection until `shutdown`.
+/// How often the replica that holds a connection's websocket intake renews its lease (and the others ask for it):
+/// a dead holder's intake is taken over within three of these ([`crate::jobs::lease_for`]).
+pub const HOLD_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs the websocket intake of `runtime`'s connection until `shutdown`, while this process holds it. The platform
+/// keeps a few channels per OAuth client, so of several replicas sharing a store only one holds the intake at a time
+/// (the job `websocket:{connection}`, [`crate::jobs::JobLeases`]); the others wait and take it over when the holder
+/// dies. A replica that takes it over asks the reconciler for a pass, for what no socket heard in between.
 pub async fn run(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: WebsocketSpec, shutdown: Shutdown) {
+    let job = format!("websocket:{}", runtime.name);
+    let mut first = true;
+    loop {
+        while !state.leases.leads(&job, HOLD_EVERY).await {
+            first = false;
+            tokio::select! {
+                _ = tokio::time::sleep(HOLD_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        if !first {
+            tracing::info!(connection = %runtime.name, "This replica took over the websocket intake.");
+            if let Some(reconciler) = state.reconcilers.get(&runtime.name) {
+                reconciler.request_pass();
+            }
+        }
+        first = false;
+        // Held until shutdown, or until a renewal finds the lease gone (this process stalled past it).
+        let held = Shutdown::default();
+        let keeper = {
+            let (state, job, held, shutdown) = (state.clone(), job.clone(), held.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(HOLD_EVERY) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    if !state.leases.leads(&job, HOLD_EVERY).await {
+                        tracing::warn!(job = %job, "This replica lost the websocket intake's lease; another takes it over.");
+                        break;
+                    }
+                }
+                held.cancel();
+            })
+        };
+        run_channels(state.clone(), runtime.clone(), spec.clone(), held.clone()).await;
+        keeper.abort();
+        // Ended by itself (a configuration that can never work), or on shutdown: done. Only a lost lease loops.
+        if shutdown.is_cancelled() || !held.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Runs the channels of `runtime`'s connection until `shutdown`.
+async fn run_channels(state: Arc<AppState>, runtime: Arc<ConnectionRuntime>, spec: WebsocketSpec, shutdown: Shutdown) {
     let connection = runtime.name.clone();
     let Some(channels) = resolve(&runtime, &spec, &shutdown).await else {
         return;

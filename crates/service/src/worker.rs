@@ -102,6 +102,12 @@ enum Saved {
 }
 
 impl Worker {
+    /// How many legs to hold at once when a request budget is shared with replicas (see
+    /// [`crate::shared_budget::legs_worth_holding`]); `None` when none is.
+    pub fn legs_worth_holding(&self) -> Option<usize> {
+        crate::shared_budget::legs_worth_holding(self.connections.values().filter_map(|c| c.platform.budget()))
+    }
+
     /// Works on one claimed leg until it is done or waiting, then releases it. Never panics on platform or store
     /// failures: they are logged, recorded, and the lease is released so the leg is retried.
     pub async fn process(&self, claimed: ClaimedLeg) {
@@ -363,17 +369,21 @@ struct Unchanged<'a> {
 #[async_trait::async_trait]
 impl wrapup_connectors::Precondition for Unchanged<'_> {
     async fn check(&self) -> Result<(), String> {
+        match self.worker.store.get_leg(&self.leg.key).await {
+            Ok(Some(current)) if current.version == self.version => {}
+            Ok(Some(_)) => {
+                return Err("the leg changed (an event arrived) while the write waited for the budget".into())
+            }
+            Ok(None) => return Err("the leg is no longer in the store".into()),
+            Err(e) => return Err(format!("the leg could not be re-read: {e}")),
+        }
+        // The time last, right before the request goes: the store's read can take a while on a busy shared database.
         let guard = self.worker.clock.clock_duration(self.worker.deadline_guard);
         let now = self.worker.clock.now();
         if self.leg.deadline.is_some_and(|d| d.checked_sub(guard).unwrap_or(d) <= now) {
             return Err("the ACW window closes before the write could land".into());
         }
-        match self.worker.store.get_leg(&self.leg.key).await {
-            Ok(Some(current)) if current.version == self.version => Ok(()),
-            Ok(Some(_)) => Err("the leg changed (an event arrived) while the write waited for the budget".into()),
-            Ok(None) => Err("the leg is no longer in the store".into()),
-            Err(e) => Err(format!("the leg could not be re-read: {e}")),
-        }
+        Ok(())
     }
 }
 

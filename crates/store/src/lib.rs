@@ -16,11 +16,13 @@
 mod api;
 mod budget_slices;
 mod codec;
+mod copy;
 mod postgres;
 mod schema;
 mod sqlite;
 
 pub use api::*;
+pub use copy::{copy_sqlite_to_postgres, CopyProgress, CopyReport, TableCopied};
 pub use postgres::PostgresStore;
 pub use schema::{Migrations, SchemaStatus};
 pub use sqlite::{SqliteStore, WriteStats, DEFAULT_LIST_LIMIT};

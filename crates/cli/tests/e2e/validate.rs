@@ -86,3 +86,39 @@ fn serve_without_migrating_refuses_an_unmigrated_store_and_migrate_fixes_it() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && stdout.contains("the schema is current"), "{stdout}");
 }
+
+/// `wrapup store copy` moves what a run left in its SQLite file into a new PostgreSQL database, every leg and ledger
+/// line (checked by the command before it commits), and refuses a second copy into the now non-empty database.
+#[test]
+fn store_copy_moves_a_demo_run_from_sqlite_to_postgres() {
+    const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
+    let wrapup = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_wrapup")).args(args).output().unwrap();
+    let refused = wrapup(&["store", "copy", "--from", "/nowhere/wrapup.db", "--to", "postgres://127.0.0.1/x"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("is not a file"), "{stderr}");
+    let Some(server) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: {VAR} is not set (copying into PostgreSQL needs a database)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let demo = wrapup(&["demo", "--duration", "4", "--json", "--data-dir", data]);
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("wrapup_copy_{}_{nanos}", std::process::id());
+    let url = runtime.block_on(wrapup_store::PostgresStore::create_database(&server, &name)).unwrap();
+    let from = format!("sqlite://{data}/wrapup.db");
+
+    let copied = wrapup(&["store", "copy", "--json", "--from", &from, "--to", &url]);
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&copied.stdout).unwrap();
+    let rows = |table: &str| {
+        report["tables"].as_array().unwrap().iter().find(|t| t["table"] == table).unwrap()["rows"].as_u64().unwrap()
+    };
+    assert!(rows("legs") > 0 && rows("ledger") > rows("legs") && rows("inbox") > 0, "{report}");
+    let again = wrapup(&["store", "copy", "--from", &from, "--to", &url]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && stderr.contains("already holds"), "{stderr}");
+    runtime.block_on(wrapup_store::PostgresStore::drop_database(&server, &name)).unwrap();
+}

@@ -108,3 +108,75 @@ async fn validate_reports_websocket_queues_missing_from_the_catalog() {
     assert!(!stdout.contains("\"Support\""), "{stdout}");
     sandbox.shutdown().await;
 }
+
+/// On a store shared by replicas one of them at a time holds the websocket intake (the platform keeps a few channels
+/// per OAuth client): a second replica opens no channel while the first holds it, and takes the intake over once the
+/// first stops, so that events keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_holds_the_websocket_intake_and_another_takes_it_over() {
+    const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
+    let Some(server) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: {VAR} is not set (replicas sharing the websocket intake need a PostgreSQL database)");
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("wrapup_ws_{}_{nanos}", std::process::id());
+    let url = wrapup_store::PostgresStore::create_database(&server, &name).await.unwrap();
+    let mut s = sandbox(center(AcwMode::MandatoryTimeout, Some(60_000)));
+    s.event_targets.clear();
+    let opts = wrapup_demo::EnvOptions {
+        sandbox: s,
+        rules: SUPPORT_IMMEDIATE.to_string(),
+        speed: harness::SPEED,
+        requests_per_minute: 6000,
+        data_dir: None,
+        cxone: None,
+        store: Some(url.clone()),
+    };
+    let every = Duration::from_millis(wrapup_demo::DEFAULT_RECONCILE_EVERY_MS);
+    let mut env = wrapup_demo::DemoEnv::start_with(opts, IntakeMode::WebsocketOnly, every).await.unwrap();
+    let sb = env.sandbox.clone();
+    let channels = || {
+        let api = sb.report().api;
+        api.by_endpoint.get("POST /api/v2/notifications/channels").map_or(0, |s| s.values().sum::<u64>())
+    };
+    let connected = |within: Duration| {
+        let sb = sb.clone();
+        async move {
+            let up = async {
+                while !wrapup_demo::websocket_connected(&sb) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(within, up).await.is_ok()
+        }
+    };
+    assert!(connected(Duration::from_secs(5)).await, "the first replica holds the intake");
+
+    let store: std::sync::Arc<dyn wrapup_store::Store> =
+        std::sync::Arc::new(wrapup_store::PostgresStore::connect(&url).await.unwrap());
+    let spec = wrapup_service::build::spec_from_config(&env.config, store.clone(), env.clock.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = wrapup_service::app::start(spec, listener).await.unwrap();
+    // Several of the holder's renewals (every 2 s): the second replica waits and opens nothing.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(channels(), 1, "only the holder opened a channel: {:?}", sb.report().api.by_endpoint);
+
+    // The holder stops; its lease (6 s) runs out and the second replica opens its own channel.
+    env.service.take().unwrap().shutdown().await;
+    assert!(connected(Duration::from_secs(15)).await, "the second replica takes the intake over");
+    assert_eq!(channels(), 2);
+    sb.start_traffic();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sb.stop_traffic();
+    let heard = async {
+        while store.list_legs(&wrapup_store::LegFilter::default()).await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), heard).await.expect("events reach the store through the new holder");
+    second.shutdown().await;
+    drop(env);
+    drop(store);
+    wrapup_store::PostgresStore::drop_database(&server, &name).await.unwrap();
+}

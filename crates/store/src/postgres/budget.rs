@@ -25,7 +25,8 @@ pub(super) async fn share_budget(
     let now: i64 =
         sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetch_one(&mut *tx).await?;
     let rows = sqlx::query(
-        "SELECT credential, owner, share, footprint, lease_until, reported_at FROM budget_slices WHERE connection = $1",
+        "SELECT credential, owner, share, footprint, lease_until, reported_at FROM budget_slices \
+         WHERE connection = $1",
     )
     .bind(connection)
     .fetch_all(&mut *tx)
@@ -48,10 +49,12 @@ pub(super) async fn share_budget(
     for (credential, (u, slices)) in usage.iter().zip(&by_credential).enumerate() {
         let share = allot(u.limit, owner, slices, now);
         sqlx::query(
-            "INSERT INTO budget_slices (connection, credential, owner, share, footprint, lease_until, reported_at) \
+            "INSERT INTO budget_slices \
+             (connection, credential, owner, share, footprint, lease_until, reported_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (connection, credential, owner) DO UPDATE SET share = excluded.share, \
-             footprint = excluded.footprint, lease_until = excluded.lease_until, reported_at = excluded.reported_at",
+             footprint = excluded.footprint, lease_until = excluded.lease_until, \
+             reported_at = excluded.reported_at",
         )
         .bind(connection)
         .bind(credential as i32)

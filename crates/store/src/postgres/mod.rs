@@ -147,6 +147,11 @@ impl PostgresStore {
         on_server(server_url, &sql, "drop the database").await
     }
 
+    /// The connection pool (for [`crate::copy_sqlite_to_postgres`]).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Closes all connections (waits for them to finish). Dropping the store also closes them, in the background.
     pub async fn close(self) {
         self.pool.close().await;

@@ -152,6 +152,11 @@ impl SqliteStore {
         self.reader.close().await;
     }
 
+    /// The reading connections (for [`crate::copy_sqlite_to_postgres`]).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// How many commits the frequent writes took, and how many operations they carried.
     pub fn write_stats(&self) -> WriteStats {
         self.batcher.stats()

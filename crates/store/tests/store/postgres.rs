@@ -246,6 +246,60 @@ async fn replicas_reporting_at_once_share_a_limit_and_never_hold_more_than_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_copied_to_postgres_keeps_every_leg_ledger_line_and_key() {
+    use wrapup_store::{copy_sqlite_to_postgres, LedgerEntry, LegFilter, Save, SqliteStore};
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("wrapup.db")).await.unwrap();
+    const LEGS: usize = 1_500; // more than one page of each table
+    for n in 0..LEGS {
+        let k = key(n);
+        sqlite.ingest(&[ended(&k, 0, Some(600))], t(0)).await.unwrap();
+    }
+    // Some legs worked on: one finished with ledger lines, one left leased by the (stopped) process.
+    let claimed = sqlite.claim_due(t(1), 2, "old-process", LEASE).await.unwrap();
+    let mut done = claimed[0].leg.clone();
+    done.finish(Outcome::Applied, None, t(3));
+    let lines = [LedgerEntry { at: t(3), kind: "note".into(), detail: serde_json::json!({"why": "copied"}) }];
+    let save = Save {
+        leg: &done,
+        version: claimed[0].version,
+        owner: "old-process",
+        release: true,
+        lines: &lines,
+        stored_outcome: None,
+    };
+    sqlite.save(save).await.unwrap();
+    sqlite.put_catalog("prod", &wrapup_core::catalog::Catalog::default(), t(4)).await.unwrap();
+    sqlite.idempotent("prod", "key-1", &serde_json::json!({"first": true})).await.unwrap();
+
+    let target = db.store().await;
+    let mut pages = 0;
+    let report = copy_sqlite_to_postgres(&sqlite, &target, |_| pages += 1).await.unwrap();
+    assert_eq!(report.rows("legs"), LEGS as u64);
+    assert!(pages >= 3, "progress after each page ({pages})");
+    let all = LegFilter { limit: Some(10_000), ..LegFilter::default() };
+    assert_eq!(target.list_legs(&all).await.unwrap(), sqlite.list_legs(&all).await.unwrap());
+    for n in [0, 1, 2, LEGS - 1] {
+        assert_eq!(target.ledger(&key(n)).await.unwrap(), sqlite.ledger(&key(n)).await.unwrap(), "leg {n}");
+    }
+    assert_eq!(target.outcome_counts("prod").await.unwrap(), sqlite.outcome_counts("prod").await.unwrap());
+    assert_eq!(target.get_catalog("prod").await.unwrap(), sqlite.get_catalog("prod").await.unwrap());
+    let (stored, first) = target.idempotent("prod", "key-1", &serde_json::json!({"second": true})).await.unwrap();
+    assert!(!stored && first == serde_json::json!({"first": true}));
+    // The stopped process's lease is gone: the leg is claimable at once, by anyone.
+    let open = target.claim_due(t(2), 10, "new-process", LEASE).await.unwrap();
+    assert!(open.iter().any(|c| c.leg.key == claimed[1].leg.key), "the leased leg was not handed out");
+    // New rows continue after the copied ones.
+    target.ingest(&[ended(&key(LEGS), 5, Some(600))], t(5)).await.unwrap();
+    assert_eq!(target.ledger(&key(LEGS)).await.unwrap().len(), 1);
+    // A second copy into a database that holds data is refused, and changes nothing.
+    let refused = copy_sqlite_to_postgres(&sqlite, &target, |_| {}).await.unwrap_err();
+    assert!(refused.to_string().contains("already holds"), "{refused}");
+    assert_eq!(target.list_legs(&all).await.unwrap().len(), LEGS + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_connected_without_migrating_refuses_an_old_schema_until_it_is_migrated() {
     let Some(db) = TestDatabase::create().await else { return };
     let Err(refused) = PostgresStore::connect_with(&db.url, Migrations::Check).await else {
