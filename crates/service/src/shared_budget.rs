@@ -14,8 +14,9 @@ use wrapup_store::{CredentialUsage, Store};
 /// How often a replica reports.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a slice lasts unless reported again: a few reports, so one slow report does not stall the replica.
-pub const LEASE: Duration = Duration::from_secs(5);
+/// How long a slice lasts unless reported again: a few reports, so one slow report does not stall the replica, and
+/// no more, since a replica that dies is assumed to have spent at its pace until then.
+pub const LEASE: Duration = Duration::from_secs(3);
 
 /// The slice runs out locally this much before the store's lease does (the local count starts before the store's
 /// clock is read, so this only covers the two clocks' rates over one lease).
@@ -25,7 +26,7 @@ const MARGIN: Duration = Duration::from_millis(250);
 const CLAIM_AHEAD: Duration = Duration::from_secs(6);
 
 /// How many legs a process should hold at once for `budgets`, when any of them is shared with replicas: what its
-/// slices can begin within [`CLAIM_AHEAD`] (a leg costs a read and a write), and one more. Legs beyond that stay in
+/// slices can begin within [`CLAIM_AHEAD`] (a leg costs a read and a write). Legs beyond that stay in
 /// the store, in deadline order, for whichever replica has room: a replica holding more than its slice serves would
 /// keep them from replicas whose slices go unspent, and would work them out of deadline order. `None`: no budget is
 /// shared, hold as many as there are slots.
@@ -34,8 +35,9 @@ pub fn legs_worth_holding(budgets: impl Iterator<Item = Budget>) -> Option<usize
     if shares.is_empty() {
         return None;
     }
+    // Nothing at all without a slice: a leg held by a replica that cannot spend would wait for nothing.
     let per_second = f64::from(shares.iter().sum::<u32>()) / 60.0;
-    Some((per_second * CLAIM_AHEAD.as_secs_f64() / 2.0).ceil() as usize + 1)
+    Some((per_second * CLAIM_AHEAD.as_secs_f64() / 2.0).ceil() as usize)
 }
 
 /// One connection's budget, shared with the replicas on the same store.
