@@ -167,7 +167,12 @@ async fn one_replica_holds_the_websocket_intake_and_another_takes_it_over() {
     assert!(connected(Duration::from_secs(15)).await, "the second replica takes the intake over");
     assert_eq!(channels(), 2);
     sb.start_traffic();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first_legs = async {
+        while sb.legs().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), first_legs).await.expect("the sandbox makes traffic");
     sb.stop_traffic();
     let heard = async {
         while store.list_legs(&wrapup_store::LegFilter::default()).await.unwrap().is_empty() {
