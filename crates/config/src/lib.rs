@@ -49,6 +49,8 @@
 //! extra_clients = [{ client_id = "…", client_secret = "env:…" }]  # optional; pooled budget
 //! system_codes = ["ININ-WRAP-UP-TIMEOUT"]  # optional; extra code ids/names the platform stamps itself
 //! catalog_ttl_secs = 300                # default 300
+//! catalog = "catalog/prod-genesys.toml" # optional: the catalog file (`wrapup catalog`); relative to this file;
+//!                                       # `wrapup validate` reports drift between it and the live catalog
 //! request_timeout_ms = 10000            # default 10000: one attempt of a platform call (wall time); live legs
 //!                                       # with a deadline use less (a third of the time left)
 //! reconcile_every_secs = 60             # default 60; 0 = only on demand (`wrapup reconcile`, websocket gaps)
@@ -88,15 +90,18 @@
 //! A documented example lives in `examples/wrapup.example.toml`.
 
 mod catalog_check;
+mod catalog_file;
 mod duration;
 mod error;
 mod read;
 mod region;
+mod schema;
 mod secrets;
 mod signing;
 mod tree;
 
 pub use catalog_check::{check_catalog, check_catalogs, CatalogProblem, CatalogProblemKind};
+pub use catalog_file::{CatalogFile, CodeFields, CodeSpec, QueueSpec, CXONE_NAME_MAX};
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use region::{genesys_domain, GENESYS_REGIONS};
 pub use secrets::{SecretSource, SystemSecrets};
@@ -224,6 +229,8 @@ pub struct ConnectionConfig {
     /// Code ids or names the platform stamps by itself (in addition to the built-in ones).
     pub system_codes: Vec<String>,
     pub catalog_ttl: std::time::Duration,
+    /// The catalog file of this connection (see [`CatalogFile`]), resolved against the config file's directory.
+    pub catalog: Option<std::path::PathBuf>,
     /// The longest one attempt of a platform call may take (wall time) before it is abandoned and retried.
     pub request_timeout: std::time::Duration,
     /// How often the reconciler sweeps the platform's analytics for legs whose events were lost (wall time);

@@ -5,9 +5,13 @@
 //! none was recorded are the pieces assembled. Tables are read through [`Table`], which remembers which keys were
 //! asked for and reports the rest as unknown.
 
-use crate::error::{ConfigError, ConfigErrors, LineIndex, Location};
+use crate::error::{ConfigErrors, LineIndex};
+use crate::schema::{
+    all_of, array, boolean, child, index, integer, items, named, non_empty_string, parse_tree, string, string_list,
+    table, Cx, Field, Table,
+};
 use crate::secrets::{self, Reference, SecretSource};
-use crate::tree::{self, Key, Node, Value};
+use crate::tree::{Node, Value};
 use crate::{
     AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, HttpLimits,
     IntakeAuth, IntakeConfig, SigningSecret, StoreConfig, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS,
@@ -33,230 +37,13 @@ pub(crate) fn read(
     secrets: &dyn SecretSource,
 ) -> Result<Config, ConfigErrors> {
     let lines = LineIndex::new(origin, text);
-    let root = match tree::parse(text) {
-        Ok(root) => root,
-        Err((message, span)) => {
-            let location =
-                span.map_or(Location { file: origin.to_string(), line: 1, column: 1 }, |s| lines.location(&s));
-            return Err(ConfigErrors {
-                errors: vec![ConfigError {
-                    location,
-                    path: String::new(),
-                    message: format!("invalid TOML: {message}"),
-                }],
-            });
-        }
-    };
-    let mut cx = Cx { problems: Vec::new(), secrets, base_dir };
+    let root = parse_tree(text, origin, &lines)?;
+    let mut cx = Cx::new(secrets, base_dir);
     let config = read_root(&mut cx, &root, &lines);
     match config {
         Some(config) if cx.problems.is_empty() => Ok(config),
-        _ => {
-            let mut problems = cx.problems;
-            // Stable: problems at the same place keep the order they were found in.
-            problems.sort_by_key(|p| p.span.start);
-            let errors = problems
-                .into_iter()
-                .map(|p| ConfigError { location: lines.location(&p.span), path: p.path, message: p.message })
-                .collect::<Vec<_>>();
-            debug_assert!(!errors.is_empty(), "a config without a problem must be built");
-            if errors.is_empty() {
-                return Err(ConfigErrors {
-                    errors: vec![ConfigError {
-                        location: Location { file: origin.to_string(), line: 0, column: 0 },
-                        path: String::new(),
-                        message: "internal error: config was not built".into(),
-                    }],
-                });
-            }
-            Err(ConfigErrors { errors })
-        }
+        _ => Err(cx.into_errors(&lines, origin)),
     }
-}
-
-struct Problem {
-    span: Range<usize>,
-    path: String,
-    message: String,
-}
-
-struct Cx<'a> {
-    problems: Vec<Problem>,
-    secrets: &'a dyn SecretSource,
-    base_dir: &'a Path,
-}
-
-impl Cx<'_> {
-    fn problem(&mut self, span: &Range<usize>, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { span: span.clone(), path: path.to_string(), message: message.into() });
-    }
-
-    fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {
-        // Never the value itself: it may be a secret in the wrong place.
-        self.problem(&node.span, path, format!("expected {expected}, found {}", node.value.describe()));
-    }
-}
-
-// ---- paths ----
-
-fn child(path: &str, key: &str) -> String {
-    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let key = if bare { key.to_string() } else { format!("{key:?}") };
-    if path.is_empty() {
-        key
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
-}
-
-// ---- tables ----
-
-struct Table<'n> {
-    path: String,
-    span: Range<usize>,
-    entries: &'n [(Key, Node)],
-    allowed: &'static [&'static str],
-    used: Vec<bool>,
-}
-
-fn table<'n>(cx: &mut Cx<'_>, node: &'n Node, path: &str, allowed: &'static [&'static str]) -> Option<Table<'n>> {
-    match &node.value {
-        Value::Table(entries) => Some(Table {
-            path: path.to_string(),
-            span: node.span.clone(),
-            entries,
-            allowed,
-            used: vec![false; entries.len()],
-        }),
-        _ => {
-            cx.wrong_type(node, path, "a table");
-            None
-        }
-    }
-}
-
-/// A value found in a table, with its path.
-struct Field<'n> {
-    node: &'n Node,
-    path: String,
-}
-
-impl<'n> Table<'n> {
-    fn get(&mut self, key: &str) -> Option<Field<'n>> {
-        debug_assert!(self.allowed.contains(&key), "{key} is not in the schema of {}", self.path);
-        let i = self.entries.iter().position(|(k, _)| k.name == key)?;
-        self.used[i] = true;
-        Some(Field { node: &self.entries[i].1, path: child(&self.path, key) })
-    }
-
-    fn require(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<Field<'n>> {
-        let found = self.get(key);
-        if found.is_none() {
-            cx.problem(&self.span, &self.path, format!("missing required key `{key}`"));
-        }
-        found
-    }
-
-    /// Reports every key that was not asked for.
-    fn finish(self, cx: &mut Cx<'_>) {
-        for ((key, _), used) in self.entries.iter().zip(&self.used) {
-            if !used {
-                cx.problem(
-                    &key.span,
-                    &child(&self.path, &key.name),
-                    format!("unknown key `{}`; expected one of: {}", key.name, self.allowed.join(", ")),
-                );
-            }
-        }
-    }
-}
-
-// ---- scalars ----
-
-fn string<'n>(cx: &mut Cx<'_>, f: &Field<'n>) -> Option<&'n str> {
-    match &f.node.value {
-        Value::String(s) => Some(s),
-        _ => {
-            cx.wrong_type(f.node, &f.path, "a string");
-            None
-        }
-    }
-}
-
-fn non_empty_string<'n>(cx: &mut Cx<'_>, f: &Field<'n>) -> Option<&'n str> {
-    let s = string(cx, f)?;
-    if s.trim().is_empty() {
-        cx.problem(&f.node.span, &f.path, "must not be empty");
-        return None;
-    }
-    Some(s)
-}
-
-fn integer(cx: &mut Cx<'_>, f: &Field<'_>, min: u64, max: u64) -> Option<u64> {
-    match f.node.value {
-        Value::Integer(i) => match u64::try_from(i) {
-            Ok(v) if (min..=max).contains(&v) => Some(v),
-            _ => {
-                cx.problem(&f.node.span, &f.path, format!("must be between {min} and {max}, found {i}"));
-                None
-            }
-        },
-        _ => {
-            cx.wrong_type(f.node, &f.path, "an integer");
-            None
-        }
-    }
-}
-
-fn boolean(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<bool> {
-    match f.node.value {
-        Value::Bool(b) => Some(b),
-        _ => {
-            cx.wrong_type(f.node, &f.path, "a boolean");
-            None
-        }
-    }
-}
-
-fn array<'n>(cx: &mut Cx<'_>, f: &Field<'n>, expected: &str) -> Option<&'n [Node]> {
-    match &f.node.value {
-        Value::Array(items) => Some(items),
-        _ => {
-            cx.wrong_type(f.node, &f.path, expected);
-            None
-        }
-    }
-}
-
-fn items<'n>(items: &'n [Node], path: &str) -> impl Iterator<Item = Field<'n>> + 'n {
-    let path = path.to_string();
-    items.iter().enumerate().map(move |(i, node)| Field { node, path: index(&path, i) })
-}
-
-/// Reads every item — so every problem is reported — and keeps the results only when all of them are good.
-fn all_of<T>(results: impl Iterator<Item = Option<T>>) -> Option<Vec<T>> {
-    let results: Vec<Option<T>> = results.collect();
-    results.into_iter().collect()
-}
-
-fn string_list(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<String>> {
-    let list = array(cx, f, "an array of strings")?;
-    all_of(items(list, &f.path).map(|item| non_empty_string(cx, &item).map(str::to_string)))
-}
-
-/// A closed set of names (platform, mode, channel…), parsed with the core type's own serde names so that the two
-/// never drift; the error lists the accepted names.
-fn parse_name<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text)).map_err(|e| e.to_string())
-}
-
-fn named<T: DeserializeOwned>(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<T> {
-    let s = string(cx, f)?;
-    parse_name(s).map_err(|e| cx.problem(&f.node.span, &f.path, e)).ok()
 }
 
 fn secret(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Secret> {
@@ -318,6 +105,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "extra_clients",
     "system_codes",
     "catalog_ttl_secs",
+    "catalog",
     "request_timeout_ms",
     "reconcile_every_secs",
     "reconcile_window_secs",
@@ -675,6 +463,11 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
     }
     .map(std::time::Duration::from_secs);
 
+    let catalog = match t.get("catalog") {
+        Some(f) => non_empty_string(cx, &f).map(|p| Some(cx.base_dir.join(p))),
+        None => Some(None),
+    };
+
     let request_timeout = match t.get("request_timeout_ms") {
         Some(f) => integer(cx, &f, 100, 120_000),
         None => Some(DEFAULT_REQUEST_TIMEOUT_MS),
@@ -752,6 +545,7 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         requests_per_minute: requests_per_minute?,
         system_codes: system_codes?,
         catalog_ttl: catalog_ttl?,
+        catalog: catalog?,
         request_timeout: request_timeout?,
         reconcile_every: reconcile_every?,
         reconcile_window: reconcile_window?,
