@@ -38,6 +38,24 @@ pub struct SandboxConfig {
     pub traffic_autostart: bool,
     /// The NICE CXone business unit.
     pub cxone: crate::cxone::CxoneConfig,
+    /// Catalog shapes for tests of catalog tools, on both platforms.
+    pub catalog: CatalogShape,
+}
+
+/// The shape of both platforms' catalogs (`[catalog]` in the TOML file). With every field 0 the catalogs are the
+/// configured ones (`center.queues`, `cxone.center.skills` and their unassigned codes).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogShape {
+    /// Generated queues (`Queue 001`…, Genesys) and skills (`Skill 001`…, CXone) added after the configured ones.
+    /// They have no agents and no arrivals: traffic stays on the configured queues and skills.
+    pub queues: usize,
+    /// Generated codes (`Code 001`…) added to both catalogs; each generated queue or skill gets two to six of them.
+    pub codes: usize,
+    /// 0: the catalog as configured. K > 0: the configured catalog perturbed deterministically from K (two codes
+    /// missing, one added by hand, one description or notes changed, one assignment removed, one added), the same
+    /// way whatever the seed.
+    pub variant: u32,
 }
 
 impl Default for SandboxConfig {
@@ -57,6 +75,7 @@ impl Default for SandboxConfig {
             event_targets: Vec::new(),
             traffic_autostart: true,
             cxone: crate::cxone::CxoneConfig::default(),
+            catalog: CatalogShape::default(),
         }
     }
 }
@@ -124,6 +143,12 @@ pub struct FaultProfile {
     /// (202 / 200) but are not kept: the leg shows no code afterwards and no event follows. A platform that accepts
     /// and drops a write is the trap a client must verify its writes against.
     pub unpersisted_write_rate: f64,
+    /// Share of catalog writes (codes, dispositions, queue and skill assignments) that would succeed but are answered
+    /// 409 and not applied, as a platform does when another writer got there first.
+    pub catalog_conflict_rate: f64,
+    /// Simulated milliseconds before a successful catalog write shows in the catalog reads (listings and GETs). The
+    /// write is applied at once: validation (e.g. a second create of the same name) already sees it.
+    pub catalog_propagation_ms: u64,
 }
 
 impl Default for FaultProfile {
@@ -152,6 +177,8 @@ impl FaultProfile {
             event_delay_ms_max: 0,
             ws_disconnect_rate: 0.0,
             unpersisted_write_rate: 0.0,
+            catalog_conflict_rate: 0.0,
+            catalog_propagation_ms: 0,
         }
     }
 
@@ -176,6 +203,8 @@ impl FaultProfile {
             event_delay_ms_max: 2_000,
             ws_disconnect_rate: 0.01,
             unpersisted_write_rate: 0.0,
+            catalog_conflict_rate: 0.0,
+            catalog_propagation_ms: 0,
         }
     }
 

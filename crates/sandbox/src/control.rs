@@ -6,6 +6,8 @@
 //! `POST notifications/drop` (break every notification websocket now; answers `{"dropped": n}`).
 //! `PUT rate-limit` (`{"per_minute", "window"}`, each optional, and a `cxone` object of the same shape; answers the
 //! limits now in force).
+//! Catalogs: `GET catalog/changes` (every successful catalog write of both platforms), `GET catalog/genesys` and
+//! `GET catalog/cxone` (the authoritative catalog with `duplicate_names`).
 //! CXone: `GET cxone/legs|writes`, `PUT cxone/behaviours` (merge), or `PUT behaviours` with a `cxone` key; traffic
 //! and faults apply to both platforms.
 
@@ -13,7 +15,7 @@ use crate::config::{Behaviours, CenterConfig, EventTarget, FaultProfile};
 use crate::cxone::CxoneBehaviours;
 use crate::engine::Simulation;
 use crate::SharedState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -34,9 +36,22 @@ pub fn routes() -> Router<SharedState> {
         .route("/sandbox/v1/rate-limit", put(put_rate_limit))
         .route("/sandbox/v1/event-targets", post(add_target))
         .route("/sandbox/v1/notifications/drop", post(drop_sockets))
+        .route("/sandbox/v1/catalog/changes", get(catalog_changes))
+        .route("/sandbox/v1/catalog/{platform}", get(catalog_snapshot))
         .route("/sandbox/v1/cxone/legs", get(cxone_legs))
         .route("/sandbox/v1/cxone/writes", get(cxone_writes))
         .route("/sandbox/v1/cxone/behaviours", put(put_cxone_behaviours))
+}
+
+async fn catalog_changes(State(st): State<SharedState>) -> Response {
+    axum::Json(st.catalog_changes()).into_response()
+}
+
+async fn catalog_snapshot(State(st): State<SharedState>, Path(platform): Path<String>) -> Response {
+    match serde_json::from_value::<crate::Platform>(Value::String(platform)) {
+        Ok(p) => axum::Json(st.catalog_snapshot(p)).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "platform is genesys or cxone"}))).into_response(),
+    }
 }
 
 async fn cxone_legs(State(st): State<SharedState>) -> Response {

@@ -31,12 +31,14 @@ pub mod rate_limit;
 pub mod report;
 
 pub use cli::{run_cli, SandboxArgs};
+pub use config::CatalogShape;
 pub use config::{
     AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites, CodeNotInQueue,
     ConversationProvisional, DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig,
     SandboxConfig, SecondWrite,
 };
 pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};
+pub use engine::catalog::{CatalogChange, CatalogEntry, CatalogSnapshot, Platform};
 pub use genesys::model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 pub use rate_limit::{RateLimit, RateWindow};
 pub use report::{CodedBy, LegTruth, Report, Violation};
@@ -131,6 +133,22 @@ impl Inner {
         org.storm_until = None;
     }
 
+    /// Every successful catalog write of both platforms, in simulated-time order (Genesys first on ties).
+    pub fn catalog_changes(&self) -> Vec<CatalogChange> {
+        let mut all: Vec<CatalogChange> = self.org.lock().catalog_changes.entries.iter().cloned().collect();
+        all.extend(self.bu.lock().catalog_changes.entries.iter().cloned());
+        all.sort_by(|a, b| a.at.cmp(&b.at));
+        all
+    }
+
+    /// A platform's authoritative catalog (what the reads show once every write has propagated).
+    pub fn catalog_snapshot(&self, platform: Platform) -> CatalogSnapshot {
+        match platform {
+            Platform::Genesys => self.org.lock().catalog_snapshot(),
+            Platform::Cxone => self.bu.lock().catalog_snapshot(),
+        }
+    }
+
     pub fn add_event_target(&self, t: EventTarget) {
         self.targets.add(t, self.http.clone(), self.stats.clone());
     }
@@ -189,7 +207,7 @@ impl Sandbox {
         if cfg.traffic_autostart {
             org.start_traffic(now);
         }
-        let mut bu = cxone::Bu::new(&cfg.cxone, cfg.seed, cfg.faults.clone(), now);
+        let mut bu = cxone::Bu::shaped(&cfg.cxone, cfg.catalog, cfg.seed, cfg.faults.clone(), now);
         bu.preload(cfg.cxone.preload, now);
         if cfg.traffic_autostart {
             bu.start_traffic(now);
@@ -354,6 +372,19 @@ impl SandboxHandle {
 
     pub fn set_cxone_behaviours(&self, b: CxoneBehaviours) {
         self.inner.bu.lock().behaviours = b;
+    }
+
+    /// Every successful catalog write of both platforms (same as `GET /sandbox/v1/catalog/changes`): codes and
+    /// dispositions created, updated or deleted, queue codes assigned or unassigned, skills updated; with the
+    /// simulated time, the platform, the OAuth client, the object, before and after.
+    pub fn catalog_changes(&self) -> Vec<CatalogChange> {
+        self.inner.catalog_changes()
+    }
+
+    /// A platform's authoritative catalog: codes with ids, names and fields, assignments by queue or skill name, and
+    /// `duplicate_names` (same as `GET /sandbox/v1/catalog/{genesys|cxone}`).
+    pub fn catalog_snapshot(&self, platform: Platform) -> CatalogSnapshot {
+        self.inner.catalog_snapshot(platform)
     }
 
     /// Runs `f` with the CXone business unit locked, after catching its simulation up to the clock.

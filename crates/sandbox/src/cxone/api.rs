@@ -20,6 +20,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -105,8 +106,10 @@ enum Route {
     Dispositions,
     CreateDispositions,
     DispositionById,
+    UpdateDisposition,
     Skills,
     SkillById,
+    UpdateSkill,
     SkillDispositions,
     Agents,
     AgentStates,
@@ -159,13 +162,17 @@ fn route(method: &Method, segs: &[String]) -> Result<(Route, &'static str, Vec<S
             "dispositions",
             vec![],
         )),
-        [a, id] if lit(a, "dispositions") => {
-            Some((&[(Method::GET, Route::DispositionById)], "dispositions/{dispositionId}", vec![id.to_string()]))
-        }
+        [a, id] if lit(a, "dispositions") => Some((
+            &[(Method::GET, Route::DispositionById), (Method::PUT, Route::UpdateDisposition)],
+            "dispositions/{dispositionId}",
+            vec![id.to_string()],
+        )),
         [a] if lit(a, "skills") => Some((&[(Method::GET, Route::Skills)], "skills", vec![])),
-        [a, id] if lit(a, "skills") => {
-            Some((&[(Method::GET, Route::SkillById)], "skills/{skillId}", vec![id.to_string()]))
-        }
+        [a, id] if lit(a, "skills") => Some((
+            &[(Method::GET, Route::SkillById), (Method::PUT, Route::UpdateSkill)],
+            "skills/{skillId}",
+            vec![id.to_string()],
+        )),
         [a, id, b] if lit(a, "skills") && lit(b, "dispositions") => {
             Some((&[(Method::GET, Route::SkillDispositions)], "skills/{skillId}/dispositions", vec![id.to_string()]))
         }
@@ -475,8 +482,8 @@ async fn handle(st: &SharedState, r: Route, ids: &[String], query: &[(String, St
         Route::Dispositions => {
             let (skip, top) = paging(&p)?;
             let search = param_str(&p, "searchString").unwrap_or_default().to_lowercase();
-            let all: Vec<Value> = bu
-                .dispositions
+            let (dispositions, _) = bu.catalog_view(now);
+            let all: Vec<Value> = dispositions
                 .values()
                 .filter(|d| search.is_empty() || d.name.to_lowercase().contains(&search))
                 .map(disposition_json)
@@ -490,12 +497,15 @@ async fn handle(st: &SharedState, r: Route, ids: &[String], query: &[(String, St
         Route::DispositionById => {
             let bad = || CxError::new(404, format!("Invalid dispositionId - '{}'", ids[0]));
             let id: i64 = ids[0].parse().map_err(|_| bad())?;
-            let d = bu.dispositions.get(&id).ok_or_else(bad)?;
+            let d = bu.catalog_view(now).0.get(&id).ok_or_else(bad)?;
             Ok(ok(disposition_json(d)))
         }
+        Route::UpdateDisposition => update_disposition(bu, &ids[0], &p, now),
+        Route::UpdateSkill => update_skill(bu, &ids[0], &p, now),
         Route::Skills => {
             let (skip, top) = paging(&p)?;
-            let all: Vec<Value> = (0..bu.skills.len()).map(|s| skill_json(bu, s)).collect();
+            let (dispositions, skills) = bu.catalog_view(now);
+            let all: Vec<Value> = skills.iter().map(|s| skill_json(s, dispositions)).collect();
             Ok(ok(json!({
                 "businessUnitId": bu.creds.business_unit_id, "totalRecords": all.len(),
                 "skills": page(&all, skip, top), "_links": links(&base, "skills", skip, top, all.len()),
@@ -503,8 +513,9 @@ async fn handle(st: &SharedState, r: Route, ids: &[String], query: &[(String, St
         }
         Route::SkillById => {
             let s = skill(bu, &ids[0])?;
+            let (dispositions, skills) = bu.catalog_view(now);
             // Both shapes in NICE's specs: the skill object, and `{"skills":[…]}`.
-            let mut v = skill_json(bu, s);
+            let mut v = skill_json(&skills[s], dispositions);
             let copy = v.clone();
             if let Some(o) = v.as_object_mut() {
                 o.insert("skills".into(), json!([copy]));
@@ -515,7 +526,8 @@ async fn handle(st: &SharedState, r: Route, ids: &[String], query: &[(String, St
         Route::SkillDispositions => {
             let s = skill(bu, &ids[0])?;
             let (skip, top) = paging(&p)?;
-            let sk = &bu.skills[s];
+            let (dispositions, skills) = bu.catalog_view(now);
+            let sk = &skills[s];
             if sk.dispositions.is_empty() {
                 return Ok(cx_response(204, "No dispositions assgined", None));
             }
@@ -523,13 +535,13 @@ async fn handle(st: &SharedState, r: Route, ids: &[String], query: &[(String, St
                 .dispositions
                 .iter()
                 .enumerate()
-                .filter_map(|(i, d)| bu.dispositions.get(d).map(|d| (i, d)))
+                .filter_map(|(i, d)| dispositions.get(d).map(|d| (i, d)))
                 .map(|(i, d)| {
                     json!({
                         "dispositionId": d.id, "dispositionName": d.name, "displayOrder": i + 1, "priority": i + 1,
                         "classification": "None", "reportingGroup": "", "systemOutcome": "Positive",
                         "requireCommitmentAmount": false, "requireRescheduleDate": false, "agentSpecific": false,
-                        "isPreviewDisposition": false,
+                        "isPreviewDisposition": d.is_preview, "isActive": d.is_active,
                     })
                 })
                 .collect();
@@ -656,17 +668,22 @@ fn disposition_json(d: &super::model::Disposition) -> Value {
     json!({
         "dispositionId": d.id, "dispositionName": d.name, "notes": d.notes, "lastUpdated": iso(d.last_updated),
         "classificationId": d.classification_id, "classificationName": "None", "systemOutcome": "Positive",
-        "isPreviewDisposition": false, "isActive": true,
+        "isPreviewDisposition": d.is_preview, "isActive": d.is_active,
     })
 }
 
-fn skill_json(bu: &Bu, s: usize) -> Value {
-    let sk = &bu.skills[s];
+fn skill_json(sk: &super::model::Skill, dispositions: &BTreeMap<i64, super::model::Disposition>) -> Value {
     let ds: Vec<Value> = sk
         .dispositions
         .iter()
         .enumerate()
-        .map(|(i, d)| json!({"dispositionId": d, "dispositionName": bu.disposition_name(*d), "priority": i + 1, "isPreviewDisposition": false}))
+        .map(|(i, d)| {
+            let d = dispositions.get(d);
+            json!({
+                "dispositionId": d.map(|d| d.id), "dispositionName": d.map(|d| d.name.clone()), "priority": i + 1,
+                "isPreviewDisposition": d.is_some_and(|d| d.is_preview),
+            })
+        })
         .collect();
     json!({
         "skillId": sk.id, "skillName": sk.name, "mediaTypeId": sk.media.type_id(), "mediaTypeName": sk.media.type_name(),
@@ -891,39 +908,49 @@ fn create_dispositions(bu: &mut Bu, p: &Map<String, Value>, now: Timestamp) -> R
         Some(Value::Array(a)) if !a.is_empty() => a.clone(),
         _ => return Err(CxError::new(400, "Invalid Dispositions - cannot be null or empty")),
     };
+    if bu.catalog_conflict() {
+        return Err(conflict());
+    }
+    let reject_duplicates = bu.behaviours.duplicate_disposition_names == super::DuplicateNames::Reject;
+    let mut before_catalog = bu.catalog_before_write();
     let mut results = Vec::new();
     let mut errors = 0;
     for item in list {
         let name = item.get("dispositionName").and_then(Value::as_str).unwrap_or("").trim().to_string();
-        let classification = lenient_int(item.get("classificationId")).ok().flatten().unwrap_or(1);
-        let error = if name.is_empty() || name.chars().count() > 50 {
+        let classification = lenient_int(item.get("classificationId"));
+        let active = lenient_bool(item.get("isActive"));
+        let preview = lenient_bool(item.get("isPreviewDisposition"));
+        let error = if !valid_name(&name) {
             Some("Invalid dispositionName")
-        } else if bu.dispositions.values().any(|d| d.name.eq_ignore_ascii_case(&name)) {
+        } else if reject_duplicates && bu.dispositions.values().any(|d| d.name.eq_ignore_ascii_case(&name)) {
             Some("Disposition name already exists")
+        } else if classification.is_err() {
+            Some("Invalid classificationId")
+        } else if active.is_err() {
+            Some("Invalid isActive")
+        } else if preview.is_err() {
+            Some("Invalid isPreviewDisposition")
         } else {
             None
         };
-        match error {
-            Some(e) => {
-                errors += 1;
-                results.push(json!({"dispositionId": null, "success": false, "error": e}));
-            }
-            None => {
-                let id = bu.next_disposition_id;
-                bu.next_disposition_id += 1;
-                bu.dispositions.insert(
-                    id,
-                    super::model::Disposition {
-                        id,
-                        name,
-                        classification_id: classification,
-                        notes: String::new(),
-                        last_updated: now,
-                    },
-                );
-                results.push(json!({"dispositionId": id, "success": true, "error": null}));
-            }
+        if let Some(e) = error {
+            errors += 1;
+            results.push(json!({"dispositionId": null, "success": false, "error": e}));
+            continue;
         }
+        let id = bu.next_disposition_id;
+        bu.next_disposition_id += 1;
+        let mut d = super::model::Disposition::new(id, name, classification.ok().flatten().unwrap_or(1), now);
+        d.is_active = active.ok().flatten().unwrap_or(true);
+        d.is_preview = preview.ok().flatten().unwrap_or(false);
+        d.notes = item.get("notes").and_then(Value::as_str).unwrap_or("").to_string();
+        let after = d.fields();
+        let name = d.name.clone();
+        bu.dispositions.insert(id, d);
+        // Each created item is its own write; only the first needs the catalog from before the request.
+        let before = before_catalog.take();
+        bu.catalog_written(now, before, "create", "disposition", &id.to_string(), &name, Value::Null, after);
+        results.push(json!({"dispositionId": id, "success": true, "error": null}));
     }
     let body = json!({"errorCount": errors, "dispositionResults": results});
     let n = results_len(&body);
@@ -931,6 +958,171 @@ fn create_dispositions(bu: &mut Bu, p: &Map<String, Value>, now: Timestamp) -> R
         return Ok(cx_response(206, "Partial Content", Some(body)));
     }
     Ok(ok(body))
+}
+
+/// A disposition name: 1 to 50 characters.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 50
+}
+
+/// A boolean as JSON `true`/`false` or the strings `"true"`/`"false"` (query-string form).
+fn lenient_bool(v: Option<&Value>) -> Result<Option<bool>, ()> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        _ => Err(()),
+    }
+}
+
+/// The `catalog_conflict_rate` fault's answer: the write changed nothing.
+fn conflict() -> CxError {
+    CxError::new(409, "Conflict: the resource was modified by another request")
+}
+
+/// `PUT dispositions/{dispositionId}`: JSON body (or, as in v23, query parameters) `dispositionName`,
+/// `classificationId`, `isPreviewDisposition`, `isActive`, `notes`; absent fields keep their value.
+fn update_disposition(bu: &mut Bu, raw: &str, p: &Map<String, Value>, now: Timestamp) -> R {
+    let id: i64 = raw.parse().map_err(|_| CxError::new(404, format!("Invalid dispositionId - '{raw}'")))?;
+    let Some(current) = bu.dispositions.get(&id) else {
+        return Err(CxError::new(404, format!("Invalid dispositionId - '{raw}'")));
+    };
+    if current.locked {
+        return Err(CxError::new(409, format!("DispositionId - '{raw}' can not be updated")));
+    }
+    let name = match param(p, "dispositionName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if valid_name(s.trim()) => Some(s.trim().to_string()),
+        Some(_) => return Err(CxError::new(400, "Invalid dispositionName")),
+    };
+    let classification =
+        lenient_int(param(p, "classificationId")).map_err(|_| CxError::new(400, "Invalid classificationId"))?;
+    let preview = lenient_bool(param(p, "isPreviewDisposition"))
+        .map_err(|_| CxError::new(400, "Invalid isPreviewDisposition"))?;
+    let active = lenient_bool(param(p, "isActive")).map_err(|_| CxError::new(400, "Invalid isActive"))?;
+    let notes = match param(p, "notes") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(CxError::new(400, "Invalid notes")),
+    };
+    if let Some(n) = &name {
+        let reject = bu.behaviours.duplicate_disposition_names == super::DuplicateNames::Reject;
+        if reject && bu.dispositions.values().any(|d| d.id != id && d.name.eq_ignore_ascii_case(n)) {
+            return Err(CxError::new(400, "Disposition name already exists"));
+        }
+    }
+    if bu.catalog_conflict() {
+        return Err(conflict());
+    }
+    let before_catalog = bu.catalog_before_write();
+    let Some(d) = bu.dispositions.get_mut(&id) else {
+        return Err(CxError::new(404, format!("Invalid dispositionId - '{raw}'")));
+    };
+    let before = d.fields();
+    if let Some(n) = name {
+        d.name = n;
+    }
+    if let Some(c) = classification {
+        d.classification_id = c;
+    }
+    if let Some(b) = preview {
+        d.is_preview = b;
+    }
+    if let Some(b) = active {
+        d.is_active = b;
+    }
+    if let Some(n) = notes {
+        d.notes = n;
+    }
+    d.last_updated = now;
+    let (after, name) = (d.fields(), d.name.clone());
+    bu.catalog_written(now, before_catalog, "update", "disposition", raw, &name, before, after);
+    Ok(cx_response(200, "Success", None))
+}
+
+/// `PUT skills/{skillId}` with `{"skill": {requireDisposition, acwTypeId, allowSecondaryDisposition, maxSecondsAcw,
+/// dispositions: [{dispositionId, priority}]}}`: absent fields keep their value; `dispositions`, when present,
+/// replaces the skill's assignment, ordered by priority (then by position).
+fn update_skill(bu: &mut Bu, raw: &str, p: &Map<String, Value>, now: Timestamp) -> R {
+    let s = skill(bu, raw)?;
+    let Some(Value::Object(body)) = param(p, "skill") else {
+        return Err(CxError::new(400, "Invalid skill"));
+    };
+    let require =
+        lenient_bool(param(body, "requireDisposition")).map_err(|_| CxError::new(400, "Invalid requireDisposition"))?;
+    let acw_type = match lenient_int(param(body, "acwTypeId")) {
+        Ok(None) => None,
+        Ok(Some(1)) => Some(super::AcwType::None),
+        Ok(Some(2)) => Some(super::AcwType::Disposition),
+        Ok(Some(3)) => Some(super::AcwType::AutomaticWrapup),
+        _ => return Err(CxError::new(400, "Invalid acwTypeId")),
+    };
+    let secondary = match param(body, "allowSecondaryDisposition") {
+        Some(v) => lenient_bool(Some(v)),
+        None => lenient_bool(param(body, "allowSecondaryDispositions")),
+    }
+    .map_err(|_| CxError::new(400, "Invalid allowSecondaryDisposition"))?;
+    let max_secs = match lenient_int(param(body, "maxSecondsAcw")) {
+        Ok(None) => None,
+        Ok(Some(n)) if (0..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
+        _ => return Err(CxError::new(400, "Invalid maxSecondsAcw")),
+    };
+    let assignment = match param(body, "dispositions") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut list: Vec<(i64, usize, i64)> = Vec::new();
+            for (pos, item) in items.iter().enumerate() {
+                let id = lenient_int(item.get("dispositionId")).ok().flatten();
+                let Some(id) = id.filter(|id| bu.dispositions.contains_key(id)) else {
+                    let shown = item.get("dispositionId").map(|v| v.to_string()).unwrap_or_default();
+                    return Err(CxError::new(400, format!("Invalid dispositionId - {}", shown.trim_matches('"'))));
+                };
+                let priority = lenient_int(item.get("priority"))
+                    .map_err(|_| CxError::new(400, "Invalid priority"))?
+                    .unwrap_or(pos as i64 + 1);
+                list.push((priority, pos, id));
+            }
+            list.sort();
+            let mut ids: Vec<i64> = Vec::new();
+            for (_, _, id) in list {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            Some(ids)
+        }
+        Some(_) => return Err(CxError::new(400, "Invalid dispositions")),
+    };
+    if bu.catalog_conflict() {
+        return Err(CxError::new(409, "Invalid state.  Cannot update a running skill"));
+    }
+    let before_catalog = bu.catalog_before_write();
+    let before = bu.skill_fields(s);
+    let sk = &mut bu.skills[s];
+    if let Some(t) = acw_type {
+        sk.acw_type = t;
+    }
+    if let Some(r) = require {
+        sk.require_disposition = r;
+    }
+    // No ACW, nothing to require (as when the BU is built).
+    if sk.acw_type == super::AcwType::None {
+        sk.require_disposition = false;
+    }
+    if let Some(b) = secondary {
+        sk.allow_secondary = b;
+    }
+    if let Some(m) = max_secs {
+        sk.max_seconds_acw = m;
+    }
+    if let Some(ids) = assignment {
+        sk.dispositions = ids;
+    }
+    let (skill_id, name) = (sk.id, sk.name.clone());
+    let after = bu.skill_fields(s);
+    bu.catalog_written(now, before_catalog, "update", "skill", &skill_id.to_string(), &name, before, after);
+    Ok(ok(json!({"success": true, "skillId": skill_id, "error": null})))
 }
 
 fn results_len(v: &Value) -> usize {

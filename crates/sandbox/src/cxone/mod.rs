@@ -74,6 +74,19 @@ pub struct CxoneBehaviours {
     pub stale_session_id: StaleSessionId,
     /// `Retry-After` on 429. Default `sent`.
     pub retry_after: RetryAfter,
+    /// A disposition created (`POST dispositions`) or renamed (`PUT dispositions/{id}`) with a name another
+    /// disposition already has, case-insensitively. Default `allow`: the dangerous reading, where a blind retry of a
+    /// create makes a second disposition of the same name.
+    pub duplicate_disposition_names: DuplicateNames,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum DuplicateNames {
+    #[default]
+    Allow,
+    /// The item fails (`POST`, per item) or the request is 400 (`PUT`): `Disposition name already exists`.
+    Reject,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -217,6 +230,9 @@ pub struct CxoneCenter {
     pub skills: Vec<SkillConfig>,
     /// Dispositions in the catalog that no skill uses.
     pub unassigned_dispositions: Vec<String>,
+    /// Dispositions the platform does not let you update (system dispositions): `PUT dispositions/{id}` answers
+    /// 409 `DispositionId - '{id}' can not be updated`. The API shows nothing else different about them.
+    pub system_dispositions: Vec<String>,
     pub agents: usize,
     pub skills_per_agent: usize,
     /// Contacts arriving per simulated second.
@@ -291,6 +307,7 @@ impl Default for CxoneCenter {
                 s("Direct Line", CxMedia::Voice, AcwType::None, false, 0, &[], 0.25),
             ],
             unassigned_dispositions: vec!["Legacy - do not use".into(), "Test code".into()],
+            system_dispositions: vec!["Legacy - do not use".into()],
             agents: 40,
             skills_per_agent: 2,
             arrival_rate_per_sec: 0.2,

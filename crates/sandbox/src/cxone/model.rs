@@ -6,7 +6,8 @@
 
 use super::{AcwType, ClosedContact, CxoneBehaviours, CxoneCenter, CxoneConfig, DispositionEndsAcw, NotOnSkill};
 use super::{SecondDisposition, StaleSessionId};
-use crate::config::FaultProfile;
+use crate::config::{CatalogShape, FaultProfile};
+use crate::engine::catalog::{CatalogEntry, CatalogSnapshot, ChangeLog, Lagged, NamedCatalog, Platform};
 use crate::engine::iso;
 use crate::engine::truth::{ApiStats, Violations};
 use crate::engine::{add_secs, random_uuid, Engine};
@@ -93,6 +94,41 @@ pub struct Disposition {
     pub classification_id: i64,
     pub notes: String,
     pub last_updated: Timestamp,
+    pub is_active: bool,
+    pub is_preview: bool,
+    /// A system disposition: `PUT` answers 409 `DispositionId - '{id}' can not be updated`.
+    pub locked: bool,
+}
+
+impl Disposition {
+    /// A new, active, unlocked disposition.
+    pub fn new(id: i64, name: String, classification_id: i64, now: Timestamp) -> Self {
+        Self {
+            id,
+            name,
+            classification_id,
+            notes: String::new(),
+            last_updated: now,
+            is_active: true,
+            is_preview: false,
+            locked: false,
+        }
+    }
+
+    /// The disposition's fields for the change log and the catalog snapshot.
+    pub fn fields(&self) -> Value {
+        json!({
+            "id": self.id, "name": self.name, "notes": self.notes, "classificationId": self.classification_id,
+            "isPreviewDisposition": self.is_preview, "isActive": self.is_active, "locked": self.locked,
+        })
+    }
+}
+
+/// The parts of the BU a catalog write changes, as the lagged reads show them.
+#[derive(Debug, Clone)]
+pub struct DispositionCatalog {
+    pub dispositions: BTreeMap<i64, Disposition>,
+    pub skills: Vec<Skill>,
 }
 
 /// The ACW unavailable code every skill uses.
@@ -391,6 +427,10 @@ pub struct Bu {
     pub events: EventReport,
     pub writes: Vec<CxoneWrite>,
     pub api: ApiStats,
+    /// Ground truth: every successful catalog write.
+    pub catalog_changes: ChangeLog,
+    /// Catalog reads lag the writes by `faults.catalog_propagation_ms` (`crate::engine::catalog`).
+    pub catalog_lag: Lagged<DispositionCatalog>,
 }
 
 fn key(rng: &mut SmallRng, n: usize) -> String {
@@ -402,6 +442,11 @@ fn key(rng: &mut SmallRng, n: usize) -> String {
 impl Bu {
     /// Builds the BU (catalog, skills, agents, credentials) deterministically from the seed.
     pub fn new(cfg: &CxoneConfig, seed: u64, faults: FaultProfile, now: Timestamp) -> Self {
+        Self::shaped(cfg, CatalogShape::default(), seed, faults, now)
+    }
+
+    /// [`Bu::new`] with the catalog shaped as `shape` says (generated skills and dispositions, a variant).
+    pub fn shaped(cfg: &CxoneConfig, shape: CatalogShape, seed: u64, faults: FaultProfile, now: Timestamp) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0xc0_0e_5a_4d);
         let fault_rng = SmallRng::seed_from_u64(seed ^ 0xc0_0e_f4_17);
         let business_unit_id = 4_600_000 + rng.gen_range(0..99_999);
@@ -416,54 +461,65 @@ impl Bu {
         let mut dispositions = BTreeMap::new();
         let mut by_name: HashMap<String, i64> = HashMap::new();
         let mut next_disposition_id = 2891;
+        let system = &cfg.center.system_dispositions;
         let mut make = |name: &str, d: &mut BTreeMap<i64, Disposition>| -> i64 {
             if let Some(&id) = by_name.get(name) {
                 return id;
             }
             let id = next_disposition_id;
             next_disposition_id += 1;
-            d.insert(
-                id,
-                Disposition {
-                    id,
-                    name: name.into(),
-                    classification_id: 1,
-                    notes: String::new(),
-                    last_updated: created,
-                },
-            );
+            let mut disposition = Disposition::new(id, name.into(), 1, created);
+            disposition.locked = system.iter().any(|n| n.eq_ignore_ascii_case(name));
+            d.insert(id, disposition);
             by_name.insert(name.into(), id);
             id
         };
+        // The catalog by name: the configured one, perturbed by the variant, then the generated part (generated
+        // skills have no agents and no arrivals).
+        let mut named = NamedCatalog {
+            containers: cfg.center.skills.iter().map(|s| (s.name.clone(), s.dispositions.clone())).collect(),
+            unassigned: cfg.center.unassigned_dispositions.clone(),
+            texts: BTreeMap::new(),
+        };
+        named.apply_variant(shape.variant, &cfg.center.system_dispositions);
+        named.generate(shape.queues, shape.codes, |i| format!("Skill {:03}", i + 1));
+        let configured = cfg.center.skills.len();
         let mut skills = Vec::new();
-        for (i, sc) in cfg.center.skills.iter().enumerate() {
-            let ds = sc.dispositions.iter().map(|n| make(n, &mut dispositions)).collect();
+        for (i, (name, ds)) in named.containers.iter().enumerate() {
+            let sc = cfg.center.skills.get(i);
+            let ds = ds.iter().map(|n| make(n, &mut dispositions)).collect();
+            let acw_type = sc.map_or(AcwType::Disposition, |s| s.acw_type);
             skills.push(Skill {
                 id: 1_180_000 + 7 * i as i64 + 3,
-                name: sc.name.clone(),
-                media: sc.media,
-                acw_type: sc.acw_type,
-                require_disposition: sc.require_disposition && sc.acw_type != AcwType::None,
-                max_seconds_acw: sc.max_seconds_acw,
-                allow_secondary: sc.allow_secondary_dispositions,
+                name: name.clone(),
+                media: sc.map_or(CxMedia::Voice, |s| s.media),
+                acw_type,
+                require_disposition: sc.is_some_and(|s| s.require_disposition) && acw_type != AcwType::None,
+                max_seconds_acw: sc.map_or(90, |s| s.max_seconds_acw),
+                allow_secondary: sc.is_some_and(|s| s.allow_secondary_dispositions),
                 dispositions: ds,
-                weight: if sc.weight.is_finite() { sc.weight.max(0.0) } else { 0.0 },
+                weight: sc.map_or(0.0, |s| if s.weight.is_finite() { s.weight.max(0.0) } else { 0.0 }),
                 members: Vec::new(),
                 waiting: VecDeque::new(),
             });
         }
-        for n in &cfg.center.unassigned_dispositions {
+        for n in &named.unassigned {
             make(n, &mut dispositions);
+        }
+        for (name, text) in &named.texts {
+            if let Some(d) = dispositions.values_mut().find(|d| &d.name == name) {
+                d.notes = text.clone();
+            }
         }
         let mut agents = Vec::new();
         let mut agent_by_id = HashMap::new();
-        let per = cfg.center.skills_per_agent.clamp(1, skills.len().max(1));
+        let per = cfg.center.skills_per_agent.clamp(1, configured.max(1));
         for i in 0..cfg.center.agents {
             let id = 30_100_000 + 11 * i as i64 + 1;
             let mut qs = Vec::new();
-            if !skills.is_empty() {
+            if configured > 0 {
                 for k in 0..per {
-                    let s = (i + k) % skills.len();
+                    let s = (i + k) % configured;
                     if !qs.contains(&s) {
                         qs.push(s);
                         skills[s].members.push(i);
@@ -523,7 +579,93 @@ impl Bu {
             events: EventReport::default(),
             writes: Vec::new(),
             api: ApiStats::default(),
+            catalog_changes: ChangeLog::default(),
+            catalog_lag: Lagged::default(),
         }
+    }
+
+    /// The catalog as the reads show it at `now` (see `catalog_propagation_ms`).
+    pub fn catalog_view(&self, now: Timestamp) -> (&BTreeMap<i64, Disposition>, &[Skill]) {
+        match self.catalog_lag.view(now) {
+            Some(c) => (&c.dispositions, &c.skills),
+            None => (&self.dispositions, &self.skills),
+        }
+    }
+
+    /// The catalog as it is now, if a write now has to be remembered for the lagged reads; call before the write.
+    pub fn catalog_before_write(&self) -> Option<DispositionCatalog> {
+        self.catalog_lag
+            .needs_snapshot(self.faults.catalog_propagation_ms)
+            .then(|| DispositionCatalog { dispositions: self.dispositions.clone(), skills: self.skills.clone() })
+    }
+
+    /// Whether the `catalog_conflict_rate` fault refuses this catalog write (409, not applied).
+    pub fn catalog_conflict(&mut self) -> bool {
+        let p = self.faults.catalog_conflict_rate;
+        p > 0.0 && self.fault_rng.gen_bool(p.clamp(0.0, 1.0))
+    }
+
+    /// Records a successful catalog write in the change log and for the lagged reads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn catalog_written(
+        &mut self,
+        now: Timestamp,
+        before_catalog: Option<DispositionCatalog>,
+        action: &str,
+        object_type: &str,
+        object_id: &str,
+        object_name: &str,
+        before: Value,
+        after: Value,
+    ) {
+        let client_id = self.creds.client_id.clone();
+        self.catalog_changes.record(
+            now,
+            Platform::Cxone,
+            &client_id,
+            action,
+            object_type,
+            object_id,
+            object_name,
+            before,
+            after,
+        );
+        self.catalog_lag.written(now, self.faults.catalog_propagation_ms, before_catalog);
+    }
+
+    /// A skill's catalog settings and assigned disposition names (priority order), for the change log.
+    pub fn skill_fields(&self, s: usize) -> Value {
+        let sk = &self.skills[s];
+        let names: Vec<&str> = sk.dispositions.iter().filter_map(|d| self.disposition_name(*d)).collect();
+        json!({
+            "acwTypeId": sk.acw_type.id(), "requireDisposition": sk.require_disposition,
+            "allowSecondaryDisposition": sk.allow_secondary, "maxSecondsAcw": sk.max_seconds_acw,
+            "dispositions": names,
+        })
+    }
+
+    /// The authoritative catalog (ground truth, not the lagged view).
+    pub fn catalog_snapshot(&self) -> CatalogSnapshot {
+        let codes = self
+            .dispositions
+            .values()
+            .map(|d| {
+                let mut fields: BTreeMap<String, Value> =
+                    d.fields().as_object().map(|o| o.clone().into_iter().collect()).unwrap_or_default();
+                fields.remove("id");
+                fields.remove("name");
+                CatalogEntry { id: d.id.to_string(), name: d.name.clone(), fields }
+            })
+            .collect();
+        let assignments = self
+            .skills
+            .iter()
+            .map(|s| {
+                let names = s.dispositions.iter().filter_map(|d| self.disposition_name(*d)).map(str::to_string);
+                (s.name.clone(), names.collect())
+            })
+            .collect();
+        CatalogSnapshot::new(Platform::Cxone, codes, assignments)
     }
 
     pub fn skill_by_id(&self, id: i64) -> Option<usize> {

@@ -10,9 +10,10 @@
 //! traffic and faults draw from a separate fault RNG), and each leg draws its agent's whole plan when it is created,
 //! so API traffic changes what a platform *shows* but never the random stream.
 //!
-//! What the platforms also share around the engine: request faults ([`faults`]) and ground-truth counters
-//! ([`truth`]).
+//! What the platforms also share around the engine: request faults ([`faults`]), ground-truth counters
+//! ([`truth`]) and the catalog change log, snapshots, propagation delay and shapes ([`catalog`]).
 
+pub mod catalog;
 pub mod faults;
 pub mod truth;
 

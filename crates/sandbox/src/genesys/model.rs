@@ -12,6 +12,9 @@
 //! an open or closed ACW window, earlier accepted writes.
 
 use crate::config::{AcwMode, Behaviours, FaultProfile, SandboxConfig};
+use crate::engine::catalog::{
+    generated_code_name, CatalogEntry, CatalogSnapshot, ChangeLog, Lagged, NamedCatalog, Platform,
+};
 use crate::engine::truth::{ApiStats, Violations};
 use crate::engine::{add_secs, iso, random_uuid, Engine};
 use crate::genesys::events::{EventStats, OutEvent};
@@ -486,6 +489,47 @@ pub struct Org {
     pub storm_until: Option<Instant>,
     /// Audit records of catalog changes made through the API.
     pub audit: AuditLog,
+    /// Ground truth: every successful catalog write.
+    pub catalog_changes: ChangeLog,
+    /// Catalog reads lag the writes by `faults.catalog_propagation_ms` (`crate::engine::catalog`).
+    pub catalog_lag: Lagged<CodeCatalog>,
+}
+
+/// The parts of the org a catalog write changes: the codes and each queue's assigned code ids (by queue index).
+#[derive(Debug, Clone)]
+pub struct CodeCatalog {
+    pub codes: HashMap<String, Code>,
+    pub assignments: Vec<Vec<String>>,
+}
+
+/// What the catalog reads show: the live org, or the catalog before the oldest write not yet visible.
+pub enum CatalogView<'a> {
+    Live(&'a Org),
+    Lagged(&'a CodeCatalog),
+}
+
+impl CatalogView<'_> {
+    pub fn code(&self, id: &str) -> Option<&Code> {
+        match self {
+            CatalogView::Live(o) => o.codes.get(id),
+            CatalogView::Lagged(c) => c.codes.get(id),
+        }
+    }
+
+    pub fn codes(&self) -> Vec<&Code> {
+        match self {
+            CatalogView::Live(o) => o.codes.values().collect(),
+            CatalogView::Lagged(c) => c.codes.values().collect(),
+        }
+    }
+
+    /// Code ids assigned to the queue at index `qi`.
+    pub fn queue_codes(&self, qi: usize) -> &[String] {
+        match self {
+            CatalogView::Live(o) => o.queues.get(qi).map_or(&[], |q| q.codes.as_slice()),
+            CatalogView::Lagged(c) => c.assignments.get(qi).map_or(&[], |a| a.as_slice()),
+        }
+    }
 }
 
 impl Org {
@@ -520,36 +564,63 @@ impl Org {
             code_by_name.insert(name.to_string(), cid.clone());
             cid
         };
+        // The catalog by name: the configured one, perturbed by the variant, then the generated part.
+        let mut named = NamedCatalog {
+            containers: cfg.center.queues.iter().map(|q| (q.name.clone(), q.codes.clone())).collect(),
+            unassigned: cfg.center.unassigned_codes.clone(),
+            texts: BTreeMap::new(),
+        };
+        named.apply_variant(cfg.catalog.variant, &[]);
+        let configured = cfg.center.queues.len();
+        let generated_codes: Vec<String> = (0..cfg.catalog.codes).map(generated_code_name).collect();
+        named.generate(cfg.catalog.queues, cfg.catalog.codes, |i| format!("Queue {:03}", i + 1));
+        // Generated ids come from their own RNG, so a large catalog leaves the seed's agents, credentials and
+        // traffic as they are.
+        let mut shape_rng = SmallRng::seed_from_u64(cfg.seed ^ 0xca7a_1065);
         let mut queues = Vec::new();
         let mut queue_by_id = HashMap::new();
-        for qc in &cfg.center.queues {
-            let qid = random_uuid(&mut rng);
-            let codes_of_queue = qc.codes.iter().map(|n| make_code(n, &mut codes, &mut rng)).collect();
+        for (i, (name, code_names)) in named.containers.iter().enumerate() {
+            let qc = cfg.center.queues.get(i);
+            let qid = if qc.is_some() { random_uuid(&mut rng) } else { random_uuid(&mut shape_rng) };
+            let codes_of_queue = code_names
+                .iter()
+                .map(|n| {
+                    let r = if generated_codes.contains(n) { &mut shape_rng } else { &mut rng };
+                    make_code(n, &mut codes, r)
+                })
+                .collect();
             queue_by_id.insert(qid.clone(), queues.len());
             queues.push(Queue {
                 id: qid,
-                name: qc.name.clone(),
-                mode: qc.wrapup_prompt,
-                timeout_ms: qc.timeout_ms,
+                name: name.clone(),
+                mode: qc.map_or(AcwMode::Optional, |q| q.wrapup_prompt),
+                timeout_ms: qc.and_then(|q| q.timeout_ms),
                 codes: codes_of_queue,
-                weight: if qc.weight.is_finite() { qc.weight.max(0.0) } else { 0.0 },
+                weight: qc.map_or(0.0, |q| if q.weight.is_finite() { q.weight.max(0.0) } else { 0.0 }),
                 created,
                 members: Vec::new(),
                 waiting: VecDeque::new(),
             });
         }
-        for name in &cfg.center.unassigned_codes {
-            make_code(name, &mut codes, &mut rng);
+        for name in &named.unassigned {
+            let r = if generated_codes.contains(name) { &mut shape_rng } else { &mut rng };
+            make_code(name, &mut codes, r);
+        }
+        for (name, text) in &named.texts {
+            if let Some(c) = codes.values_mut().find(|c| &c.name == name) {
+                c.description = text.clone();
+            }
         }
         let mut users = Vec::new();
         let mut user_by_id = HashMap::new();
-        let per_agent = cfg.center.queues_per_agent.clamp(1, queues.len().max(1));
+        // Agents are members of the configured queues only; generated queues have none (and no arrivals).
+        let per_agent = cfg.center.queues_per_agent.clamp(1, configured.max(1));
         for i in 0..cfg.center.agents {
             let uid = random_uuid(&mut rng);
             let mut qs = Vec::new();
-            if !queues.is_empty() {
+            if configured > 0 {
                 for k in 0..per_agent {
-                    let q = (i + k) % queues.len();
+                    let q = (i + k) % configured;
                     if !qs.contains(&q) {
                         qs.push(q);
                         queues[q].members.push(i);
@@ -589,7 +660,89 @@ impl Org {
             fault_rng,
             storm_until: None,
             audit: AuditLog::default(),
+            catalog_changes: ChangeLog::default(),
+            catalog_lag: Lagged::default(),
         }
+    }
+
+    /// The catalog as the reads show it at `now` (see `catalog_propagation_ms`).
+    pub fn catalog_view(&self, now: Timestamp) -> CatalogView<'_> {
+        match self.catalog_lag.view(now) {
+            Some(c) => CatalogView::Lagged(c),
+            None => CatalogView::Live(self),
+        }
+    }
+
+    /// The catalog as it is now, if a write now has to be remembered for the lagged reads; call before the write.
+    pub fn catalog_before_write(&self) -> Option<CodeCatalog> {
+        self.catalog_lag.needs_snapshot(self.faults.catalog_propagation_ms).then(|| CodeCatalog {
+            codes: self.codes.clone(),
+            assignments: self.queues.iter().map(|q| q.codes.clone()).collect(),
+        })
+    }
+
+    /// Whether the `catalog_conflict_rate` fault refuses this catalog write (409, not applied).
+    pub fn catalog_conflict(&mut self) -> bool {
+        let p = self.faults.catalog_conflict_rate;
+        p > 0.0 && self.fault_rng.gen_bool(p.clamp(0.0, 1.0))
+    }
+
+    /// Records a successful catalog write in the change log and for the lagged reads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn catalog_written(
+        &mut self,
+        now: Timestamp,
+        before_catalog: Option<CodeCatalog>,
+        client: usize,
+        action: &str,
+        object_type: &str,
+        object_id: &str,
+        object_name: &str,
+        before: Value,
+        after: Value,
+    ) {
+        let client_id = self.clients.get(client).map(|c| c.id.clone()).unwrap_or_default();
+        self.catalog_changes.record(
+            now,
+            Platform::Genesys,
+            &client_id,
+            action,
+            object_type,
+            object_id,
+            object_name,
+            before,
+            after,
+        );
+        self.catalog_lag.written(now, self.faults.catalog_propagation_ms, before_catalog);
+    }
+
+    /// A code's fields for the change log.
+    pub fn code_change_json(c: &Code) -> Value {
+        json!({"id": c.id, "name": c.name, "description": c.description})
+    }
+
+    /// Names of the codes assigned to the queue at index `qi`, in assignment order.
+    pub fn queue_code_names(&self, qi: usize) -> Vec<String> {
+        self.queues
+            .get(qi)
+            .map(|q| q.codes.iter().filter_map(|c| self.codes.get(c)).map(|c| c.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The authoritative catalog (ground truth, not the lagged view).
+    pub fn catalog_snapshot(&self) -> CatalogSnapshot {
+        let codes = self
+            .codes
+            .values()
+            .map(|c| CatalogEntry {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                fields: [("description".to_string(), json!(c.description))].into_iter().collect(),
+            })
+            .collect();
+        let assignments =
+            (0..self.queues.len()).map(|i| (self.queues[i].name.clone(), self.queue_code_names(i))).collect();
+        CatalogSnapshot::new(Platform::Genesys, codes, assignments)
     }
 
     pub fn code_name(&self, id: &str) -> Option<&str> {

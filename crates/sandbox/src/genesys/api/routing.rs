@@ -5,11 +5,14 @@
 //! nextUri, previousUri, lastUri`). There is no versioning: PUT is last-writer-wins, as on the platform.
 //!
 //! Every successful change (code create/update/delete, queue code add/remove) is recorded in the org's audit trail
-//! with the OAuth client that made it (see `audit.rs`).
+//! with the OAuth client that made it (see `audit.rs`) and in the ground-truth change log. Two catalog faults apply
+//! here: `catalog_conflict_rate` turns a write that would succeed into a 409 `conflict` that changes nothing, and
+//! `catalog_propagation_ms` makes the reads below show the catalog as it was that long ago (`CatalogView`), while
+//! the writes validate against the live catalog.
 
 use super::{json_ok, parse_body, query_pairs, Caller};
 use crate::config::DeleteStatus;
-use crate::genesys::model::{Code, Org, PlatformError, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
+use crate::genesys::model::{CatalogView, Code, Org, PlatformError, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
 use crate::SharedState;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -118,10 +121,10 @@ fn listing(base: &str, p: &ListParams, entities_all: Vec<Value>) -> Value {
     })
 }
 
-fn sorted_codes<'a>(org: &'a Org, p: &ListParams, ids: Option<&[String]>) -> Vec<&'a Code> {
+fn sorted_codes<'a>(view: &'a CatalogView<'a>, p: &ListParams, ids: Option<&[String]>) -> Vec<&'a Code> {
     let mut codes: Vec<&Code> = match ids {
-        Some(ids) => ids.iter().filter_map(|id| org.codes.get(id)).collect(),
-        None => org.codes.values().collect(),
+        Some(ids) => ids.iter().filter_map(|id| view.code(id)).collect(),
+        None => view.codes(),
     };
     codes.retain(|c| name_matches(&p.name, &c.name) && (p.ids.is_empty() || p.ids.contains(&c.id)));
     if p.sort_by == "id" {
@@ -141,7 +144,8 @@ async fn list_codes(State(st): State<SharedState>, RawQuery(q): RawQuery) -> Res
         Err(e) => return e.into_response(),
     };
     let org = st.org.lock();
-    let entities = sorted_codes(&org, &p, None).into_iter().map(|c| org.code_json(c)).collect();
+    let view = org.catalog_view(st.clock.now());
+    let entities = sorted_codes(&view, &p, None).into_iter().map(|c| org.code_json(c)).collect();
     json_ok(listing("/api/v2/routing/wrapupcodes", &p, entities))
 }
 
@@ -163,10 +167,16 @@ async fn get_code(State(st): State<SharedState>, Path(id): Path<String>) -> Resp
     if id == SYSTEM_TIMEOUT_CODE_ID {
         return json_ok(system_code_json(&org));
     }
-    match org.codes.get(&id) {
+    match org.catalog_view(st.clock.now()).code(&id) {
         Some(c) => json_ok(org.code_json(c)),
         None => PlatformError::not_found().into_response(),
     }
+}
+
+/// The `catalog_conflict_rate` fault's answer: the write changed nothing.
+fn conflict() -> Response {
+    PlatformError::new(409, "conflict", "The wrap-up code configuration was modified by another request. Try again.")
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -200,6 +210,10 @@ async fn create_code(State(st): State<SharedState>, Extension(caller): Extension
         Ok(n) => n,
         Err(e) => return e.into_response(),
     };
+    if org.catalog_conflict() {
+        return conflict();
+    }
+    let before_catalog = org.catalog_before_write();
     let id = uuid::Uuid::new_v4().to_string();
     let by = org.clients.first().map(|c| c.id.clone()).unwrap_or_default();
     let code = Code {
@@ -217,7 +231,10 @@ async fn create_code(State(st): State<SharedState>, Extension(caller): Extension
         changes.push(("description".to_string(), vec![], vec![code.description.clone()]));
     }
     org.record_audit(now, caller.client, "Create", "WrapupCode", &id, &code.name, changes, vec![]);
-    org.codes.insert(id, code);
+    let after = Org::code_change_json(&code);
+    let name = code.name.clone();
+    org.codes.insert(id.clone(), code);
+    org.catalog_written(now, before_catalog, caller.client, "create", "wrapupCode", &id, &name, Value::Null, after);
     json_ok(v)
 }
 
@@ -240,10 +257,15 @@ async fn update_code(
         Ok(n) => n,
         Err(e) => return e.into_response(),
     };
+    if org.catalog_conflict() {
+        return conflict();
+    }
+    let before_catalog = org.catalog_before_write();
     let by = org.clients.first().map(|c| c.id.clone()).unwrap_or_default();
     let Some(code) = org.codes.get_mut(&id) else {
         return PlatformError::not_found().into_response();
     };
+    let before = Org::code_change_json(code);
     let mut changes = Vec::new();
     if code.name != name {
         changes.push(("name".to_string(), vec![code.name.clone()], vec![name.clone()]));
@@ -259,6 +281,8 @@ async fn update_code(
     code.modified_by = by;
     let code = code.clone();
     org.record_audit(now, caller.client, "Update", "WrapupCode", &id, &code.name, changes, vec![]);
+    let after = Org::code_change_json(&code);
+    org.catalog_written(now, before_catalog, caller.client, "update", "wrapupCode", &id, &code.name, before, after);
     json_ok(org.code_json(&code))
 }
 
@@ -276,6 +300,13 @@ async fn delete_code(
 ) -> Response {
     let now = st.clock.now();
     let mut org = st.org.lock();
+    if !org.codes.contains_key(&id) {
+        return PlatformError::not_found().into_response();
+    }
+    if org.catalog_conflict() {
+        return conflict();
+    }
+    let before_catalog = org.catalog_before_write();
     let Some(code) = org.codes.remove(&id) else {
         return PlatformError::not_found().into_response();
     };
@@ -287,6 +318,18 @@ async fn delete_code(
         changes.push(("description".to_string(), vec![code.description.clone()], vec![]));
     }
     org.record_audit(now, caller.client, "Delete", "WrapupCode", &id, &code.name, changes, vec![]);
+    let before = Org::code_change_json(&code);
+    org.catalog_written(
+        now,
+        before_catalog,
+        caller.client,
+        "delete",
+        "wrapupCode",
+        &id,
+        &code.name,
+        before,
+        Value::Null,
+    );
     deleted(&org)
 }
 
@@ -327,10 +370,11 @@ async fn list_queue_codes(State(st): State<SharedState>, Path(id): Path<String>,
         Err(e) => return e.into_response(),
     };
     let org = st.org.lock();
-    let Some(queue) = org.queue_by_id.get(&id).and_then(|&i| org.queues.get(i)) else {
+    let Some(&qi) = org.queue_by_id.get(&id) else {
         return PlatformError::not_found().into_response();
     };
-    let entities = sorted_codes(&org, &p, Some(&queue.codes)).into_iter().map(|c| org.code_json(c)).collect();
+    let view = org.catalog_view(st.clock.now());
+    let entities = sorted_codes(&view, &p, Some(view.queue_codes(qi))).into_iter().map(|c| org.code_json(c)).collect();
     json_ok(listing(&format!("/api/v2/routing/queues/{id}/wrapupcodes"), &p, entities))
 }
 
@@ -363,6 +407,11 @@ async fn add_queue_codes(
         e.extra.details.push(json!({"errorCode": "invalid.value", "fieldName": "id", "entityId": missing.id}));
         return e.into_response();
     }
+    if org.catalog_conflict() {
+        return conflict();
+    }
+    let before_catalog = org.catalog_before_write();
+    let before = json!(org.queue_code_names(qi));
     let mut added = Vec::new();
     let mut new_ids = Vec::new();
     for r in refs {
@@ -374,10 +423,12 @@ async fn add_queue_codes(
             added.push(org.code_json(c));
         }
     }
+    let now = st.clock.now();
+    let queue_name = org.queues[qi].name.clone();
+    let after = json!(org.queue_code_names(qi));
+    org.catalog_written(now, before_catalog, caller.client, "assign", "queue", &id, &queue_name, before, after);
     if !new_ids.is_empty() {
-        let now = st.clock.now();
         let entity_changes = new_ids.iter().map(|c| code_change(&org, c, vec![], vec![c.clone()])).collect();
-        let queue_name = org.queues[qi].name.clone();
         let changes = vec![("wrapupCodes".to_string(), vec![], new_ids)];
         org.record_audit(now, caller.client, "WrapupCodeAdd", "Queue", &id, &queue_name, changes, entity_changes);
     }
@@ -399,12 +450,19 @@ async fn remove_queue_code(
     let Some(&qi) = org.queue_by_id.get(&id) else {
         return PlatformError::not_found().into_response();
     };
-    let before = org.queues[qi].codes.len();
-    org.queues[qi].codes.retain(|c| c != &code);
-    if org.queues[qi].codes.len() == before {
+    if !org.queues[qi].codes.contains(&code) {
         return PlatformError::not_found().into_response();
     }
+    if org.catalog_conflict() {
+        return conflict();
+    }
+    let before_catalog = org.catalog_before_write();
+    let before = json!(org.queue_code_names(qi));
+    org.queues[qi].codes.retain(|c| c != &code);
     let now = st.clock.now();
+    let after = json!(org.queue_code_names(qi));
+    let name = org.queues[qi].name.clone();
+    org.catalog_written(now, before_catalog, caller.client, "unassign", "queue", &id, &name, before, after);
     let entity_changes = vec![code_change(&org, &code, vec![code.clone()], vec![])];
     let queue_name = org.queues[qi].name.clone();
     let changes = vec![("wrapupCodes".to_string(), vec![code.clone()], vec![])];
