@@ -57,6 +57,7 @@ pub async fn efficiency(args: &BenchArgs) -> anyhow::Result<Report> {
             weight: 1.0,
         }],
         unassigned_dispositions: Vec::new(),
+        system_dispositions: Vec::new(),
         agents: ((rate * 12.0) as usize).max(50),
         skills_per_agent: 1,
         arrival_rate_per_sec: rate,

@@ -207,6 +207,7 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
     let center = CxoneCenter {
         skills: vec![skill("Ten", 10), skill("Twenty", 20), skill("Forty", 40)],
         unassigned_dispositions: Vec::new(),
+        system_dispositions: Vec::new(),
         agents: ((offered * 40.0) as usize).max(50),
         skills_per_agent: 3,
         arrival_rate_per_sec: offered,

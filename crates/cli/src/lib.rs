@@ -1,6 +1,8 @@
 //! The `wrapup` command line: one module per subcommand; `main.rs` only parses and dispatches. The demo and the
 //! benchmarks live in their own crates (`wrapup-demo`, `wrapup-bench`).
 
+pub mod catalog;
+mod catalog_journal;
 pub mod logging;
 pub mod reconcile;
 pub mod serve;

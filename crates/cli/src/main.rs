@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{logging, reconcile, serve, store_copy};
+use wrapup_cli::{catalog, logging, reconcile, serve, store_copy};
 use wrapup_demo::{self as demo, summary};
 
 #[derive(Parser)]
@@ -26,6 +26,9 @@ enum Command {
     Store(StoreCommand),
     /// Check a configuration file (and its codes against each connection's live catalog).
     Validate(serve::ServeArgs),
+    /// The code catalog as a file, by name: `export` a connection's, `plan` a file against one, `apply` it.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
@@ -80,6 +83,10 @@ fn main() -> ExitCode {
             Command::Validate(args) => {
                 logging::init("warn");
                 serve::validate(&args).await
+            }
+            Command::Catalog(command) => {
+                logging::init("warn");
+                Ok(catalog::run(&command).await)
             }
             Command::Reconcile(args) => {
                 logging::init("warn");

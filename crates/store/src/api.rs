@@ -56,6 +56,19 @@ pub struct CredentialUsage {
     pub footprint: u32,
 }
 
+/// One line of the catalog audit trail (see `wrapup catalog apply`): `kind` is `begin` (the plan), `intent` (a
+/// write about to be sent), `result` (its answer) or `end`; `body` is the line's JSON, never a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogAuditLine {
+    pub connection: String,
+    pub apply_id: String,
+    pub seq: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub kind: String,
+    pub body: serde_json::Value,
+}
+
 /// Filter for listing legs.
 #[derive(Debug, Clone, Default)]
 pub struct LegFilter {
@@ -202,6 +215,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = (connection, owner, usage, lease);
         Ok(None)
     }
+
+    /// Appends one line to the catalog audit trail.
+    async fn append_catalog_audit(&self, line: &CatalogAuditLine) -> StoreResult<()>;
+
+    /// The audit lines of `connection` written at or after `since`, in the order they were written.
+    async fn catalog_audit(&self, connection: &str, since: Timestamp) -> StoreResult<Vec<CatalogAuditLine>>;
 
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.
     /// Returns `(true, response)` when this call stored it, `(false, first response)` when the key was used before.

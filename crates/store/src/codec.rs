@@ -110,6 +110,26 @@ where
     ))
 }
 
+/// One catalog audit line from a row of `catalog_audit`.
+pub(crate) fn catalog_audit_line<'r, R>(row: &'r R) -> StoreResult<crate::CatalogAuditLine>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let int = |column: &'static str| row.try_get::<i64, _>(column).map_err(|e| corrupt(column, e));
+    Ok(crate::CatalogAuditLine {
+        connection: text(row, "connection")?,
+        apply_id: text(row, "apply_id")?,
+        seq: int("seq")?,
+        at: Timestamp::from_millisecond(int("at")?).map_err(|e| corrupt("catalog audit time", e))?,
+        actor: text(row, "actor")?,
+        kind: text(row, "kind")?,
+        body: serde_json::from_str(&text(row, "body")?).map_err(|e| corrupt("catalog audit line", e))?,
+    })
+}
+
 /// The detail of the ledger line recording one applied event, serialized straight from the event's fields.
 #[derive(serde::Serialize)]
 pub(crate) struct EventLine<'a> {

@@ -29,7 +29,7 @@ struct Table {
 const TEXT: bool = false;
 const INT: bool = true;
 
-const TABLES: [Table; 5] = [
+const TABLES: [Table; 6] = [
     Table {
         name: "inbox",
         id: Some("id"),
@@ -85,6 +85,19 @@ const TABLES: [Table; 5] = [
         name: "idempotency",
         id: None,
         columns: &[("connection", TEXT), ("key", TEXT), ("response", TEXT), ("created_at", INT)],
+    },
+    Table {
+        name: "catalog_audit",
+        id: None,
+        columns: &[
+            ("connection", TEXT),
+            ("apply_id", TEXT),
+            ("seq", INT),
+            ("at", INT),
+            ("actor", TEXT),
+            ("kind", TEXT),
+            ("body", TEXT),
+        ],
     },
 ];
 

@@ -101,6 +101,7 @@ pub fn cx_center() -> CxoneCenter {
             weight: 1.0,
         }],
         unassigned_dispositions: vec!["Test code".into()],
+        system_dispositions: Vec::new(),
         agents: 20,
         skills_per_agent: 1,
         arrival_rate_per_sec: 0.6,

@@ -5,6 +5,7 @@
 //! while), drains to quiescence, and asserts exact counts on what the sandbox saw.
 
 mod acw_modes;
+mod catalog;
 mod cxone;
 mod demo;
 mod edge;

@@ -76,6 +76,7 @@ pub mod endpoints {
     pub const SKILLS: &str = "/inContactAPI/services/v23.0/skills";
     pub const SKILL: &str = "/inContactAPI/services/v23.0/skills/{skillId}";
     pub const SKILL_DISPOSITIONS: &str = "/inContactAPI/services/v12.0/skills/{skillId}/dispositions";
+    pub const DISPOSITION_BY_ID: &str = "/inContactAPI/services/v23.0/dispositions/{dispositionId}";
     pub const CONTACT_DISPOSITION: &str = "/inContactAPI/services/v27.0/contacts/{contactId}/disposition";
     pub const CONTACTS_ACTIVE: &str = "/inContactAPI/services/v23.0/contacts/active";
     pub const AGENT_STATES: &str = "/inContactAPI/services/v23.0/agents/states";
@@ -326,6 +327,80 @@ impl CxoneClient {
         let path = ["skills", &id, "dispositions"];
         let version = versions::SKILL_DISPOSITIONS;
         self.list_paged(endpoints::SKILL_DISPOSITIONS, version, &path, priority, Disposition::from_value).await
+    }
+
+    /// One disposition (`GET dispositions/{dispositionId}`); `None` on 404.
+    pub async fn get_disposition(&self, id: i64, priority: Priority) -> Result<Option<Disposition>, PlatformError> {
+        let endpoint = endpoints::DISPOSITION_BY_ID;
+        let id = id.to_string();
+        let call = request(Method::GET, endpoint, versions::ADMIN, &["dispositions", &id], priority);
+        let body = match self.execute(&call).await {
+            Ok(resp) => resp.json(endpoint)?,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let record = body.get("dispositions").and_then(|d| d.get(0)).unwrap_or(&body);
+        Ok(Disposition::from_value(record))
+    }
+
+    /// Creates dispositions (`POST dispositions` with `{"dispositions": [...]}`). The platform answers per item
+    /// (200, or 206 when some failed): for each item in order, its new id or the platform's error.
+    pub async fn create_dispositions(
+        &self,
+        items: &[Value],
+        priority: Priority,
+    ) -> Result<Vec<Result<i64, String>>, PlatformError> {
+        let endpoint = endpoints::DISPOSITIONS;
+        let call = request(Method::POST, endpoint, versions::ADMIN, &["dispositions"], priority)
+            .json(&json!({ "dispositions": items }))?;
+        let body = self.execute(&call).await?.json(endpoint)?;
+        let results = body.get("dispositionResults").and_then(Value::as_array).cloned().unwrap_or_default();
+        if results.len() != items.len() {
+            return Err(undecodable(endpoint, "the answer does not have one result per disposition"));
+        }
+        Ok(results
+            .iter()
+            .map(|r| {
+                let id = r.get("dispositionId").and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+                match (r.get("success").and_then(Value::as_bool), id) {
+                    (Some(true), Some(id)) if id > 0 => Ok(id),
+                    _ => Err(r.get("error").and_then(Value::as_str).unwrap_or("not created").to_string()),
+                }
+            })
+            .collect())
+    }
+
+    /// Replaces a disposition's fields (`PUT dispositions/{dispositionId}` with a JSON body).
+    pub async fn update_disposition(&self, id: i64, body: &Value, priority: Priority) -> Result<(), PlatformError> {
+        let endpoint = endpoints::DISPOSITION_BY_ID;
+        let id = id.to_string();
+        let call = request(Method::PUT, endpoint, versions::ADMIN, &["dispositions", &id], priority).json(body)?;
+        self.execute(&call).await.map(|_| ())
+    }
+
+    /// Updates a skill (`PUT skills/{skillId}` with `{"skill": {...}}`): its `dispositions` array, when sent,
+    /// replaces the skill's assignment.
+    pub async fn update_skill(&self, skill_id: i64, skill: &Value, priority: Priority) -> Result<(), PlatformError> {
+        let endpoint = endpoints::SKILL;
+        let id = skill_id.to_string();
+        let call = request(Method::PUT, endpoint, versions::ADMIN, &["skills", &id], priority)
+            .json(&json!({ "skill": skill }))?;
+        let resp = self.execute(&call).await?;
+        if resp.is_blank() {
+            return Ok(());
+        }
+        let body = resp.json(endpoint)?;
+        match body.get("success").and_then(Value::as_bool) {
+            Some(false) => Err(PlatformError {
+                class: ErrorClass::Permanent,
+                status: Some(200),
+                code: None,
+                message: body.get("error").and_then(Value::as_str).unwrap_or("the skill was not updated").to_string(),
+                correlation_id: None,
+                endpoint,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The catalog: every disposition, every skill with the ids assigned to it and its ACW settings.

@@ -109,6 +109,8 @@ pub struct Disposition {
     pub classification: Option<String>,
     /// `isActive` where the version sends it.
     pub is_active: Option<bool>,
+    /// The catalog's `notes`.
+    pub notes: Option<String>,
 }
 
 impl Disposition {
@@ -119,6 +121,7 @@ impl Disposition {
             name: text(o, &["dispositionName", "name"])?,
             classification: text(o, &["classificationId", "classification", "classificationName"]),
             is_active: boolean(o, &["isActive"]),
+            notes: text(o, &["notes"]),
         })
     }
 }

@@ -61,6 +61,10 @@ pub mod endpoints {
     pub const WRAPUPCODES: &str = "/api/v2/routing/wrapupcodes";
     pub const QUEUES: &str = "/api/v2/routing/queues";
     pub const QUEUE_WRAPUPCODES: &str = "/api/v2/routing/queues/{queueId}/wrapupcodes";
+    pub const WRAPUPCODE: &str = "/api/v2/routing/wrapupcodes/{codeId}";
+    pub const QUEUE_WRAPUPCODE: &str = "/api/v2/routing/queues/{queueId}/wrapupcodes/{codeId}";
+    pub const ANALYTICS_AGGREGATES_QUERY: &str = "/api/v2/analytics/conversations/aggregates/query";
+    pub const AUDIT_REALTIME_QUERY: &str = "/api/v2/audits/query/realtime";
     pub const ANALYTICS_DETAILS_QUERY: &str = "/api/v2/analytics/conversations/details/query";
     pub const NOTIFICATION_CHANNELS: &str = "/api/v2/notifications/channels";
     pub const NOTIFICATION_SUBSCRIPTIONS: &str = "/api/v2/notifications/channels/{channelId}/subscriptions";
@@ -343,6 +347,91 @@ impl GenesysClient {
             }
         }
         Ok(added)
+    }
+
+    /// One wrap-up code (`GET /api/v2/routing/wrapupcodes/{codeId}`); `None` on 404.
+    pub async fn get_wrapupcode(&self, code_id: &str, priority: Priority) -> Result<Option<WrapupCode>, PlatformError> {
+        let endpoint = endpoints::WRAPUPCODE;
+        let call = self.request(Method::GET, endpoint, &["api", "v2", "routing", "wrapupcodes", code_id], priority)?;
+        match self.execute(&call).await {
+            Ok(resp) => resp.decode(endpoint).map(Some),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The codes whose name is `name` (case-insensitive: `GET /api/v2/routing/wrapupcodes?name=`). A `*` in the
+    /// name is the platform's wildcard, so such a name is matched on the full listing instead.
+    pub async fn find_wrapupcodes(&self, name: &str, priority: Priority) -> Result<Vec<WrapupCode>, PlatformError> {
+        if name.contains('*') {
+            let all = self.list_wrapupcodes(priority).await?;
+            return Ok(all.into_iter().filter(|c| c.name.eq_ignore_ascii_case(name)).collect());
+        }
+        let endpoint = endpoints::WRAPUPCODES;
+        let mut url = self.api_url(endpoint, &["api", "v2", "routing", "wrapupcodes"])?;
+        url.query_pairs_mut().append_pair("name", name).append_pair("pageSize", PAGE_SIZE);
+        let call = Request::new(Method::GET, endpoint, url, priority);
+        let listing: EntityListing<WrapupCode> = self.execute(&call).await?.decode(endpoint)?;
+        Ok(listing.entities.into_iter().filter(|c| c.name.eq_ignore_ascii_case(name)).collect())
+    }
+
+    /// Replaces a wrap-up code's name, description and division (`PUT /api/v2/routing/wrapupcodes/{codeId}`; the
+    /// platform keeps no version: the last writer wins).
+    pub async fn update_wrapupcode(
+        &self,
+        code_id: &str,
+        request: &WrapupCodeRequest,
+        priority: Priority,
+    ) -> Result<WrapupCode, PlatformError> {
+        let endpoint = endpoints::WRAPUPCODE;
+        let segs = ["api", "v2", "routing", "wrapupcodes", code_id];
+        let call = self.request(Method::PUT, endpoint, &segs, priority)?.json(request)?;
+        self.execute(&call).await?.decode(endpoint)
+    }
+
+    /// Deletes a wrap-up code (`DELETE /api/v2/routing/wrapupcodes/{codeId}`); it also leaves every queue.
+    pub async fn delete_wrapupcode(&self, code_id: &str, priority: Priority) -> Result<(), PlatformError> {
+        let endpoint = endpoints::WRAPUPCODE;
+        let segs = ["api", "v2", "routing", "wrapupcodes", code_id];
+        let call = self.request(Method::DELETE, endpoint, &segs, priority)?;
+        self.execute(&call).await.map(|_| ())
+    }
+
+    /// Removes one code from a queue (`DELETE /api/v2/routing/queues/{queueId}/wrapupcodes/{codeId}`).
+    pub async fn remove_queue_wrapupcode(
+        &self,
+        queue_id: &str,
+        code_id: &str,
+        priority: Priority,
+    ) -> Result<(), PlatformError> {
+        let endpoint = endpoints::QUEUE_WRAPUPCODE;
+        let segs = ["api", "v2", "routing", "queues", queue_id, "wrapupcodes", code_id];
+        let call = self.request(Method::DELETE, endpoint, &segs, priority)?;
+        self.execute(&call).await.map(|_| ())
+    }
+
+    /// `POST /api/v2/analytics/conversations/aggregates/query` with a `ConversationAggregationQuery`, raw answer.
+    pub async fn analytics_aggregates_query(
+        &self,
+        query: &serde_json::Value,
+        priority: Priority,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let endpoint = endpoints::ANALYTICS_AGGREGATES_QUERY;
+        let segs = ["api", "v2", "analytics", "conversations", "aggregates", "query"];
+        let call = self.request(Method::POST, endpoint, &segs, priority)?.json(query)?;
+        self.execute(&call).await?.decode(endpoint)
+    }
+
+    /// `POST /api/v2/audits/query/realtime` with an `AuditRealtimeQueryRequest`, raw answer (one page).
+    pub async fn audit_realtime_query(
+        &self,
+        query: &serde_json::Value,
+        priority: Priority,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let endpoint = endpoints::AUDIT_REALTIME_QUERY;
+        let segs = ["api", "v2", "audits", "query", "realtime"];
+        let call = self.request(Method::POST, endpoint, &segs, priority)?.json(query)?;
+        self.execute(&call).await?.decode(endpoint)
     }
 
     /// `POST /api/v2/analytics/conversations/details/query` with a `ConversationQuery` body, returning the raw

@@ -437,6 +437,35 @@ impl Store for PostgresStore {
         row.as_ref().map(codec::cached_catalog).transpose()
     }
 
+    async fn append_catalog_audit(&self, line: &crate::CatalogAuditLine) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO catalog_audit (connection, apply_id, seq, at, actor, kind, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&line.connection)
+        .bind(&line.apply_id)
+        .bind(line.seq)
+        .bind(ms(line.at))
+        .bind(&line.actor)
+        .bind(&line.kind)
+        .bind(to_json("catalog audit line", &line.body)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn catalog_audit(&self, connection: &str, since: Timestamp) -> StoreResult<Vec<crate::CatalogAuditLine>> {
+        let rows = sqlx::query(
+            "SELECT connection, apply_id, seq, at, actor, kind, body FROM catalog_audit \
+             WHERE connection = $1 AND at >= $2 ORDER BY at, apply_id, seq",
+        )
+        .bind(connection)
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::catalog_audit_line).collect()
+    }
+
     async fn share_budget(
         &self,
         connection: &str,

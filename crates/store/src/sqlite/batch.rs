@@ -88,6 +88,12 @@ pub(super) enum Op {
         response: String,
         reply: oneshot::Sender<StoreResult<(bool, String)>>,
     },
+    CatalogAudit {
+        line: crate::CatalogAuditLine,
+        /// `line.body` as JSON text.
+        body: String,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
 }
 
 impl Op {
@@ -103,9 +109,10 @@ impl Op {
         match self {
             Op::Ingest { reply, .. } => drop(reply.send(Err(e))),
             Op::Save { reply, .. } => drop(reply.send(Err(e))),
-            Op::Release { reply, .. } | Op::Ledger { reply, .. } | Op::PutCatalog { reply, .. } => {
-                drop(reply.send(Err(e)))
-            }
+            Op::Release { reply, .. }
+            | Op::Ledger { reply, .. }
+            | Op::PutCatalog { reply, .. }
+            | Op::CatalogAudit { reply, .. } => drop(reply.send(Err(e))),
             Op::Claim { reply, .. } => drop(reply.send(Err(e))),
             Op::Expire { reply, .. } => drop(reply.send(Err(e))),
             Op::ReleaseAll { reply } => drop(reply.send(Err(e))),
@@ -125,6 +132,7 @@ enum Answer {
     ReleaseAll(u64),
     PutCatalog,
     Idempotent((bool, String)),
+    CatalogAudit,
 }
 
 /// What the batcher has done since the store opened: the product's figure is operations per commit.
@@ -280,6 +288,7 @@ fn answer(ops: Vec<Op>, done: Executed, counters: &Counters, hook: &SharedHook) 
             (Op::Expire { reply, .. }, Answer::Expire(r)) => drop(reply.send(Ok(r))),
             (Op::ReleaseAll { reply }, Answer::ReleaseAll(r)) => drop(reply.send(Ok(r))),
             (Op::PutCatalog { reply, .. }, Answer::PutCatalog) => drop(reply.send(Ok(()))),
+            (Op::CatalogAudit { reply, .. }, Answer::CatalogAudit) => drop(reply.send(Ok(()))),
             (Op::Idempotent { reply, .. }, Answer::Idempotent(r)) => drop(reply.send(Ok(r))),
             (op, _) => op.fail(&StoreError::Backend("the store's writer mixed up its answers".into())),
         }
@@ -374,6 +383,22 @@ fn rare_write(tx: &Transaction<'_>, op: &Op, changes: &mut Vec<OutcomeChange>) -
             )?;
             stmt.execute(params![connection, catalog, fetched_at])?;
             Answer::PutCatalog
+        }
+        Op::CatalogAudit { line, body, .. } => {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO catalog_audit (connection, apply_id, seq, at, actor, kind, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            stmt.execute(params![
+                line.connection,
+                line.apply_id,
+                line.seq,
+                line.at.as_millisecond(),
+                line.actor,
+                line.kind,
+                body
+            ])?;
+            Answer::CatalogAudit
         }
         Op::Idempotent { connection, key, response, .. } => {
             Answer::Idempotent(idempotent(tx, connection, key, response)?)

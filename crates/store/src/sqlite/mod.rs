@@ -370,6 +370,24 @@ impl Store for SqliteStore {
         row.as_ref().map(codec::cached_catalog).transpose()
     }
 
+    async fn append_catalog_audit(&self, line: &crate::CatalogAuditLine) -> StoreResult<()> {
+        let line = crate::CatalogAuditLine { ..line.clone() };
+        let body = to_json("catalog audit line", &line.body)?;
+        self.batcher.call(|reply| Op::CatalogAudit { line, body, reply }).await
+    }
+
+    async fn catalog_audit(&self, connection: &str, since: Timestamp) -> StoreResult<Vec<crate::CatalogAuditLine>> {
+        let rows = sqlx::query(
+            "SELECT connection, apply_id, seq, at, actor, kind, body FROM catalog_audit \
+             WHERE connection = ?1 AND at >= ?2 ORDER BY at, apply_id, seq",
+        )
+        .bind(connection)
+        .bind(since.as_millisecond())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(codec::catalog_audit_line).collect()
+    }
+
     /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
     async fn idempotent(
         &self,

@@ -700,6 +700,34 @@ pub async fn an_idempotency_key_returns_the_first_response<S: Store>(store: S) {
     );
 }
 
+pub async fn the_catalog_audit_trail_reads_back_per_connection_in_order<S: Store>(store: S) {
+    // The trail keeps milliseconds.
+    let line = |connection: &str, apply: &str, seq: i64, at: Timestamp, kind: &str| wrapup_store::CatalogAuditLine {
+        connection: connection.into(),
+        apply_id: apply.into(),
+        seq,
+        at: Timestamp::from_millisecond(at.as_millisecond()).unwrap(),
+        actor: "ops@host".into(),
+        kind: kind.into(),
+        body: serde_json::json!({ "seq": seq }),
+    };
+    let lines = [
+        line("prod", "a1", 0, t(1), "begin"),
+        line("prod", "a1", 1, t(2), "intent"),
+        line("dev", "a2", 0, t(2), "begin"),
+        line("prod", "a1", 2, t(3), "result"),
+        line("prod", "a1", 3, t(4), "end"),
+    ];
+    for l in &lines {
+        store.append_catalog_audit(l).await.unwrap();
+    }
+    let prod = store.catalog_audit("prod", t(0)).await.unwrap();
+    assert_eq!(prod, vec![lines[0].clone(), lines[1].clone(), lines[3].clone(), lines[4].clone()]);
+    assert_eq!(store.catalog_audit("prod", t(3)).await.unwrap().len(), 2, "since is inclusive");
+    assert_eq!(store.catalog_audit("dev", t(0)).await.unwrap(), vec![lines[2].clone()]);
+    assert!(store.append_catalog_audit(&lines[0]).await.is_err(), "a line is written once");
+}
+
 // ---- durability -------------------------------------------------------------------------------------------------
 
 /// `open` must open the *same* storage every time (a file, a database), starting empty the first time.
@@ -804,6 +832,7 @@ macro_rules! conformance_tests {
             list_legs_filters_and_puts_the_newest_first,
             the_catalog_cache_round_trips,
             an_idempotency_key_returns_the_first_response,
+            the_catalog_audit_trail_reads_back_per_connection_in_order,
         );
     };
 }
@@ -845,4 +874,5 @@ where
     list_legs_filters_and_puts_the_newest_first(make().await).await;
     the_catalog_cache_round_trips(make().await).await;
     an_idempotency_key_returns_the_first_response(make().await).await;
+    the_catalog_audit_trail_reads_back_per_connection_in_order(make().await).await;
 }

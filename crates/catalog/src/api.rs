@@ -1,0 +1,402 @@
+//! What catalog work needs from a platform, and its two implementations over the connectors' clients. Every call
+//! goes through the client's call path (request budget, token, one retry classification) at backfill priority, so
+//! catalog work never takes budget from live legs.
+
+use crate::live::{LiveCatalog, LiveCode, LiveQueue};
+use crate::plan::Usage;
+use async_trait::async_trait;
+use futures::{stream, StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use wrapup_config::CodeFields;
+use wrapup_connectors::cxone::{CompletedQuery, CxoneClient, Disposition};
+use wrapup_connectors::genesys::{EntityRef, GenesysClient, WrapupCode, WrapupCodeRequest};
+use wrapup_connectors::{ErrorClass, PlatformError, Priority};
+use wrapup_core::Platform;
+
+/// Queues (skills) whose codes are read at once when the whole catalog is read.
+const READ_CONCURRENCY: usize = 4;
+
+/// Progress of a long read: `(done, total)` queue listings.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Send + Sync);
+
+#[async_trait]
+pub trait CatalogApi: Send + Sync {
+    fn platform(&self) -> Platform;
+
+    /// The whole catalog: every code, every queue (skill) with its codes.
+    async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError>;
+
+    /// The codes named `name` (case-insensitive).
+    async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError>;
+
+    /// One code by id; `None` when the platform does not know it (yet).
+    async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError>;
+
+    /// The ids of one queue's (skill's) codes, in priority order on CXone, and its `requireDisposition`.
+    async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError>;
+
+    /// Creates a code; its id, or `None` when the platform accepted it without saying which.
+    async fn create_code(&self, name: &str, fields: &CodeFields, live: &LiveCatalog) -> Result<String, PlatformError>;
+
+    /// Replaces a code's name and fields (`fields` holds every field).
+    async fn update_code(
+        &self,
+        id: &str,
+        name: &str,
+        fields: &CodeFields,
+        live: &LiveCatalog,
+    ) -> Result<(), PlatformError>;
+
+    /// Removes a code from the org (CXone has no delete: the disposition is deactivated).
+    async fn delete_code(&self, code: &LiveCode) -> Result<(), PlatformError>;
+
+    /// Genesys: adds codes to a queue.
+    async fn assign(&self, queue_id: &str, code_ids: &[String]) -> Result<(), PlatformError>;
+
+    /// Genesys: removes a code from a queue.
+    async fn unassign(&self, queue_id: &str, code_id: &str) -> Result<(), PlatformError>;
+
+    /// CXone: replaces a skill's dispositions (in priority order) and sets `requireDisposition`.
+    async fn set_skill(
+        &self,
+        skill_id: &str,
+        code_ids: &[String],
+        require_disposition: Option<bool>,
+    ) -> Result<(), PlatformError>;
+
+    /// How often each code was used since `since`, from the platform's own records.
+    async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError>;
+}
+
+fn priority() -> Priority {
+    Priority::backfill()
+}
+
+fn unsupported(endpoint: &'static str, what: &str) -> PlatformError {
+    PlatformError::transport(ErrorClass::Permanent, endpoint, format!("{what} is not an operation of this platform"))
+}
+
+// ----- Genesys Cloud ---------------------------------------------------------------------------------------------
+
+#[async_trait]
+impl CatalogApi for GenesysClient {
+    fn platform(&self) -> Platform {
+        Platform::Genesys
+    }
+
+    async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
+        let (codes, queues) = tokio::try_join!(self.list_wrapupcodes(priority()), self.list_queues(priority()))?;
+        let total = queues.len();
+        progress(0, total);
+        let done = &std::sync::atomic::AtomicUsize::new(0);
+        let ids: Vec<String> = queues.iter().map(|q| q.id.clone()).collect();
+        let assigned: Vec<Vec<WrapupCode>> = stream::iter(ids)
+            .map(|id| async move {
+                let codes = self.list_queue_wrapupcodes(&id, priority()).await?;
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+                Ok::<_, PlatformError>(codes)
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut divisions: BTreeMap<String, String> = BTreeMap::new();
+        let refs = codes.iter().map(|c| &c.division).chain(queues.iter().map(|q| &q.division));
+        for d in refs.flatten() {
+            if let (Some(id), Some(name)) = (&d.id, &d.name) {
+                divisions.insert(name.clone(), id.clone());
+            }
+        }
+        Ok(LiveCatalog {
+            platform: Platform::Genesys,
+            codes: codes.iter().map(genesys_code).collect(),
+            queues: queues
+                .iter()
+                .zip(assigned)
+                .map(|(q, codes)| LiveQueue {
+                    id: q.id.clone(),
+                    name: q.name.clone(),
+                    code_ids: codes.into_iter().map(|c| c.id).collect(),
+                    require_disposition: None,
+                })
+                .collect(),
+            divisions: divisions.into_iter().collect(),
+        })
+    }
+
+    async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
+        Ok(self.find_wrapupcodes(name, priority()).await?.iter().map(genesys_code).collect())
+    }
+
+    async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {
+        Ok(self.get_wrapupcode(id, priority()).await?.as_ref().map(genesys_code))
+    }
+
+    async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError> {
+        let codes = self.list_queue_wrapupcodes(id, priority()).await?;
+        Ok((codes.into_iter().map(|c| c.id).collect(), None))
+    }
+
+    async fn create_code(&self, name: &str, fields: &CodeFields, live: &LiveCatalog) -> Result<String, PlatformError> {
+        let request = genesys_request(name, fields, live);
+        Ok(self.create_wrapupcode(&request, priority()).await?.id)
+    }
+
+    async fn update_code(
+        &self,
+        id: &str,
+        name: &str,
+        fields: &CodeFields,
+        live: &LiveCatalog,
+    ) -> Result<(), PlatformError> {
+        self.update_wrapupcode(id, &genesys_request(name, fields, live), priority()).await.map(|_| ())
+    }
+
+    async fn delete_code(&self, code: &LiveCode) -> Result<(), PlatformError> {
+        self.delete_wrapupcode(&code.id, priority()).await
+    }
+
+    async fn assign(&self, queue_id: &str, code_ids: &[String]) -> Result<(), PlatformError> {
+        self.add_queue_wrapupcodes(queue_id, code_ids, priority()).await.map(|_| ())
+    }
+
+    async fn unassign(&self, queue_id: &str, code_id: &str) -> Result<(), PlatformError> {
+        self.remove_queue_wrapupcode(queue_id, code_id, priority()).await
+    }
+
+    async fn set_skill(&self, _: &str, _: &[String], _: Option<bool>) -> Result<(), PlatformError> {
+        Err(unsupported("/api/v2/routing/queues/{queueId}", "replacing a skill's dispositions"))
+    }
+
+    /// One aggregates query grouped by wrap-up code and queue, counting handled legs (`tHandle`).
+    async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError> {
+        let query = json!({
+            "interval": format!("{since}/{until}"),
+            "groupBy": ["wrapUpCode", "queueId"],
+            "metrics": ["tHandle"],
+        });
+        let answer = self.analytics_aggregates_query(&query, priority()).await?;
+        let mut usage = Usage { days: days_between(since, until), ..Usage::default() };
+        for result in answer.get("results").and_then(Value::as_array).into_iter().flatten() {
+            let group = result.get("group");
+            let code = group.and_then(|g| g.get("wrapUpCode")).and_then(Value::as_str);
+            let queue = group.and_then(|g| g.get("queueId")).and_then(Value::as_str);
+            let count: u64 = result
+                .get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|d| d.get("metrics").and_then(Value::as_array).cloned().unwrap_or_default())
+                .filter(|m| m.get("metric").and_then(Value::as_str) == Some("tHandle"))
+                .filter_map(|m| m.get("stats")?.get("count")?.as_u64())
+                .sum();
+            if let Some(code) = code {
+                *usage.by_code.entry(code.to_string()).or_default() += count;
+                if let Some(queue) = queue {
+                    *usage.by_queue_code.entry((queue.to_string(), code.to_string())).or_default() += count;
+                }
+            }
+        }
+        Ok(usage)
+    }
+}
+
+fn genesys_code(c: &WrapupCode) -> LiveCode {
+    LiveCode {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        fields: CodeFields {
+            description: Some(c.description.clone().unwrap_or_default()),
+            division: c.division.as_ref().and_then(|d| d.name.clone()),
+            ..CodeFields::default()
+        },
+    }
+}
+
+fn genesys_request(name: &str, fields: &CodeFields, live: &LiveCatalog) -> WrapupCodeRequest {
+    WrapupCodeRequest {
+        name: name.to_string(),
+        description: fields.description.clone(),
+        division: fields.division.as_deref().and_then(|d| live.division_id(d)).map(|id| EntityRef {
+            id: Some(id.to_string()),
+            name: None,
+            self_uri: None,
+        }),
+    }
+}
+
+fn days_between(since: Timestamp, until: Timestamp) -> u32 {
+    (until.duration_since(since).as_secs() / 86_400).max(0) as u32
+}
+
+// ----- NICE CXone ------------------------------------------------------------------------------------------------
+
+const CX_DISPOSITIONS: &str = "/inContactAPI/services/v23.0/dispositions";
+
+#[async_trait]
+impl CatalogApi for CxoneClient {
+    fn platform(&self) -> Platform {
+        Platform::Cxone
+    }
+
+    async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
+        let (dispositions, skills) =
+            tokio::try_join!(self.list_dispositions(priority()), self.list_skills(priority()))?;
+        let total = skills.len();
+        progress(0, total);
+        let done = &std::sync::atomic::AtomicUsize::new(0);
+        let ids: Vec<i64> = skills.iter().map(|s| s.id).collect();
+        let assigned: Vec<Vec<Disposition>> = stream::iter(ids)
+            .map(|id| async move {
+                let list = self.skill_dispositions(id, priority()).await?;
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+                Ok::<_, PlatformError>(list)
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(LiveCatalog {
+            platform: Platform::Cxone,
+            codes: dispositions.iter().map(cxone_code).collect(),
+            queues: skills
+                .iter()
+                .zip(assigned)
+                .map(|(s, list)| LiveQueue {
+                    id: s.id.to_string(),
+                    name: s.name.clone(),
+                    code_ids: list.into_iter().map(|d| d.id.to_string()).collect(),
+                    require_disposition: s.require_disposition,
+                })
+                .collect(),
+            divisions: Vec::new(),
+        })
+    }
+
+    async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
+        let all = self.list_dispositions(priority()).await?;
+        Ok(all.iter().filter(|d| d.name.eq_ignore_ascii_case(name)).map(cxone_code).collect())
+    }
+
+    async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {
+        let Ok(id) = id.parse::<i64>() else { return Ok(None) };
+        Ok(self.get_disposition(id, priority()).await?.as_ref().map(cxone_code))
+    }
+
+    async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError> {
+        let skill_id = cx_id(id, "/inContactAPI/services/v23.0/skills/{skillId}")?;
+        let (skill, list) =
+            tokio::try_join!(self.get_skill(skill_id, priority()), self.skill_dispositions(skill_id, priority()))?;
+        Ok((list.into_iter().map(|d| d.id.to_string()).collect(), skill.require_disposition))
+    }
+
+    async fn create_code(&self, name: &str, fields: &CodeFields, _: &LiveCatalog) -> Result<String, PlatformError> {
+        let item = cxone_body(name, fields);
+        let mut results = self.create_dispositions(&[item], priority()).await?;
+        match results.pop() {
+            Some(Ok(id)) => Ok(id.to_string()),
+            Some(Err(message)) => Err(PlatformError {
+                class: ErrorClass::Permanent,
+                status: Some(206),
+                code: None,
+                message,
+                correlation_id: None,
+                endpoint: CX_DISPOSITIONS,
+            }),
+            None => Err(PlatformError::transport(ErrorClass::Permanent, CX_DISPOSITIONS, "no result for the item")),
+        }
+    }
+
+    async fn update_code(
+        &self,
+        id: &str,
+        name: &str,
+        fields: &CodeFields,
+        _: &LiveCatalog,
+    ) -> Result<(), PlatformError> {
+        let id = cx_id(id, CX_DISPOSITIONS)?;
+        self.update_disposition(id, &cxone_body(name, fields), priority()).await
+    }
+
+    async fn delete_code(&self, code: &LiveCode) -> Result<(), PlatformError> {
+        let fields = CodeFields { active: Some(false), ..code.fields.clone() };
+        self.update_code(&code.id, &code.name, &fields, &empty_cxone()).await
+    }
+
+    async fn assign(&self, _: &str, _: &[String]) -> Result<(), PlatformError> {
+        Err(unsupported(CX_DISPOSITIONS, "adding single dispositions to a skill"))
+    }
+
+    async fn unassign(&self, _: &str, _: &str) -> Result<(), PlatformError> {
+        Err(unsupported(CX_DISPOSITIONS, "removing single dispositions from a skill"))
+    }
+
+    async fn set_skill(
+        &self,
+        skill_id: &str,
+        code_ids: &[String],
+        require_disposition: Option<bool>,
+    ) -> Result<(), PlatformError> {
+        let endpoint = "/inContactAPI/services/v23.0/skills/{skillId}";
+        let skill_id = cx_id(skill_id, endpoint)?;
+        let dispositions = code_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Ok(json!({ "dispositionId": cx_id(id, endpoint)?, "priority": i + 1 })))
+            .collect::<Result<Vec<Value>, PlatformError>>()?;
+        let mut skill = json!({ "dispositions": dispositions });
+        if let Some(r) = require_disposition {
+            skill["requireDisposition"] = json!(r);
+        }
+        self.update_skill(skill_id, &skill, priority()).await
+    }
+
+    /// Completed contacts of the window (at most 30 days, as the platform allows), by primary disposition and skill.
+    async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError> {
+        let query = CompletedQuery::Range { start: since.to_string(), end: until.to_string() };
+        let records = self.contacts_completed(&query, priority()).await?.records;
+        let mut usage = Usage { days: days_between(since, until), ..Usage::default() };
+        for r in records {
+            if let Some(code) = r.primary_disposition_id.filter(|id| *id > 0).map(|id| id.to_string()) {
+                *usage.by_code.entry(code.clone()).or_default() += 1;
+                if let Some(skill) = r.skill_id {
+                    *usage.by_queue_code.entry((skill.to_string(), code)).or_default() += 1;
+                }
+            }
+        }
+        Ok(usage)
+    }
+}
+
+fn empty_cxone() -> LiveCatalog {
+    LiveCatalog { platform: Platform::Cxone, codes: Vec::new(), queues: Vec::new(), divisions: Vec::new() }
+}
+
+fn cx_id(id: &str, endpoint: &'static str) -> Result<i64, PlatformError> {
+    id.parse()
+        .map_err(|_| PlatformError::transport(ErrorClass::Permanent, endpoint, format!("{id:?} is not a CXone id")))
+}
+
+fn cxone_code(d: &Disposition) -> LiveCode {
+    LiveCode {
+        id: d.id.to_string(),
+        name: d.name.clone(),
+        fields: CodeFields {
+            classification: d.classification.as_deref().and_then(|c| c.trim().parse().ok()),
+            active: Some(d.is_active.unwrap_or(true)),
+            notes: Some(d.notes.clone().unwrap_or_default()),
+            ..CodeFields::default()
+        },
+    }
+}
+
+/// The platform replaces the whole disposition, so every field is sent.
+fn cxone_body(name: &str, fields: &CodeFields) -> Value {
+    json!({
+        "dispositionName": name,
+        "classificationId": fields.classification.unwrap_or(0),
+        "isPreviewDisposition": false,
+        "isActive": fields.active.unwrap_or(true),
+        "notes": fields.notes.clone().unwrap_or_default(),
+    })
+}

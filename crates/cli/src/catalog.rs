@@ -1,0 +1,359 @@
+//! `wrapup catalog export|plan|apply`: a connection's code catalog as a file, by name (see `wrapup_catalog`).
+//!
+//! Exit codes follow `terraform plan -detailed-exitcode`: `plan` exits 0 when there is nothing to change, 2 when
+//! there is, 1 on an error; `apply` and `export` exit 0 on success and 1 otherwise.
+
+use crate::catalog_journal::StoreJournal;
+use crate::serve::{load_config, open_store};
+use anyhow::{bail, Context};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use wrapup_catalog::api::CatalogApi;
+use wrapup_catalog::apply::{apply, ApplyOptions, ApplyReport};
+use wrapup_catalog::{plan, Plan, PlanContext};
+use wrapup_clock::ScaledClock;
+use wrapup_config::{CatalogFile, Config, ConnectionConfig};
+use wrapup_connectors::CallStats;
+use wrapup_core::clock::SharedClock;
+use wrapup_core::Platform;
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CatalogCommand {
+    /// Write a connection's live catalog as a catalog file (codes and assignments by name, stable order).
+    Export(ExportArgs),
+    /// Show, by name, what `apply` would change to make the live catalog match a catalog file.
+    Plan(PlanArgs),
+    /// Make the live catalog match a catalog file (or carry out a saved plan).
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The configuration file (connections and their credentials; the rules, for the impact of removals).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The connection; may be left out when the config has only one.
+    #[arg(long)]
+    pub connection: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Write the file here instead of to standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The catalog file; defaults to the connection's `catalog` in the config.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Delete codes that rules name (with `prune = true` in the file).
+    #[arg(long)]
+    pub force: bool,
+    /// How far back the usage of codes to be removed is counted.
+    #[arg(long, default_value_t = 30)]
+    pub usage_days: u32,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan here, for `apply --plan`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// A plan saved by `plan --out`: refused if the live catalog changed since.
+    #[arg(long = "plan")]
+    pub saved: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// How long to wait for the platform to show the changes (seconds).
+    #[arg(long, default_value_t = 60)]
+    pub settle_secs: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub report_json: bool,
+}
+
+pub async fn run(command: &CatalogCommand) -> ExitCode {
+    let result = match command {
+        CatalogCommand::Export(args) => export(args).await,
+        CatalogCommand::Plan(args) => plan_command(args).await,
+        CatalogCommand::Apply(args) => apply_command(args).await,
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(1)
+    })
+}
+
+/// A connection's catalog API and a way to read its call counts.
+struct Connection {
+    name: String,
+    api: Box<dyn CatalogApi>,
+    stats: Box<dyn Fn() -> CallStats + Send + Sync>,
+}
+
+fn connection(config: &Config, name: Option<&str>) -> anyhow::Result<(ConnectionConfig, Connection)> {
+    let conn = match name {
+        Some(name) => config.connection(name).with_context(|| format!("no connection named {name:?} in the config"))?,
+        None => match config.connections.as_slice() {
+            [one] => one,
+            _ => bail!("the config has several connections: say which with --connection"),
+        },
+    };
+    let clock: SharedClock = Arc::new(ScaledClock::system());
+    let connection = match conn.kind {
+        Platform::Genesys => {
+            let (_, client) = wrapup_service::build::connection_for(conn, clock)?;
+            let client = client.context("a Genesys connection without a client")?;
+            let stats_client = client.clone();
+            Connection { name: conn.name.clone(), api: Box::new(client), stats: Box::new(move || stats_client.stats()) }
+        }
+        Platform::Cxone => {
+            let platform = wrapup_service::build::cxone_platform(conn, clock)?;
+            let client = platform.client().clone();
+            let stats_client = client.clone();
+            Connection { name: conn.name.clone(), api: Box::new(client), stats: Box::new(move || stats_client.stats()) }
+        }
+    };
+    Ok((conn.clone(), connection))
+}
+
+fn progress_bar(what: &'static str) -> indicatif::ProgressBar {
+    let bar =
+        if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what);
+    bar
+}
+
+async fn read_live(c: &Connection) -> anyhow::Result<wrapup_catalog::LiveCatalog> {
+    let what = if c.api.platform() == Platform::Genesys { "reading queues" } else { "reading skills" };
+    let bar = progress_bar(what);
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let live = c.api.read(&progress).await.with_context(|| format!("reading the live catalog of {:?}", c.name))?;
+    bar.finish_and_clear();
+    Ok(live)
+}
+
+async fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.target.config)?;
+    let (_, c) = connection(&config, args.target.connection.as_deref())?;
+    let live = read_live(&c).await?;
+    let text = live.to_file().to_toml();
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{}: {} codes and {} {} of connection {:?} ({} platform calls)",
+                path.display(),
+                live.codes.len(),
+                live.queues.len(),
+                if live.platform == Platform::Genesys { "queues" } else { "skills" },
+                c.name,
+                (c.stats)().calls_total
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn catalog_file(args: &PlanArgs, conn: &ConnectionConfig) -> anyhow::Result<CatalogFile> {
+    let path = args.catalog.clone().or_else(|| conn.catalog.clone()).with_context(|| {
+        format!("no catalog file: pass --catalog, or set `catalog` on connection {:?} in the config", conn.name)
+    })?;
+    CatalogFile::load(&path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Lower-cased code name → the rules (of this connection) that name it.
+fn rules_naming(config: &Config, conn: &ConnectionConfig) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for rule in config.rules.rules() {
+        if rule.applies_to(&conn.name, Some(conn.kind)) {
+            map.entry(rule.code.to_lowercase()).or_default().push(rule.name.clone());
+        }
+    }
+    map
+}
+
+/// The plan of `file` against the live catalog, with the usage of what it removes (one more query, only then).
+async fn make_plan(
+    config: &Config,
+    conn: &ConnectionConfig,
+    c: &Connection,
+    file: &CatalogFile,
+    args: &PlanArgs,
+) -> anyhow::Result<(PlanContext, Plan)> {
+    let live = read_live(c).await?;
+    let now = Timestamp::now();
+    let mut cx = PlanContext {
+        connection: conn.name.clone(),
+        rules_naming: rules_naming(config, conn),
+        usage: None,
+        force: args.force,
+        now,
+    };
+    let mut made = plan(file, &live, &cx)?;
+    let removes = made.changes.iter().any(|c| {
+        matches!(
+            c,
+            wrapup_catalog::Change::Delete { .. }
+                | wrapup_catalog::Change::Unassign { .. }
+                | wrapup_catalog::Change::SetSkill { removed: _, .. }
+        )
+    });
+    if removes {
+        let since = now - SignedDuration::from_hours(24 * i64::from(args.usage_days.clamp(1, 30)));
+        match c.api.usage(since, now).await {
+            Ok(usage) => {
+                cx.usage = Some(usage);
+                made = plan(file, &live, &cx)?;
+            }
+            Err(e) => eprintln!("warning: the usage of codes could not be read ({e}); the plan shows rules only"),
+        }
+    }
+    Ok((cx, made))
+}
+
+async fn plan_command(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.target.config)?;
+    let (conn, c) = connection(&config, args.target.connection.as_deref())?;
+    let file = catalog_file(args, &conn)?;
+    let (_, made) = make_plan(&config, &conn, &c, &file, args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&made)?);
+    } else {
+        print!("{}", made.render());
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&made)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("plan saved to {} (apply it with `wrapup catalog apply --plan {}`)", out.display(), out.display());
+    }
+    Ok(if made.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.plan.target.config)?;
+    let saved: Option<Plan> = match &args.saved {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a saved plan", path.display()))?)
+        }
+        None => None,
+    };
+    let connection_name = args.plan.target.connection.clone().or_else(|| saved.as_ref().map(|p| p.connection.clone()));
+    let (conn, c) = connection(&config, connection_name.as_deref())?;
+    let (file, cx, shown) = match &saved {
+        Some(p) => {
+            let file = CatalogFile::parse(&p.desired, "the saved plan").map_err(|e| anyhow::anyhow!("{e}"))?;
+            let cx = PlanContext {
+                connection: conn.name.clone(),
+                rules_naming: rules_naming(&config, &conn),
+                usage: None,
+                force: p.force,
+                now: Timestamp::now(),
+            };
+            (file, cx, p.clone())
+        }
+        None => {
+            let file = catalog_file(&args.plan, &conn)?;
+            let (cx, made) = make_plan(&config, &conn, &c, &file, &args.plan).await?;
+            (file, cx, made)
+        }
+    };
+    print!("{}", shown.render());
+    if shown.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm()? {
+        eprintln!("nothing applied");
+        return Ok(ExitCode::from(1));
+    }
+    let store = open_store(&config).await?;
+    let journal = StoreJournal::new(store, &conn.name, if saved.is_some() { "saved plan" } else { "catalog file" });
+    journal.begin(&shown).await.map_err(|e| anyhow::anyhow!("the audit trail could not be written: {e}"))?;
+    let opts = ApplyOptions { settle_timeout: Duration::from_secs(args.settle_secs), ..ApplyOptions::default() };
+    let started = std::time::Instant::now();
+    let before = (c.stats)();
+    let result = apply(c.api.as_ref(), &file, &cx, saved.as_ref(), &journal, &opts).await;
+    let calls = (c.stats)().calls_total - before.calls_total;
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            journal.end(&format!("refused: {e}")).await;
+            return Err(e.into());
+        }
+    };
+    journal.end(if report.remaining == 0 && report.failed.is_empty() { "converged" } else { "incomplete" }).await;
+    print_report(&report, calls, started.elapsed(), args.report_json)?;
+    Ok(if report.remaining == 0 && report.failed.is_empty() && report.settled {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(report: &ApplyReport, calls: u64, elapsed: Duration, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        value["calls"] = calls.into();
+        value["elapsed_ms"] = (elapsed.as_millis() as u64).into();
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    println!(
+        "\nApplied {} change(s) in {} pass(es), {:.1} s, {} platform call(s) (reads included); 429s waited out: {}, \
+         409s re-planned: {}, transient failures retried: {}.",
+        report.applied,
+        report.passes,
+        elapsed.as_secs_f64(),
+        calls,
+        report.rate_limited,
+        report.conflicts,
+        report.retried
+    );
+    if report.settled {
+        println!("The platform shows every change (waited {} ms for it).", report.settle_ms);
+    } else {
+        println!("Not every change showed on the platform within the wait; run `wrapup catalog plan` to see.");
+    }
+    for f in &report.failed {
+        println!("failed: {f}");
+    }
+    Ok(())
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("apply needs --yes when its input is not a terminal");
+    }
+    print!("\nApply these changes? Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}

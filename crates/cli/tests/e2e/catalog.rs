@@ -1,0 +1,151 @@
+//! `wrapup catalog export|plan|apply` against two sandbox orgs whose catalogs differ, on both platforms: the sandbox's
+//! catalog truth (every code, every assignment, every write) says whether the orgs match afterwards and whether
+//! anything was created twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use wrapup_clock::ScaledClock;
+use wrapup_sandbox::{CatalogShape, FaultProfile, Platform, Sandbox, SandboxConfig, SandboxHandle};
+
+async fn org(seed: u64, variant: u32, faults: FaultProfile) -> SandboxHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = SandboxConfig {
+        seed,
+        traffic_autostart: false,
+        faults,
+        catalog: CatalogShape { variant, ..CatalogShape::default() },
+        ..SandboxConfig::default()
+    };
+    Sandbox::start(cfg, listener, ScaledClock::system().shared()).await.unwrap()
+}
+
+/// A config with the org's Genesys connection (`genesys`) and CXone connection (`cxone`).
+fn config(dir: &Path, name: &str, sb: &SandboxHandle) -> PathBuf {
+    let (id, secret) = sb.credentials()[0].clone();
+    let cx = sb.cxone_credentials();
+    let text = format!(
+        r#"data_dir = "data-{name}"
+[[connections]]
+name = "genesys"
+kind = "genesys"
+base_url = "{base}"
+client_id = "{id}"
+client_secret = "literal:{secret}"
+[connections.intake]
+api_key = "literal:k"
+
+[[connections]]
+name = "cxone"
+kind = "cxone"
+base_url = "{base}"
+client_id = "{cid}"
+client_secret = "literal:{csecret}"
+access_key_id = "{kid}"
+access_key_secret = "literal:{ksecret}"
+
+[[rules]]
+name = "resolved"
+code = "Issue resolved"
+"#,
+        base = sb.base_url(),
+        cid = cx.client_id,
+        csecret = cx.client_secret,
+        kid = cx.access_key_id,
+        ksecret = cx.access_key_secret,
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn wrapup(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_wrapup")).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Codes by name with their fields, and queues by name with their codes' names.
+type ByName = (Vec<(String, serde_json::Value)>, Vec<(String, Vec<String>)>);
+
+/// What must match between two orgs.
+fn by_name(sb: &SandboxHandle, platform: Platform) -> ByName {
+    let snap = sb.catalog_snapshot(platform);
+    let mut codes: Vec<(String, serde_json::Value)> =
+        snap.codes.iter().map(|c| (c.name.clone(), serde_json::to_value(&c.fields).unwrap())).collect();
+    codes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut assignments: Vec<(String, Vec<String>)> = snap.assignments.clone().into_iter().collect();
+    assignments.sort();
+    (codes, assignments)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_on_both_platforms() {
+    let a = org(1, 0, FaultProfile::calm()).await;
+    let b = org(2, 1, FaultProfile::calm()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config_a, config_b) = (config(dir.path(), "a", &a), config(dir.path(), "b", &b));
+    let (config_a, config_b) = (config_a.to_str().unwrap(), config_b.to_str().unwrap());
+
+    for (connection, platform) in [("genesys", Platform::Genesys), ("cxone", Platform::Cxone)] {
+        assert_ne!(by_name(&a, platform), by_name(&b, platform), "{connection}: the variant differs from the seed");
+        let file = dir.path().join(format!("{connection}.toml"));
+        let file_s = file.to_str().unwrap();
+        let out =
+            wrapup(args(&["catalog", "export", "--config", config_a, "--connection", connection, "--out", file_s]))
+                .await;
+        assert!(out.status.success(), "{}", text(&out));
+        let exported = std::fs::read_to_string(&file).unwrap();
+        assert!(!exported.contains("id ="), "ids never appear in the file:\n{exported}");
+        let again = wrapup(args(&["catalog", "export", "--config", config_a, "--connection", connection])).await;
+        assert_eq!(String::from_utf8_lossy(&again.stdout), exported, "two exports of one org are the same file");
+
+        let plan = ["catalog", "plan", "--config", config_b, "--connection", connection, "--catalog", file_s];
+        let planned = wrapup(args(&plan)).await;
+        assert_eq!(planned.status.code(), Some(2), "{connection}: changes to make: {}", text(&planned));
+        let shown = String::from_utf8_lossy(&planned.stdout).to_string();
+        assert!(shown.contains("create code"), "{connection}: the codes the variant removed are created:\n{shown}");
+        assert!(!shown.contains("Added by hand"), "{connection}: without prune, a code made by hand stays:\n{shown}");
+
+        let mut apply = args(&plan);
+        apply[1] = "apply".into();
+        apply.push("--yes".into());
+        let applied = wrapup(apply).await;
+        assert!(applied.status.success(), "{connection}: {}", text(&applied));
+        let replanned = wrapup(args(&plan)).await;
+        assert_eq!(replanned.status.code(), Some(0), "{connection}: nothing left: {}", text(&replanned));
+
+        let (mut codes_a, assigned_a) = by_name(&a, platform);
+        let (codes_b, assigned_b) = by_name(&b, platform);
+        // B keeps the code it made by hand (no prune); everything A has, B now has, by name and fields.
+        let extra: Vec<_> = codes_b.iter().filter(|c| !codes_a.contains(c)).map(|c| c.0.clone()).collect();
+        assert!(extra.iter().all(|n| n.starts_with("Added by hand")), "{connection}: {extra:?}");
+        codes_a.retain(|c| !codes_b.contains(c));
+        assert!(codes_a.is_empty(), "{connection}: missing in B: {codes_a:?}");
+        // Genesys keeps no order among a queue's codes; a CXone skill's order is its priority.
+        let ordered = |mut codes: Vec<String>| {
+            if platform == Platform::Genesys {
+                codes.sort();
+            }
+            codes
+        };
+        for (queue, codes) in &assigned_a {
+            let b_codes = assigned_b.iter().find(|(q, _)| q == queue).map(|(_, c)| ordered(c.clone()));
+            assert_eq!(b_codes, Some(ordered(codes.clone())), "{connection}: queue {queue} has A's codes");
+        }
+        assert_eq!(b.catalog_snapshot(platform).duplicate_names, 0, "{connection}: no code was created twice");
+    }
+    // Ids differ between the orgs; names match.
+    let (sa, sb) = (a.catalog_snapshot(Platform::Genesys), b.catalog_snapshot(Platform::Genesys));
+    let id = |s: &wrapup_sandbox::CatalogSnapshot, n: &str| s.code(n).unwrap().id.clone();
+    assert_ne!(id(&sa, "Issue resolved"), id(&sb, "Issue resolved"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
