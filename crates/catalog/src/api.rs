@@ -18,6 +18,9 @@ use wrapup_core::Platform;
 /// Queues (skills) whose codes are read at once when the whole catalog is read.
 const READ_CONCURRENCY: usize = 4;
 
+/// Reads retry 429s and transient failures themselves, call by call ([`retrying`]); writes do not (apply
+/// decides what may be sent again).
+///
 /// Progress of a long read: `(done, total)` queue listings.
 pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Send + Sync);
 
@@ -70,6 +73,51 @@ pub trait CatalogApi: Send + Sync {
     async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError>;
 }
 
+/// Runs a read until it succeeds, a failure is not worth retrying, or `attempts` are used up: 429s wait the
+/// platform's `Retry-After` (or the backoff), transient failures the backoff, doubling up to eight seconds. Only
+/// for reads and other requests that change nothing.
+pub async fn retrying<T, F, Fut>(
+    attempts: u32,
+    first_backoff: std::time::Duration,
+    mut op: F,
+) -> Result<T, PlatformError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PlatformError>>,
+{
+    let mut backoff = first_backoff;
+    let mut attempt = 1;
+    loop {
+        let error = match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let wait = match &error.class {
+            ErrorClass::RateLimited { retry_after } => retry_after.unwrap_or(backoff),
+            ErrorClass::Retryable | ErrorClass::DeadlinePassed => backoff,
+            _ => return Err(error),
+        };
+        if attempt >= attempts.max(1) {
+            return Err(error);
+        }
+        tokio::time::sleep(wait.min(std::time::Duration::from_secs(60))).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(8));
+        attempt += 1;
+    }
+}
+
+/// A read with the default retries (see [`retrying`]).
+async fn read<T, F, Fut>(op: F) -> Result<T, PlatformError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PlatformError>>,
+{
+    retrying(READ_ATTEMPTS, std::time::Duration::from_millis(500), op).await
+}
+
+/// Attempts of one read before it fails.
+const READ_ATTEMPTS: u32 = 8;
+
 fn priority() -> Priority {
     Priority::backfill()
 }
@@ -87,14 +135,15 @@ impl CatalogApi for GenesysClient {
     }
 
     async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
-        let (codes, queues) = tokio::try_join!(self.list_wrapupcodes(priority()), self.list_queues(priority()))?;
+        let (codes, queues) =
+            tokio::try_join!(read(|| self.list_wrapupcodes(priority())), read(|| self.list_queues(priority())))?;
         let total = queues.len();
         progress(0, total);
         let done = &std::sync::atomic::AtomicUsize::new(0);
         let ids: Vec<String> = queues.iter().map(|q| q.id.clone()).collect();
         let assigned: Vec<Vec<WrapupCode>> = stream::iter(ids)
             .map(|id| async move {
-                let codes = self.list_queue_wrapupcodes(&id, priority()).await?;
+                let codes = read(|| self.list_queue_wrapupcodes(&id, priority())).await?;
                 progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
                 Ok::<_, PlatformError>(codes)
             })
@@ -126,15 +175,15 @@ impl CatalogApi for GenesysClient {
     }
 
     async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
-        Ok(self.find_wrapupcodes(name, priority()).await?.iter().map(genesys_code).collect())
+        Ok(read(|| self.find_wrapupcodes(name, priority())).await?.iter().map(genesys_code).collect())
     }
 
     async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {
-        Ok(self.get_wrapupcode(id, priority()).await?.as_ref().map(genesys_code))
+        Ok(read(|| self.get_wrapupcode(id, priority())).await?.as_ref().map(genesys_code))
     }
 
     async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError> {
-        let codes = self.list_queue_wrapupcodes(id, priority()).await?;
+        let codes = read(|| self.list_queue_wrapupcodes(id, priority())).await?;
         Ok((codes.into_iter().map(|c| c.id).collect(), None))
     }
 
@@ -176,7 +225,7 @@ impl CatalogApi for GenesysClient {
             "groupBy": ["wrapUpCode", "queueId"],
             "metrics": ["tHandle"],
         });
-        let answer = self.analytics_aggregates_query(&query, priority()).await?;
+        let answer = read(|| self.analytics_aggregates_query(&query, priority())).await?;
         let mut usage = Usage { days: days_between(since, until), ..Usage::default() };
         for result in answer.get("results").and_then(Value::as_array).into_iter().flatten() {
             let group = result.get("group");
@@ -242,14 +291,14 @@ impl CatalogApi for CxoneClient {
 
     async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
         let (dispositions, skills) =
-            tokio::try_join!(self.list_dispositions(priority()), self.list_skills(priority()))?;
+            tokio::try_join!(read(|| self.list_dispositions(priority())), read(|| self.list_skills(priority())))?;
         let total = skills.len();
         progress(0, total);
         let done = &std::sync::atomic::AtomicUsize::new(0);
         let ids: Vec<i64> = skills.iter().map(|s| s.id).collect();
         let assigned: Vec<Vec<Disposition>> = stream::iter(ids)
             .map(|id| async move {
-                let list = self.skill_dispositions(id, priority()).await?;
+                let list = read(|| self.skill_dispositions(id, priority())).await?;
                 progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
                 Ok::<_, PlatformError>(list)
             })
@@ -274,19 +323,21 @@ impl CatalogApi for CxoneClient {
     }
 
     async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
-        let all = self.list_dispositions(priority()).await?;
+        let all = read(|| self.list_dispositions(priority())).await?;
         Ok(all.iter().filter(|d| d.name.eq_ignore_ascii_case(name)).map(cxone_code).collect())
     }
 
     async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {
         let Ok(id) = id.parse::<i64>() else { return Ok(None) };
-        Ok(self.get_disposition(id, priority()).await?.as_ref().map(cxone_code))
+        Ok(read(|| self.get_disposition(id, priority())).await?.as_ref().map(cxone_code))
     }
 
     async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError> {
         let skill_id = cx_id(id, "/inContactAPI/services/v23.0/skills/{skillId}")?;
-        let (skill, list) =
-            tokio::try_join!(self.get_skill(skill_id, priority()), self.skill_dispositions(skill_id, priority()))?;
+        let (skill, list) = tokio::try_join!(
+            read(|| self.get_skill(skill_id, priority())),
+            read(|| self.skill_dispositions(skill_id, priority()))
+        )?;
         Ok((list.into_iter().map(|d| d.id.to_string()).collect(), skill.require_disposition))
     }
 
@@ -354,7 +405,7 @@ impl CatalogApi for CxoneClient {
     /// Completed contacts of the window (at most 30 days, as the platform allows), by primary disposition and skill.
     async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError> {
         let query = CompletedQuery::Range { start: since.to_string(), end: until.to_string() };
-        let records = self.contacts_completed(&query, priority()).await?.records;
+        let records = read(|| self.contacts_completed(&query, priority())).await?.records;
         let mut usage = Usage { days: days_between(since, until), ..Usage::default() };
         for r in records {
             if let Some(code) = r.primary_disposition_id.filter(|id| *id > 0).map(|id| id.to_string()) {

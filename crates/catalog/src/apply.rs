@@ -16,7 +16,7 @@
 //!
 //! Apply converges: each pass plans from a fresh read, and a plan whose changes have all landed is empty.
 
-use crate::api::CatalogApi;
+use crate::api::{retrying, CatalogApi};
 use crate::live::{LiveCatalog, LiveCode};
 use crate::plan::{fingerprint, overlay, plan, Change, Plan, PlanContext, PlanError};
 use async_trait::async_trait;
@@ -153,7 +153,10 @@ pub async fn apply(
         }
     }
     recover(api, journal, opts, &mut report).await;
-    let mut live = api.read(&|_, _| {}).await.map_err(ApplyError::Read)?;
+    // Codes this run created (with the id the platform answered) or may have created (`None`): a later pass, planned
+    // from a read that does not show them yet, must not create them again.
+    let mut created: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut live = read(api, opts).await?;
     let mut current = match saved {
         Some(saved) => {
             if fingerprint(&live, &saved.touched) != saved.fingerprint {
@@ -177,7 +180,7 @@ pub async fn apply(
         let mut expectations = Vec::new();
         let mut replan = false;
         for change in &current.changes {
-            match execute(api, file, &live, &mut ids, change, journal, opts, &mut report).await {
+            match execute(api, file, &live, &mut ids, &mut created, change, journal, opts, &mut report).await {
                 Outcome::Done(new_id) => {
                     report.applied += 1;
                     expectations.push(expectation(change, &ids, new_id));
@@ -199,11 +202,15 @@ pub async fn apply(
             }
             break;
         }
-        live = api.read(&|_, _| {}).await.map_err(ApplyError::Read)?;
+        live = read(api, opts).await?;
         current = plan(file, &live, cx)?;
     }
     report.remaining = current.changes.len();
     Ok(report)
+}
+
+async fn read(api: &dyn CatalogApi, opts: &ApplyOptions) -> Result<LiveCatalog, ApplyError> {
+    retrying(opts.attempts, opts.backoff, || api.read(&|_, _| {})).await.map_err(ApplyError::Read)
 }
 
 /// Before planning: creates that an earlier, interrupted run announced and never saw answered may still show up.
@@ -213,8 +220,10 @@ async fn recover(api: &dyn CatalogApi, journal: &dyn Journal, opts: &ApplyOption
         let deadline = announced + jiff::SignedDuration::try_from(opts.settle_timeout).unwrap_or_default();
         let mut pause = opts.poll;
         loop {
-            if matches!(api.find_code(&name).await, Ok(found) if !found.is_empty()) {
+            if let Ok(Some(found)) = api.find_code(&name).await.map(|f| f.into_iter().next()) {
                 report.unsure_creates += 1;
+                let change = Change::Create { code: name.clone(), fields: CodeFields::default() };
+                journal.result(&change, &Ok(Some(found.id))).await;
                 break;
             }
             if Timestamp::now() >= deadline {
@@ -233,11 +242,29 @@ async fn execute(
     file: &CatalogFile,
     live: &LiveCatalog,
     ids: &mut BTreeMap<String, String>,
+    created: &mut BTreeMap<String, Option<String>>,
     change: &Change,
     journal: &dyn Journal,
     opts: &ApplyOptions,
     report: &mut ApplyReport,
 ) -> Outcome {
+    if let Change::Create { code, .. } = change {
+        match created.get(&code.to_lowercase()) {
+            // Made by an earlier pass, and not shown yet by the read this pass was planned from.
+            Some(Some(id)) => {
+                ids.insert(code.to_lowercase(), id.clone());
+                return Outcome::Done(Some(id.clone()));
+            }
+            Some(None) => {
+                if let Some(found) = wait_for_code(api, code, opts).await {
+                    ids.insert(code.to_lowercase(), found.id.clone());
+                    created.insert(code.to_lowercase(), Some(found.id.clone()));
+                    return Outcome::Done(Some(found.id));
+                }
+            }
+            None => {}
+        }
+    }
     let mut backoff = opts.backoff;
     // The change as it stands after re-reads (a 409 re-plans it against the object's fresh state).
     let mut change = change.clone();
@@ -253,11 +280,18 @@ async fn execute(
             ));
         }
         let answer = sent.await;
-        journal.result(&change, &answer.clone().map_err(|e| e.to_string())).await;
+        let unsure_create = matches!(change, Change::Create { .. })
+            && matches!(&answer, Err(e) if matches!(e.class, ErrorClass::Retryable | ErrorClass::DeadlinePassed));
+        // An unsure create stays unanswered in the trail until the code is found: a run killed while looking for
+        // it leaves an open intent, which the next run waits for.
+        if !unsure_create {
+            journal.result(&change, &answer.clone().map_err(|e| e.to_string())).await;
+        }
         let error = match answer {
             Ok(id) => {
                 if let (Change::Create { code, .. }, Some(id)) = (&change, &id) {
                     ids.insert(code.to_lowercase(), id.clone());
+                    created.insert(code.to_lowercase(), Some(id.clone()));
                 }
                 if let Change::Update { code, id, .. } = &change {
                     ids.insert(code.to_lowercase(), id.clone());
@@ -275,9 +309,13 @@ async fn execute(
                     backoff = (backoff * 2).min(Duration::from_secs(8));
                 }
             }
+            // CXone answers 409 for a disposition it never lets anyone update: no re-read changes that.
+            ErrorClass::Conflict if error.message.contains("can not be updated") => {
+                return Outcome::Failed(format!("{}: {error}", describe(&change)));
+            }
             ErrorClass::Conflict => {
                 report.conflicts += 1;
-                match replan_one(api, file, live, ids, &change).await {
+                match replan_one(api, file, live, ids, &change, opts).await {
                     Ok(Some(again)) => change = again,
                     Ok(None) => return Outcome::Done(created_id(&change, ids)),
                     Err(outcome) => return outcome,
@@ -288,10 +326,14 @@ async fn execute(
                 if let Change::Create { code, .. } = &change {
                     // It may have landed: look before sending it again.
                     report.unsure_creates += 1;
+                    created.insert(code.to_lowercase(), None);
                     if let Some(found) = wait_for_code(api, code, opts).await {
                         ids.insert(code.to_lowercase(), found.id.clone());
+                        created.insert(code.to_lowercase(), Some(found.id.clone()));
+                        journal.result(&change, &Ok(Some(found.id.clone()))).await;
                         return Outcome::Done(Some(found.id));
                     }
+                    journal.result(&change, &Err(format!("{error}; not found by name afterwards"))).await;
                 }
                 if !last {
                     tokio::time::sleep(backoff).await;
@@ -366,16 +408,22 @@ async fn replan_one(
     live: &LiveCatalog,
     ids: &BTreeMap<String, String>,
     change: &Change,
+    opts: &ApplyOptions,
 ) -> Result<Option<Change>, Outcome> {
+    let (attempts, backoff) = (opts.attempts, opts.backoff);
     let read_failed =
         |e: PlatformError| Outcome::Failed(format!("{}: re-reading after a conflict: {e}", describe(change)));
     match change {
-        Change::Create { code, .. } => match api.find_code(code).await.map_err(read_failed)?.first() {
-            Some(_) => Ok(None),
-            None => Ok(Some(change.clone())),
-        },
+        Change::Create { code, .. } => {
+            match retrying(attempts, backoff, || api.find_code(code)).await.map_err(read_failed)?.first() {
+                Some(_) => Ok(None),
+                None => Ok(Some(change.clone())),
+            }
+        }
         Change::Update { code, id, from, .. } => {
-            let Some(fresh) = api.get_code(id).await.map_err(read_failed)? else { return Err(Outcome::Replan) };
+            let Some(fresh) = retrying(attempts, backoff, || api.get_code(id)).await.map_err(read_failed)? else {
+                return Err(Outcome::Replan);
+            };
             let want = file.code(code).map(|c| c.fields.clone()).unwrap_or_default();
             let target = overlay(&fresh.fields, &want);
             if fresh.name == *code && fresh.fields == target {
@@ -389,13 +437,15 @@ async fn replan_one(
                 target,
             }))
         }
-        Change::Delete { id, .. } => match api.get_code(id).await.map_err(read_failed)? {
-            None => Ok(None),
-            Some(c) if live.platform == Platform::Cxone && c.fields.active == Some(false) => Ok(None),
-            Some(_) => Ok(Some(change.clone())),
-        },
+        Change::Delete { id, .. } => {
+            match retrying(attempts, backoff, || api.get_code(id)).await.map_err(read_failed)? {
+                None => Ok(None),
+                Some(c) if live.platform == Platform::Cxone && c.fields.active == Some(false) => Ok(None),
+                Some(_) => Ok(Some(change.clone())),
+            }
+        }
         Change::Assign { queue, queue_id, codes } => {
-            let (have, _) = api.queue_codes(queue_id).await.map_err(read_failed)?;
+            let (have, _) = retrying(attempts, backoff, || api.queue_codes(queue_id)).await.map_err(read_failed)?;
             let missing: Vec<String> = codes
                 .iter()
                 .filter(|n| ids.get(&n.to_lowercase()).is_none_or(|id| !have.contains(id)))
@@ -407,7 +457,7 @@ async fn replan_one(
             Ok(Some(Change::Assign { queue: queue.clone(), queue_id: queue_id.clone(), codes: missing }))
         }
         Change::Unassign { queue, queue_id, codes, impact } => {
-            let (have, _) = api.queue_codes(queue_id).await.map_err(read_failed)?;
+            let (have, _) = retrying(attempts, backoff, || api.queue_codes(queue_id)).await.map_err(read_failed)?;
             let left: Vec<String> =
                 codes.iter().filter(|n| live.code(n).is_some_and(|c| have.contains(&c.id))).cloned().collect();
             if left.is_empty() {
@@ -421,7 +471,8 @@ async fn replan_one(
             }))
         }
         Change::SetSkill { skill_id, dispositions, require_disposition, .. } => {
-            let (have, require) = api.queue_codes(skill_id).await.map_err(read_failed)?;
+            let (have, require) =
+                retrying(attempts, backoff, || api.queue_codes(skill_id)).await.map_err(read_failed)?;
             let want: Option<Vec<String>> = dispositions.iter().map(|n| ids.get(&n.to_lowercase()).cloned()).collect();
             if want.as_ref() == Some(&have) && require_disposition.is_none_or(|r| Some(r) == require) {
                 return Ok(None);

@@ -153,7 +153,10 @@ async fn read_live(c: &Connection) -> anyhow::Result<wrapup_catalog::LiveCatalog
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    let live = c.api.read(&progress).await.with_context(|| format!("reading the live catalog of {:?}", c.name))?;
+    let options = ApplyOptions::default();
+    let live = wrapup_catalog::api::retrying(options.attempts, options.backoff, || c.api.read(&progress))
+        .await
+        .with_context(|| format!("reading the live catalog of {:?}", c.name))?;
     bar.finish_and_clear();
     Ok(live)
 }
@@ -227,7 +230,8 @@ async fn make_plan(
     });
     if removes {
         let since = now - SignedDuration::from_hours(24 * i64::from(args.usage_days.clamp(1, 30)));
-        match c.api.usage(since, now).await {
+        let options = ApplyOptions::default();
+        match wrapup_catalog::api::retrying(options.attempts, options.backoff, || c.api.usage(since, now)).await {
             Ok(usage) => {
                 cx.usage = Some(usage);
                 made = plan(file, &live, &cx)?;
@@ -285,7 +289,12 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             (file, cx, made)
         }
     };
-    print!("{}", shown.render());
+    // With --report-json, standard output is the report alone.
+    if args.report_json {
+        eprint!("{}", shown.render());
+    } else {
+        print!("{}", shown.render());
+    }
     if shown.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }

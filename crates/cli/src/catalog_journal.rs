@@ -92,14 +92,15 @@ impl Journal for StoreJournal {
                 return Vec::new();
             }
         };
-        // (apply, code) → when announced; removed when its result is there.
-        let mut open: BTreeMap<(String, String), Timestamp> = BTreeMap::new();
+        // Lower-cased code → when its create was announced; closed by any later answer for that code (its own
+        // run's, or the run that found it afterwards).
+        let mut open: BTreeMap<String, (String, Timestamp)> = BTreeMap::new();
         for line in lines.iter().filter(|l| l.apply_id != self.apply_id) {
             let Some(code) = created_code(&line.body) else { continue };
-            let key = (line.apply_id.clone(), code);
+            let key = code.to_lowercase();
             match line.kind.as_str() {
                 "intent" => {
-                    open.insert(key, line.at);
+                    open.insert(key, (code, line.at));
                 }
                 "result" => {
                     open.remove(&key);
@@ -107,7 +108,7 @@ impl Journal for StoreJournal {
                 _ => {}
             }
         }
-        open.into_iter().map(|((_, code), at)| (code, at)).collect()
+        open.into_values().collect()
     }
 }
 

@@ -149,3 +149,98 @@ async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_o
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Apply against a hostile org — 409s on a quarter of catalog writes, 5xx, requests that take effect but time out,
+/// 429 storms, changes that show only 1.5 s later — killed part-way on each platform, then run again until it
+/// converges: the second org ends up matching the first, nothing is created twice, and a plan afterwards is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_killed_part_way_through_conflicts_throttling_and_late_reads_converges_without_duplicates() {
+    let faults = FaultProfile {
+        name: "catalog-hostile".into(),
+        catalog_conflict_rate: 0.25,
+        catalog_propagation_ms: 1_500,
+        http_5xx_rate: 0.05,
+        timeout_rate: 0.05,
+        hang_ms: 1_500,
+        storm_rate: 0.01,
+        storm_secs: 1,
+        ..FaultProfile::calm()
+    };
+    let a = org(3, 0, FaultProfile::calm()).await;
+    let b = org(4, 2, faults).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_a = config(dir.path(), "a", &a);
+    let config_b = config(dir.path(), "b", &b);
+    // One attempt of a call may take 1 s: the hung requests time out (and may have landed).
+    let body = std::fs::read_to_string(&config_b)
+        .unwrap()
+        .replace("[connections.intake]", "request_timeout_ms = 1000\n[connections.intake]");
+    let body = body.replace("access_key_secret = ", "request_timeout_ms = 1000\naccess_key_secret = ");
+    std::fs::write(&config_b, body).unwrap();
+    let (config_a, config_b) = (config_a.to_str().unwrap(), config_b.to_str().unwrap());
+
+    for (connection, platform) in [("genesys", Platform::Genesys), ("cxone", Platform::Cxone)] {
+        let file = dir.path().join(format!("{connection}-hostile.toml"));
+        let file_s = file.to_str().unwrap();
+        let out =
+            wrapup(args(&["catalog", "export", "--config", config_a, "--connection", connection, "--out", file_s]))
+                .await;
+        assert!(out.status.success(), "{}", text(&out));
+        let apply = [
+            "catalog",
+            "apply",
+            "--config",
+            config_b,
+            "--connection",
+            connection,
+            "--catalog",
+            file_s,
+            "--yes",
+            "--settle-secs",
+            "10",
+        ];
+        // The first run is killed once it has begun writing (the audit trail in B's store says so).
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wrapup"))
+            .args(apply)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while b.catalog_changes().iter().filter(|c| c.platform == platform).count() < 2
+            && started.elapsed() < std::time::Duration::from_secs(30)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let first = child.wait_with_output().unwrap();
+        let writes_before_rerun = b.catalog_changes().iter().filter(|c| c.platform == platform).count();
+        assert!(
+            writes_before_rerun >= 2,
+            "{connection}: the first run had begun writing when it was killed: {}",
+            text(&first)
+        );
+
+        let mut converged = None;
+        for run in 1..=4 {
+            let out = wrapup(args(&apply)).await;
+            if out.status.success() {
+                converged = Some(run);
+                break;
+            }
+            eprintln!("{connection}: run {run} did not converge: {}", text(&out));
+        }
+        assert!(converged.is_some(), "{connection}: apply converges within four runs after the kill");
+        let plan = ["catalog", "plan", "--config", config_b, "--connection", connection, "--catalog", file_s];
+        let replanned = wrapup(args(&plan)).await;
+        assert_eq!(replanned.status.code(), Some(0), "{connection}: nothing left: {}", text(&replanned));
+        let snapshot = b.catalog_snapshot(platform);
+        assert_eq!(snapshot.duplicate_names, 0, "{connection}: no code was created twice: {:?}", snapshot.codes);
+        let (codes_a, _) = by_name(&a, platform);
+        let (codes_b, _) = by_name(&b, platform);
+        let missing: Vec<_> = codes_a.iter().filter(|c| !codes_b.contains(c)).collect();
+        assert!(missing.is_empty(), "{connection}: B has every code of A with its fields: {missing:?}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
