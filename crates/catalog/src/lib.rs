@@ -5,12 +5,14 @@
 //! - [`plan`]: file + live catalog → the changes, by name (pure).
 //! - [`api`]: what apply needs from a platform, implemented for Genesys Cloud and CXone over the connectors'
 //!   clients (every call through the connection's request budget).
+//! - [`drift`]: how a live catalog differs from its file, for `wrapup validate`.
 //! - [`apply`]: carries a plan out: codes before assignments, removals last; 429s waited out, 409s re-read and
 //!   re-planned for the one object, an unsure create looked up by name before anything is sent again; then reads
 //!   back until the platform shows every change.
 
 pub mod api;
 pub mod apply;
+pub mod drift;
 pub mod live;
 pub mod plan;
 

@@ -103,13 +103,13 @@ pub async fn run(command: &CatalogCommand) -> ExitCode {
 }
 
 /// A connection's catalog API and a way to read its call counts.
-struct Connection {
+pub(crate) struct Connection {
     name: String,
-    api: Box<dyn CatalogApi>,
+    pub(crate) api: Box<dyn CatalogApi>,
     stats: Box<dyn Fn() -> CallStats + Send + Sync>,
 }
 
-fn connection(config: &Config, name: Option<&str>) -> anyhow::Result<(ConnectionConfig, Connection)> {
+pub(crate) fn connection(config: &Config, name: Option<&str>) -> anyhow::Result<(ConnectionConfig, Connection)> {
     let conn = match name {
         Some(name) => config.connection(name).with_context(|| format!("no connection named {name:?} in the config"))?,
         None => match config.connections.as_slice() {
@@ -146,7 +146,7 @@ fn progress_bar(what: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
-async fn read_live(c: &Connection) -> anyhow::Result<wrapup_catalog::LiveCatalog> {
+pub(crate) async fn read_live(c: &Connection) -> anyhow::Result<wrapup_catalog::LiveCatalog> {
     let what = if c.api.platform() == Platform::Genesys { "reading queues" } else { "reading skills" };
     let bar = progress_bar(what);
     let progress = |done: usize, total: usize| {

@@ -7,3 +7,4 @@ pub mod logging;
 pub mod reconcile;
 pub mod serve;
 pub mod store_copy;
+pub mod validate;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{catalog, logging, reconcile, serve, store_copy};
+use wrapup_cli::{catalog, logging, reconcile, serve, store_copy, validate};
 use wrapup_demo::{self as demo, summary};
 
 #[derive(Parser)]
@@ -24,8 +24,8 @@ enum Command {
     /// Work on a store as a whole: `store copy` moves a deployment from SQLite to PostgreSQL.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Check a configuration file (and its codes against each connection's live catalog).
-    Validate(serve::ServeArgs),
+    /// Check a configuration file (its codes against each connection's live catalog, and drift from catalog files).
+    Validate(validate::ValidateArgs),
     /// The code catalog as a file, by name: `export` a connection's, `plan` a file against one, `apply` it.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             }
             Command::Validate(args) => {
                 logging::init("warn");
-                serve::validate(&args).await
+                validate::validate(&args).await
             }
             Command::Catalog(command) => {
                 logging::init("warn");

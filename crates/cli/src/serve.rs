@@ -1,4 +1,4 @@
-//! `wrapup serve` and `wrapup validate`.
+//! `wrapup serve` and `wrapup migrate`, and how both open the configured store.
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -95,71 +95,4 @@ pub async fn migrate(args: &ServeArgs) -> anyhow::Result<()> {
         println!("{store}: applied migrations {:?} (it had {:?}).", before.pending, before.applied);
     }
     Ok(())
-}
-
-/// `wrapup validate`: the file first (every problem, with its location), then each connection's live catalog
-/// against the codes the rules name. Exit status 0 only when nothing is wrong.
-pub async fn validate(args: &ServeArgs) -> anyhow::Result<std::process::ExitCode> {
-    let config = match wrapup_config::Config::load(&args.config) {
-        Ok(c) => c,
-        Err(errors) => {
-            println!("{errors}");
-            return Ok(std::process::ExitCode::from(1));
-        }
-    };
-    let clock: SharedClock = Arc::new(ScaledClock::system());
-    let mut problems = 0usize;
-    // Every connection's catalog first: one rule may serve several (a Genesys queue and a CXone skill), so a name
-    // is missing only if no connection the rule runs on knows it.
-    let mut catalogs = Vec::new();
-    for conn in &config.connections {
-        let platform = match wrapup_service::build::platform_for(conn, clock.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                println!("connection {:?}: {e:#}", conn.name);
-                problems += 1;
-                continue;
-            }
-        };
-        match platform.fetch_catalog().await {
-            Ok(catalog) => {
-                // The websocket intake subscribes by queue name: a name the catalog lacks is a queue never heard of.
-                let ws = &conn.intake.websocket;
-                let unknown_ws_queues =
-                    if ws.enabled { wrapup_service::websocket::topics_for(&catalog, &ws.queues).1 } else { Vec::new() };
-                for q in &unknown_ws_queues {
-                    println!("connection {:?}: websocket intake queue {q:?} does not exist", conn.name);
-                }
-                problems += unknown_ws_queues.len();
-                eprintln!(
-                    "connection {:?}: catalog has {} codes and {} queues",
-                    conn.name,
-                    catalog.codes.len(),
-                    catalog.queues.len()
-                );
-                catalogs.push((conn.name.as_str(), catalog));
-            }
-            Err(e) => {
-                println!("connection {:?}: could not load the live catalog: {e}", conn.name);
-                problems += 1;
-            }
-        }
-    }
-    let loaded: Vec<(&str, &wrapup_core::catalog::Catalog)> = catalogs.iter().map(|(n, c)| (*n, c)).collect();
-    let found = wrapup_config::check_catalogs(&config, &loaded);
-    for p in &found {
-        println!("{p}");
-    }
-    problems += found.len();
-    if problems == 0 {
-        eprintln!(
-            "{}: valid ({} rules, {} connections)",
-            args.config.display(),
-            config.rules.len(),
-            config.connections.len()
-        );
-        Ok(std::process::ExitCode::SUCCESS)
-    } else {
-        Ok(std::process::ExitCode::from(1))
-    }
 }

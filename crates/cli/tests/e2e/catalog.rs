@@ -114,6 +114,22 @@ async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_o
         assert!(shown.contains("create code"), "{connection}: the codes the variant removed are created:\n{shown}");
         assert!(!shown.contains("Added by hand"), "{connection}: without prune, a code made by hand stays:\n{shown}");
 
+        // Drift: reported by validate next to its other checks; an error only with --strict.
+        let drift_config = dir.path().join(format!("b-{connection}-drift.toml"));
+        let body = std::fs::read_to_string(config_b).unwrap();
+        let body = body[..body.find("[[rules]]").unwrap()].replace(
+            &format!("name = \"{connection}\"\n"),
+            &format!("name = \"{connection}\"\ncatalog = {file_s:?}\n"),
+        );
+        std::fs::write(&drift_config, body).unwrap();
+        let drift_config = drift_config.to_str().unwrap();
+        let validated = wrapup(args(&["validate", "--config", drift_config])).await;
+        let report = text(&validated);
+        assert!(validated.status.success(), "{connection}: drift alone is not an error: {report}");
+        assert!(report.contains("drift from") && report.contains("not on the platform"), "{connection}: {report}");
+        let strict = wrapup(args(&["validate", "--strict", "--config", drift_config])).await;
+        assert_eq!(strict.status.code(), Some(1), "{connection}: --strict: {}", text(&strict));
+
         let mut apply = args(&plan);
         apply[1] = "apply".into();
         apply.push("--yes".into());
@@ -121,6 +137,12 @@ async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_o
         assert!(applied.status.success(), "{connection}: {}", text(&applied));
         let replanned = wrapup(args(&plan)).await;
         assert_eq!(replanned.status.code(), Some(0), "{connection}: nothing left: {}", text(&replanned));
+        let validated = text(&wrapup(args(&["validate", "--config", drift_config])).await);
+        let drift: Vec<&str> = validated.lines().filter(|l| l.contains("drift from")).collect();
+        assert!(
+            drift.len() == 1 && drift[0].contains("\"Added by hand") && drift[0].contains("made by hand"),
+            "{connection}: only the code made by hand in B is left as drift: {validated}"
+        );
 
         let (mut codes_a, assigned_a) = by_name(&a, platform);
         let (codes_b, assigned_b) = by_name(&b, platform);
