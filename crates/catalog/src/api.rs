@@ -71,7 +71,31 @@ pub trait CatalogApi: Send + Sync {
 
     /// How often each code was used since `since`, from the platform's own records.
     async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError>;
+
+    /// The platform's own audit trail of catalog changes in `[since, until)`, oldest first; `None` when the
+    /// platform has no such API (CXone).
+    async fn platform_audit(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<Vec<PlatformAudit>>, PlatformError>;
 }
+
+/// One change in the platform's own audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlatformAudit {
+    pub at: String,
+    /// The OAuth client (or user) that made it.
+    pub actor: String,
+    pub action: String,
+    pub entity_type: String,
+    pub entity: String,
+    /// `property: old → new`, one per changed property.
+    pub changes: Vec<String>,
+}
+
+/// How far back the Genesys realtime audit query reaches.
+pub const GENESYS_AUDIT_DAYS: i64 = 14;
 
 /// Runs a read until it succeeds, a failure is not worth retrying, or `attempts` are used up: 429s wait the
 /// platform's `Retry-After` (or the backoff), transient failures the backoff, doubling up to eight seconds. Only
@@ -249,6 +273,76 @@ impl CatalogApi for GenesysClient {
         }
         Ok(usage)
     }
+
+    /// Every page of the realtime audit query for the Routing service (wrap-up codes and queues).
+    async fn platform_audit(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<Vec<PlatformAudit>>, PlatformError> {
+        let mut out = Vec::new();
+        for page in 1..=100u32 {
+            let query = json!({
+                "interval": format!("{since}/{until}"),
+                "serviceName": "Routing",
+                "filters": [
+                    { "property": "EntityType", "value": "WrapupCode" },
+                    { "property": "EntityType", "value": "Queue" },
+                ],
+                "sort": [{ "name": "Timestamp", "sortOrder": "ascending" }],
+                "pageNumber": page,
+                "pageSize": 500,
+            });
+            let answer = read(|| self.audit_realtime_query(&query, priority())).await?;
+            let entities = answer.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+            out.extend(entities.iter().map(genesys_audit));
+            let pages = answer.get("pageCount").and_then(Value::as_u64).unwrap_or(1);
+            if entities.is_empty() || u64::from(page) >= pages {
+                break;
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+fn genesys_audit(v: &Value) -> PlatformAudit {
+    let text =
+        |p: &[&str]| p.iter().try_fold(v, |acc, k| acc.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+    let actor = match (text(&["user", "name"]), text(&["user", "id"]), text(&["client", "id"])) {
+        (name, _, _) if !name.is_empty() => format!("user {name}"),
+        (_, id, _) if !id.is_empty() => format!("user {id}"),
+        (_, _, client) => format!("client {client}"),
+    };
+    let values = |c: &Value, k: &str| {
+        c.get(k).and_then(Value::as_array).map_or(String::new(), |a| {
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), |s| format!("{s:?}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let changes = v
+        .get("propertyChanges")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let property = c.get("property").and_then(Value::as_str).unwrap_or("?");
+            format!("{property}: [{}] → [{}]", values(c, "oldValues"), values(c, "newValues"))
+        })
+        .collect();
+    let entity = match text(&["entity", "name"]) {
+        name if !name.is_empty() => name,
+        _ => text(&["entity", "id"]),
+    };
+    PlatformAudit {
+        at: text(&["eventDate"]),
+        actor,
+        action: text(&["action"]),
+        entity_type: text(&["entityType"]),
+        entity,
+        changes,
+    }
 }
 
 fn genesys_code(c: &WrapupCode) -> LiveCode {
@@ -416,6 +510,11 @@ impl CatalogApi for CxoneClient {
             }
         }
         Ok(usage)
+    }
+
+    /// CXone publishes no audit API for dispositions and skills: only wrapup's own records exist.
+    async fn platform_audit(&self, _: Timestamp, _: Timestamp) -> Result<Option<Vec<PlatformAudit>>, PlatformError> {
+        Ok(None)
     }
 }
 

@@ -30,6 +30,8 @@ pub enum CatalogCommand {
     Plan(PlanArgs),
     /// Make the live catalog match a catalog file (or carry out a saved plan).
     Apply(ApplyArgs),
+    /// Who changed the catalog, when and how: wrapup's applies, merged on Genesys with the platform's audit trail.
+    Audit(crate::catalog_audit::AuditArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -95,6 +97,7 @@ pub async fn run(command: &CatalogCommand) -> ExitCode {
         CatalogCommand::Export(args) => export(args).await,
         CatalogCommand::Plan(args) => plan_command(args).await,
         CatalogCommand::Apply(args) => apply_command(args).await,
+        CatalogCommand::Audit(args) => crate::catalog_audit::run(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

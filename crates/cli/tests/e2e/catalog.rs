@@ -144,6 +144,20 @@ async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_o
             "{connection}: only the code made by hand in B is left as drift: {validated}"
         );
 
+        // The audit trail: wrapup's apply, and on Genesys the platform's own records of the same changes.
+        let audit =
+            wrapup(args(&["catalog", "audit", "--config", config_b, "--connection", connection, "--json"])).await;
+        assert!(audit.status.success(), "{}", text(&audit));
+        let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+        let entries = audit["entries"].as_array().unwrap();
+        let from = |source: &str| entries.iter().filter(|e| e["source"] == source).count();
+        assert!(from("wrapup") >= 3, "{connection}: begin, a result, end: {audit}");
+        assert!(entries.iter().any(|e| e["what"].as_str().unwrap().starts_with("apply ends: converged")), "{audit}");
+        match platform {
+            Platform::Genesys => assert!(from("genesys") >= 1, "the platform's trail is merged in: {audit}"),
+            _ => assert!(audit["note"].as_str().unwrap().contains("CXone has no public audit API"), "{audit}"),
+        }
+
         let (mut codes_a, assigned_a) = by_name(&a, platform);
         let (codes_b, assigned_b) = by_name(&b, platform);
         // B keeps the code it made by hand (no prune); everything A has, B now has, by name and fields.
