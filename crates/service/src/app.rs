@@ -283,6 +283,7 @@ pub async fn start_with_admin(
             (admin, crate::admin::admin_router(state.clone())),
         ],
     };
+    let worker_store = worker.store.clone();
     let server = crate::edge::serve(listeners, state.edge.clone(), shutdown.clone());
     let claim = tokio::spawn(scheduler::run_claim_loop(worker.clone(), spec.scheduler.clone(), wake, shutdown.clone()));
     let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
@@ -310,6 +311,17 @@ pub async fn start_with_admin(
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }));
+    }
+    for runtime in state.connections.values() {
+        let cache = runtime.catalog.clone();
+        let watch = crate::catalog::refresh_after_applies(
+            runtime.name.clone(),
+            cache,
+            worker_store.clone(),
+            crate::catalog::APPLIED_CHECK_EVERY,
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(watch));
     }
     for (name, detection) in detections {
         if let Some(runtime) = state.connections.get(&name).cloned() {

@@ -26,6 +26,7 @@ use wrapup_core::clock::SharedClock;
 use wrapup_core::{Event, EventKind};
 use wrapup_store::Store;
 
+#[derive(Clone)]
 pub struct CatalogCache {
     inner: Arc<Inner>,
 }
@@ -179,6 +180,47 @@ const CATALOG_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// One read of a catalog load, with a few short retries, each attempt bounded by [`CATALOG_ATTEMPT_TIMEOUT`]: a
 /// catalog takes several reads (codes, queues or skills, each one's assignments), and one transient failure or hung
 /// answer among them must not fail (or stall) the whole load that every leg of the connection waits for.
+/// How often the store's catalog audit trail is looked at for applies that ended.
+pub const APPLIED_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Refreshes the connection's cached catalog soon after a `wrapup catalog apply` (run anywhere, against the same
+/// store) ends, rather than at the end of the TTL: legs coded right after a promotion use the new codes. Every replica
+/// sharing the store watches, so each refreshes its own cache. The trail's times are wall time (the CLI writes them).
+pub async fn refresh_after_applies(
+    connection: String,
+    cache: CatalogCache,
+    store: Arc<dyn Store>,
+    every: Duration,
+    shutdown: crate::scheduler::Shutdown,
+) {
+    let mut seen = Timestamp::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let lines = match store.catalog_audit(&connection, seen).await {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::debug!(connection = %connection, error = %e, "Could not read the catalog audit trail.");
+                continue;
+            }
+        };
+        let Some(last) = lines.iter().filter(|l| l.kind == "end").map(|l| l.at).max() else { continue };
+        seen = last + SignedDuration::from_millis(1);
+        match cache.refresh().await {
+            Ok(catalog) => tracing::info!(
+                connection = %connection,
+                codes = catalog.codes.len(),
+                "A catalog apply ended: the cached catalog was refreshed."
+            ),
+            Err(e) => {
+                tracing::warn!(connection = %connection, error = %e, "A catalog apply ended, but the refresh failed; the TTL will retry.")
+            }
+        }
+    }
+}
+
 pub(crate) async fn catalog_read<T, F, Fut>(
     clock: &dyn wrapup_core::Clock,
     endpoint: &'static str,
@@ -307,6 +349,45 @@ mod tests {
         platform.release.notify_one();
         assert_eq!(refresher.await.unwrap(), "id-1");
         assert_eq!(cache.get().await.unwrap().codes[0].id, "id-1");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_catalog_apply_in_the_store_refreshes_the_cache() {
+        let platform = Arc::new(SlowCatalog { fetches: AtomicU32::new(0), release: Notify::new() });
+        platform.release.notify_one();
+        let store: Arc<dyn Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
+        // Fast enough that the minimum refresh interval (5 s on this clock) passes within the test.
+        let clock = ScaledClock::new(Timestamp::now(), 1000.0).shared();
+        let cache = CatalogCache::new(platform.clone(), store.clone(), clock, SignedDuration::from_secs(3600));
+        assert_eq!(cache.get().await.unwrap().codes[0].id, "id-0");
+        let shutdown = crate::scheduler::Shutdown::default();
+        let every = Duration::from_millis(20);
+        let watch =
+            tokio::spawn(refresh_after_applies("slow".into(), cache.clone(), store.clone(), every, shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(platform.fetches.load(Ordering::SeqCst), 1, "nothing ended: no refresh");
+        let line = |kind: &str, seq| wrapup_store::CatalogAuditLine {
+            connection: "slow".into(),
+            apply_id: "a".into(),
+            seq,
+            at: Timestamp::now(),
+            actor: "ops".into(),
+            kind: kind.into(),
+            body: serde_json::json!({}),
+        };
+        store.append_catalog_audit(&line("begin", 0)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(platform.fetches.load(Ordering::SeqCst), 1, "an apply that has not ended: no refresh");
+        store.append_catalog_audit(&line("end", 1)).await.unwrap();
+        let started = std::time::Instant::now();
+        while cache.get().await.unwrap().codes[0].id != "id-1" {
+            assert!(started.elapsed() < Duration::from_secs(5), "the cache was refreshed after the apply ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(platform.fetches.load(Ordering::SeqCst), 2, "one refresh per apply");
+        shutdown.cancel();
+        watch.await.unwrap();
     }
 
     #[test]
