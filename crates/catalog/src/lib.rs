@@ -18,3 +18,6 @@ pub mod plan;
 
 pub use live::{LiveCatalog, LiveCode, LiveQueue};
 pub use plan::{plan, Change, Plan, PlanContext, PlanError, Usage};
+
+#[cfg(test)]
+mod tests;

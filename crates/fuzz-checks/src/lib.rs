@@ -6,6 +6,7 @@
 //! suite, which replays the committed seeds through the same functions (`tests/seeds.rs`) without cargo-fuzz or an
 //! instrumented build.
 
+mod catalog_file;
 mod config_file;
 mod cxone_events;
 mod ids_and_envelopes;
@@ -14,6 +15,7 @@ mod rules;
 mod standard_webhooks;
 mod websocket_frame;
 
+pub use catalog_file::catalog_file;
 pub use config_file::config_file;
 pub use cxone_events::cxone_events;
 pub use ids_and_envelopes::ids_and_envelopes;

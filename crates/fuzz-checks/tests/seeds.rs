@@ -20,7 +20,16 @@ macro_rules! replays {
     };
 }
 
-replays![config_file, cxone_events, ids_and_envelopes, intake_envelope, rules, standard_webhooks, websocket_frame,];
+replays![
+    catalog_file,
+    config_file,
+    cxone_events,
+    ids_and_envelopes,
+    intake_envelope,
+    rules,
+    standard_webhooks,
+    websocket_frame,
+];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")

@@ -130,6 +130,11 @@ async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_o
         let strict = wrapup(args(&["validate", "--strict", "--config", drift_config])).await;
         assert_eq!(strict.status.code(), Some(1), "{connection}: --strict: {}", text(&strict));
 
+        let saved = dir.path().join(format!("{connection}-plan.json"));
+        let mut save = args(&plan);
+        save.extend(["--out".to_string(), saved.to_str().unwrap().to_string()]);
+        assert_eq!(wrapup(save).await.status.code(), Some(2));
+
         let mut apply = args(&plan);
         apply[1] = "apply".into();
         apply.push("--yes".into());
@@ -137,6 +142,11 @@ async fn an_exported_catalog_planned_and_applied_to_another_org_makes_it_match_o
         assert!(applied.status.success(), "{connection}: {}", text(&applied));
         let replanned = wrapup(args(&plan)).await;
         assert_eq!(replanned.status.code(), Some(0), "{connection}: nothing left: {}", text(&replanned));
+        // The saved plan was made before the apply changed what it touches: refused.
+        let stale = ["catalog", "apply", "--config", config_b, "--plan", saved.to_str().unwrap(), "--yes"];
+        let stale = wrapup(args(&stale)).await;
+        assert_eq!(stale.status.code(), Some(1), "{connection}: {}", text(&stale));
+        assert!(text(&stale).contains("stale"), "{connection}: {}", text(&stale));
         let validated = text(&wrapup(args(&["validate", "--config", drift_config])).await);
         let drift: Vec<&str> = validated.lines().filter(|l| l.contains("drift from")).collect();
         assert!(
