@@ -223,13 +223,11 @@ async fn make_plan(
         now,
     };
     let mut made = plan(file, &live, &cx)?;
-    let removes = made.changes.iter().any(|c| {
-        matches!(
-            c,
-            wrapup_catalog::Change::Delete { .. }
-                | wrapup_catalog::Change::Unassign { .. }
-                | wrapup_catalog::Change::SetSkill { removed: _, .. }
-        )
+    // Usage is one more query, worth it only when something is taken away.
+    let removes = made.changes.iter().any(|c| match c {
+        wrapup_catalog::Change::Delete { .. } | wrapup_catalog::Change::Unassign { .. } => true,
+        wrapup_catalog::Change::SetSkill { removed, .. } => !removed.is_empty(),
+        _ => false,
     });
     if removes {
         let since = now - SignedDuration::from_hours(24 * i64::from(args.usage_days.clamp(1, 30)));
