@@ -94,8 +94,11 @@ pub struct PlatformAudit {
     pub changes: Vec<String>,
 }
 
-/// How far back the Genesys realtime audit query reaches.
+/// How far back the Genesys realtime audit query reaches; longer windows take the asynchronous query.
 pub const GENESYS_AUDIT_DAYS: i64 = 14;
+
+/// Status polls of an asynchronous audit query before giving up (about two minutes).
+const ASYNC_AUDIT_POLLS: u32 = 30;
 
 /// Runs a read until it succeeds, a failure is not worth retrying, or `attempts` are used up: 429s wait the
 /// platform's `Retry-After` (or the backoff), transient failures the backoff, doubling up to eight seconds. Only
@@ -274,34 +277,75 @@ impl CatalogApi for GenesysClient {
         Ok(usage)
     }
 
-    /// Every page of the realtime audit query for the Routing service (wrap-up codes and queues).
+    /// The Routing service's audit records of wrap-up codes and queues: the realtime query when the window is within
+    /// the 14 days it serves, the asynchronous query (submit, wait until it succeeds, page through) otherwise.
     async fn platform_audit(
         &self,
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Option<Vec<PlatformAudit>>, PlatformError> {
+        let mut query = json!({
+            "interval": format!("{since}/{until}"),
+            "serviceName": "Routing",
+            "filters": [
+                { "property": "EntityType", "value": "WrapupCode" },
+                { "property": "EntityType", "value": "Queue" },
+            ],
+            "sort": [{ "name": "Timestamp", "sortOrder": "ascending" }],
+        });
         let mut out = Vec::new();
-        for page in 1..=100u32 {
-            let query = json!({
-                "interval": format!("{since}/{until}"),
-                "serviceName": "Routing",
-                "filters": [
-                    { "property": "EntityType", "value": "WrapupCode" },
-                    { "property": "EntityType", "value": "Queue" },
-                ],
-                "sort": [{ "name": "Timestamp", "sortOrder": "ascending" }],
-                "pageNumber": page,
-                "pageSize": 500,
-            });
-            let answer = read(|| self.audit_realtime_query(&query, priority())).await?;
-            let entities = answer.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
-            out.extend(entities.iter().map(genesys_audit));
-            let pages = answer.get("pageCount").and_then(Value::as_u64).unwrap_or(1);
-            if entities.is_empty() || u64::from(page) >= pages {
-                break;
+        if until.duration_since(since) <= jiff::SignedDuration::from_hours(24 * GENESYS_AUDIT_DAYS) {
+            query["pageSize"] = json!(500);
+            for page in 1..=100u32 {
+                query["pageNumber"] = json!(page);
+                let answer = read(|| self.audit_realtime_query(&query, priority())).await?;
+                let entities = answer.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+                out.extend(entities.iter().map(genesys_audit));
+                let pages = answer.get("pageCount").and_then(Value::as_u64).unwrap_or(1);
+                if entities.is_empty() || u64::from(page) >= pages {
+                    break;
+                }
+            }
+            return Ok(Some(out));
+        }
+        // Submitting is not a read (a retry would start a second job), so it is sent once.
+        let job = self.audit_query_submit(&query, priority()).await?;
+        let id = job.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut pause = std::time::Duration::from_millis(250);
+        for _ in 0..ASYNC_AUDIT_POLLS {
+            let status = read(|| self.audit_query_status(&id, priority())).await?;
+            match status.get("state").and_then(Value::as_str) {
+                Some("Succeeded") => {
+                    let mut cursor: Option<String> = None;
+                    for _ in 0..1000 {
+                        let page = read(|| self.audit_query_results(&id, cursor.as_deref(), priority())).await?;
+                        let entities = page.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
+                        out.extend(entities.iter().map(genesys_audit));
+                        cursor = page.get("cursor").and_then(Value::as_str).map(str::to_string);
+                        if cursor.is_none() || entities.is_empty() {
+                            return Ok(Some(out));
+                        }
+                    }
+                    return Ok(Some(out));
+                }
+                Some("Failed") | Some("Cancelled") => {
+                    return Err(PlatformError::transport(
+                        ErrorClass::Permanent,
+                        "/api/v2/audits/query/{transactionId}",
+                        "the platform's audit query did not succeed",
+                    ))
+                }
+                _ => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
             }
         }
-        Ok(Some(out))
+        Err(PlatformError::transport(
+            ErrorClass::Retryable,
+            "/api/v2/audits/query/{transactionId}",
+            "the platform's audit query was still running when wrapup stopped waiting",
+        ))
     }
 }
 

@@ -60,17 +60,16 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             )
         })
         .collect();
-    let platform_since = since.max(now - SignedDuration::from_hours(24 * GENESYS_AUDIT_DAYS));
     let platform_name = if c.api.platform() == wrapup_core::Platform::Genesys { "genesys" } else { "cxone" };
-    let note = match c.api.platform_audit(platform_since, now).await {
+    let note = match c.api.platform_audit(since, now).await {
         Ok(Some(found)) => {
             for a in found {
                 let at: Timestamp = a.at.parse().unwrap_or(now);
                 let what = format!("{} {} {:?}", a.action, a.entity_type, a.entity);
                 entries.push((at, Entry { at: a.at, source: platform_name, actor: a.actor, what, details: a.changes }));
             }
-            (platform_since > since).then(|| {
-                format!("the platform's trail reaches back {GENESYS_AUDIT_DAYS} days only (the realtime audit query)")
+            (now.duration_since(since) > SignedDuration::from_hours(24 * GENESYS_AUDIT_DAYS)).then(|| {
+                format!("more than {GENESYS_AUDIT_DAYS} days: the platform's records came from its asynchronous audit query")
             })
         }
         Ok(None) => {

@@ -654,3 +654,41 @@ async fn the_audit_trail_is_bounded() {
     assert_eq!(v["entities"][0]["entity"]["id"], format!("code-{}", n - 1), "newest first, ties in recording order");
     env.sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_asynchronous_audit_query_runs_then_pages_its_results_by_cursor() {
+    let env = start(quiet_config()).await;
+    for i in 0..3 {
+        let (s, _, _) =
+            env.send(Method::POST, "/api/v2/routing/wrapupcodes", json!({"name": format!("Async {i}")})).await;
+        assert_eq!(s, 200);
+        env.clock.advance(1.0);
+    }
+    let body = json!({"interval": DAY, "serviceName": "Routing", "filters": [{"property": "Action", "value": "Create"}],
+                      "sort": [{"name": "Timestamp", "sortOrder": "ascending"}]});
+    let (s, _, job) = env.send(Method::POST, "/api/v2/audits/query", body).await;
+    assert_eq!(s, 200, "{job}");
+    assert_eq!(job["state"], "Queued");
+    assert_eq!(job["interval"], DAY);
+    let id = job["id"].as_str().unwrap().to_string();
+    let (s, _, status) = env.get(&format!("/api/v2/audits/query/{id}")).await;
+    assert_eq!((s, status["state"].as_str()), (200, Some("Running")));
+    let (s, _, _) = env.get(&format!("/api/v2/audits/query/{id}/results")).await;
+    assert_eq!(s, 400, "no results before the job succeeded");
+    // A change made after submission is not in the job's results.
+    env.send(Method::POST, "/api/v2/routing/wrapupcodes", json!({"name": "Too late"})).await;
+    env.clock.advance(1.0);
+    let (_, _, status) = env.get(&format!("/api/v2/audits/query/{id}")).await;
+    assert_eq!(status["state"], "Succeeded");
+    let (s, _, first) = env.get(&format!("/api/v2/audits/query/{id}/results?pageSize=2")).await;
+    assert_eq!(s, 200, "{first}");
+    let names = |v: &Value| -> Vec<String> {
+        v["entities"].as_array().unwrap().iter().map(|e| e["entity"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&first), ["Async 0", "Async 1"]);
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    let (_, _, second) = env.get(&format!("/api/v2/audits/query/{id}/results?pageSize=2&cursor={cursor}")).await;
+    assert_eq!(names(&second), ["Async 2"]);
+    assert!(second.get("cursor").is_none(), "the last page has no cursor: {second}");
+    assert_eq!(env.get("/api/v2/audits/query/nope").await.0, 404);
+}

@@ -65,6 +65,9 @@ pub mod endpoints {
     pub const QUEUE_WRAPUPCODE: &str = "/api/v2/routing/queues/{queueId}/wrapupcodes/{codeId}";
     pub const ANALYTICS_AGGREGATES_QUERY: &str = "/api/v2/analytics/conversations/aggregates/query";
     pub const AUDIT_REALTIME_QUERY: &str = "/api/v2/audits/query/realtime";
+    pub const AUDIT_QUERY: &str = "/api/v2/audits/query";
+    pub const AUDIT_QUERY_STATUS: &str = "/api/v2/audits/query/{transactionId}";
+    pub const AUDIT_QUERY_RESULTS: &str = "/api/v2/audits/query/{transactionId}/results";
     pub const ANALYTICS_DETAILS_QUERY: &str = "/api/v2/analytics/conversations/details/query";
     pub const NOTIFICATION_CHANNELS: &str = "/api/v2/notifications/channels";
     pub const NOTIFICATION_SUBSCRIPTIONS: &str = "/api/v2/notifications/channels/{channelId}/subscriptions";
@@ -431,6 +434,41 @@ impl GenesysClient {
         let endpoint = endpoints::AUDIT_REALTIME_QUERY;
         let segs = ["api", "v2", "audits", "query", "realtime"];
         let call = self.request(Method::POST, endpoint, &segs, priority)?.json(query)?;
+        self.execute(&call).await?.decode(endpoint)
+    }
+
+    /// Submits an asynchronous audit query (`POST /api/v2/audits/query`); the raw status (`id`, `state`).
+    pub async fn audit_query_submit(
+        &self,
+        query: &serde_json::Value,
+        priority: Priority,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let endpoint = endpoints::AUDIT_QUERY;
+        let call = self.request(Method::POST, endpoint, &["api", "v2", "audits", "query"], priority)?.json(query)?;
+        self.execute(&call).await?.decode(endpoint)
+    }
+
+    /// The status of an asynchronous audit query (`GET /api/v2/audits/query/{transactionId}`).
+    pub async fn audit_query_status(&self, id: &str, priority: Priority) -> Result<serde_json::Value, PlatformError> {
+        let endpoint = endpoints::AUDIT_QUERY_STATUS;
+        let call = self.request(Method::GET, endpoint, &["api", "v2", "audits", "query", id], priority)?;
+        self.execute(&call).await?.decode(endpoint)
+    }
+
+    /// One page of an asynchronous audit query's results (`GET …/{transactionId}/results?cursor=&pageSize=500`).
+    pub async fn audit_query_results(
+        &self,
+        id: &str,
+        cursor: Option<&str>,
+        priority: Priority,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let endpoint = endpoints::AUDIT_QUERY_RESULTS;
+        let mut url = self.api_url(endpoint, &["api", "v2", "audits", "query", id, "results"])?;
+        url.query_pairs_mut().append_pair("pageSize", "500");
+        if let Some(c) = cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        let call = Request::new(Method::GET, endpoint, url, priority);
         self.execute(&call).await?.decode(endpoint)
     }
 

@@ -442,6 +442,18 @@ pub struct AuditEntry {
 pub struct AuditLog {
     pub entries: VecDeque<AuditEntry>,
     pub seq: u64,
+    /// Asynchronous audit queries (`POST /api/v2/audits/query`), by transaction id.
+    pub jobs: std::collections::BTreeMap<String, AuditJob>,
+}
+
+/// One asynchronous audit query: its request, when it was submitted, and the records it matched then.
+#[derive(Debug, Clone)]
+pub struct AuditJob {
+    pub submitted: Timestamp,
+    /// The request as the caller sent it (echoed in the status).
+    pub request: Value,
+    /// `seq` of the matching records, in the query's sort order.
+    pub hits: Vec<u64>,
 }
 
 impl AuditLog {

@@ -25,14 +25,22 @@
 //! same property are ORed, different properties ANDed; `UserId` and `TrusteeOrganizationId` match nothing here), `sort`
 //! (`[{name: "Timestamp", sortOrder: "ascending"|"descending"}]`, default descending, ties in recording order),
 //! `pageNumber` (1), `pageSize` (25, at most 500). `?expand=user` is accepted (there is no user to expand). Answers
-//! `{entities, pageSize, pageNumber, total, pageCount}`; bad bodies are 400 `ErrorBody`s.
+//! `{entities, pageSize, pageNumber, total, pageCount}`; bad bodies are 400 `ErrorBody`s. The platform says the
+//! realtime query serves only 14 days for some services; the sandbox does not enforce that.
+//!
+//! The asynchronous query, for longer intervals: `POST /api/v2/audits/query` takes the same body without paging and
+//! answers 200 `{id, state: "Queued", startDate, interval, serviceName, filters, sort}`; the job matches the records
+//! of that moment. `GET /api/v2/audits/query/{id}` answers the same object, `Running` until
+//! [`ASYNC_QUERY_SIM_MS`] of simulated time after submission, then `Succeeded`. `GET …/{id}/results?cursor=&pageSize=`
+//! (25 by default, at most 500) answers `{id, pageSize, cursor, entities}`, `cursor` absent on the last page; before
+//! the job succeeded it is a 400 `bad.request`; an unknown id is a 404.
 
 use super::aggregates::parse_interval;
 use super::{json_ok, parse_body};
 use crate::engine::iso;
-use crate::genesys::model::{AuditEntry, Org, PlatformError};
+use crate::genesys::model::{AuditEntry, AuditJob, Org, PlatformError};
 use crate::SharedState;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -53,8 +61,14 @@ const FILTER_PROPERTIES: [&str; 6] =
 
 const MAX_PAGE_SIZE: i64 = 500;
 
+/// Simulated milliseconds an asynchronous audit query runs before it succeeds.
+pub const ASYNC_QUERY_SIM_MS: i64 = 1_000;
+
 pub fn routes() -> Router<SharedState> {
     Router::new()
+        .route("/audits/query", post(submit_job))
+        .route("/audits/query/{id}", get(job_status))
+        .route("/audits/query/{id}/results", get(job_results))
         .route("/audits/query/realtime", post(query))
         .route("/audits/query/realtime/servicemapping", get(service_mapping))
         .route("/audits/query/servicemapping", get(service_mapping))
@@ -165,13 +179,6 @@ fn property<'a>(e: &'a AuditEntry, p: &str) -> Option<&'a str> {
 impl Org {
     /// Runs a realtime audit query (see the module docs).
     fn audit_query(&self, q: &RealtimeQuery) -> Result<Value, PlatformError> {
-        let interval = q.interval.as_deref().ok_or_else(|| {
-            let mut e = PlatformError::bad_request("interval is required.");
-            e.extra.details.push(json!({"errorCode": "required", "fieldName": "interval"}));
-            e
-        })?;
-        let (from, to) = parse_interval(interval)
-            .ok_or_else(|| PlatformError::new(400, "invalid.date", format!("Invalid interval [{interval}].")))?;
         let page_size = q.page_size.unwrap_or(25);
         let page_number = q.page_number.unwrap_or(1);
         if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
@@ -180,6 +187,33 @@ impl Org {
         if page_number < 1 {
             return Err(invalid("pageNumber", "pageNumber must be >= 1.".into()));
         }
+        let hits = self.audit_matches(q)?;
+        let total = hits.len();
+        let page_size = page_size as usize;
+        let entities: Vec<Value> = hits
+            .into_iter()
+            .skip((page_number as usize - 1).saturating_mul(page_size))
+            .take(page_size)
+            .map(|e| self.audit_json(e))
+            .collect();
+        Ok(json!({
+            "entities": entities,
+            "pageSize": page_size,
+            "pageNumber": page_number,
+            "total": total,
+            "pageCount": total.div_ceil(page_size),
+        }))
+    }
+
+    /// The records a query's interval, service and filters select, in its sort order.
+    fn audit_matches(&self, q: &RealtimeQuery) -> Result<Vec<&AuditEntry>, PlatformError> {
+        let interval = q.interval.as_deref().ok_or_else(|| {
+            let mut e = PlatformError::bad_request("interval is required.");
+            e.extra.details.push(json!({"errorCode": "required", "fieldName": "interval"}));
+            e
+        })?;
+        let (from, to) = parse_interval(interval)
+            .ok_or_else(|| PlatformError::new(400, "invalid.date", format!("Invalid interval [{interval}].")))?;
         // Filters grouped by property: ORed within a property, ANDed across.
         let mut by_property: Vec<(&str, Vec<&str>)> = Vec::new();
         for f in &q.filters {
@@ -224,21 +258,25 @@ impl Org {
         if descending {
             hits.reverse();
         }
-        let total = hits.len();
-        let page_size = page_size as usize;
-        let entities: Vec<Value> = hits
-            .into_iter()
-            .skip((page_number as usize - 1).saturating_mul(page_size))
-            .take(page_size)
-            .map(|e| self.audit_json(e))
-            .collect();
-        Ok(json!({
-            "entities": entities,
-            "pageSize": page_size,
-            "pageNumber": page_number,
-            "total": total,
-            "pageCount": total.div_ceil(page_size),
-        }))
+        Ok(hits)
+    }
+
+    fn job_state(&self, job: &AuditJob, now: Timestamp) -> &'static str {
+        if now.duration_since(job.submitted).as_millis() >= i128::from(ASYNC_QUERY_SIM_MS) {
+            "Succeeded"
+        } else {
+            "Running"
+        }
+    }
+
+    fn job_json(&self, id: &str, job: &AuditJob, state: &str) -> Value {
+        let mut v = json!({ "id": id, "state": state, "startDate": iso(job.submitted) });
+        for key in ["interval", "serviceName", "filters", "sort"] {
+            if let Some(x) = job.request.get(key) {
+                v[key] = x.clone();
+            }
+        }
+        v
     }
 }
 
@@ -253,6 +291,75 @@ async fn query(State(st): State<SharedState>, body: Bytes) -> Response {
         Ok(v) => json_ok(v),
         Err(e) => e.into_response(),
     }
+}
+
+async fn submit_job(State(st): State<SharedState>, body: Bytes) -> Response {
+    let q: RealtimeQuery = match parse_body(&body) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let now = st.clock.now();
+    let mut org = st.org.lock();
+    let hits = match org.audit_matches(&q) {
+        Ok(hits) => hits.iter().map(|e| e.seq).collect(),
+        Err(e) => return e.into_response(),
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let job = AuditJob { submitted: now, request, hits };
+    let answer = org.job_json(&id, &job, "Queued");
+    org.audit.jobs.insert(id, job);
+    json_ok(answer)
+}
+
+fn unknown_job(id: &str) -> Response {
+    PlatformError::new(404, "not.found", format!("Audit query [{id}] was not found.")).into_response()
+}
+
+async fn job_status(State(st): State<SharedState>, Path(id): Path<String>) -> Response {
+    let now = st.clock.now();
+    let org = st.org.lock();
+    match org.audit.jobs.get(&id) {
+        Some(job) => json_ok(org.job_json(&id, job, org.job_state(job, now))),
+        None => unknown_job(&id),
+    }
+}
+
+async fn job_results(State(st): State<SharedState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let now = st.clock.now();
+    let org = st.org.lock();
+    let Some(job) = org.audit.jobs.get(&id) else { return unknown_job(&id) };
+    if org.job_state(job, now) != "Succeeded" {
+        return PlatformError::bad_request(format!("Audit query [{id}] has not finished.")).into_response();
+    }
+    let mut page_size: i64 = 25;
+    let mut cursor: usize = 0;
+    for (k, v) in super::query_pairs(q.as_deref()) {
+        let parsed = v.parse::<i64>();
+        match (k.as_str(), parsed) {
+            ("pageSize", Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => page_size = n,
+            ("cursor", Ok(n)) if n >= 0 => cursor = n as usize,
+            ("pageSize" | "cursor", _) => {
+                return invalid(&k, format!("Value [{v}] is not valid for [{k}].")).into_response();
+            }
+            _ => {}
+        }
+    }
+    let page = page_size as usize;
+    // Records dropped from the bounded trail since the job ran are left out.
+    let entities: Vec<Value> = job
+        .hits
+        .iter()
+        .skip(cursor)
+        .take(page)
+        .filter_map(|seq| org.audit.entries.iter().find(|e| e.seq == *seq))
+        .map(|e| org.audit_json(e))
+        .collect();
+    let mut answer = json!({ "id": id, "pageSize": page_size, "entities": entities });
+    if cursor + page < job.hits.len() {
+        answer["cursor"] = json!((cursor + page).to_string());
+    }
+    json_ok(answer)
 }
 
 async fn service_mapping() -> Response {
