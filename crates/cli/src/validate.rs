@@ -71,6 +71,11 @@ pub async fn validate(validate_args: &ValidateArgs) -> anyhow::Result<std::proce
         println!("{p}");
     }
     problems += found.len();
+    let fallbacks = wrapup_config::check_lookup_fallbacks(&config, &loaded);
+    for p in &fallbacks {
+        println!("{p}");
+    }
+    problems += fallbacks.len();
     let drifts = check_drift(&config).await;
     problems += drifts.problems;
     if validate_args.strict {

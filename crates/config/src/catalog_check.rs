@@ -108,3 +108,19 @@ pub fn check_catalogs(config: &Config, catalogs: &[(&str, &Catalog)]) -> Vec<Cat
     }
     problems
 }
+
+/// The lookup fallback codes (`connections.lookup.fallback_code`) that do not exist in their connection's live
+/// catalog, as messages naming the connection. A lookup answers with the fallback only as a code *id*, so a fallback
+/// the catalog does not know would fail exactly when it is needed.
+pub fn check_lookup_fallbacks(config: &Config, catalogs: &[(&str, &Catalog)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, catalog) in catalogs {
+        let Some(code) = config.connection(name).and_then(|c| c.lookup.fallback_code.as_deref()) else { continue };
+        if catalog.code_by_name(code).is_none() {
+            problems.push(format!(
+                "connections {name:?}: lookup.fallback_code {code:?} does not exist in the live catalog of the connection"
+            ));
+        }
+    }
+    problems
+}

@@ -67,6 +67,11 @@
 //! max_body_bytes = 1048576
 //! websocket = { enabled = false, queues = ["Support"] }
 //!
+//! [connections.lookup]                  # optional: the lookup for platform-native flows (docs/FLOWS.md)
+//! fallback_code = "Other"               # optional; the code a decision lookup answers when no rule decides
+//! api_key = "env:WRAPUP_LOOKUP_KEY"     # optional for Genesys (default: the intake's auth); required for CXone
+//! api_key_header = "x-wrapup-lookup-key"  # default "x-wrapup-intake-key"
+//!
 //! [[rules]]
 //! name = "short abandoned calls"        # unique
 //! code = "Abandoned"                    # the code *name*
@@ -100,7 +105,7 @@ mod secrets;
 mod signing;
 mod tree;
 
-pub use catalog_check::{check_catalog, check_catalogs, CatalogProblem, CatalogProblemKind};
+pub use catalog_check::{check_catalog, check_catalogs, check_lookup_fallbacks, CatalogProblem, CatalogProblemKind};
 pub use catalog_file::{CatalogFile, CodeFields, CodeSpec, QueueSpec, CXONE_NAME_MAX};
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use region::{genesys_domain, GENESYS_REGIONS};
@@ -239,6 +244,8 @@ pub struct ConnectionConfig {
     /// How far back (by conversation start) each reconcile pass looks.
     pub reconcile_window: std::time::Duration,
     pub intake: IntakeConfig,
+    /// The lookup for platform-native flows (`[connections.lookup]`).
+    pub lookup: LookupConfig,
     /// Genesys: whether a conversation read shows an agent's provisional (unsaved) wrap-up code. The public
     /// contract does not say; with `false` (the default) a gate that reads the conversation to see the ACW window
     /// also reads the participant's wrap-up with `provisional=true` before writing, one call more, so that an
@@ -318,6 +325,19 @@ pub enum IntakeAuth {
     /// `auth = "standard_webhooks"`: every request is signed per the Standard Webhooks specification
     /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with `signing_secret`.
     StandardWebhooks { signing_secret: SigningSecret },
+}
+
+/// The lookup for platform-native flows of one connection (`[connections.lookup]`): Genesys Architect data actions
+/// and CXone Studio REST actions ask it for a code's id or a rule decision.
+#[derive(Debug, Clone, Default)]
+pub struct LookupConfig {
+    /// The code *name* a decision lookup answers (with `fallback: true`) when no rule decides the leg or the decided
+    /// code cannot be used; without one such a lookup answers 404.
+    pub fallback_code: Option<String>,
+    /// A key of the lookup's own, `(header, key)`: a flow cannot sign Standard Webhooks requests, and a CXone
+    /// connection has no intake. Without one, a Genesys connection's lookups authenticate like its intake, and a
+    /// CXone connection has no lookup.
+    pub api_key: Option<(String, Secret)>,
 }
 
 /// The Genesys Notification API websocket as an intake.

@@ -14,7 +14,7 @@ use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{Node, Value};
 use crate::{
     AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, HttpLimits,
-    IntakeAuth, IntakeConfig, SigningSecret, StoreConfig, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS,
+    IntakeAuth, IntakeConfig, LookupConfig, SigningSecret, StoreConfig, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS,
     DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER,
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS,
     DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS,
@@ -110,6 +110,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "reconcile_every_secs",
     "reconcile_window_secs",
     "intake",
+    "lookup",
     "access_key_id",
     "access_key_secret",
     "acw_detection",
@@ -123,6 +124,7 @@ const CXONE_ONLY_KEYS: &[&str] =
     &["access_key_id", "access_key_secret", "acw_detection", "poll_interval_ms", "agent_state_after_write"];
 const CLIENT_KEYS: &[&str] = &["client_id", "client_secret"];
 const INTAKE_KEYS: &[&str] = &["api_key_header", "api_key", "max_body_bytes", "websocket", "auth", "signing_secret"];
+const LOOKUP_KEYS: &[&str] = &["fallback_code", "api_key", "api_key_header"];
 const WEBSOCKET_KEYS: &[&str] = &["enabled", "queues"];
 const RULE_KEYS: &[&str] = &["name", "code", "notes", "timing", "mode", "platform", "connection", "when"];
 const TIMING_KEYS: &[&str] = &["before_timeout", "after"];
@@ -533,6 +535,21 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
             auth: IntakeAuth::ApiKey,
         }),
     };
+    let lookup = match t.get("lookup") {
+        Some(f) => {
+            let lookup = read_lookup(cx, &f);
+            if kind == Some(Platform::Cxone) && lookup.as_ref().is_some_and(|l| l.api_key.is_none()) {
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    "a CXone connection's lookup needs `api_key` (a CXone connection has no intake whose key it could \
+                     share)",
+                );
+            }
+            lookup
+        }
+        None => Some(LookupConfig::default()),
+    };
     t.finish(cx);
 
     let mut clients = vec![primary?];
@@ -550,6 +567,7 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         reconcile_every: reconcile_every?,
         reconcile_window: reconcile_window?,
         intake: intake?,
+        lookup: lookup?,
         conversation_shows_provisional: conversation_shows_provisional?,
         acw_estimate_default: acw_estimate_default?,
         cxone: cxone?,
@@ -649,15 +667,7 @@ fn read_client(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ClientCredentials> {
 fn read_intake(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<IntakeConfig> {
     let mut t = table(cx, f.node, &f.path, INTAKE_KEYS)?;
     let api_key_header = match t.get("api_key_header") {
-        Some(f) => string(cx, &f).and_then(|h| {
-            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-            if !h.is_empty() && h.chars().all(token) {
-                Some(h.to_ascii_lowercase())
-            } else {
-                cx.problem(&f.node.span, &f.path, format!("{h:?} is not a valid HTTP header name"));
-                None
-            }
-        }),
+        Some(f) => header_name(cx, &f),
         None => Some(DEFAULT_INTAKE_KEY_HEADER.to_string()),
     };
     let api_key = match t.get("api_key") {
@@ -681,6 +691,41 @@ fn read_intake(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<IntakeConfig> {
         websocket: websocket?,
         auth: auth?,
     })
+}
+
+/// An HTTP header name, lower-cased.
+fn header_name(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
+    let h = string(cx, f)?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !h.is_empty() && h.chars().all(token) {
+        Some(h.to_ascii_lowercase())
+    } else {
+        cx.problem(&f.node.span, &f.path, format!("{h:?} is not a valid HTTP header name"));
+        None
+    }
+}
+
+fn read_lookup(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<LookupConfig> {
+    let mut t = table(cx, f.node, &f.path, LOOKUP_KEYS)?;
+    let fallback_code = match t.get("fallback_code") {
+        Some(f) => non_empty_string(cx, &f).map(|s| Some(s.to_string())),
+        None => Some(None),
+    };
+    let header = match t.get("api_key_header") {
+        Some(f) => header_name(cx, &f).map(Some),
+        None => Some(None),
+    };
+    let key = match t.get("api_key") {
+        Some(f) => secret(cx, &f).map(Some),
+        None => Some(None),
+    };
+    if let (Some(Some(_)), Some(None)) = (&header, &key) {
+        cx.problem(&t.span, &t.path, "`api_key_header` names the header of `api_key`, which is not set");
+    }
+    t.finish(cx);
+    let (header, key) = (header?, key?);
+    let api_key = key.map(|k| (header.unwrap_or_else(|| DEFAULT_INTAKE_KEY_HEADER.to_string()), k));
+    Some(LookupConfig { fallback_code: fallback_code?, api_key })
 }
 
 /// `auth` and `signing_secret`, and the keys that contradict them. Reads `api_key` / `api_key_header` only to

@@ -788,3 +788,67 @@ fn a_store_url_with_a_password_or_of_another_kind_is_refused_without_quoting_it(
     assert_problem("[store]\nurl = \"sqlite\"\nhost = \"x\"\n", "w.toml:3:1: store.host", "unknown key");
     assert_problem("[store]\nurl = \"postgres://db/w\"\npassword = \"env:NOPE\"\n", "w.toml:3:", "NOPE");
 }
+
+// ---- the lookup ----
+
+#[test]
+fn the_lookup_reads_its_fallback_and_key_and_genesys_defaults_to_the_intake_auth() {
+    let plain = parse(CONNECTION).unwrap();
+    assert_eq!(plain.connections[0].lookup.fallback_code, None);
+    assert!(plain.connections[0].lookup.api_key.is_none(), "without a key of its own the intake's auth is used");
+    let text = with_connection(
+        "[connections.lookup]\nfallback_code = \"Other\"\napi_key = \"env:WRAPUP_INTAKE_KEY\"\napi_key_header = \"X-Flow-Key\"\n",
+    );
+    let lookup = parse(&text).unwrap().connections[0].lookup.clone();
+    assert_eq!(lookup.fallback_code.as_deref(), Some("Other"));
+    let (header, key) = lookup.api_key.expect("a key of its own");
+    assert_eq!((header.as_str(), key.expose()), ("x-flow-key", "intake-key-value"));
+    let default_header = with_connection("[connections.lookup]\napi_key = \"env:WRAPUP_INTAKE_KEY\"\n");
+    assert_eq!(
+        parse(&default_header).unwrap().connections[0].lookup.api_key.clone().unwrap().0,
+        DEFAULT_INTAKE_KEY_HEADER
+    );
+    let cxone =
+        format!("{CXONE}[connections.lookup]\nfallback_code = \"Other\"\napi_key = \"env:WRAPUP_INTAKE_KEY\"\n");
+    assert_eq!(parse(&cxone).unwrap().connections[0].lookup.fallback_code.as_deref(), Some("Other"));
+}
+
+#[test]
+fn lookup_problems_are_located() {
+    assert_problem(
+        &with_connection("[connections.lookup]\nfallback_code = \"  \"\n"),
+        "w.toml:9:17: connections[0].lookup.fallback_code",
+        "must not be empty",
+    );
+    assert_problem(
+        &with_connection("[connections.lookup]\nfallback = \"Other\"\n"),
+        "w.toml:9:1: connections[0].lookup.fallback",
+        "unknown key `fallback`",
+    );
+    assert_problem(
+        &with_connection("[connections.lookup]\napi_key_header = \"x-k\"\n"),
+        "w.toml:8:1: connections[0].lookup",
+        "`api_key_header` names the header of `api_key`, which is not set",
+    );
+    assert_problem(
+        &with_connection("[connections.lookup]\napi_key = \"plain\"\n"),
+        "w.toml:9:11: connections[0].lookup.api_key",
+        "",
+    );
+    assert_problem(
+        &format!("{CXONE}[connections.lookup]\nfallback_code = \"Other\"\n"),
+        "w.toml:",
+        "a CXone connection's lookup needs `api_key`",
+    );
+}
+
+#[test]
+fn the_lookup_fallback_is_checked_against_the_live_catalog() {
+    let good = parse(&with_connection("[connections.lookup]\nfallback_code = \"resolved\"\n")).unwrap();
+    assert!(check_lookup_fallbacks(&good, &[("prod", &catalog())]).is_empty(), "names match like rules' codes do");
+    let bad = parse(&with_connection("[connections.lookup]\nfallback_code = \"Other\"\n")).unwrap();
+    assert_eq!(
+        check_lookup_fallbacks(&bad, &[("prod", &catalog())]),
+        ["connections \"prod\": lookup.fallback_code \"Other\" does not exist in the live catalog of the connection"]
+    );
+}
