@@ -21,7 +21,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().merge(intake_routes()).merge(admin_routes()).with_state(state)
 }
 
-/// What must be reachable from the platform's side: intake and the probes (for a load balancer in front).
+/// What must be reachable from the platform's side: intake, the lookup for flows, and the probes (for a load balancer in front).
 pub fn intake_router(state: Arc<AppState>) -> Router {
     intake_routes().with_state(state)
 }
@@ -34,6 +34,8 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
 fn intake_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/intake/{connection}", post(intake::post_events))
+        .route("/api/v1/lookup/{connection}/codes", get(crate::lookup::get_code))
+        .route("/api/v1/lookup/{connection}/decision", post(crate::lookup::post_decision))
         .route("/health", get(health))
         .route("/ready", get(ready))
 }
@@ -57,7 +59,18 @@ pub const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// The process-wide Prometheus recorder (installed once; later calls reuse it).
 pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
-    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
+    HANDLE
+        .get_or_init(|| {
+            use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+            // A flow waits on each lookup: its buckets are around the few milliseconds it is meant to take.
+            const LOOKUP_BUCKETS: [f64; 10] = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full("wrapup_lookup_duration_seconds".into()), &LOOKUP_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
 }
 
 /// Ready when the store answers and every connection has a catalog: before that, each leg waits for the first

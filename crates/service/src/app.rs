@@ -34,6 +34,8 @@ pub struct ConnectionSpec {
     pub rules: Arc<RuleSet>,
     /// `POST /intake/{name}` (Genesys); `None` where the platform pushes nothing (CXone).
     pub intake: Option<IntakeSettings>,
+    /// The lookup for platform-native flows (`/api/v1/lookup/{name}/…`); `None`: not offered on this connection.
+    pub lookup: Option<crate::lookup::LookupSettings>,
     pub catalog_ttl: SignedDuration,
     /// Assumed length of optional / agent-requested windows until observed ones give an estimate (platform time).
     pub acw_estimate_default: SignedDuration,
@@ -73,6 +75,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     pub intake: HashMap<String, IntakeSettings>,
+    /// Each connection's lookup settings, for the connections that offer it.
+    pub lookup: HashMap<String, crate::lookup::LookupSettings>,
     pub connections: HashMap<String, Arc<ConnectionRuntime>>,
     pub wake: Arc<Notify>,
     pub admin_token: Option<Secret>,
@@ -176,6 +180,7 @@ pub async fn start_with_admin(
     let wake = Arc::new(Notify::new());
     let mut connections = HashMap::new();
     let mut intake = HashMap::new();
+    let mut lookup = HashMap::new();
     let mut websockets = Vec::new();
     let mut reconcile_specs = Vec::new();
     let mut detections = Vec::new();
@@ -203,6 +208,9 @@ pub async fn start_with_admin(
                 acw_estimates,
             }),
         );
+        if let Some(settings) = c.lookup {
+            lookup.insert(c.name.clone(), settings);
+        }
         if let Some(settings) = c.intake {
             intake.insert(c.name, settings);
         }
@@ -265,6 +273,7 @@ pub async fn start_with_admin(
         store: spec.store.clone(),
         clock: spec.clock.clone(),
         intake,
+        lookup,
         connections,
         wake: wake.clone(),
         admin_token: spec.admin_token,

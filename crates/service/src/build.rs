@@ -6,6 +6,7 @@ use crate::cxone::{CxonePlatform, DetectionSpec};
 use crate::genesys::GenesysPlatform;
 use crate::intake::IntakeSettings;
 use crate::intake_auth::{IntakeAuth, StandardWebhooks};
+use crate::lookup::LookupSettings;
 use crate::platform::SharedPlatform;
 use crate::reconciler::{ReconcileSettings, ReconcileSpec};
 use crate::scheduler::SchedulerSettings;
@@ -109,6 +110,10 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
                 platform: platform.clone(),
                 rules: rules.clone(),
                 intake: None,
+                lookup: conn.lookup.api_key.clone().map(|(header, key)| LookupSettings {
+                    auth: IntakeAuth::ApiKey { header, key },
+                    fallback_code: conn.lookup.fallback_code.clone(),
+                }),
                 catalog_ttl: catalog_ttl(conn),
                 acw_estimate_default: acw_estimate_default(conn),
                 websocket: None,
@@ -152,10 +157,16 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             }
             _ => None,
         };
+        // A key of the lookup's own, else the intake's auth: a flow calls the lookup as the platform calls intake.
+        let lookup_auth = match conn.lookup.api_key.clone() {
+            Some((header, key)) => IntakeAuth::ApiKey { header, key },
+            None => auth.clone(),
+        };
         connections.push(ConnectionSpec {
             name: conn.name.clone(),
             platform,
             rules: rules.clone(),
+            lookup: Some(LookupSettings { auth: lookup_auth, fallback_code: conn.lookup.fallback_code.clone() }),
             intake: Some(IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids }),
             catalog_ttl: catalog_ttl(conn),
             acw_estimate_default: acw_estimate_default(conn),

@@ -59,7 +59,7 @@ fn too_large(size: impl std::fmt::Display, limit: usize) -> Response {
 }
 
 /// Why a body could not be read.
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Timeout,
     Broken,
@@ -67,7 +67,12 @@ enum BodyError {
 
 /// Reads `body` whole, refusing it as soon as it grows past `limit` or takes longer than `timeout`. `declared` is
 /// its `Content-Length`, already checked against `limit`.
-async fn read_body(body: Body, declared: Option<u64>, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let read = async {
         let mut stream = body.into_data_stream();
         let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |d| (d as usize).min(limit)));

@@ -13,6 +13,7 @@ pub mod genesys;
 pub mod intake;
 pub mod intake_auth;
 pub mod jobs;
+pub mod lookup;
 pub mod outcomes;
 pub mod platform;
 pub mod reconciler;

@@ -67,7 +67,7 @@ pub const RESERVED_FDS: u64 = 256;
 /// Which cap a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
-    /// `/intake/…`: platform events.
+    /// `/intake/…`: platform events; `/api/v1/lookup/…`: the platform's flows.
     Intake,
     /// `/health`, `/ready`: probes.
     Health,
@@ -77,7 +77,7 @@ pub enum RouteClass {
 
 impl RouteClass {
     pub fn of(path: &str) -> Self {
-        if path.starts_with("/intake/") {
+        if path.starts_with("/intake/") || path.starts_with("/api/v1/lookup/") {
             RouteClass::Intake
         } else if path == "/health" || path == "/ready" {
             RouteClass::Health
@@ -349,6 +349,7 @@ mod tests {
         assert_eq!(RouteClass::of("/healthz"), RouteClass::Admin);
         assert_eq!(RouteClass::of("/metrics"), RouteClass::Admin);
         assert_eq!(RouteClass::of("/api/v1/legs"), RouteClass::Admin);
+        assert_eq!(RouteClass::of("/api/v1/lookup/prod/codes"), RouteClass::Intake);
         assert_eq!(RouteClass::of("/intake"), RouteClass::Admin);
     }
 
