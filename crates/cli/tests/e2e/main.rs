@@ -12,6 +12,7 @@ mod edge;
 mod harness;
 mod intake;
 mod invariants;
+mod lookup;
 mod reconcile;
 mod replicas;
 mod restart;
