@@ -134,21 +134,21 @@ impl Generator {
 /// A minimal HTTP/1.1 keep-alive client: one request at a time on one connection, answers with a `Content-Length`
 /// body (what the service sends). reqwest cost the generator about as much CPU per request as the service spent
 /// handling it, on the same two cores; a real sender runs elsewhere.
-struct RawConnection {
+pub(crate) struct RawConnection {
     stream: tokio::io::BufReader<tokio::net::TcpStream>,
     request: Vec<u8>,
     line: String,
 }
 
 impl RawConnection {
-    async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Self> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Self { stream: tokio::io::BufReader::new(stream), request: Vec::new(), line: String::new() })
     }
 
     /// POSTs `body`; returns the status code once the whole answer is read.
-    async fn post(&mut self, path: &str, key: &str, body: &[u8]) -> std::io::Result<u16> {
+    pub(crate) async fn post(&mut self, path: &str, key: &str, body: &[u8]) -> std::io::Result<u16> {
         use std::io::{Error, ErrorKind, Write};
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let bad = |what: &str| Error::new(ErrorKind::InvalidData, what.to_string());

@@ -9,6 +9,7 @@
 //! - [`pooled`]: the saturation load on one org with one, then two OAuth clients; the throughput ratio.
 //! - [`ingest`]: events/s the intake acknowledges durably, and the ack latency at a fixed rate, from a load
 //!   generator on loopback; SQLite's own commit rate on the same disk as the reference.
+//! - [`lookup`]: the latency of the lookup for platform flows (a rule decision) at a fixed rate, on loopback.
 //! - [`memory`]: resident memory idle and with a large backlog of pending legs.
 //! - [`naive`]: what a user would otherwise write (on each event: read the queue's codes, read the conversation,
 //!   write) in the same sandbox, for comparison with `efficiency`.
@@ -19,6 +20,7 @@
 pub mod cxone;
 pub mod efficiency;
 pub mod ingest;
+pub mod lookup;
 pub mod memory;
 pub mod naive;
 
@@ -36,6 +38,7 @@ pub enum Scenario {
     Saturation,
     Pooled,
     Ingest,
+    Lookup,
     Memory,
     Naive,
 }
@@ -163,6 +166,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Saturation => saturation::run(args).await,
         Scenario::Pooled => pooled::run(args).await,
         Scenario::Ingest => ingest::run(args).await,
+        Scenario::Lookup => lookup::run(args).await,
         Scenario::Memory => memory::run(args).await,
         Scenario::Naive => naive::run(args).await,
     }

@@ -33,7 +33,8 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
     Sandbox(wrapup_sandbox::SandboxArgs),
-    /// Benchmark scenarios (sandbox + service in this process): efficiency, saturation, pooled, ingest, memory, naive.
+    /// Benchmark scenarios (sandbox + service in this process): efficiency, saturation, pooled, ingest, lookup, memory,
+    /// naive.
     Bench(bench::BenchArgs),
 }
 
