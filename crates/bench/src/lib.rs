@@ -13,10 +13,13 @@
 //! - [`memory`]: resident memory idle and with a large backlog of pending legs.
 //! - [`naive`]: what a user would otherwise write (on each event: read the queue's codes, read the conversation,
 //!   write) in the same sandbox, for comparison with `efficiency`.
+//! - [`catalog`]: a catalog promotion (export, plan, apply) between two orgs of 300 queues and 200 codes, through
+//!   the request budget; wall time, calls per change, 429 share, and the calls Terraform would need at least.
 //!
 //! Every scenario returns a [`Report`]: a flat JSON object with the named fields (`--json`) and a human table.
 //! Numbers are measured, never assumed; the goals are printed next to them, and a missed goal is reported as such.
 
+pub mod catalog;
 pub mod cxone;
 pub mod efficiency;
 pub mod ingest;
@@ -41,6 +44,7 @@ pub enum Scenario {
     Lookup,
     Memory,
     Naive,
+    Catalog,
 }
 
 /// `--platform`.
@@ -66,7 +70,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub rate: Option<f64>,
     /// The platform's limit and the service's budget, requests per minute per OAuth client (saturation, pooled,
-    /// memory). Genesys' default is 300.
+    /// memory, catalog). Genesys' default is 300.
     #[arg(long, default_value_t = 300)]
     pub rate_limit: u32,
     /// Pending legs for the memory scenario.
@@ -78,11 +82,11 @@ pub struct BenchArgs {
     /// Events per intake request in the ingest scenario (EventBridge API destinations send one).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Which platform of the sandbox the service codes (efficiency, saturation): the Genesys org or the CXone
-    /// business unit.
+    /// Which platform of the sandbox the service codes (efficiency, saturation), or the catalog is promoted on
+    /// (catalog): the Genesys org or the CXone business unit.
     #[arg(long, value_enum, default_value_t = BenchPlatform::Genesys)]
     pub platform: BenchPlatform,
-    /// How the sandbox counts its per-minute limit (saturation, pooled): a fixed window, a sliding window or a token
+    /// How the sandbox counts its per-minute limit (saturation, pooled, catalog): a fixed window, a sliding window or a token
     /// bucket. The service is not told which.
     #[arg(long, value_enum, default_value_t = wrapup_sandbox::RateWindow::Fixed)]
     pub window: wrapup_sandbox::RateWindow,
@@ -169,6 +173,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Lookup => lookup::run(args).await,
         Scenario::Memory => memory::run(args).await,
         Scenario::Naive => naive::run(args).await,
+        Scenario::Catalog => catalog::run(args).await,
     }
 }
 
