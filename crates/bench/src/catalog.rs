@@ -81,13 +81,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let plan_ms = started.elapsed().as_millis() as u64;
     let plan_calls = (conn_b.stats)();
 
-    // 3. Apply to B (apply reads B again, plans, writes, reads every change back).
+    // 3. Apply to B from the plan's read (as `wrapup catalog apply --yes` does): writes, then reads every touched
+    // object back.
     if !quiet {
         eprintln!("[apply: {} changes to B ...]", planned.changes.len());
     }
     let sandbox_before = sandbox_calls(&b, platform);
     let started = Instant::now();
-    let applied = apply(conn_b.api.as_ref(), &file, &cx, None, &NoJournal, &ApplyOptions::default()).await?;
+    let fresh = Some(live_b.clone());
+    let applied = apply(conn_b.api.as_ref(), &file, &cx, None, fresh, &NoJournal, &ApplyOptions::default()).await?;
     let apply_ms = started.elapsed().as_millis() as u64;
     let after = (conn_b.stats)();
     let apply_calls = after.calls_total - plan_calls.calls_total;

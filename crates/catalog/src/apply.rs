@@ -131,12 +131,15 @@ enum Outcome {
     Replan,
 }
 
-/// Applies `file` (or exactly `saved`, if its fingerprint still holds) to the live catalog behind `api`.
+/// Applies `file` (or exactly `saved`, if its fingerprint still holds) to the live catalog behind `api`. `fresh` is
+/// a read made just before (the one a plan shown to the user came from), saving a second read of the whole catalog;
+/// a saved plan is always checked against a new read.
 pub async fn apply(
     api: &dyn CatalogApi,
     file: &CatalogFile,
     cx: &PlanContext,
     saved: Option<&Plan>,
+    fresh: Option<LiveCatalog>,
     journal: &dyn Journal,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
@@ -156,7 +159,10 @@ pub async fn apply(
     // Codes this run created (with the id the platform answered) or may have created (`None`): a later pass, planned
     // from a read that does not show them yet, must not create them again.
     let mut created: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut live = read(api, opts).await?;
+    let mut live = match fresh {
+        Some(live) if saved.is_none() && journal.unresolved_creates().await.is_empty() => live,
+        _ => read(api, opts).await?,
+    };
     let mut current = match saved {
         Some(saved) => {
             if fingerprint(&live, &saved.touched) != saved.fingerprint {
@@ -545,8 +551,10 @@ async fn settle(api: &dyn CatalogApi, expectations: &mut Vec<Expect>, opts: &App
     let mut pause = opts.poll;
     loop {
         let mut open = Vec::new();
+        // One read per object and round, however many changes it had (a queue with codes added and removed).
+        let mut reads = Reads::default();
         for e in expectations.drain(..) {
-            if !holds(api, &e).await {
+            if !holds(api, &e, &mut reads).await {
                 open.push(e);
             }
         }
@@ -562,25 +570,51 @@ async fn settle(api: &dyn CatalogApi, expectations: &mut Vec<Expect>, opts: &App
     }
 }
 
-async fn holds(api: &dyn CatalogApi, e: &Expect) -> bool {
+/// A queue's (skill's) code ids and `requireDisposition`, as [`CatalogApi::queue_codes`] answers.
+type QueueCodes = (Vec<String>, Option<bool>);
+
+/// Objects read in one round of read-back (`None`: the read failed).
+#[derive(Default)]
+struct Reads {
+    codes: BTreeMap<String, Option<Option<LiveCode>>>,
+    queues: BTreeMap<String, Option<QueueCodes>>,
+}
+
+impl Reads {
+    async fn code(&mut self, api: &dyn CatalogApi, id: &str) -> Result<Option<LiveCode>, ()> {
+        if !self.codes.contains_key(id) {
+            self.codes.insert(id.to_string(), api.get_code(id).await.ok());
+        }
+        self.codes[id].clone().ok_or(())
+    }
+
+    async fn queue(&mut self, api: &dyn CatalogApi, id: &str) -> Result<QueueCodes, ()> {
+        if !self.queues.contains_key(id) {
+            self.queues.insert(id.to_string(), api.queue_codes(id).await.ok());
+        }
+        self.queues[id].clone().ok_or(())
+    }
+}
+
+async fn holds(api: &dyn CatalogApi, e: &Expect, reads: &mut Reads) -> bool {
     match e {
-        Expect::Code { id: Some(id), name, fields } => match api.get_code(id).await {
+        Expect::Code { id: Some(id), name, fields } => match reads.code(api, id).await {
             Ok(Some(c)) => c.name == *name && fields.as_ref().is_none_or(|f| c.fields == *f),
             _ => false,
         },
         Expect::Code { id: None, name, .. } => matches!(api.find_code(name).await, Ok(found) if !found.is_empty()),
-        Expect::Gone { id } => match api.get_code(id).await {
+        Expect::Gone { id } => match reads.code(api, id).await {
             Ok(None) => true,
             Ok(Some(c)) => api.platform() == Platform::Cxone && c.fields.active == Some(false),
             Err(_) => false,
         },
         Expect::QueueHas { queue_id, code_ids } => {
-            matches!(api.queue_codes(queue_id).await, Ok((have, _)) if code_ids.iter().all(|id| have.contains(id)))
+            matches!(reads.queue(api, queue_id).await, Ok((have, _)) if code_ids.iter().all(|id| have.contains(id)))
         }
         Expect::QueueLacks { queue_id, code_ids } => {
-            matches!(api.queue_codes(queue_id).await, Ok((have, _)) if code_ids.iter().all(|id| !have.contains(id)))
+            matches!(reads.queue(api, queue_id).await, Ok((have, _)) if code_ids.iter().all(|id| !have.contains(id)))
         }
-        Expect::Skill { skill_id, code_ids, require } => match api.queue_codes(skill_id).await {
+        Expect::Skill { skill_id, code_ids, require } => match reads.queue(api, skill_id).await {
             Ok((have, r)) => have == *code_ids && require.is_none_or(|want| Some(want) == r),
             Err(_) => false,
         },

@@ -205,14 +205,15 @@ fn rules_naming(config: &Config, conn: &ConnectionConfig) -> BTreeMap<String, Ve
     map
 }
 
-/// The plan of `file` against the live catalog, with the usage of what it removes (one more query, only then).
+/// The plan of `file` against the live catalog, with the usage of what it removes (one more query, only then), and
+/// the live catalog it was made from.
 async fn make_plan(
     config: &Config,
     conn: &ConnectionConfig,
     c: &Connection,
     file: &CatalogFile,
     args: &PlanArgs,
-) -> anyhow::Result<(PlanContext, Plan)> {
+) -> anyhow::Result<(PlanContext, Plan, wrapup_catalog::LiveCatalog)> {
     let live = read_live(c).await?;
     let now = Timestamp::now();
     let mut cx = PlanContext {
@@ -240,14 +241,14 @@ async fn make_plan(
             Err(e) => eprintln!("warning: the usage of codes could not be read ({e}); the plan shows rules only"),
         }
     }
-    Ok((cx, made))
+    Ok((cx, made, live))
 }
 
 async fn plan_command(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.target.config)?;
     let (conn, c) = connection(&config, args.target.connection.as_deref())?;
     let file = catalog_file(args, &conn)?;
-    let (_, made) = make_plan(&config, &conn, &c, &file, args).await?;
+    let (_, made, _) = make_plan(&config, &conn, &c, &file, args).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&made)?);
     } else {
@@ -272,7 +273,7 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let connection_name = args.plan.target.connection.clone().or_else(|| saved.as_ref().map(|p| p.connection.clone()));
     let (conn, c) = connection(&config, connection_name.as_deref())?;
-    let (file, cx, shown) = match &saved {
+    let (file, cx, shown, fresh) = match &saved {
         Some(p) => {
             let file = CatalogFile::parse(&p.desired, "the saved plan").map_err(|e| anyhow::anyhow!("{e}"))?;
             let cx = PlanContext {
@@ -282,12 +283,13 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 force: p.force,
                 now: Timestamp::now(),
             };
-            (file, cx, p.clone())
+            (file, cx, p.clone(), None)
         }
         None => {
             let file = catalog_file(&args.plan, &conn)?;
-            let (cx, made) = make_plan(&config, &conn, &c, &file, &args.plan).await?;
-            (file, cx, made)
+            let (cx, made, live) = make_plan(&config, &conn, &c, &file, &args.plan).await?;
+            // Without --yes, the plan's read may be as old as the user's pause at the prompt: read again.
+            (file, cx, made, args.yes.then_some(live))
         }
     };
     // With --report-json, standard output is the report alone.
@@ -309,7 +311,7 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let opts = ApplyOptions { settle_timeout: Duration::from_secs(args.settle_secs), ..ApplyOptions::default() };
     let started = std::time::Instant::now();
     let before = (c.stats)();
-    let result = apply(c.api.as_ref(), &file, &cx, saved.as_ref(), &journal, &opts).await;
+    let result = apply(c.api.as_ref(), &file, &cx, saved.as_ref(), fresh, &journal, &opts).await;
     let calls = (c.stats)().calls_total - before.calls_total;
     let report = match result {
         Ok(report) => report,
