@@ -149,6 +149,28 @@ fn priority() -> Priority {
     Priority::backfill()
 }
 
+/// `read_one` for every queue (skill) id, [`READ_CONCURRENCY`] at a time, answers in the ids' order; `progress`
+/// hears of each as it finishes.
+async fn each_queue<I, T, F, Fut>(ids: Vec<I>, progress: Progress<'_>, read_one: F) -> Result<Vec<T>, PlatformError>
+where
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = Result<T, PlatformError>>,
+{
+    let total = ids.len();
+    progress(0, total);
+    let done = &std::sync::atomic::AtomicUsize::new(0);
+    let read_one = &read_one;
+    stream::iter(ids)
+        .map(|id| async move {
+            let answer = read_one(id).await?;
+            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+            Ok::<_, PlatformError>(answer)
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 fn unsupported(endpoint: &'static str, what: &str) -> PlatformError {
     PlatformError::transport(ErrorClass::Permanent, endpoint, format!("{what} is not an operation of this platform"))
 }
@@ -164,19 +186,11 @@ impl CatalogApi for GenesysClient {
     async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
         let (codes, queues) =
             tokio::try_join!(read(|| self.list_wrapupcodes(priority())), read(|| self.list_queues(priority())))?;
-        let total = queues.len();
-        progress(0, total);
-        let done = &std::sync::atomic::AtomicUsize::new(0);
         let ids: Vec<String> = queues.iter().map(|q| q.id.clone()).collect();
-        let assigned: Vec<Vec<WrapupCode>> = stream::iter(ids)
-            .map(|id| async move {
-                let codes = read(|| self.list_queue_wrapupcodes(&id, priority())).await?;
-                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                Ok::<_, PlatformError>(codes)
-            })
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let assigned: Vec<Vec<WrapupCode>> = each_queue(ids, progress, |id: String| async move {
+            read(|| self.list_queue_wrapupcodes(&id, priority())).await
+        })
+        .await?;
         let mut divisions: BTreeMap<String, String> = BTreeMap::new();
         let refs = codes.iter().map(|c| &c.division).chain(queues.iter().map(|q| &q.division));
         for d in refs.flatten() {
@@ -430,19 +444,10 @@ impl CatalogApi for CxoneClient {
     async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
         let (dispositions, skills) =
             tokio::try_join!(read(|| self.list_dispositions(priority())), read(|| self.list_skills(priority())))?;
-        let total = skills.len();
-        progress(0, total);
-        let done = &std::sync::atomic::AtomicUsize::new(0);
         let ids: Vec<i64> = skills.iter().map(|s| s.id).collect();
-        let assigned: Vec<Vec<Disposition>> = stream::iter(ids)
-            .map(|id| async move {
-                let list = read(|| self.skill_dispositions(id, priority())).await?;
-                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                Ok::<_, PlatformError>(list)
-            })
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let assigned: Vec<Vec<Disposition>> =
+            each_queue(ids, progress, |id: i64| async move { read(|| self.skill_dispositions(id, priority())).await })
+                .await?;
         Ok(LiveCatalog {
             platform: Platform::Cxone,
             codes: dispositions.iter().map(cxone_code).collect(),

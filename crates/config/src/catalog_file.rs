@@ -34,7 +34,7 @@
 //! A field left out is not managed (the platform's value stays). Queues and skills that the file does not name are
 //! left as they are; a queue it names gets exactly the codes listed.
 
-use crate::error::{ConfigError, ConfigErrors, LineIndex, Location};
+use crate::error::{ConfigErrors, LineIndex, Location};
 use crate::schema::{all_of, array, boolean, integer, items, named, non_empty_string, parse_tree, string, table, Cx};
 use crate::schema::{Field, Table};
 use crate::secrets::SystemSecrets;
@@ -120,13 +120,7 @@ impl CatalogFile {
     pub fn load(path: impl AsRef<Path>) -> Result<CatalogFile, ConfigErrors> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            errors: vec![ConfigError {
-                location: Location { file: origin.clone(), line: 0, column: 0 },
-                path: String::new(),
-                message: format!("cannot read catalog file: {e}"),
-            }],
-        })?;
+        let text = crate::error::read_text(path, "catalog file")?;
         Self::parse(&text, &origin)
     }
 

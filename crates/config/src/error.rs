@@ -82,6 +82,17 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 }
 
 /// Maps byte offsets of one text to line and column.
+/// The text of the file at `path`, or the one error saying it cannot be read (`what`: "config file", …).
+pub(crate) fn read_text(path: &std::path::Path, what: &str) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        errors: vec![ConfigError {
+            location: Location { file: path.display().to_string(), line: 0, column: 0 },
+            path: String::new(),
+            message: format!("cannot read {what}: {e}"),
+        }],
+    })
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct LineIndex {
     file: String,

@@ -375,13 +375,7 @@ impl Config {
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            errors: vec![ConfigError {
-                location: Location { file: origin.clone(), line: 0, column: 0 },
-                path: String::new(),
-                message: format!("cannot read config file: {e}"),
-            }],
-        })?;
+        let text = error::read_text(path, "config file")?;
         let base = path.parent().unwrap_or(Path::new(""));
         Self::parse_with(&text, &origin, base, &SystemSecrets)
     }
