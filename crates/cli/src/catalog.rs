@@ -110,6 +110,8 @@ pub(crate) struct Connection {
     name: String,
     pub(crate) api: Box<dyn CatalogApi>,
     stats: Box<dyn Fn() -> CallStats + Send + Sync>,
+    /// The client's request budget, to share with running services (see [`share_budget`]).
+    budget: wrapup_connectors::Budget,
 }
 
 pub(crate) fn connection(config: &Config, name: Option<&str>) -> anyhow::Result<(ConnectionConfig, Connection)> {
@@ -126,16 +128,87 @@ pub(crate) fn connection(config: &Config, name: Option<&str>) -> anyhow::Result<
             let (_, client) = wrapup_service::build::connection_for(conn, clock)?;
             let client = client.context("a Genesys connection without a client")?;
             let stats_client = client.clone();
-            Connection { name: conn.name.clone(), api: Box::new(client), stats: Box::new(move || stats_client.stats()) }
+            let budget = client.budget().clone();
+            let stats = Box::new(move || stats_client.stats());
+            Connection { name: conn.name.clone(), api: Box::new(client), stats, budget }
         }
         Platform::Cxone => {
             let platform = wrapup_service::build::cxone_platform(conn, clock)?;
             let client = platform.client().clone();
             let stats_client = client.clone();
-            Connection { name: conn.name.clone(), api: Box::new(client), stats: Box::new(move || stats_client.stats()) }
+            let budget = client.budget().clone();
+            let stats = Box::new(move || stats_client.stats());
+            Connection { name: conn.name.clone(), api: Box::new(client), stats, budget }
         }
     };
     Ok((conn.clone(), connection))
+}
+
+/// A slice of the connection's request budget, held while a catalog command runs. [`BudgetSlice::release`] hands
+/// it back to the services at once; a slice only dropped runs out by itself within seconds.
+pub(crate) struct BudgetSlice {
+    stop: wrapup_service::scheduler::Shutdown,
+    reporter: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BudgetSlice {
+    pub(crate) async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(reporter) = self.reporter.take() {
+            let _ = reporter.await;
+        }
+    }
+}
+
+impl Drop for BudgetSlice {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Hands a slice back, if there is one.
+async fn release(slice: Option<BudgetSlice>) {
+    if let Some(slice) = slice {
+        slice.release().await;
+    }
+}
+
+/// On a PostgreSQL store, the services running on it already split each OAuth client's per-minute limit among
+/// themselves (`Store::share_budget`): a catalog command joins them as one more owner, so that it spends its slice
+/// instead of the same limit a second time. On the embedded SQLite store there is nothing to join (the command and a
+/// service on one host each keep the whole budget: docs/CATALOG.md). A store that cannot be reached is not an error:
+/// the command runs on its own budget, and says so.
+pub(crate) async fn share_budget(config: &Config, c: &Connection) -> Option<BudgetSlice> {
+    if !matches!(config.store, wrapup_config::StoreConfig::Postgres { .. }) {
+        return None;
+    }
+    let store = match open_store(config).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!(
+                "warning: the store could not be reached ({e:#}); this command does not share the request budget"
+            );
+            return None;
+        }
+    };
+    let shared = wrapup_service::shared_budget::SharedBudget {
+        connection: c.name.clone(),
+        budget: c.budget.clone(),
+        store,
+        owner: format!("wrapup-catalog-{}-{}", std::process::id(), Timestamp::now().as_millisecond()),
+    };
+    match shared.report().await {
+        Ok(true) => {
+            let stop = wrapup_service::scheduler::Shutdown::default();
+            let reporter = Some(tokio::spawn(shared.run(stop.clone())));
+            Some(BudgetSlice { stop, reporter })
+        }
+        Ok(false) => None,
+        Err(e) => {
+            eprintln!("warning: no slice of the shared request budget ({e:#}); this command spends its own");
+            None
+        }
+    }
 }
 
 fn progress_bar(what: &'static str) -> indicatif::ProgressBar {
@@ -167,7 +240,10 @@ pub(crate) async fn read_live(c: &Connection) -> anyhow::Result<wrapup_catalog::
 async fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.target.config)?;
     let (_, c) = connection(&config, args.target.connection.as_deref())?;
-    let live = read_live(&c).await?;
+    let slice = share_budget(&config, &c).await;
+    let live = read_live(&c).await;
+    release(slice).await;
+    let live = live?;
     let text = live.to_file().to_toml();
     match &args.out {
         Some(path) => {
@@ -248,7 +324,10 @@ async fn plan_command(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.target.config)?;
     let (conn, c) = connection(&config, args.target.connection.as_deref())?;
     let file = catalog_file(args, &conn)?;
-    let (_, made, _) = make_plan(&config, &conn, &c, &file, args).await?;
+    let slice = share_budget(&config, &c).await;
+    let made = make_plan(&config, &conn, &c, &file, args).await;
+    release(slice).await;
+    let (_, made, _) = made?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&made)?);
     } else {
@@ -273,12 +352,26 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let connection_name = args.plan.target.connection.clone().or_else(|| saved.as_ref().map(|p| p.connection.clone()));
     let (conn, c) = connection(&config, connection_name.as_deref())?;
+    let slice = share_budget(&config, &c).await;
+    let result = apply_on(args, &config, saved, &conn, &c).await;
+    release(slice).await;
+    result
+}
+
+/// `apply` once the connection is set up (and holds its slice of a shared budget).
+async fn apply_on(
+    args: &ApplyArgs,
+    config: &Config,
+    saved: Option<Plan>,
+    conn: &ConnectionConfig,
+    c: &Connection,
+) -> anyhow::Result<ExitCode> {
     let (file, cx, shown, fresh) = match &saved {
         Some(p) => {
             let file = CatalogFile::parse(&p.desired, "the saved plan").map_err(|e| anyhow::anyhow!("{e}"))?;
             let cx = PlanContext {
                 connection: conn.name.clone(),
-                rules_naming: rules_naming(&config, &conn),
+                rules_naming: rules_naming(config, conn),
                 usage: None,
                 force: p.force,
                 now: Timestamp::now(),
@@ -286,8 +379,8 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             (file, cx, p.clone(), None)
         }
         None => {
-            let file = catalog_file(&args.plan, &conn)?;
-            let (cx, made, live) = make_plan(&config, &conn, &c, &file, &args.plan).await?;
+            let file = catalog_file(&args.plan, conn)?;
+            let (cx, made, live) = make_plan(config, conn, c, &file, &args.plan).await?;
             // Without --yes, the plan's read may be as old as the user's pause at the prompt: read again.
             (file, cx, made, args.yes.then_some(live))
         }
@@ -305,7 +398,7 @@ async fn apply_command(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nothing applied");
         return Ok(ExitCode::from(1));
     }
-    let store = open_store(&config).await?;
+    let store = open_store(config).await?;
     let journal = StoreJournal::new(store, &conn.name, if saved.is_some() { "saved plan" } else { "catalog file" });
     journal.begin(&shown).await.map_err(|e| anyhow::anyhow!("the audit trail could not be written: {e}"))?;
     let opts = ApplyOptions { settle_timeout: Duration::from_secs(args.settle_secs), ..ApplyOptions::default() };

@@ -302,3 +302,57 @@ async fn apply_killed_part_way_through_conflicts_throttling_and_late_reads_conve
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// On a PostgreSQL store, a catalog command takes its slice of the connection's request budget like one more
+/// replica, and hands it back when it is done: it does not spend the limit that running services already split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_apply_spends_a_slice_of_the_shared_budget_and_hands_it_back() {
+    const VAR: &str = "WRAPUP_TEST_POSTGRES_URL";
+    let Some(server) = std::env::var(VAR).ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: {VAR} is not set (the shared budget lives in PostgreSQL)");
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("wrapup_catalog_{}_{nanos}", std::process::id());
+    let url = wrapup_store::PostgresStore::create_database(&server, &name).await.unwrap();
+    let a = org(5, 0, FaultProfile::calm()).await;
+    let b = org(6, 1, FaultProfile::calm()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_a = config(dir.path(), "a", &a);
+    let config_b = config(dir.path(), "b", &b);
+    let body = std::fs::read_to_string(&config_b).unwrap();
+    std::fs::write(
+        &config_b,
+        body.replacen("\n[[connections]]", &format!("\n[store]\nurl = {url:?}\n\n[[connections]]"), 1),
+    )
+    .unwrap();
+    let (config_a, config_b) = (config_a.to_str().unwrap(), config_b.to_str().unwrap());
+    let file = dir.path().join("genesys.toml");
+    let file_s = file.to_str().unwrap();
+    let out =
+        wrapup(args(&["catalog", "export", "--config", config_a, "--connection", "genesys", "--out", file_s])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let apply = ["catalog", "apply", "--config", config_b, "--connection", "genesys", "--catalog", file_s, "--yes"];
+    let applied = wrapup(args(&apply)).await;
+    assert!(applied.status.success(), "{}", text(&applied));
+
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT owner, lease_until, reported_at FROM budget_slices WHERE connection = 'genesys'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1, "the apply reported as one owner of the budget: {rows:?}");
+    let (owner, lease_until, reported_at) = &rows[0];
+    assert!(owner.starts_with("wrapup-catalog-"), "{owner}");
+    assert!(lease_until <= reported_at, "the slice was handed back when the command ended: {rows:?}");
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog_audit WHERE connection = 'genesys'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(audit >= 3, "the audit trail is in PostgreSQL too");
+    pool.close().await;
+    a.shutdown().await;
+    b.shutdown().await;
+    wrapup_store::PostgresStore::drop_database(&server, &name).await.unwrap();
+}
