@@ -2,8 +2,6 @@
 //! benchmarks live in their own crates (`wrapup-demo`, `wrapup-bench`).
 
 pub mod catalog;
-mod catalog_audit;
-mod catalog_journal;
 pub mod logging;
 pub mod reconcile;
 pub mod serve;

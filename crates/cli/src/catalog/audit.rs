@@ -3,7 +3,7 @@
 //! platform's audit trail of the Routing service (wrap-up codes and queues), which also shows changes made by hand
 //! or by other tools. CXone has no public audit API for dispositions: only wrapup's records are shown.
 
-use crate::catalog::{connection, Target};
+use super::connection::{connection, Target};
 use crate::serve::{load_config, open_store};
 use anyhow::Context;
 use jiff::{SignedDuration, Timestamp};
