@@ -62,8 +62,9 @@ pub trait Journal: Send + Sync {
     async fn intent(&self, change: &Change) -> Result<(), String>;
     /// Its answer: `Ok(id)` (the created code's id, if any) or the error.
     async fn result(&self, change: &Change, answer: &Result<Option<String>, String>);
-    /// Creates announced by earlier runs whose answer was never recorded: (code name, when announced).
-    async fn unresolved_creates(&self) -> Vec<(String, Timestamp)>;
+    /// Creates of other runs that the platform may not show yet: announced without an answer, or answered with an
+    /// id, less than `within` ago. Each as (code name, since when: the answer's time, or the announcement's).
+    async fn recent_creates(&self, within: Duration) -> Vec<(String, Timestamp)>;
 }
 
 /// A journal that keeps nothing (tests, `--dry-run`-like uses).
@@ -75,7 +76,7 @@ impl Journal for NoJournal {
         Ok(())
     }
     async fn result(&self, _: &Change, _: &Result<Option<String>, String>) {}
-    async fn unresolved_creates(&self) -> Vec<(String, Timestamp)> {
+    async fn recent_creates(&self, _: Duration) -> Vec<(String, Timestamp)> {
         Vec::new()
     }
 }
@@ -93,7 +94,7 @@ pub struct ApplyReport {
     pub rate_limited: u32,
     /// Transient failures retried.
     pub retried: u32,
-    /// Creates whose answer was lost, resolved by looking the code up by name.
+    /// Creates whose answer was lost (or another run's not yet shown), found by looking the code up by name.
     pub unsure_creates: u32,
     /// Whether every change was read back from the platform before the timeout.
     pub settled: bool,
@@ -155,12 +156,13 @@ pub async fn apply(
             });
         }
     }
-    recover(api, journal, opts, &mut report).await;
+    let recent = recover(api, journal, opts, &mut report).await;
     // Codes this run created (with the id the platform answered) or may have created (`None`): a later pass, planned
     // from a read that does not show them yet, must not create them again.
     let mut created: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut live = match fresh {
-        Some(live) if saved.is_none() && journal.unresolved_creates().await.is_empty() => live,
+        // A read made before creates of another run showed may lack them: read again after waiting for them.
+        Some(live) if saved.is_none() && recent == 0 => live,
         _ => read(api, opts).await?,
     };
     let mut current = match saved {
@@ -219,26 +221,24 @@ async fn read(api: &dyn CatalogApi, opts: &ApplyOptions) -> Result<LiveCatalog, 
     retrying(opts.attempts, opts.backoff, || api.read(&|_, _| {})).await.map_err(ApplyError::Read)
 }
 
-/// Before planning: creates that an earlier, interrupted run announced and never saw answered may still show up.
-/// Wait for each (bounded by the settle timeout from its announcement) so that it is not created twice.
-async fn recover(api: &dyn CatalogApi, journal: &dyn Journal, opts: &ApplyOptions, report: &mut ApplyReport) {
-    for (name, announced) in journal.unresolved_creates().await {
-        let deadline = announced + jiff::SignedDuration::try_from(opts.settle_timeout).unwrap_or_default();
+/// Before planning: creates of another run (killed, or just finished) may not show in reads yet, and a plan from such
+/// a read would make them a second time. Wait for each, up to the settle timeout from when it was made. Returns how
+/// many there were.
+async fn recover(api: &dyn CatalogApi, journal: &dyn Journal, opts: &ApplyOptions, report: &mut ApplyReport) -> usize {
+    let recent = journal.recent_creates(opts.settle_timeout).await;
+    for (name, since) in &recent {
+        let deadline = *since + jiff::SignedDuration::try_from(opts.settle_timeout).unwrap_or_default();
         let mut pause = opts.poll;
-        loop {
-            if let Ok(Some(found)) = api.find_code(&name).await.map(|f| f.into_iter().next()) {
+        while Timestamp::now() < deadline {
+            if matches!(api.find_code(name).await, Ok(found) if !found.is_empty()) {
                 report.unsure_creates += 1;
-                let change = Change::Create { code: name.clone(), fields: CodeFields::default() };
-                journal.result(&change, &Ok(Some(found.id))).await;
-                break;
-            }
-            if Timestamp::now() >= deadline {
                 break;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
+    recent.len()
 }
 
 /// One write, with its retries; journaled.

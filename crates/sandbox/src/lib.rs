@@ -381,6 +381,28 @@ impl SandboxHandle {
         self.inner.catalog_changes()
     }
 
+    /// Waits until `platform` has recorded at least `count` catalog changes (as counted by [`Self::catalog_changes`]).
+    pub async fn catalog_changes_reach(&self, platform: Platform, count: usize) {
+        let recorded = match platform {
+            Platform::Genesys => self.inner.org.lock().catalog_changes.recorded.clone(),
+            Platform::Cxone => self.inner.bu.lock().catalog_changes.recorded.clone(),
+        };
+        loop {
+            let notified = recorded.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a change in between is not missed.
+            notified.as_mut().enable();
+            let recorded_so_far = match platform {
+                Platform::Genesys => self.inner.org.lock().catalog_changes.entries.len(),
+                Platform::Cxone => self.inner.bu.lock().catalog_changes.entries.len(),
+            };
+            if recorded_so_far >= count {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// A platform's authoritative catalog: codes with ids, names and fields, assignments by queue or skill name, and
     /// `duplicate_names` (same as `GET /sandbox/v1/catalog/{genesys|cxone}`).
     pub fn catalog_snapshot(&self, platform: Platform) -> CatalogSnapshot {

@@ -11,7 +11,7 @@ use wrapup_catalog::apply::Journal;
 use wrapup_catalog::{Change, Plan};
 use wrapup_store::{CatalogAuditLine, Store};
 
-/// How far back unresolved creates of interrupted runs are looked for.
+/// The longest a create of another run is waited for.
 const RECOVERY_WINDOW: SignedDuration = SignedDuration::from_hours(24);
 
 pub struct StoreJournal {
@@ -82,33 +82,34 @@ impl Journal for StoreJournal {
         }
     }
 
-    /// Creates announced by other runs (of the last day) whose answer was never written.
-    async fn unresolved_creates(&self) -> Vec<(String, Timestamp)> {
-        let since = Timestamp::now() - RECOVERY_WINDOW;
+    async fn recent_creates(&self, within: std::time::Duration) -> Vec<(String, Timestamp)> {
+        let window = jiff::SignedDuration::try_from(within).unwrap_or(RECOVERY_WINDOW).min(RECOVERY_WINDOW);
+        let since = Timestamp::now() - window;
         let lines = match self.store.catalog_audit(&self.connection, since).await {
             Ok(lines) => lines,
             Err(e) => {
-                eprintln!("warning: the audit trail could not be read ({e}); interrupted runs are not looked for");
+                eprintln!("warning: the audit trail could not be read ({e}); other runs' creates are not waited for");
                 return Vec::new();
             }
         };
-        // Lower-cased code → when its create was announced; closed by any later answer for that code (its own
-        // run's, or the run that found it afterwards).
-        let mut open: BTreeMap<String, (String, Timestamp)> = BTreeMap::new();
+        // Lower-cased code → (name, since when it may be about to show): an intent opens it, an answer with an id
+        // moves it to the answer's time, a refusal closes it (nothing was made).
+        let mut recent: BTreeMap<String, (String, Timestamp)> = BTreeMap::new();
         for line in lines.iter().filter(|l| l.apply_id != self.apply_id) {
             let Some(code) = created_code(&line.body) else { continue };
             let key = code.to_lowercase();
+            let made = line.body.get("answer").and_then(|a| a.get("ok")).and_then(Value::as_bool) != Some(false);
             match line.kind.as_str() {
-                "intent" => {
-                    open.insert(key, (code, line.at));
+                "intent" | "result" if made => {
+                    recent.insert(key, (code, line.at));
                 }
                 "result" => {
-                    open.remove(&key);
+                    recent.remove(&key);
                 }
                 _ => {}
             }
         }
-        open.into_values().collect()
+        recent.into_values().collect()
     }
 }
 

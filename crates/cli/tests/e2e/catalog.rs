@@ -264,12 +264,8 @@ async fn apply_killed_part_way_through_conflicts_throttling_and_late_reads_conve
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let started = std::time::Instant::now();
-        while b.catalog_changes().iter().filter(|c| c.platform == platform).count() < 2
-            && started.elapsed() < std::time::Duration::from_secs(30)
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let began = b.catalog_changes_reach(platform, 2);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), began).await;
         let _ = child.kill();
         let first = child.wait_with_output().unwrap();
         let writes_before_rerun = b.catalog_changes().iter().filter(|c| c.platform == platform).count();

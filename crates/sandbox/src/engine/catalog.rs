@@ -59,6 +59,8 @@ pub struct CatalogChange {
 pub struct ChangeLog {
     pub entries: VecDeque<CatalogChange>,
     seq: u64,
+    /// Woken on every change, so that a test can wait for writes instead of polling for them.
+    pub recorded: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl ChangeLog {
@@ -77,6 +79,7 @@ impl ChangeLog {
         after: Value,
     ) {
         self.seq += 1;
+        self.recorded.notify_waiters();
         self.entries.push_back(CatalogChange {
             seq: self.seq,
             at: iso(at),
