@@ -199,26 +199,36 @@ pub async fn refresh_after_applies(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.cancelled() => return,
         }
-        let lines = match store.catalog_audit(&connection, seen).await {
-            Ok(lines) => lines,
-            Err(e) => {
-                tracing::debug!(connection = %connection, error = %e, "Could not read the catalog audit trail.");
-                continue;
-            }
-        };
-        let Some(last) = lines.iter().filter(|l| l.kind == "end").map(|l| l.at).max() else { continue };
-        seen = last + SignedDuration::from_millis(1);
-        match cache.refresh().await {
-            Ok(catalog) => tracing::info!(
-                connection = %connection,
-                codes = catalog.codes.len(),
-                "A catalog apply ended: the cached catalog was refreshed."
-            ),
-            Err(e) => {
-                tracing::warn!(connection = %connection, error = %e, "A catalog apply ended, but the refresh failed; the TTL will retry.")
-            }
+        seen = refresh_if_an_apply_ended(&connection, &cache, store.as_ref(), seen).await;
+    }
+}
+
+/// One look at the trail since `seen`: refreshes the cache if an apply ended there. Returns where to look next time.
+pub(crate) async fn refresh_if_an_apply_ended(
+    connection: &str,
+    cache: &CatalogCache,
+    store: &dyn Store,
+    seen: Timestamp,
+) -> Timestamp {
+    let lines = match store.catalog_audit(connection, seen).await {
+        Ok(lines) => lines,
+        Err(e) => {
+            tracing::debug!(connection = %connection, error = %e, "Could not read the catalog audit trail.");
+            return seen;
+        }
+    };
+    let Some(last) = lines.iter().filter(|l| l.kind == "end").map(|l| l.at).max() else { return seen };
+    match cache.refresh().await {
+        Ok(catalog) => tracing::info!(
+            connection = %connection,
+            codes = catalog.codes.len(),
+            "A catalog apply ended: the cached catalog was refreshed."
+        ),
+        Err(e) => {
+            tracing::warn!(connection = %connection, error = %e, "A catalog apply ended, but the refresh failed; the TTL will retry.")
         }
     }
+    last + SignedDuration::from_millis(1)
 }
 
 pub(crate) async fn catalog_read<T, F, Fut>(
@@ -351,21 +361,38 @@ mod tests {
         assert_eq!(cache.get().await.unwrap().codes[0].id, "id-1");
     }
 
+    /// A clock that moves only when told (the cache's minimum refresh interval is on it).
+    #[derive(Debug)]
+    struct StepClock(parking_lot::Mutex<Timestamp>);
+
+    impl wrapup_core::Clock for StepClock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock()
+        }
+        fn wall_duration(&self, d: SignedDuration) -> Duration {
+            d.unsigned_abs()
+        }
+        fn clock_duration(&self, d: Duration) -> SignedDuration {
+            SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+        }
+    }
+
     #[tokio::test]
     async fn the_end_of_a_catalog_apply_in_the_store_refreshes_the_cache() {
         let platform = Arc::new(SlowCatalog { fetches: AtomicU32::new(0), release: Notify::new() });
         platform.release.notify_one();
         let store: Arc<dyn Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
-        // Fast enough that the minimum refresh interval (5 s on this clock) passes within the test.
-        let clock = ScaledClock::new(Timestamp::now(), 1000.0).shared();
-        let cache = CatalogCache::new(platform.clone(), store.clone(), clock, SignedDuration::from_secs(3600));
+        let clock = Arc::new(StepClock(parking_lot::Mutex::new(Timestamp::now())));
+        let cache = CatalogCache::new(platform.clone(), store.clone(), clock.clone(), SignedDuration::from_secs(3600));
         assert_eq!(cache.get().await.unwrap().codes[0].id, "id-0");
-        let shutdown = crate::scheduler::Shutdown::default();
-        let every = Duration::from_millis(20);
-        let watch =
-            tokio::spawn(refresh_after_applies("slow".into(), cache.clone(), store.clone(), every, shutdown.clone()));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(platform.fetches.load(Ordering::SeqCst), 1, "nothing ended: no refresh");
+        // Past the cache's minimum interval between refreshes.
+        *clock.0.lock() += SignedDuration::from_secs(60);
+        let fetches = || platform.fetches.load(Ordering::SeqCst);
+        let look = |seen| refresh_if_an_apply_ended("slow", &cache, store.as_ref(), seen);
+        // The trail keeps milliseconds: start a second back, as the loop starts at its own start.
+        let mut seen = Timestamp::now() - SignedDuration::from_secs(1);
+        seen = look(seen).await;
+        assert_eq!(fetches(), 1, "nothing ended: no refresh");
         let line = |kind: &str, seq| wrapup_store::CatalogAuditLine {
             connection: "slow".into(),
             apply_id: "a".into(),
@@ -376,18 +403,14 @@ mod tests {
             body: serde_json::json!({}),
         };
         store.append_catalog_audit(&line("begin", 0)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(platform.fetches.load(Ordering::SeqCst), 1, "an apply that has not ended: no refresh");
+        seen = look(seen).await;
+        assert_eq!(fetches(), 1, "an apply that has not ended: no refresh");
         store.append_catalog_audit(&line("end", 1)).await.unwrap();
-        let started = std::time::Instant::now();
-        while cache.get().await.unwrap().codes[0].id != "id-1" {
-            assert!(started.elapsed() < Duration::from_secs(5), "the cache was refreshed after the apply ended");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(platform.fetches.load(Ordering::SeqCst), 2, "one refresh per apply");
-        shutdown.cancel();
-        watch.await.unwrap();
+        seen = look(seen).await;
+        assert_eq!(cache.get().await.unwrap().codes[0].id, "id-1", "the cache was refreshed after the apply ended");
+        *clock.0.lock() += SignedDuration::from_secs(60);
+        look(seen).await;
+        assert_eq!(fetches(), 2, "one refresh per apply");
     }
 
     #[test]

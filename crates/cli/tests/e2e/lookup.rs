@@ -2,7 +2,6 @@
 
 use crate::harness::{self, sandbox_for, Side, SUPPORT_IMMEDIATE};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 use wrapup_sandbox::Platform;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,10 +11,9 @@ async fn a_flow_gets_the_orgs_own_code_ids_and_the_rule_decision_by_name() {
     let key = env.config.connections[0].intake.api_key.as_ref().expect("the test config has an intake key");
     let key = key.expose().to_string();
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{base}/ready")).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(started.elapsed() < Duration::from_secs(20), "the service gets ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // The lookup answers from the cached catalog: wait for its first load (the one that waits for the platform).
+    for runtime in env.service.as_ref().expect("service").state.connections.values() {
+        runtime.catalog.get().await.expect("the catalog loads");
     }
     let org = env.sandbox.catalog_snapshot(Platform::Genesys);
     let id_of = |name: &str| org.codes.iter().find(|c| c.name == name).expect("the org has the code").id.clone();
