@@ -9,16 +9,18 @@ use futures::{stream, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use wrapup_config::CodeFields;
 use wrapup_connectors::cxone::{CompletedQuery, CxoneClient, Disposition};
 use wrapup_connectors::genesys::{EntityRef, GenesysClient, WrapupCode, WrapupCodeRequest};
-use wrapup_connectors::{ErrorClass, PlatformError, Priority};
+use wrapup_connectors::{call_with_retry, ErrorClass, PlatformError, Priority, RetryPolicy};
+use wrapup_core::clock::SharedClock;
 use wrapup_core::Platform;
 
 /// Queues (skills) whose codes are read at once when the whole catalog is read.
 const READ_CONCURRENCY: usize = 4;
 
-/// Reads retry 429s and transient failures themselves, call by call ([`retrying`]); writes do not (apply
+/// Reads retry 429s and transient failures themselves, call by call (`read`); writes do not (apply
 /// decides what may be sent again).
 ///
 /// Progress of a long read: `(done, total)` queue listings.
@@ -100,50 +102,16 @@ pub const GENESYS_AUDIT_DAYS: i64 = 14;
 /// Status polls of an asynchronous audit query before giving up (about two minutes).
 const ASYNC_AUDIT_POLLS: u32 = 30;
 
-/// Runs a read until it succeeds, a failure is not worth retrying, or `attempts` are used up: 429s wait the
-/// platform's `Retry-After` (or the backoff), transient failures the backoff, doubling up to eight seconds. Only
-/// for reads and other requests that change nothing.
-pub async fn retrying<T, F, Fut>(
-    attempts: u32,
-    first_backoff: std::time::Duration,
-    mut op: F,
-) -> Result<T, PlatformError>
+/// A read, retried through the connectors' one retry loop (429s wait the platform's `Retry-After`, transient failures
+/// a jittered backoff); there is no deadline, so the clock only times the waits.
+async fn read<T, F, Fut>(clock: &SharedClock, mut op: F) -> Result<T, PlatformError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, PlatformError>>,
 {
-    let mut backoff = first_backoff;
-    let mut attempt = 1;
-    loop {
-        let error = match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        let wait = match &error.class {
-            ErrorClass::RateLimited { retry_after } => retry_after.unwrap_or(backoff),
-            ErrorClass::Retryable | ErrorClass::DeadlinePassed => backoff,
-            _ => return Err(error),
-        };
-        if attempt >= attempts.max(1) {
-            return Err(error);
-        }
-        tokio::time::sleep(wait.min(std::time::Duration::from_secs(60))).await;
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(8));
-        attempt += 1;
-    }
+    let policy = RetryPolicy { max_attempts: 8, base: Duration::from_millis(500), ..RetryPolicy::default() };
+    call_with_retry(clock.as_ref(), None, &policy, |_| op()).await
 }
-
-/// A read with the default retries (see [`retrying`]).
-async fn read<T, F, Fut>(op: F) -> Result<T, PlatformError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, PlatformError>>,
-{
-    retrying(READ_ATTEMPTS, std::time::Duration::from_millis(500), op).await
-}
-
-/// Attempts of one read before it fails.
-const READ_ATTEMPTS: u32 = 8;
 
 fn priority() -> Priority {
     Priority::backfill()
@@ -184,11 +152,13 @@ impl CatalogApi for GenesysClient {
     }
 
     async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
-        let (codes, queues) =
-            tokio::try_join!(read(|| self.list_wrapupcodes(priority())), read(|| self.list_queues(priority())))?;
+        let (codes, queues) = tokio::try_join!(
+            read(self.clock(), || self.list_wrapupcodes(priority())),
+            read(self.clock(), || self.list_queues(priority()))
+        )?;
         let ids: Vec<String> = queues.iter().map(|q| q.id.clone()).collect();
         let assigned: Vec<Vec<WrapupCode>> = each_queue(ids, progress, |id: String| async move {
-            read(|| self.list_queue_wrapupcodes(&id, priority())).await
+            read(self.clock(), || self.list_queue_wrapupcodes(&id, priority())).await
         })
         .await?;
         let mut divisions: BTreeMap<String, String> = BTreeMap::new();
@@ -216,15 +186,15 @@ impl CatalogApi for GenesysClient {
     }
 
     async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
-        Ok(read(|| self.find_wrapupcodes(name, priority())).await?.iter().map(genesys_code).collect())
+        Ok(read(self.clock(), || self.find_wrapupcodes(name, priority())).await?.iter().map(genesys_code).collect())
     }
 
     async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {
-        Ok(read(|| self.get_wrapupcode(id, priority())).await?.as_ref().map(genesys_code))
+        Ok(read(self.clock(), || self.get_wrapupcode(id, priority())).await?.as_ref().map(genesys_code))
     }
 
     async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError> {
-        let codes = read(|| self.list_queue_wrapupcodes(id, priority())).await?;
+        let codes = read(self.clock(), || self.list_queue_wrapupcodes(id, priority())).await?;
         Ok((codes.into_iter().map(|c| c.id).collect(), None))
     }
 
@@ -266,7 +236,7 @@ impl CatalogApi for GenesysClient {
             "groupBy": ["wrapUpCode", "queueId"],
             "metrics": ["tHandle"],
         });
-        let answer = read(|| self.analytics_aggregates_query(&query, priority())).await?;
+        let answer = read(self.clock(), || self.analytics_aggregates_query(&query, priority())).await?;
         let mut usage = Usage { days: days_between(since, until), ..Usage::default() };
         for result in answer.get("results").and_then(Value::as_array).into_iter().flatten() {
             let group = result.get("group");
@@ -312,7 +282,7 @@ impl CatalogApi for GenesysClient {
             query["pageSize"] = json!(500);
             for page in 1..=100u32 {
                 query["pageNumber"] = json!(page);
-                let answer = read(|| self.audit_realtime_query(&query, priority())).await?;
+                let answer = read(self.clock(), || self.audit_realtime_query(&query, priority())).await?;
                 let entities = answer.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
                 out.extend(entities.iter().map(genesys_audit));
                 let pages = answer.get("pageCount").and_then(Value::as_u64).unwrap_or(1);
@@ -327,12 +297,13 @@ impl CatalogApi for GenesysClient {
         let id = job.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         let mut pause = std::time::Duration::from_millis(250);
         for _ in 0..ASYNC_AUDIT_POLLS {
-            let status = read(|| self.audit_query_status(&id, priority())).await?;
+            let status = read(self.clock(), || self.audit_query_status(&id, priority())).await?;
             match status.get("state").and_then(Value::as_str) {
                 Some("Succeeded") => {
                     let mut cursor: Option<String> = None;
                     for _ in 0..1000 {
-                        let page = read(|| self.audit_query_results(&id, cursor.as_deref(), priority())).await?;
+                        let page =
+                            read(self.clock(), || self.audit_query_results(&id, cursor.as_deref(), priority())).await?;
                         let entities = page.get("entities").and_then(Value::as_array).cloned().unwrap_or_default();
                         out.extend(entities.iter().map(genesys_audit));
                         cursor = page.get("cursor").and_then(Value::as_str).map(str::to_string);
@@ -442,12 +413,15 @@ impl CatalogApi for CxoneClient {
     }
 
     async fn read(&self, progress: Progress<'_>) -> Result<LiveCatalog, PlatformError> {
-        let (dispositions, skills) =
-            tokio::try_join!(read(|| self.list_dispositions(priority())), read(|| self.list_skills(priority())))?;
+        let (dispositions, skills) = tokio::try_join!(
+            read(self.clock(), || self.list_dispositions(priority())),
+            read(self.clock(), || self.list_skills(priority()))
+        )?;
         let ids: Vec<i64> = skills.iter().map(|s| s.id).collect();
-        let assigned: Vec<Vec<Disposition>> =
-            each_queue(ids, progress, |id: i64| async move { read(|| self.skill_dispositions(id, priority())).await })
-                .await?;
+        let assigned: Vec<Vec<Disposition>> = each_queue(ids, progress, |id: i64| async move {
+            read(self.clock(), || self.skill_dispositions(id, priority())).await
+        })
+        .await?;
         Ok(LiveCatalog {
             platform: Platform::Cxone,
             codes: dispositions.iter().map(cxone_code).collect(),
@@ -466,20 +440,20 @@ impl CatalogApi for CxoneClient {
     }
 
     async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
-        let all = read(|| self.list_dispositions(priority())).await?;
+        let all = read(self.clock(), || self.list_dispositions(priority())).await?;
         Ok(all.iter().filter(|d| d.name.eq_ignore_ascii_case(name)).map(cxone_code).collect())
     }
 
     async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {
         let Ok(id) = id.parse::<i64>() else { return Ok(None) };
-        Ok(read(|| self.get_disposition(id, priority())).await?.as_ref().map(cxone_code))
+        Ok(read(self.clock(), || self.get_disposition(id, priority())).await?.as_ref().map(cxone_code))
     }
 
     async fn queue_codes(&self, id: &str) -> Result<(Vec<String>, Option<bool>), PlatformError> {
         let skill_id = cx_id(id, "/inContactAPI/services/v23.0/skills/{skillId}")?;
         let (skill, list) = tokio::try_join!(
-            read(|| self.get_skill(skill_id, priority())),
-            read(|| self.skill_dispositions(skill_id, priority()))
+            read(self.clock(), || self.get_skill(skill_id, priority())),
+            read(self.clock(), || self.skill_dispositions(skill_id, priority()))
         )?;
         Ok((list.into_iter().map(|d| d.id.to_string()).collect(), skill.require_disposition))
     }
@@ -548,7 +522,7 @@ impl CatalogApi for CxoneClient {
     /// Completed contacts of the window (at most 30 days, as the platform allows), by primary disposition and skill.
     async fn usage(&self, since: Timestamp, until: Timestamp) -> Result<Usage, PlatformError> {
         let query = CompletedQuery::Range { start: since.to_string(), end: until.to_string() };
-        let records = read(|| self.contacts_completed(&query, priority())).await?.records;
+        let records = read(self.clock(), || self.contacts_completed(&query, priority())).await?.records;
         let mut usage = Usage { days: days_between(since, until), ..Usage::default() };
         for r in records {
             if let Some(code) = r.primary_disposition_id.filter(|id| *id > 0).map(|id| id.to_string()) {

@@ -16,7 +16,7 @@
 //!
 //! Apply converges: each pass plans from a fresh read, and a plan whose changes have all landed is empty.
 
-use crate::api::{retrying, CatalogApi};
+use crate::api::CatalogApi;
 use crate::live::{LiveCatalog, LiveCode};
 use crate::plan::{fingerprint, overlay, plan, Change, Plan, PlanContext, PlanError};
 use async_trait::async_trait;
@@ -163,7 +163,7 @@ pub async fn apply(
     let mut live = match fresh {
         // A read made before creates of another run showed may lack them: read again after waiting for them.
         Some(live) if saved.is_none() && recent == 0 => live,
-        _ => read(api, opts).await?,
+        _ => read(api).await?,
     };
     let mut current = match saved {
         Some(saved) => {
@@ -210,15 +210,15 @@ pub async fn apply(
             }
             break;
         }
-        live = read(api, opts).await?;
+        live = read(api).await?;
         current = plan(file, &live, cx)?;
     }
     report.remaining = current.changes.len();
     Ok(report)
 }
 
-async fn read(api: &dyn CatalogApi, opts: &ApplyOptions) -> Result<LiveCatalog, ApplyError> {
-    retrying(opts.attempts, opts.backoff, || api.read(&|_, _| {})).await.map_err(ApplyError::Read)
+async fn read(api: &dyn CatalogApi) -> Result<LiveCatalog, ApplyError> {
+    api.read(&|_, _| {}).await.map_err(ApplyError::Read)
 }
 
 /// Before planning: creates of another run (killed, or just finished) may not show in reads yet, and a plan from such
@@ -321,7 +321,7 @@ async fn execute(
             }
             ErrorClass::Conflict => {
                 report.conflicts += 1;
-                match replan_one(api, file, live, ids, &change, opts).await {
+                match replan_one(api, file, live, ids, &change).await {
                     Ok(Some(again)) => change = again,
                     Ok(None) => return Outcome::Done(created_id(&change, ids)),
                     Err(outcome) => return outcome,
@@ -414,20 +414,16 @@ async fn replan_one(
     live: &LiveCatalog,
     ids: &BTreeMap<String, String>,
     change: &Change,
-    opts: &ApplyOptions,
 ) -> Result<Option<Change>, Outcome> {
-    let (attempts, backoff) = (opts.attempts, opts.backoff);
     let read_failed =
         |e: PlatformError| Outcome::Failed(format!("{}: re-reading after a conflict: {e}", describe(change)));
     match change {
-        Change::Create { code, .. } => {
-            match retrying(attempts, backoff, || api.find_code(code)).await.map_err(read_failed)?.first() {
-                Some(_) => Ok(None),
-                None => Ok(Some(change.clone())),
-            }
-        }
+        Change::Create { code, .. } => match api.find_code(code).await.map_err(read_failed)?.first() {
+            Some(_) => Ok(None),
+            None => Ok(Some(change.clone())),
+        },
         Change::Update { code, id, from, .. } => {
-            let Some(fresh) = retrying(attempts, backoff, || api.get_code(id)).await.map_err(read_failed)? else {
+            let Some(fresh) = api.get_code(id).await.map_err(read_failed)? else {
                 return Err(Outcome::Replan);
             };
             let want = file.code(code).map(|c| c.fields.clone()).unwrap_or_default();
@@ -443,15 +439,13 @@ async fn replan_one(
                 target,
             }))
         }
-        Change::Delete { id, .. } => {
-            match retrying(attempts, backoff, || api.get_code(id)).await.map_err(read_failed)? {
-                None => Ok(None),
-                Some(c) if live.platform == Platform::Cxone && c.fields.active == Some(false) => Ok(None),
-                Some(_) => Ok(Some(change.clone())),
-            }
-        }
+        Change::Delete { id, .. } => match api.get_code(id).await.map_err(read_failed)? {
+            None => Ok(None),
+            Some(c) if live.platform == Platform::Cxone && c.fields.active == Some(false) => Ok(None),
+            Some(_) => Ok(Some(change.clone())),
+        },
         Change::Assign { queue, queue_id, codes } => {
-            let (have, _) = retrying(attempts, backoff, || api.queue_codes(queue_id)).await.map_err(read_failed)?;
+            let (have, _) = api.queue_codes(queue_id).await.map_err(read_failed)?;
             let missing: Vec<String> = codes
                 .iter()
                 .filter(|n| ids.get(&n.to_lowercase()).is_none_or(|id| !have.contains(id)))
@@ -463,7 +457,7 @@ async fn replan_one(
             Ok(Some(Change::Assign { queue: queue.clone(), queue_id: queue_id.clone(), codes: missing }))
         }
         Change::Unassign { queue, queue_id, codes, impact } => {
-            let (have, _) = retrying(attempts, backoff, || api.queue_codes(queue_id)).await.map_err(read_failed)?;
+            let (have, _) = api.queue_codes(queue_id).await.map_err(read_failed)?;
             let left: Vec<String> =
                 codes.iter().filter(|n| live.code(n).is_some_and(|c| have.contains(&c.id))).cloned().collect();
             if left.is_empty() {
@@ -477,8 +471,7 @@ async fn replan_one(
             }))
         }
         Change::SetSkill { skill_id, dispositions, require_disposition, .. } => {
-            let (have, require) =
-                retrying(attempts, backoff, || api.queue_codes(skill_id)).await.map_err(read_failed)?;
+            let (have, require) = api.queue_codes(skill_id).await.map_err(read_failed)?;
             let want: Option<Vec<String>> = dispositions.iter().map(|n| ids.get(&n.to_lowercase()).cloned()).collect();
             if want.as_ref() == Some(&have) && require_disposition.is_none_or(|r| Some(r) == require) {
                 return Ok(None);

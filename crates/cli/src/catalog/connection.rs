@@ -8,7 +8,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wrapup_catalog::api::CatalogApi;
-use wrapup_catalog::apply::ApplyOptions;
 use wrapup_clock::ScaledClock;
 use wrapup_config::{Config, ConnectionConfig};
 use wrapup_connectors::CallStats;
@@ -149,10 +148,7 @@ pub(crate) async fn read_live(c: &Connection) -> anyhow::Result<wrapup_catalog::
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    let options = ApplyOptions::default();
-    let live = wrapup_catalog::api::retrying(options.attempts, options.backoff, || c.api.read(&progress))
-        .await
-        .with_context(|| format!("reading the live catalog of {:?}", c.name))?;
+    let live = c.api.read(&progress).await.with_context(|| format!("reading the live catalog of {:?}", c.name))?;
     bar.finish_and_clear();
     Ok(live)
 }

@@ -171,8 +171,7 @@ async fn make_plan(
     });
     if removes {
         let since = now - SignedDuration::from_hours(24 * i64::from(args.usage_days.clamp(1, 30)));
-        let options = ApplyOptions::default();
-        match wrapup_catalog::api::retrying(options.attempts, options.backoff, || c.api.usage(since, now)).await {
+        match c.api.usage(since, now).await {
             Ok(usage) => {
                 cx.usage = Some(usage);
                 made = plan(file, &live, &cx)?;
