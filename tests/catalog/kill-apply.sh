@@ -3,7 +3,7 @@
 #
 # Each round starts an org B (its own seed, a catalog variant, 409s on a quarter of catalog writes, 5xx, writes that
 # land but time out, 429 storms, changes visible only 1.5 s late), applies org A's exported catalog to it, SIGKILLs the
-# apply after a random 3-9 s, and runs it again until it exits 0 (at most five times). Then `plan` must exit 0 and the
+# apply after a random 1.5-4.5 s, and runs it again until it exits 0 (at most five times). Then `plan` must exit 0 and the
 # sandbox's catalog truth must show no duplicate name. One line per round and platform.
 #
 # Usage: tests/catalog/kill-apply.sh [ROUNDS]   (needs `cargo build -p wrapup` first, or WRAPUP_BIN; ports 18200-18205)
@@ -68,7 +68,7 @@ EOT
   rm -rf data-cb$i; mk b$i.log cb$i
   for conn in genesys cxone; do
     file=g.toml; [ $conn = cxone ] && file=c.toml
-    delay=$(python3 -c "import random; print(round(random.uniform(3.0, 9.0), 2))")
+    delay=$(python3 -c "import random; print(round(random.uniform(1.5, 4.5), 2))")
     $W catalog apply --config cb$i.toml --connection $conn --catalog $file --yes --settle-secs 10 > /dev/null 2>&1 &
     pid=$!; sleep $delay; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     killed_writes=$(curl -s 127.0.0.1:$port/sandbox/v1/catalog/changes | python3 -c "import json,sys; d=json.load(sys.stdin); print(sum(1 for c in d if c['platform']=='$conn'))")

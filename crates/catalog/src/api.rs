@@ -440,8 +440,8 @@ impl CatalogApi for CxoneClient {
     }
 
     async fn find_code(&self, name: &str) -> Result<Vec<LiveCode>, PlatformError> {
-        let all = read(self.clock(), || self.list_dispositions(priority())).await?;
-        Ok(all.iter().filter(|d| d.name.eq_ignore_ascii_case(name)).map(cxone_code).collect())
+        let found = read(self.clock(), || self.search_dispositions(name, priority())).await?;
+        Ok(found.iter().filter(|d| d.name.eq_ignore_ascii_case(name)).map(cxone_code).collect())
     }
 
     async fn get_code(&self, id: &str) -> Result<Option<LiveCode>, PlatformError> {

@@ -329,6 +329,15 @@ impl CxoneClient {
         self.list_paged(endpoints::SKILL_DISPOSITIONS, version, &path, priority, Disposition::from_value).await
     }
 
+    /// The dispositions whose name contains `text` (`GET dispositions?searchString=`, every page): a lookup by name
+    /// without listing the whole catalog.
+    pub async fn search_dispositions(&self, text: &str, priority: Priority) -> Result<Vec<Disposition>, PlatformError> {
+        let query = [("searchString", text.to_string())];
+        let read_page = |b: &Value| listing(b, &["dispositions"], Disposition::from_value);
+        let path = ["dispositions"];
+        Ok(self.poll_paged(endpoints::DISPOSITIONS, versions::ADMIN, &path, &query, priority, read_page).await?.records)
+    }
+
     /// One disposition (`GET dispositions/{dispositionId}`); `None` on 404.
     pub async fn get_disposition(&self, id: i64, priority: Priority) -> Result<Option<Disposition>, PlatformError> {
         let endpoint = endpoints::DISPOSITION_BY_ID;
