@@ -151,6 +151,8 @@ async fn cxone_pass(
                     EventKind::CodeRecorded { .. } => report.found_codes += 1,
                     EventKind::LegClosed | EventKind::LegClosedUnread => report.found_closed += 1,
                     EventKind::LegEnded { .. } => report.found_ended += 1,
+                    // The platform's reports carry no CRM decisions.
+                    EventKind::DecisionArrived { .. } => {}
                 }
             }
         }

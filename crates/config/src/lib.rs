@@ -132,6 +132,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub http: HttpLimits,
     pub connections: Vec<ConnectionConfig>,
+    /// The decision hooks rules may ask (`[[decision_hooks]]`).
+    pub decision_hooks: Vec<DecisionHookConfig>,
     pub rules: RuleSet,
     /// Where each rule (by index) is written, for problems found later (e.g. against a live catalog).
     rule_locations: Vec<Location>,
@@ -246,6 +248,9 @@ pub struct ConnectionConfig {
     pub intake: IntakeConfig,
     /// The lookup for platform-native flows (`[connections.lookup]`).
     pub lookup: LookupConfig,
+    /// CRM decisions (`PUT /api/v1/decisions/{connection}/…`), when the connection takes them
+    /// (`[connections.decisions]`).
+    pub decisions: Option<DecisionsConfig>,
     /// Genesys: whether a conversation read shows an agent's provisional (unsaved) wrap-up code. The public
     /// contract does not say; with `false` (the default) a gate that reads the conversation to see the ACW window
     /// also reads the participant's wrap-up with `provisional=true` before writing, one call more, so that an
@@ -339,6 +344,27 @@ pub struct LookupConfig {
     /// CXone connection has no lookup.
     pub api_key: Option<(String, Secret)>,
 }
+
+/// How a connection takes CRM decisions (`[connections.decisions]`; its presence turns them on).
+#[derive(Debug, Clone, Default)]
+pub struct DecisionsConfig {
+    /// A key of the decision API's own, `(header, key)`. Without one, a Genesys connection's decisions authenticate
+    /// like its intake (an API key or Standard Webhooks signatures); a CXone connection needs one.
+    pub api_key: Option<(String, Secret)>,
+}
+
+/// A decision hook (`[[decision_hooks]]`): a CRM endpoint wrapup asks for a leg's code when a rule says
+/// `decide = { hook = "<name>", … }`. Requests are signed per Standard Webhooks with `secret`.
+#[derive(Debug, Clone)]
+pub struct DecisionHookConfig {
+    pub name: String,
+    pub url: Url,
+    pub secret: SigningSecret,
+    /// The longest one ask may take (less when the leg's window leaves less room).
+    pub timeout: std::time::Duration,
+}
+
+pub const DEFAULT_DECISION_HOOK_TIMEOUT_MS: u64 = 3_000;
 
 /// The Genesys Notification API websocket as an intake.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

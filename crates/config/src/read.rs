@@ -13,11 +13,12 @@ use crate::schema::{
 use crate::secrets::{self, Reference, SecretSource};
 use crate::tree::{Node, Value};
 use crate::{
-    AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, Endpoint, HttpLimits,
-    IntakeAuth, IntakeConfig, LookupConfig, SigningSecret, StoreConfig, WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS,
-    DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS, DEFAULT_DATA_DIR, DEFAULT_INTAKE_KEY_HEADER,
-    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS,
-    DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUEST_TIMEOUT_MS,
+    AcwDetection, AdminConfig, ClientCredentials, Config, ConnectionConfig, CxoneSettings, DecisionHookConfig,
+    DecisionsConfig, Endpoint, HttpLimits, IntakeAuth, IntakeConfig, LookupConfig, SigningSecret, StoreConfig,
+    WebsocketIntake, DEFAULT_ACW_ESTIMATE_SECS, DEFAULT_CATALOG_TTL_SECS, DEFAULT_CXONE_POLL_INTERVAL_MS,
+    DEFAULT_DATA_DIR, DEFAULT_DECISION_HOOK_TIMEOUT_MS, DEFAULT_INTAKE_KEY_HEADER, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_RECONCILE_EVERY_SECS, DEFAULT_RECONCILE_WINDOW_SECS, DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_REQUEST_TIMEOUT_MS,
 };
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -26,7 +27,8 @@ use std::ops::Range;
 use std::path::Path;
 use url::Url;
 use wrapup_core::rules::{
-    ChoiceMatcher, Conditions, NotesTemplate, NumberMatcher, NumberOps, Pattern, Rule, RuleSet, StringMatcher,
+    ChoiceMatcher, Conditions, DecideFrom, DecideSpec, Fallback, NotesTemplate, NumberMatcher, NumberOps, Pattern,
+    Rule, RuleSet, StringMatcher,
 };
 use wrapup_core::{Channel, Direction, Mode, Platform, Secret, Timing};
 
@@ -81,7 +83,8 @@ fn plain_or_reference(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
 
 // ---- the document ----
 
-const ROOT_KEYS: &[&str] = &["data_dir", "store", "listen", "admin_listen", "admin", "http", "connections", "rules"];
+const ROOT_KEYS: &[&str] =
+    &["data_dir", "store", "listen", "admin_listen", "admin", "http", "connections", "decision_hooks", "rules"];
 const STORE_KEYS: &[&str] = &["url", "password"];
 const ADMIN_KEYS: &[&str] = &["token", "metrics_token"];
 const HTTP_KEYS: &[&str] = &[
@@ -111,6 +114,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "reconcile_window_secs",
     "intake",
     "lookup",
+    "decisions",
     "access_key_id",
     "access_key_secret",
     "acw_detection",
@@ -126,7 +130,10 @@ const CLIENT_KEYS: &[&str] = &["client_id", "client_secret"];
 const INTAKE_KEYS: &[&str] = &["api_key_header", "api_key", "max_body_bytes", "websocket", "auth", "signing_secret"];
 const LOOKUP_KEYS: &[&str] = &["fallback_code", "api_key", "api_key_header"];
 const WEBSOCKET_KEYS: &[&str] = &["enabled", "queues"];
-const RULE_KEYS: &[&str] = &["name", "code", "notes", "timing", "mode", "platform", "connection", "when"];
+const RULE_KEYS: &[&str] = &["name", "code", "notes", "timing", "mode", "platform", "connection", "when", "decide"];
+const DECIDE_KEYS: &[&str] = &["crm", "hook", "wait", "fallback"];
+const DECISIONS_KEYS: &[&str] = &["api_key", "api_key_header"];
+const HOOK_KEYS: &[&str] = &["name", "url", "secret", "timeout_ms"];
 const TIMING_KEYS: &[&str] = &["before_timeout", "after"];
 const WHEN_KEYS: &[&str] = &[
     "channel",
@@ -191,6 +198,15 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
         });
     }
 
+    let mut decision_hooks = Some(Vec::new());
+    let mut declared_hooks: Vec<&str> = Vec::new();
+    if let Some(f) = t.get("decision_hooks") {
+        decision_hooks = array(cx, &f, "an array of tables (`[[decision_hooks]]`)").and_then(|list| {
+            declared_hooks = check_unique_names(cx, lines, list, &f.path, "decision hook");
+            all_of(items(list, &f.path).map(|item| read_decision_hook(cx, &item)))
+        });
+    }
+
     let mut rules = Some(Vec::new());
     let mut rule_locations = Vec::new();
     let mut rules_span = root.span.clone();
@@ -199,7 +215,8 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
         rules = array(cx, &f, "an array of tables (`[[rules]]`)").and_then(|list| {
             check_unique_names(cx, lines, list, &f.path, "rule");
             rule_locations = list.iter().map(|item| lines.location(&item.span)).collect();
-            all_of(items(list, &f.path).map(|item| read_rule(cx, &item, &declared_connections)))
+            let known = Known { connections: &declared_connections, hooks: &declared_hooks };
+            all_of(items(list, &f.path).map(|item| read_rule(cx, &item, &known)))
         });
     }
     t.finish(cx);
@@ -223,6 +240,7 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
         admin: admin?,
         http: http?,
         connections: connections?,
+        decision_hooks: decision_hooks?,
         rules,
         rule_locations,
     })
@@ -550,6 +568,21 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         }
         None => Some(LookupConfig::default()),
     };
+    let decisions = match t.get("decisions") {
+        Some(f) => {
+            let decisions = read_decisions(cx, &f);
+            if kind == Some(Platform::Cxone) && decisions.as_ref().is_some_and(|d| d.api_key.is_none()) {
+                cx.problem(
+                    &f.node.span,
+                    &f.path,
+                    "a CXone connection's decisions need `api_key` (a CXone connection has no intake whose key they \
+                     could share)",
+                );
+            }
+            decisions.map(Some)
+        }
+        None => Some(None),
+    };
     t.finish(cx);
 
     let mut clients = vec![primary?];
@@ -568,6 +601,7 @@ fn read_connection(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<ConnectionConfig> {
         reconcile_window: reconcile_window?,
         intake: intake?,
         lookup: lookup?,
+        decisions: decisions?,
         conversation_shows_provisional: conversation_shows_provisional?,
         acw_estimate_default: acw_estimate_default?,
         cxone: cxone?,
@@ -711,6 +745,21 @@ fn read_lookup(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<LookupConfig> {
         Some(f) => non_empty_string(cx, &f).map(|s| Some(s.to_string())),
         None => Some(None),
     };
+    let api_key = own_api_key(cx, &mut t);
+    t.finish(cx);
+    Some(LookupConfig { fallback_code: fallback_code?, api_key: api_key? })
+}
+
+/// The decision API's own key, like the lookup's.
+fn read_decisions(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<DecisionsConfig> {
+    let mut t = table(cx, f.node, &f.path, DECISIONS_KEYS)?;
+    let api_key = own_api_key(cx, &mut t);
+    t.finish(cx);
+    Some(DecisionsConfig { api_key: api_key? })
+}
+
+/// `api_key` and `api_key_header` of a route that may have a key of its own: `(header, key)`.
+fn own_api_key(cx: &mut Cx<'_>, t: &mut Table<'_>) -> Option<Option<(String, Secret)>> {
     let header = match t.get("api_key_header") {
         Some(f) => header_name(cx, &f).map(Some),
         None => Some(None),
@@ -722,10 +771,37 @@ fn read_lookup(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<LookupConfig> {
     if let (Some(Some(_)), Some(None)) = (&header, &key) {
         cx.problem(&t.span, &t.path, "`api_key_header` names the header of `api_key`, which is not set");
     }
-    t.finish(cx);
     let (header, key) = (header?, key?);
-    let api_key = key.map(|k| (header.unwrap_or_else(|| DEFAULT_INTAKE_KEY_HEADER.to_string()), k));
-    Some(LookupConfig { fallback_code: fallback_code?, api_key })
+    Some(key.map(|k| (header.unwrap_or_else(|| DEFAULT_INTAKE_KEY_HEADER.to_string()), k)))
+}
+
+fn read_decision_hook(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<DecisionHookConfig> {
+    let mut t = table(cx, f.node, &f.path, HOOK_KEYS)?;
+    let name = t.require(cx, "name").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
+    let url = t.require(cx, "url").and_then(|f| {
+        let s = string(cx, &f)?;
+        match Url::parse(s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                cx.problem(&f.node.span, &f.path, format!("{s:?} is not an http(s) URL with a host"));
+                None
+            }
+            Err(e) => {
+                cx.problem(&f.node.span, &f.path, format!("{s:?} is not a URL: {e}"));
+                None
+            }
+        }
+    });
+    let secret = t.require(cx, "secret").and_then(|f| {
+        let value = secret(cx, &f)?;
+        SigningSecret::parse(value.expose()).map_err(|message| cx.problem(&f.node.span, &f.path, message)).ok()
+    });
+    let timeout = match t.get("timeout_ms") {
+        Some(f) => integer(cx, &f, 100, 60_000).map(std::time::Duration::from_millis),
+        None => Some(std::time::Duration::from_millis(DEFAULT_DECISION_HOOK_TIMEOUT_MS)),
+    };
+    t.finish(cx);
+    Some(DecisionHookConfig { name: name?, url: url?, secret: secret?, timeout: timeout? })
 }
 
 /// `auth` and `signing_secret`, and the keys that contradict them. Reads `api_key` / `api_key_header` only to
@@ -797,7 +873,14 @@ fn read_websocket(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<WebsocketIntake> {
 
 // ---- rules ----
 
-fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<Rule> {
+/// Names rules may refer to.
+struct Known<'a> {
+    connections: &'a [&'a str],
+    hooks: &'a [&'a str],
+}
+
+fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, known: &Known<'_>) -> Option<Rule> {
+    let connections = known.connections;
     let mut t = table(cx, f.node, &f.path, RULE_KEYS)?;
     let name = t.require(cx, "name").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
     let code = t.require(cx, "code").and_then(|f| non_empty_string(cx, &f)).map(str::to_string);
@@ -842,6 +925,10 @@ fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<Rul
         Some(f) => read_when(cx, &f),
         None => Some(Conditions::default()),
     };
+    let decide = match t.get("decide") {
+        Some(f) => read_decide(cx, &f, known.hooks).map(Some),
+        None => Some(None),
+    };
     t.finish(cx);
     Some(Rule {
         name: name?,
@@ -852,7 +939,60 @@ fn read_rule(cx: &mut Cx<'_>, f: &Field<'_>, connections: &[&str]) -> Option<Rul
         mode: mode?,
         platform: platform?,
         connection: connection?,
+        decide: decide?,
     })
+}
+
+/// `decide = { crm = true | hook = "<name>", wait = "20s", fallback = "rule" | "<code name>" }`.
+fn read_decide(cx: &mut Cx<'_>, f: &Field<'_>, hooks: &[&str]) -> Option<DecideSpec> {
+    const HELP: &str = "write { crm = true, wait = \"20s\" } or { hook = \"<name>\", wait = \"5s\" }";
+    let mut t = table(cx, f.node, &f.path, DECIDE_KEYS)?;
+    let crm = t.get("crm").map_or(Some(false), |f| boolean(cx, &f));
+    let hook = match t.get("hook") {
+        Some(f) => non_empty_string(cx, &f).and_then(|name| {
+            if hooks.contains(&name) {
+                return Some(Some(name.to_string()));
+            }
+            let known = if hooks.is_empty() { "none".to_string() } else { hooks.join(", ") };
+            cx.problem(
+                &f.node.span,
+                &f.path,
+                format!(
+                    "rule asks decision hook {name:?}, which is not configured in [[decision_hooks]] (known: {known})"
+                ),
+            );
+            None
+        }),
+        None => Some(None),
+    };
+    let wait = t.require(cx, "wait").and_then(|f| {
+        let d = duration(cx, &f)?;
+        if d <= jiff::SignedDuration::ZERO || d > jiff::SignedDuration::from_hours(1) {
+            cx.problem(&f.node.span, &f.path, "`wait` must be more than 0 s and at most 1 h");
+            return None;
+        }
+        Some(d)
+    });
+    let fallback = match t.get("fallback") {
+        Some(f) => {
+            non_empty_string(cx, &f).map(|s| if s == "rule" { Fallback::Rule } else { Fallback::Code(s.to_string()) })
+        }
+        None => Some(Fallback::Rule),
+    };
+    t.finish(cx);
+    let from = match (crm?, hook?) {
+        (true, None) => DecideFrom::Crm,
+        (false, Some(hook)) => DecideFrom::Hook(hook),
+        (true, Some(_)) => {
+            cx.problem(&f.node.span, &f.path, format!("a rule waits for the CRM or asks a hook, not both; {HELP}"));
+            return None;
+        }
+        (false, None) => {
+            cx.problem(&f.node.span, &f.path, format!("say who decides; {HELP}"));
+            return None;
+        }
+    };
+    Some(DecideSpec { from, wait: wait?, fallback: fallback? })
 }
 
 fn read_timing(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Timing> {

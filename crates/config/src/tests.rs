@@ -2,6 +2,7 @@ use super::*;
 use crate::secrets::tests::FakeSecrets;
 use proptest::prelude::*;
 use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
+use wrapup_core::rules::{DecideFrom, DecideSpec, Fallback};
 use wrapup_core::{Channel, Direction, LegFacts, Mode, Timing};
 
 const EXAMPLE: &str = include_str!("../examples/wrapup.example.toml");
@@ -851,4 +852,69 @@ fn the_lookup_fallback_is_checked_against_the_live_catalog() {
         check_lookup_fallbacks(&bad, &[("prod", &catalog())]),
         ["connections \"prod\": lookup.fallback_code \"Other\" does not exist in the live catalog of the connection"]
     );
+}
+
+#[test]
+fn rules_that_let_a_crm_decide_and_their_hooks_are_read() {
+    let text = with_connection(
+        r#"[connections.decisions]
+
+[[decision_hooks]]
+name = "crm"
+url = "http://127.0.0.1:9000/hooks/crm"
+secret = "env:HOOK"
+timeout_ms = 1500
+
+[[rules]]
+name = "crm decides"
+code = "Resolved"
+decide = { crm = true, wait = "20s" }
+
+[[rules]]
+name = "hook decides"
+code = "Resolved"
+decide = { hook = "crm", wait = "5s", fallback = "Other" }
+"#,
+    );
+    let config = parse_with_webhook_secret(&text, WHSEC).unwrap();
+    assert!(config.connections[0].decisions.as_ref().is_some_and(|d| d.api_key.is_none()));
+    let hook = &config.decision_hooks[0];
+    assert_eq!((hook.name.as_str(), hook.timeout), ("crm", std::time::Duration::from_millis(1500)));
+    let rules = config.rules.rules();
+    assert_eq!(
+        rules[0].decide,
+        Some(DecideSpec { from: DecideFrom::Crm, wait: jiff::SignedDuration::from_secs(20), fallback: Fallback::Rule })
+    );
+    assert_eq!(
+        rules[1].decide,
+        Some(DecideSpec {
+            from: DecideFrom::Hook("crm".into()),
+            wait: jiff::SignedDuration::from_secs(5),
+            fallback: Fallback::Code("Other".into()),
+        })
+    );
+    assert!(!format!("{config:?}").contains("MfKQ9r8"), "the hook's key is not in the config's Debug output");
+}
+
+#[test]
+fn decide_problems_are_located() {
+    let rule = |decide: &str| with_connection(&format!("[[rules]]\nname = \"r\"\ncode = \"C\"\ndecide = {decide}\n"));
+    assert_problem(&rule("{ crm = true }"), "w.toml:11:10: rules[0].decide", "missing required key `wait`");
+    assert_problem(&rule("{ wait = \"5s\" }"), "w.toml:11:10: rules[0].decide", "say who decides");
+    assert_problem(
+        &rule("{ crm = true, hook = \"x\", wait = \"5s\" }"),
+        "w.toml:11:",
+        "not configured in [[decision_hooks]]",
+    );
+    assert_problem(&rule("{ hook = \"nope\", wait = \"5s\" }"), "w.toml:11:19: rules[0].decide.hook", "known: none");
+    assert_problem(&rule("{ crm = true, wait = \"2h\" }"), "w.toml:11:", "at most 1 h");
+    assert_problem(&rule("{ crm = true, wait = \"5s\", later = 1 }"), "w.toml:11:", "unknown key `later`");
+    assert_problem(
+        &format!("{CXONE}[connections.decisions]\n"),
+        "w.toml:",
+        "a CXone connection's decisions need `api_key`",
+    );
+    let hook = |rest: &str| with_connection(&format!("[[decision_hooks]]\nname = \"h\"\n{rest}"));
+    assert_problem(&hook("url = \"ftp://x\"\nsecret = \"env:KEY\"\n"), "w.toml:10:7: decision_hooks[0].url", "http(s)");
+    assert_problem(&hook("url = \"http://x\"\n"), "w.toml:8:1: decision_hooks[0]", "missing required key `secret`");
 }

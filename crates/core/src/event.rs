@@ -37,6 +37,9 @@ pub enum EventKind {
     /// contact end: the agent may have dispositioned it, or our write may have ended ACW). No write may be sent from
     /// now on; the worker reads the code the leg ended with and records that outcome.
     LegClosedUnread,
+    /// A CRM decided the leg's code (`PUT /api/v1/decisions/…`). It decides a leg not yet written; a leg being
+    /// written or finished keeps what it has.
+    DecisionArrived { decision: Box<crate::lifecycle::ExternalDecision> },
 }
 
 impl EventKind {
@@ -46,6 +49,7 @@ impl EventKind {
             EventKind::CodeRecorded { .. } => "code_recorded",
             EventKind::LegClosed => "leg_closed",
             EventKind::LegClosedUnread => "leg_closed_unread",
+            EventKind::DecisionArrived { .. } => "decision_arrived",
         }
     }
 }

@@ -110,7 +110,10 @@ pub fn check_event(platform: Platform, event: &Event) -> Result<(), IdError> {
     match &event.kind {
         EventKind::LegEnded { facts } => check_facts(platform, facts),
         EventKind::CodeRecorded { code_id: Some(code), .. } => check(platform, IdKind::Code, code),
-        EventKind::CodeRecorded { code_id: None, .. } | EventKind::LegClosed | EventKind::LegClosedUnread => Ok(()),
+        EventKind::CodeRecorded { code_id: None, .. }
+        | EventKind::LegClosed
+        | EventKind::LegClosedUnread
+        | EventKind::DecisionArrived { .. } => Ok(()),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::intake::{self, error};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -36,6 +36,8 @@ fn intake_routes() -> Router<Arc<AppState>> {
         .route("/intake/{connection}", post(intake::post_events))
         .route("/api/v1/lookup/{connection}/codes", get(crate::lookup::get_code))
         .route("/api/v1/lookup/{connection}/decision", post(crate::lookup::post_decision))
+        .route("/api/v1/decisions/{connection}/{conversation}", put(crate::decisions::put_conversation))
+        .route("/api/v1/decisions/{connection}/{conversation}/{participant}", put(crate::decisions::put_leg))
         .route("/health", get(health))
         .route("/ready", get(ready))
 }

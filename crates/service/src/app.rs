@@ -36,6 +36,8 @@ pub struct ConnectionSpec {
     pub intake: Option<IntakeSettings>,
     /// The lookup for platform-native flows (`/api/v1/lookup/{name}/…`); `None`: not offered on this connection.
     pub lookup: Option<crate::lookup::LookupSettings>,
+    /// CRM decisions (`/api/v1/decisions/{name}/…`); `None`: the connection takes none.
+    pub decisions: Option<crate::decisions::DecisionSettings>,
     pub catalog_ttl: SignedDuration,
     /// Assumed length of optional / agent-requested windows until observed ones give an estimate (platform time).
     pub acw_estimate_default: SignedDuration,
@@ -52,6 +54,8 @@ pub struct ServiceSpec {
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     pub connections: Vec<ConnectionSpec>,
+    /// The decision hooks rules may ask, by name.
+    pub decision_hooks: HashMap<String, Arc<crate::decisions::hook::DecisionHook>>,
     pub admin_token: Option<Secret>,
     /// When set, `/metrics` requires it as a bearer token.
     pub metrics_token: Option<Secret>,
@@ -77,6 +81,8 @@ pub struct AppState {
     pub intake: HashMap<String, IntakeSettings>,
     /// Each connection's lookup settings, for the connections that offer it.
     pub lookup: HashMap<String, crate::lookup::LookupSettings>,
+    /// Each connection's decision API settings, for the connections that take CRM decisions.
+    pub decisions: HashMap<String, crate::decisions::DecisionSettings>,
     pub connections: HashMap<String, Arc<ConnectionRuntime>>,
     pub wake: Arc<Notify>,
     pub admin_token: Option<Secret>,
@@ -181,6 +187,8 @@ pub async fn start_with_admin(
     let mut connections = HashMap::new();
     let mut intake = HashMap::new();
     let mut lookup = HashMap::new();
+    let mut decisions = HashMap::new();
+    let hooks = Arc::new(spec.decision_hooks);
     let mut websockets = Vec::new();
     let mut reconcile_specs = Vec::new();
     let mut detections = Vec::new();
@@ -206,8 +214,12 @@ pub async fn start_with_admin(
                 catalog,
                 rules: c.rules,
                 acw_estimates,
+                decisions: crate::worker::ExternalDecisions { takes_crm: c.decisions.is_some(), hooks: hooks.clone() },
             }),
         );
+        if let Some(settings) = c.decisions {
+            decisions.insert(c.name.clone(), settings);
+        }
         if let Some(settings) = c.lookup {
             lookup.insert(c.name.clone(), settings);
         }
@@ -274,6 +286,7 @@ pub async fn start_with_admin(
         clock: spec.clock.clone(),
         intake,
         lookup,
+        decisions,
         connections,
         wake: wake.clone(),
         admin_token: spec.admin_token,

@@ -3,6 +3,8 @@
 
 use crate::app::{ConnectionSpec, ServiceSpec};
 use crate::cxone::{CxonePlatform, DetectionSpec};
+use crate::decisions::hook::DecisionHook;
+use crate::decisions::DecisionSettings;
 use crate::genesys::GenesysPlatform;
 use crate::intake::IntakeSettings;
 use crate::intake_auth::{IntakeAuth, StandardWebhooks};
@@ -114,6 +116,11 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
                     auth: IntakeAuth::ApiKey { header, key },
                     fallback_code: conn.lookup.fallback_code.clone(),
                 }),
+                decisions: conn
+                    .decisions
+                    .as_ref()
+                    .and_then(|d| d.api_key.clone())
+                    .map(|(header, key)| DecisionSettings { auth: IntakeAuth::ApiKey { header, key } }),
                 catalog_ttl: catalog_ttl(conn),
                 acw_estimate_default: acw_estimate_default(conn),
                 websocket: None,
@@ -167,6 +174,13 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             platform,
             rules: rules.clone(),
             lookup: Some(LookupSettings { auth: lookup_auth, fallback_code: conn.lookup.fallback_code.clone() }),
+            // Like the lookup: a key of their own, else the intake's auth.
+            decisions: conn.decisions.as_ref().map(|d| DecisionSettings {
+                auth: match d.api_key.clone() {
+                    Some((header, key)) => IntakeAuth::ApiKey { header, key },
+                    None => auth.clone(),
+                },
+            }),
             intake: Some(IntakeSettings { auth, max_body_bytes: conn.intake.max_body_bytes, system_code_ids }),
             catalog_ttl: catalog_ttl(conn),
             acw_estimate_default: acw_estimate_default(conn),
@@ -175,9 +189,12 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
             cxone: None,
         });
     }
+    let decision_hooks =
+        config.decision_hooks.iter().map(|h| (h.name.clone(), Arc::new(DecisionHook::new(h)))).collect();
     Ok(ServiceSpec {
         store,
         clock,
+        decision_hooks,
         connections,
         admin_token: config.admin.token.clone().map(|t: Secret| t),
         metrics_token: config.admin.metrics_token.clone(),

@@ -361,6 +361,7 @@ mod tests {
             mode: Mode::Enforce,
             platform: None,
             connection: None,
+            decide: None,
         }])
         .unwrap();
         let conn = ConnectionRuntime {
@@ -369,6 +370,7 @@ mod tests {
             catalog: CatalogCache::new(platform.clone(), store.clone(), clock.clone(), SignedDuration::from_secs(3600)),
             rules: Arc::new(rules),
             acw_estimates: AcwEstimates::new("c", SignedDuration::from_secs(20)),
+            decisions: Default::default(),
         };
         let worker = Arc::new(Worker {
             store,

@@ -42,6 +42,17 @@ pub struct ConnectionRuntime {
     pub rules: Arc<RuleSet>,
     /// Estimated ends of windows an agent may leave (orders their work).
     pub acw_estimates: AcwEstimates,
+    /// Where decisions from outside the rules come from on this connection.
+    pub decisions: ExternalDecisions,
+}
+
+/// A connection's sources of external decisions.
+#[derive(Debug, Clone, Default)]
+pub struct ExternalDecisions {
+    /// The connection takes CRM decisions: a leg being decided may have one kept for it in the store.
+    pub takes_crm: bool,
+    /// The decision hooks rules may ask, by name (shared by every connection).
+    pub hooks: Arc<std::collections::HashMap<String, Arc<crate::decisions::hook::DecisionHook>>>,
 }
 
 /// Retry pacing, in wall time.
@@ -129,9 +140,20 @@ impl Worker {
         let mut input = Input::Due;
         for _ in 0..MAX_MOVES {
             let catalog = conn.catalog.get().await.map_err(|e| failure(&e));
+            let mut pending = None;
             if held.leg.state == LegState::Open {
                 // The estimates are read when a leg is decided (its estimated deadline is set then).
                 conn.acw_estimates.refresh_if_stale(self.store.as_ref()).await;
+                if conn.decisions.takes_crm && held.leg.ended_seen && held.leg.external.is_none() {
+                    match self.store.pending_decision(&held.leg.key).await {
+                        Ok(found) => pending = found,
+                        // Deciding without it could write over what the CRM said: try again later.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Could not look up a CRM decision kept for the leg; trying later.");
+                            return self.give_back(&held).await;
+                        }
+                    }
+                }
             }
             let effects = {
                 let backoff = |n: u32, floor: Option<Duration>| self.clock.clock_duration(self.retry.delay(n, floor));
@@ -146,13 +168,20 @@ impl Worker {
                     confirm_within: self.clock.clock_duration(self.confirm_within),
                     backoff: &backoff,
                     is_system_code: &is_system_code,
+                    pending_decision: pending.as_ref(),
                 };
                 lifecycle::step(&mut held.leg, std::mem::replace(&mut input, Input::Due), &ctx)
             };
             let mut next = None;
             for effect in effects {
                 match effect {
-                    Effect::Ledger { kind, detail } => held.lines.push(self.line(kind, detail)),
+                    Effect::Ledger { kind, detail } => {
+                        if kind == "decision" && detail.get("fallback").is_some() {
+                            metrics::counter!("wrapup_decision_fallbacks_total", "connection" => conn.name.clone())
+                                .increment(1);
+                        }
+                        held.lines.push(self.line(kind, detail))
+                    }
                     Effect::RefreshCatalog => {
                         let _ = conn.catalog.refresh().await;
                     }
@@ -226,6 +255,17 @@ impl Worker {
             Call::RefreshCatalog => {
                 let _ = conn.catalog.refresh().await;
                 Input::CatalogRefreshed
+            }
+            Call::AskHook { hook, rule, within } => {
+                let Some(client) = conn.decisions.hooks.get(&hook) else {
+                    let message = format!("decision hook {hook:?} is not configured");
+                    let f = Failure { class: wrapup_core::failure::ErrorClass::Permanent, status: None, message };
+                    return Input::HookAnswered { hook, answer: Err(f) };
+                };
+                let wall = self.clock.wall_duration(within);
+                let answer = client.ask(leg, Some(&rule), wall).await;
+                held.lines.push(self.line("hook", hook_line(&hook, &answer)));
+                Input::HookAnswered { hook, answer }
             }
             Call::ReadAttributes => {
                 let (answer, calls) = attempts::collect(conn.platform.read_attributes(leg, self.urgency(leg))).await;
@@ -352,6 +392,17 @@ impl Worker {
 }
 
 /// A connector's error as the state machine sees it.
+/// The ledger line of one ask of a decision hook.
+fn hook_line(hook: &str, answer: &Result<Option<wrapup_core::lifecycle::HookAnswer>, Failure>) -> serde_json::Value {
+    match answer {
+        Ok(Some(a)) => serde_json::json!({"hook": hook, "answer": "code", "code": a.code_name}),
+        Ok(None) => serde_json::json!({"hook": hook, "answer": "no decision"}),
+        Err(f) => {
+            serde_json::json!({"hook": hook, "answer": "failed", "class": f.class.as_str(), "status": f.status, "error": f.message})
+        }
+    }
+}
+
 fn failure(e: &PlatformError) -> Failure {
     Failure { class: e.class.clone(), status: e.status, message: e.to_string() }
 }
@@ -506,6 +557,7 @@ mod tests {
             catalog,
             rules: Arc::new(RuleSet::new(vec![]).unwrap()),
             acw_estimates: AcwEstimates::new("cx", SignedDuration::from_secs(20)),
+            decisions: Default::default(),
         };
         let worker = Worker {
             store,
@@ -573,6 +625,7 @@ mod tests {
             timing: Timing::Immediate,
             mode: Mode::Enforce,
             decided_at: now,
+            fallback: None,
         });
         worker.store.save_leg(&leg, version, "test", true).await.unwrap();
         let again = event(EventKind::LegEnded { facts: Box::new(leg.facts.clone()) }, "end-again");

@@ -3,7 +3,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::lifecycle::{ExternalDecision, LegRecord};
 use wrapup_core::{Event, LegKey, Outcome};
 
 /// Store failures.
@@ -221,6 +221,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// The audit lines of `connection` written at or after `since`, in the order they were written.
     async fn catalog_audit(&self, connection: &str, since: Timestamp) -> StoreResult<Vec<CatalogAuditLine>>;
+
+    /// The legs of one conversation (each agent leg; on CXone, each contact of the master contact).
+    async fn legs_of_conversation(&self, connection: &str, conversation: &str) -> StoreResult<Vec<LegRecord>>;
+
+    /// Keeps a CRM decision that came before its leg was known: for the leg of `participant`, or for every leg of
+    /// the conversation (`None`). A later one for the same target replaces it.
+    async fn put_pending_decision(
+        &self,
+        connection: &str,
+        conversation: &str,
+        participant: Option<&str>,
+        decision: &ExternalDecision,
+    ) -> StoreResult<()>;
+
+    /// The kept decision for the leg `key`: the one that names its participant, else its conversation's.
+    async fn pending_decision(&self, key: &LegKey) -> StoreResult<Option<ExternalDecision>>;
+
+    /// The answer stored for an idempotency key, if the key was used (see [`Store::idempotent`]).
+    async fn idempotency_answer(&self, connection: &str, key: &str) -> StoreResult<Option<serde_json::Value>>;
 
     /// External decisions are idempotent: the first `(connection, key)` stores `response`; later calls get it back.
     /// Returns `(true, response)` when this call stored it, `(false, first response)` when the key was used before.

@@ -138,6 +138,9 @@ pub(crate) struct EventLine<'a> {
     occurred_at: Timestamp,
     correlation_id: Option<&'a str>,
     note: &'a str,
+    /// A CRM's decision: its code, source, idempotency key and arrival, for the leg's explanation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a wrapup_core::lifecycle::ExternalDecision>,
 }
 
 impl<'a> EventLine<'a> {
@@ -148,6 +151,10 @@ impl<'a> EventLine<'a> {
             occurred_at: event.occurred_at,
             correlation_id: event.correlation_id.as_deref(),
             note,
+            decision: match &event.kind {
+                wrapup_core::EventKind::DecisionArrived { decision } => Some(decision),
+                _ => None,
+            },
         }
     }
 }

@@ -29,7 +29,7 @@ struct Table {
 const TEXT: bool = false;
 const INT: bool = true;
 
-const TABLES: [Table; 6] = [
+const TABLES: &[Table] = &[
     Table {
         name: "inbox",
         id: Some("id"),
@@ -85,6 +85,17 @@ const TABLES: [Table; 6] = [
         name: "idempotency",
         id: None,
         columns: &[("connection", TEXT), ("key", TEXT), ("response", TEXT), ("created_at", INT)],
+    },
+    Table {
+        name: "pending_decisions",
+        id: None,
+        columns: &[
+            ("connection", TEXT),
+            ("conversation", TEXT),
+            ("participant", TEXT),
+            ("arrived_at", INT),
+            ("decision", TEXT),
+        ],
     },
     Table {
         name: "catalog_audit",
@@ -146,7 +157,7 @@ pub async fn copy_sqlite_to_postgres(
     }
     let mut source: Transaction<'_, Sqlite> = from.reader().begin().await?;
     let mut report = CopyReport::default();
-    for table in &TABLES {
+    for table in TABLES {
         let total: i64 =
             sqlx::query_scalar(&format!("SELECT count(*) FROM {}", table.name)).fetch_one(&mut *source).await?;
         let total = total as u64;

@@ -1,7 +1,7 @@
 //! Platform events applied to a leg: the part of the state machine that intake runs inside the transaction that
 //! records the event, so a leg and its inbox never disagree.
 
-use super::{LegRecord, LegState};
+use super::{ExternalDecision, LegRecord, LegState};
 use crate::event::{Event, EventKind};
 use crate::leg::LegFacts;
 use crate::outcome::Outcome;
@@ -98,6 +98,7 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
                 effect(true, "leg closed before we acted: expired")
             }
         }
+        EventKind::DecisionArrived { decision } => accept_decision(&mut leg, decision, now),
         EventKind::LegClosedUnread => {
             if leg.is_done() {
                 effect(false, "leg closed (already finished)")
@@ -118,6 +119,30 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
     }
     leg.updated_at = now;
     (leg, effect)
+}
+
+/// A CRM's decision for a leg: it decides the leg unless a write is under way or the leg is finished (then the leg
+/// keeps what it has, and the caller answers with the leg's state). A leg decided by a rule but not yet written is
+/// decided again, so the decision takes the rule's code's place under the rule's timing.
+fn accept_decision(leg: &mut LegRecord, decision: &ExternalDecision, now: Timestamp) -> EventEffect {
+    if leg.is_done() {
+        return effect(false, "a CRM decision arrived after the leg had ended; the leg keeps its outcome");
+    }
+    if leg.intent.is_some() || !matches!(leg.state, LegState::Open | LegState::Scheduled) {
+        return effect(
+            false,
+            "a CRM decision arrived while a write was under way; the leg keeps the code being written",
+        );
+    }
+    leg.external = Some(decision.clone());
+    if leg.state == LegState::Scheduled {
+        leg.state = LegState::Open;
+        leg.decision = None;
+    }
+    if leg.ended_seen {
+        leg.not_before = now;
+    }
+    effect(true, "a CRM decision arrived; it decides the leg's code")
 }
 
 /// An event about the code of a leg whose write was answered 2xx and awaits confirmation.

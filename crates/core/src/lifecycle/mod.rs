@@ -85,8 +85,40 @@ impl LegState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionSource {
-    Rule { index: usize, name: String, version: String },
-    External { idempotency_key: String, requested_by: Option<String> },
+    Rule {
+        index: usize,
+        name: String,
+        version: String,
+    },
+    /// A CRM's decision or a decision hook's answer ([`ExternalDecision`]); `rule` is the rule that matched the
+    /// leg, if one did (its timing and mode apply; its code does not).
+    External {
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        arrived_at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+    },
+}
+
+/// A code decided outside the rule set: sent by a CRM (`PUT /api/v1/decisions/…`) or answered by a decision hook.
+/// It takes precedence over a rule's code, never over the agent: it goes through the same gates as a rule's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalDecision {
+    /// The code by name.
+    pub code_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Who decided: the request's `source` (e.g. `crm`), or `hook:<name>`.
+    pub source: String,
+    /// The request's `Idempotency-Key` (a hook's answer has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub arrived_at: Timestamp,
+    /// After this it no longer decides a leg that has not been decided yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// What was decided for a leg.
@@ -99,6 +131,10 @@ pub struct Decision {
     pub timing: Timing,
     pub mode: Mode,
     pub decided_at: Timestamp,
+    /// Why the rule's own code (or its named fallback) decided where the rule asked for an external decision: none
+    /// came in time, the hook failed, or it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// The code we are about to write (persisted before the write).
@@ -179,6 +215,15 @@ pub struct LegRecord {
     /// The leg's participant attributes were read from the platform (for rules that match on them).
     #[serde(default, skip_serializing_if = "is_false")]
     pub attributes_read: bool,
+    /// A decision from outside the rules (a CRM, a hook), waiting to decide the leg or having decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDecision>,
+    /// Until when the leg waits for an external decision its rule asked for (then the rule's fallback decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_decision_until: Option<Timestamp>,
+    /// Failed asks of the rule's decision hook (paces the next ask).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hook_failures: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -219,6 +264,9 @@ impl LegRecord {
             closing_read_failures: 0,
             unpersisted_writes: 0,
             attributes_read: false,
+            external: None,
+            awaiting_decision_until: None,
+            hook_failures: 0,
             created_at: now,
             updated_at: now,
         }
@@ -287,6 +335,8 @@ impl LegRecord {
 }
 
 mod events;
+#[cfg(test)]
+mod external_tests;
 #[cfg(test)]
 mod properties;
 mod steps;

@@ -108,6 +108,7 @@ impl World {
             mode: Default::default(),
             platform: None,
             connection: None,
+            decide: None,
         }])
         .unwrap();
         let facts = LegFacts { queue_id: Some("q".into()), ended_at: Some(t0()), ..Default::default() };
@@ -239,6 +240,7 @@ impl World {
             confirm_within: SignedDuration::from_secs(2),
             backoff: &backoff,
             is_system_code: &is_system,
+            pending_decision: None,
         };
         let effects = step(&mut held.leg, input, &ctx);
         for effect in effects {
@@ -367,6 +369,7 @@ impl World {
             },
             Call::RefreshCatalog => Input::CatalogRefreshed,
             Call::ReadAttributes => Input::AttributesRead(Ok(Default::default())),
+            Call::AskHook { .. } => unreachable!("the model's rule asks no decision hook"),
         }
     }
 }

@@ -23,11 +23,11 @@
 //! outcome (`applied` → `agent_changed`, or an event's ending overruled by our accepted write) appends an
 //! `outcome_changed` line instead.
 
-use super::{Decision, DecisionSource, LegRecord, LegState, WriteIntent};
+use super::{Decision, DecisionSource, ExternalDecision, LegRecord, LegState, WriteIntent};
 use crate::catalog::{AcwPolicy, Catalog, CodeEntry};
 use crate::failure::ErrorClass;
 use crate::outcome::{Mode, Outcome, Timing};
-use crate::rules::RuleSet;
+use crate::rules::{DecideFrom, DecideSpec, Fallback, RuleMatch, RuleSet};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -96,6 +96,22 @@ pub struct Ctx<'a> {
     pub backoff: &'a dyn Fn(u32, Option<Duration>) -> SignedDuration,
     /// Whether a code id is one the platform stamps by itself when a window times out.
     pub is_system_code: &'a dyn Fn(&str) -> bool,
+    /// A CRM decision the store kept for this leg's conversation (or this leg) before the leg was known; the worker
+    /// looks it up for a leg not decided yet, on connections that take CRM decisions.
+    pub pending_decision: Option<&'a ExternalDecision>,
+}
+
+/// A decision hook's answer: the code by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookAnswer {
+    pub code_name: String,
+    pub notes: Option<String>,
+}
+
+/// Whether a leg waits for an external decision, or decides without one (and why).
+enum Waiting {
+    Yes,
+    No { why: String },
 }
 
 /// What the worker tells the machine.
@@ -114,6 +130,8 @@ pub enum Input {
     CatalogRefreshed,
     /// The leg's participant attributes, read for rules that match on them.
     AttributesRead(Result<std::collections::BTreeMap<String, String>, Failure>),
+    /// The answer of decision hook `hook`: a code, no decision (`None`), or a failure.
+    HookAnswered { hook: String, answer: Result<Option<HookAnswer>, Failure> },
 }
 
 /// A platform call the worker is to make next; its answer is the next [`Input`].
@@ -130,6 +148,9 @@ pub enum Call {
     RefreshCatalog,
     /// Read the leg's participant attributes (answer: [`Input::AttributesRead`]).
     ReadAttributes,
+    /// Ask decision hook `hook` for the leg's code on behalf of rule `rule`, taking at most `within` (answer:
+    /// [`Input::HookAnswered`]).
+    AskHook { hook: String, rule: String, within: SignedDuration },
 }
 
 /// What the worker is to do, in order.
@@ -165,6 +186,7 @@ pub fn step(leg: &mut LegRecord, input: Input, ctx: &Ctx<'_>) -> Vec<Effect> {
             m.due()
         }
         Input::AttributesRead(Err(f)) => m.platform_failure(&f, "reading the leg's attributes"),
+        Input::HookAnswered { hook, answer } => m.hook_answered(&hook, answer),
     }
     m.out
 }
@@ -328,27 +350,56 @@ impl Move<'_, '_> {
             // A rule matches on participant attributes, which the event that ended the leg does not carry.
             return self.call(Call::ReadAttributes);
         }
-        let Some(m) = self.ctx.rules.evaluate(self.ctx.connection, &self.leg.facts) else {
-            return self.finish(Outcome::NoRule, "no rule matched this leg");
-        };
-        let decision = Decision {
-            source: DecisionSource::Rule {
-                index: m.index,
-                name: m.rule_name.clone(),
-                version: self.ctx.rules.version().into(),
+        let matched = self.ctx.rules.evaluate(self.ctx.connection, &self.leg.facts);
+        let external = self.external_decision();
+        let decision = match (&matched, external) {
+            (Some(m), external) if m.mode == Mode::Shadow => {
+                // Shadow mode measures the rule against agents: nothing is written, whoever decided.
+                let decision = self.rule_decision(m, &m.code, None);
+                self.record_decision(decision);
+                let mut reason = format!("shadow rule {:?} would apply {:?}", m.rule_name, m.code);
+                if let Some(e) = external {
+                    reason.push_str(&format!(" (a decision from {} named {:?})", e.source, e.code_name));
+                }
+                return self.finish(Outcome::Shadow, &reason);
+            }
+            (_, Some(e)) => Decision {
+                source: DecisionSource::External {
+                    source: e.source.clone(),
+                    idempotency_key: e.idempotency_key.clone(),
+                    arrived_at: e.arrived_at,
+                    rule: matched.as_ref().map(|m| m.rule_name.clone()),
+                },
+                code_name: e.code_name.clone(),
+                notes: e.notes.clone(),
+                timing: matched.as_ref().map_or(Timing::Immediate, |m| m.timing),
+                mode: Mode::Enforce,
+                decided_at: now,
+                fallback: None,
             },
-            code_name: m.code.clone(),
-            notes: m.notes.clone(),
-            timing: m.timing,
-            mode: m.mode,
-            decided_at: now,
+            (None, None) => return self.finish(Outcome::NoRule, "no rule matched this leg"),
+            (Some(m), None) => match &m.decide {
+                None => self.rule_decision(m, &m.code, None),
+                Some(spec) => match self.await_external(&m.rule_name, spec) {
+                    Waiting::Yes => return,
+                    Waiting::No { why } => {
+                        let code = match &spec.fallback {
+                            Fallback::Rule => m.code.clone(),
+                            Fallback::Code(name) => name.clone(),
+                        };
+                        self.rule_decision(m, &code, Some(why))
+                    }
+                },
+            },
         };
-        self.line("decision", serde_json::to_value(&decision).unwrap_or_default());
-        self.leg.decision = Some(decision);
-        if m.mode == Mode::Shadow {
-            let reason = format!("shadow rule {:?} would apply {:?}", m.rule_name, m.code);
-            return self.finish(Outcome::Shadow, &reason);
-        }
+        self.schedule(decision)
+    }
+
+    /// Records `decision` and schedules its write (at once when due).
+    fn schedule(&mut self, decision: Decision) {
+        let now = self.ctx.now;
+        let timing = decision.timing;
+        self.record_decision(decision);
         self.leg.state = LegState::Scheduled;
         if matches!(self.leg.facts.acw, Some(AcwPolicy::Optional | AcwPolicy::AgentRequested)) {
             // Intake set the estimate when its catalog knew the queue; otherwise it is set now.
@@ -358,7 +409,7 @@ impl Move<'_, '_> {
             self.leg.refresh_deadline();
         }
         // A margin inside the deadline guard would never be written: keep at least two guards of room.
-        let timing = match m.timing {
+        let timing = match timing {
             Timing::BeforeTimeout { margin } => Timing::BeforeTimeout { margin: margin.max(self.ctx.guard * 2) },
             other => other,
         };
@@ -369,6 +420,140 @@ impl Move<'_, '_> {
         } else {
             self.release()
         }
+    }
+
+    /// The decision of rule `m` with `code` (its own, or its fallback's when `fallback` says why).
+    fn rule_decision(&self, m: &RuleMatch, code: &str, fallback: Option<String>) -> Decision {
+        Decision {
+            source: DecisionSource::Rule {
+                index: m.index,
+                name: m.rule_name.clone(),
+                version: self.ctx.rules.version().into(),
+            },
+            code_name: code.to_string(),
+            notes: m.notes.clone(),
+            timing: m.timing,
+            mode: m.mode,
+            decided_at: self.ctx.now,
+            fallback,
+        }
+    }
+
+    fn record_decision(&mut self, decision: Decision) {
+        self.line("decision", serde_json::to_value(&decision).unwrap_or_default());
+        self.leg.decision = Some(decision);
+    }
+
+    /// The external decision that decides this leg, if any: the one on the leg, or one the store kept for its
+    /// conversation before the leg was known (adopted onto the leg, with a line that says where it came from). An
+    /// expired one decides nothing.
+    fn external_decision(&mut self) -> Option<ExternalDecision> {
+        if self.leg.external.is_none() {
+            let pending = self.ctx.pending_decision?.clone();
+            self.line("external_decision", json!({"adopted": "sent before the leg was known", "decision": pending}));
+            self.leg.external = Some(pending);
+        }
+        let decision = self.leg.external.clone()?;
+        if decision.expires_at.is_some_and(|at| at <= self.ctx.now) {
+            self.line(
+                "note",
+                json!({"external_decision": "expired before it could decide the leg", "decision": decision}),
+            );
+            self.leg.external = None;
+            return None;
+        }
+        Some(decision)
+    }
+
+    /// A rule asks for an external decision: ask its hook, or wait for the CRM, until the rule's `wait` is over (and
+    /// never later than leaves room for the write in the window).
+    fn await_external(&mut self, rule: &str, spec: &DecideSpec) -> Waiting {
+        let now = self.ctx.now;
+        let ended = self.leg.facts.ended_at.unwrap_or(self.leg.created_at);
+        let mut until = ended.checked_add(spec.wait).unwrap_or(ended);
+        if let Some(deadline) = self.leg.deadline {
+            until = until.min(deadline.checked_sub(self.ctx.guard * 3).unwrap_or(deadline));
+        }
+        if now >= until {
+            let why = match (&spec.from, self.leg.hook_failures) {
+                (DecideFrom::Crm, _) => "no CRM decision arrived in time".to_string(),
+                (DecideFrom::Hook(h), 0) => format!("decision hook {h:?} did not answer in time"),
+                (DecideFrom::Hook(h), n) => format!("decision hook {h:?} failed {n} time(s)"),
+            };
+            return Waiting::No { why };
+        }
+        match &spec.from {
+            DecideFrom::Hook(hook) => {
+                let within = until.duration_since(now);
+                self.call(Call::AskHook { hook: hook.clone(), rule: rule.to_string(), within });
+                Waiting::Yes
+            }
+            DecideFrom::Crm => {
+                if self.leg.awaiting_decision_until != Some(until) {
+                    self.leg.awaiting_decision_until = Some(until);
+                    self.line("note", json!({"waiting": "for a CRM decision", "until": until}));
+                }
+                self.leg.not_before = until;
+                self.leg.updated_at = now;
+                self.release();
+                Waiting::Yes
+            }
+        }
+    }
+
+    /// The rule's decision hook answered.
+    fn hook_answered(&mut self, hook: &str, answer: Result<Option<HookAnswer>, Failure>) {
+        let now = self.ctx.now;
+        match answer {
+            Ok(Some(a)) => {
+                self.leg.external = Some(ExternalDecision {
+                    code_name: a.code_name,
+                    notes: a.notes,
+                    source: format!("hook:{hook}"),
+                    idempotency_key: None,
+                    arrived_at: now,
+                    expires_at: None,
+                });
+                self.decide()
+            }
+            Ok(None) => {
+                // The hook has no decision for this leg: the fallback decides now rather than after the wait.
+                self.line("note", json!({"hook": hook, "answer": "no decision"}));
+                self.leg.awaiting_decision_until = Some(now);
+                self.decide_without_external(&format!("decision hook {hook:?} had no decision"))
+            }
+            Err(f) if matches!(f.class, ErrorClass::Permanent | ErrorClass::Auth | ErrorClass::Forbidden { .. }) => {
+                // Asking again would be refused again: the fallback decides now.
+                self.leg.hook_failures += 1;
+                self.leg.awaiting_decision_until = Some(now);
+                self.decide_without_external(&format!("decision hook {hook:?} refused the request: {f}"))
+            }
+            Err(f) => {
+                self.leg.hook_failures += 1;
+                let wait = (self.ctx.backoff)(self.leg.hook_failures, rate_limit_floor(&f.class));
+                self.line(
+                    "note",
+                    json!({"retry": format!("asking decision hook {hook:?}"), "class": f.class.as_str(),
+                           "error": f.message, "retry_in_ms": wait.as_millis() as i64}),
+                );
+                self.leg.not_before = now.checked_add(wait).unwrap_or(now);
+                self.leg.updated_at = now;
+                self.release()
+            }
+        }
+    }
+
+    /// Decides with the rule's fallback at once (a hook said it has no decision).
+    fn decide_without_external(&mut self, why: &str) {
+        let Some(m) = self.ctx.rules.evaluate(self.ctx.connection, &self.leg.facts) else {
+            return self.finish(Outcome::NoRule, "no rule matched this leg");
+        };
+        let code = match m.decide.as_ref().map(|d| &d.fallback) {
+            Some(Fallback::Code(name)) => name.clone(),
+            _ => m.code.clone(),
+        };
+        let decision = self.rule_decision(&m, &code, Some(why.to_string()));
+        self.schedule(decision)
     }
 
     /// Scheduled and due → resolve the code and make the write intent durable before anything is read or sent.

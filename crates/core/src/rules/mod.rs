@@ -50,6 +50,40 @@ pub struct Rule {
     /// Only legs of the connection with this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// Let a CRM decide the code: wait for its decision, or ask a decision hook, then fall back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide: Option<DecideSpec>,
+}
+
+/// Where a rule's code comes from when another system knows it better (`decide = { … }` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideSpec {
+    pub from: DecideFrom,
+    /// How long after the leg ends to wait for the decision (never past the room the window needs for the write).
+    #[serde(with = "crate::outcome::duration_ms")]
+    pub wait: jiff::SignedDuration,
+    pub fallback: Fallback,
+}
+
+/// Who decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecideFrom {
+    /// A CRM that sends its decision (`PUT /api/v1/decisions/…`).
+    Crm,
+    /// The decision hook of this name, which wrapup asks (signed POST of the leg's facts).
+    Hook(String),
+}
+
+/// What decides when no external decision came in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// The rule's own `code`.
+    Rule,
+    /// The code with this name.
+    Code(String),
 }
 
 fn immediate() -> Timing {
@@ -81,6 +115,8 @@ pub struct RuleMatch {
     pub notes: Option<String>,
     pub timing: Timing,
     pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide: Option<DecideSpec>,
 }
 
 /// Why a list of rules is not a rule set.
@@ -156,6 +192,7 @@ impl RuleSet {
             notes: rule.notes.as_ref().map(|t| t.render(RenderContext { rule: &rule.name, code: &rule.code, facts })),
             timing: rule.timing,
             mode: rule.mode,
+            decide: rule.decide.clone(),
         })
     }
 }

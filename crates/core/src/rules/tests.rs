@@ -230,6 +230,7 @@ fn rules() -> impl Strategy<Value = Vec<Rule>> {
                 mode: if shadow { Mode::Shadow } else { Mode::Enforce },
                 platform,
                 connection: connection.map(str::to_string),
+                decide: None,
             })
             .collect()
     })
@@ -275,6 +276,7 @@ proptest! {
             mode: Mode::Enforce,
             platform: None,
             connection: None,
+            decide: None,
         };
         if other_platform {
             limited.platform = Some(match facts.platform {

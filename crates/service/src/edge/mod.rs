@@ -67,7 +67,7 @@ pub const RESERVED_FDS: u64 = 256;
 /// Which cap a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
-    /// `/intake/…`: platform events; `/api/v1/lookup/…`: the platform's flows.
+    /// `/intake/…`: platform events; `/api/v1/lookup/…`: the platform's flows; `/api/v1/decisions/…`: CRMs.
     Intake,
     /// `/health`, `/ready`: probes.
     Health,
@@ -77,7 +77,8 @@ pub enum RouteClass {
 
 impl RouteClass {
     pub fn of(path: &str) -> Self {
-        if path.starts_with("/intake/") || path.starts_with("/api/v1/lookup/") {
+        if path.starts_with("/intake/") || path.starts_with("/api/v1/lookup/") || path.starts_with("/api/v1/decisions/")
+        {
             RouteClass::Intake
         } else if path == "/health" || path == "/ready" {
             RouteClass::Health

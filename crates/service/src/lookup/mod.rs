@@ -22,13 +22,11 @@
 
 use crate::app::AppState;
 use crate::edge::error;
-use crate::intake::{read_body, BodyError};
 use crate::intake_auth::IntakeAuth;
 use crate::worker::ConnectionRuntime;
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -233,55 +231,11 @@ async fn answer_decision(
     request: Request,
 ) -> Response {
     const ROUTE: &str = "decision";
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let now_unix = jiff::Timestamp::now().as_second();
-    if let Err(r) = settings.auth.check_headers(headers, now_unix) {
-        return refuse(connection, ROUTE, r.status, r.code, r.message);
-    }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let too_large = |size: String| {
-        let message = format!("body of {size} bytes exceeds the limit of {MAX_BODY_BYTES} bytes");
-        refuse(connection, ROUTE, StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
-    };
-    if let Some(declared) = declared.filter(|d| *d > MAX_BODY_BYTES as u64) {
-        return too_large(declared.to_string());
-    }
-    if headers.get(header::CONTENT_ENCODING).is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity")) {
-        let message = "compressed bodies are not accepted; send the facts uncompressed";
-        return refuse(connection, ROUTE, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", message);
-    }
-    let json_type = |v: &axum::http::HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|t| t.split(';').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    };
-    if headers.get(header::CONTENT_TYPE).is_some_and(|v| !json_type(v)) {
-        let message = "the facts must be sent as Content-Type: application/json";
-        return refuse(connection, ROUTE, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message);
-    }
     let timeout = state.edge.limits.body_read_timeout;
-    let body: Bytes = match read_body(body, declared, MAX_BODY_BYTES, timeout).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(format!("more than {MAX_BODY_BYTES}")),
-        Err(BodyError::Timeout) => {
-            let message = format!("the body did not arrive within {} ms", timeout.as_millis());
-            return refuse(connection, ROUTE, StatusCode::REQUEST_TIMEOUT, "request_timeout", message);
-        }
-        Err(BodyError::Broken) => {
-            return refuse(
-                connection,
-                ROUTE,
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "the body could not be read to its end",
-            )
-        }
+    let body = match crate::json_request::read(&settings.auth, request, MAX_BODY_BYTES, timeout, "the facts").await {
+        Ok((_, body)) => body,
+        Err(r) => return refuse(connection, ROUTE, r.status, r.code, r.message),
     };
-    if let Err(r) = settings.auth.check_body(headers, &body, now_unix) {
-        return refuse(connection, ROUTE, r.status, r.code, r.message);
-    }
     let platform = runtime.platform.platform();
     let facts = match parse_facts(&body, platform) {
         Ok(f) => f,
@@ -449,4 +403,4 @@ fn decide(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -14,11 +14,11 @@ use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::rules::RuleSet;
 use wrapup_core::Secret;
 
-const KEY: &str = "lookup-key";
-const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const KEY: &str = "lookup-key";
+pub(crate) const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A platform that has a catalog and is never called for anything else.
-struct FixedCatalog {
+pub(crate) struct FixedCatalog {
     name: String,
     platform: Platform,
 }
@@ -52,7 +52,7 @@ impl LegPlatform for FixedCatalog {
     }
 }
 
-fn catalog() -> Catalog {
+pub(crate) fn catalog() -> Catalog {
     let code = |id: &str, name: &str| CodeEntry { id: id.into(), name: name.into() };
     let queue = |id: &str, name: &str, codes: &[&str]| QueueEntry {
         id: id.into(),
@@ -78,7 +78,7 @@ fn rules() -> RuleSet {
 }
 
 /// One lookup connection per name: `(name, platform, auth, fallback)`.
-async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>) -> ServiceHandle {
+pub(crate) async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>) -> ServiceHandle {
     let store: Arc<dyn wrapup_store::Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
     let clock = wrapup_clock::ScaledClock::new(jiff::Timestamp::now(), 1.0).shared();
     let rules = Arc::new(rules());
@@ -89,7 +89,8 @@ async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>) -
             platform: Arc::new(FixedCatalog { name: name.into(), platform }),
             rules: rules.clone(),
             intake: None,
-            lookup: Some(LookupSettings { auth, fallback_code: fallback.map(str::to_string) }),
+            lookup: Some(LookupSettings { auth: auth.clone(), fallback_code: fallback.map(str::to_string) }),
+            decisions: Some(crate::decisions::DecisionSettings { auth }),
             catalog_ttl: SignedDuration::from_secs(3600),
             acw_estimate_default: SignedDuration::from_secs(20),
             websocket: None,
@@ -101,6 +102,7 @@ async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>) -
         store,
         clock,
         connections,
+        decision_hooks: Default::default(),
         admin_token: None,
         metrics_token: None,
         http: crate::edge::Limits::default(),
@@ -120,11 +122,11 @@ async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>) -
     handle
 }
 
-fn api_key() -> IntakeAuth {
+pub(crate) fn api_key() -> IntakeAuth {
     IntakeAuth::ApiKey { header: "x-wrapup-intake-key".into(), key: Secret::new(KEY) }
 }
 
-async fn send(handle: &ServiceHandle, request: axum::http::Request<Body>) -> (StatusCode, Value) {
+pub(crate) async fn send(handle: &ServiceHandle, request: axum::http::Request<Body>) -> (StatusCode, Value) {
     let response = crate::admin::intake_router(handle.state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();

@@ -70,7 +70,7 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::lifecycle::{ExternalDecision, LegRecord};
 use wrapup_core::{Event, LegKey};
 
 mod budget;
@@ -497,6 +497,63 @@ impl Store for PostgresStore {
 
     /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
     /// A concurrent call with the same key waits for the first to commit (`ON CONFLICT DO NOTHING`), then reads it.
+    async fn legs_of_conversation(&self, connection: &str, conversation: &str) -> StoreResult<Vec<LegRecord>> {
+        let rows = sqlx::query(
+            "SELECT record FROM legs WHERE connection = $1 AND conversation = $2 ORDER BY participant LIMIT 1000",
+        )
+        .bind(connection)
+        .bind(conversation)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(codec::record).collect()
+    }
+
+    async fn put_pending_decision(
+        &self,
+        connection: &str,
+        conversation: &str,
+        participant: Option<&str>,
+        decision: &ExternalDecision,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO pending_decisions (connection, conversation, participant, arrived_at, decision) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (connection, conversation, participant) DO UPDATE SET \
+             arrived_at = excluded.arrived_at, decision = excluded.decision",
+        )
+        .bind(connection)
+        .bind(conversation)
+        .bind(participant.unwrap_or_default())
+        .bind(ms(decision.arrived_at))
+        .bind(to_json("pending decision", decision)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_decision(&self, key: &LegKey) -> StoreResult<Option<ExternalDecision>> {
+        // The participant's own sorts after the conversation's ('').
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT decision FROM pending_decisions WHERE connection = $1 AND conversation = $2 \
+             AND participant IN ($3, '') ORDER BY participant DESC LIMIT 1",
+        )
+        .bind(&key.connection)
+        .bind(&key.conversation)
+        .bind(&key.participant)
+        .fetch_optional(&self.pool)
+        .await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("pending decision", e))).transpose()
+    }
+
+    async fn idempotency_answer(&self, connection: &str, key: &str) -> StoreResult<Option<serde_json::Value>> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT response FROM idempotency WHERE connection = $1 AND key = $2")
+                .bind(connection)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("idempotent response", e))).transpose()
+    }
+
     async fn idempotent(
         &self,
         connection: &str,

@@ -94,6 +94,15 @@ pub(super) enum Op {
         body: String,
         reply: oneshot::Sender<StoreResult<()>>,
     },
+    PendingDecision {
+        connection: String,
+        conversation: String,
+        /// `''`: every leg of the conversation.
+        participant: String,
+        arrived_at: i64,
+        decision: String,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
 }
 
 impl Op {
@@ -112,7 +121,8 @@ impl Op {
             Op::Release { reply, .. }
             | Op::Ledger { reply, .. }
             | Op::PutCatalog { reply, .. }
-            | Op::CatalogAudit { reply, .. } => drop(reply.send(Err(e))),
+            | Op::CatalogAudit { reply, .. }
+            | Op::PendingDecision { reply, .. } => drop(reply.send(Err(e))),
             Op::Claim { reply, .. } => drop(reply.send(Err(e))),
             Op::Expire { reply, .. } => drop(reply.send(Err(e))),
             Op::ReleaseAll { reply } => drop(reply.send(Err(e))),
@@ -133,6 +143,7 @@ enum Answer {
     PutCatalog,
     Idempotent((bool, String)),
     CatalogAudit,
+    PendingDecision,
 }
 
 /// What the batcher has done since the store opened: the product's figure is operations per commit.
@@ -289,6 +300,7 @@ fn answer(ops: Vec<Op>, done: Executed, counters: &Counters, hook: &SharedHook) 
             (Op::ReleaseAll { reply }, Answer::ReleaseAll(r)) => drop(reply.send(Ok(r))),
             (Op::PutCatalog { reply, .. }, Answer::PutCatalog) => drop(reply.send(Ok(()))),
             (Op::CatalogAudit { reply, .. }, Answer::CatalogAudit) => drop(reply.send(Ok(()))),
+            (Op::PendingDecision { reply, .. }, Answer::PendingDecision) => drop(reply.send(Ok(()))),
             (Op::Idempotent { reply, .. }, Answer::Idempotent(r)) => drop(reply.send(Ok(r))),
             (op, _) => op.fail(&StoreError::Backend("the store's writer mixed up its answers".into())),
         }
@@ -402,6 +414,15 @@ fn rare_write(tx: &Transaction<'_>, op: &Op, changes: &mut Vec<OutcomeChange>) -
         }
         Op::Idempotent { connection, key, response, .. } => {
             Answer::Idempotent(idempotent(tx, connection, key, response)?)
+        }
+        Op::PendingDecision { connection, conversation, participant, arrived_at, decision, .. } => {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO pending_decisions (connection, conversation, participant, arrived_at, decision) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (connection, conversation, participant) DO UPDATE SET \
+                 arrived_at = excluded.arrived_at, decision = excluded.decision",
+            )?;
+            stmt.execute(params![connection, conversation, participant, arrived_at, decision])?;
+            Answer::PendingDecision
         }
         _ => return Ok(None),
     }))

@@ -51,7 +51,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_core::catalog::Catalog;
-use wrapup_core::lifecycle::LegRecord;
+use wrapup_core::lifecycle::{ExternalDecision, LegRecord};
 use wrapup_core::{Event, LegKey};
 
 mod batch;
@@ -386,6 +386,56 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(codec::catalog_audit_line).collect()
+    }
+
+    async fn legs_of_conversation(&self, connection: &str, conversation: &str) -> StoreResult<Vec<LegRecord>> {
+        let rows = sqlx::query(
+            "SELECT record FROM legs WHERE connection = ?1 AND conversation = ?2 ORDER BY participant LIMIT 1000",
+        )
+        .bind(connection)
+        .bind(conversation)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(codec::record).collect()
+    }
+
+    async fn put_pending_decision(
+        &self,
+        connection: &str,
+        conversation: &str,
+        participant: Option<&str>,
+        decision: &ExternalDecision,
+    ) -> StoreResult<()> {
+        let (connection, conversation) = (connection.to_string(), conversation.to_string());
+        let participant = participant.unwrap_or_default().to_string();
+        let (arrived_at, decision) = (ms(decision.arrived_at), to_json("pending decision", decision)?);
+        self.batcher
+            .call(|reply| Op::PendingDecision { connection, conversation, participant, arrived_at, decision, reply })
+            .await
+    }
+
+    async fn pending_decision(&self, key: &LegKey) -> StoreResult<Option<ExternalDecision>> {
+        // The participant's own sorts after the conversation's ('').
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT decision FROM pending_decisions WHERE connection = ?1 AND conversation = ?2 \
+             AND participant IN (?3, '') ORDER BY participant DESC LIMIT 1",
+        )
+        .bind(&key.connection)
+        .bind(&key.conversation)
+        .bind(&key.participant)
+        .fetch_optional(&self.reader)
+        .await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("pending decision", e))).transpose()
+    }
+
+    async fn idempotency_answer(&self, connection: &str, key: &str) -> StoreResult<Option<serde_json::Value>> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT response FROM idempotency WHERE connection = ?1 AND key = ?2")
+                .bind(connection)
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("idempotent response", e))).transpose()
     }
 
     /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.

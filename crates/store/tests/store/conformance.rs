@@ -700,6 +700,37 @@ pub async fn an_idempotency_key_returns_the_first_response<S: Store>(store: S) {
     );
 }
 
+pub async fn pending_decisions_are_found_for_their_leg_or_its_conversation<S: Store>(store: S) {
+    let decision = |code: &str, at: i64| wrapup_core::lifecycle::ExternalDecision {
+        code_name: code.into(),
+        notes: None,
+        source: "crm".into(),
+        idempotency_key: Some(format!("k-{code}")),
+        arrived_at: Timestamp::from_millisecond(t(at).as_millisecond()).unwrap(),
+        expires_at: None,
+    };
+    let leg = |p: &str| LegKey::new("prod", "conv-1", p);
+    assert_eq!(store.pending_decision(&leg("a")).await.unwrap(), None);
+    store.put_pending_decision("prod", "conv-1", None, &decision("Conversation", 1)).await.unwrap();
+    assert_eq!(store.pending_decision(&leg("a")).await.unwrap(), Some(decision("Conversation", 1)));
+    store.put_pending_decision("prod", "conv-1", Some("b"), &decision("Leg b", 2)).await.unwrap();
+    assert_eq!(store.pending_decision(&leg("b")).await.unwrap(), Some(decision("Leg b", 2)), "its own first");
+    assert_eq!(store.pending_decision(&leg("a")).await.unwrap(), Some(decision("Conversation", 1)));
+    store.put_pending_decision("prod", "conv-1", None, &decision("Later", 3)).await.unwrap();
+    assert_eq!(store.pending_decision(&leg("a")).await.unwrap(), Some(decision("Later", 3)), "a later one replaces");
+    assert_eq!(store.pending_decision(&LegKey::new("dev", "conv-1", "a")).await.unwrap(), None, "per connection");
+
+    // The legs of a conversation, and idempotency answers read without storing.
+    store.ingest(&[ended(&leg("a"), 0, Some(60)), ended(&leg("b"), 0, Some(60))], t(1)).await.unwrap();
+    store.ingest(&[ended(&LegKey::new("prod", "conv-2", "a"), 0, Some(60))], t(1)).await.unwrap();
+    let legs = store.legs_of_conversation("prod", "conv-1").await.unwrap();
+    assert_eq!(legs.iter().map(|l| l.key.participant.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(store.legs_of_conversation("dev", "conv-1").await.unwrap().is_empty());
+    assert_eq!(store.idempotency_answer("prod", "k").await.unwrap(), None);
+    store.idempotent("prod", "k", &serde_json::json!({"status": 200})).await.unwrap();
+    assert_eq!(store.idempotency_answer("prod", "k").await.unwrap(), Some(serde_json::json!({"status": 200})));
+}
+
 pub async fn the_catalog_audit_trail_reads_back_per_connection_in_order<S: Store>(store: S) {
     // The trail keeps milliseconds.
     let line = |connection: &str, apply: &str, seq: i64, at: Timestamp, kind: &str| wrapup_store::CatalogAuditLine {
@@ -828,6 +859,7 @@ macro_rules! conformance_tests {
             expiry_refuses_the_save_of_the_worker_holding_the_leg,
             many_overdue_legs_all_expire,
             the_ledger_reads_back_in_append_order,
+            pending_decisions_are_found_for_their_leg_or_its_conversation,
             outcome_counts_count_finished_and_open_legs_per_connection,
             list_legs_filters_and_puts_the_newest_first,
             the_catalog_cache_round_trips,
