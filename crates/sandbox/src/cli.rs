@@ -1,10 +1,11 @@
 //! `wrapup sandbox`: run the sandbox as a process.
 //!
 //! Configuration is layered: defaults, then the optional TOML file (`--config`), then flags. The first line on
-//! stdout is one JSON object (`base_url`, `client_id`, `client_secret`, `clients`, `control_url`, and `cxone`: the
-//! CXone login, see [`cxone_line`]), flushed at once so a parent process can read it; logs go to stderr. Serves until Ctrl-C.
+//! stdout is one JSON object (`base_url`, `client_id`, `client_secret`, `clients`, `control_url`, `cxone`: the
+//! CXone login, see [`cxone_line`], and with `--crm` `crm`: the CRM receiver, see [`crm_line`]), flushed at once so a parent process can read it; logs go to stderr. Serves until Ctrl-C.
 
 use crate::config::{EventTarget, FaultProfile, SandboxConfig};
+use crate::crm::{CrmOptions, CrmReceiver, WebhookSecret};
 use crate::Sandbox;
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -50,6 +51,67 @@ pub struct SandboxArgs {
     /// TOML file with a SandboxConfig.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Also run the CRM receiver (signed webhook sinks and decision hooks, see docs/SANDBOX.md); without
+    /// `--crm-sink`/`--crm-hook` it has a sink and a hook named `crm`, with secrets from the seed.
+    #[arg(long)]
+    pub crm: bool,
+    /// Address of the CRM receiver (loopback only; implies --crm).
+    #[arg(long)]
+    pub crm_listen: Option<String>,
+    /// A sink of the CRM receiver, `NAME=whsec_…` (repeatable; implies --crm).
+    #[arg(long = "crm-sink", value_name = "NAME=SECRET")]
+    pub crm_sinks: Vec<String>,
+    /// A decision hook of the CRM receiver, `NAME=whsec_…` (repeatable; implies --crm).
+    #[arg(long = "crm-hook", value_name = "NAME=SECRET")]
+    pub crm_hooks: Vec<String>,
+}
+
+impl SandboxArgs {
+    fn wants_crm(&self) -> bool {
+        self.crm || self.crm_listen.is_some() || !self.crm_sinks.is_empty() || !self.crm_hooks.is_empty()
+    }
+}
+
+/// The CRM receiver's options from the flags (`None` without any CRM flag); `seed` makes the default secrets.
+pub fn crm_options_from_args(args: &SandboxArgs, seed: u64) -> anyhow::Result<Option<CrmOptions>> {
+    if !args.wants_crm() {
+        return Ok(None);
+    }
+    let mut options = CrmOptions::default();
+    if let Some(listen) = &args.crm_listen {
+        options.listen = listen.parse().with_context(|| format!("--crm-listen {listen:?} is not an address"))?;
+    }
+    let pairs = |flag: &str, values: &[String]| -> anyhow::Result<Vec<(String, String)>> {
+        values
+            .iter()
+            .map(|v| match v.split_once('=') {
+                Some((name, secret)) if !name.is_empty() => Ok((name.to_string(), secret.to_string())),
+                _ => bail!("{flag} takes NAME=whsec_…, not {v:?}"),
+            })
+            .collect()
+    };
+    options.sinks = pairs("--crm-sink", &args.crm_sinks)?;
+    options.hooks = pairs("--crm-hook", &args.crm_hooks)?;
+    if options.sinks.is_empty() && options.hooks.is_empty() {
+        options.sinks.push(("crm".into(), WebhookSecret::from_seed(seed, "sink").to_whsec()));
+        options.hooks.push(("crm".into(), WebhookSecret::from_seed(seed, "hook").to_whsec()));
+    }
+    Ok(Some(options))
+}
+
+/// The CRM part of the first line: where the receiver is, and each sink's and hook's URL and secret.
+pub fn crm_line(crm: &CrmReceiver, options: &CrmOptions) -> serde_json::Value {
+    let endpoints = |list: &[(String, String)], url: &dyn Fn(&str) -> String| {
+        list.iter()
+            .map(|(name, secret)| serde_json::json!({"name": name, "url": url(name), "secret": secret}))
+            .collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "base_url": crm.base_url(),
+        "control_url": crm.control_url(),
+        "sinks": endpoints(&options.sinks, &|n| crm.sink_url(n)),
+        "hooks": endpoints(&options.hooks, &|n| crm.hook_url(n)),
+    })
 }
 
 /// Builds the configuration from the file and the flags.
@@ -129,13 +191,18 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let cfg = config_from_args(&args)?;
+    let crm_options = crm_options_from_args(&args, cfg.seed)?;
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let clock = ScaledClock::new(jiff::Timestamp::now(), cfg.speed).shared();
     let handle = Sandbox::start(cfg, listener, clock).await?;
+    let crm = match &crm_options {
+        Some(options) => Some(CrmReceiver::start(options.clone()).await.context("starting the CRM receiver")?),
+        None => None,
+    };
     let creds = handle.credentials();
     let (client_id, client_secret) = creds.first().cloned().unwrap_or_default();
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "base_url": handle.base_url(),
         "client_id": client_id,
         "client_secret": client_secret,
@@ -143,6 +210,9 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
         "control_url": format!("{}/sandbox/v1", handle.base_url()),
         "cxone": cxone_line(&handle),
     });
+    if let (Some(crm), Some(options)) = (&crm, &crm_options) {
+        line["crm"] = crm_line(crm, options);
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;
@@ -150,6 +220,9 @@ pub async fn run_cli(args: SandboxArgs) -> anyhow::Result<()> {
     }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     tracing::info!("Shutting the sandbox down.");
+    if let Some(crm) = crm {
+        crm.shutdown().await;
+    }
     handle.shutdown().await;
     Ok(())
 }

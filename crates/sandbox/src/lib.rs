@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod crm;
 pub mod cxone;
 pub mod engine;
 pub mod genesys;
@@ -37,6 +38,7 @@ pub use config::{
     ConversationProvisional, DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig,
     SandboxConfig, SecondWrite,
 };
+pub use crm::{Behaviour, CrmError, CrmOptions, CrmReceiver, HookAnswer, Received, WebhookSecret};
 pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};
 pub use engine::catalog::{CatalogChange, CatalogEntry, CatalogSnapshot, Platform};
 pub use genesys::model::{Media, SYSTEM_TIMEOUT_CODE_ID, SYSTEM_TIMEOUT_CODE_NAME};
