@@ -282,6 +282,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         data_dir: args.data_dir.clone(),
         cxone: None,
         store: database.as_ref().map(|d| d.url.clone()),
+        lookup_fallback: None,
     })
     .await?;
     let service = env.service.as_ref().context("the service is not running")?;

@@ -252,6 +252,7 @@ pub async fn start_cxone(
             requests_per_minute,
         }),
         store: None,
+        lookup_fallback: None,
     })
     .await
 }
@@ -308,6 +309,7 @@ pub async fn start_env_on(
         data_dir: args.data_dir.clone(),
         cxone: None,
         store: store.map(|d| d.url.clone()),
+        lookup_fallback: None,
     })
     .await
 }

@@ -33,6 +33,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         data_dir: args.data_dir.clone(),
         cxone: None,
         store: None,
+        lookup_fallback: None,
     })
     .await?;
     let service = env.service.as_ref().context("the service is not running")?;

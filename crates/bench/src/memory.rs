@@ -75,6 +75,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         data_dir: Some(dir.path().to_path_buf()),
         cxone: None,
         store: None,
+        lookup_fallback: None,
     })
     .await?;
     let started = Instant::now();

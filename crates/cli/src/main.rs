@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
 use wrapup_cli::{catalog, logging, reconcile, serve, store_copy, validate};
-use wrapup_demo::{self as demo, summary};
+use wrapup_demo as demo;
 
 #[derive(Parser)]
 #[command(name = "wrapup", version, about = "Meaningful wrap-up codes for every contact-center interaction.")]
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&result.to_json())?);
                 } else {
-                    print!("{}", summary::table(&result.summaries, result.elapsed_secs));
+                    print!("{}", result.table());
                 }
                 if result.violations() > 0 {
                     eprintln!("error: the sandbox reports {} invariant violation(s)", result.violations());

@@ -9,6 +9,7 @@
 //! The same embedding ([`DemoEnv`]) serves the end-to-end tests and the benchmarks (`wrapup-bench`): a sandbox and
 //! a service wired together in this process, judged at the end by the sandbox's ground truth ([`summary`]).
 
+pub mod lookups;
 pub mod summary;
 
 use crate::summary::ConnectionSummary;
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 use wrapup_clock::ScaledClock;
 use wrapup_core::clock::SharedClock;
 use wrapup_core::Outcome;
-use wrapup_sandbox::{ConversationProvisional, EventTarget, FaultProfile, Sandbox, SandboxConfig};
+use wrapup_sandbox::{
+    ConversationProvisional, CrmOptions, CrmReceiver, EventTarget, FaultProfile, Sandbox, SandboxConfig,
+};
 use wrapup_service::app;
 use wrapup_store::{LegFilter, PostgresStore, SqliteStore, Store};
 
@@ -31,6 +34,8 @@ pub const DEMO_RULES: &str = include_str!("rules.toml");
 pub const CONNECTION: &str = "genesys";
 /// Name of the demo's CXone connection.
 pub const CXONE_CONNECTION: &str = "cxone";
+/// Name of the CRM receiver's sink that the outbox will deliver to.
+pub const CRM_SINK: &str = "crm";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -143,6 +148,7 @@ pub const DEFAULT_RECONCILE_EVERY_MS: u64 = 500;
 pub struct DemoResult {
     pub summaries: Vec<ConnectionSummary>,
     pub elapsed_secs: f64,
+    pub crm: summary::CrmSummary,
 }
 
 impl DemoResult {
@@ -151,7 +157,12 @@ impl DemoResult {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"duration_secs": self.elapsed_secs, "connections": self.summaries})
+        serde_json::json!({"duration_secs": self.elapsed_secs, "connections": self.summaries, "crm": self.crm})
+    }
+
+    /// The human summary: a table per connection, then the CRM receiver.
+    pub fn table(&self) -> String {
+        summary::table(&self.summaries, self.elapsed_secs) + &summary::crm_table(&self.crm)
     }
 }
 
@@ -177,6 +188,8 @@ pub struct EnvOptions {
     /// Keep the service's state in this PostgreSQL database (a URL without a password) instead of SQLite in the
     /// data directory.
     pub store: Option<String>,
+    /// The Genesys connection's `lookup.fallback_code` (what a decision lookup answers when no rule decides).
+    pub lookup_fallback: Option<String>,
 }
 
 /// How the service hears about legs in an embedded run.
@@ -200,6 +213,10 @@ pub struct Finished {
     pub report: wrapup_sandbox::Report,
     /// The CXone connection's, when it ran.
     pub cxone: Option<CxoneFinished>,
+    /// The service's metrics at the end (Prometheus text), when it exports them.
+    pub metrics: Option<String>,
+    /// What the CRM receiver's sink received.
+    pub crm: summary::CrmSummary,
 }
 
 /// A finished run's CXone side.
@@ -223,6 +240,10 @@ pub struct DemoEnv {
     /// When the service started (legs that ended earlier do not count for latency).
     pub service_started: Timestamp,
     pub data_path: std::path::PathBuf,
+    /// The CRM the run's messages go to: a [`CrmReceiver`] with the sink [`CRM_SINK`].
+    pub crm: CrmReceiver,
+    /// The `whsec_` secret of that sink.
+    pub crm_sink_secret: String,
     /// When [`Self::settle`] last compared the sandbox's truth with the store.
     cutoff: std::sync::Mutex<Option<Timestamp>>,
     _temp: tempfile::TempDir,
@@ -311,6 +332,20 @@ request_timeout_ms = {timeout}
                 )
             }
         };
+        let crm_sink_secret = wrapup_sandbox::WebhookSecret::generate().to_whsec();
+        let crm = CrmReceiver::start(CrmOptions {
+            sinks: vec![(CRM_SINK.to_string(), crm_sink_secret.clone())],
+            ..CrmOptions::default()
+        })
+        .await
+        .context("starting the CRM receiver")?;
+        // The outbox (issue 16, item 4) will deliver every finished leg's message here: its `[[sinks]]` table, with
+        // `crm.sink_url(CRM_SINK)` and `crm_sink_secret`, goes in this part of the configuration once it has one.
+        let outbox_sinks = String::new();
+        let lookup = match &opts.lookup_fallback {
+            Some(code) => format!("\n[connections.lookup]\nfallback_code = {code:?}\n"),
+            None => String::new(),
+        };
         let credentials = sandbox.credentials();
         let (client_id, client_secret) = credentials.first().cloned().context("the sandbox has no client")?;
         let extra: Vec<String> = credentials
@@ -341,8 +376,9 @@ conversation_shows_provisional = {shows_provisional}
 [connections.intake]
 api_key_header = "x-wrapup-intake-key"
 api_key = "literal:{intake_key}"
-{websocket}
+{websocket}{lookup}
 {cxone_connection}
+{outbox_sinks}
 {rules}"#,
             data_dir = data_path.display().to_string(),
             base_url = sandbox.base_url(),
@@ -408,6 +444,8 @@ api_key = "literal:{intake_key}"
             speed: opts.speed,
             service_started,
             data_path,
+            crm,
+            crm_sink_secret,
             cutoff: std::sync::Mutex::new(None),
             _temp: temp,
         })
@@ -551,7 +589,9 @@ api_key = "literal:{intake_key}"
             )
             .await?;
         self.sandbox.shutdown().await;
-        Ok(Finished { summary, legs, truth, report, cxone })
+        let crm = summary::CrmSummary::of(&self.crm.received(CRM_SINK));
+        self.crm.shutdown().await;
+        Ok(Finished { summary, legs, truth, report, cxone, metrics, crm })
     }
 
     /// One connection's summary, judged by `judged_by` (the sandbox's truth and report in the Genesys shape), with
@@ -651,11 +691,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
             cxone: (!args.no_cxone)
                 .then(|| CxoneOptions { acw_detection: args.cxone_acw_detection, ..CxoneOptions::default() }),
             store: None,
+            lookup_fallback: Some(lookups::DEMO_FALLBACK_CODE.to_string()),
         },
         args.intake,
         Duration::from_millis(args.reconcile_every_ms),
     )
     .await?;
+    let (stop_lookups, lookups_stopped) = tokio::sync::watch::channel(false);
+    let flow = lookup_client(&env)?.run(env.sandbox.clone(), lookups_stopped);
+    let flow = tokio::spawn(flow);
     env.sandbox.start_traffic();
     let started = Instant::now();
     let total = Duration::from_secs(args.duration);
@@ -668,6 +712,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
         }
     }
     env.sandbox.stop_traffic();
+    let _ = stop_lookups.send(true);
+    let tally = flow.await.context("the lookup client failed")?;
     // Let the service catch up with every window the sandbox has closed (events in flight, legs being written).
     env.settle_with_last_look(Duration::from_secs(5)).await?;
     if !args.quiet {
@@ -675,9 +721,29 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let finished = env.finish_with_truth().await?;
-    let mut summaries = vec![finished.summary];
+    let mut summary = finished.summary;
+    let looked_up = lookups::LookupSummary::new(&tally, finished.metrics.as_deref(), CONNECTION);
+    if !looked_up.consistent() {
+        tracing::warn!(lookups = ?looked_up, "A demo lookup failed, or the service counted lookups otherwise.");
+    }
+    summary.lookups = Some(looked_up);
+    let mut summaries = vec![summary];
     summaries.extend(finished.cxone.map(|c| c.summary));
-    Ok(DemoResult { summaries, elapsed_secs: (elapsed * 10.0).round() / 10.0 })
+    Ok(DemoResult { summaries, elapsed_secs: (elapsed * 10.0).round() / 10.0, crm: finished.crm })
+}
+
+/// The demo's platform flow, asking the Genesys connection's lookups with its intake key (the lookup's default).
+fn lookup_client(env: &DemoEnv) -> anyhow::Result<lookups::LookupClient> {
+    let service = env.service.as_ref().context("the service is not running")?;
+    let connection = env.config.connections.iter().find(|c| c.name == CONNECTION).context("no Genesys connection")?;
+    let key = connection.intake.api_key.as_ref().context("the demo's intake has no key")?;
+    Ok(lookups::LookupClient {
+        http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
+        base_url: service.base_url(),
+        connection: CONNECTION.to_string(),
+        key_header: connection.intake.api_key_header.clone(),
+        key: key.expose().to_string(),
+    })
 }
 
 async fn progress(service: &app::ServiceHandle, elapsed: Duration, total: Duration) {

@@ -134,6 +134,32 @@ pub struct ConnectionSummary {
     /// Legs lost, by id, for investigation (at most 20).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lost_legs: Vec<String>,
+    /// What the demo's platform flow asked the lookup API of this connection, when it ran one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookups: Option<crate::lookups::LookupSummary>,
+}
+
+/// What the CRM receiver's sink received during a run.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct CrmSummary {
+    /// Every request, redeliveries and refused ones included.
+    pub deliveries: u64,
+    /// Distinct messages among the verified requests (by `webhook-id`).
+    pub messages: u64,
+    /// Requests whose signature did not verify (answered 401).
+    pub unverified: u64,
+}
+
+impl CrmSummary {
+    pub fn of(records: &[wrapup_sandbox::Received]) -> Self {
+        let messages: std::collections::BTreeSet<&str> =
+            records.iter().filter(|r| r.verified).filter_map(|r| r.webhook_id.as_deref()).collect();
+        CrmSummary {
+            deliveries: records.len() as u64,
+            messages: messages.len() as u64,
+            unverified: records.iter().filter(|r| !r.verified).count() as u64,
+        }
+    }
 }
 
 /// Everything needed to summarise one connection.
@@ -267,10 +293,11 @@ pub fn summarise(i: Inputs<'_>) -> ConnectionSummary {
         metrics_outcomes: None,
         violation_details: v.details.iter().take(20).cloned().collect(),
         lost_legs,
+        lookups: None,
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -328,6 +355,7 @@ pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
             ("violations: lost", s.violations.lost.to_string()),
         ]
         .into_iter()
+        .chain(s.lookups.iter().flat_map(lookup_rows))
         .enumerate()
         .collect();
         for (_, (k, v)) in rows {
@@ -337,12 +365,45 @@ pub fn table(summaries: &[ConnectionSummary], elapsed_secs: f64) -> String {
     out
 }
 
+/// The table rows of a connection's lookups.
+fn lookup_rows(l: &crate::lookups::LookupSummary) -> Vec<(&'static str, String)> {
+    let f = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+    let m = |x: Option<u64>| x.map_or("-".into(), |n| n.to_string());
+    vec![
+        ("lookups: answered / fallen back", format!("{} / {}", l.answered, l.fallen_back)),
+        ("  the service counted", format!("{} / {}", m(l.metrics_answered), m(l.metrics_fallen_back))),
+        ("  code ids resolved by name", l.codes_answered.to_string()),
+        ("  failed", (l.failed + l.codes_disagreeing).to_string()),
+        ("  lookup p50 / p99 (ms)", format!("{} / {}", f(l.p50_ms), f(l.p99_ms))),
+    ]
+}
+
+/// The table line of the CRM receiver.
+pub fn crm_table(crm: &CrmSummary) -> String {
+    format!(
+        "crm receiver (sink {:?})\n  {:<36} {:>12}\n",
+        crate::CRM_SINK,
+        "messages / deliveries / unverified",
+        format!("{} / {} / {}", crm.messages, crm.deliveries, crm.unverified)
+    )
+}
+
 /// The sum of `wrapup_outcomes_total` for `connection` in a Prometheus text exposition.
 pub fn metric_outcomes(exposition: &str, connection: &str) -> u64 {
-    let label = format!("connection=\"{connection}\"");
+    metric_sum(exposition, "wrapup_outcomes_total", &[("connection", connection)])
+}
+
+/// The sum of a counter's series that carry all of `labels`, in a Prometheus text exposition.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let prefix = format!("{name}{{");
     exposition
         .lines()
-        .filter(|l| l.starts_with("wrapup_outcomes_total{") && l.contains(&label))
+        .filter(|l| l.starts_with(&prefix))
+        .filter(|l| {
+            let set = l.split_once('{').and_then(|(_, rest)| rest.rsplit_once('}')).map_or("", |(set, _)| set);
+            labels.iter().all(|label| set.split(',').any(|part| part == label))
+        })
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
         .map(|v| v as u64)
         .sum()

@@ -39,5 +39,16 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
         assert_eq!(c["ledger_outcome_lines"].as_u64(), Some(finished), "{c}");
         assert_eq!(c["metrics_outcomes"].as_u64(), Some(finished), "{c}");
     }
+    // The demo's platform flow asked the Genesys lookup: rules answered most, the Retention legs fell back, and the
+    // service counted what the client saw.
+    let lookups = &connections[0]["lookups"];
+    assert!(lookups["answered"].as_u64().unwrap() > 0, "{lookups}");
+    assert!(lookups["fallen_back"].as_u64().unwrap() > 0, "{lookups}");
+    assert_eq!(lookups["metrics_answered"], lookups["answered"], "{lookups}");
+    assert_eq!(lookups["metrics_fallen_back"], lookups["fallen_back"], "{lookups}");
+    assert_eq!((lookups["failed"].as_u64(), lookups["codes_disagreeing"].as_u64()), (Some(0), Some(0)), "{lookups}");
+    assert!(connections[1]["lookups"].is_null(), "the flow plays Genesys only");
+    assert_eq!(json["crm"]["unverified"], 0, "{json}");
+    assert!(result.table().contains("lookups: answered / fallen back"));
     assert_eq!(result.violations(), 0);
 }

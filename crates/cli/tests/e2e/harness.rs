@@ -229,6 +229,7 @@ pub async fn start_with(side: Side, sandbox: SandboxConfig, rules: &str, intake:
         data_dir: None,
         cxone,
         store: None,
+        lookup_fallback: None,
     };
     let env = DemoEnv::start_with(opts, intake, Duration::from_millis(wrapup_demo::DEFAULT_RECONCILE_EVERY_MS))
         .await

@@ -132,6 +132,7 @@ async fn one_replica_holds_the_websocket_intake_and_another_takes_it_over() {
         data_dir: None,
         cxone: None,
         store: Some(url.clone()),
+        lookup_fallback: None,
     };
     let every = Duration::from_millis(wrapup_demo::DEFAULT_RECONCILE_EVERY_MS);
     let mut env = wrapup_demo::DemoEnv::start_with(opts, IntakeMode::WebsocketOnly, every).await.unwrap();
