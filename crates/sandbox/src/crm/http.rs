@@ -185,7 +185,7 @@ async fn receive(st: St, kind: Kind, name: String, headers: HeaderMap, body: Byt
     let (seq, step) = {
         let mut state = st.state.lock();
         let checked = match state.endpoints(kind).get_mut(&name) {
-            None => Err((StatusCode::NOT_FOUND, format!("no {} named {name}", kind_name(kind)))),
+            None => Err((StatusCode::NOT_FOUND, format!("no {kind} named {name}"))),
             Some(e) => e
                 .secret
                 .verify(
@@ -263,13 +263,6 @@ fn decide(st: &St, hook: &str, body: Option<&Value>) -> (StatusCode, Option<u64>
     match state.decisions.get(hook).and_then(|d| d.for_leg(conversation, field("participant"))) {
         Some(a) => (StatusCode::OK, None, Some(serde_json::to_value(a).unwrap_or(Value::Null))),
         None => (StatusCode::NO_CONTENT, None, None),
-    }
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Sink => "sink",
-        Kind::Hook => "hook",
     }
 }
 

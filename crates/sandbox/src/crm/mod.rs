@@ -64,6 +64,15 @@ pub enum Kind {
     Hook,
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Sink => "sink",
+            Kind::Hook => "hook",
+        })
+    }
+}
+
 /// One request the receiver got, whatever it answered.
 #[derive(Debug, Clone, Serialize)]
 pub struct Received {
@@ -145,7 +154,7 @@ pub enum CrmError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("secret of {name}: {reason}")]
     BadSecret { name: String, reason: String },
-    #[error("no {kind:?} named {name}")]
+    #[error("no {kind} named {name}")]
     Unknown { kind: Kind, name: String },
     #[error("waited {waited:?} for {what}; it never came ({seen} request(s) recorded)")]
     WaitTimedOut { what: String, waited: Duration, seen: usize },
@@ -273,7 +282,7 @@ impl Shared {
         match tokio::time::timeout(self.wait_timeout, waiting).await {
             Ok(records) => Ok(records),
             Err(_) => Err(CrmError::WaitTimedOut {
-                what: format!("{what} at {kind:?} {name}"),
+                what: format!("{what} at {kind} {name}"),
                 waited: self.wait_timeout,
                 seen: self.state.lock().of(kind, name).len(),
             }),
