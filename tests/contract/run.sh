@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Contract test: the official Genesys Cloud Python SDK (requirements.txt) against `wrapup sandbox`.
+# Contract tests: the official Genesys Cloud Python SDK (requirements.txt) against `wrapup sandbox`, and the Standard
+# Webhooks reference library against its CRM receiver (`--crm`).
 #
 # Builds the binary (if missing or stale), starts the sandbox on a free loopback port, reads the JSON object it prints as
 # its first stdout line, exports its fields as SANDBOX_* variables (base_url -> SANDBOX_BASE_URL, ...), runs the
@@ -40,7 +41,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkfifo "$WORK/out"
-"$BIN" sandbox --listen 127.0.0.1:0 --seed 7 --preload 50 --rate-limit 300 >"$WORK/out" 2>"$WORK/sandbox.log" &
+"$BIN" sandbox --listen 127.0.0.1:0 --seed 7 --preload 50 --rate-limit 300 --crm >"$WORK/out" 2>"$WORK/sandbox.log" &
 SANDBOX_PID=$!
 # Keep the FIFO open for the sandbox's whole life (it may print more later), read only the first line.
 exec 3<"$WORK/out"
@@ -67,7 +68,7 @@ eval "$EXPORTS"
 echo "run.sh: sandbox pid $SANDBOX_PID at $SANDBOX_BASE_URL" >&2
 
 status=0
-python3 -m pytest -p no:cacheprovider -q "$HERE/test_genesys_sdk.py" "$@" || status=$?
+python3 -m pytest -p no:cacheprovider -q "$HERE/test_genesys_sdk.py" "$HERE/test_crm_receiver.py" "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "run.sh: the contract test failed ($status); last lines of the sandbox log:" >&2
   tail -n 40 "$WORK/sandbox.log" >&2 || true
