@@ -92,7 +92,8 @@ pub struct Received {
     pub verified: bool,
     /// Why not, when not.
     pub refusal: Option<String>,
-    /// The status answered; `None` while the answer is pending (a `Delay`), or if the sender hung up first.
+    /// The status answered; `None` while the answer is pending (a `Delay`), or when it never went out (the sender
+    /// hung up, or the receiver went down, first).
     pub status: Option<u16>,
     /// A hook's answer body, when it answered one.
     pub answer: Option<serde_json::Value>,
