@@ -359,3 +359,31 @@ async fn the_cli_with_crm_prints_the_receiver_and_its_secrets_in_the_first_line(
     );
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_are_each_recorded_and_counted_once_per_message() {
+    let r = receiver().await;
+    let mut senders = Vec::new();
+    for s in 0..8 {
+        let (url, c) = (r.sink_url("crm"), http());
+        senders.push(tokio::spawn(async move {
+            for i in 0..50 {
+                // Every message twice, as an at-least-once sender may.
+                for _ in 0..2 {
+                    let status =
+                        post_signed(&c, &url, SECRET, &format!("msg_{s}_{i}"), &json!({"i": i})).await.status();
+                    assert_eq!(status, 200);
+                }
+            }
+        }));
+    }
+    let got = r.wait_until_distinct("crm", 400).await.unwrap();
+    assert!(got.len() >= 400);
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert_eq!(r.wait_until_count("crm", 800).await.unwrap().len(), 800);
+    assert_eq!(r.distinct_ids("crm").len(), 400);
+    let all = r.all_received();
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "in arrival order");
+}

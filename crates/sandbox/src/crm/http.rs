@@ -182,7 +182,7 @@ async fn receive(st: St, kind: Kind, name: String, headers: HeaderMap, body: Byt
     let (id, timestamp, signature) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     let now = jiff::Timestamp::now();
-    let (seq, step) = {
+    let (at, step) = {
         let mut state = st.state.lock();
         let checked = match state.endpoints(kind).get_mut(&name) {
             None => Err((StatusCode::NOT_FOUND, format!("no {kind} named {name}"))),
@@ -199,9 +199,8 @@ async fn receive(st: St, kind: Kind, name: String, headers: HeaderMap, body: Byt
                 .map(|_| spend(&mut e.behaviour))
                 .map_err(|r| (StatusCode::UNAUTHORIZED, r.to_string())),
         };
-        let seq = state.log.len() as u64;
-        state.log.push(Received {
-            seq,
+        let at = state.record(Received {
+            seq: 0,
             kind,
             name: name.clone(),
             webhook_id: id,
@@ -215,7 +214,7 @@ async fn receive(st: St, kind: Kind, name: String, headers: HeaderMap, body: Byt
             answer: None,
             at: now,
         });
-        (seq, checked)
+        (at, checked)
     };
     st.bump();
     let (status, retry_after, answer) = match step {
@@ -231,13 +230,7 @@ async fn receive(st: St, kind: Kind, name: String, headers: HeaderMap, body: Byt
             }
         }
     };
-    {
-        let mut state = st.state.lock();
-        if let Some(r) = state.log.get_mut(seq as usize).filter(|r| r.seq == seq) {
-            r.status = Some(status.as_u16());
-            r.answer = answer.clone();
-        }
-    }
+    st.state.lock().answered(kind, &name, at, status.as_u16(), answer.clone());
     st.bump();
     let mut response = match answer {
         Some(body) => (status, axum::Json(body)).into_response(),

@@ -32,6 +32,7 @@ pub mod signature;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub enum Behaviour {
 }
 
 /// Whether a record was sent to a sink or a hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Sink,
@@ -184,14 +185,24 @@ impl Decisions {
     }
 }
 
+/// The records of one name (a sink, a hook, or a name nobody has), and the ids of its verified ones: kept apart
+/// and counted as they come, so that waiting for the ten-thousandth message does not rescan every record.
+#[derive(Default)]
+struct Log {
+    records: Vec<Received>,
+    verified_ids: BTreeSet<String>,
+}
+
 #[derive(Default)]
 struct State {
     sinks: BTreeMap<String, Endpoint>,
     hooks: BTreeMap<String, Endpoint>,
     decisions: BTreeMap<String, Decisions>,
-    /// Every request, in arrival order; `seq` is the index.
-    log: Vec<Received>,
+    logs: BTreeMap<(Kind, String), Log>,
+    next_seq: u64,
 }
+
+const NO_RECORDS: &Log = &Log { records: Vec::new(), verified_ids: BTreeSet::new() };
 
 impl State {
     fn endpoints(&mut self, kind: Kind) -> &mut BTreeMap<String, Endpoint> {
@@ -201,8 +212,34 @@ impl State {
         }
     }
 
+    fn log(&self, kind: Kind, name: &str) -> &Log {
+        self.logs.get(&(kind, name.to_string())).unwrap_or(NO_RECORDS)
+    }
+
     fn of(&self, kind: Kind, name: &str) -> Vec<Received> {
-        self.log.iter().filter(|r| r.kind == kind && r.name == name).cloned().collect()
+        self.log(kind, name).records.clone()
+    }
+
+    /// Records a request, numbering it; returns where it is, to complete it with the answer.
+    fn record(&mut self, mut r: Received) -> (u64, usize) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        r.seq = seq;
+        let log = self.logs.entry((r.kind, r.name.clone())).or_default();
+        if let (true, Some(id)) = (r.verified, &r.webhook_id) {
+            log.verified_ids.insert(id.clone());
+        }
+        log.records.push(r);
+        (seq, log.records.len() - 1)
+    }
+
+    fn answered(&mut self, kind: Kind, name: &str, (seq, index): (u64, usize), status: u16, answer: Option<Value>) {
+        let record = self.logs.get_mut(&(kind, name.to_string())).and_then(|l| l.records.get_mut(index));
+        // Not after `clear_received`, which may have put another record there.
+        if let Some(r) = record.filter(|r| r.seq == seq) {
+            r.status = Some(status);
+            r.answer = answer;
+        }
     }
 }
 
@@ -264,14 +301,18 @@ impl Shared {
         kind: Kind,
         name: &str,
         what: &str,
-        mut cond: impl FnMut(&[Received]) -> bool,
+        mut cond: impl FnMut(&Log) -> bool,
     ) -> Result<Vec<Received>, CrmError> {
         // Subscribed before the first look: a record made in between is a change this receiver has not seen.
         let mut changes = self.changed.subscribe();
         let waiting = async {
             loop {
-                let records = self.state.lock().of(kind, name);
-                if cond(&records) {
+                let met = {
+                    let state = self.state.lock();
+                    let log = state.log(kind, name);
+                    cond(log).then(|| log.records.clone())
+                };
+                if let Some(records) = met {
                     return records;
                 }
                 if changes.changed().await.is_err() {
@@ -438,23 +479,27 @@ impl CrmReceiver {
 
     /// Every request of the receiver, in arrival order (including those to unknown names).
     pub fn all_received(&self) -> Vec<Received> {
-        self.shared.state.lock().log.clone()
+        let mut all: Vec<Received> =
+            self.shared.state.lock().logs.values().flat_map(|l| l.records.iter().cloned()).collect();
+        all.sort_by_key(|r| r.seq);
+        all
     }
 
     /// The `webhook-id`s of the verified requests a sink received (a redelivery shares its message's id).
     pub fn distinct_ids(&self, sink: &str) -> BTreeSet<String> {
-        verified_ids(&self.received(sink))
+        self.shared.state.lock().log(Kind::Sink, sink).verified_ids.clone()
     }
 
     /// Forgets every record (not the sinks, hooks, behaviours or answers).
     pub fn clear_received(&self) {
-        self.shared.state.lock().log.clear();
+        self.shared.state.lock().logs.clear();
         self.shared.bump();
     }
 
     /// Waits until `cond` holds for a sink's records; fails after the receiver's `wait_timeout`.
     pub async fn wait_for(&self, sink: &str, cond: impl FnMut(&[Received]) -> bool) -> Result<Vec<Received>, CrmError> {
-        self.shared.wait_for(Kind::Sink, sink, "a condition", cond).await
+        let mut cond = cond;
+        self.shared.wait_for(Kind::Sink, sink, "a condition", |log| cond(&log.records)).await
     }
 
     /// Waits until `cond` holds for a hook's records; fails after the receiver's `wait_timeout`.
@@ -463,18 +508,19 @@ impl CrmReceiver {
         hook: &str,
         cond: impl FnMut(&[Received]) -> bool,
     ) -> Result<Vec<Received>, CrmError> {
-        self.shared.wait_for(Kind::Hook, hook, "a condition", cond).await
+        let mut cond = cond;
+        self.shared.wait_for(Kind::Hook, hook, "a condition", |log| cond(&log.records)).await
     }
 
     /// Waits until a sink has recorded at least `n` requests (verified or not).
     pub async fn wait_until_count(&self, sink: &str, n: usize) -> Result<Vec<Received>, CrmError> {
-        self.shared.wait_for(Kind::Sink, sink, &format!("{n} request(s)"), |r| r.len() >= n).await
+        self.shared.wait_for(Kind::Sink, sink, &format!("{n} request(s)"), |log| log.records.len() >= n).await
     }
 
     /// Waits until a sink has received at least `n` distinct verified messages (by `webhook-id`).
     pub async fn wait_until_distinct(&self, sink: &str, n: usize) -> Result<Vec<Received>, CrmError> {
         self.shared
-            .wait_for(Kind::Sink, sink, &format!("{n} distinct message(s)"), |r| verified_ids(r).len() >= n)
+            .wait_for(Kind::Sink, sink, &format!("{n} distinct message(s)"), |log| log.verified_ids.len() >= n)
             .await
     }
 
@@ -538,8 +584,4 @@ impl CrmReceiver {
         self.shared.up.send_replace(false);
         let _ = self.shared.control_stop.send(true);
     }
-}
-
-fn verified_ids(records: &[Received]) -> BTreeSet<String> {
-    records.iter().filter(|r| r.verified).filter_map(|r| r.webhook_id.clone()).collect()
 }
