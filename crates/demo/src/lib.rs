@@ -36,6 +36,8 @@ pub const CONNECTION: &str = "genesys";
 pub const CXONE_CONNECTION: &str = "cxone";
 /// Name of the CRM receiver's sink that the outbox will deliver to.
 pub const CRM_SINK: &str = "crm";
+/// The decision hook the demo's CRM receiver answers as, which rules name as `decide = { hook = "crm", … }`.
+pub const CRM_HOOK: &str = "crm";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -333,8 +335,10 @@ request_timeout_ms = {timeout}
             }
         };
         let crm_sink_secret = wrapup_sandbox::WebhookSecret::generate().to_whsec();
+        let crm_hook_secret = wrapup_sandbox::WebhookSecret::generate().to_whsec();
         let crm = CrmReceiver::start(CrmOptions {
             sinks: vec![(CRM_SINK.to_string(), crm_sink_secret.clone())],
+            hooks: vec![(CRM_HOOK.to_string(), crm_hook_secret.clone())],
             ..CrmOptions::default()
         })
         .await
@@ -342,6 +346,11 @@ request_timeout_ms = {timeout}
         // The outbox (issue 16, item 4) will deliver every finished leg's message here: its `[[sinks]]` table, with
         // `crm.sink_url(CRM_SINK)` and `crm_sink_secret`, goes in this part of the configuration once it has one.
         let outbox_sinks = String::new();
+        // The Genesys connection takes CRM decisions, and rules may ask the receiver's hook.
+        let decision_hooks = format!(
+            "[[decision_hooks]]\nname = {CRM_HOOK:?}\nurl = {url:?}\nsecret = \"literal:{crm_hook_secret}\"\n",
+            url = crm.hook_url(CRM_HOOK),
+        );
         let lookup = match &opts.lookup_fallback {
             Some(code) => format!("\n[connections.lookup]\nfallback_code = {code:?}\n"),
             None => String::new(),
@@ -377,8 +386,10 @@ conversation_shows_provisional = {shows_provisional}
 api_key_header = "x-wrapup-intake-key"
 api_key = "literal:{intake_key}"
 {websocket}{lookup}
+[connections.decisions]
 {cxone_connection}
 {outbox_sinks}
+{decision_hooks}
 {rules}"#,
             data_dir = data_path.display().to_string(),
             base_url = sandbox.base_url(),

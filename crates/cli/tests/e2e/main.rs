@@ -7,6 +7,7 @@
 mod acw_modes;
 mod catalog;
 mod cxone;
+mod decisions;
 mod demo;
 mod edge;
 mod harness;
