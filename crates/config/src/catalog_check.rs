@@ -92,16 +92,23 @@ pub fn check_catalogs(config: &Config, catalogs: &[(&str, &Catalog)]) -> Vec<Cat
             if literal.as_ref().is_some_and(|n| !n.is_empty()) && queues.is_empty() {
                 continue;
             }
-            let Some(code) = catalog.code_by_name(&rule.code) else {
-                push(connection.to_string(), CatalogProblemKind::UnknownCode { code: rule.code.clone() });
-                continue;
+            // The rule's code, and the code its `decide` falls back to when it names one: either may be written.
+            let fallback = match rule.decide.as_ref().map(|d| &d.fallback) {
+                Some(wrapup_core::rules::Fallback::Code(name)) => Some(name),
+                _ => None,
             };
-            for queue in queues {
-                if !queue.code_ids.contains(&code.id) {
-                    push(
-                        connection.to_string(),
-                        CatalogProblemKind::NotAssigned { code: code.name.clone(), queue: queue.name.clone() },
-                    );
+            for name in std::iter::once(&rule.code).chain(fallback) {
+                let Some(code) = catalog.code_by_name(name) else {
+                    push(connection.to_string(), CatalogProblemKind::UnknownCode { code: name.clone() });
+                    continue;
+                };
+                for queue in &queues {
+                    if !queue.code_ids.contains(&code.id) {
+                        push(
+                            connection.to_string(),
+                            CatalogProblemKind::NotAssigned { code: code.name.clone(), queue: queue.name.clone() },
+                        );
+                    }
                 }
             }
         }

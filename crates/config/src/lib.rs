@@ -72,6 +72,16 @@
 //! api_key = "env:WRAPUP_LOOKUP_KEY"     # optional for Genesys (default: the intake's auth); required for CXone
 //! api_key_header = "x-wrapup-lookup-key"  # default "x-wrapup-intake-key"
 //!
+//! [connections.decisions]               # optional: take CRM decisions (docs/CRM.md); may be empty on Genesys
+//! api_key = "env:WRAPUP_DECISIONS_KEY"  # optional for Genesys (default: the intake's auth); required for CXone
+//! api_key_header = "x-wrapup-crm-key"   # default "x-wrapup-intake-key"
+//!
+//! [[decision_hooks]]                    # optional: CRMs rules may ask for a code (docs/CRM.md)
+//! name = "orders"                       # unique; what a rule's `decide.hook` names
+//! url = "https://crm.internal/wrapup/decide"
+//! secret = "env:ORDERS_HOOK_SECRET"     # a Standard Webhooks secret (`whsec_<base64>`) the requests are signed with
+//! timeout_ms = 3000                     # default 3000
+//!
 //! [[rules]]
 //! name = "short abandoned calls"        # unique
 //! code = "Abandoned"                    # the code *name*
@@ -80,6 +90,8 @@
 //! mode = "enforce"                      # default; or "shadow"
 //! platform = "genesys"                  # optional limit
 //! connection = "prod"                   # optional limit; must name a connection
+//! decide = { crm = true, wait = "20s", fallback = "rule" }  # optional: wait for a CRM's decision; or
+//!                                       # { hook = "orders", wait = "5s" }; fallback "rule" (default) or a code name
 //! [rules.when]                          # optional; every matcher present must hold
 //! channel = "voice"                     # or { one_of = ["voice", "callback"] }
 //! direction = "inbound"

@@ -75,7 +75,10 @@ fn the_example_parses() {
     assert_eq!(sandbox.endpoint.login_base, sandbox.endpoint.api_base);
     assert_eq!(sandbox.requests_per_minute, 300);
     assert_eq!(sandbox.intake.api_key_header, "x-wrapup-intake-key");
-    assert_eq!(config.rules.len(), 2);
+    assert_eq!(config.rules.len(), 3);
+    assert!(prod.decisions.is_some() && sandbox.decisions.is_none());
+    assert_eq!(config.decision_hooks[0].name, "orders");
+    assert!(config.rules.rules()[2].decide.is_some());
     assert_eq!(
         config.rule_location(1).unwrap().to_string(),
         format!("w.toml:{}:1", line_of(EXAMPLE, "name = \"support calls left uncoded\"") - 1)
@@ -917,4 +920,31 @@ fn decide_problems_are_located() {
     let hook = |rest: &str| with_connection(&format!("[[decision_hooks]]\nname = \"h\"\n{rest}"));
     assert_problem(&hook("url = \"ftp://x\"\nsecret = \"env:KEY\"\n"), "w.toml:10:7: decision_hooks[0].url", "http(s)");
     assert_problem(&hook("url = \"http://x\"\n"), "w.toml:8:1: decision_hooks[0]", "missing required key `secret`");
+}
+
+#[test]
+fn a_decide_fallback_code_is_checked_against_the_live_catalog_like_the_rules_code() {
+    let text = with_connection(
+        r#"[connections.decisions]
+
+[[rules]]
+name = "crm"
+code = "Resolved"
+decide = { crm = true, wait = "20s", fallback = "Abandoned" }
+[rules.when]
+queue = "Sales"
+
+[[rules]]
+name = "crm elsewhere"
+code = "Resolved"
+decide = { crm = true, wait = "20s", fallback = "No such code" }
+[rules.when]
+queue = "Support"
+"#,
+    );
+    let config = parse(&text).unwrap();
+    let problems: Vec<String> = check_catalog(&config, "prod", &catalog()).iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].contains("Abandoned") && problems[0].contains("Sales"), "{problems:#?}");
+    assert!(problems[1].contains("No such code"), "{problems:#?}");
 }
