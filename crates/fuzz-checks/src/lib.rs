@@ -8,6 +8,7 @@
 
 mod catalog_file;
 mod config_file;
+mod crm_bodies;
 mod cxone_events;
 mod ids_and_envelopes;
 mod intake_envelope;
@@ -17,6 +18,7 @@ mod websocket_frame;
 
 pub use catalog_file::catalog_file;
 pub use config_file::config_file;
+pub use crm_bodies::crm_bodies;
 pub use cxone_events::cxone_events;
 pub use ids_and_envelopes::ids_and_envelopes;
 pub use intake_envelope::intake_envelope;

@@ -23,6 +23,7 @@ macro_rules! replays {
 replays![
     catalog_file,
     config_file,
+    crm_bodies,
     cxone_events,
     ids_and_envelopes,
     intake_envelope,

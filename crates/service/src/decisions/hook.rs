@@ -154,19 +154,24 @@ impl DecisionHook {
         let bytes = read_limited(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|m| fail(ErrorClass::Retryable, Some(status), format!("decision hook {:?}: {m}", self.name)))?;
-        let bad =
-            |why: String| fail(ErrorClass::Permanent, Some(status), format!("decision hook {:?}: {why}", self.name));
-        let answer: Answer = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(format!("the answer is not {{\"code\": …, \"notes\"?: …}}: {e}")))?;
-        let code = answer.code.trim();
-        if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
-            return Err(bad(format!("the code must be 1 to {MAX_CODE_CHARS} characters")));
-        }
-        if answer.notes.as_ref().is_some_and(|n| n.chars().count() > NOTES_MAX_CHARS) {
-            return Err(bad(format!("notes are longer than {NOTES_MAX_CHARS} characters")));
-        }
-        Ok(Some(HookAnswer { code_name: code.to_string(), notes: answer.notes }))
+        parse_answer(&bytes)
+            .map(Some)
+            .map_err(|why| fail(ErrorClass::Permanent, Some(status), format!("decision hook {:?}: {why}", self.name)))
     }
+}
+
+/// A hook's `200` body: `{"code": "<name>", "notes"?: "…"}`, the code trimmed and both within their bounds.
+pub fn parse_answer(bytes: &[u8]) -> Result<HookAnswer, String> {
+    let answer: Answer =
+        serde_json::from_slice(bytes).map_err(|e| format!("the answer is not {{\"code\": …, \"notes\"?: …}}: {e}"))?;
+    let code = answer.code.trim();
+    if code.is_empty() || code.chars().count() > MAX_CODE_CHARS {
+        return Err(format!("the code must be 1 to {MAX_CODE_CHARS} characters"));
+    }
+    if answer.notes.as_ref().is_some_and(|n| n.chars().count() > NOTES_MAX_CHARS) {
+        return Err(format!("notes are longer than {NOTES_MAX_CHARS} characters"));
+    }
+    Ok(HookAnswer { code_name: code.to_string(), notes: answer.notes })
 }
 
 /// The body, refused beyond `limit` bytes.

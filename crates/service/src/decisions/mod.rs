@@ -64,16 +64,18 @@ pub const MAX_NAME_CHARS: usize = 255;
 
 pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-#[derive(Debug, Deserialize)]
+/// A decision as a CRM sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DecisionBody {
-    code: String,
+pub struct DecisionBody {
+    /// The code name, trimmed.
+    pub code: String,
     #[serde(default)]
-    notes: Option<String>,
+    pub notes: Option<String>,
     #[serde(default)]
-    source: Option<String>,
+    pub source: Option<String>,
     #[serde(default)]
-    expires_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
 }
 
 pub async fn put_conversation(
@@ -173,9 +175,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, (&'static str, String)
     Ok(key.to_string())
 }
 
-type Problem = (StatusCode, &'static str, String);
+/// Why a body is not a decision: the status, the error code and the reason.
+pub type Problem = (StatusCode, &'static str, String);
 
-fn parse(body: &[u8]) -> Result<DecisionBody, Problem> {
+/// A decision body: JSON, the known fields only, each within its bounds.
+pub fn parse(body: &[u8]) -> Result<DecisionBody, Problem> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| (StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}")))?;
     let invalid = |message: String| (StatusCode::UNPROCESSABLE_ENTITY, "invalid_decision", message);
