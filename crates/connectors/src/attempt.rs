@@ -106,6 +106,13 @@ impl AttemptRecorder {
             }
             *s.by_endpoint_status.entry((attempt.endpoint.to_string(), status.clone())).or_default() += 1;
         }
+        metrics::histogram!(
+            "wrapup_platform_call_duration_seconds",
+            "connection" => self.connection.clone(),
+            "endpoint" => attempt.endpoint,
+            "method" => attempt.method,
+        )
+        .record(attempt.duration_ms as f64 / 1000.0);
         metrics::counter!(
             "wrapup_platform_calls_total",
             "connection" => self.connection.clone(),

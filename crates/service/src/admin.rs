@@ -66,8 +66,18 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
             use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
             // A flow waits on each lookup: its buckets are around the few milliseconds it is meant to take.
             const LOOKUP_BUCKETS: [f64; 10] = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+            // A platform call or a hook's answer: tens of milliseconds to the request timeout.
+            const CALL_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            // Leg end to code, in platform seconds: at once, within a rule's delay, or by an ACW timeout.
+            const CODE_BUCKETS: [f64; 11] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("wrapup_lookup_duration_seconds".into()), &LOOKUP_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("wrapup_platform_call_duration_seconds".into()), &CALL_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("wrapup_decision_hook_duration_seconds".into()), &CALL_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("wrapup_code_latency_seconds".into()), &CODE_BUCKETS)
                 .ok()?
                 .install_recorder()
                 .ok()

@@ -309,7 +309,8 @@ pub async fn start_with_admin(
     let server = crate::edge::serve(listeners, state.edge.clone(), shutdown.clone());
     let claim = tokio::spawn(scheduler::run_claim_loop(worker.clone(), spec.scheduler.clone(), wake, shutdown.clone()));
     let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
-    let mut tasks = vec![server, claim, sweep];
+    let gauges = tokio::spawn(crate::gauges::run(state.clone(), crate::gauges::EVERY, shutdown.clone()));
+    let mut tasks = vec![server, claim, sweep, gauges];
     let last = Shutdown::default();
     let shares = shared_budgets.into_iter().map(|shared| tokio::spawn(shared.run(last.clone()))).collect();
     for (name, ws) in websockets {

@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod cxone;
 pub mod decisions;
 pub mod edge;
+pub mod gauges;
 pub mod genesys;
 pub mod intake;
 pub mod intake_auth;

@@ -9,7 +9,9 @@
 //! - `wrapup_outcome_changes_total{connection,from,to}`: the one change of a finished leg's outcome (`applied` →
 //!   `agent_changed`, or an event's ending overruled by our accepted write → `review`);
 //! - `wrapup_codes_total{connection,code,source}`: the code a leg ended with, by name when the catalog knows it,
-//!   and whose it is: `ours` (written by us), `agent` (anyone else), `system` (the platform's timeout code).
+//!   and whose it is: `ours` (written by us), `agent` (anyone else), `system` (the platform's timeout code);
+//! - `wrapup_code_latency_seconds{connection,source}`: from the leg's end to its code — our accepted write
+//!   (`ours`), or the event that closed the window with someone else's code (`agent`, `system`) — in platform time.
 
 use crate::worker::ConnectionRuntime;
 use std::collections::HashMap;
@@ -41,6 +43,16 @@ fn count(connections: &HashMap<String, Arc<ConnectionRuntime>>, change: &Outcome
         .increment(1),
     }
     if let Some((code, source)) = final_code(connections.get(&connection).map(|c| c.as_ref()), leg) {
+        if change.from.is_none() {
+            let coded_at = if source == "ours" { leg.written_at } else { leg.closed_at };
+            if let (Some(end), Some(coded)) = (leg.facts.ended_at, coded_at) {
+                let secs = coded.duration_since(end).as_secs_f64();
+                if secs >= 0.0 {
+                    metrics::histogram!("wrapup_code_latency_seconds", "connection" => connection.clone(), "source" => source)
+                        .record(secs);
+                }
+            }
+        }
         metrics::counter!("wrapup_codes_total", "connection" => connection, "code" => code, "source" => source)
             .increment(1);
     }

@@ -154,7 +154,7 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
-fn metric(name_and_labels: &str) -> f64 {
+pub(crate) fn metric(name_and_labels: &str) -> f64 {
     let rendered = crate::admin::metrics_handle().expect("a recorder").render();
     rendered.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok()).unwrap_or(0.0)
 }
