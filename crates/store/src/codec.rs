@@ -158,3 +158,11 @@ impl<'a> EventLine<'a> {
         }
     }
 }
+
+/// A JSON column read back: `None` stays `None`, text that does not parse is corrupt `what`.
+pub(crate) fn from_json_opt<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    what: &str,
+) -> StoreResult<Option<T>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(what, e))).transpose()
+}

@@ -541,7 +541,7 @@ impl Store for PostgresStore {
         .bind(&key.participant)
         .fetch_optional(&self.pool)
         .await?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("pending decision", e))).transpose()
+        codec::from_json_opt(text, "pending decision")
     }
 
     async fn idempotency_answer(&self, connection: &str, key: &str) -> StoreResult<Option<serde_json::Value>> {
@@ -551,7 +551,7 @@ impl Store for PostgresStore {
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("idempotent response", e))).transpose()
+        codec::from_json_opt(text, "idempotent response")
     }
 
     async fn idempotent(

@@ -425,7 +425,7 @@ impl Store for SqliteStore {
         .bind(&key.participant)
         .fetch_optional(&self.reader)
         .await?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("pending decision", e))).transpose()
+        codec::from_json_opt(text, "pending decision")
     }
 
     async fn idempotency_answer(&self, connection: &str, key: &str) -> StoreResult<Option<serde_json::Value>> {
@@ -435,7 +435,7 @@ impl Store for SqliteStore {
                 .bind(key)
                 .fetch_optional(&self.reader)
                 .await?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("idempotent response", e))).transpose()
+        codec::from_json_opt(text, "idempotent response")
     }
 
     /// Returns `(true, response)` when this call stored `response`, `(false, first)` when the key was used before.
