@@ -169,6 +169,17 @@ pub trait Store: Send + Sync + 'static {
     /// whole table); `SqliteStore` returns at most `DEFAULT_LIST_LIMIT`.
     async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>>;
 
+    /// Up to `limit` legs created at or after `since`, oldest first (creation time to the millisecond, then
+    /// connection, conversation, participant), starting after `after` (the last leg of the previous page). Paging
+    /// with it walks every leg of a time range once, in an order that does not depend on the backend's row layout,
+    /// without holding them all at once (`wrapup simulate`).
+    async fn legs_since(
+        &self,
+        since: Option<Timestamp>,
+        after: Option<&LegRecord>,
+        limit: u32,
+    ) -> StoreResult<Vec<LegRecord>>;
+
     /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired`. Legs in `writing`, and
     /// legs with a write intent (a write may have been sent and landed), are left to their worker, which reads the
     /// platform before deciding. Returns the legs it finished.

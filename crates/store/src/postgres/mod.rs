@@ -343,6 +343,36 @@ impl Store for PostgresStore {
         rows.iter().map(codec::record).collect()
     }
 
+    async fn legs_since(
+        &self,
+        since: Option<Timestamp>,
+        after: Option<&LegRecord>,
+        limit: u32,
+    ) -> StoreResult<Vec<LegRecord>> {
+        // `created_at >= $1` first so that the walk is a range on `legs_created`; the row value breaks ties.
+        let mut sql = String::from("SELECT record FROM legs WHERE created_at >= $1");
+        if after.is_some() {
+            sql.push_str(" AND (created_at, connection, conversation, participant) > ($2, $3, $4, $5)");
+        }
+        sql.push_str(" ORDER BY created_at, connection, conversation, participant LIMIT ");
+        sql.push_str(if after.is_some() { "$6" } else { "$2" });
+        let from = match (since, after) {
+            (_, Some(leg)) => codec::ms(leg.created_at).max(since.map_or(i64::MIN, codec::ms)),
+            (Some(since), None) => codec::ms(since),
+            (None, None) => i64::MIN,
+        };
+        let mut query = sqlx::query(&sql).bind(from);
+        if let Some(leg) = after {
+            query = query
+                .bind(codec::ms(leg.created_at))
+                .bind(&leg.key.connection)
+                .bind(&leg.key.conversation)
+                .bind(&leg.key.participant);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(codec::record).collect()
+    }
+
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
         loop {

@@ -285,6 +285,35 @@ impl Store for SqliteStore {
         rows.iter().map(codec::record).collect()
     }
 
+    async fn legs_since(
+        &self,
+        since: Option<Timestamp>,
+        after: Option<&LegRecord>,
+        limit: u32,
+    ) -> StoreResult<Vec<LegRecord>> {
+        // `created_at >= ?` first so that the walk is a range on `legs_created`; the row value breaks ties.
+        let mut sql = String::from("SELECT record FROM legs WHERE created_at >= ?");
+        if after.is_some() {
+            sql.push_str(" AND (created_at, connection, conversation, participant) > (?, ?, ?, ?)");
+        }
+        sql.push_str(" ORDER BY created_at, connection, conversation, participant LIMIT ?");
+        let from = match (since, after) {
+            (_, Some(leg)) => codec::ms(leg.created_at).max(since.map_or(i64::MIN, codec::ms)),
+            (Some(since), None) => codec::ms(since),
+            (None, None) => i64::MIN,
+        };
+        let mut query = sqlx::query(&sql).bind(from);
+        if let Some(leg) = after {
+            query = query
+                .bind(codec::ms(leg.created_at))
+                .bind(&leg.key.connection)
+                .bind(&leg.key.conversation)
+                .bind(&leg.key.participant);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
+        rows.iter().map(codec::record).collect()
+    }
+
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
         // Looked up on a reader first: the sweep runs twice a second, and taking the write lock only to find nothing

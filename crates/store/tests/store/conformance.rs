@@ -677,6 +677,31 @@ pub async fn list_legs_filters_and_puts_the_newest_first<S: Store>(store: S) {
     assert_eq!(expired[0].key, key(1));
 }
 
+pub async fn legs_since_walks_a_time_range_oldest_first_in_pages<S: Store>(store: S) {
+    // Two legs share each creation time, on two connections, so that the key breaks the ties.
+    for n in 0..6 {
+        store.ingest(&[ended(&key(n), 0, None)], t(n as i64 / 2)).await.unwrap();
+        store.ingest(&[ended(&LegKey::new("dev", format!("c{n}"), "p"), 0, None)], t(n as i64 / 2)).await.unwrap();
+    }
+    let mut walked = Vec::new();
+    let mut after: Option<LegRecord> = None;
+    loop {
+        let page = store.legs_since(Some(t(1)), after.as_ref(), 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last().cloned() else { break };
+        walked.extend(page.into_iter().map(|l| (l.created_at, l.key)));
+        after = Some(last);
+    }
+    let mut want: Vec<(Timestamp, LegKey)> = (2..6)
+        .flat_map(|n| [(t(n as i64 / 2), key(n)), (t(n as i64 / 2), LegKey::new("dev", format!("c{n}"), "p"))])
+        .collect();
+    want.sort();
+    assert_eq!(walked, want, "every leg from t(1) on, once, by creation time then key");
+    let all = store.legs_since(None, None, 100).await.unwrap();
+    assert_eq!(all.len(), 12);
+    assert_eq!(all[0].key, LegKey::new("dev", "c0", "p"));
+}
+
 pub async fn the_catalog_cache_round_trips<S: Store>(store: S) {
     assert!(store.get_catalog("prod").await.unwrap().is_none());
     store.put_catalog("prod", &catalog(), t(0)).await.unwrap();
@@ -862,6 +887,7 @@ macro_rules! conformance_tests {
             pending_decisions_are_found_for_their_leg_or_its_conversation,
             outcome_counts_count_finished_and_open_legs_per_connection,
             list_legs_filters_and_puts_the_newest_first,
+            legs_since_walks_a_time_range_oldest_first_in_pages,
             the_catalog_cache_round_trips,
             an_idempotency_key_returns_the_first_response,
             the_catalog_audit_trail_reads_back_per_connection_in_order,
@@ -904,6 +930,7 @@ where
     the_ledger_reads_back_in_append_order(make().await).await;
     outcome_counts_count_finished_and_open_legs_per_connection(make().await).await;
     list_legs_filters_and_puts_the_newest_first(make().await).await;
+    legs_since_walks_a_time_range_oldest_first_in_pages(make().await).await;
     the_catalog_cache_round_trips(make().await).await;
     an_idempotency_key_returns_the_first_response(make().await).await;
     the_catalog_audit_trail_reads_back_per_connection_in_order(make().await).await;
