@@ -5,5 +5,6 @@ pub mod catalog;
 pub mod logging;
 pub mod reconcile;
 pub mod serve;
+pub mod simulate;
 pub mod store_copy;
 pub mod validate;

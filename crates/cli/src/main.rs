@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{catalog, logging, reconcile, serve, store_copy, validate};
+use wrapup_cli::{catalog, logging, reconcile, serve, simulate, store_copy, validate};
 use wrapup_demo as demo;
 
 #[derive(Parser)]
@@ -29,6 +29,9 @@ enum Command {
     /// The code catalog as a file, by name: `export` a connection's, `plan` a file against one, `apply` it.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Replay recorded legs through candidate rules, offline: what they would have decided, against what the store
+    /// decided and what agents chose, per rule (docs/SIMULATE.md).
+    Simulate(simulate::SimulateArgs),
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
@@ -88,6 +91,10 @@ fn main() -> ExitCode {
             Command::Catalog(command) => {
                 logging::init("warn");
                 Ok(catalog::run(&command).await)
+            }
+            Command::Simulate(args) => {
+                logging::init("warn");
+                simulate::run(&args).await
             }
             Command::Reconcile(args) => {
                 logging::init("warn");

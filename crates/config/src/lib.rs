@@ -434,6 +434,22 @@ impl Config {
         read::read(text, origin, base_dir, secrets)
     }
 
+    /// This configuration with the rules of the file at `path` in place of its own: a file of `[[rules]]` in this
+    /// format (a whole config file works too; only its rules are read), checked as the config's rules are — every
+    /// problem with `file:line:column` — against this configuration's connections and decision hooks. `wrapup
+    /// simulate` replays recorded legs through it, and [`check_catalogs`] checks it like the config's own.
+    pub fn with_rules_file(&self, path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let text = error::read_text(path, "rules file")?;
+        self.with_rules_text(&text, &path.display().to_string())
+    }
+
+    /// [`Config::with_rules_file`] for a text named `origin` in messages.
+    pub fn with_rules_text(&self, text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let (rules, rule_locations) = read::read_rules(text, origin, self, &SystemSecrets)?;
+        Ok(Config { rules, rule_locations, ..self.clone() })
+    }
+
     pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
         self.connections.iter().find(|c| c.name == name)
     }

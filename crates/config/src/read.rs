@@ -246,6 +246,48 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
     })
 }
 
+/// Reads the `[[rules]]` of a rules file (or of a whole config file, whose other keys are left unread) against the
+/// connections and decision hooks of `config`: the candidate rule set of `wrapup simulate`.
+pub(crate) fn read_rules(
+    text: &str,
+    origin: &str,
+    config: &Config,
+    secrets: &dyn SecretSource,
+) -> Result<(RuleSet, Vec<crate::Location>), ConfigErrors> {
+    let lines = LineIndex::new(origin, text);
+    let root = parse_tree(text, origin, &lines)?;
+    let mut cx = Cx::new(secrets, Path::new(""));
+    let rules = (|| {
+        let mut t = table(&mut cx, &root, "", ROOT_KEYS)?;
+        for key in ROOT_KEYS.iter().filter(|k| **k != "rules") {
+            let _ = t.get(key);
+        }
+        let f = t.require(&mut cx, "rules")?;
+        t.finish(&mut cx);
+        let list = array(&mut cx, &f, "an array of tables (`[[rules]]`)")?;
+        check_unique_names(&mut cx, &lines, list, &f.path, "rule");
+        let locations: Vec<_> = list.iter().map(|item| lines.location(&item.span)).collect();
+        let connections: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
+        let hooks: Vec<&str> = config.decision_hooks.iter().map(|h| h.name.as_str()).collect();
+        let known = Known { connections: &connections, hooks: &hooks };
+        let rules = all_of(items(list, &f.path).map(|item| read_rule(&mut cx, &item, &known)))?;
+        if !cx.problems.is_empty() {
+            return None;
+        }
+        match RuleSet::new(rules) {
+            Ok(set) => Some((set, locations)),
+            Err(e) => {
+                cx.problem(&f.node.span, "rules", e.to_string());
+                None
+            }
+        }
+    })();
+    match rules {
+        Some(rules) if cx.problems.is_empty() => Ok(rules),
+        _ => Err(cx.into_errors(&lines, origin)),
+    }
+}
+
 /// Reports every table of `list` whose `name` repeats an earlier one, at the repetition, and returns the names.
 /// Works on the raw tables so that a duplicate is found even when the table has other problems.
 fn check_unique_names<'n>(

@@ -948,3 +948,33 @@ queue = "Support"
     assert!(problems[0].contains("Abandoned") && problems[0].contains("Sales"), "{problems:#?}");
     assert!(problems[1].contains("No such code"), "{problems:#?}");
 }
+
+#[test]
+fn a_rules_file_replaces_the_rules_and_is_checked_against_the_configs_connections() {
+    let config = parse(&with_connection("[[rules]]\nname = \"old\"\ncode = \"A\"\n")).unwrap();
+    let candidate =
+        config.with_rules_text("[[rules]]\nname = \"new\"\ncode = \"B\"\nconnection = \"prod\"\n", "r.toml").unwrap();
+    assert_eq!(candidate.rules.rules().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["new"]);
+    assert_eq!(candidate.rule_location(0).unwrap().to_string(), "r.toml:1:1");
+    assert_eq!(candidate.connections.len(), 1);
+
+    let errors = config
+        .with_rules_text(
+            "[[rules]]\nname = \"x\"\ncode = \"B\"\nconnection = \"dev\"\n\n[[rules]]\nname = \"y\"\n",
+            "r.toml",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("r.toml:4:14: rules[0].connection: rule names connection \"dev\""), "{errors}");
+    assert!(errors.contains("r.toml:6:1: rules[1]: missing required key `code`"), "{errors}");
+    let unknown = config.with_rules_text("rule = 1\n", "r.toml").unwrap_err().to_string();
+    assert!(unknown.contains("unknown key `rule`"), "{unknown}");
+}
+
+#[test]
+fn a_whole_config_file_serves_as_a_rules_file() {
+    let text = with_connection("[[rules]]\nname = \"r\"\ncode = \"A\"\n");
+    let config = parse(&text).unwrap();
+    let candidate = config.with_rules_text(&text, "w.toml").unwrap();
+    assert_eq!(candidate.rules.version(), config.rules.version());
+}

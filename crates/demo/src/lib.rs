@@ -30,6 +30,30 @@ use wrapup_store::{LegFilter, PostgresStore, SqliteStore, Store};
 /// The rules the demo runs (also a readable example of the rule format).
 pub const DEMO_RULES: &str = include_str!("rules.toml");
 
+/// The configuration a run with a data directory leaves in it, so that `report`, `simulate` and `review` can be
+/// pointed at a finished demo with `--config <data dir>/wrapup.toml`.
+pub const CONFIG_FILE: &str = "wrapup.toml";
+
+/// Writes `text` to `path` readable by its owner only: the demo's configuration holds the sandbox's credentials
+/// as literals.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        // A file left by an earlier run keeps its mode on open: narrow it first.
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+    }
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Name of the demo's Genesys connection.
 pub const CONNECTION: &str = "genesys";
 /// Name of the demo's CXone connection.
@@ -62,7 +86,8 @@ pub struct DemoArgs {
     /// Agent legs already in ACW at start.
     #[arg(long, default_value_t = 10)]
     pub preload: usize,
-    /// Keep the SQLite store (and its ledger) in this directory instead of a temporary one.
+    /// Keep the SQLite store (and its ledger) in this directory instead of a temporary one, with the run's
+    /// configuration as `wrapup.toml` (for `wrapup simulate --config DIR/wrapup.toml` after the run).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
     /// No live progress line on stderr.
@@ -273,7 +298,8 @@ impl DemoEnv {
         let data_path = match &opts.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-                dir.clone()
+                // Absolute: the configuration left in the directory reads `data_dir` relative to itself.
+                std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?
             }
             None => temp.path().to_path_buf(),
         };
@@ -399,6 +425,9 @@ api_key = "literal:{intake_key}"
         );
         let config = wrapup_config::Config::parse(&config_text, "generated configuration")
             .map_err(|e| anyhow::anyhow!("the generated configuration is invalid:\n{e}"))?;
+        if opts.data_dir.is_some() {
+            write_private(&data_path.join(CONFIG_FILE), &config_text)?;
+        }
         let (store, sqlite): (Arc<dyn Store>, _) = match &opts.store {
             Some(url) => (Arc::new(PostgresStore::connect(url).await?), None),
             None => {

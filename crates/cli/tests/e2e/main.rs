@@ -18,6 +18,7 @@ mod reconcile;
 mod replicas;
 mod restart;
 mod secrets;
+mod simulate;
 mod switches;
 mod validate;
 mod websocket;
