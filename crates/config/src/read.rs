@@ -262,8 +262,9 @@ pub(crate) fn read_rules(
         for key in ROOT_KEYS.iter().filter(|k| **k != "rules") {
             let _ = t.get(key);
         }
-        let f = t.require(&mut cx, "rules")?;
+        let f = t.require(&mut cx, "rules");
         t.finish(&mut cx);
+        let f = f?;
         let list = array(&mut cx, &f, "an array of tables (`[[rules]]`)")?;
         check_unique_names(&mut cx, &lines, list, &f.path, "rule");
         let locations: Vec<_> = list.iter().map(|item| lines.location(&item.span)).collect();
