@@ -296,6 +296,18 @@ impl<'a> Simulation<'a> {
         let empty = ConnectionView::default();
         let view = self.connections.get(&leg.key.connection).unwrap_or(&empty);
         let catalog = view.catalog.as_ref();
+        // A leg that ended before it was decided never had its facts completed from the catalog (queue name, ACW
+        // mode); the worker would have done it first.
+        let completed;
+        let leg = match catalog {
+            Some(c) if leg.facts.queue_name.is_none() || leg.facts.acw.is_none() => {
+                let mut copy = leg.clone();
+                wrapup_core::lifecycle::enrich(&mut copy, c);
+                completed = copy;
+                &completed
+            }
+            _ => leg,
+        };
         let (simulated, rule_index) = self.simulate(leg, catalog);
         let recorded = recorded(leg, catalog);
         let actual = actual(leg, view);
@@ -387,7 +399,9 @@ impl<'a> Simulation<'a> {
 
     /// What the candidate rules decide on the leg, the way the worker's `decide` does, and the rule that matched.
     fn simulate(&self, leg: &LegRecord, catalog: Option<&Catalog>) -> (Decided, Option<usize>) {
-        if leg.facts.acw == Some(AcwPolicy::None) || leg.outcome == Some(Outcome::NoAcw) {
+        // Only a queue without ACW stops the decision; a window found never opened (`no_acw` from the gate read, on
+        // an agent-requested queue) comes after it.
+        if leg.facts.acw == Some(AcwPolicy::None) {
             return (Decided::NotDecided, None);
         }
         let matched = self.rules.evaluate(&leg.key.connection, &leg.facts);

@@ -258,3 +258,28 @@ fn the_same_legs_in_another_order_give_the_same_bytes() {
     let b = serde_json::to_string(&run(&rules, &reversed)).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_leg_decided_before_its_window_was_found_never_opened_is_reproduced() {
+    let rules = rules(RULES);
+    let mut leg = leg(0, "Support", Outcome::NoAcw);
+    leg.facts.acw = Some(AcwPolicy::AgentRequested);
+    decided_by(&mut leg, "support", 0, "Resolved", Mode::Enforce, rules.version());
+    let mut skill_without_acw = self::leg(1, "Support", Outcome::NoAcw);
+    skill_without_acw.facts.acw = Some(AcwPolicy::None);
+    let report = run(&rules, &[leg, skill_without_acw]);
+    let got: Vec<_> = report.leg_reports.iter().map(|l| (l.vs_recorded, l.verdict)).collect();
+    assert_eq!(got, [(VsRecorded::Same, Verdict::NoWindow), (VsRecorded::NotDecided, Verdict::NoWindow)]);
+}
+
+#[test]
+fn a_leg_the_agent_coded_before_it_was_decided_is_completed_from_the_catalog() {
+    let rules = rules(RULES);
+    let mut early = leg(0, "Support", Outcome::AgentWon);
+    early.facts.queue_name = None;
+    early.observed_code = Some("c-res".into());
+    let report = run(&rules, &[early]);
+    let leg = &report.leg_reports[0];
+    assert_eq!(leg.queue.as_deref(), Some("Support"));
+    assert_eq!((leg.verdict, leg.vs_recorded), (Verdict::SameAsAgent, VsRecorded::NotDecided));
+}
