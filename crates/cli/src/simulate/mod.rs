@@ -33,10 +33,14 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub rules: PathBuf,
     /// The store to read instead of the configuration's: a SQLite file (or a data directory holding
-    /// `wrapup.db`), or a `postgres://` URL. It is only read. (Recorded legs from a file, `--events`, are not
-    /// supported yet.)
-    #[arg(long)]
+    /// `wrapup.db`), or a `postgres://` URL. It is only read.
+    #[arg(long, conflicts_with = "events")]
     pub from: Option<String>,
+    /// Read the legs from this file instead of a store: one leg record per line, as the store keeps it and
+    /// `GET /api/v1/legs` returns it (JSON lines). The catalogs still come from the configuration's store when it
+    /// has one.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
     /// Only legs recorded since then: a duration back from now (`7d`, `12h`, `30m`) or an RFC 3339 time. The
     /// default is every leg.
     #[arg(long)]
@@ -61,12 +65,19 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let since = args.since.as_deref().map(|s| since(s, jiff::Timestamp::now())).transpose()?;
-    let store = open(&config, args.from.as_deref()).await?;
+    let store = match &args.events {
+        None => Some(open(&config, args.from.as_deref()).await?),
+        // The legs come from the file; the configuration's store, if there is one, still has the catalogs.
+        Some(_) => open(&config, None).await.ok(),
+    };
 
     let mut views = BTreeMap::new();
     let mut problems = Vec::new();
     for conn in &config.connections {
-        let catalog = store.get_catalog(&conn.name).await?.map(|(c, _)| c);
+        let catalog = match &store {
+            Some(store) => store.get_catalog(&conn.name).await?.map(|(c, _)| c),
+            None => None,
+        };
         if catalog.is_none() {
             problems.push(format!(
                 "connection {:?}: no cached catalog in the store; its codes are not checked and agents' codes show as ids",
@@ -86,16 +97,35 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     problems.extend(found.iter().map(ToString::to_string));
 
     let mut simulation = Simulation::new(&candidate.rules, &views);
-    let mut after = None;
-    loop {
-        let page = store.legs_since(since, after.as_ref(), PAGE).await.context("reading the recorded legs")?;
-        for leg in &page {
-            simulation.add(leg);
+    match (&args.events, &store) {
+        (Some(path), _) => {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            for (n, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+                let line = line.with_context(|| format!("reading {}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let leg: wrapup_core::lifecycle::LegRecord = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{}: not a leg record", path.display(), n + 1))?;
+                if since.is_none_or(|s| leg.created_at.as_millisecond() >= s.as_millisecond()) {
+                    simulation.add(&leg);
+                }
+            }
         }
-        match page.into_iter().last() {
-            Some(last) => after = Some(last),
-            None => break,
+        (None, Some(store)) => {
+            let mut after = None;
+            loop {
+                let page = store.legs_since(since, after.as_ref(), PAGE).await.context("reading the recorded legs")?;
+                for leg in &page {
+                    simulation.add(leg);
+                }
+                match page.into_iter().last() {
+                    Some(last) => after = Some(last),
+                    None => break,
+                }
+            }
         }
+        (None, None) => unreachable!("without --events the store was opened or the command failed"),
     }
     let report = simulation.finish(args.since.clone(), problems);
     if args.json {

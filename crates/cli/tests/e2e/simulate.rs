@@ -8,6 +8,10 @@ use std::process::Command;
 use wrapup_demo::{self as demo, DemoArgs};
 
 async fn simulate(config: &Path, rules: &Path, json: bool) -> (i32, String) {
+    simulate_with(config, rules, if json { &["--json"] } else { &[] }).await
+}
+
+async fn simulate_with(config: &Path, rules: &Path, extra: &[&str]) -> (i32, String) {
     let mut args = vec![
         "simulate".to_string(),
         "--config".into(),
@@ -15,9 +19,7 @@ async fn simulate(config: &Path, rules: &Path, json: bool) -> (i32, String) {
         "--rules".into(),
         rules.display().to_string(),
     ];
-    if json {
-        args.push("--json".into());
-    }
+    args.extend(extra.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_wrapup")).args(&args).output())
         .await
         .unwrap()
@@ -79,6 +81,19 @@ async fn simulating_a_demo_with_its_own_rules_reproduces_its_decisions_and_a_cha
     let platforms: BTreeSet<String> =
         report["leg_reports"].as_array().unwrap().iter().map(|l| l["connection"].to_string()).collect();
     assert_eq!(platforms.len(), 2, "both connections' legs are replayed");
+
+    // The same legs from a file of leg records give the same report.
+    let store =
+        wrapup_store::SqliteStore::open_with(&data.join("wrapup.db"), wrapup_store::Migrations::Check).await.unwrap();
+    let records = wrapup_store::Store::legs_since(&store, None, None, u32::MAX).await.unwrap();
+    store.close().await;
+    let lines: Vec<String> = records.iter().map(|l| serde_json::to_string(l).unwrap()).collect();
+    let events = dir.path().join("legs.jsonl");
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let (status, from_file) =
+        simulate_with(&config, &own, &["--json", "--events", &events.display().to_string()]).await;
+    assert_eq!(status, 0, "{from_file}");
+    assert_eq!(from_file, out, "the file's legs are the store's");
 
     // Billing gets another code: exactly the legs the billing rule decided change, and nothing else.
     let changed = dir.path().join("changed.toml");
