@@ -115,4 +115,24 @@ async fn simulating_a_demo_with_its_own_rules_reproduces_its_decisions_and_a_cha
     let (_, table_again) = simulate(&config, &changed, false).await;
     assert_eq!(table, table_again);
     assert!(table.contains("legs decided differently from the store"), "{table}");
+
+    // The same legs in PostgreSQL (`store copy`) give the same bytes: nothing depends on the backend's order.
+    let Some(server) = std::env::var("WRAPUP_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped the PostgreSQL part: WRAPUP_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("wrapup_simulate_{}_{nanos}", std::process::id());
+    let url = wrapup_store::PostgresStore::create_database(&server, &name).await.unwrap();
+    let from = format!("sqlite://{}", data.join("wrapup.db").display());
+    let copy = ["store", "copy", "--from", &from, "--to", &url].map(String::from);
+    let copied =
+        tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_wrapup")).args(copy).output().unwrap())
+            .await
+            .unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let (status, from_postgres) = simulate_with(&config, &changed, &["--json", "--from", &url]).await;
+    wrapup_store::PostgresStore::drop_database(&server, &name).await.unwrap();
+    assert_eq!(status, 0, "{from_postgres}");
+    assert_eq!(from_postgres, out, "PostgreSQL and SQLite give the same report");
 }
