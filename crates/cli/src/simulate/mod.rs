@@ -125,7 +125,7 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        (None, None) => unreachable!("without --events the store was opened or the command failed"),
+        (None, None) => anyhow::bail!("no store to read the legs from"),
     }
     let report = simulation.finish(args.since.clone(), problems);
     if args.json {
