@@ -1,3 +1,4 @@
+use crate::outbox::{Attempted, Delivery, DeliveryCounts, DeliveryFilter, OutboxMessage, Resend, Route, SinkState};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -260,4 +261,50 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         response: &serde_json::Value,
     ) -> StoreResult<(bool, serde_json::Value)>;
+
+    // ---- the outbox (see `outbox.rs`) ----
+
+    /// Messages not routed to the sinks yet, oldest first, at most `limit`.
+    async fn outbox_unrouted(&self, limit: u32) -> StoreResult<Vec<OutboxMessage>>;
+
+    /// Stores each route's deliveries (a `(message, sink)` row that exists already is kept as it is) and marks its
+    /// message routed, in one transaction.
+    async fn outbox_route(&self, routes: &[Route], now: Timestamp) -> StoreResult<()>;
+
+    /// Leases up to `limit` pending deliveries of `sink` that are due (`next_at <= now`, not leased by another
+    /// owner), oldest message first, to `owner` until `now + lease`. A delivery whose leg has an earlier message
+    /// still pending for this sink, or not routed yet, is not due: a leg's messages reach a sink in order.
+    async fn outbox_claim(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease: SignedDuration,
+    ) -> StoreResult<Vec<Delivery>>;
+
+    /// Records attempts of deliveries `owner` claimed (one transaction): delivered, pending again at a later time,
+    /// or dead. An attempt whose lease `owner` no longer holds is ignored. Returns how many were recorded.
+    async fn outbox_record(&self, owner: &str, attempts: &[Attempted]) -> StoreResult<u64>;
+
+    /// The earliest time a pending delivery of `sink` becomes due (its `next_at`, or the end of its lease).
+    async fn outbox_next_due(&self, sink: &str) -> StoreResult<Option<Timestamp>>;
+
+    /// Deliveries, newest message first.
+    async fn outbox_list(&self, filter: &DeliveryFilter) -> StoreResult<Vec<Delivery>>;
+
+    /// The messages of one leg, in order (`None`: every leg's, newest first, at most `limit`).
+    async fn outbox_messages(&self, leg: Option<&LegKey>, limit: u32) -> StoreResult<Vec<OutboxMessage>>;
+
+    /// Puts the deliveries `what` selects back to pending, due at `now`, given up after `until`. Returns how many.
+    async fn outbox_resend(&self, what: &Resend, now: Timestamp, until: Timestamp) -> StoreResult<u64>;
+
+    /// Deliveries per sink and state.
+    async fn outbox_counts(&self) -> StoreResult<DeliveryCounts>;
+
+    /// The sinks with a persisted state (a sink never disabled may have none).
+    async fn outbox_sinks(&self) -> StoreResult<Vec<SinkState>>;
+
+    /// Disables a sink (`disabled_at` set) or enables it again (`None`s), persisted for every replica.
+    async fn outbox_set_sink(&self, state: &SinkState) -> StoreResult<()>;
 }

@@ -1,5 +1,5 @@
 //! `wrapup store copy`: moves a deployment's embedded SQLite file into an empty PostgreSQL database, every row of
-//! every table — events, legs, ledger lines, the catalog cache, idempotency keys — in one PostgreSQL transaction, so
+//! every table — events, legs, ledger lines, the catalog cache, idempotency keys, the outbox — in one PostgreSQL transaction, so
 //! that the target has all of it or nothing. The source is read in one read transaction (a consistent snapshot);
 //! stop the service first, since what it writes after the snapshot is not copied. Row ids are kept (a leg's ledger is
 //! read in id order), and leases are dropped: they belong to the process that wrote the file, which is stopped.
@@ -109,6 +109,48 @@ const TABLES: &[Table] = &[
             ("kind", TEXT),
             ("body", TEXT),
         ],
+    },
+    Table {
+        name: "outbox",
+        id: Some("seq"),
+        columns: &[
+            ("id", TEXT),
+            ("connection", TEXT),
+            ("conversation", TEXT),
+            ("participant", TEXT),
+            ("kind", TEXT),
+            ("outcome", TEXT),
+            ("created_at", INT),
+            ("routed_at", INT),
+            ("body", TEXT),
+        ],
+    },
+    Table {
+        name: "outbox_deliveries",
+        id: None,
+        columns: &[
+            ("seq", INT),
+            ("sink", TEXT),
+            ("connection", TEXT),
+            ("conversation", TEXT),
+            ("participant", TEXT),
+            ("state", TEXT),
+            ("attempts", INT),
+            ("next_at", INT),
+            ("expires_at", INT),
+            ("lease_owner", TEXT),
+            ("lease_until", INT),
+            ("last_attempt_at", INT),
+            ("last_status", INT),
+            ("last_error", TEXT),
+            ("delivered_at", INT),
+            ("body", TEXT),
+        ],
+    },
+    Table {
+        name: "outbox_sinks",
+        id: None,
+        columns: &[("name", TEXT), ("disabled_at", INT), ("disabled_status", INT), ("disabled_reason", TEXT)],
     },
 ];
 

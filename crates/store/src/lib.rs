@@ -9,6 +9,8 @@
 //! - **ledger**: append-only explanation of each leg: events, decision, every API attempt, outcome.
 //! - **catalog cache**: the last catalog fetched per connection, so a restart does not refetch before serving.
 //! - **idempotency**: the first response per `(connection, key)` of the external decision API.
+//! - **outbox**: a message per change of a leg's outcome, in the same commit, and its deliveries to each sink
+//!   (`outbox.rs`).
 //!
 //! Implementations: [`SqliteStore`] (embedded, the default) and [`PostgresStore`] (shared by several replicas).
 //! Every implementation must pass the conformance suite in `tests/store/conformance.rs`.
@@ -17,12 +19,17 @@ mod api;
 mod budget_slices;
 mod codec;
 mod copy;
+pub mod outbox;
 mod postgres;
 mod schema;
 mod sqlite;
 
 pub use api::*;
 pub use copy::{copy_sqlite_to_postgres, CopyProgress, CopyReport, TableCopied};
+pub use outbox::{
+    AttemptResult, Attempted, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, NewDelivery, OutboxMessage,
+    Resend, Route, SinkState,
+};
 pub use postgres::PostgresStore;
 pub use schema::{Migrations, SchemaStatus};
 pub use sqlite::{SqliteStore, WriteStats, DEFAULT_LIST_LIMIT};

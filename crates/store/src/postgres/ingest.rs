@@ -229,6 +229,7 @@ async fn attempt(
         }
     }
     lines.insert(tx).await?;
+    super::outbox::insert_messages(tx, &changes).await?;
     Ok(Some((results, changes)))
 }
 

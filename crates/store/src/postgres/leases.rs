@@ -95,6 +95,10 @@ pub(super) async fn save(pool: &PgPool, save: &Save<'_>) -> StoreResult<i64> {
         }
         lines.insert(&mut tx).await?;
     }
+    if leg.outcome.is_some() && leg.outcome != save.stored_outcome {
+        let change = OutcomeChange { leg: leg.clone(), from: save.stored_outcome };
+        super::outbox::insert_messages(&mut tx, std::slice::from_ref(&change)).await?;
+    }
     tx.commit().await?;
     Ok(save.version + 1)
 }
@@ -220,6 +224,7 @@ pub(super) async fn expire(
         changes.push(OutcomeChange { leg, from: None });
     }
     lines.insert(&mut tx).await?;
+    super::outbox::insert_messages(&mut tx, &changes).await?;
     tx.commit().await?;
     Ok((expired, changes))
 }

@@ -76,6 +76,7 @@ use wrapup_core::{Event, LegKey};
 mod budget;
 mod ingest;
 mod leases;
+mod outbox;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -611,6 +612,58 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         Ok((false, serde_json::from_str(&first).map_err(|e| corrupt("idempotent response", e))?))
+    }
+
+    async fn outbox_unrouted(&self, limit: u32) -> StoreResult<Vec<crate::OutboxMessage>> {
+        outbox::unrouted(&self.pool, limit).await
+    }
+
+    async fn outbox_route(&self, routes: &[crate::Route], now: Timestamp) -> StoreResult<()> {
+        outbox::route(&self.pool, routes, now).await
+    }
+
+    async fn outbox_claim(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease: SignedDuration,
+    ) -> StoreResult<Vec<crate::Delivery>> {
+        let until = now.checked_add(lease).map_err(|e| StoreError::Backend(format!("lease end out of range: {e}")))?;
+        outbox::claim(&self.pool, sink, ms(now), limit, owner, ms(until)).await
+    }
+
+    async fn outbox_record(&self, owner: &str, attempts: &[crate::Attempted]) -> StoreResult<u64> {
+        outbox::record(&self.pool, owner, attempts).await
+    }
+
+    async fn outbox_next_due(&self, sink: &str) -> StoreResult<Option<Timestamp>> {
+        outbox::next_due(&self.pool, sink).await
+    }
+
+    async fn outbox_list(&self, filter: &crate::DeliveryFilter) -> StoreResult<Vec<crate::Delivery>> {
+        outbox::list(&self.pool, filter).await
+    }
+
+    async fn outbox_messages(&self, leg: Option<&LegKey>, limit: u32) -> StoreResult<Vec<crate::OutboxMessage>> {
+        outbox::messages(&self.pool, leg, limit).await
+    }
+
+    async fn outbox_resend(&self, what: &crate::Resend, now: Timestamp, until: Timestamp) -> StoreResult<u64> {
+        outbox::resend(&self.pool, what, now, until).await
+    }
+
+    async fn outbox_counts(&self) -> StoreResult<crate::DeliveryCounts> {
+        outbox::counts(&self.pool).await
+    }
+
+    async fn outbox_sinks(&self) -> StoreResult<Vec<crate::SinkState>> {
+        outbox::sinks(&self.pool).await
+    }
+
+    async fn outbox_set_sink(&self, state: &crate::SinkState) -> StoreResult<()> {
+        outbox::set_sink(&self.pool, state).await
     }
 }
 

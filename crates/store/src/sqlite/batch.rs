@@ -28,6 +28,11 @@ use tokio::sync::{mpsc, oneshot};
 use wrapup_core::lifecycle::LegRecord;
 use wrapup_core::{Event, LegKey, Outcome};
 
+/// An outbox operation's body.
+pub(super) type OutboxWork = Box<dyn Fn(&Transaction<'_>) -> StoreResult<OutboxAnswer> + Send + Sync>;
+/// An outbox operation's answer, which its caller downcasts.
+pub(super) type OutboxAnswer = Box<dyn std::any::Any + Send>;
+
 /// At most this many operations share a transaction.
 pub const MAX_OPS: usize = 1_024;
 /// At most this many intake events share a transaction (a large transaction delays every caller in it).
@@ -88,6 +93,12 @@ pub(super) enum Op {
         response: String,
         reply: oneshot::Sender<StoreResult<(bool, String)>>,
     },
+    /// An outbox operation (`outbox.rs`): run on the writer's transaction, answered after its commit. `Fn`, not
+    /// `FnOnce`: a batch that fails is run again one operation at a time.
+    Outbox {
+        work: OutboxWork,
+        reply: oneshot::Sender<StoreResult<OutboxAnswer>>,
+    },
     CatalogAudit {
         line: crate::CatalogAuditLine,
         /// `line.body` as JSON text.
@@ -127,6 +138,7 @@ impl Op {
             Op::Expire { reply, .. } => drop(reply.send(Err(e))),
             Op::ReleaseAll { reply } => drop(reply.send(Err(e))),
             Op::Idempotent { reply, .. } => drop(reply.send(Err(e))),
+            Op::Outbox { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -138,6 +150,7 @@ enum Answer {
     Release(StoreResult<()>),
     Ledger,
     Claim(Vec<ClaimedLeg>),
+    Outbox(OutboxAnswer),
     Expire(Vec<LegKey>),
     ReleaseAll(u64),
     PutCatalog,
@@ -302,6 +315,7 @@ fn answer(ops: Vec<Op>, done: Executed, counters: &Counters, hook: &SharedHook) 
             (Op::CatalogAudit { reply, .. }, Answer::CatalogAudit) => drop(reply.send(Ok(()))),
             (Op::PendingDecision { reply, .. }, Answer::PendingDecision) => drop(reply.send(Ok(()))),
             (Op::Idempotent { reply, .. }, Answer::Idempotent(r)) => drop(reply.send(Ok(r))),
+            (Op::Outbox { reply, .. }, Answer::Outbox(r)) => drop(reply.send(Ok(r))),
             (op, _) => op.fail(&StoreError::Backend("the store's writer mixed up its answers".into())),
         }
     }
@@ -375,6 +389,10 @@ fn execute(conn: &mut Connection, ops: &[Op]) -> StoreResult<Executed> {
         }
     }
 
+    // Each outcome change is announced in the commit that made it.
+    for change in &changes {
+        super::outbox::insert_message(&tx, change)?;
+    }
     tx.commit()?;
     let answers = answers
         .into_iter()
@@ -424,6 +442,7 @@ fn rare_write(tx: &Transaction<'_>, op: &Op, changes: &mut Vec<OutcomeChange>) -
             stmt.execute(params![connection, conversation, participant, arrived_at, decision])?;
             Answer::PendingDecision
         }
+        Op::Outbox { work, .. } => Answer::Outbox(work(tx)?),
         _ => return Ok(None),
     }))
 }

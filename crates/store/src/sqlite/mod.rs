@@ -56,9 +56,10 @@ use wrapup_core::{Event, LegKey};
 
 mod batch;
 mod ingest;
+mod outbox;
 
 pub use batch::WriteStats;
-use batch::{Batcher, Op};
+use batch::{Batcher, Op, OutboxAnswer, OutboxWork};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -155,6 +156,16 @@ impl SqliteStore {
     /// The reading connections (for [`crate::copy_sqlite_to_postgres`]).
     pub(crate) fn reader(&self) -> &SqlitePool {
         &self.reader
+    }
+
+    /// Runs an outbox operation on the writer's thread (the database's one writer), answered after its commit.
+    async fn outbox<T: Send + 'static>(
+        &self,
+        work: impl Fn(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + Sync + 'static,
+    ) -> StoreResult<T> {
+        let work: OutboxWork = Box::new(move |tx| work(tx).map(|v| Box::new(v) as OutboxAnswer));
+        let answer = self.batcher.call(|reply| Op::Outbox { work, reply }).await?;
+        answer.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Backend("an outbox answer of another type".into()))
     }
 
     /// How many commits the frequent writes took, and how many operations they carried.
@@ -479,5 +490,65 @@ impl Store for SqliteStore {
         let (stored, first) = self.batcher.call(|reply| Op::Idempotent { connection, key, response, reply }).await?;
         let first = serde_json::from_str(&first).map_err(|e| corrupt("idempotent response", e))?;
         Ok((stored, first))
+    }
+
+    async fn outbox_unrouted(&self, limit: u32) -> StoreResult<Vec<crate::OutboxMessage>> {
+        self.outbox(move |tx| outbox::unrouted(tx, limit)).await
+    }
+
+    async fn outbox_route(&self, routes: &[crate::Route], now: Timestamp) -> StoreResult<()> {
+        let routes = routes.to_vec();
+        self.outbox(move |tx| outbox::route(tx, &routes, now)).await
+    }
+
+    async fn outbox_claim(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease: SignedDuration,
+    ) -> StoreResult<Vec<crate::Delivery>> {
+        let until = now.checked_add(lease).map_err(|e| StoreError::Backend(format!("lease end out of range: {e}")))?;
+        let (sink, owner) = (sink.to_string(), owner.to_string());
+        self.outbox(move |tx| outbox::claim(tx, &sink, ms(now), limit, &owner, ms(until))).await
+    }
+
+    async fn outbox_record(&self, owner: &str, attempts: &[crate::Attempted]) -> StoreResult<u64> {
+        let (owner, attempts) = (owner.to_string(), attempts.to_vec());
+        self.outbox(move |tx| outbox::record(tx, &owner, &attempts)).await
+    }
+
+    async fn outbox_next_due(&self, sink: &str) -> StoreResult<Option<Timestamp>> {
+        let sink = sink.to_string();
+        self.outbox(move |tx| outbox::next_due(tx, &sink)).await
+    }
+
+    async fn outbox_list(&self, filter: &crate::DeliveryFilter) -> StoreResult<Vec<crate::Delivery>> {
+        let filter = filter.clone();
+        self.outbox(move |tx| outbox::list(tx, &filter)).await
+    }
+
+    async fn outbox_messages(&self, leg: Option<&LegKey>, limit: u32) -> StoreResult<Vec<crate::OutboxMessage>> {
+        let leg = leg.cloned();
+        self.outbox(move |tx| outbox::messages(tx, leg.as_ref(), limit)).await
+    }
+
+    async fn outbox_resend(&self, what: &crate::Resend, now: Timestamp, until: Timestamp) -> StoreResult<u64> {
+        let what = what.clone();
+        self.outbox(move |tx| outbox::resend(tx, &what, now, until)).await
+    }
+
+    async fn outbox_counts(&self) -> StoreResult<crate::DeliveryCounts> {
+        self.outbox(outbox::counts).await
+    }
+
+    async fn outbox_sinks(&self) -> StoreResult<Vec<crate::SinkState>> {
+        self.outbox(outbox::sinks).await
+    }
+
+    async fn outbox_set_sink(&self, state: &crate::SinkState) -> StoreResult<()> {
+        let state = state.clone();
+        self.outbox(move |tx| outbox::set_sink(tx, &state)).await
     }
 }

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
 use wrapup_core::lifecycle::{apply_event, LegRecord, LegState, WriteIntent};
 use wrapup_core::{Event, EventKind, LegFacts, LegKey, Outcome};
-use wrapup_store::{ClaimedLeg, Ingested, LedgerEntry, LegFilter, OutcomeChange, Save, Store, StoreError};
+use wrapup_store::{
+    AttemptResult, Attempted, ClaimedLeg, DeliveryFilter, DeliveryState, Ingested, LedgerEntry, LegFilter, NewDelivery,
+    OutcomeChange, Resend, Route, Save, SinkState, Store, StoreError,
+};
 
 // ---- fixtures ---------------------------------------------------------------------------------------------------
 
@@ -787,6 +790,244 @@ pub async fn the_catalog_audit_trail_reads_back_per_connection_in_order<S: Store
 // ---- durability -------------------------------------------------------------------------------------------------
 
 /// `open` must open the *same* storage every time (a file, a database), starting empty the first time.
+// ---- the outbox ---------------------------------------------------------------------------------------------------
+
+/// The messages of `k`: (type, outcome, replaces, code id, code source).
+async fn messages_of<S: Store>(
+    store: &S,
+    k: &LegKey,
+) -> Vec<(String, String, Option<String>, Option<String>, Option<String>)> {
+    let field = |b: &serde_json::Value, path: &[&str]| {
+        let mut v = b;
+        for p in path {
+            v = &v[*p];
+        }
+        v.as_str().map(str::to_string)
+    };
+    store
+        .outbox_messages(Some(k), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            assert!(m.id.starts_with("msg_"), "{}", m.id);
+            assert_eq!(m.body["version"], 1);
+            assert_eq!(field(&m.body, &["data", "conversation"]).as_deref(), Some(k.conversation.as_str()));
+            (
+                m.kind,
+                m.outcome.as_str().to_string(),
+                field(&m.body, &["data", "replaces"]),
+                field(&m.body, &["data", "code", "id"]),
+                field(&m.body, &["data", "code", "source"]),
+            )
+        })
+        .collect()
+}
+
+pub async fn every_outcome_change_writes_one_outbox_message_in_its_commit<S: Store>(store: S) {
+    let (a, b, e, d) = (key(1), key(2), key(3), key(4));
+    store
+        .ingest(
+            &[ended(&a, 0, Some(600)), ended(&b, 0, Some(600)), ended(&e, 0, Some(5)), ended(&d, 0, Some(600))],
+            t(0),
+        )
+        .await
+        .unwrap();
+    assert!(store.outbox_messages(None, 100).await.unwrap().is_empty(), "an open leg announces nothing");
+    store.ingest(&[coded(&a, 1, Some("agent"), false)], t(1)).await.unwrap();
+    let claimed = store.claim_due(t(2), 10, "w", LEASE).await.unwrap();
+    let c = claimed.iter().find(|c| c.leg.key == b).unwrap();
+    let mut leg = c.leg.clone();
+    leg.intent = Some(WriteIntent { code_id: "ours".into(), code_name: "Ours".into(), at: t(2) });
+    leg.written_at = Some(t(2));
+    leg.finish(Outcome::Applied, None, t(2));
+    let save = Save { leg: &leg, version: c.version, owner: "w", release: true, lines: &[], stored_outcome: None };
+    store.save(save).await.unwrap();
+    store.ingest(&[coded(&b, 3, Some("ours"), false), coded(&b, 4, Some("theirs"), false)], t(4)).await.unwrap();
+    store.expire_overdue(t(10)).await.unwrap();
+    // A refused save announces nothing: the event that overtook the worker announced the leg's ending.
+    let c = claimed.iter().find(|c| c.leg.key == d).unwrap();
+    store.ingest(&[coded(&d, 5, Some("agent"), false)], t(5)).await.unwrap();
+    let mut leg = c.leg.clone();
+    leg.finish(Outcome::Review, Some("x".into()), t(6));
+    let save = Save { leg: &leg, version: c.version, owner: "w", release: true, lines: &[], stored_outcome: None };
+    assert!(matches!(store.save(save).await, Err(StoreError::Conflict(_))));
+    // Closing an already finished leg changes nothing, and announces nothing.
+    store.ingest(&[closed(&a, 11)], t(11)).await.unwrap();
+
+    let s = |x: &str| Some(x.to_string());
+    let finished = "leg.finished".to_string();
+    assert_eq!(
+        messages_of(&store, &a).await,
+        vec![(finished.clone(), "agent_won".into(), None, s("agent"), s("agent"))]
+    );
+    assert_eq!(
+        messages_of(&store, &b).await,
+        vec![
+            (finished.clone(), "applied".into(), None, s("ours"), s("ours")),
+            ("leg.outcome_changed".into(), "agent_changed".into(), s("applied"), s("theirs"), s("agent")),
+        ]
+    );
+    assert_eq!(messages_of(&store, &e).await, vec![(finished.clone(), "expired".into(), None, None, None)]);
+    assert_eq!(messages_of(&store, &d).await, vec![(finished, "agent_won".into(), None, s("agent"), s("agent"))]);
+    let all = store.outbox_messages(None, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let ids: BTreeSet<&str> = all.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), 5, "message ids are unique");
+    let b_msgs = store.outbox_messages(Some(&b), 10).await.unwrap();
+    assert_eq!(b_msgs[0].body["data"]["code"]["name"], "Ours");
+    assert_eq!(b_msgs[0].body["data"]["queue"]["id"], "q1");
+    assert!(b_msgs[0].seq < b_msgs[1].seq);
+}
+
+/// Routes every unrouted message to `sinks` (bodies are the message ids), expiring at `t(1000)`.
+async fn route_all<S: Store>(store: &S, sinks: &[&str], now: Timestamp) -> usize {
+    let messages = store.outbox_unrouted(100).await.unwrap();
+    let routes: Vec<Route> = messages
+        .iter()
+        .map(|m| Route {
+            seq: m.seq,
+            deliveries: sinks
+                .iter()
+                .map(|s| NewDelivery { sink: s.to_string(), body: m.id.clone(), expires_at: t(1000) })
+                .collect(),
+        })
+        .collect();
+    store.outbox_route(&routes, now).await.unwrap();
+    messages.len()
+}
+
+/// Ends leg `b` as `applied` by a worker, then has the agent change it: two messages in order.
+async fn applied_then_changed<S: Store>(store: &S, b: &LegKey, at: i64) {
+    store.ingest(&[ended(b, at, Some(600))], t(at)).await.unwrap();
+    let c = store.claim_due(t(at), 10, "w", LEASE).await.unwrap().into_iter().find(|c| &c.leg.key == b).unwrap();
+    let mut leg = c.leg.clone();
+    leg.intent = Some(WriteIntent { code_id: "ours".into(), code_name: "Ours".into(), at: t(at) });
+    leg.written_at = Some(t(at));
+    leg.finish(Outcome::Applied, None, t(at));
+    let save = Save { leg: &leg, version: c.version, owner: "w", release: true, lines: &[], stored_outcome: None };
+    store.save(save).await.unwrap();
+    store
+        .ingest(&[coded(b, at + 1, Some("ours"), false), coded(b, at + 2, Some("theirs"), false)], t(at + 2))
+        .await
+        .unwrap();
+}
+
+fn attempted(seq: i64, sink: &str, at: i64, result: AttemptResult) -> Attempted {
+    Attempted { seq, sink: sink.into(), at: t(at), status: Some(500), error: Some("boom".into()), result }
+}
+
+pub async fn outbox_deliveries_reach_a_sink_in_order_per_leg<S: Store>(store: S) {
+    let (a, b) = (key(1), key(2));
+    applied_then_changed(&store, &b, 0).await;
+    store.ingest(&[ended(&a, 0, Some(600)), coded(&a, 1, Some("agent"), false)], t(3)).await.unwrap();
+    // Not routed yet: nothing to claim.
+    assert!(store.outbox_claim("crm", t(5), 10, "o1", LEASE).await.unwrap().is_empty());
+    assert_eq!(route_all(&store, &["crm", "audit"], t(5)).await, 3);
+    assert_eq!(route_all(&store, &["crm"], t(5)).await, 0, "routed once");
+    let b_msgs = store.outbox_messages(Some(&b), 10).await.unwrap();
+    let (first, second) = (b_msgs[0].seq, b_msgs[1].seq);
+
+    // The leg's agent_changed waits for its first message; the other leg's goes along.
+    let got = store.outbox_claim("crm", t(5), 10, "o1", LEASE).await.unwrap();
+    let seqs: Vec<i64> = got.iter().map(|d| d.seq).collect();
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs.contains(&first) && !seqs.contains(&second), "{seqs:?}");
+    assert!(got.iter().all(|d| d.state == DeliveryState::Pending && d.body.starts_with("msg_")));
+    assert!(store.outbox_claim("crm", t(5), 10, "o2", LEASE).await.unwrap().is_empty(), "leased to o1");
+    // The other sink is independent.
+    assert_eq!(store.outbox_claim("audit", t(5), 10, "o2", LEASE).await.unwrap().len(), 2);
+
+    // A failed attempt is retried later: until then the later message still waits.
+    let retry = attempted(first, "crm", 6, AttemptResult::Retry(t(20)));
+    assert_eq!(store.outbox_record("o1", &[retry.clone()]).await.unwrap(), 1);
+    assert_eq!(store.outbox_record("o2", &[retry]).await.unwrap(), 0, "only the lease holder records");
+    assert!(store.outbox_claim("crm", t(10), 10, "o1", LEASE).await.unwrap().is_empty());
+    assert_eq!(
+        store.outbox_next_due("crm").await.unwrap(),
+        Some(Timestamp::from_millisecond(t(20).as_millisecond()).unwrap())
+    );
+    let again = store.outbox_claim("crm", t(20), 10, "o1", LEASE).await.unwrap();
+    assert_eq!(again.iter().map(|d| (d.seq, d.attempts)).collect::<Vec<_>>(), vec![(first, 1)]);
+    assert_eq!(again[0].last_status, Some(500));
+    // Delivered: now the later message is due.
+    let ok = Attempted { status: Some(204), error: None, ..attempted(first, "crm", 21, AttemptResult::Delivered) };
+    store.outbox_record("o1", &[ok]).await.unwrap();
+    let next = store.outbox_claim("crm", t(21), 10, "o1", LEASE).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![second]);
+    // A dead letter is listed as one.
+    store.outbox_record("o1", &[attempted(second, "crm", 22, AttemptResult::Dead)]).await.unwrap();
+    let dead = store
+        .outbox_list(&DeliveryFilter {
+            sink: Some("crm".into()),
+            state: Some(DeliveryState::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.iter().map(|d| (d.seq, d.message_id.clone())).collect::<Vec<_>>(),
+        vec![(second, b_msgs[1].id.clone())]
+    );
+    let delivered = store
+        .outbox_list(&DeliveryFilter {
+            leg: Some(b.clone()),
+            state: Some(DeliveryState::Delivered),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].delivered_at, Some(Timestamp::from_millisecond(t(21).as_millisecond()).unwrap()));
+    assert_eq!(store.outbox_next_due("crm").await.unwrap().is_some(), true, "leg a's crm delivery is still leased");
+}
+
+pub async fn dead_letters_and_delivered_messages_can_be_sent_again<S: Store>(store: S) {
+    let b = key(2);
+    applied_then_changed(&store, &b, 0).await;
+    route_all(&store, &["crm"], t(5)).await;
+    let msgs = store.outbox_messages(Some(&b), 10).await.unwrap();
+    let first = store.outbox_claim("crm", t(5), 10, "o", LEASE).await.unwrap().remove(0);
+    store.outbox_record("o", &[attempted(first.seq, "crm", 6, AttemptResult::Dead)]).await.unwrap();
+    let second = store.outbox_claim("crm", t(6), 10, "o", LEASE).await.unwrap().remove(0);
+    assert_eq!(second.seq, msgs[1].seq, "a dead letter no longer holds back its leg's next message");
+    store.outbox_record("o", &[attempted(second.seq, "crm", 7, AttemptResult::Delivered)]).await.unwrap();
+
+    // Dead letters back to pending, with a new deadline; the count per state follows.
+    assert_eq!(store.outbox_resend(&Resend::Dead { sink: Some("other".into()) }, t(8), t(900)).await.unwrap(), 0);
+    assert_eq!(store.outbox_resend(&Resend::Dead { sink: None }, t(8), t(900)).await.unwrap(), 1);
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!(counts.get(&("crm".to_string(), DeliveryState::Pending)), Some(&1));
+    assert_eq!(counts.get(&("crm".to_string(), DeliveryState::Delivered)), Some(&1));
+    let again = store.outbox_claim("crm", t(8), 10, "o", LEASE).await.unwrap();
+    assert_eq!(again.iter().map(|d| (d.seq, d.attempts)).collect::<Vec<_>>(), vec![(first.seq, 0)]);
+    assert_eq!(again[0].expires_at, Timestamp::from_millisecond(t(900).as_millisecond()).unwrap());
+    store.outbox_record("o", &[attempted(first.seq, "crm", 9, AttemptResult::Delivered)]).await.unwrap();
+
+    // Replay: what was delivered since a time is pending again, with the same message id and body.
+    assert_eq!(store.outbox_resend(&Resend::Delivered { since: t(9), sink: None }, t(10), t(900)).await.unwrap(), 1);
+    let replayed = store.outbox_claim("crm", t(10), 10, "o", LEASE).await.unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!((replayed[0].seq, replayed[0].body.as_str()), (first.seq, msgs[0].id.as_str()));
+    // One message by id.
+    let by_id = Resend::Message { id: msgs[1].id.clone(), sink: Some("crm".into()) };
+    assert_eq!(store.outbox_resend(&by_id, t(11), t(900)).await.unwrap(), 1);
+
+    // A sink's disabled state is persisted, and enabling clears it.
+    assert!(store.outbox_sinks().await.unwrap().is_empty());
+    let disabled = SinkState {
+        name: "crm".into(),
+        disabled_at: Some(Timestamp::from_millisecond(t(12).as_millisecond()).unwrap()),
+        disabled_status: Some(410),
+        disabled_reason: Some("410 Gone".into()),
+    };
+    store.outbox_set_sink(&disabled).await.unwrap();
+    assert_eq!(store.outbox_sinks().await.unwrap(), vec![disabled]);
+    let enabled = SinkState { name: "crm".into(), disabled_at: None, disabled_status: None, disabled_reason: None };
+    store.outbox_set_sink(&enabled).await.unwrap();
+    assert_eq!(store.outbox_sinks().await.unwrap(), vec![enabled]);
+}
+
 pub async fn everything_survives_a_reopen<S, F, Fut>(open: F)
 where
     S: Store,
@@ -807,6 +1048,10 @@ where
         store.append_ledger(&k, &entry).await.unwrap();
         store.put_catalog("prod", &catalog(), t(4)).await.unwrap();
         store.idempotent("prod", "k", &response).await.unwrap();
+        // A finished leg's message, routed and leased.
+        store.ingest(&[ended(&key(2), 0, Some(60)), coded(&key(2), 1, Some("agent"), false)], t(1)).await.unwrap();
+        route_all(&store, &["crm"], t(2)).await;
+        assert_eq!(store.outbox_claim("crm", t(2), 10, "o", LEASE).await.unwrap().len(), 1);
         leg_of(&store, &k).await
     };
     let store = open().await;
@@ -821,6 +1066,11 @@ where
     assert_eq!(ledger[1], entry);
     assert_eq!(store.get_catalog("prod").await.unwrap(), Some((catalog(), t(4))));
     assert_eq!(store.idempotent("prod", "k", &serde_json::json!(1)).await.unwrap(), (false, response));
+    // The outbox survives: the message, its delivery and its lease.
+    assert_eq!(store.outbox_messages(Some(&key(2)), 10).await.unwrap().len(), 1);
+    assert!(store.outbox_unrouted(10).await.unwrap().is_empty());
+    assert!(store.outbox_claim("crm", t(3), 10, "other", LEASE).await.unwrap().is_empty());
+    assert_eq!(store.outbox_claim("crm", t(33), 10, "other", LEASE).await.unwrap().len(), 1);
     // The lease survives too.
     assert!(store.claim_due(t(10), 1, "other", LEASE).await.unwrap().is_empty());
     assert_eq!(store.claim_due(t(32), 1, "other", LEASE).await.unwrap().len(), 1);
@@ -891,6 +1141,9 @@ macro_rules! conformance_tests {
             the_catalog_cache_round_trips,
             an_idempotency_key_returns_the_first_response,
             the_catalog_audit_trail_reads_back_per_connection_in_order,
+            every_outcome_change_writes_one_outbox_message_in_its_commit,
+            outbox_deliveries_reach_a_sink_in_order_per_leg,
+            dead_letters_and_delivered_messages_can_be_sent_again,
         );
     };
 }
@@ -934,4 +1187,7 @@ where
     the_catalog_cache_round_trips(make().await).await;
     an_idempotency_key_returns_the_first_response(make().await).await;
     the_catalog_audit_trail_reads_back_per_connection_in_order(make().await).await;
+    every_outcome_change_writes_one_outbox_message_in_its_commit(make().await).await;
+    outbox_deliveries_reach_a_sink_in_order_per_leg(make().await).await;
+    dead_letters_and_delivered_messages_can_be_sent_again(make().await).await;
 }
