@@ -787,9 +787,6 @@ pub async fn the_catalog_audit_trail_reads_back_per_connection_in_order<S: Store
     assert!(store.append_catalog_audit(&lines[0]).await.is_err(), "a line is written once");
 }
 
-// ---- durability -------------------------------------------------------------------------------------------------
-
-/// `open` must open the *same* storage every time (a file, a database), starting empty the first time.
 // ---- the outbox ---------------------------------------------------------------------------------------------------
 
 /// The messages of `k`: (type, outcome, replaces, code id, code source).
@@ -940,7 +937,7 @@ pub async fn outbox_deliveries_reach_a_sink_in_order_per_leg<S: Store>(store: S)
 
     // A failed attempt is retried later: until then the later message still waits.
     let retry = attempted(first, "crm", 6, AttemptResult::Retry(t(20)));
-    assert_eq!(store.outbox_record("o1", &[retry.clone()]).await.unwrap(), 1);
+    assert_eq!(store.outbox_record("o1", std::slice::from_ref(&retry)).await.unwrap(), 1);
     assert_eq!(store.outbox_record("o2", &[retry]).await.unwrap(), 0, "only the lease holder records");
     assert!(store.outbox_claim("crm", t(10), 10, "o1", LEASE).await.unwrap().is_empty());
     assert_eq!(
@@ -979,7 +976,7 @@ pub async fn outbox_deliveries_reach_a_sink_in_order_per_leg<S: Store>(store: S)
         .unwrap();
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].delivered_at, Some(Timestamp::from_millisecond(t(21).as_millisecond()).unwrap()));
-    assert_eq!(store.outbox_next_due("crm").await.unwrap().is_some(), true, "leg a's crm delivery is still leased");
+    assert!(store.outbox_next_due("crm").await.unwrap().is_some(), "leg a's crm delivery is still leased");
 }
 
 pub async fn dead_letters_and_delivered_messages_can_be_sent_again<S: Store>(store: S) {
@@ -1028,6 +1025,9 @@ pub async fn dead_letters_and_delivered_messages_can_be_sent_again<S: Store>(sto
     assert_eq!(store.outbox_sinks().await.unwrap(), vec![enabled]);
 }
 
+// ---- durability -------------------------------------------------------------------------------------------------
+
+/// `open` must open the *same* storage every time (a file, a database), starting empty the first time.
 pub async fn everything_survives_a_reopen<S, F, Fut>(open: F)
 where
     S: Store,
