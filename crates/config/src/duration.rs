@@ -6,6 +6,11 @@ use jiff::SignedDuration;
 const MAX_MS: i64 = 24 * 60 * 60 * 1000;
 
 pub(crate) fn parse(text: &str) -> Result<SignedDuration, String> {
+    parse_within(text, MAX_MS, "24h")
+}
+
+/// [`parse`] with another upper bound (`longest` says it in words).
+pub(crate) fn parse_within(text: &str, max_ms: i64, longest: &str) -> Result<SignedDuration, String> {
     let bad = || format!("invalid duration {text:?}: write e.g. `500ms`, `10s`, `2m`, `1m30s`");
     if text.is_empty() {
         return Err(bad());
@@ -31,8 +36,8 @@ pub(crate) fn parse(text: &str) -> Result<SignedDuration, String> {
         total = n
             .checked_mul(per_unit)
             .and_then(|ms| total.checked_add(ms))
-            .filter(|t| *t <= MAX_MS)
-            .ok_or_else(|| format!("duration {text:?} is longer than 24h"))?;
+            .filter(|t| *t <= max_ms)
+            .ok_or_else(|| format!("duration {text:?} is longer than {longest}"))?;
     }
     Ok(SignedDuration::from_millis(total))
 }

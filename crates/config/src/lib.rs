@@ -102,6 +102,16 @@
 //! hold_ms = { gte = 1000, lt = 60000 }
 //! acw_timeout_ms = { gt = 0 }
 //! attributes = { vip = { exists = false }, tier = "gold" }
+//!
+//! [[sinks]]                             # optional: the outbox's receivers (docs/OUTBOX.md)
+//! name = "crm"                          # unique
+//! url = "https://crm.example.com/hooks/wrapup"
+//! secret = "env:WRAPUP_CRM_SECRET"      # `whsec_<base64>`: messages are signed per Standard Webhooks
+//! filter = { connections = ["prod"], outcomes = ["applied", "agent_won"], queues = ["Sales"] }  # optional
+//! mapping = { "Sale" = "SOLD", "No Sale" = "NOT_SOLD" }  # optional: code name → `data.disposition`
+//! max_age = "24h"                       # default 24h (at most 168h): retried until then, then a dead letter
+//! timeout = "10s"                       # default 10s: one attempt
+//! concurrency = 16                      # default 16: deliveries in flight at once (one per leg)
 //! ```
 //!
 //! A documented example lives in `examples/wrapup.example.toml`.
@@ -115,6 +125,7 @@ mod region;
 mod schema;
 mod secrets;
 mod signing;
+mod sinks;
 mod tree;
 
 pub use catalog_check::{check_catalog, check_catalogs, check_lookup_fallbacks, CatalogProblem, CatalogProblemKind};
@@ -123,6 +134,7 @@ pub use error::{ConfigError, ConfigErrors, Location};
 pub use region::{genesys_domain, GENESYS_REGIONS};
 pub use secrets::{SecretSource, SystemSecrets};
 pub use signing::{SigningSecret, SIGNING_KEY_BYTES, SIGNING_SECRET_PREFIX};
+pub use sinks::{SinkConfig, SinkFilter, DEFAULT_SINK_CONCURRENCY, DEFAULT_SINK_MAX_AGE, DEFAULT_SINK_TIMEOUT};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,6 +161,8 @@ pub struct Config {
     pub rules: RuleSet,
     /// Where each rule (by index) is written, for problems found later (e.g. against a live catalog).
     rule_locations: Vec<Location>,
+    /// Where the outbox delivers every final code (`[[sinks]]`).
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// Where wrapup keeps its state (`[store]`).

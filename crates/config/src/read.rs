@@ -48,7 +48,7 @@ pub(crate) fn read(
     }
 }
 
-fn secret(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Secret> {
+pub(crate) fn secret(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Secret> {
     let Value::String(text) = &f.node.value else {
         cx.wrong_type(f.node, &f.path, "a secret reference (`env:NAME` or `file:PATH`)");
         return None;
@@ -84,7 +84,7 @@ fn plain_or_reference(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
 // ---- the document ----
 
 const ROOT_KEYS: &[&str] =
-    &["data_dir", "store", "listen", "admin_listen", "admin", "http", "connections", "decision_hooks", "rules"];
+    &["data_dir", "store", "listen", "admin_listen", "admin", "http", "connections", "decision_hooks", "rules", "sinks"];
 const STORE_KEYS: &[&str] = &["url", "password"];
 const ADMIN_KEYS: &[&str] = &["token", "metrics_token"];
 const HTTP_KEYS: &[&str] = &[
@@ -219,6 +219,13 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
             all_of(items(list, &f.path).map(|item| read_rule(cx, &item, &known)))
         });
     }
+    let mut sinks = Some(Vec::new());
+    if let Some(f) = t.get("sinks") {
+        sinks = array(cx, &f, "an array of tables (`[[sinks]]`)").and_then(|list| {
+            check_unique_names(cx, lines, list, &f.path, "sink");
+            all_of(items(list, &f.path).map(|item| crate::sinks::read_sink(cx, &item, &declared_connections)))
+        });
+    }
     t.finish(cx);
 
     if !cx.problems.is_empty() {
@@ -243,6 +250,7 @@ fn read_root(cx: &mut Cx<'_>, root: &Node, lines: &LineIndex) -> Option<Config> 
         decision_hooks: decision_hooks?,
         rules,
         rule_locations,
+        sinks: sinks?,
     })
 }
 
@@ -1072,6 +1080,17 @@ fn read_timing(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Timing> {
             None
         }
     }
+}
+
+/// A duration up to `max_ms` (`longest` says it in words).
+pub(crate) fn duration_within(
+    cx: &mut Cx<'_>,
+    f: &Field<'_>,
+    max_ms: i64,
+    longest: &str,
+) -> Option<jiff::SignedDuration> {
+    let s = string(cx, f)?;
+    crate::duration::parse_within(s, max_ms, longest).map_err(|e| cx.problem(&f.node.span, &f.path, e)).ok()
 }
 
 fn duration(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<jiff::SignedDuration> {

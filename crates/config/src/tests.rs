@@ -978,3 +978,69 @@ fn a_whole_config_file_serves_as_a_rules_file() {
     let candidate = config.with_rules_text(&text, "w.toml").unwrap();
     assert_eq!(candidate.rules.version(), config.rules.version());
 }
+
+const SINK_SECRET: &str = "literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[test]
+fn sinks_are_read_with_their_filter_mapping_and_defaults() {
+    let text = with_connection(&format!(
+        r#"
+[[sinks]]
+name = "crm"
+url = "https://crm.example.com/hooks"
+secret = "{SINK_SECRET}"
+filter = {{ connections = ["prod"], outcomes = ["applied", "agent_won"], queues = ["Sales"] }}
+mapping = {{ "Sale" = "SOLD", "No Sale" = "NOT_SOLD" }}
+max_age = "48h"
+timeout = "5s"
+
+[[sinks]]
+name = "audit"
+url = "http://127.0.0.1:9000/"
+secret = "{SINK_SECRET}"
+"#
+    ));
+    let config = parse(&text).unwrap();
+    let crm = &config.sinks[0];
+    assert_eq!((crm.name.as_str(), crm.url.as_str()), ("crm", "https://crm.example.com/hooks"));
+    assert_eq!(crm.secret.key().len(), 24);
+    assert_eq!(crm.mapping.get("No Sale").map(String::as_str), Some("NOT_SOLD"));
+    assert_eq!(crm.max_age, std::time::Duration::from_secs(48 * 3600));
+    assert_eq!(crm.timeout, std::time::Duration::from_secs(5));
+    assert!(crm.filter.wants("prod", wrapup_core::Outcome::Applied, Some("Sales")));
+    assert!(!crm.filter.wants("prod", wrapup_core::Outcome::Expired, Some("Sales")));
+    assert!(!crm.filter.wants("prod", wrapup_core::Outcome::Applied, Some("Support")));
+    assert!(!crm.filter.wants("prod", wrapup_core::Outcome::Applied, None));
+    let audit = &config.sinks[1];
+    assert_eq!(audit.max_age, DEFAULT_SINK_MAX_AGE);
+    assert_eq!(audit.concurrency, DEFAULT_SINK_CONCURRENCY);
+    assert!(audit.filter.wants("anything", wrapup_core::Outcome::Review, None));
+}
+
+#[test]
+fn sink_problems_are_reported_with_their_location_and_never_echo_the_secret() {
+    let sink = |body: &str| with_connection(&format!("\n[[sinks]]\nname = \"crm\"\n{body}\n"));
+    let url = "url = \"https://crm.example.com/\"";
+    let secret = format!("secret = \"{SINK_SECRET}\"");
+    assert_problem(&sink(&secret), "w.toml:", "missing required key `url`");
+    assert_problem(&sink(url), "w.toml:", "missing required key `secret`");
+    assert_problem(&sink(&format!("{url}\n{secret}\ncolour = 1")), "w.toml:13:1: sinks[0].colour", "unknown key");
+    assert_problem(&sink(&format!("url = \"ftp://x/\"\n{secret}")), "w.toml:11:7: sinks[0].url", "http");
+    let plain = "secret = \"literal:not-a-whsec-value\"";
+    let all = problems(&sink(&format!("{url}\n{plain}")));
+    assert!(all.iter().any(|p| p.contains("sinks[0].secret") && p.contains("whsec_")), "{all:?}");
+    assert!(all.iter().all(|p| !p.contains("not-a-whsec-value")), "{all:?}");
+    let filter = format!("{url}\n{secret}\nfilter = {{ connections = [\"dev\"], outcomes = [\"won\"], queues = [] }}");
+    let all = problems(&sink(&filter));
+    for expected in [
+        "sinks[0].filter.connections[0]: no connection is named \"dev\"",
+        "sinks[0].filter.outcomes[0]",
+        "sinks[0].filter.queues: an empty list",
+    ] {
+        assert!(all.iter().any(|p| p.contains(expected)), "{expected} not in {all:#?}");
+    }
+    assert_problem(&sink(&format!("{url}\n{secret}\nmax_age = \"200h\"")), "w.toml:", "longer than 7 days");
+    assert_problem(&sink(&format!("{url}\n{secret}\nmapping = {{ Sale = 1 }}")), "w.toml:", "sinks[0].mapping.Sale");
+    let twice = format!("{}\n[[sinks]]\nname = \"crm\"\n{url}\n{secret}\n", sink(&format!("{url}\n{secret}")));
+    assert_problem(&twice, "w.toml:", "duplicate sink name");
+}
