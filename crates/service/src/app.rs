@@ -72,6 +72,9 @@ pub struct ServiceSpec {
     /// This process is the store's only user (embedded SQLite): leases found at startup were left by a previous
     /// run that died, and are cleared so its legs resume at once instead of after the lease expires.
     pub exclusive_store: bool,
+    /// Where the outbox delivers every final code (none: messages are still written, and wait for a sink).
+    pub sinks: Vec<wrapup_config::SinkConfig>,
+    pub outbox: crate::outbox::OutboxSettings,
 }
 
 /// Shared by the HTTP handlers.
@@ -96,6 +99,10 @@ pub struct AppState {
     pub cxone_clients: HashMap<String, wrapup_connectors::cxone::CxoneClient>,
     /// Which periodic jobs this process runs, when processes share the store.
     pub leases: Arc<crate::jobs::JobLeases>,
+    /// The outbox's sinks (`/api/v1/sinks`, the `max_age` a retried message gets).
+    pub sinks: Vec<wrapup_config::SinkConfig>,
+    /// Rung when there may be messages to route (a commit changed outcomes, an operator resent some).
+    pub outbox_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -227,7 +234,14 @@ pub async fn start_with_admin(
             intake.insert(c.name, settings);
         }
     }
-    spec.store.watch_outcomes(crate::outcomes::hook(connections.clone()));
+    let counting = crate::outcomes::hook(connections.clone());
+    let outbox_wake = Arc::new(Notify::new());
+    let ring = outbox_wake.clone();
+    // The commit that changed an outcome wrote its outbox message: the router routes it at once.
+    spec.store.watch_outcomes(Arc::new(move |change: &wrapup_store::OutcomeChange| {
+        counting(change);
+        ring.notify_one();
+    }));
     let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
     let leases =
         Arc::new(crate::jobs::JobLeases { store: spec.store.clone(), clock: spec.clock.clone(), owner: owner.clone() });
@@ -296,6 +310,8 @@ pub async fn start_with_admin(
         reconcilers,
         cxone_clients,
         leases,
+        sinks: spec.sinks.clone(),
+        outbox_wake: outbox_wake.clone(),
     });
     let shutdown = Shutdown::default();
     let listeners = match admin {
@@ -311,6 +327,16 @@ pub async fn start_with_admin(
     let sweep = tokio::spawn(scheduler::run_expiry_sweep(worker, spec.scheduler.sweep_every, shutdown.clone()));
     let gauges = tokio::spawn(crate::gauges::run(state.clone(), crate::gauges::EVERY, shutdown.clone()));
     let mut tasks = vec![server, claim, sweep, gauges];
+    let outbox = crate::outbox::start(
+        spec.store.clone(),
+        spec.clock.clone(),
+        spec.sinks,
+        state.connections.clone(),
+        spec.outbox,
+        outbox_wake,
+        shutdown.clone(),
+    );
+    tasks.extend(outbox.tasks);
     let last = Shutdown::default();
     let shares = shared_budgets.into_iter().map(|shared| tokio::spawn(shared.run(last.clone()))).collect();
     for (name, ws) in websockets {

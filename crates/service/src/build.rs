@@ -209,6 +209,8 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         // An embedded SQLite file is used by this process alone; a PostgreSQL database may be shared by replicas,
         // whose leases are theirs until they expire.
         exclusive_store: config.store == wrapup_config::StoreConfig::Sqlite,
+        sinks: config.sinks.clone(),
+        outbox: crate::outbox::OutboxSettings::default(),
     })
 }
 

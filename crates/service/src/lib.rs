@@ -17,6 +17,7 @@ pub mod intake_auth;
 pub mod jobs;
 pub mod json_request;
 pub mod lookup;
+pub mod outbox;
 pub mod outcomes;
 pub mod platform;
 pub mod reconciler;

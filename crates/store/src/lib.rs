@@ -27,7 +27,7 @@ mod sqlite;
 pub use api::*;
 pub use copy::{copy_sqlite_to_postgres, CopyProgress, CopyReport, TableCopied};
 pub use outbox::{
-    AttemptResult, Attempted, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, NewDelivery, OutboxMessage,
+    AttemptResult, Attempted, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, MessageBody, NewDelivery, OutboxMessage,
     Resend, Route, SinkState,
 };
 pub use postgres::PostgresStore;

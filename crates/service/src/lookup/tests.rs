@@ -112,6 +112,8 @@ pub(crate) async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option
         gate_freshness: std::time::Duration::from_secs(1),
         confirm_within: std::time::Duration::from_secs(5),
         exclusive_store: true,
+        sinks: Vec::new(),
+        outbox: crate::outbox::OutboxSettings::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = crate::app::start(spec, listener).await.unwrap();
