@@ -14,7 +14,9 @@ use wrapup_store::{AttemptResult, Attempted, Delivery, SinkState};
 pub enum Verdict {
     Delivered,
     /// Try again: after `Retry-After` when the receiver said, else after a backoff.
-    Retry { after: Option<Duration> },
+    Retry {
+        after: Option<Duration>,
+    },
     /// The receiver retired this endpoint (410): the sink is disabled.
     Gone,
     /// It will not get better by itself (a 4xx other than 408/429, 501): a dead letter at once.
@@ -53,8 +55,11 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
             match shared.store.outbox_sinks().await {
                 Ok(states) => {
                     disabled = states.iter().any(|s| s.name == name && s.disabled_at.is_some());
-                    metrics::gauge!("wrapup_outbox_sink_disabled", "sink" => name.clone())
-                        .set(if disabled { 1.0 } else { 0.0 });
+                    metrics::gauge!("wrapup_outbox_sink_disabled", "sink" => name.clone()).set(if disabled {
+                        1.0
+                    } else {
+                        0.0
+                    });
                 }
                 Err(e) => tracing::warn!(sink = %name, error = %e, "Could not read the sink's state."),
             }
@@ -92,10 +97,10 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
         }
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(a) = done { record(&shared, &sink, a).await; }
+                if let Ok(a) = done { disabled |= record(&shared, &sink, a).await; }
                 // Record every other attempt that finished meanwhile before claiming again.
                 while let Some(Ok(a)) = in_flight.try_join_next() {
-                    record(&shared, &sink, a).await;
+                    disabled |= record(&shared, &sink, a).await;
                 }
             }
             _ = shared.routed.notified() => {}
@@ -111,8 +116,8 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
     }
 }
 
-/// Records one attempt, and disables the sink when the receiver answered 410.
-async fn record(shared: &Shared, sink: &SinkConfig, a: Attempted) {
+/// Records one attempt, and disables the sink when the receiver answered 410 (then answers `true`).
+async fn record(shared: &Shared, sink: &SinkConfig, a: Attempted) -> bool {
     let result = match &a.result {
         AttemptResult::Delivered => "delivered",
         AttemptResult::Retry(_) if a.status == Some(410) => "disabled",
@@ -142,6 +147,7 @@ async fn record(shared: &Shared, sink: &SinkConfig, a: Attempted) {
     if let Err(e) = shared.store.outbox_record(&shared.owner, std::slice::from_ref(&a)).await {
         tracing::warn!(sink = %sink.name, seq = a.seq, error = %e, "Could not record a delivery attempt; it is sent again when its lease ends.");
     }
+    a.status == Some(410)
 }
 
 /// One POST of a delivery, and what it came to.
@@ -232,6 +238,8 @@ mod tests {
             }
         }
         let spread: Vec<Duration> = (0..50).map(|_| backoff(5, base, max, &mut rng)).collect();
-        assert!(spread.iter().any(|d| *d < Duration::from_secs(16)) && spread.iter().any(|d| *d > Duration::from_secs(16)));
+        assert!(
+            spread.iter().any(|d| *d < Duration::from_secs(16)) && spread.iter().any(|d| *d > Duration::from_secs(16))
+        );
     }
 }

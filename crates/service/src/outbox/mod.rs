@@ -22,6 +22,8 @@
 
 mod deliver;
 pub mod sign;
+#[cfg(test)]
+mod tests;
 
 use crate::worker::ConnectionRuntime;
 use std::collections::HashMap;
@@ -189,7 +191,11 @@ pub fn delivery_for(
 }
 
 /// The message as `sink` gets it: the code's name completed from the catalog, and the sink's value for it.
-fn render(message: &OutboxMessage, sink: &SinkConfig, code_name: &dyn Fn(&str) -> Option<String>) -> Option<MessageBody> {
+fn render(
+    message: &OutboxMessage,
+    sink: &SinkConfig,
+    code_name: &dyn Fn(&str) -> Option<String>,
+) -> Option<MessageBody> {
     let mut body: MessageBody = match serde_json::from_value(message.body.clone()) {
         Ok(b) => b,
         Err(e) => {
