@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod logging;
+pub mod outbox;
 pub mod reconcile;
 pub mod serve;
 pub mod simulate;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{catalog, logging, reconcile, serve, simulate, store_copy, validate};
+use wrapup_cli::{catalog, logging, outbox, reconcile, serve, simulate, store_copy, validate};
 use wrapup_demo as demo;
 
 #[derive(Parser)]
@@ -32,6 +32,9 @@ enum Command {
     /// Replay recorded legs through candidate rules, offline: what they would have decided, against what the store
     /// decided and what agents chose, per rule (docs/SIMULATE.md).
     Simulate(simulate::SimulateArgs),
+    /// The outbox's deliveries to the sinks: `list`, `retry` dead letters, `replay` what was delivered, `sinks`.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
@@ -95,6 +98,10 @@ fn main() -> ExitCode {
             Command::Simulate(args) => {
                 logging::init("warn");
                 simulate::run(&args).await
+            }
+            Command::Outbox(command) => {
+                logging::init("warn");
+                outbox::run(&command).await
             }
             Command::Reconcile(args) => {
                 logging::init("warn");

@@ -27,8 +27,8 @@ mod sqlite;
 pub use api::*;
 pub use copy::{copy_sqlite_to_postgres, CopyProgress, CopyReport, TableCopied};
 pub use outbox::{
-    AttemptResult, Attempted, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, MessageBody, NewDelivery, OutboxMessage,
-    Resend, Route, SinkState,
+    AttemptResult, Attempted, Delivery, DeliveryCounts, DeliveryFilter, DeliveryState, MessageBody, NewDelivery,
+    OutboxMessage, Resend, Route, SinkState,
 };
 pub use postgres::PostgresStore;
 pub use schema::{Migrations, SchemaStatus};
