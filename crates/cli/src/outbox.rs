@@ -184,7 +184,7 @@ pub async fn run(command: &OutboxCommand) -> anyhow::Result<ExitCode> {
             print_report(a.common.json, &report);
         }
         OutboxCommand::Sinks(a) => {
-            let rows = sinks_report(&config.sinks, store.as_ref()).await?;
+            let rows = wrapup_service::outbox::admin::report(&config.sinks, store.as_ref()).await?;
             if a.common.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -203,32 +203,6 @@ pub async fn run(command: &OutboxCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Each configured sink: its URL (without query), whether it is disabled and why, and its deliveries by state.
-pub async fn sinks_report(
-    sinks: &[wrapup_config::SinkConfig],
-    store: &dyn Store,
-) -> anyhow::Result<Vec<serde_json::Value>> {
-    let states = store.outbox_sinks().await?;
-    let counts = store.outbox_counts().await?;
-    Ok(sinks
-        .iter()
-        .map(|s| {
-            let state = states.iter().find(|x| x.name == s.name && x.disabled_at.is_some());
-            let n = |st: DeliveryState| counts.get(&(s.name.clone(), st)).copied().unwrap_or(0);
-            let mut url = s.url.clone();
-            url.set_query(None);
-            serde_json::json!({
-                "name": s.name,
-                "url": url.as_str(),
-                "disabled": state.map(|x| serde_json::json!({"at": x.disabled_at, "status": x.disabled_status, "reason": x.disabled_reason})),
-                "pending": n(DeliveryState::Pending),
-                "delivered": n(DeliveryState::Delivered),
-                "dead": n(DeliveryState::Dead),
-            })
-        })
-        .collect())
 }
 
 fn check_sink(config: &Config, sink: Option<&str>) -> anyhow::Result<()> {

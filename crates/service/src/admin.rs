@@ -48,6 +48,12 @@ fn admin_routes() -> Router<Arc<AppState>> {
         .route("/api/v1/legs", get(list_legs))
         .route("/api/v1/legs/{connection}/{conversation}/{participant}", get(get_leg))
         .route("/api/v1/summary", get(summary))
+        .route("/api/v1/outbox", get(crate::outbox::admin::list))
+        .route("/api/v1/outbox/retry", post(crate::outbox::admin::retry_dead))
+        .route("/api/v1/outbox/replay", post(crate::outbox::admin::replay))
+        .route("/api/v1/outbox/{message}/retry", post(crate::outbox::admin::retry_one))
+        .route("/api/v1/sinks", get(crate::outbox::admin::sinks))
+        .route("/api/v1/sinks/{name}/enable", post(crate::outbox::admin::enable))
 }
 
 async fn health() -> &'static str {
@@ -66,7 +72,7 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
             use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
             // A flow waits on each lookup: its buckets are around the few milliseconds it is meant to take.
             const LOOKUP_BUCKETS: [f64; 10] = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
-            // A platform call or a hook's answer: tens of milliseconds to the request timeout.
+            // A platform call, a hook's answer or a sink's: tens of milliseconds to the request timeout.
             const CALL_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
             // Leg end to code, in platform seconds: at once, within a rule's delay, or by an ACW timeout.
             const CODE_BUCKETS: [f64; 11] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -78,6 +84,8 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
                 .set_buckets_for_metric(Matcher::Full("wrapup_decision_hook_duration_seconds".into()), &CALL_BUCKETS)
                 .ok()?
                 .set_buckets_for_metric(Matcher::Full("wrapup_code_latency_seconds".into()), &CODE_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("wrapup_outbox_delivery_seconds".into()), &CALL_BUCKETS)
                 .ok()?
                 .install_recorder()
                 .ok()
@@ -119,7 +127,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     }
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+pub(crate) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.admin_token else { return Ok(()) };
     if bearer_matches(headers, token) {
         Ok(())

@@ -20,6 +20,7 @@
 //! delivery becomes due, and every `poll` otherwise (for what other replicas wrote). A crash between a POST and its
 //! record sends the message again: receivers deduplicate by `webhook-id`.
 
+pub mod admin;
 mod deliver;
 pub mod sign;
 #[cfg(test)]

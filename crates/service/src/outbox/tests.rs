@@ -375,3 +375,100 @@ async fn a_legs_agent_changed_never_overtakes_its_first_code() {
     h.until("both delivered", |all| all.iter().all(|d| d.state == DeliveryState::Delivered)).await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_deliveries_and_sinks_and_sends_messages_again() {
+    // A receiver that answers 410: the sink is disabled, visible in the API, and enabled again from it.
+    let (tx, mut heard) = mpsc::unbounded_channel();
+    let receiver = Arc::new(Receiver {
+        script: Mutex::new([Answer::Status(410)].into_iter().collect()),
+        then: Mutex::new(Answer::Ok),
+        tx,
+    });
+    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(receiver);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    let sink = SinkConfig {
+        name: "crm".into(),
+        url: url.parse().unwrap(),
+        secret: SigningSecret::parse(SECRET).unwrap(),
+        filter: SinkFilter::default(),
+        mapping: BTreeMap::new(),
+        max_age: Duration::from_secs(3600),
+        timeout: Duration::from_secs(5),
+        concurrency: 4,
+    };
+    let spec = crate::app::ServiceSpec {
+        store: store.clone(),
+        clock: wrapup_clock::ScaledClock::system().shared(),
+        connections: Vec::new(),
+        admin_token: Some(wrapup_core::Secret::new("admin-token")),
+        metrics_token: None,
+        http: crate::edge::Limits::default(),
+        scheduler: crate::scheduler::SchedulerSettings::default(),
+        retry: crate::worker::RetryPolicy::default(),
+        deadline_guard: Duration::from_millis(500),
+        gate_freshness: Duration::from_secs(1),
+        confirm_within: Duration::from_secs(5),
+        exclusive_store: true,
+        sinks: vec![sink],
+        outbox: OutboxSettings { poll: Duration::from_millis(20), ..OutboxSettings::default() },
+    };
+    let handle = crate::app::start(spec, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let base = handle.base_url();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).bearer_auth("admin-token").send();
+    let now = Timestamp::now();
+    let k = key(1);
+    let mut end = ended(&k);
+    end.occurred_at = now;
+    store.ingest(&[end, coded(&k, "agent-code", 1)], now).await.unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+    assert!(verifies(&gone));
+
+    let disabled = loop {
+        let sinks: serde_json::Value = get("/api/v1/sinks").await.unwrap().json().await.unwrap();
+        if !sinks["sinks"][0]["disabled"].is_null() {
+            break sinks;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(disabled["sinks"][0]["disabled"]["status"], 410);
+    assert_eq!(disabled["sinks"][0]["pending"], 1);
+    let unauthorized = http.get(format!("{base}/api/v1/sinks")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let listed: serde_json::Value = get("/api/v1/outbox?state=pending").await.unwrap().json().await.unwrap();
+    assert_eq!(listed[0]["message_id"], gone.header("webhook-id"));
+    assert_eq!(listed[0]["last_status"], 410);
+    let bad = get("/api/v1/outbox?state=lost").await.unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let enabled = http.post(format!("{base}/api/v1/sinks/crm/enable")).bearer_auth("admin-token").send().await.unwrap();
+    assert_eq!(enabled.status(), 200);
+    let delivered = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+    assert_eq!(delivered.header("webhook-id"), gone.header("webhook-id"));
+    // Replayed: the same message, once more.
+    loop {
+        let rows = store.outbox_list(&DeliveryFilter::default()).await.unwrap();
+        if rows[0].state == DeliveryState::Delivered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let replay = http
+        .post(format!("{base}/api/v1/outbox/replay"))
+        .bearer_auth("admin-token")
+        .json(&serde_json::json!({"since": now.checked_sub(SignedDuration::from_secs(60)).unwrap().to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.json::<serde_json::Value>().await.unwrap()["resent"], 1);
+    let again = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
+    assert_eq!((again.header("webhook-id"), again.body.as_str()), (gone.header("webhook-id"), gone.body.as_str()));
+    let unknown =
+        http.post(format!("{base}/api/v1/outbox/retry?sink=nope")).bearer_auth("admin-token").send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    handle.shutdown().await;
+}
