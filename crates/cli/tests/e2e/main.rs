@@ -14,6 +14,7 @@ mod harness;
 mod intake;
 mod invariants;
 mod lookup;
+mod outbox;
 mod reconcile;
 mod replicas;
 mod restart;
