@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod lookup;
 pub mod memory;
 pub mod naive;
+pub mod outbox;
 
 pub mod pooled;
 pub mod saturation;
@@ -45,6 +46,7 @@ pub enum Scenario {
     Memory,
     Naive,
     Catalog,
+    Outbox,
 }
 
 /// `--platform`.
@@ -174,6 +176,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Memory => memory::run(args).await,
         Scenario::Naive => naive::run(args).await,
         Scenario::Catalog => catalog::run(args).await,
+        Scenario::Outbox => outbox::run(args).await,
     }
 }
 

@@ -154,7 +154,7 @@ async fn every_finished_leg_reaches_a_standard_webhooks_receiver_through_kills_a
             (key, l["outcome"].as_str().unwrap().to_string())
         })
         .collect();
-    assert!(finished.len() >= 20, "enough legs finished to mean something: {}", finished.len());
+    assert!(finished.len() >= 10, "enough legs finished to mean something: {}", finished.len());
     let started = Instant::now();
     loop {
         let pending: Vec<serde_json::Value> =

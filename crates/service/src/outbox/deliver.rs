@@ -45,7 +45,7 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration, rng: &mut impl Rng)
 
 pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdown: crate::scheduler::Shutdown) {
     let name = sink.name.clone();
-    let mut in_flight: JoinSet<Attempted> = JoinSet::new();
+    let mut in_flight: JoinSet<bool> = JoinSet::new();
     let mut disabled = false;
     let mut checked_disabled: Option<Instant> = None;
     let mut gauges_at: Option<Instant> = None;
@@ -73,21 +73,30 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
             gauges_at = Some(Instant::now());
         }
         let free = sink.concurrency.saturating_sub(in_flight.len());
-        if !disabled && free > 0 {
+        // Claim in groups rather than one slot at a time (each claim is a commit), unless nothing is in flight.
+        let worth_claiming = free > 0 && (in_flight.is_empty() || free >= (sink.concurrency / 4).max(1));
+        let mut filled = false;
+        if !disabled && worth_claiming {
             let lease = SignedDuration::try_from(shared.settings.lease).unwrap_or(SignedDuration::from_secs(60));
             match shared.store.outbox_claim(&name, shared.clock.now(), free as u32, &shared.owner, lease).await {
                 Ok(claimed) => {
+                    filled = claimed.len() == free;
                     for d in claimed {
                         let (shared, sink) = (shared.clone(), sink.clone());
-                        in_flight.spawn(async move { attempt(&shared, &sink, d).await });
+                        // Each task records its own answer, so that concurrent records share commits.
+                        in_flight.spawn(async move {
+                            let a = attempt(&shared, &sink, d).await;
+                            record(&shared, &sink, a).await
+                        });
                     }
                 }
                 Err(e) => tracing::warn!(sink = %name, error = %e, "Could not claim deliveries."),
             }
         }
-        // Sleep until something may be due: a delivery done, a new route, the earliest retry, or the poll.
+        // Sleep until something may be due: a delivery done, a new route, the earliest retry, or the poll. When
+        // the claim took all it asked for, more is due at once: the next completion is the wake-up.
         let mut wait = shared.settings.poll;
-        if !disabled && in_flight.len() < sink.concurrency {
+        if !disabled && !filled && worth_claiming {
             if let Ok(Some(at)) = shared.store.outbox_next_due(&name).await {
                 wait = wait.min(shared.clock.wall_duration(at.duration_since(shared.clock.now())));
             }
@@ -97,10 +106,9 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
         }
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(a) = done { disabled |= record(&shared, &sink, a).await; }
-                // Record every other attempt that finished meanwhile before claiming again.
-                while let Some(Ok(a)) = in_flight.try_join_next() {
-                    disabled |= record(&shared, &sink, a).await;
+                disabled |= done.unwrap_or(false);
+                while let Some(done) = in_flight.try_join_next() {
+                    disabled |= done.unwrap_or(false);
                 }
             }
             _ = shared.routed.notified() => {}
@@ -108,12 +116,8 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
             _ = shutdown.cancelled() => break,
         }
     }
-    // What is in flight at shutdown is recorded; anything cut off is claimed again when its lease ends.
-    while let Some(done) = in_flight.join_next().await {
-        if let Ok(a) = done {
-            record(&shared, &sink, a).await;
-        }
-    }
+    // What is in flight at shutdown finishes and is recorded; anything cut off is claimed again when its lease ends.
+    while in_flight.join_next().await.is_some() {}
 }
 
 /// Records one attempt, and disables the sink when the receiver answered 410 (then answers `true`).
