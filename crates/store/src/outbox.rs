@@ -334,3 +334,70 @@ pub struct SinkState {
 
 /// Deliveries per sink and state.
 pub type DeliveryCounts = std::collections::BTreeMap<(String, DeliveryState), u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wrapup_core::lifecycle::{Decision, WriteIntent};
+    use wrapup_core::{LegFacts, Mode, Platform, Timing};
+
+    const SCHEMA: &str = include_str!("../../../docs/schemas/outbox-message.v1.json");
+
+    /// Every field a message can carry is in the documented schema, and every field the schema requires is there.
+    fn assert_matches_schema(body: &serde_json::Value, schema: &serde_json::Value) {
+        let object = body.as_object().expect("an object");
+        let properties = schema["properties"].as_object().expect("properties");
+        for key in object.keys() {
+            assert!(properties.contains_key(key), "`{key}` is not in the schema");
+        }
+        for required in schema["required"].as_array().into_iter().flatten() {
+            assert!(object.contains_key(required.as_str().unwrap()), "`{required}` is required");
+        }
+        for (key, value) in object {
+            let sub = &properties[key];
+            if value.is_object() && sub["properties"].is_object() {
+                assert_matches_schema(value, sub);
+            }
+            if let Some(choices) = sub["enum"].as_array() {
+                assert!(choices.contains(value), "`{key}` = {value} is not one of {choices:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn messages_match_their_documented_schema() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let at: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let mut leg = LegRecord::new(LegKey::new("prod", "c1", "p1"), at);
+        leg.facts = LegFacts {
+            platform: Some(Platform::Genesys),
+            queue_id: Some("q1".into()),
+            queue_name: Some("Sales".into()),
+            ended_at: Some(at),
+            ..Default::default()
+        };
+        leg.decision = Some(Decision {
+            source: DecisionSource::Rule { index: 0, name: "paid".into(), version: "v1".into() },
+            code_name: "Sale".into(),
+            notes: None,
+            timing: Timing::Immediate,
+            mode: Mode::Enforce,
+            decided_at: at,
+        });
+        leg.intent = Some(WriteIntent { code_id: "sale-id".into(), code_name: "Sale".into(), at });
+        leg.written_at = Some(at);
+        leg.finish(Outcome::Applied, Some("written".to_string()), at);
+        let first = message_of(&OutcomeChange { leg: leg.clone(), from: None }).unwrap();
+        let mut body: MessageBody = serde_json::from_value(first.body.clone()).unwrap();
+        body.data.disposition = Some("SOLD".into());
+        assert_matches_schema(&serde_json::to_value(&body).unwrap(), &schema);
+        assert_eq!(first.body["data"]["decided_by"]["kind"], "rule");
+        leg.outcome = Some(Outcome::AgentChanged);
+        leg.observed_code = Some("other".into());
+        let changed = message_of(&OutcomeChange { leg, from: Some(Outcome::Applied) }).unwrap();
+        assert_matches_schema(&changed.body, &schema);
+        assert_eq!(changed.body["type"], KIND_OUTCOME_CHANGED);
+        assert_eq!(changed.body["data"]["replaces"], "applied");
+        assert_ne!(first.id, changed.id);
+    }
+}

@@ -344,3 +344,52 @@ async fn a_connection_error_does_not_show_the_password() {
     assert!(e.contains("cannot connect"), "{e}");
     assert!(!e.contains("s3cret-Pa55word"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_never_hand_out_the_same_delivery() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let stores = [Arc::new(db.store().await), Arc::new(db.store().await)];
+    const LEGS: usize = 200;
+    let events: Vec<Event> =
+        (0..LEGS).flat_map(|n| [ended(&key(n), 0, Some(60)), coded(&key(n), 1, Some("agent"), false)]).collect();
+    stores[0].ingest(&events, t(1)).await.unwrap();
+    // Both replicas route the same messages at once: each (message, sink) gets one row.
+    let route = |store: Arc<PostgresStore>| async move {
+        let messages = store.outbox_unrouted(1000).await.unwrap();
+        let routes: Vec<wrapup_store::Route> = messages
+            .iter()
+            .map(|m| wrapup_store::Route {
+                seq: m.seq,
+                deliveries: vec![wrapup_store::NewDelivery {
+                    sink: "crm".into(),
+                    body: m.id.clone(),
+                    expires_at: t(999),
+                }],
+            })
+            .collect();
+        store.outbox_route(&routes, t(2)).await.unwrap();
+    };
+    tokio::join!(route(stores[0].clone()), route(stores[1].clone()));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = stores[w % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("replica-{}-sender-{w}", w % 2);
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.outbox_claim("crm", t(3), 5, &owner, LEASE).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|d| d.seq));
+            }
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        for seq in task.await.unwrap() {
+            assert!(seen.insert(seq), "delivery {seq} was handed to two senders");
+        }
+    }
+    assert_eq!(seen.len(), LEGS, "every delivery was claimed once");
+}
