@@ -45,7 +45,8 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration, rng: &mut impl Rng)
 
 pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdown: crate::scheduler::Shutdown) {
     let name = sink.name.clone();
-    let mut in_flight: JoinSet<bool> = JoinSet::new();
+    let mut in_flight: JoinSet<Attempted> = JoinSet::new();
+    let mut finished: Vec<Attempted> = Vec::new();
     let mut disabled = false;
     let mut checked_disabled: Option<Instant> = None;
     let mut gauges_at: Option<Instant> = None;
@@ -74,29 +75,36 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
         }
         let free = sink.concurrency.saturating_sub(in_flight.len());
         // Claim in groups rather than one slot at a time (each claim is a commit), unless nothing is in flight.
-        let worth_claiming = free > 0 && (in_flight.is_empty() || free >= (sink.concurrency / 4).max(1));
-        let mut filled = false;
-        if !disabled && worth_claiming {
-            let lease = SignedDuration::try_from(shared.settings.lease).unwrap_or(SignedDuration::from_secs(60));
-            match shared.store.outbox_claim(&name, shared.clock.now(), free as u32, &shared.owner, lease).await {
-                Ok(claimed) => {
-                    filled = claimed.len() == free;
-                    for d in claimed {
-                        let (shared, sink) = (shared.clone(), sink.clone());
-                        // Each task records its own answer, so that concurrent records share commits.
-                        in_flight.spawn(async move {
-                            let a = attempt(&shared, &sink, d).await;
-                            record(&shared, &sink, a).await
-                        });
-                    }
-                }
-                Err(e) => tracing::warn!(sink = %name, error = %e, "Could not claim deliveries."),
+        let worth_claiming = !disabled && free > 0 && (in_flight.is_empty() || free >= (sink.concurrency / 4).max(1));
+        // The answers that came in are recorded together, in the commit of the next claim: a row is leased until
+        // recorded, so the claim cannot take it again, and a leg's next message waits for it.
+        let answers = std::mem::take(&mut finished);
+        let lease = shared.clock.clock_duration(shared.settings.lease.max(sink.timeout + Duration::from_secs(30)));
+        let lease = if lease.is_negative() { SignedDuration::from_secs(60) } else { lease };
+        let (gone, claimed) = tokio::join!(record(&shared, &sink, answers), async {
+            if worth_claiming {
+                Some(shared.store.outbox_claim(&name, shared.clock.now(), free as u32, &shared.owner, lease).await)
+            } else {
+                None
             }
+        });
+        disabled |= gone;
+        let mut filled = false;
+        match claimed {
+            Some(Ok(claimed)) => {
+                filled = claimed.len() == free;
+                for d in claimed {
+                    let (shared, sink) = (shared.clone(), sink.clone());
+                    in_flight.spawn(async move { attempt(&shared, &sink, d).await });
+                }
+            }
+            Some(Err(e)) => tracing::warn!(sink = %name, error = %e, "Could not claim deliveries."),
+            None => {}
         }
         // Sleep until something may be due: a delivery done, a new route, the earliest retry, or the poll. When
-        // the claim took all it asked for, more is due at once: the next completion is the wake-up.
+        // the claim took all it asked for, more is due at once: the next answer is the wake-up.
         let mut wait = shared.settings.poll;
-        if !disabled && !filled && worth_claiming {
+        if worth_claiming && !filled {
             if let Ok(Some(at)) = shared.store.outbox_next_due(&name).await {
                 wait = wait.min(shared.clock.wall_duration(at.duration_since(shared.clock.now())));
             }
@@ -106,9 +114,9 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
         }
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                disabled |= done.unwrap_or(false);
+                finished.extend(done.ok());
                 while let Some(done) = in_flight.try_join_next() {
-                    disabled |= done.unwrap_or(false);
+                    finished.extend(done.ok());
                 }
             }
             _ = shared.routed.notified() => {}
@@ -117,23 +125,33 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
         }
     }
     // What is in flight at shutdown finishes and is recorded; anything cut off is claimed again when its lease ends.
-    while in_flight.join_next().await.is_some() {}
+    while let Some(done) = in_flight.join_next().await {
+        finished.extend(done.ok());
+    }
+    record(&shared, &sink, finished).await;
 }
 
-/// Records one attempt, and disables the sink when the receiver answered 410 (then answers `true`).
-async fn record(shared: &Shared, sink: &SinkConfig, a: Attempted) -> bool {
-    let result = match &a.result {
-        AttemptResult::Delivered => "delivered",
-        AttemptResult::Retry(_) if a.status == Some(410) => "disabled",
-        AttemptResult::Retry(_) => "retried",
-        AttemptResult::Dead => "dead",
-    };
-    metrics::counter!("wrapup_outbox_deliveries_total", "sink" => sink.name.clone(), "result" => result).increment(1);
-    if a.result == AttemptResult::Dead {
-        metrics::counter!("wrapup_outbox_dead_letters_total", "sink" => sink.name.clone()).increment(1);
-        tracing::error!(sink = %sink.name, seq = a.seq, status = ?a.status, error = ?a.error, "An outbox message is a dead letter: `wrapup outbox retry` sends it again.");
+/// Records attempts in one store call; disables the sink when the receiver answered 410 (then answers `true`).
+async fn record(shared: &Shared, sink: &SinkConfig, attempts: Vec<Attempted>) -> bool {
+    if attempts.is_empty() {
+        return false;
     }
-    if a.status == Some(410) {
+    for a in &attempts {
+        let result = match &a.result {
+            AttemptResult::Delivered => "delivered",
+            AttemptResult::Retry(_) if a.status == Some(410) => "disabled",
+            AttemptResult::Retry(_) => "retried",
+            AttemptResult::Dead => "dead",
+        };
+        metrics::counter!("wrapup_outbox_deliveries_total", "sink" => sink.name.clone(), "result" => result)
+            .increment(1);
+        if a.result == AttemptResult::Dead {
+            metrics::counter!("wrapup_outbox_dead_letters_total", "sink" => sink.name.clone()).increment(1);
+            tracing::error!(sink = %sink.name, seq = a.seq, status = ?a.status, error = ?a.error, "An outbox message is a dead letter: `wrapup outbox retry` sends it again.");
+        }
+    }
+    let gone = attempts.iter().find(|a| a.status == Some(410));
+    if let Some(a) = gone {
         let state = SinkState {
             name: sink.name.clone(),
             disabled_at: Some(a.at),
@@ -148,10 +166,10 @@ async fn record(shared: &Shared, sink: &SinkConfig, a: Attempted) -> bool {
             Err(e) => tracing::warn!(sink = %sink.name, error = %e, "Could not persist the disabled sink."),
         }
     }
-    if let Err(e) = shared.store.outbox_record(&shared.owner, std::slice::from_ref(&a)).await {
-        tracing::warn!(sink = %sink.name, seq = a.seq, error = %e, "Could not record a delivery attempt; it is sent again when its lease ends.");
+    if let Err(e) = shared.store.outbox_record(&shared.owner, &attempts).await {
+        tracing::warn!(sink = %sink.name, attempts = attempts.len(), error = %e, "Could not record delivery attempts; they are sent again when their lease ends.");
     }
-    a.status == Some(410)
+    gone.is_some()
 }
 
 /// One POST of a delivery, and what it came to.

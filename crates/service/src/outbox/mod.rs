@@ -47,7 +47,7 @@ pub struct OutboxSettings {
     /// The longest the loops wait without a wake-up before they look at the store again (work other replicas
     /// wrote, a manual clock stepped in tests).
     pub poll: Duration,
-    /// How long a claimed delivery is leased: longer than any sink's timeout.
+    /// How long a claimed delivery is leased (wall time), at least a sink's timeout and 30 s.
     pub lease: Duration,
     /// First retry delay ceiling; doubled per attempt (full jitter), up to `max_backoff`.
     pub base_backoff: Duration,

@@ -39,7 +39,8 @@ CREATE TABLE outbox_deliveries (
     body            TEXT    NOT NULL,
     PRIMARY KEY (seq, sink)
 );
-CREATE INDEX outbox_deliveries_due ON outbox_deliveries (sink, next_at) WHERE state = 'pending';
+-- Claims walk a sink's pending rows oldest message first and stop at their limit.
+CREATE INDEX outbox_deliveries_pending ON outbox_deliveries (sink, seq) WHERE state = 'pending';
 CREATE INDEX outbox_deliveries_pending_by_leg
     ON outbox_deliveries (sink, connection, conversation, participant, seq) WHERE state = 'pending';
 CREATE INDEX outbox_deliveries_by_state ON outbox_deliveries (state, sink, seq);
