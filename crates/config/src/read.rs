@@ -83,8 +83,18 @@ fn plain_or_reference(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<String> {
 
 // ---- the document ----
 
-const ROOT_KEYS: &[&str] =
-    &["data_dir", "store", "listen", "admin_listen", "admin", "http", "connections", "decision_hooks", "rules", "sinks"];
+const ROOT_KEYS: &[&str] = &[
+    "data_dir",
+    "store",
+    "listen",
+    "admin_listen",
+    "admin",
+    "http",
+    "connections",
+    "decision_hooks",
+    "rules",
+    "sinks",
+];
 const STORE_KEYS: &[&str] = &["url", "password"];
 const ADMIN_KEYS: &[&str] = &["token", "metrics_token"];
 const HTTP_KEYS: &[&str] = &[

@@ -107,11 +107,19 @@ pub enum DecidedBy {
         rule: String,
         rule_set_version: String,
         code: String,
-    },
-    External {
+        /// Why the rule's own code decided where the rule asked for an external decision (none came in time…).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        idempotency_key: String,
+        fallback: Option<String>,
+    },
+    /// A CRM's decision (`source` as it said, e.g. `crm`) or a decision hook's answer (`hook:<name>`).
+    External {
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        arrived_at: Timestamp,
+        /// The rule that matched the leg, if one did (its timing applied).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
         code: String,
     },
 }
@@ -138,12 +146,17 @@ pub(crate) fn message_of(change: &OutcomeChange) -> Option<OutboxMessage> {
             code: code_of(leg, outcome),
             disposition: None,
             decided_by: leg.decision.as_ref().map(|d| match &d.source {
-                DecisionSource::Rule { name, version, .. } => {
-                    DecidedBy::Rule { rule: name.clone(), rule_set_version: version.clone(), code: d.code_name.clone() }
-                }
-                DecisionSource::External { idempotency_key, requested_by } => DecidedBy::External {
-                    source: requested_by.clone(),
+                DecisionSource::Rule { name, version, .. } => DecidedBy::Rule {
+                    rule: name.clone(),
+                    rule_set_version: version.clone(),
+                    code: d.code_name.clone(),
+                    fallback: d.fallback.clone(),
+                },
+                DecisionSource::External { source, idempotency_key, arrived_at, rule } => DecidedBy::External {
+                    source: source.clone(),
                     idempotency_key: idempotency_key.clone(),
+                    arrived_at: *arrived_at,
+                    rule: rule.clone(),
                     code: d.code_name.clone(),
                 },
             }),
@@ -383,6 +396,7 @@ mod tests {
             timing: Timing::Immediate,
             mode: Mode::Enforce,
             decided_at: at,
+            fallback: Some("no CRM decision came in time".into()),
         });
         leg.intent = Some(WriteIntent { code_id: "sale-id".into(), code_name: "Sale".into(), at });
         leg.written_at = Some(at);

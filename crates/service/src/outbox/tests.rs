@@ -404,6 +404,7 @@ async fn the_admin_api_lists_deliveries_and_sinks_and_sends_messages_again() {
         store: store.clone(),
         clock: wrapup_clock::ScaledClock::system().shared(),
         connections: Vec::new(),
+        decision_hooks: Default::default(),
         admin_token: Some(wrapup_core::Secret::new("admin-token")),
         metrics_token: None,
         http: crate::edge::Limits::default(),
