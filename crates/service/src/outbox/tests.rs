@@ -122,7 +122,13 @@ async fn harness(script: &[Answer], then: Answer, max_age: Duration) -> Harness 
     let ring = wake.clone();
     store.watch_outcomes(Arc::new(move |_: &wrapup_store::OutcomeChange| ring.notify_one()));
     let shutdown = Shutdown::default();
-    let settings = OutboxSettings { poll: Duration::from_millis(20), ..OutboxSettings::default() };
+    // The tests step the clock by minutes at a time: a lease that short would run out under an attempt in flight
+    // and the message be sent twice (at least once, but these tests count exactly).
+    let settings = OutboxSettings {
+        poll: Duration::from_millis(20),
+        lease: Duration::from_secs(86_400),
+        ..OutboxSettings::default()
+    };
     let outbox =
         start(store.clone(), clock.clone(), vec![sink], HashMap::new(), settings, wake.clone(), shutdown.clone());
     Harness { store, clock, receiver, heard, wake, shutdown, tasks: outbox.tasks }
