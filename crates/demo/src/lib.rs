@@ -369,9 +369,11 @@ request_timeout_ms = {timeout}
         })
         .await
         .context("starting the CRM receiver")?;
-        // The outbox (issue 16, item 4) will deliver every finished leg's message here: its `[[sinks]]` table, with
-        // `crm.sink_url(CRM_SINK)` and `crm_sink_secret`, goes in this part of the configuration once it has one.
-        let outbox_sinks = String::new();
+        // The outbox delivers every finished leg's message to the receiver, signed with the sink's secret.
+        let outbox_sinks = format!(
+            "[[sinks]]\nname = {CRM_SINK:?}\nurl = {url:?}\nsecret = \"literal:{crm_sink_secret}\"\n",
+            url = crm.sink_url(CRM_SINK),
+        );
         // The Genesys connection takes CRM decisions, and rules may ask the receiver's hook.
         let decision_hooks = format!(
             "[[decision_hooks]]\nname = {CRM_HOOK:?}\nurl = {url:?}\nsecret = \"literal:{crm_hook_secret}\"\n",
@@ -572,6 +574,8 @@ api_key = "literal:{intake_key}"
             Some(c) => c.catalog.get().await.ok(),
             None => None,
         };
+        // Every finished leg's message reaches the CRM before the service stops (a sink that is down keeps them).
+        let outbox = drain_outbox(service.state.store.as_ref(), Duration::from_secs(10)).await;
         let metrics = service.state.metrics.as_ref().map(|m| m.render());
         service.shutdown().await;
         let stats = conn.platform.stats();
@@ -629,7 +633,14 @@ api_key = "literal:{intake_key}"
             )
             .await?;
         self.sandbox.shutdown().await;
-        let crm = summary::CrmSummary::of(&self.crm.received(CRM_SINK));
+        let mut crm = summary::CrmSummary::of(&self.crm.received(CRM_SINK));
+        crm.outbox = outbox;
+        crm.retried = metrics
+            .as_deref()
+            .map(|m| {
+                summary::metric_sum(m, "wrapup_outbox_deliveries_total", &[("sink", CRM_SINK), ("result", "retried")])
+            })
+            .unwrap_or(0);
         self.crm.shutdown().await;
         Ok(Finished { summary, legs, truth, report, cxone, metrics, crm })
     }
@@ -805,4 +816,24 @@ async fn progress(service: &app::ServiceHandle, elapsed: Duration, total: Durati
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r{line}\x1b[K");
     let _ = err.flush();
+}
+
+/// Waits (at most `max`, wall time) until the outbox has routed every message and delivered or given up on every
+/// delivery to [`CRM_SINK`]; answers the deliveries by state.
+async fn drain_outbox(store: &dyn Store, max: Duration) -> summary::OutboxCounts {
+    let started = std::time::Instant::now();
+    loop {
+        let unrouted = store.outbox_unrouted(1).await.map(|m| m.len()).unwrap_or(0);
+        let counts = store.outbox_counts().await.unwrap_or_default();
+        let of = |state: wrapup_store::DeliveryState| counts.get(&(CRM_SINK.to_string(), state)).copied().unwrap_or(0);
+        let now = summary::OutboxCounts {
+            delivered: of(wrapup_store::DeliveryState::Delivered),
+            pending: of(wrapup_store::DeliveryState::Pending) + unrouted as u64,
+            dead: of(wrapup_store::DeliveryState::Dead),
+        };
+        if now.pending == 0 || started.elapsed() >= max {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -148,6 +148,19 @@ pub struct CrmSummary {
     pub messages: u64,
     /// Requests whose signature did not verify (answered 401).
     pub unverified: u64,
+    /// The outbox's deliveries to the sink, by state, when the run ended.
+    pub outbox: OutboxCounts,
+    /// Attempts the outbox will make again (the sink failed or was unreachable): `wrapup_outbox_deliveries_total`.
+    pub retried: u64,
+}
+
+/// The outbox's deliveries to one sink, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxCounts {
+    pub delivered: u64,
+    pub pending: u64,
+    /// Dead letters: given up on after the sink's `max_age` (or refused for good).
+    pub dead: u64,
 }
 
 impl CrmSummary {
@@ -158,6 +171,8 @@ impl CrmSummary {
             deliveries: records.len() as u64,
             messages: messages.len() as u64,
             unverified: records.iter().filter(|r| !r.verified).count() as u64,
+            outbox: OutboxCounts::default(),
+            retried: 0,
         }
     }
 }
@@ -380,10 +395,15 @@ fn lookup_rows(l: &crate::lookups::LookupSummary) -> Vec<(&'static str, String)>
 
 /// The table line of the CRM receiver.
 pub fn crm_table(crm: &CrmSummary) -> String {
+    let o = crm.outbox;
     format!(
-        "crm receiver (sink {:?})\n  {:<36} {:>12}\n",
+        "crm receiver (sink {:?})\n  {:<34} {:>14}\n  {:<34} {:>14}\n  {:<34} {:>14}\n",
         crate::CRM_SINK,
-        "messages / deliveries / unverified",
+        "outbox: delivered / retried / dead",
+        format!("{} / {} / {}", o.delivered, crm.retried, o.dead),
+        "  pending when the run ended",
+        o.pending,
+        "received: msgs / requests / bad sig",
         format!("{} / {} / {}", crm.messages, crm.deliveries, crm.unverified)
     )
 }

@@ -49,6 +49,14 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
     assert_eq!((lookups["failed"].as_u64(), lookups["codes_disagreeing"].as_u64()), (Some(0), Some(0)), "{lookups}");
     assert!(connections[1]["lookups"].is_null(), "the flow plays Genesys only");
     assert_eq!(json["crm"]["unverified"], 0, "{json}");
+    // The outbox told the CRM every finished leg's code (one message per ending, and per change of one), signed.
+    let finished: u64 =
+        connections.iter().map(|c| c["legs"].as_u64().unwrap() - c["outcomes"]["open"].as_u64().unwrap()).sum();
+    let outbox = &json["crm"]["outbox"];
+    assert_eq!((outbox["pending"].as_u64(), outbox["dead"].as_u64()), (Some(0), Some(0)), "{json}");
+    assert!(outbox["delivered"].as_u64().unwrap() >= finished, "{finished} finished legs: {json}");
+    assert_eq!(json["crm"]["messages"], outbox["delivered"], "each delivered message arrived: {json}");
     assert!(result.table().contains("lookups: answered / fallen back"));
+    assert!(result.table().contains("outbox: delivered / retried / dead"));
     assert_eq!(result.violations(), 0);
 }
