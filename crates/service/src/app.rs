@@ -141,6 +141,8 @@ pub struct ServiceHandle {
     /// The admin API's own address, when it has one.
     pub admin_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
+    /// See [`crate::outbox::Outbox::recorded`].
+    pub outbox_recorded: tokio::sync::watch::Receiver<u64>,
     shutdown: Shutdown,
     tasks: Vec<JoinHandle<()>>,
     /// Tasks that outlive `tasks`: the shares of shared budgets, which legs still in flight at shutdown spend.
@@ -337,6 +339,7 @@ pub async fn start_with_admin(
         shutdown.clone(),
     );
     tasks.extend(outbox.tasks);
+    let outbox_recorded = outbox.recorded;
     let last = Shutdown::default();
     let shares = shared_budgets.into_iter().map(|shared| tokio::spawn(shared.run(last.clone()))).collect();
     for (name, ws) in websockets {
@@ -384,5 +387,5 @@ pub async fn start_with_admin(
         Some(admin) => tracing::info!(%addr, %admin, "wrapup is serving (the admin API on its own address)."),
         None => tracing::info!(%addr, "wrapup is serving."),
     }
-    Ok(ServiceHandle { addr, admin_addr, state, shutdown, tasks, last: (last, shares) })
+    Ok(ServiceHandle { addr, admin_addr, state, outbox_recorded, shutdown, tasks, last: (last, shares) })
 }

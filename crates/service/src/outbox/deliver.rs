@@ -169,6 +169,7 @@ async fn record(shared: &Shared, sink: &SinkConfig, attempts: Vec<Attempted>) ->
     if let Err(e) = shared.store.outbox_record(&shared.owner, &attempts).await {
         tracing::warn!(sink = %sink.name, attempts = attempts.len(), error = %e, "Could not record delivery attempts; they are sent again when their lease ends.");
     }
+    shared.recorded.send_modify(|n| *n += 1);
     gone.is_some()
 }
 

@@ -65,10 +65,13 @@ impl Default for OutboxSettings {
     }
 }
 
-/// The running outbox: its wake-up and its tasks.
+/// The running outbox: its wake-up, its tasks, and a counter of recorded attempts.
 pub struct Outbox {
     pub wake: Arc<Notify>,
     pub tasks: Vec<JoinHandle<()>>,
+    /// Bumped after each batch of delivery attempts is recorded in the store (a sink disabled included), so that a
+    /// caller can wait for the store to change instead of polling it.
+    pub recorded: tokio::sync::watch::Receiver<u64>,
 }
 
 /// What the loops share.
@@ -80,6 +83,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// Rung after each route, so that sink loops claim at once.
     pub routed: Arc<Notify>,
+    /// See [`Outbox::recorded`].
+    pub recorded: tokio::sync::watch::Sender<u64>,
 }
 
 /// Starts the router and one loop per sink. `wake` is rung by the outcome hook after each commit that wrote a
@@ -93,8 +98,9 @@ pub fn start(
     wake: Arc<Notify>,
     shutdown: crate::scheduler::Shutdown,
 ) -> Outbox {
+    let (recorded, recorded_rx) = tokio::sync::watch::channel(0);
     if sinks.is_empty() {
-        return Outbox { wake, tasks: Vec::new() };
+        return Outbox { wake, tasks: Vec::new(), recorded: recorded_rx };
     }
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -110,13 +116,14 @@ pub fn start(
         owner: format!("outbox-{}", uuid::Uuid::now_v7()),
         http,
         routed: routed.clone(),
+        recorded,
     });
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(run_router(shared.clone(), sinks.clone(), connections, wake.clone(), shutdown.clone())));
     for sink in sinks {
         tasks.push(tokio::spawn(deliver::run_sink(shared.clone(), sink, shutdown.clone())));
     }
-    Outbox { wake, tasks }
+    Outbox { wake, tasks, recorded: recorded_rx }
 }
 
 async fn run_router(

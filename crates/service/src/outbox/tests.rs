@@ -98,6 +98,14 @@ struct Harness {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Waits (at most 10 s) for the outbox to record its next batch of attempts.
+async fn next_record(recorded: &mut tokio::sync::watch::Receiver<u64>) {
+    tokio::time::timeout(Duration::from_secs(10), recorded.changed())
+        .await
+        .expect("the outbox recorded nothing in 10 s")
+        .expect("the outbox is running");
+}
+
 async fn harness(script: &[Answer], then: Answer, max_age: Duration) -> Harness {
     let (tx, heard) = mpsc::unbounded_channel();
     let receiver =
@@ -435,12 +443,14 @@ async fn the_admin_api_lists_deliveries_and_sinks_and_sends_messages_again() {
     let gone = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await.unwrap().unwrap();
     assert!(verifies(&gone));
 
+    let mut recorded = handle.outbox_recorded.clone();
     let disabled = loop {
+        recorded.mark_unchanged();
         let sinks: serde_json::Value = get("/api/v1/sinks").await.unwrap().json().await.unwrap();
         if !sinks["sinks"][0]["disabled"].is_null() {
             break sinks;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        next_record(&mut recorded).await;
     };
     assert_eq!(disabled["sinks"][0]["disabled"]["status"], 410);
     assert_eq!(disabled["sinks"][0]["pending"], 1);
@@ -458,11 +468,12 @@ async fn the_admin_api_lists_deliveries_and_sinks_and_sends_messages_again() {
     assert_eq!(delivered.header("webhook-id"), gone.header("webhook-id"));
     // Replayed: the same message, once more.
     loop {
+        recorded.mark_unchanged();
         let rows = store.outbox_list(&DeliveryFilter::default()).await.unwrap();
         if rows[0].state == DeliveryState::Delivered {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        next_record(&mut recorded).await;
     }
     let replay = http
         .post(format!("{base}/api/v1/outbox/replay"))
