@@ -26,7 +26,8 @@
 //! password = "env:WRAPUP_DB_PASSWORD"   # optional reference; a password written in the URL is refused
 //!
 //! [admin]
-//! token = "env:WRAPUP_ADMIN_TOKEN"      # optional; when set, the admin API requires it
+//! token = "env:WRAPUP_ADMIN_TOKEN"      # optional; the operator role: reads and review/outbox actions
+//! viewer_token = "env:WRAPUP_VIEWER_TOKEN"    # optional; the viewer role: reads only
 //! metrics_token = "env:WRAPUP_METRICS_TOKEN"  # optional; when set, /metrics requires it
 //!
 //! [http]                                # optional; the HTTP edge's limits (see docs/RELIABILITY.md)
@@ -200,8 +201,11 @@ impl StoreConfig {
 /// The admin API.
 #[derive(Debug, Clone, Default)]
 pub struct AdminConfig {
-    /// When set, the admin API requires it as a bearer token.
+    /// The operator role's bearer token: reads and actions (review, outbox). When either token is set, every
+    /// admin route requires one of them.
     pub token: Option<Secret>,
+    /// The viewer role's bearer token: reads only; an action with it is refused (403).
+    pub viewer_token: Option<Secret>,
     /// When set, `/metrics` requires it as a bearer token (a scraper need not hold the admin token).
     pub metrics_token: Option<Secret>,
 }

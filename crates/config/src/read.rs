@@ -96,7 +96,7 @@ const ROOT_KEYS: &[&str] = &[
     "sinks",
 ];
 const STORE_KEYS: &[&str] = &["url", "password"];
-const ADMIN_KEYS: &[&str] = &["token", "metrics_token"];
+const ADMIN_KEYS: &[&str] = &["token", "viewer_token", "metrics_token"];
 const HTTP_KEYS: &[&str] = &[
     "header_read_timeout_ms",
     "body_read_timeout_ms",
@@ -353,10 +353,15 @@ fn socket_address(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<SocketAddr> {
 fn read_admin(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<AdminConfig> {
     let mut t = table(cx, f.node, &f.path, ADMIN_KEYS)?;
     let token = t.get("token").map(|f| secret(cx, &f));
+    let viewer_token = t.get("viewer_token").map(|f| secret(cx, &f));
     let metrics_token = t.get("metrics_token").map(|f| secret(cx, &f));
     t.finish(cx);
     Some(AdminConfig {
         token: match token {
+            None => None,
+            Some(resolved) => Some(resolved?),
+        },
+        viewer_token: match viewer_token {
             None => None,
             Some(resolved) => Some(resolved?),
         },

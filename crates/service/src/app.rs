@@ -56,7 +56,10 @@ pub struct ServiceSpec {
     pub connections: Vec<ConnectionSpec>,
     /// The decision hooks rules may ask, by name.
     pub decision_hooks: HashMap<String, Arc<crate::decisions::hook::DecisionHook>>,
+    /// The operator role's bearer token (reads and actions); see [`crate::admin::Role`].
     pub admin_token: Option<Secret>,
+    /// The viewer role's bearer token (reads only).
+    pub viewer_token: Option<Secret>,
     /// When set, `/metrics` requires it as a bearer token.
     pub metrics_token: Option<Secret>,
     /// The HTTP edge's timeouts and caps.
@@ -89,6 +92,7 @@ pub struct AppState {
     pub connections: HashMap<String, Arc<ConnectionRuntime>>,
     pub wake: Arc<Notify>,
     pub admin_token: Option<Secret>,
+    pub viewer_token: Option<Secret>,
     pub metrics_token: Option<Secret>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The edge's limits and permits (intake reads its body-read timeout here).
@@ -306,6 +310,7 @@ pub async fn start_with_admin(
         connections,
         wake: wake.clone(),
         admin_token: spec.admin_token,
+        viewer_token: spec.viewer_token,
         metrics_token: spec.metrics_token,
         metrics: crate::admin::metrics_handle(),
         edge: Arc::new(Edge::new(spec.http)),

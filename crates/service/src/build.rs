@@ -23,7 +23,7 @@ use wrapup_config::{Config, ConnectionConfig, IntakeAuth as IntakeAuthConfig};
 use wrapup_connectors::cxone::{AgentStateRequest, CxoneClient, CxoneConnection};
 use wrapup_connectors::genesys::{GenesysClient, GenesysConnection};
 use wrapup_core::clock::SharedClock;
-use wrapup_core::{Platform, Secret};
+use wrapup_core::Platform;
 use wrapup_store::Store;
 
 /// The system code the platform stamps when a time-boxed ACW runs out (Genesys "Default Wrap-up Code").
@@ -196,7 +196,8 @@ pub fn spec_from_config(config: &Config, store: Arc<dyn Store>, clock: SharedClo
         clock,
         decision_hooks,
         connections,
-        admin_token: config.admin.token.clone().map(|t: Secret| t),
+        admin_token: config.admin.token.clone(),
+        viewer_token: config.admin.viewer_token.clone(),
         metrics_token: config.admin.metrics_token.clone(),
         http: config.http,
         scheduler: scheduler_settings(&config.store),

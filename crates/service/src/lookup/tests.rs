@@ -104,6 +104,7 @@ pub(crate) async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option
         connections,
         decision_hooks: Default::default(),
         admin_token: None,
+        viewer_token: None,
         metrics_token: None,
         http: crate::edge::Limits::default(),
         scheduler: crate::scheduler::SchedulerSettings::default(),

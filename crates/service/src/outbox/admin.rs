@@ -112,7 +112,9 @@ pub(crate) async fn retry_one(
     Path(id): Path<String>,
     Query(q): Query<SinkQuery>,
 ) -> Response {
-    if let Err(r) = crate::admin::authorized(&state, &headers).and_then(|_| check_sink(&state, q.sink.as_deref())) {
+    if let Err(r) = crate::admin::authorize(&state, &headers, crate::admin::Role::Operator)
+        .and_then(|_| check_sink(&state, q.sink.as_deref()))
+    {
         return *r;
     }
     if !id.starts_with("msg_") || id.len() > 64 {
@@ -126,7 +128,9 @@ pub(crate) async fn retry_dead(
     headers: HeaderMap,
     Query(q): Query<SinkQuery>,
 ) -> Response {
-    if let Err(r) = crate::admin::authorized(&state, &headers).and_then(|_| check_sink(&state, q.sink.as_deref())) {
+    if let Err(r) = crate::admin::authorize(&state, &headers, crate::admin::Role::Operator)
+        .and_then(|_| check_sink(&state, q.sink.as_deref()))
+    {
         return *r;
     }
     resend(&state, Resend::Dead { sink: q.sink.clone() }, q.sink.as_deref()).await
@@ -137,7 +141,7 @@ pub(crate) async fn replay(
     headers: HeaderMap,
     body: Result<Json<ReplayBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = crate::admin::authorized(&state, &headers) {
+    if let Err(r) = crate::admin::authorize(&state, &headers, crate::admin::Role::Operator) {
         return *r;
     }
     let Ok(Json(body)) = body else {
@@ -167,7 +171,9 @@ pub(crate) async fn enable(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = crate::admin::authorized(&state, &headers).and_then(|_| check_sink(&state, Some(&name))) {
+    if let Err(r) = crate::admin::authorize(&state, &headers, crate::admin::Role::Operator)
+        .and_then(|_| check_sink(&state, Some(&name)))
+    {
         return *r;
     }
     let cleared = SinkState { name, disabled_at: None, disabled_status: None, disabled_reason: None };

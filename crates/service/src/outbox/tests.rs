@@ -420,6 +420,7 @@ async fn the_admin_api_lists_deliveries_and_sinks_and_sends_messages_again() {
         connections: Vec::new(),
         decision_hooks: Default::default(),
         admin_token: Some(wrapup_core::Secret::new("admin-token")),
+        viewer_token: None,
         metrics_token: None,
         http: crate::edge::Limits::default(),
         scheduler: crate::scheduler::SchedulerSettings::default(),
