@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// How a queue (Genesys) or skill (CXone) runs its ACW window, in the terms that decide whether and until when a
 /// write can land. Platform settings map onto it in each connector (Genesys `acwSettings.wrapupPrompt`, CXone
 /// `acwTypeId` + `requireDisposition`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AcwPolicy {
     /// Every leg gets a window, and it ends only with a code (the agent's, ours, or the platform's own at its

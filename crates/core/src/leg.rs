@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Which platform a connection talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Genesys,
@@ -25,7 +25,7 @@ impl Platform {
 }
 
 /// The normalized channel of a leg (Genesys media type, CXone media/channel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Voice,
@@ -52,7 +52,9 @@ impl Channel {
 }
 
 /// Direction of the interaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, PartialOrd, Ord, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Inbound,
@@ -75,7 +77,7 @@ impl Direction {
 ///
 /// Genesys: `conversation` = conversationId, `participant` = participantId.
 /// CXone: `conversation` = masterContactId, `participant` = contactId.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, PartialOrd, Ord)]
 pub struct LegKey {
     pub connection: String,
     pub conversation: String,
@@ -95,7 +97,7 @@ impl std::fmt::Display for LegKey {
 }
 
 /// Everything known about a leg when its agent part ends. Platform-neutral; what a rule matches on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, Default)]
 pub struct LegFacts {
     /// `None` only in hand-built test values; connectors always set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

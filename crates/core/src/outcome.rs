@@ -4,7 +4,7 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
 /// When to apply a decided code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Timing {
     /// As soon as the leg ends.
@@ -13,11 +13,13 @@ pub enum Timing {
     /// behaves as `Immediate`.
     BeforeTimeout {
         #[serde(with = "duration_ms")]
+        #[schema(value_type = i64)]
         margin: SignedDuration,
     },
     /// `delay` after the leg ends.
     After {
         #[serde(with = "duration_ms")]
+        #[schema(value_type = i64)]
         delay: SignedDuration,
     },
 }
@@ -33,7 +35,7 @@ impl Timing {
 }
 
 /// Write the code, or only decide and record it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -42,7 +44,7 @@ pub enum Mode {
 }
 
 /// The one recorded ending of every leg that entered ACW.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Our write was accepted (and, when the platform says so, confirmed).

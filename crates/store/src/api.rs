@@ -70,14 +70,41 @@ pub struct CatalogAuditLine {
     pub body: serde_json::Value,
 }
 
-/// Filter for listing legs.
+/// Filter for listing legs, newest (`created_at`) first. Every field narrows the list; none set lists every leg.
 #[derive(Debug, Clone, Default)]
 pub struct LegFilter {
     pub connection: Option<String>,
     pub outcome: Option<Outcome>,
     /// Only legs not finished.
     pub open_only: bool,
+    pub conversation: Option<String>,
+    /// The queue's (Genesys) or skill's (CXone) id or name.
+    pub queue: Option<String>,
+    /// A code's name or id: the one decided for the leg, or the one the agent (or the platform) set.
+    pub code: Option<String>,
+    /// The agent's user id.
+    pub agent: Option<String>,
+    /// Legs created at or after this.
+    pub from: Option<Timestamp>,
+    /// Legs created before this.
+    pub to: Option<Timestamp>,
+    /// Legs after this one in the list's order (the last leg of the previous page).
+    pub after: Option<LegCursor>,
     pub limit: Option<u32>,
+}
+
+/// Where a page of [`Store::list_legs`] ended: the last leg's creation time and key. Stable while legs are added
+/// (new legs sort before it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegCursor {
+    pub created_at: Timestamp,
+    pub key: LegKey,
+}
+
+impl LegCursor {
+    pub fn of(leg: &LegRecord) -> Self {
+        Self { created_at: leg.created_at, key: leg.key.clone() }
+    }
 }
 
 /// A leg whose outcome a commit changed: its first ending (`from` is `None`), or the one change of a finished leg's

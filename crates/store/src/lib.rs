@@ -19,6 +19,7 @@ mod api;
 mod budget_slices;
 mod codec;
 mod copy;
+mod leg_query;
 pub mod outbox;
 mod postgres;
 mod schema;

@@ -37,7 +37,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Where a leg stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LegState {
     /// In ACW, not decided yet. Due for a decision at `not_before`.
@@ -82,7 +82,7 @@ impl LegState {
 }
 
 /// Who decided the code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionSource {
     Rule {
@@ -104,7 +104,7 @@ pub enum DecisionSource {
 
 /// A code decided outside the rule set: sent by a CRM (`PUT /api/v1/decisions/…`) or answered by a decision hook.
 /// It takes precedence over a rule's code, never over the agent: it goes through the same gates as a rule's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExternalDecision {
     /// The code by name.
     pub code_name: String,
@@ -122,7 +122,7 @@ pub struct ExternalDecision {
 }
 
 /// What was decided for a leg.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     pub source: DecisionSource,
     /// The code by name, as the rule names it.
@@ -138,7 +138,7 @@ pub struct Decision {
 }
 
 /// The code we are about to write (persisted before the write).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WriteIntent {
     pub code_id: String,
     pub code_name: String,
@@ -156,7 +156,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// Everything the store keeps about a leg.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LegRecord {
     pub key: LegKey,
     pub facts: LegFacts,

@@ -315,32 +315,15 @@ impl Store for PostgresStore {
 
     /// Newest (`created_at`) first; without `filter.limit`, at most [`DEFAULT_LIST_LIMIT`] legs.
     async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>> {
-        // Only fixed fragments are spliced in; every value is a bound parameter.
-        let mut sql = String::from("SELECT record FROM legs WHERE true");
-        let mut n = 0;
-        let mut param = || {
-            n += 1;
-            format!("${n}")
-        };
-        if filter.connection.is_some() {
-            sql.push_str(&format!(" AND connection = {}", param()));
-        }
-        if filter.outcome.is_some() {
-            sql.push_str(&format!(" AND outcome = {}", param()));
-        }
-        if filter.open_only {
-            sql.push_str(" AND state <> 'done'");
-        }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", param()));
+        let (sql, binds) = crate::leg_query::list_legs(filter, crate::leg_query::Dialect::Postgres, DEFAULT_LIST_LIMIT);
         let mut query = sqlx::query(&sql);
-        if let Some(connection) = &filter.connection {
-            query = query.bind(connection);
+        for bind in binds {
+            query = match bind {
+                crate::leg_query::Bind::Text(t) => query.bind(t),
+                crate::leg_query::Bind::Int(i) => query.bind(i),
+            };
         }
-        if let Some(outcome) = filter.outcome {
-            query = query.bind(outcome.as_str());
-        }
-        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(codec::record).collect()
     }
 

@@ -270,29 +270,15 @@ impl Store for SqliteStore {
 
     /// Newest (`created_at`) first; without `filter.limit`, at most [`DEFAULT_LIST_LIMIT`] legs.
     async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>> {
-        // Only fixed fragments are spliced in; every value is a bound parameter.
-        let mut sql = String::from("SELECT record FROM legs WHERE 1 = 1");
-        if filter.connection.is_some() {
-            // `+connection`: keep the planner on `legs_created` (newest first, stops at the limit) instead of
-            // fetching every leg of the connection through `legs_outcome` and sorting them.
-            sql.push_str(" AND +connection = ?");
-        }
-        if filter.outcome.is_some() {
-            sql.push_str(" AND outcome = ?");
-        }
-        if filter.open_only {
-            sql.push_str(" AND state <> 'done'");
-        }
-        sql.push_str(" ORDER BY created_at DESC, rowid DESC LIMIT ?");
+        let (sql, binds) = crate::leg_query::list_legs(filter, crate::leg_query::Dialect::Sqlite, DEFAULT_LIST_LIMIT);
         let mut query = sqlx::query(&sql);
-        if let Some(connection) = &filter.connection {
-            query = query.bind(connection);
+        for bind in binds {
+            query = match bind {
+                crate::leg_query::Bind::Text(t) => query.bind(t),
+                crate::leg_query::Bind::Int(i) => query.bind(i),
+            };
         }
-        if let Some(outcome) = filter.outcome {
-            query = query.bind(outcome.as_str());
-        }
-        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
+        let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(codec::record).collect()
     }
 

@@ -12,8 +12,8 @@ use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
 use wrapup_core::lifecycle::{apply_event, LegRecord, LegState, WriteIntent};
 use wrapup_core::{Event, EventKind, LegFacts, LegKey, Outcome};
 use wrapup_store::{
-    AttemptResult, Attempted, ClaimedLeg, DeliveryFilter, DeliveryState, Ingested, LedgerEntry, LegFilter, NewDelivery,
-    OutcomeChange, Resend, Route, Save, SinkState, Store, StoreError,
+    AttemptResult, Attempted, ClaimedLeg, DeliveryFilter, DeliveryState, Ingested, LedgerEntry, LegCursor, LegFilter,
+    NewDelivery, OutcomeChange, Resend, Route, Save, SinkState, Store, StoreError,
 };
 
 // ---- fixtures ---------------------------------------------------------------------------------------------------
@@ -680,6 +680,47 @@ pub async fn list_legs_filters_and_puts_the_newest_first<S: Store>(store: S) {
     assert_eq!(expired[0].key, key(1));
 }
 
+pub async fn list_legs_narrows_by_queue_agent_code_conversation_and_time_and_pages_by_cursor<S: Store>(store: S) {
+    // Six legs, two per creation time: queue q1/q2 and agent u0/u1 alternate; leg 2 gets the agent's code "sales".
+    for n in 0..6 {
+        let mut event = ended(&key(n), 0, None);
+        if let EventKind::LegEnded { facts } = &mut event.kind {
+            facts.queue_id = Some(format!("q{}", 1 + n % 2));
+            facts.queue_name = Some(format!("Queue {}", 1 + n % 2));
+            facts.user_id = Some(format!("u{}", n % 2));
+        }
+        store.ingest(&[event], t(n as i64 / 2)).await.unwrap();
+    }
+    store.ingest(&[coded(&key(2), 1, Some("sales"), false)], t(5)).await.unwrap();
+    let list = |filter: LegFilter| {
+        let store = &store;
+        async move { store.list_legs(&filter).await.unwrap().into_iter().map(|l| l.key).collect::<Vec<_>>() }
+    };
+    let q2 = list(LegFilter { queue: Some("q2".into()), ..Default::default() }).await;
+    assert_eq!(q2, vec![key(5), key(3), key(1)]);
+    assert_eq!(list(LegFilter { queue: Some("Queue 2".into()), ..Default::default() }).await, q2, "by name too");
+    assert_eq!(list(LegFilter { agent: Some("u0".into()), ..Default::default() }).await, vec![key(4), key(2), key(0)]);
+    assert_eq!(list(LegFilter { code: Some("sales".into()), ..Default::default() }).await, vec![key(2)]);
+    assert_eq!(list(LegFilter { conversation: Some("conv-3".into()), ..Default::default() }).await, vec![key(3)]);
+    let middle = LegFilter { from: Some(t(1)), to: Some(t(2)), ..Default::default() };
+    assert_eq!(list(middle).await, vec![key(3), key(2)]);
+    let both = LegFilter { queue: Some("q1".into()), agent: Some("u1".into()), ..Default::default() };
+    assert!(list(both).await.is_empty(), "filters combine");
+    // Pages of two: every leg once, in order, though two legs share each creation time.
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page =
+            store.list_legs(&LegFilter { after: after.clone(), limit: Some(2), ..Default::default() }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(LegCursor::of);
+        walked.extend(page.into_iter().map(|l| l.key));
+    }
+    assert_eq!(walked, (0..6).rev().map(key).collect::<Vec<_>>());
+}
+
 pub async fn legs_since_walks_a_time_range_oldest_first_in_pages<S: Store>(store: S) {
     // Two legs share each creation time, on two connections, so that the key breaks the ties.
     for n in 0..6 {
@@ -1137,6 +1178,7 @@ macro_rules! conformance_tests {
             pending_decisions_are_found_for_their_leg_or_its_conversation,
             outcome_counts_count_finished_and_open_legs_per_connection,
             list_legs_filters_and_puts_the_newest_first,
+            list_legs_narrows_by_queue_agent_code_conversation_and_time_and_pages_by_cursor,
             legs_since_walks_a_time_range_oldest_first_in_pages,
             the_catalog_cache_round_trips,
             an_idempotency_key_returns_the_first_response,
@@ -1183,6 +1225,7 @@ where
     the_ledger_reads_back_in_append_order(make().await).await;
     outcome_counts_count_finished_and_open_legs_per_connection(make().await).await;
     list_legs_filters_and_puts_the_newest_first(make().await).await;
+    list_legs_narrows_by_queue_agent_code_conversation_and_time_and_pages_by_cursor(make().await).await;
     legs_since_walks_a_time_range_oldest_first_in_pages(make().await).await;
     the_catalog_cache_round_trips(make().await).await;
     an_idempotency_key_returns_the_first_response(make().await).await;
