@@ -68,7 +68,7 @@ eval "$EXPORTS"
 echo "run.sh: sandbox pid $SANDBOX_PID at $SANDBOX_BASE_URL" >&2
 
 status=0
-python3 -m pytest -p no:cacheprovider -q "$HERE/test_genesys_sdk.py" "$HERE/test_crm_receiver.py" "$@" || status=$?
+python3 -m pytest -p no:cacheprovider -q "$HERE/test_genesys_sdk.py" "$HERE/test_crm_receiver.py" "$HERE/test_openapi.py" "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "run.sh: the contract test failed ($status); last lines of the sandbox log:" >&2
   tail -n 40 "$WORK/sandbox.log" >&2 || true

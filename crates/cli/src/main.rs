@@ -35,6 +35,8 @@ enum Command {
     /// The outbox's deliveries to the sinks: `list`, `retry` dead letters, `replay` what was delivered, `sinks`.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// Print the OpenAPI 3.1 document of the service's HTTP API (the one `/api/v1/openapi.json` serves).
+    Openapi,
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
@@ -102,6 +104,10 @@ fn main() -> ExitCode {
             Command::Outbox(command) => {
                 logging::init("warn");
                 outbox::run(&command).await
+            }
+            Command::Openapi => {
+                println!("{}", serde_json::to_string_pretty(wrapup_service::admin::openapi())?);
+                Ok(ExitCode::SUCCESS)
             }
             Command::Reconcile(args) => {
                 logging::init("warn");

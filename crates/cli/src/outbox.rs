@@ -191,12 +191,12 @@ pub async fn run(command: &OutboxCommand) -> anyhow::Result<ExitCode> {
                 for r in &rows {
                     println!(
                         "{:<16} {:<9} pending {:>6}  delivered {:>8}  dead {:>6}  {}",
-                        r["name"].as_str().unwrap_or(""),
-                        if r["disabled"].is_null() { "enabled" } else { "DISABLED" },
-                        r["pending"],
-                        r["delivered"],
-                        r["dead"],
-                        r["url"].as_str().unwrap_or("")
+                        r.name,
+                        if r.disabled.is_none() { "enabled" } else { "DISABLED" },
+                        r.pending,
+                        r.delivered,
+                        r.dead,
+                        r.url
                     );
                 }
             }

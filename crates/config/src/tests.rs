@@ -139,6 +139,7 @@ listen = "0.0.0.0:8080"
 admin_listen = "127.0.0.1:8081"
 [admin]
 metrics_token = "env:WRAPUP_ADMIN_TOKEN"
+viewer_token = "env:WRAPUP_ADMIN_TOKEN"
 [http]
 header_read_timeout_ms = 2000
 body_read_timeout_ms = 3000
@@ -153,6 +154,7 @@ max_health_requests = 10
     .unwrap();
     assert_eq!(config.admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
     assert_eq!(config.admin.metrics_token.as_ref().unwrap().expose(), "admin-token-value");
+    assert_eq!(config.admin.viewer_token.as_ref().unwrap().expose(), "admin-token-value");
     assert!(config.admin.token.is_none());
     let http = config.http;
     assert_eq!(http.header_read_timeout, std::time::Duration::from_secs(2));

@@ -27,7 +27,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use wrapup_connectors::genesys::events::{parse_eventbridge, EventError, Parsed};
@@ -88,6 +87,33 @@ pub(crate) async fn read_body(
     tokio::time::timeout(timeout, read).await.unwrap_or(Err(BodyError::Timeout))
 }
 
+/// What intake did with a batch.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct IntakeAnswer {
+    /// Events stored and applied to their legs.
+    pub accepted: usize,
+    /// Events stored before (a redelivery): nothing changed.
+    pub duplicates: usize,
+    /// Events that carry nothing wrapup acts on (other topics, other participants).
+    pub ignored: usize,
+}
+
+/// Platform events for a connection: Genesys Cloud notifications (as EventBridge or a webhook delivers them) or
+/// the CXone connector's events. Authenticated per connection (signature or API key, see docs/DEPLOYING.md).
+#[utoipa::path(post, path = "/intake/{connection}", tag = "intake",
+    params(("connection" = String, Path, description = "The connection's name from the config")),
+    request_body(content = Object, description = "One platform event or a batch", content_type = "application/json"),
+    security(("connection_key" = [])), responses(
+    (status = 202, description = "Stored: nothing is lost from here on", body = IntakeAnswer),
+    (status = 400, description = "`bad_body`, `bad_json`, `invalid_id` …", body = crate::admin::ErrorBody),
+    (status = 401, description = "The connection's authentication failed", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_connection`", body = crate::admin::ErrorBody),
+    (status = 408, description = "The body did not arrive in time", body = crate::admin::ErrorBody),
+    (status = 413, description = "Too large", body = crate::admin::ErrorBody),
+    (status = 415, description = "Not JSON", body = crate::admin::ErrorBody),
+    (status = 422, description = "A topic or event wrapup does not read", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`: send again after `Retry-After`", body = crate::admin::ErrorBody),
+))]
 pub async fn post_events(
     State(state): State<Arc<AppState>>,
     Path(connection): Path<String>,
@@ -193,8 +219,7 @@ pub async fn post_events(
     if accepted > 0 {
         state.wake.notify_one();
     }
-    (StatusCode::ACCEPTED, Json(json!({"accepted": accepted, "duplicates": duplicates, "ignored": ignored})))
-        .into_response()
+    (StatusCode::ACCEPTED, Json(IntakeAnswer { accepted, duplicates, ignored })).into_response()
 }
 
 /// The events of a feed the service pulls (the websocket, CXone detection) whose ids have their platform's shape;

@@ -39,7 +39,7 @@ pub struct ClaimedLeg {
 }
 
 /// One line of a leg's explanation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub at: Timestamp,
     /// `event`, `decision`, `attempt`, `outcome`, `note`.

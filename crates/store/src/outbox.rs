@@ -217,7 +217,7 @@ pub(crate) fn recorded(a: &Attempted) -> (DeliveryState, Option<i64>, Option<i64
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Pending,
@@ -257,7 +257,7 @@ pub struct Route {
 }
 
 /// One `(message, sink)` delivery.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub seq: i64,
     pub message_id: String,
@@ -279,6 +279,7 @@ pub struct Delivery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<Timestamp>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub body: String,
 }
 

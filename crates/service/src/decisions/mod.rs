@@ -65,7 +65,7 @@ pub const MAX_NAME_CHARS: usize = 255;
 pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A decision as a CRM sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     /// The code name, trimmed.
@@ -75,9 +75,23 @@ pub struct DecisionBody {
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
 }
 
+/// A CRM's decision for every leg of a conversation (docs/CRM.md). Needs an `Idempotency-Key` header.
+#[utoipa::path(put, path = "/api/v1/decisions/{connection}/{conversation}", tag = "decisions",
+    params(("connection" = String, Path), ("conversation" = String, Path),
+        ("Idempotency-Key" = String, Header, description = "Unique per decision; a repeat gets the first answer")),
+    request_body = DecisionBody, security(("connection_key" = [])), responses(
+    (status = 200, description = "`queued` or `applied`, with each leg's state", body = Object),
+    (status = 202, description = "`pending`: no leg is known yet; kept until one is", body = Object),
+    (status = 400, description = "`missing_idempotency_key`, `bad_json`, `invalid_id` …", body = crate::admin::ErrorBody),
+    (status = 401, description = "The connection's key is missing or wrong", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_connection`, `not_enabled`", body = crate::admin::ErrorBody),
+    (status = 409, description = "`agent_code_present`, `window_closed`, `write_in_flight`, `idempotency_key_reused`", body = Object),
+    (status = 422, description = "`unknown_code`, `code_not_on_queue`", body = crate::admin::ErrorBody),
+))]
 pub async fn put_conversation(
     State(state): State<Arc<AppState>>,
     Path((connection, conversation)): Path<(String, String)>,
@@ -86,6 +100,19 @@ pub async fn put_conversation(
     answer(&state, &connection, &conversation, None, request).await
 }
 
+/// A CRM's decision for one leg (one participant of a conversation). Needs an `Idempotency-Key` header.
+#[utoipa::path(put, path = "/api/v1/decisions/{connection}/{conversation}/{participant}", tag = "decisions",
+    params(("connection" = String, Path), ("conversation" = String, Path), ("participant" = String, Path),
+        ("Idempotency-Key" = String, Header, description = "Unique per decision; a repeat gets the first answer")),
+    request_body = DecisionBody, security(("connection_key" = [])), responses(
+    (status = 200, description = "`queued` or `applied`, with each leg's state", body = Object),
+    (status = 202, description = "`pending`: no leg is known yet; kept until one is", body = Object),
+    (status = 400, description = "`missing_idempotency_key`, `bad_json`, `invalid_id` …", body = crate::admin::ErrorBody),
+    (status = 401, description = "The connection's key is missing or wrong", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_connection`, `not_enabled`", body = crate::admin::ErrorBody),
+    (status = 409, description = "`agent_code_present`, `window_closed`, `write_in_flight`, `idempotency_key_reused`", body = Object),
+    (status = 422, description = "`unknown_code`, `code_not_on_queue`", body = crate::admin::ErrorBody),
+))]
 pub async fn put_leg(
     State(state): State<Arc<AppState>>,
     Path((connection, conversation, participant)): Path<(String, String, String)>,

@@ -125,14 +125,27 @@ async fn catalog(runtime: &ConnectionRuntime) -> Result<Arc<Catalog>, Response> 
 }
 
 /// What `codes` accepts.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CodesQuery {
+    /// The code's name, exactly as in the catalog.
     pub name: Option<String>,
+    /// Genesys: the queue's name or id the code must be assigned to.
     pub queue: Option<String>,
+    /// CXone: the skill's name or id the disposition must be assigned to.
     pub skill: Option<String>,
 }
 
+/// A code's id by its name (and queue or skill), from the cached catalog, for a platform flow.
+#[utoipa::path(get, path = "/api/v1/lookup/{connection}/codes", tag = "lookup",
+    params(("connection" = String, Path), CodesQuery), security(("connection_key" = [])), responses(
+    (status = 200, description = "`{code, code_id}` and, with a queue or skill, `{queue, queue_id}` or `{skill, skill_id}`", body = Object),
+    (status = 400, description = "A bad query", body = crate::admin::ErrorBody),
+    (status = 401, description = "The connection's key is missing or wrong", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_connection`, `unknown_code`, `code_not_on_queue` …", body = crate::admin::ErrorBody),
+    (status = 503, description = "The catalog is still loading", body = crate::admin::ErrorBody),
+))]
 pub async fn get_code(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -212,6 +225,18 @@ async fn answer_code(
     Json(answer).into_response()
 }
 
+/// The code the rules decide for a leg's facts as a flow knows them (docs/FLOWS.md).
+#[utoipa::path(post, path = "/api/v1/lookup/{connection}/decision", tag = "lookup",
+    params(("connection" = String, Path)),
+    request_body(content = Object, description = "The leg's facts: queue, media, direction, durations, attributes", content_type = "application/json"),
+    security(("connection_key" = [])), responses(
+    (status = 200, description = "The decided code, the rule, and whether a fallback decided", body = Object),
+    (status = 400, description = "A bad body", body = crate::admin::ErrorBody),
+    (status = 401, description = "The connection's key is missing or wrong", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_connection`, `no_decision` …", body = crate::admin::ErrorBody),
+    (status = 413, description = "Too large", body = crate::admin::ErrorBody),
+    (status = 503, description = "The catalog is still loading", body = crate::admin::ErrorBody),
+))]
 pub async fn post_decision(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> Response {
     let started = Instant::now();
     let (runtime, settings) = match connection(&state, &name) {

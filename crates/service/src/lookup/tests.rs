@@ -79,6 +79,14 @@ fn rules() -> RuleSet {
 
 /// One lookup connection per name: `(name, platform, auth, fallback)`.
 pub(crate) async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>) -> ServiceHandle {
+    service_with(connections, |_| {}).await
+}
+
+/// [`service`], with the spec changed by `tweak` before the service starts.
+pub(crate) async fn service_with(
+    connections: Vec<(&str, Platform, IntakeAuth, Option<&str>)>,
+    tweak: impl FnOnce(&mut ServiceSpec),
+) -> ServiceHandle {
     let store: Arc<dyn wrapup_store::Store> = Arc::new(wrapup_store::SqliteStore::open_in_memory().await.unwrap());
     let clock = wrapup_clock::ScaledClock::new(jiff::Timestamp::now(), 1.0).shared();
     let rules = Arc::new(rules());
@@ -98,7 +106,7 @@ pub(crate) async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option
             cxone: None,
         })
         .collect();
-    let spec = ServiceSpec {
+    let mut spec = ServiceSpec {
         store,
         clock,
         connections,
@@ -116,6 +124,7 @@ pub(crate) async fn service(connections: Vec<(&str, Platform, IntakeAuth, Option
         sinks: Vec::new(),
         outbox: crate::outbox::OutboxSettings::default(),
     };
+    tweak(&mut spec);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = crate::app::start(spec, listener).await.unwrap();
     // The first load is the one that waits: once every catalog answers, lookups are served from it.

@@ -14,29 +14,79 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::{SignedDuration, Timestamp};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 use wrapup_store::{DeliveryFilter, DeliveryState, Resend, SinkState, Store};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// A sink's name.
     sink: Option<String>,
+    /// `pending`, `delivered` or `dead`.
     state: Option<String>,
+    /// Messages created at or after this instant (RFC 3339).
     since: Option<String>,
+    /// One message's id (`msg_…`).
     message: Option<String>,
+    /// At most this many deliveries (default 100, at most 1000).
     limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SinkQuery {
+    /// Only this sink (default: every sink).
     sink: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Send again what was delivered since an instant.
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct ReplayBody {
+    /// RFC 3339.
     since: String,
+    /// Only this sink (default: every sink).
     sink: Option<String>,
+}
+
+/// How many deliveries were set to be sent again.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Resent {
+    pub resent: u64,
+}
+
+/// A sink turned on again.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Enabled {
+    pub enabled: String,
+}
+
+/// Each configured sink.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Sinks {
+    pub sinks: Vec<SinkReport>,
+}
+
+/// A sink: where it delivers, whether it is disabled and why, and its deliveries by state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SinkReport {
+    pub name: String,
+    /// The sink's URL without its query (which may hold a credential).
+    pub url: String,
+    pub disabled: Option<SinkDisabled>,
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+/// Why a sink is off: it answered `410 Gone`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SinkDisabled {
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub at: Option<Timestamp>,
+    pub status: Option<u16>,
+    pub reason: Option<String>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
@@ -64,6 +114,13 @@ fn until(state: &AppState, sink: Option<&str>, now: Timestamp) -> Timestamp {
     now.checked_add(SignedDuration::try_from(age).unwrap_or(SignedDuration::from_hours(24))).unwrap_or(Timestamp::MAX)
 }
 
+/// Deliveries, newest message first.
+#[utoipa::path(get, path = "/api/v1/outbox", tag = "outbox", params(ListQuery), security(("bearer" = [])), responses(
+    (status = 200, description = "Deliveries", body = Vec<wrapup_store::Delivery>),
+    (status = 400, description = "`bad_state`, `bad_since`", body = crate::admin::ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`", body = crate::admin::ErrorBody),
+))]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -100,12 +157,22 @@ async fn resend(state: &AppState, what: Resend, sink: Option<&str>) -> Response 
     match state.store.outbox_resend(&what, now, until(state, sink, now)).await {
         Ok(n) => {
             state.outbox_wake.notify_one();
-            Json(json!({"resent": n})).into_response()
+            Json(Resent { resent: n }).into_response()
         }
         Err(e) => unavailable(e),
     }
 }
 
+/// Send one message again (operator).
+#[utoipa::path(post, path = "/api/v1/outbox/{message}/retry", tag = "outbox",
+    params(("message" = String, Path, description = "`msg_…`"), SinkQuery), security(("bearer" = [])), responses(
+    (status = 200, description = "Deliveries set to be sent again", body = Resent),
+    (status = 400, description = "`bad_message_id`", body = crate::admin::ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 403, description = "`forbidden`: needs the operator token", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_sink`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`", body = crate::admin::ErrorBody),
+))]
 pub(crate) async fn retry_one(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -123,6 +190,14 @@ pub(crate) async fn retry_one(
     resend(&state, Resend::Message { id, sink: q.sink.clone() }, q.sink.as_deref()).await
 }
 
+/// Send every dead letter again (operator).
+#[utoipa::path(post, path = "/api/v1/outbox/retry", tag = "outbox", params(SinkQuery), security(("bearer" = [])), responses(
+    (status = 200, description = "Deliveries set to be sent again", body = Resent),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 403, description = "`forbidden`: needs the operator token", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_sink`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`", body = crate::admin::ErrorBody),
+))]
 pub(crate) async fn retry_dead(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -136,6 +211,15 @@ pub(crate) async fn retry_dead(
     resend(&state, Resend::Dead { sink: q.sink.clone() }, q.sink.as_deref()).await
 }
 
+/// Send again what was delivered since an instant (operator).
+#[utoipa::path(post, path = "/api/v1/outbox/replay", tag = "outbox", request_body = ReplayBody, security(("bearer" = [])), responses(
+    (status = 200, description = "Deliveries set to be sent again", body = Resent),
+    (status = 400, description = "`bad_body`, `bad_since`", body = crate::admin::ErrorBody),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 403, description = "`forbidden`: needs the operator token", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_sink`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`", body = crate::admin::ErrorBody),
+))]
 pub(crate) async fn replay(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -156,16 +240,30 @@ pub(crate) async fn replay(
     resend(&state, Resend::Delivered { since, sink: body.sink.clone() }, body.sink.as_deref()).await
 }
 
+/// Each sink with its deliveries by state.
+#[utoipa::path(get, path = "/api/v1/sinks", tag = "outbox", security(("bearer" = [])), responses(
+    (status = 200, description = "The sinks", body = Sinks),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`", body = crate::admin::ErrorBody),
+))]
 pub(crate) async fn sinks(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = crate::admin::authorized(&state, &headers) {
         return *r;
     }
     match report(&state.sinks, state.store.as_ref()).await {
-        Ok(rows) => Json(json!({"sinks": rows})).into_response(),
+        Ok(sinks) => Json(Sinks { sinks }).into_response(),
         Err(e) => unavailable(e),
     }
 }
 
+/// Turn on again a sink that a `410 Gone` turned off (operator).
+#[utoipa::path(post, path = "/api/v1/sinks/{name}/enable", tag = "outbox", params(("name" = String, Path)), security(("bearer" = [])), responses(
+    (status = 200, description = "The sink is on", body = Enabled),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 403, description = "`forbidden`: needs the operator token", body = crate::admin::ErrorBody),
+    (status = 404, description = "`unknown_sink`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`store_unavailable`", body = crate::admin::ErrorBody),
+))]
 pub(crate) async fn enable(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -178,7 +276,7 @@ pub(crate) async fn enable(
     }
     let cleared = SinkState { name, disabled_at: None, disabled_status: None, disabled_reason: None };
     match state.store.outbox_set_sink(&cleared).await {
-        Ok(()) => Json(json!({"enabled": cleared.name})).into_response(),
+        Ok(()) => Json(Enabled { enabled: cleared.name }).into_response(),
         Err(e) => unavailable(e),
     }
 }
@@ -187,7 +285,7 @@ pub(crate) async fn enable(
 pub async fn report(
     sinks: &[wrapup_config::SinkConfig],
     store: &dyn Store,
-) -> Result<Vec<serde_json::Value>, wrapup_store::StoreError> {
+) -> Result<Vec<SinkReport>, wrapup_store::StoreError> {
     let states = store.outbox_sinks().await?;
     let counts = store.outbox_counts().await?;
     Ok(sinks
@@ -197,14 +295,18 @@ pub async fn report(
             let n = |st: DeliveryState| counts.get(&(s.name.clone(), st)).copied().unwrap_or(0);
             let mut url = s.url.clone();
             url.set_query(None);
-            json!({
-                "name": s.name,
-                "url": url.as_str(),
-                "disabled": disabled.map(|x| json!({"at": x.disabled_at, "status": x.disabled_status, "reason": x.disabled_reason})),
-                "pending": n(DeliveryState::Pending),
-                "delivered": n(DeliveryState::Delivered),
-                "dead": n(DeliveryState::Dead),
-            })
+            SinkReport {
+                name: s.name.clone(),
+                url: url.to_string(),
+                disabled: disabled.map(|x| SinkDisabled {
+                    at: x.disabled_at,
+                    status: x.disabled_status,
+                    reason: x.disabled_reason.clone(),
+                }),
+                pending: n(DeliveryState::Pending),
+                delivered: n(DeliveryState::Delivered),
+                dead: n(DeliveryState::Dead),
+            }
         })
         .collect())
 }
