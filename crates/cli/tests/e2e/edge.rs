@@ -452,7 +452,7 @@ async fn hostile_requests_get_their_refusal_store_nothing_and_leave_health_answe
             admin,
             get("/api/v1/legs?limit=lots", &[("authorization", ADMIN_BEARER)]),
             400,
-            "bad_request",
+            "bad_query",
         ),
         ("an admin call without the token", admin, get("/api/v1/legs", &[]), 401, "unauthenticated"),
         (

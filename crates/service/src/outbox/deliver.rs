@@ -74,11 +74,13 @@ pub(super) async fn run_sink(shared: Arc<Shared>, sink: Arc<SinkConfig>, shutdow
             gauges_at = Some(Instant::now());
         }
         let free = sink.concurrency.saturating_sub(in_flight.len());
-        // Claim in groups rather than one slot at a time (each claim is a commit), unless nothing is in flight.
-        let worth_claiming = !disabled && free > 0 && (in_flight.is_empty() || free >= (sink.concurrency / 4).max(1));
         // The answers that came in are recorded together, in the commit of the next claim: a row is leased until
         // recorded, so the claim cannot take it again, and a leg's next message waits for it.
         let answers = std::mem::take(&mut finished);
+        // A 410 among them disables the sink: claiming alongside would send again what it just refused.
+        disabled |= answers.iter().any(|a| a.status == Some(410));
+        // Claim in groups rather than one slot at a time (each claim is a commit), unless nothing is in flight.
+        let worth_claiming = !disabled && free > 0 && (in_flight.is_empty() || free >= (sink.concurrency / 4).max(1));
         let lease = shared.clock.clock_duration(shared.settings.lease.max(sink.timeout + Duration::from_secs(30)));
         let lease = if lease.is_negative() { SignedDuration::from_secs(60) } else { lease };
         let (gone, claimed) = tokio::join!(record(&shared, &sink, answers), async {

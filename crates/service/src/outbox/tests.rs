@@ -454,7 +454,7 @@ async fn the_admin_api_lists_deliveries_and_sinks_and_sends_messages_again() {
         next_record(&mut recorded).await;
     };
     assert_eq!(disabled["sinks"][0]["disabled"]["status"], 410);
-    assert_eq!(disabled["sinks"][0]["pending"], 1);
+    assert_eq!(disabled["sinks"][0]["pending"], 1, "{disabled}");
     let unauthorized = http.get(format!("{base}/api/v1/sinks")).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
     let listed: serde_json::Value = get("/api/v1/outbox?state=pending").await.unwrap().json().await.unwrap();
