@@ -46,6 +46,7 @@ pub async fn serve(args: &RunArgs) -> anyhow::Result<()> {
     let spec = wrapup_service::build::spec_from_config(&config, store, clock)?;
     let service = wrapup_service::app::start_with_admin(spec, listener, admin).await?;
     tracing::info!(addr = %service.addr, "Serving; Ctrl-C stops.");
+    eprintln!("Dashboard: {}/dashboard", service.admin_url());
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     tracing::info!("Stopping: finishing legs in flight.");
     service.shutdown().await;

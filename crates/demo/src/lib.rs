@@ -107,6 +107,12 @@ pub struct DemoArgs {
     /// Run the Genesys org only.
     #[arg(long)]
     pub no_cxone: bool,
+    /// Open the dashboard in a browser when the service is up (its URL is printed either way).
+    #[arg(long)]
+    pub open: bool,
+    /// After the traffic, keep the service (and its dashboard) up until Ctrl-C, then print the summary.
+    #[arg(long)]
+    pub hold: bool,
 }
 
 /// `--cxone-acw-detection`.
@@ -748,6 +754,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
         Duration::from_millis(args.reconcile_every_ms),
     )
     .await?;
+    if let Some(service) = &env.service {
+        let url = format!("{}/dashboard", service.admin_url());
+        eprintln!("Dashboard: {url}");
+        if args.open {
+            open_in_browser(&url);
+        }
+    }
     let (stop_lookups, lookups_stopped) = tokio::sync::watch::channel(false);
     let flow = lookup_client(&env)?.run(env.sandbox.clone(), lookups_stopped);
     let flow = tokio::spawn(flow);
@@ -770,6 +783,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
     if !args.quiet {
         eprintln!();
     }
+    if args.hold {
+        eprintln!("The traffic is over; the service and its dashboard stay up. Ctrl-C ends the demo with its summary.");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let finished = env.finish_with_truth().await?;
     let mut summary = finished.summary;
@@ -781,6 +798,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<DemoResult> {
     let mut summaries = vec![summary];
     summaries.extend(finished.cxone.map(|c| c.summary));
     Ok(DemoResult { summaries, elapsed_secs: (elapsed * 10.0).round() / 10.0, crm: finished.crm })
+}
+
+/// Asks the desktop to open `url` (`xdg-open`, or `open` on macOS); says so when it cannot, the URL being printed.
+fn open_in_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opened = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = opened {
+        eprintln!("Could not open a browser ({opener}: {e}); open {url} yourself.");
+    }
 }
 
 /// The demo's platform flow, asking the Genesys connection's lookups with its intake key (the lookup's default).

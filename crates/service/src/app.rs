@@ -107,6 +107,8 @@ pub struct AppState {
     pub sinks: Vec<wrapup_config::SinkConfig>,
     /// Rung when there may be messages to route (a commit changed outcomes, an operator resent some).
     pub outbox_wake: Arc<Notify>,
+    /// The dashboard's live updates: ticked by every outcome change, read by the event streams.
+    pub dashboard: Arc<crate::dashboard::events::Live>,
 }
 
 impl AppState {
@@ -243,10 +245,13 @@ pub async fn start_with_admin(
     let counting = crate::outcomes::hook(connections.clone());
     let outbox_wake = Arc::new(Notify::new());
     let ring = outbox_wake.clone();
+    let live = Arc::new(crate::dashboard::events::Live::default());
+    let tick = live.clone();
     // The commit that changed an outcome wrote its outbox message: the router routes it at once.
     spec.store.watch_outcomes(Arc::new(move |change: &wrapup_store::OutcomeChange| {
         counting(change);
         ring.notify_one();
+        tick.outcome_changed();
     }));
     let owner = format!("wrapup-{}", uuid::Uuid::now_v7());
     let leases =
@@ -319,6 +324,7 @@ pub async fn start_with_admin(
         leases,
         sinks: spec.sinks.clone(),
         outbox_wake: outbox_wake.clone(),
+        dashboard: live,
     });
     let shutdown = Shutdown::default();
     let listeners = match admin {

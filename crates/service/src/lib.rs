@@ -8,6 +8,7 @@ pub mod build;
 pub mod catalog;
 pub mod chaos;
 pub mod cxone;
+pub mod dashboard;
 pub mod decisions;
 pub mod edge;
 pub mod gauges;

@@ -18,6 +18,8 @@ async fn the_demo_applies_codes_lets_agents_win_and_reports_no_violation() {
         reconcile_every_ms: demo::DEFAULT_RECONCILE_EVERY_MS,
         cxone_acw_detection: demo::CxoneDetection::Polling,
         no_cxone: false,
+        open: false,
+        hold: false,
     };
     let result = demo::run(&args).await.expect("the demo runs");
     let json = result.to_json();

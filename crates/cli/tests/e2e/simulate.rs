@@ -58,6 +58,8 @@ async fn simulating_a_demo_with_its_own_rules_reproduces_its_decisions_and_a_cha
         reconcile_every_ms: demo::DEFAULT_RECONCILE_EVERY_MS,
         cxone_acw_detection: demo::CxoneDetection::Polling,
         no_cxone: false,
+        open: false,
+        hold: false,
     };
     demo::run(&args).await.expect("the demo runs");
     let config = data.join(demo::CONFIG_FILE);
