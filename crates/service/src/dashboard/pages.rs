@@ -18,7 +18,8 @@ use wrapup_store::LegFilter;
 const REVIEW_PAGE: u32 = 200;
 
 /// The frame every page shares: a skip link, the header with the navigation, and `main`.
-pub(super) fn layout(title: &str, current: &str, main: &str) -> String {
+/// `signed_in`: a token is configured, so there is a login to end (the *Sign out* button).
+pub(super) fn layout(title: &str, current: &str, signed_in: bool, main: &str) -> String {
     let nav = [("/dashboard", "Overview"), ("/dashboard/review", "Review queue")]
         .iter()
         .map(|(href, label)| {
@@ -42,8 +43,7 @@ pub(super) fn layout(title: &str, current: &str, main: &str) -> String {
 <header class="top">
 <p class="brand"><a href="/dashboard">wrapup</a></p>
 <nav aria-label="Dashboard"><ul>{nav}</ul></nav>
-<form method="post" action="/dashboard/logout" class="logout"><button type="submit" class="link">Sign out</button></form>
-</header>
+{sign_out}</header>
 <main id="main" tabindex="-1">
 {main}
 </main>
@@ -51,29 +51,44 @@ pub(super) fn layout(title: &str, current: &str, main: &str) -> String {
 </html>
 "##,
         title = escape(title),
+        sign_out = if signed_in {
+            "<form method=\"post\" action=\"/dashboard/logout\" class=\"logout\"><button type=\"submit\" class=\"link\">Sign out</button></form>\n"
+        } else {
+            ""
+        },
     )
 }
 
-/// Whether the request may see a page: `Ok`, or the answer to give (the login page for a browser without the cookie).
-fn allowed(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    match crate::admin::authorize(state, headers, Role::Viewer) {
-        Ok(()) => Ok(()),
-        Err(_) => Err(see_other("/dashboard/login")),
-    }
+/// The answer instead of a page the request may not see: to the login, for a browser without the cookie.
+fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    crate::admin::authorize(state, headers, Role::Viewer).err().map(|_| see_other("/dashboard/login"))
 }
 
-fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
-    let main = format!("<h1>{}</h1>\n<p>{}</p>\n<p><a href=\"/dashboard\">Back to the overview</a></p>", escape(title), escape(text));
-    html(status, layout(title, "", &main))
+fn signed_in(state: &AppState) -> bool {
+    state.admin_token.is_some() || state.viewer_token.is_some()
+}
+
+/// A time as people read it, to the second (the `datetime` attribute keeps it whole).
+fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn message_page(state: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
+    let main = format!(
+        "<h1>{}</h1>\n<p>{}</p>\n<p><a href=\"/dashboard\">Back to the overview</a></p>",
+        escape(title),
+        escape(text)
+    );
+    html(status, layout(title, "", signed_in(state), &main))
 }
 
 /// `GET /dashboard`: the overview. Its sections are filled by the script from the admin API; without JavaScript
 /// they say so and point to the pages that work without it.
 pub(super) async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = allowed(&state, &headers) {
+    if let Some(r) = refused(&state, &headers) {
         return r;
     }
-    html(StatusCode::OK, layout("Dashboard", "/dashboard", include_str!("assets/overview.html")))
+    html(StatusCode::OK, layout("Dashboard", "/dashboard", signed_in(&state), include_str!("assets/overview.html")))
 }
 
 /// The link to a leg's ledger page.
@@ -98,7 +113,7 @@ fn decided_by(leg: &LegRecord) -> Option<String> {
     let d = leg.decision.as_ref()?;
     let by = match &d.source {
         DecisionSource::Rule { name, .. } => format!("rule “{name}”"),
-        DecisionSource::External { source, .. } => format!("{source}"),
+        DecisionSource::External { source, .. } => source.clone(),
     };
     let mode = match d.mode {
         wrapup_core::outcome::Mode::Enforce => "enforce",
@@ -148,9 +163,9 @@ fn fact_rows(leg: &LegRecord) -> String {
     text("Queue", f.queue_name.clone().or_else(|| f.queue_id.clone()));
     text("Media", f.media.clone());
     text("Agent", f.user_id.clone());
-    text("Ended", f.ended_at.map(|t| t.to_string()));
-    text("Window closes", leg.deadline.map(|t| t.to_string()));
-    text("Written", leg.written_at.map(|t| t.to_string()));
+    text("Ended", f.ended_at.map(when));
+    text("Window closes", leg.deadline.map(when));
+    text("Written", leg.written_at.map(when));
     let mut out = String::from("<dl class=\"facts\">");
     for (label, value) in rows {
         let _ = write!(out, "<div><dt>{label}</dt><dd>{value}</dd></div>");
@@ -165,24 +180,31 @@ pub(super) async fn leg_ledger(
     headers: HeaderMap,
     Path((connection, conversation, participant)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(r) = allowed(&state, &headers) {
+    if let Some(r) = refused(&state, &headers) {
         return r;
     }
     let Some(platform) = state.connections.get(&connection).map(|c| c.platform.platform()) else {
-        return message_page(StatusCode::NOT_FOUND, "No such connection", &format!("No connection is named {connection:?}."));
+        return message_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "No such connection",
+            &format!("No connection is named {connection:?}."),
+        );
     };
     let key = LegKey::new(connection, conversation, participant);
     if let Err(e) = wrapup_core::ids::check_leg(platform, &key) {
-        return message_page(StatusCode::BAD_REQUEST, "Not a leg", &e.to_string());
+        return message_page(&state, StatusCode::BAD_REQUEST, "Not a leg", &e.to_string());
     }
     let leg = match state.store.get_leg(&key).await {
         Ok(Some(l)) => l.leg,
-        Ok(None) => return message_page(StatusCode::NOT_FOUND, "No such leg", &format!("The store has no leg {key}.")),
-        Err(e) => return message_page(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
+        Ok(None) => {
+            return message_page(&state, StatusCode::NOT_FOUND, "No such leg", &format!("The store has no leg {key}."))
+        }
+        Err(e) => return message_page(&state, StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
     };
     let ledger = match state.store.ledger(&key).await {
         Ok(l) => l,
-        Err(e) => return message_page(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
+        Err(e) => return message_page(&state, StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
     };
     let mut main = format!(
         "<h1>Leg <span class=\"mono\">{}</span></h1>\n<p class=\"sub\">Connection {} · conversation <span class=\"mono\">{}</span></p>\n",
@@ -202,30 +224,48 @@ pub(super) async fn leg_ledger(
     } else {
         main.push_str("<ol class=\"timeline\">");
         for line in &ledger {
-            let detail = serde_json::to_string_pretty(&line.detail).unwrap_or_default();
             let _ = write!(
                 main,
-                "<li class=\"kind-{kind}\"><p><time datetime=\"{at}\">{at}</time> <strong>{kind}</strong></p><pre>{detail}</pre></li>",
+                "<li><p><time datetime=\"{at}\">{shown}</time> <strong>{kind}</strong></p>{detail}</li>",
                 at = escape(&line.at.to_string()),
+                shown = escape(&when(line.at)),
                 kind = escape(&line.kind),
-                detail = escape(&detail),
+                detail = detail_list(&line.detail),
             );
         }
         main.push_str("</ol>");
     }
     main.push_str("</section>");
-    html(StatusCode::OK, layout(&format!("Leg {}", key.participant), "", &main))
+    html(StatusCode::OK, layout(&format!("Leg {}", key.participant), "", signed_in(&state), &main))
+}
+
+/// A ledger line's detail: its fields as a list (nested values as compact JSON), empty ones left out.
+fn detail_list(detail: &serde_json::Value) -> String {
+    let serde_json::Value::Object(fields) = detail else {
+        return format!("<pre>{}</pre>", escape(&detail.to_string()));
+    };
+    let mut out = String::from("<dl class=\"detail\">");
+    for (name, value) in fields {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let _ = write!(out, "<div><dt>{}</dt><dd>{}</dd></div>", escape(name), escape(&text));
+    }
+    out.push_str("</dl>");
+    out
 }
 
 /// `GET /dashboard/review`: the legs whose outcome is `review`, newest first, each with its actions.
 pub(super) async fn review_queue(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = allowed(&state, &headers) {
+    if let Some(r) = refused(&state, &headers) {
         return r;
     }
     let filter = LegFilter { outcome: Some(Outcome::Review), limit: Some(REVIEW_PAGE), ..LegFilter::default() };
     let legs = match state.store.list_legs(&filter).await {
         Ok(l) => l,
-        Err(e) => return message_page(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
+        Err(e) => return message_page(&state, StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
     };
     let mut main = String::from("<h1>Review queue</h1>\n");
     if legs.is_empty() {
@@ -246,5 +286,5 @@ pub(super) async fn review_queue(State(state): State<Arc<AppState>>, headers: He
         }
         main.push_str("</ol>");
     }
-    html(StatusCode::OK, layout("Review queue", "/dashboard/review", &main))
+    html(StatusCode::OK, layout("Review queue", "/dashboard/review", signed_in(&state), &main))
 }

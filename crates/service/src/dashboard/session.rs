@@ -77,7 +77,7 @@ fn login_page(status: StatusCode, message: Option<&str>) -> Response {
 <button type="submit">Sign in</button>
 </form>"#
     );
-    html(status, super::pages::layout("Sign in", "", &body))
+    html(status, super::pages::layout("Sign in", "", false, &body))
 }
 
 pub(super) async fn login_form(State(state): State<Arc<AppState>>) -> Response {
@@ -92,7 +92,11 @@ pub(super) struct LoginForm {
     token: String,
 }
 
-pub(super) async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+pub(super) async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     if cross_site(&headers) {
         return login_page(StatusCode::FORBIDDEN, Some("Sign in from the dashboard's own page."));
     }
@@ -100,7 +104,8 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap
         return see_other("/dashboard");
     }
     let token = form.token.trim();
-    let known = |t: &Option<Secret>| t.as_ref().is_some_and(|t| bool::from(token.as_bytes().ct_eq(t.expose().as_bytes())));
+    let known =
+        |t: &Option<Secret>| t.as_ref().is_some_and(|t| bool::from(token.as_bytes().ct_eq(t.expose().as_bytes())));
     if token.is_empty() || token.len() > MAX_TOKEN_LEN || !(known(&state.admin_token) || known(&state.viewer_token)) {
         return login_page(StatusCode::UNAUTHORIZED, Some("That token is not one this server accepts."));
     }

@@ -5,11 +5,11 @@ use super::events::OutcomesEvent;
 use super::CONTENT_SECURITY_POLICY;
 use crate::app::ServiceHandle;
 use crate::lookup::tests::{api_key, service, service_with};
-use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 use wrapup_core::{Event, EventKind, LegFacts, LegKey, Platform};
@@ -29,7 +29,7 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
-fn header<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+fn header(response: &Response, name: header::HeaderName) -> &str {
     response.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
 }
 
@@ -109,7 +109,10 @@ async fn the_ledger_page_escapes_what_the_store_holds() {
     let body = text(page).await;
     assert!(!body.contains("<script>alert") && !body.contains("<b>bold"), "{body}");
     assert!(body.contains("&lt;script&gt;alert(&#39;code&#39;)&lt;/script&gt;"), "the code, escaped: {body}");
-    assert!(body.contains("&lt;script&gt;alert(\\&quot;note\\&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold"), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;alert(&quot;note&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"),
+        "{body}"
+    );
     assert!(body.contains(r#"<ol class="timeline">"#) && body.contains("<strong>note</strong>"), "{body}");
 
     // A leg the store does not have, a connection that does not exist, an id no event could carry.
@@ -135,8 +138,14 @@ async fn the_review_queue_lists_legs_in_review_with_plain_forms() {
     let claim = claim.into_iter().find(|c| c.leg.key == key).expect("the leg is due");
     let mut leg = claim.leg.clone();
     leg.finish(wrapup_core::Outcome::Review, Some("the <platform> refused the write".into()), now);
-    let save =
-        wrapup_store::Save { leg: &leg, version: claim.version, owner: "t", release: true, lines: &[], stored_outcome: None };
+    let save = wrapup_store::Save {
+        leg: &leg,
+        version: claim.version,
+        owner: "t",
+        release: true,
+        lines: &[],
+        stored_outcome: None,
+    };
     store.save(save).await.unwrap();
     let handle = service_with(vec![("dash-review", Platform::Genesys, api_key(), None)], None, None, Some(store)).await;
 
@@ -146,13 +155,18 @@ async fn the_review_queue_lists_legs_in_review_with_plain_forms() {
     assert!(body.contains(r#"/dismiss" class="card">"#), "{body}");
     assert!(body.contains("the &lt;platform&gt; refused the write"), "{body}");
     assert!(body.contains(r#"<label>Code <input name="code""#) && body.contains(r#"<input name="by""#), "{body}");
-    let ledger = text(call(&handle, get(&format!("/dashboard/legs/dash-review/{CONVERSATION}/{PARTICIPANT}"))).await).await;
+    let ledger =
+        text(call(&handle, get(&format!("/dashboard/legs/dash-review/{CONVERSATION}/{PARTICIPANT}"))).await).await;
     assert!(ledger.contains(&action), "the ledger of a leg in review offers the actions too: {ledger}");
     handle.shutdown().await;
 }
 
 /// The next `outcomes` event of an event stream (skipping heartbeats), within `within`.
-async fn next_outcomes(stream: &mut axum::body::BodyDataStream, buffer: &mut String, within: Duration) -> OutcomesEvent {
+async fn next_outcomes(
+    stream: &mut axum::body::BodyDataStream,
+    buffer: &mut String,
+    within: Duration,
+) -> OutcomesEvent {
     tokio::time::timeout(within, async {
         loop {
             if let Some(end) = buffer.find("\n\n") {
@@ -258,7 +272,8 @@ async fn a_login_sets_a_cookie_the_admin_api_takes_and_actions_from_another_site
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{cross:?}");
         assert!(text(response).await.contains("\"cross_site\""), "{cross:?}");
     }
-    let status = call(&handle, with("POST", action, &operator, Some(("origin", "http://127.0.0.1:8080")))).await.status();
+    let status =
+        call(&handle, with("POST", action, &operator, Some(("origin", "http://127.0.0.1:8080")))).await.status();
     assert!(status.is_success(), "the page's own origin: {status}");
     handle.shutdown().await;
 }

@@ -23,7 +23,7 @@ function badge(outcome) {
 function table(caption, head, rows) {
   const t = el("table", {}, el("caption", { class: "visually-hidden" }, caption));
   const tr = el("tr");
-  for (const h of head) tr.append(el("th", { scope: "col", class: h.num ? "num" : "" }, h.label));
+  for (const h of head) tr.append(el("th", { scope: "col", class: h.num ? "num" : "" }, ...[].concat(h.label)));
   t.append(el("thead", {}, tr));
   const body = el("tbody");
   for (const row of rows) body.append(row);
@@ -49,7 +49,7 @@ function explain(container, status) {
 
 function renderOutcomes(container, data) {
   const conns = data.connections || [];
-  const head = [{ label: "Outcome" }, ...conns.map((c) => ({ label: c.name + " (" + c.platform + ")", num: true }))];
+  const head = [{ label: "Outcome" }, ...conns.map((c) => ({ label: [c.name, el("span", { class: "platform" }, c.platform)], num: true }))];
   const rows = [];
   const total = el("tr", {}, el("th", { scope: "row" }, "legs"));
   for (const c of conns) total.append(el("td", { class: "num", "data-connection": c.name, "data-outcome": "legs" }, c.legs));
@@ -72,7 +72,7 @@ async function loadRecent(container) {
   const rows = body.map((leg) => {
     const d = leg.decision;
     const rule = d && d.source ? (d.source.kind === "rule" ? d.source.name : d.source.source || "") : "";
-    const decision = d ? d.code_name + (rule ? " · " + rule : "") + (d.mode === "shadow" ? " (shadow)" : "") : "—";
+    const decision = d ? d.code_name + (rule ? " · " + rule : "") : "—";
     return el(
       "tr", {},
       el("td", {}, el("a", { href: legHref(leg.key), class: "mono" }, leg.key.participant.slice(0, 13))),
