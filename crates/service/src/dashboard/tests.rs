@@ -209,6 +209,23 @@ async fn the_event_stream_sends_the_counts_at_once_and_again_when_a_leg_finishes
 }
 
 #[tokio::test]
+async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
+    let handle = service(vec![("dash-cap", Platform::Genesys, api_key(), None)]).await;
+    let mut open = Vec::new();
+    for _ in 0..super::events::MAX_STREAMS {
+        let response = call(&handle, get("/api/v1/events")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let over = call(&handle, get("/api/v1/events")).await;
+    assert_eq!(over.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(over).await.contains("too_many_streams"));
+    drop(open.pop());
+    assert_eq!(call(&handle, get("/api/v1/events")).await.status(), StatusCode::OK);
+    handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_login_sets_a_cookie_the_admin_api_takes_and_actions_from_another_site_are_refused() {
     let connections = vec![("dash-auth", Platform::Genesys, api_key(), None)];
     let handle = service_with(connections, Some("operator-t0ken"), Some("viewer-t0ken"), None).await;
@@ -226,6 +243,13 @@ async fn a_login_sets_a_cookie_the_admin_api_takes_and_actions_from_another_site
     let refused = call(&handle, login("wrong", "same-origin")).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.headers().get(header::SET_COOKIE).is_none());
+    // Through the HTTP edge, whose error envelope leaves the dashboard's pages as they are.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let refused =
+        http.post(format!("{}/dashboard/login", handle.base_url())).form(&[("token", "wrong")]).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(refused.text().await.unwrap().contains("not one this server accepts"));
     assert_eq!(call(&handle, login("operator-t0ken", "cross-site")).await.status(), StatusCode::FORBIDDEN);
 
     let cookie_of = |response: &Response| {

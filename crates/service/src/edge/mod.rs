@@ -28,7 +28,7 @@
 //!   handler starts reading the body — intake does that after the request passed its header checks, so a refused
 //!   request gets its 401/413 instead of an invitation to upload.
 //! - **One error envelope**: every error answer that reaches the router and is not already JSON (the framework's
-//!   own 400/404/405/413/415 rejections) is rewritten into `{"error": {"code", "message"}}` ([`guard`]). What hyper
+//!   own 400/404/405/413/415 rejections) — or a page of the dashboard, which answers people in HTML — is rewritten into `{"error": {"code", "message"}}` ([`guard`]). What hyper
 //!   refuses before there is a request (a malformed request line, conflicting `Content-Length`s, a head over
 //!   [`MAX_HEAD_BYTES`]) it answers itself with an empty 400 or 431 and closes the connection.
 //!
@@ -183,13 +183,13 @@ pub async fn guard(State(edge): State<Arc<Edge>>, request: Request, next: Next) 
     }
 }
 
-/// An error answer that is not JSON yet (one of the framework's own) in the API's envelope, with its text as the
-/// message; the status and the other headers (`Allow`, `Retry-After`) are kept.
+/// An error answer that is neither JSON nor a dashboard page (one of the framework's own) in the API's envelope,
+/// with its text as the message; the status and the other headers (`Allow`, `Retry-After`) are kept.
 async fn envelope(response: Response) -> Response {
     let status = response.status();
-    let is_json =
-        response.headers().get(header::CONTENT_TYPE).is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let content_type = response.headers().get(header::CONTENT_TYPE).map(|c| c.as_bytes()).unwrap_or_default();
+    let is_ours = content_type.starts_with(b"application/json") || content_type.starts_with(b"text/html");
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (mut parts, body) = response.into_parts();
