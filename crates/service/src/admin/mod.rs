@@ -80,6 +80,13 @@ fn admin_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crate::outbox::admin::retry_one))
         .routes(routes!(crate::outbox::admin::sinks))
         .routes(routes!(crate::outbox::admin::enable))
+        .routes(routes!(crate::dashboard::events::stream))
+        .routes(routes!(crate::dashboard::pages::overview))
+        .routes(routes!(crate::dashboard::asset))
+        .routes(routes!(crate::dashboard::session::login_form, crate::dashboard::session::login))
+        .routes(routes!(crate::dashboard::session::logout))
+        .routes(routes!(crate::dashboard::pages::review_queue))
+        .routes(routes!(crate::dashboard::pages::leg_ledger))
 }
 
 /// The OpenAPI 3.1 document of every route this service serves, built from the same route list as the router.
@@ -103,6 +110,15 @@ pub fn openapi() -> &'static OpenApi {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("metrics_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "dashboard_cookie",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    crate::dashboard::session::COOKIE,
+                    "Set by POST /dashboard/login; taken wherever the bearer token is",
+                ),
+            )),
+        );
         components.add_security_scheme(
             "connection_key",
             SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(

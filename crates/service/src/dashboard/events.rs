@@ -12,7 +12,7 @@
 
 use crate::app::AppState;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -54,13 +54,13 @@ impl Live {
 }
 
 /// The `outcomes` event's data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutcomesEvent {
     pub connections: Vec<ConnectionOutcomes>,
 }
 
 /// One connection's legs by outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionOutcomes {
     pub name: String,
     pub platform: String,
@@ -135,10 +135,24 @@ impl Stream {
     }
 }
 
-/// `GET /api/v1/events` (viewer).
+/// Server-sent events for the dashboard: `event: outcomes` with every connection's counts when the stream opens and
+/// whenever they change, a `: heartbeat` comment between. The request must accept `text/event-stream` (as
+/// `EventSource` does). The stream ends a little before the server's request timeout; `EventSource` reconnects.
+#[utoipa::path(get, path = "/api/v1/events", tag = "dashboard", security(("bearer" = []), ("dashboard_cookie" = [])), responses(
+    (status = 200, description = "The stream; each `outcomes` event's data is this object", body = OutcomesEvent, content_type = "text/event-stream"),
+    (status = 401, description = "`unauthenticated`", body = crate::admin::ErrorBody),
+    (status = 406, description = "`not_acceptable`: the request does not accept `text/event-stream`", body = crate::admin::ErrorBody),
+    (status = 503, description = "`too_many_streams`", body = crate::admin::ErrorBody),
+))]
 pub async fn stream(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = crate::admin::authorized(&state, &headers) {
         return *r;
+    }
+    let accepts =
+        headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
+    if !accepts {
+        let message = "this is a server-sent event stream: send 'Accept: text/event-stream'";
+        return crate::intake::error(StatusCode::NOT_ACCEPTABLE, "not_acceptable", message);
     }
     let Ok(slot) = state.dashboard.streams.clone().try_acquire_owned() else {
         return crate::edge::unavailable("too_many_streams", format!("{MAX_STREAMS} event streams are open already"));

@@ -13,30 +13,15 @@
 //! Content-Security-Policy: scripts only from this origin, no inline script or style.
 
 pub mod events;
-mod pages;
+pub(crate) mod pages;
 pub mod session;
 
 #[cfg(test)]
 mod tests;
 
-use crate::app::AppState;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use std::sync::Arc;
-
-/// The dashboard's routes, on the admin router.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/dashboard", get(pages::overview))
-        .route("/dashboard/assets/{name}", get(asset))
-        .route("/dashboard/login", get(session::login_form).post(session::login))
-        .route("/dashboard/logout", post(session::logout))
-        .route("/dashboard/review", get(pages::review_queue))
-        .route("/dashboard/legs/{connection}/{conversation}/{participant}", get(pages::leg_ledger))
-}
 
 /// The policy every dashboard answer carries: nothing but this origin's own files, no inline script or style, no
 /// framing, forms only to this origin.
@@ -57,7 +42,13 @@ const ASSETS: &[(&str, &str, &str)] = &[
 /// The build's version, for the assets' URLs.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-async fn asset(Path(name): Path<String>) -> Response {
+/// One of the dashboard's embedded files (stylesheet, script, icon), public: they hold no data.
+#[utoipa::path(get, path = "/dashboard/assets/{name}", tag = "dashboard",
+    params(("name" = String, Path, description = "`dashboard.css`, `dashboard.js` or `icon.svg`")), responses(
+    (status = 200, description = "The file, with its content type and `Cache-Control: public, max-age=3600`", body = String),
+    (status = 404, description = "`not_found`", body = crate::admin::ErrorBody),
+))]
+pub(crate) async fn asset(Path(name): Path<String>) -> Response {
     let Some((_, content_type, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
         return crate::intake::error(StatusCode::NOT_FOUND, "not_found", "no such asset");
     };

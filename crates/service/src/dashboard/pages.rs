@@ -84,7 +84,11 @@ fn message_page(state: &AppState, status: StatusCode, title: &str, text: &str) -
 
 /// `GET /dashboard`: the overview. Its sections are filled by the script from the admin API; without JavaScript
 /// they say so and point to the pages that work without it.
-pub(super) async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/dashboard", tag = "dashboard", security((), ("dashboard_cookie" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The overview page", body = String, content_type = "text/html"),
+    (status = 303, description = "To `/dashboard/login`, when a token is configured and the request has none"),
+))]
+pub(crate) async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(r) = refused(&state, &headers) {
         return r;
     }
@@ -174,8 +178,15 @@ fn fact_rows(leg: &LegRecord) -> String {
     out
 }
 
-/// `GET /dashboard/legs/{connection}/{conversation}/{participant}`: the leg and its ledger, oldest line first.
-pub(super) async fn leg_ledger(
+/// `GET /dashboard/legs/{connection}/{conversation}/{participant}`: the leg and its ledger, oldest line first. An
+/// unknown connection or leg, a malformed id or a store failure is answered with a page too (404, 400, 503).
+#[utoipa::path(get, path = "/dashboard/legs/{connection}/{conversation}/{participant}", tag = "dashboard",
+    params(("connection" = String, Path), ("conversation" = String, Path), ("participant" = String, Path)),
+    security((), ("dashboard_cookie" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The leg's page: facts, decision, outcome, and its ledger as a timeline", body = String, content_type = "text/html"),
+    (status = 303, description = "To `/dashboard/login`, when a token is configured and the request has none"),
+))]
+pub(crate) async fn leg_ledger(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((connection, conversation, participant)): Path<(String, String, String)>,
@@ -258,7 +269,11 @@ fn detail_list(detail: &serde_json::Value) -> String {
 }
 
 /// `GET /dashboard/review`: the legs whose outcome is `review`, newest first, each with its actions.
-pub(super) async fn review_queue(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/dashboard/review", tag = "dashboard", security((), ("dashboard_cookie" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The review queue, with a resolve and a dismiss form per leg", body = String, content_type = "text/html"),
+    (status = 303, description = "To `/dashboard/login`, when a token is configured and the request has none"),
+))]
+pub(crate) async fn review_queue(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(r) = refused(&state, &headers) {
         return r;
     }

@@ -80,19 +80,32 @@ fn login_page(status: StatusCode, message: Option<&str>) -> Response {
     html(status, super::pages::layout("Sign in", "", false, &body))
 }
 
-pub(super) async fn login_form(State(state): State<Arc<AppState>>) -> Response {
+/// The login form (with no token configured, there is nothing to sign in to: to the overview).
+#[utoipa::path(get, path = "/dashboard/login", tag = "dashboard", responses(
+    (status = 200, description = "The login form", body = String, content_type = "text/html"),
+    (status = 303, description = "To `/dashboard`, when no token is configured"),
+))]
+pub(crate) async fn login_form(State(state): State<Arc<AppState>>) -> Response {
     if no_token_configured(&state) {
         return see_other("/dashboard");
     }
     login_page(StatusCode::OK, None)
 }
 
-#[derive(Deserialize)]
-pub(super) struct LoginForm {
+/// The login form's one field.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct LoginForm {
+    /// The viewer's or the operator's admin token.
     token: String,
 }
 
-pub(super) async fn login(
+/// Signs in: a known token is set as the `HttpOnly; SameSite=Strict` cookie. A token this server does not accept
+/// gets the form again (401, `text/html`), a post from another site is refused (403, `text/html`).
+#[utoipa::path(post, path = "/dashboard/login", tag = "dashboard",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"), responses(
+    (status = 303, description = "Signed in: to `/dashboard`, with `Set-Cookie`"),
+))]
+pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -114,7 +127,11 @@ pub(super) async fn login(
     with_cookie(see_other("/dashboard"), &cookie)
 }
 
-pub(super) async fn logout(headers: HeaderMap) -> Response {
+/// Signs out: the cookie is cleared. A post from another site is refused (403, `text/html`).
+#[utoipa::path(post, path = "/dashboard/logout", tag = "dashboard", responses(
+    (status = 303, description = "To `/dashboard/login`, with the cookie cleared"),
+))]
+pub(crate) async fn logout(headers: HeaderMap) -> Response {
     if cross_site(&headers) {
         return login_page(StatusCode::FORBIDDEN, Some("Sign out from the dashboard's own page."));
     }

@@ -29,6 +29,11 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
+/// A request as `EventSource` sends it.
+fn events() -> Request<Body> {
+    Request::get("/api/v1/events").header(header::ACCEPT, "text/event-stream").body(Body::empty()).unwrap()
+}
+
 fn header(response: &Response, name: header::HeaderName) -> &str {
     response.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
 }
@@ -147,7 +152,8 @@ async fn the_review_queue_lists_legs_in_review_with_plain_forms() {
         stored_outcome: None,
     };
     store.save(save).await.unwrap();
-    let handle = service_with(vec![("dash-review", Platform::Genesys, api_key(), None)], None, None, Some(store)).await;
+    let handle =
+        service_with(vec![("dash-review", Platform::Genesys, api_key(), None)], |spec| spec.store = store).await;
 
     let body = text(call(&handle, get("/dashboard/review")).await).await;
     let action = format!(r#"action="/api/v1/review/dash-review/{CONVERSATION}/{PARTICIPANT}/resolve""#);
@@ -188,7 +194,9 @@ async fn next_outcomes(
 #[tokio::test]
 async fn the_event_stream_sends_the_counts_at_once_and_again_when_a_leg_finishes() {
     let handle = service(vec![("dash-live", Platform::Genesys, api_key(), None)]).await;
-    let response = call(&handle, get("/api/v1/events")).await;
+    let refused = call(&handle, get("/api/v1/events")).await;
+    assert_eq!(refused.status(), StatusCode::NOT_ACCEPTABLE, "a request that is not an EventSource's");
+    let response = call(&handle, events()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, header::CONTENT_TYPE), "text/event-stream");
     let mut stream = response.into_body().into_data_stream();
@@ -213,25 +221,29 @@ async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
     let handle = service(vec![("dash-cap", Platform::Genesys, api_key(), None)]).await;
     let mut open = Vec::new();
     for _ in 0..super::events::MAX_STREAMS {
-        let response = call(&handle, get("/api/v1/events")).await;
+        let response = call(&handle, events()).await;
         assert_eq!(response.status(), StatusCode::OK);
         open.push(response);
     }
-    let over = call(&handle, get("/api/v1/events")).await;
+    let over = call(&handle, events()).await;
     assert_eq!(over.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(text(over).await.contains("too_many_streams"));
     drop(open.pop());
-    assert_eq!(call(&handle, get("/api/v1/events")).await.status(), StatusCode::OK);
+    assert_eq!(call(&handle, events()).await.status(), StatusCode::OK);
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_login_sets_a_cookie_the_admin_api_takes_and_actions_from_another_site_are_refused() {
     let connections = vec![("dash-auth", Platform::Genesys, api_key(), None)];
-    let handle = service_with(connections, Some("operator-t0ken"), Some("viewer-t0ken"), None).await;
+    let handle = service_with(connections, |spec| {
+        spec.admin_token = Some(wrapup_core::Secret::new("operator-t0ken"));
+        spec.viewer_token = Some(wrapup_core::Secret::new("viewer-t0ken"));
+    })
+    .await;
     let page = call(&handle, get("/dashboard")).await;
     assert_eq!((page.status(), header(&page, header::LOCATION)), (StatusCode::SEE_OTHER, "/dashboard/login"));
-    assert_eq!(call(&handle, get("/api/v1/events")).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&handle, events()).await.status(), StatusCode::UNAUTHORIZED);
 
     let login = |token: &str, site: &str| {
         Request::post("/dashboard/login")
