@@ -88,6 +88,7 @@ async fn assets_are_served_with_their_content_type_a_cache_header_and_the_policy
     assert_eq!(header(&page, header::CONTENT_TYPE), "text/html; charset=utf-8");
     assert_eq!(header(&page, header::CONTENT_SECURITY_POLICY), CONTENT_SECURITY_POLICY);
     let body = text(page).await;
+    assert!(!body.contains("/dashboard/logout"), "no token, no login to end");
     // The policy allows no inline script or style: the page has none.
     assert!(body.contains(r#"<script src="/dashboard/assets/dashboard.js?v="#), "{body}");
     assert!(!body.contains("<script>") && !body.contains("<style") && !body.contains(" style="), "{body}");
@@ -284,7 +285,11 @@ async fn a_login_sets_a_cookie_the_admin_api_takes_and_actions_from_another_site
         }
         request.header(header::HOST, "127.0.0.1:8080").body(Body::empty()).unwrap()
     };
-    assert_eq!(call(&handle, with("GET", "/dashboard", &viewer, None)).await.status(), StatusCode::OK);
+    let page = call(&handle, with("GET", "/dashboard", &viewer, None)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(text(page).await.contains(r#"action="/dashboard/logout""#), "a login can be ended");
+    let signed_out = call(&handle, Request::post("/dashboard/logout").body(Body::empty()).unwrap()).await;
+    assert!(header(&signed_out, header::SET_COOKIE).contains("Max-Age=0"), "the cookie is cleared");
     assert_eq!(call(&handle, with("GET", "/api/v1/legs", &viewer, None)).await.status(), StatusCode::OK);
     let tampered = format!("{}x", operator);
     assert_eq!(call(&handle, with("GET", "/api/v1/legs", &tampered, None)).await.status(), StatusCode::UNAUTHORIZED);
