@@ -60,6 +60,7 @@ pub async fn efficiency(args: &BenchArgs) -> anyhow::Result<Report> {
         system_dispositions: Vec::new(),
         agents: ((rate * 12.0) as usize).max(50),
         skills_per_agent: 1,
+        agent_accuracy: wrapup_sandbox::DEFAULT_AGENT_ACCURACY,
         arrival_rate_per_sec: rate,
         alert_time: Dist::new(0.2, 0.5, 2.0),
         talk_time: Dist::new(1.0, 3.0, 10.0),

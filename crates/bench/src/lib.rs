@@ -539,6 +539,10 @@ mod tests {
             api_writes,
             agent_coded_before_api: false,
             agent_changed_after_api: false,
+            true_code: None,
+            true_code_name: None,
+            agent_pick: None,
+            agent_pick_name: None,
         };
         let truths = vec![
             truth("never-claimed", 20, CodedBy::SystemTimeout, 0),

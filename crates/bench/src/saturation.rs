@@ -214,6 +214,7 @@ pub async fn saturate_cxone(args: &BenchArgs, duration: Duration, offered: f64) 
         alert_time: Dist::new(0.2, 0.5, 2.0),
         talk_time: Dist::new(1.0, 3.0, 10.0),
         transfer_probability: 0.0,
+        agent_accuracy: wrapup_sandbox::DEFAULT_AGENT_ACCURACY,
         // Agents who never disposition nor leave ACW by themselves: every contact is ours or times out.
         agent: CxoneAgentBehaviour {
             at_disconnect: 0.0,

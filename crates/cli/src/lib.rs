@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod logging;
 pub mod outbox;
 pub mod reconcile;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod store_copy;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{catalog, logging, outbox, reconcile, serve, simulate, store_copy, validate};
+use wrapup_cli::{catalog, logging, outbox, reconcile, report, serve, simulate, store_copy, validate};
 use wrapup_demo as demo;
 
 #[derive(Parser)]
@@ -32,6 +32,9 @@ enum Command {
     /// Replay recorded legs through candidate rules, offline: what they would have decided, against what the store
     /// decided and what agents chose, per rule (docs/SIMULATE.md).
     Simulate(simulate::SimulateArgs),
+    /// Outcomes, coverage, usage by code, latency, calls per applied code and shadow agreement per rule, from the
+    /// store, per connection; on Genesys checked against the platform's aggregates (docs/REPORT.md).
+    Report(report::ReportArgs),
     /// The outbox's deliveries to the sinks: `list`, `retry` dead letters, `replay` what was delivered, `sinks`.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
@@ -100,6 +103,10 @@ fn main() -> ExitCode {
             Command::Simulate(args) => {
                 logging::init("warn");
                 simulate::run(&args).await
+            }
+            Command::Report(args) => {
+                logging::init("warn");
+                report::run(&args).await
             }
             Command::Outbox(command) => {
                 logging::init("warn");

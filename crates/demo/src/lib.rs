@@ -718,6 +718,10 @@ pub fn cxone_truth_as_legs(truth: &[wrapup_sandbox::CxoneLegTruth]) -> Vec<wrapu
             api_writes: t.api_writes,
             agent_coded_before_api: t.agent_coded_before_api,
             agent_changed_after_api: t.agent_changed_after_api,
+            true_code: t.true_code.map(|d| d.to_string()),
+            true_code_name: t.true_code_name.clone(),
+            agent_pick: t.agent_pick.map(|d| d.to_string()),
+            agent_pick_name: t.agent_pick_name.clone(),
         })
         .collect()
 }

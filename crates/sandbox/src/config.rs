@@ -365,6 +365,9 @@ pub struct QueueConfig {
     pub weight: f64,
 }
 
+/// How often a simulated agent picks the true outcome, unless configured.
+pub const DEFAULT_AGENT_ACCURACY: f64 = 0.85;
+
 pub(crate) fn one() -> f64 {
     1.0
 }
@@ -466,6 +469,9 @@ pub struct CenterConfig {
     pub transfer_probability: f64,
     /// Probability the agent consults another agent during talk (a second agent leg).
     pub consult_probability: f64,
+    /// Probability that an agent picks the conversation's true outcome (`engine::outcome`); otherwise one of the
+    /// queue's other codes.
+    pub agent_accuracy: f64,
     pub agent: AgentBehaviour,
 }
 
@@ -517,6 +523,7 @@ impl Default for CenterConfig {
             hold_time: Dist::new(5.0, 45.0, 300.0),
             transfer_probability: 0.08,
             consult_probability: 0.05,
+            agent_accuracy: DEFAULT_AGENT_ACCURACY,
             agent: AgentBehaviour::default(),
         }
     }

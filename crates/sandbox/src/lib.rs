@@ -36,7 +36,7 @@ pub use config::CatalogShape;
 pub use config::{
     AcwMode, AgentBehaviour, ApplyAfterAcw, Behaviours, CenterConfig, ClientCredentialsWrites, CodeNotInQueue,
     ConversationProvisional, DeleteStatus, Dist, EventTarget, FaultProfile, GetWrapupUnset, MediaMix, QueueConfig,
-    SandboxConfig, SecondWrite,
+    SandboxConfig, SecondWrite, DEFAULT_AGENT_ACCURACY,
 };
 pub use crm::{Behaviour, CrmError, CrmOptions, CrmReceiver, HookAnswer, Received, WebhookSecret};
 pub use cxone::{CxoneBehaviours, CxoneConfig, CxoneCredentials, CxoneLegTruth, CxoneReport, CxoneWrite};

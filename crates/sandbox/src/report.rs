@@ -46,6 +46,18 @@ pub struct LegTruth {
     pub api_writes: u32,
     pub agent_coded_before_api: bool,
     pub agent_changed_after_api: bool,
+    /// The conversation's hidden true outcome (a code id of the leg's queue; see `engine::outcome`), set when the
+    /// agent connects.
+    #[serde(default)]
+    pub true_code: Option<String>,
+    #[serde(default)]
+    pub true_code_name: Option<String>,
+    /// The code the agent picks (the true outcome with the configured `agent_accuracy`), whether or not the agent
+    /// gets to set it.
+    #[serde(default)]
+    pub agent_pick: Option<String>,
+    #[serde(default)]
+    pub agent_pick_name: Option<String>,
 }
 
 /// One recorded invariant violation.

@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod outcomes;
 pub mod platform;
 pub mod reconciler;
+pub mod report;
 pub mod scheduler;
 pub mod shared_budget;
 pub mod websocket;

@@ -6,7 +6,7 @@
 //! there is, 1 on an error; `apply` and `export` exit 0 on success and 1 otherwise.
 
 mod audit;
-mod connection;
+pub(crate) mod connection;
 mod journal;
 
 pub use connection::Target;

@@ -136,27 +136,13 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     Ok(if strict_failure { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// `--since`: a duration back from `now` (`7d`, `12h`, `30m`, `45s`) or an RFC 3339 time.
+/// `--since`: a duration back from `now` (`7d`, `12h`, `30m`, `45s`) or an RFC 3339 time (as `wrapup report` reads it).
 pub fn since(text: &str, now: jiff::Timestamp) -> anyhow::Result<jiff::Timestamp> {
-    if let Ok(at) = text.parse::<jiff::Timestamp>() {
-        return Ok(at);
-    }
-    let bad = || anyhow::anyhow!("--since {text:?}: write a duration such as 7d, 12h or 30m, or an RFC 3339 time");
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: i64 = text[..split].parse().map_err(|_| bad())?;
-    let secs = match &text[split..] {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return Err(bad()),
-    };
-    let back = jiff::SignedDuration::from_secs(n.checked_mul(secs).ok_or_else(bad)?);
-    now.checked_sub(back).map_err(|_| bad())
+    wrapup_report::since(text, now).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 /// The store to read, opened without migrating it: simulation never changes a store.
-async fn open(config: &wrapup_config::Config, from: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open(config: &wrapup_config::Config, from: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
     let check = Migrations::Check;
     let sqlite = |path: PathBuf| async move {
         let path = if path.is_dir() { path.join("wrapup.db") } else { path };

@@ -17,19 +17,16 @@
 //! sorted maps, legs by creation time then key), so the same legs and rules give the same report, byte for byte.
 
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use wrapup_core::catalog::{AcwPolicy, Catalog};
 use wrapup_core::lifecycle::{DecisionSource, LegRecord};
 use wrapup_core::rules::Fallback;
 use wrapup_core::{Mode, Outcome, RuleSet};
 
-/// What the simulation knows of one connection: its cached catalog (to name the codes agents chose and to check
-/// the decided codes) and the code ids or names its platform stamps by itself at a timeout.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionView {
-    pub catalog: Option<Catalog>,
-    pub system_codes: BTreeSet<String>,
-}
+/// What the simulation knows of one connection (its cached catalog, its platform's own codes), and the agreement
+/// cells: shared with `wrapup report`, so both count agreement the same way.
+pub use wrapup_report::{Cell, ConnectionView};
+use wrapup_report::{Confusion, Ending};
 
 /// A decision, recorded or simulated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -175,14 +172,6 @@ pub struct Agreement {
     pub rate: Option<f64>,
 }
 
-/// One cell of a confusion matrix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cell {
-    pub decided: String,
-    pub agent: String,
-    pub legs: u64,
-}
-
 /// One candidate rule's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleReport {
@@ -229,7 +218,7 @@ struct Tally {
     verdicts: Counts,
     blocked: u64,
     unusable: u64,
-    confusion: BTreeMap<(String, String), u64>,
+    confusion: Confusion,
     vs_recorded: Reproduction,
 }
 
@@ -242,7 +231,7 @@ impl Tally {
         self.vs_recorded.add(leg.vs_recorded);
         if let (Decided::Rule { code, .. }, Some(agent)) = (&leg.simulated, &leg.agent_code) {
             if matches!(leg.verdict, Verdict::SameAsAgent | Verdict::DifferentFromAgent) {
-                *self.confusion.entry((code.clone(), agent.clone())).or_default() += 1;
+                self.confusion.add(code, agent);
             }
         }
     }
@@ -250,29 +239,12 @@ impl Tally {
     fn agreement(&self) -> Agreement {
         let legs = self.verdicts.same_as_agent + self.verdicts.different_from_agent;
         let same = self.verdicts.same_as_agent;
-        let rate = (legs > 0).then(|| (same as f64 / legs as f64 * 10_000.0).round() / 10_000.0);
-        Agreement { legs, same, rate }
+        Agreement { legs, same, rate: wrapup_report::agreement::rate(same, legs) }
     }
 
     fn confusion(&self) -> Vec<Cell> {
-        self.confusion.iter().map(|((d, a), n)| Cell { decided: d.clone(), agent: a.clone(), legs: *n }).collect()
+        self.confusion.cells()
     }
-}
-
-/// What happened on a leg.
-enum Actual {
-    Unfinished,
-    NoWindow,
-    /// The agent's code; `first`: before any write of ours (`agent_won`).
-    Agent {
-        code: String,
-        first: bool,
-    },
-    Applied {
-        code: String,
-    },
-    Uncoded,
-    Unknown,
 }
 
 /// Replays legs through a candidate rule set, one at a time ([`Simulation::add`]), into a [`Report`].
@@ -310,14 +282,14 @@ impl<'a> Simulation<'a> {
         };
         let (simulated, rule_index) = self.simulate(leg, catalog);
         let recorded = recorded(leg, catalog);
-        let actual = actual(leg, view);
+        let actual = wrapup_report::ending(leg, view);
         let verdict = verdict(&simulated, &actual);
         let vs_recorded = match &recorded {
             Decided::NotDecided => VsRecorded::NotDecided,
             r if *r == simulated => VsRecorded::Same,
             _ => VsRecorded::Different,
         };
-        let blocked_by_agent = matches!(actual, Actual::Agent { first: true, .. })
+        let blocked_by_agent = matches!(actual, Ending::Agent { first: true, .. })
             && matches!(simulated, Decided::Rule { mode: Mode::Enforce, .. })
             && matches!(verdict, Verdict::SameAsAgent | Verdict::DifferentFromAgent);
         let unusable_code = match (&simulated, catalog) {
@@ -333,7 +305,7 @@ impl<'a> Simulation<'a> {
             self.attributes_unread += 1;
         }
         let agent_code = match &actual {
-            Actual::Agent { code, .. } => Some(code.clone()),
+            Ending::Agent { name, .. } => Some(name.clone()),
             _ => None,
         };
         let report = LegReport {
@@ -464,50 +436,19 @@ fn recorded(leg: &LegRecord, catalog: Option<&Catalog>) -> Decided {
     }
 }
 
-/// What the leg ended with.
-fn actual(leg: &LegRecord, view: &ConnectionView) -> Actual {
-    let Some(outcome) = leg.outcome.filter(|_| leg.is_done()) else { return Actual::Unfinished };
-    let name =
-        |id: &str| view.catalog.as_ref().and_then(|c| c.code_by_id(id)).map_or(id, |c| c.name.as_str()).to_string();
-    let system = |id: &str| {
-        view.system_codes.contains(id)
-            || view.catalog.as_ref().and_then(|c| c.code_by_id(id)).is_some_and(|c| view.system_codes.contains(&c.name))
-    };
-    let ours = |id: &str| leg.intent.as_ref().is_some_and(|i| i.code_id == id);
-    match outcome {
-        Outcome::NoAcw => Actual::NoWindow,
-        Outcome::Applied => match &leg.intent {
-            Some(intent) => Actual::Applied { code: intent.code_name.clone() },
-            None => Actual::Unknown,
-        },
-        Outcome::Expired => Actual::Uncoded,
-        Outcome::AgentWon | Outcome::AgentChanged | Outcome::NoRule | Outcome::Shadow | Outcome::Review => {
-            match leg.observed_code.as_deref() {
-                Some(id) if system(id) => Actual::Uncoded,
-                Some(id) if ours(id) && !matches!(outcome, Outcome::AgentWon | Outcome::AgentChanged) => {
-                    Actual::Applied { code: name(id) }
-                }
-                Some(id) => Actual::Agent { code: name(id), first: outcome == Outcome::AgentWon },
-                None if leg.closed_at.is_some() && outcome != Outcome::AgentWon => Actual::Uncoded,
-                None => Actual::Unknown,
-            }
-        }
-    }
-}
-
-fn verdict(simulated: &Decided, actual: &Actual) -> Verdict {
+fn verdict(simulated: &Decided, actual: &Ending) -> Verdict {
     match (simulated, actual) {
-        (_, Actual::Unfinished) => Verdict::Unfinished,
-        (_, Actual::NoWindow) | (Decided::NotDecided, _) => Verdict::NoWindow,
+        (_, Ending::Unfinished) => Verdict::Unfinished,
+        (_, Ending::NoWindow) | (Decided::NotDecided, _) => Verdict::NoWindow,
         (Decided::Crm { .. } | Decided::Rule { asks_crm: true, .. }, _) => Verdict::CrmDecided,
         (Decided::NoRule, _) => Verdict::NoRule,
         (Decided::Rule { code, .. }, actual) => match actual {
-            Actual::Agent { code: agent, .. } if agent == code => Verdict::SameAsAgent,
-            Actual::Agent { .. } => Verdict::DifferentFromAgent,
-            Actual::Applied { code: ours } if ours == code => Verdict::SameAsApplied,
-            Actual::Applied { .. } => Verdict::ChangedFromApplied,
-            Actual::Uncoded => Verdict::WouldFillUncoded,
-            Actual::Unknown | Actual::Unfinished | Actual::NoWindow => Verdict::Unknown,
+            Ending::Agent { name: agent, .. } if agent == code => Verdict::SameAsAgent,
+            Ending::Agent { .. } => Verdict::DifferentFromAgent,
+            Ending::Applied { name: ours, .. } if ours == code => Verdict::SameAsApplied,
+            Ending::Applied { .. } => Verdict::ChangedFromApplied,
+            Ending::Uncoded { .. } => Verdict::WouldFillUncoded,
+            Ending::Unknown | Ending::Unfinished | Ending::NoWindow => Verdict::Unknown,
         },
     }
 }

@@ -75,6 +75,7 @@ pub fn center(mode: AcwMode, timeout_ms: Option<u64>) -> CenterConfig {
         hold_time: Dist::new(1.0, 1.0, 1.0),
         transfer_probability: 0.0,
         consult_probability: 0.0,
+        agent_accuracy: wrapup_sandbox::DEFAULT_AGENT_ACCURACY,
         agent: AgentBehaviour {
             provisional_during: 0.0,
             at_disconnect: 0.0,
@@ -108,6 +109,7 @@ pub fn cx_center() -> CxoneCenter {
         alert_time: Dist::new(0.5, 1.0, 2.0),
         talk_time: Dist::new(3.0, 6.0, 12.0),
         transfer_probability: 0.0,
+        agent_accuracy: wrapup_sandbox::DEFAULT_AGENT_ACCURACY,
         agent: CxoneAgentBehaviour {
             at_disconnect: 0.0,
             late: 0.0,

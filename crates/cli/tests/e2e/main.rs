@@ -17,6 +17,7 @@ mod lookup;
 mod outbox;
 mod reconcile;
 mod replicas;
+mod report;
 mod restart;
 mod secrets;
 mod simulate;

@@ -241,6 +241,9 @@ pub struct CxoneCenter {
     pub talk_time: Dist,
     /// Probability a contact is transferred to another skill at the end of talk (new contactId, same master).
     pub transfer_probability: f64,
+    /// Probability that an agent picks the contact's true outcome (`engine::outcome`); otherwise one of the
+    /// skill's other dispositions.
+    pub agent_accuracy: f64,
     pub agent: CxoneAgentBehaviour,
 }
 
@@ -314,6 +317,7 @@ impl Default for CxoneCenter {
             alert_time: Dist::new(1.0, 3.0, 15.0),
             talk_time: Dist::new(15.0, 90.0, 900.0),
             transfer_probability: 0.08,
+            agent_accuracy: crate::config::DEFAULT_AGENT_ACCURACY,
             agent: CxoneAgentBehaviour::default(),
         }
     }

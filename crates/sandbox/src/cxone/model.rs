@@ -218,6 +218,30 @@ pub struct Plan {
     pub finish: f64,
     pub change_after_api: Option<(f64, i64)>,
     pub transfer: bool,
+    /// Whether the agent picks the contact's true outcome, and the draw that picks another disposition when not.
+    pub accurate: bool,
+    pub other_pick: usize,
+    /// The contact's true outcome and the agent's pick (disposition ids), once its talk time is known.
+    pub true_code: Option<i64>,
+    pub agent_pick: Option<i64>,
+}
+
+impl Plan {
+    /// Sets the contact's true outcome from its talk time and puts the agent's pick in every disposition the agent
+    /// will set. `dispositions`: the skill's, in their configured order.
+    pub fn settle_outcome(&mut self, dispositions: &[i64], talk_secs: f64) {
+        let Some(truth) = crate::engine::outcome::true_outcome(dispositions.len(), talk_secs) else { return };
+        let pick = crate::engine::outcome::agent_pick(dispositions.len(), truth, self.accurate, self.other_pick);
+        let d = dispositions[pick];
+        if let Some((_, code)) = &mut self.code {
+            *code = d;
+        }
+        if self.give_in.1.is_some() {
+            self.give_in.1 = Some(d);
+        }
+        self.true_code = Some(dispositions[truth]);
+        self.agent_pick = Some(d);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -350,6 +374,16 @@ pub struct CxoneLegTruth {
     pub api_writes: u32,
     pub agent_coded_before_api: bool,
     pub agent_changed_after_api: bool,
+    /// The contact's hidden true outcome (a disposition of its skill; see `engine::outcome`), set at its end.
+    #[serde(default)]
+    pub true_code: Option<i64>,
+    #[serde(default)]
+    pub true_code_name: Option<String>,
+    /// The disposition the agent picks (the true outcome with the configured `agent_accuracy`).
+    #[serde(default)]
+    pub agent_pick: Option<i64>,
+    #[serde(default)]
+    pub agent_pick_name: Option<String>,
 }
 
 /// The CXone section of `GET /sandbox/v1/report` (same shapes as the Genesys sections). In violation details,
@@ -1074,6 +1108,10 @@ impl Bu {
             api_writes: c.truth.api_writes,
             agent_coded_before_api: c.truth.agent_coded_before_api,
             agent_changed_after_api: c.truth.agent_changed_after_api,
+            true_code: c.plan.true_code,
+            true_code_name: c.plan.true_code.and_then(|d| self.disposition_name(d)).map(str::to_string),
+            agent_pick: c.plan.agent_pick,
+            agent_pick_name: c.plan.agent_pick.and_then(|d| self.disposition_name(d)).map(str::to_string),
         }
     }
 

@@ -125,6 +125,7 @@ impl Bu {
         let transfer = self.engine.chance(self.center.transfer_probability);
         let pick1 = self.engine.rng.gen_range(0..n.max(1));
         let pick2 = self.engine.rng.gen_range(0..n.max(1));
+        let accurate = self.engine.chance(self.center.agent_accuracy);
         let ds = &self.skills[s].dispositions;
         let d1 = ds.get(pick1).copied();
         let d2 = ds.get(pick2).copied();
@@ -140,6 +141,12 @@ impl Bu {
             finish,
             change_after_api: if change { d2.map(|d| (change_delay, d)) } else { None },
             transfer,
+            // `d1` stands in until the talk time settles the true outcome (`Plan::settle_outcome`); its draw picks
+            // the other disposition an inaccurate agent chooses.
+            accurate,
+            other_pick: pick1,
+            true_code: None,
+            agent_pick: None,
         }
     }
 
@@ -183,7 +190,7 @@ impl Bu {
         if c.phase != Phase::Active {
             return;
         }
-        let (s, transfer, master, plan) = (c.skill, c.plan.transfer, c.master_id, c.plan.clone());
+        let (s, transfer, master) = (c.skill, c.plan.transfer, c.master_id);
         if transfer {
             // The customer goes to another skill as a new contact (new contactId, same master).
             if let Some(t) = self.pick_skill(Some(s)) {
@@ -197,6 +204,9 @@ impl Bu {
         let (has_acw, timeout, acw_type, require) =
             (skill.has_acw(), skill.acw_timeout(), skill.acw_type, skill.require_disposition);
         let Some(c) = self.contacts.get_mut(&cid) else { return };
+        let talk = c.connected_at.map_or(0.0, |t| at.duration_since(t).as_secs_f64());
+        c.plan.settle_outcome(&skill.dispositions, talk);
+        let plan = c.plan.clone();
         c.last_update = at;
         if !has_acw {
             c.phase = Phase::Closed;

@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod faults;
+pub mod outcome;
 pub mod truth;
 
 use crate::config::Dist;

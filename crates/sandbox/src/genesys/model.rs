@@ -180,6 +180,30 @@ pub struct AgentPlan {
     pub change_after_api: Option<(f64, String)>,
     /// Whether an AGENT_REQUESTED leg gets ACW.
     pub requests_acw: bool,
+    /// Whether the agent picks the leg's true outcome, and the draw that picks another code when not.
+    pub accurate: bool,
+    pub other_pick: usize,
+    /// The leg's true outcome and the agent's pick (code ids), once the agent's connected time is known.
+    pub true_code: Option<String>,
+    pub agent_pick: Option<String>,
+}
+
+impl AgentPlan {
+    /// Sets the leg's true outcome from how long its agent is connected, and puts the agent's pick in every code
+    /// the agent will set (provisional, final). `codes`: the queue's code ids, in their configured order.
+    pub fn settle_outcome(&mut self, codes: &[String], connected_secs: f64) {
+        let Some(truth) = crate::engine::outcome::true_outcome(codes.len(), connected_secs) else { return };
+        let pick = crate::engine::outcome::agent_pick(codes.len(), truth, self.accurate, self.other_pick);
+        let code = codes[pick].clone();
+        if let Some((_, c)) = &mut self.provisional {
+            *c = code.clone();
+        }
+        if let FinalAction::Code(_, c) = &mut self.final_action {
+            *c = code.clone();
+        }
+        self.true_code = Some(codes[truth].clone());
+        self.agent_pick = Some(code);
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1219,6 +1243,10 @@ impl Org {
             api_writes: p.truth.api_writes,
             agent_coded_before_api: p.truth.agent_coded_before_api,
             agent_changed_after_api: p.truth.agent_changed_after_api,
+            true_code_name: p.plan.true_code.as_deref().and_then(|c| self.code_name(c)).map(str::to_string),
+            true_code: p.plan.true_code.clone(),
+            agent_pick_name: p.plan.agent_pick.as_deref().and_then(|c| self.code_name(c)).map(str::to_string),
+            agent_pick: p.plan.agent_pick.clone(),
         }
     }
 }

@@ -161,12 +161,12 @@ impl Org {
         let b = self.center.agent;
         let mode = self.queues[q].mode;
         let n = self.queues[q].codes.len();
-        let pick = |org: &mut Org| -> Option<String> {
+        let pick = |org: &mut Org| -> Option<(usize, String)> {
             if n == 0 {
                 None
             } else {
                 let i = org.engine.rng.gen_range(0..n);
-                Some(org.queues[q].codes[i].clone())
+                Some((i, org.queues[q].codes[i].clone()))
             }
         };
         // Draw everything unconditionally so one leg consumes the same amount of randomness whatever its branch.
@@ -178,10 +178,14 @@ impl Org {
         let give_in_delay = self.engine.draw(b.give_in_delay);
         let requests_acw = self.engine.chance(b.requests_acw);
         let code = pick(self);
-        let change_code = pick(self);
+        let change_code = pick(self).map(|(_, c)| c);
+        let accurate = self.engine.chance(self.center.agent_accuracy);
 
-        let mut plan = crate::genesys::model::AgentPlan { requests_acw, ..Default::default() };
-        let Some(code) = code else { return plan };
+        // The code drawn here stands in until the agent's connected time settles the true outcome and the agent's
+        // pick (`AgentPlan::settle_outcome`); its draw picks the other code an inaccurate agent chooses.
+        let other_pick = code.as_ref().map_or(0, |(i, _)| *i);
+        let mut plan = crate::genesys::model::AgentPlan { requests_acw, accurate, other_pick, ..Default::default() };
+        let Some((_, code)) = code else { return plan };
         if provisional {
             plan.provisional = Some((provisional_delay, code.clone()));
         }
@@ -222,6 +226,10 @@ impl Org {
         let is_consult = p.consult_participant_id.is_some();
         let talk = if is_consult { talk / 4.0 } else { talk };
         p.held_ms = (held.min(talk) * 1000.0) as u64;
+        // Connected from now until the disconnect below: the talk time the leg reports.
+        if let Some(q) = p.queue {
+            p.plan.settle_outcome(&self.queues[q].codes, talk + held);
+        }
         let provisional = p.plan.provisional.clone();
         let user_id = p.user_id.clone();
         // The ACD participant leaves when an agent answers.
@@ -535,6 +543,8 @@ impl Org {
             };
             let mut plan = self.draw_plan(q);
             plan.requests_acw = true;
+            // Connected from `start + 5 s` until `acw_start`.
+            plan.settle_outcome(&self.queues[q].codes, talk);
             let mut p = self.agent_leg(u, q, plan, start);
             let pid = p.id.clone();
             p.connected_at = Some(add_secs(start, 5.0));

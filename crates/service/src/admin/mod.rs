@@ -74,6 +74,7 @@ fn admin_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(legs::list_legs))
         .routes(routes!(legs::get_leg))
         .routes(routes!(legs::summary))
+        .routes(routes!(crate::report::get_report))
         .routes(routes!(crate::outbox::admin::list))
         .routes(routes!(crate::outbox::admin::retry_dead))
         .routes(routes!(crate::outbox::admin::replay))
