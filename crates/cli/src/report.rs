@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use wrapup_core::Platform;
 use wrapup_report::{ConnectionReport, ConnectionSpec, ConnectionView, PlatformCheck, Report, Window};
 
+/// How long the platform check may take (its query retries transient failures) before the report goes without it.
+const PLATFORM_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
     /// The configuration file: its connections, and its store, which is only read.
@@ -114,12 +117,16 @@ async fn platform_check(
         Err(e) => return PlatformCheck::unavailable(format!("no client for the platform: {e:#}")),
     };
     let slice = crate::catalog::connection::share_budget(config, &c).await;
-    let usage = c.api.usage(start, end).await;
+    let usage = tokio::time::timeout(PLATFORM_CHECK_TIMEOUT, c.api.usage(start, end)).await;
     crate::catalog::connection::release(slice).await;
     match usage {
-        Ok(usage) => PlatformCheck::compare(report, &usage.by_code, view, format!("{start}/{end}")),
+        Ok(Ok(usage)) => PlatformCheck::compare(report, &usage.by_code, view, format!("{start}/{end}")),
         // The platform's answer is summarised, never echoed whole: it could carry what a log must not.
-        Err(e) => PlatformCheck::unavailable(format!("the platform did not answer the aggregates query: {e}")),
+        Ok(Err(e)) => PlatformCheck::unavailable(format!("the platform did not answer the aggregates query: {e}")),
+        Err(_) => PlatformCheck::unavailable(format!(
+            "the platform did not answer the aggregates query within {} s",
+            PLATFORM_CHECK_TIMEOUT.as_secs()
+        )),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wrapup_core::lifecycle::{DecisionSource, LegRecord};
 use wrapup_core::Mode;
 use wrapup_demo::{self as demo, CxoneOptions, DemoEnv, EnvOptions};
-use wrapup_sandbox::{CodedBy, FaultProfile, SandboxConfig};
+use wrapup_sandbox::{CodedBy, Dist, FaultProfile, SandboxConfig};
 
 async fn report(config: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["report".to_string(), "--config".into(), config.display().to_string(), "--json".into()];
@@ -24,13 +24,25 @@ async fn report(config: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"))
 }
 
+/// The demo's center, busier and quicker so that a few wall seconds finish enough legs, with agents who code more
+/// often at once (so that shadow rules have legs to be judged on).
+fn busy(mut sandbox: SandboxConfig) -> SandboxConfig {
+    sandbox.center.agents = 80;
+    sandbox.center.arrival_rate_per_sec = 0.5;
+    sandbox.center.talk_time = Dist::new(20.0, 90.0, 400.0);
+    sandbox.center.agent.at_disconnect = 0.5;
+    sandbox.cxone.center.arrival_rate_per_sec = 0.5;
+    sandbox.cxone.center.agent.at_disconnect = 0.5;
+    sandbox
+}
+
 /// A demo-like run (both platforms, the demo's rules) left in `data`, traffic for `secs` wall seconds, drained.
 async fn demo_env(data: &Path, seed: u64, secs: u64, cxone: bool, sandbox: SandboxConfig) -> DemoEnv {
-    let sandbox = SandboxConfig { seed, faults: FaultProfile::named("calm").unwrap(), ..sandbox };
+    let sandbox = SandboxConfig { seed, faults: FaultProfile::named("calm").unwrap(), ..busy(sandbox) };
     let opts = EnvOptions {
         sandbox,
         rules: demo::DEMO_RULES.to_string(),
-        speed: 20.0,
+        speed: 30.0,
         requests_per_minute: 300,
         data_dir: Some(data.to_path_buf()),
         cxone: cxone.then(CxoneOptions::default),
@@ -49,6 +61,23 @@ async fn demo_env(data: &Path, seed: u64, secs: u64, cxone: bool, sandbox: Sandb
     env.sandbox.stop_traffic();
     env.settle_with_last_look(Duration::from_secs(10)).await.expect("the service settles");
     env
+}
+
+/// Waits until every conversation of the sandbox is over and every leg in the store finished: nothing changes
+/// the figures or the platform's counts any more.
+async fn quiesce(env: &DemoEnv) {
+    let started = std::time::Instant::now();
+    loop {
+        env.settle(Duration::from_secs(2)).await.expect("the service settles");
+        let counts = env.store.outcome_counts(demo::CONNECTION).await.unwrap();
+        let open = counts.get(&None).copied().unwrap_or(0);
+        let talking = env.sandbox.legs().iter().filter(|t| t.state != "done").count();
+        if open == 0 && talking == 0 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{open} open leg(s), {talking} conversation(s) going on");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn connection<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -145,7 +174,8 @@ async fn on_genesys_the_usage_by_code_is_what_the_platform_aggregates_count() {
     let mut sandbox = SandboxConfig::default();
     // An agent's change after our write can land between the report and the platform's count: none here.
     sandbox.center.agent.change_after_api = 0.0;
-    let env = demo_env(&data, 23, 6, false, sandbox).await;
+    let env = demo_env(&data, 23, 8, false, sandbox).await;
+    quiesce(&env).await;
     let config = data.join(demo::CONFIG_FILE);
     // The sandbox is still up: the report asks its aggregates.
     let report = report(&config, &[]).await;
@@ -159,6 +189,28 @@ async fn on_genesys_the_usage_by_code_is_what_the_platform_aggregates_count() {
     let counted: u64 = codes.iter().map(|c| c["platform_legs"].as_u64().unwrap()).sum();
     assert_eq!(used, counted);
     assert!(used > 10, "{conn}");
+
+    // The admin API computes the same figures (it leaves the platform check to the CLI).
+    let base = env.service.as_ref().expect("the service runs").base_url();
+    let http = reqwest::Client::new();
+    let get = |query: &str| {
+        let (http, url) = (http.clone(), format!("{base}/api/v1/report{query}"));
+        async move {
+            let reply = http.get(url).send().await.unwrap();
+            (reply.status().as_u16(), reply.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, api) = get("?connection=genesys").await;
+    assert_eq!(status, 200, "{api}");
+    let mut cli_conn = conn.clone();
+    cli_conn["platform_check"] = Value::Null;
+    assert_eq!(api["connections"], serde_json::json!([cli_conn]));
+    assert_eq!((api["from"].clone(), api["to"].clone()), (Value::Null, Value::Null));
+    let (status, body) = get("?since=1d&from=2026-01-01T00:00:00Z").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_range")), "{body}");
+    let (status, body) = get("?connection=nope").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_connection")), "{body}");
+
     let finished = env.finish_with_truth().await.expect("the demo finishes");
     assert_eq!(finished.summary.violations.total(), 0);
 }
