@@ -125,7 +125,7 @@ impl Bu {
         let transfer = self.engine.chance(self.center.transfer_probability);
         let pick1 = self.engine.rng.gen_range(0..n.max(1));
         let pick2 = self.engine.rng.gen_range(0..n.max(1));
-        let accurate = self.engine.chance(self.center.agent_accuracy);
+        let accurate = self.engine.picks_true_outcome(self.center.agent_accuracy);
         let ds = &self.skills[s].dispositions;
         let d1 = ds.get(pick1).copied();
         let d2 = ds.get(pick2).copied();

@@ -21,7 +21,7 @@ pub mod truth;
 use crate::config::Dist;
 use jiff::Timestamp;
 use rand::rngs::SmallRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
 
 /// One action scheduled at `at`; `seq` keeps actions due at the same instant in the order they were scheduled.
@@ -49,6 +49,9 @@ impl<A: Eq> PartialOrd for Scheduled<A> {
 pub struct Engine<A> {
     /// Simulation RNG: ids, arrivals, agent plans. Only the simulation and setup draw from it.
     pub rng: SmallRng,
+    /// Whether each agent picks the true outcome (`outcome.rs`): a stream of its own, so that adding it left every
+    /// other draw of a seed where it was.
+    outcome_rng: SmallRng,
     heap: BinaryHeap<Scheduled<A>>,
     seq: u64,
     sim_now: Timestamp,
@@ -63,7 +66,24 @@ pub struct Engine<A> {
 impl<A: Clone + Eq> Engine<A> {
     /// An engine at simulated time `now`, traffic off; `arrival` is the action that brings a new contact in.
     pub fn new(rng: SmallRng, now: Timestamp, arrival: A) -> Self {
-        Self { rng, heap: BinaryHeap::new(), seq: 0, sim_now: now, traffic_on: false, arrival_pending: false, arrival }
+        // Seeded from a copy of the simulation stream, which is left as it was.
+        let outcome_rng = SmallRng::seed_from_u64(rng.clone().gen::<u64>() ^ 0x0070_7574_636f_6d65);
+        Self {
+            rng,
+            outcome_rng,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            sim_now: now,
+            traffic_on: false,
+            arrival_pending: false,
+            arrival,
+        }
+    }
+
+    /// Whether an agent picks the true outcome, with probability `accuracy` (from the outcome stream).
+    pub fn picks_true_outcome(&mut self, accuracy: f64) -> bool {
+        let u: f64 = self.outcome_rng.gen_range(0.0..1.0);
+        u < accuracy
     }
 
     /// The simulation has been advanced up to here.

@@ -179,7 +179,7 @@ impl Org {
         let requests_acw = self.engine.chance(b.requests_acw);
         let code = pick(self);
         let change_code = pick(self).map(|(_, c)| c);
-        let accurate = self.engine.chance(self.center.agent_accuracy);
+        let accurate = self.engine.picks_true_outcome(self.center.agent_accuracy);
 
         // The code drawn here stands in until the agent's connected time settles the true outcome and the agent's
         // pick (`AgentPlan::settle_outcome`); its draw picks the other code an inaccurate agent chooses.
