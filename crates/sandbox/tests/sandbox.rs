@@ -1230,3 +1230,71 @@ fn a_seed_determines_both_simulations_to_the_last_draw() {
     let (genesys, cxone) = seeded_run_digest();
     assert_eq!((genesys, cxone), (0x7cef_0516_635d_5118, 0xa895_71f1_7750_f162), "{genesys:#018x} {cxone:#018x}");
 }
+
+/// Agents on both platforms code a leg's true outcome as often as `agent_accuracy` says, and the true outcome
+/// follows the talk time (checked on Genesys, where the leg reports it).
+#[test]
+fn agents_pick_the_true_outcome_with_the_configured_accuracy() {
+    use wrapup_sandbox::cxone::Bu;
+    use wrapup_sandbox::engine::Simulation;
+    use wrapup_sandbox::genesys::model::Org;
+
+    let run = |accuracy: f64| {
+        let start: jiff::Timestamp = "2026-03-02T09:00:00Z".parse().unwrap();
+        let mut cfg = SandboxConfig { seed: 7, ..SandboxConfig::default() };
+        cfg.center.agent_accuracy = accuracy;
+        cfg.center.arrival_rate_per_sec = 0.5;
+        cfg.cxone.center.agent_accuracy = accuracy;
+        let mut org = Org::new(&cfg, start, Default::default());
+        org.start_traffic(start);
+        let mut bu = Bu::new(&cfg.cxone, cfg.seed, cfg.faults.clone(), start);
+        bu.start_traffic(start);
+        let end = start.checked_add(jiff::SignedDuration::from_hours(3)).unwrap();
+        org.advance_to(end);
+        bu.advance_to(end);
+        let genesys: Vec<(String, String, String)> = org
+            .legs()
+            .into_iter()
+            .filter(|l| l.coded_by == CodedBy::Agent)
+            .map(|l| (l.final_code.unwrap(), l.agent_pick.unwrap(), l.true_code.unwrap()))
+            .collect();
+        let cxone: Vec<(i64, i64, i64)> = bu
+            .legs()
+            .into_iter()
+            .filter(|l| l.coded_by == CodedBy::Agent)
+            .map(|l| (l.final_disposition_id.unwrap(), l.agent_pick.unwrap(), l.true_code.unwrap()))
+            .collect();
+        (org, genesys, cxone)
+    };
+    let share = |hits: usize, of: usize| hits as f64 / of as f64;
+
+    let (org, genesys, cxone) = run(0.85);
+    assert!(genesys.len() > 200 && cxone.len() > 200, "{} {}", genesys.len(), cxone.len());
+    // Without API writes, what an agent sets is the agent's pick.
+    assert!(genesys.iter().all(|(set, pick, _)| set == pick));
+    assert!(cxone.iter().all(|(set, pick, _)| set == pick));
+    let g = share(genesys.iter().filter(|(_, pick, truth)| pick == truth).count(), genesys.len());
+    let c = share(cxone.iter().filter(|(_, pick, truth)| pick == truth).count(), cxone.len());
+    assert!((0.78..0.92).contains(&g) && (0.78..0.92).contains(&c), "genesys {g}, cxone {c}");
+    // The true outcome is the queue's last code under a minute of talk, its second from five minutes, else its first.
+    for conv in org.conversations.values() {
+        for p in conv.participants.iter().filter(|p| p.plan.true_code.is_some()) {
+            let (Some(connected), Some(end), Some(q)) = (p.connected_at, p.end, p.queue) else { continue };
+            let talk = end.duration_since(connected).as_secs_f64();
+            let codes = &org.queues[q].codes;
+            let expected = if talk < 60.0 {
+                codes.last()
+            } else if talk >= 300.0 {
+                codes.get(1)
+            } else {
+                codes.first()
+            };
+            assert_eq!(p.plan.true_code.as_ref(), expected, "talk {talk} s on {}", org.queues[q].name);
+        }
+    }
+
+    let (_, genesys, cxone) = run(1.0);
+    assert!(genesys.iter().all(|(_, pick, truth)| pick == truth) && cxone.iter().all(|(_, pick, truth)| pick == truth));
+    let (_, genesys, cxone) = run(0.0);
+    assert!(genesys.iter().all(|(_, pick, truth)| pick != truth) && cxone.iter().all(|(_, pick, truth)| pick != truth));
+}
