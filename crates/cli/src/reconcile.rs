@@ -152,7 +152,7 @@ async fn cxone_pass(
                     EventKind::LegClosed | EventKind::LegClosedUnread => report.found_closed += 1,
                     EventKind::LegEnded { .. } => report.found_ended += 1,
                     // The platform's reports carry no CRM decisions.
-                    EventKind::DecisionArrived { .. } => {}
+                    EventKind::DecisionArrived { .. } | EventKind::OperatorResolved { .. } => {}
                 }
             }
         }

@@ -40,6 +40,8 @@ pub enum EventKind {
     /// A CRM decided the leg's code (`PUT /api/v1/decisions/…`). It decides a leg not yet written; a leg being
     /// written or finished keeps what it has.
     DecisionArrived { decision: Box<crate::lifecycle::ExternalDecision> },
+    /// An operator resolved or dismissed the leg from the review queue (see `lifecycle::review`).
+    OperatorResolved { resolution: Box<crate::lifecycle::OperatorResolution> },
 }
 
 impl EventKind {
@@ -50,6 +52,7 @@ impl EventKind {
             EventKind::LegClosed => "leg_closed",
             EventKind::LegClosedUnread => "leg_closed_unread",
             EventKind::DecisionArrived { .. } => "decision_arrived",
+            EventKind::OperatorResolved { .. } => "operator_resolved",
         }
     }
 }

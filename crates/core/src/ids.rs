@@ -113,7 +113,8 @@ pub fn check_event(platform: Platform, event: &Event) -> Result<(), IdError> {
         EventKind::CodeRecorded { code_id: None, .. }
         | EventKind::LegClosed
         | EventKind::LegClosedUnread
-        | EventKind::DecisionArrived { .. } => Ok(()),
+        | EventKind::DecisionArrived { .. }
+        | EventKind::OperatorResolved { .. } => Ok(()),
     }
 }
 

@@ -107,8 +107,56 @@ impl LegCursor {
     }
 }
 
+/// Which legs of the review queue to list (see `wrapup_core::lifecycle::review::awaits_person`).
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    pub connection: Option<String>,
+    /// `expired` legs too, not only `review`.
+    pub include_expired: bool,
+    /// Start after this leg (the last of the previous page).
+    pub after: Option<ReviewCursor>,
+    pub limit: u32,
+}
+
+/// Where a page of the review queue ends: the legs are in a stable order, by when wrapup first heard of the leg
+/// (its `created_at`, normally its end, to the millisecond), then its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewCursor {
+    pub created_at_ms: i64,
+    pub key: LegKey,
+}
+
+impl ReviewCursor {
+    /// The cursor that continues after `leg`.
+    pub fn after(leg: &LegRecord) -> Self {
+        ReviewCursor { created_at_ms: leg.created_at.as_millisecond(), key: leg.key.clone() }
+    }
+
+    /// An opaque text for an API or a command line (hex, so any id survives a query string).
+    pub fn encode(&self) -> String {
+        let k = &self.key;
+        let text = format!("{}\n{}\n{}\n{}", self.created_at_ms, k.connection, k.conversation, k.participant);
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The cursor [`ReviewCursor::encode`] made, or `None` for anything else.
+    pub fn decode(text: &str) -> Option<Self> {
+        if text.len() % 2 != 0 || text.len() > 2_048 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> =
+            (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let mut parts = text.split('\n');
+        let created_at_ms = parts.next()?.parse().ok()?;
+        let key = LegKey::new(parts.next()?, parts.next()?, parts.next()?);
+        parts.next().is_none().then_some(ReviewCursor { created_at_ms, key })
+    }
+}
+
 /// A leg whose outcome a commit changed: its first ending (`from` is `None`), or the one change of a finished leg's
-/// outcome. Reported once per commit to the [`OutcomeHook`], after the commit, whichever write made it (an event at
+/// outcome — or an operator's code recorded on a finished leg, which leaves its outcome as it was (`from` equals
+/// it; see `wrapup_core::lifecycle::review`). Reported once per commit to the [`OutcomeHook`], after the commit, whichever write made it (an event at
 /// intake, a worker's save, the expiry sweep), so that what counts outcomes counts each exactly once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutcomeChange {
@@ -207,6 +255,10 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&LegRecord>,
         limit: u32,
     ) -> StoreResult<Vec<LegRecord>>;
+
+    /// The review queue: finished legs that wait for a person (`review`, and `expired` when asked; not resolved or
+    /// dismissed), oldest first (`created_at`, then key), after `filter.after`, at most `filter.limit`.
+    async fn review_legs(&self, filter: &ReviewFilter) -> StoreResult<Vec<LegRecord>>;
 
     /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired`. Legs in `writing`, and
     /// legs with a write intent (a write may have been sent and landed), are left to their worker, which reads the

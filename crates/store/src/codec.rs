@@ -141,6 +141,9 @@ pub(crate) struct EventLine<'a> {
     /// A CRM's decision: its code, source, idempotency key and arrival, for the leg's explanation.
     #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<&'a wrapup_core::lifecycle::ExternalDecision>,
+    /// An operator's resolution from the review queue: who, when, which code, the note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<&'a wrapup_core::lifecycle::OperatorResolution>,
 }
 
 impl<'a> EventLine<'a> {
@@ -153,6 +156,10 @@ impl<'a> EventLine<'a> {
             note,
             decision: match &event.kind {
                 wrapup_core::EventKind::DecisionArrived { decision } => Some(decision),
+                _ => None,
+            },
+            operator: match &event.kind {
+                wrapup_core::EventKind::OperatorResolved { resolution } => Some(resolution),
                 _ => None,
             },
         }

@@ -16,7 +16,7 @@ use crate::codec::ms;
 use crate::OutcomeChange;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use wrapup_core::lifecycle::{DecisionSource, LegRecord};
+use wrapup_core::lifecycle::{DecisionSource, LegRecord, Resolution, ResolutionAction};
 use wrapup_core::{LegKey, Outcome};
 
 /// The version of the message body; a change that is not an addition of optional fields bumps it.
@@ -25,6 +25,8 @@ pub const MESSAGE_VERSION: u32 = 1;
 pub const KIND_FINISHED: &str = "leg.finished";
 /// `type` of the one change of a finished leg's outcome.
 pub const KIND_OUTCOME_CHANGED: &str = "leg.outcome_changed";
+/// `type` of an operator's code recorded on a leg whose window was over (its outcome unchanged).
+pub const KIND_RESOLVED: &str = "leg.resolved";
 
 /// One message of the outbox, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +36,7 @@ pub struct OutboxMessage {
     /// `msg_…`: the `webhook-id` of every delivery of this message, retries and replays included.
     pub id: String,
     pub leg: LegKey,
-    /// [`KIND_FINISHED`] or [`KIND_OUTCOME_CHANGED`].
+    /// [`KIND_FINISHED`], [`KIND_OUTCOME_CHANGED`] or [`KIND_RESOLVED`].
     pub kind: String,
     pub outcome: Outcome,
     pub created_at: Timestamp,
@@ -77,6 +79,9 @@ pub struct MessageData {
     /// What decided our code (a rule, or an external decision), when something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<DecidedBy>,
+    /// A person's resolution from the review queue, when the leg has one (see `wrapup_core::lifecycle::review`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     pub finished_at: Timestamp,
@@ -128,11 +133,29 @@ pub enum DecidedBy {
 pub(crate) fn message_of(change: &OutcomeChange) -> Option<OutboxMessage> {
     let leg = &change.leg;
     let outcome = leg.outcome?;
-    let kind = if change.from.is_some() { KIND_OUTCOME_CHANGED } else { KIND_FINISHED };
+    // A change that leaves the outcome as it was is an operator's recorded resolution (see `newly_recorded`).
+    let resolved = change.from == Some(outcome);
+    let kind = match change.from {
+        _ if resolved => KIND_RESOLVED,
+        Some(_) => KIND_OUTCOME_CHANGED,
+        None => KIND_FINISHED,
+    };
+    let code = match &leg.resolution {
+        Some(r) if resolved => r.code.as_ref().map(|c| Code {
+            id: c.id.clone(),
+            name: Some(c.name.clone()),
+            source: "operator".into(),
+        }),
+        _ => code_of(leg, outcome),
+    };
+    let timestamp = match &leg.resolution {
+        Some(r) if resolved => r.at,
+        _ => leg.updated_at,
+    };
     let body = MessageBody {
         kind: kind.to_string(),
         version: MESSAGE_VERSION,
-        timestamp: leg.updated_at,
+        timestamp,
         data: MessageData {
             connection: leg.key.connection.clone(),
             platform: leg.facts.platform.map(|p| p.as_str().to_string()),
@@ -141,9 +164,9 @@ pub(crate) fn message_of(change: &OutcomeChange) -> Option<OutboxMessage> {
             queue: (leg.facts.queue_id.is_some() || leg.facts.queue_name.is_some())
                 .then(|| Queue { id: leg.facts.queue_id.clone(), name: leg.facts.queue_name.clone() }),
             outcome,
-            replaces: change.from,
+            replaces: change.from.filter(|_| !resolved),
             reason: leg.outcome_reason.clone(),
-            code: code_of(leg, outcome),
+            code,
             disposition: None,
             decided_by: leg.decision.as_ref().map(|d| match &d.source {
                 DecisionSource::Rule { name, version, .. } => DecidedBy::Rule {
@@ -160,6 +183,7 @@ pub(crate) fn message_of(change: &OutcomeChange) -> Option<OutboxMessage> {
                     code: d.code_name.clone(),
                 },
             }),
+            resolution: leg.resolution.clone(),
             ended_at: leg.facts.ended_at,
             finished_at: leg.updated_at,
         },
@@ -170,9 +194,20 @@ pub(crate) fn message_of(change: &OutcomeChange) -> Option<OutboxMessage> {
         leg: leg.key.clone(),
         kind: kind.to_string(),
         outcome,
-        created_at: leg.updated_at,
+        created_at: timestamp,
         body: serde_json::to_value(&body).ok()?,
     })
+}
+
+/// The id of the leg's resolution, if it has one (what [`newly_recorded`] compares with).
+pub(crate) fn resolution_id(leg: Option<&LegRecord>) -> Option<String> {
+    leg.and_then(|l| l.resolution.as_ref()).map(|r| r.id.clone())
+}
+
+/// Whether an event just recorded an operator's code on `leg` (a resolution other than `before`): announced like
+/// an outcome change, in the same transaction, as an [`OutcomeChange`] whose `from` is the leg's outcome.
+pub(crate) fn newly_recorded(before: Option<&str>, leg: &LegRecord) -> bool {
+    leg.resolution.as_ref().is_some_and(|r| r.action == ResolutionAction::Recorded && Some(r.id.as_str()) != before)
 }
 
 /// The code a finished leg holds and whose it is (as `service/src/outcomes.rs` counts it).
@@ -414,5 +449,28 @@ mod tests {
         assert_eq!(changed.body["type"], KIND_OUTCOME_CHANGED);
         assert_eq!(changed.body["data"]["replaces"], "applied");
         assert_ne!(first.id, changed.id);
+    }
+
+    #[test]
+    fn a_recorded_resolution_matches_the_schema_with_the_operators_code() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let at: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let mut leg = LegRecord::new(LegKey::new("prod", "c1", "p1"), at);
+        leg.finish(Outcome::Review, Some("the decided code cannot be used".to_string()), at);
+        leg.resolution = Some(Resolution {
+            id: "r1".into(),
+            action: ResolutionAction::Recorded,
+            code: Some(wrapup_core::lifecycle::review::ResolvedCode { id: "sale-id".into(), name: "Sale".into() }),
+            by: "ana".into(),
+            at,
+            note: Some("called back".into()),
+            outcome: Outcome::Review,
+        });
+        assert!(newly_recorded(None, &leg) && !newly_recorded(Some("r1"), &leg));
+        let message = message_of(&OutcomeChange { leg, from: Some(Outcome::Review) }).unwrap();
+        assert_matches_schema(&message.body, &schema);
+        assert_eq!(message.body["type"], KIND_RESOLVED);
+        assert_eq!(message.body["data"]["code"]["source"], "operator");
+        assert!(message.body["data"].get("replaces").is_none());
     }
 }

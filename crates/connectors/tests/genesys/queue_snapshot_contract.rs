@@ -44,7 +44,10 @@ impl Seen {
             EventKind::CodeRecorded { code_id, system, .. } => {
                 self.codes.entry(e.leg).or_default().insert((code_id, system));
             }
-            EventKind::LegClosed | EventKind::LegClosedUnread | EventKind::DecisionArrived { .. } => {}
+            EventKind::LegClosed
+            | EventKind::LegClosedUnread
+            | EventKind::DecisionArrived { .. }
+            | EventKind::OperatorResolved { .. } => {}
         }
     }
 }

@@ -99,6 +99,16 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
             }
         }
         EventKind::DecisionArrived { decision } => accept_decision(&mut leg, decision, now),
+        EventKind::OperatorResolved { resolution } => match super::review::apply(&mut leg, resolution, now) {
+            Ok(super::ResolutionAction::Written) => {
+                effect(true, "an operator resolved the leg; the worker writes the code inside the window")
+            }
+            Ok(super::ResolutionAction::Recorded) => {
+                effect(true, "an operator resolved the leg; the code is recorded as the operator's decision")
+            }
+            Ok(super::ResolutionAction::Dismissed) => effect(true, "an operator dismissed the leg"),
+            Err(refusal) => EventEffect { changed: false, note: format!("an operator's resolution refused: {refusal}") },
+        },
         EventKind::LegClosedUnread => {
             if leg.is_done() {
                 effect(false, "leg closed (already finished)")

@@ -224,6 +224,9 @@ pub struct LegRecord {
     /// Failed asks of the rule's decision hook (paces the next ask).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub hook_failures: u32,
+    /// What a person decided about the leg in the review queue (see [`review`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -267,6 +270,7 @@ impl LegRecord {
             external: None,
             awaiting_decision_until: None,
             hook_failures: 0,
+            resolution: None,
             created_at: now,
             updated_at: now,
         }
@@ -339,9 +343,11 @@ mod events;
 mod external_tests;
 #[cfg(test)]
 mod properties;
+pub mod review;
 mod steps;
 
 pub use events::{apply_event, EventEffect};
+pub use review::{OperatorResolution, Resolution, ResolutionAction, ReviewAction};
 pub use steps::*;
 
 #[cfg(test)]

@@ -161,6 +161,7 @@ async fn attempt(
         let touched =
             legs.get_mut(&e.leg).ok_or_else(|| StoreError::Backend(format!("leg {} missing from the batch", e.leg)))?;
         let before = touched.leg.as_ref().and_then(|l| l.outcome);
+        let resolved_before = crate::outbox::resolution_id(touched.leg.as_ref());
         let (leg, effect) = apply_event(touched.leg.take(), e, now);
         touched.version += 1;
         lines.push(
@@ -171,6 +172,8 @@ async fn attempt(
         );
         if let Some((kind, detail)) = outcome_line(before, &leg) {
             lines.push(&e.leg, now_text.clone(), kind, to_json("ledger detail", &detail)?);
+            changes.push(OutcomeChange { leg: leg.clone(), from: before });
+        } else if crate::outbox::newly_recorded(resolved_before.as_deref(), &leg) {
             changes.push(OutcomeChange { leg: leg.clone(), from: before });
         }
         touched.leg = Some(leg);

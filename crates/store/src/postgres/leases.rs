@@ -204,6 +204,8 @@ pub(super) async fn expire(
         let id: i64 = row.try_get("id")?;
         let lease_until: Option<i64> = row.try_get("lease_until")?;
         let mut leg = parse_record(&row.try_get::<String, _>("record")?)?;
+        // A leg an operator handed back to the worker still holds its `review`: this is then its change.
+        let before = leg.outcome;
         leg.finish(Outcome::Expired, Some(reason.to_string()), now);
         sqlx::query(
             "UPDATE legs SET state = $1, not_before = $2, deadline = $3, due_at = $4, outcome = $5, updated_at = $6, \
@@ -219,9 +221,12 @@ pub(super) async fn expire(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        lines.push(&leg.key, at.clone(), "outcome", detail.clone());
+        match wrapup_core::lifecycle::outcome_line(before, &leg) {
+            Some(("outcome", _)) | None => lines.push(&leg.key, at.clone(), "outcome", detail.clone()),
+            Some((kind, line)) => lines.push(&leg.key, at.clone(), kind, to_json("ledger detail", &line)?),
+        }
         expired.push(leg.key.clone());
-        changes.push(OutcomeChange { leg, from: None });
+        changes.push(OutcomeChange { leg, from: before });
     }
     lines.insert(&mut tx).await?;
     super::outbox::insert_messages(&mut tx, &changes).await?;

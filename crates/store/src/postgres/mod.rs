@@ -357,6 +357,41 @@ impl Store for PostgresStore {
         rows.iter().map(codec::record).collect()
     }
 
+    async fn review_legs(&self, filter: &crate::ReviewFilter) -> StoreResult<Vec<LegRecord>> {
+        // Only fixed fragments are spliced in; every value is a bound parameter. A leg an operator handed back to
+        // the worker (`written`) that ended without our code again waits again.
+        let mut sql = String::from(
+            "SELECT record FROM legs WHERE state = 'done' AND outcome IN ('review', $1) \
+             AND coalesce(record::jsonb #>> '{resolution,action}', 'written') = 'written'",
+        );
+        let mut n = 1;
+        let mut param = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.connection.is_some() {
+            sql.push_str(&format!(" AND connection = {}", param()));
+        }
+        if filter.after.is_some() {
+            let (a, b, c, d) = (param(), param(), param(), param());
+            sql.push_str(&format!(" AND (created_at, connection, conversation, participant) > ({a}, {b}, {c}, {d})"));
+        }
+        sql.push_str(&format!(" ORDER BY created_at, connection, conversation, participant LIMIT {}", param()));
+        let mut query = sqlx::query(&sql).bind(if filter.include_expired { "expired" } else { "review" });
+        if let Some(connection) = &filter.connection {
+            query = query.bind(connection);
+        }
+        if let Some(after) = &filter.after {
+            query = query
+                .bind(after.created_at_ms)
+                .bind(&after.key.connection)
+                .bind(&after.key.conversation)
+                .bind(&after.key.participant);
+        }
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(codec::record).collect()
+    }
+
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
         loop {

@@ -573,6 +573,8 @@ fn expire(tx: &Transaction<'_>, now: Timestamp, changes: &mut Vec<OutcomeChange>
     let mut expired = Vec::with_capacity(rows.len());
     for (rowid, lease_until, record) in rows {
         let mut leg = parse_record(&record)?;
+        // A leg an operator handed back to the worker still holds its `review`: this is then its change.
+        let before = leg.outcome;
         leg.finish(Outcome::Expired, Some(reason.to_string()), now);
         update.execute(params![
             leg.state.as_str(),
@@ -584,9 +586,12 @@ fn expire(tx: &Transaction<'_>, now: Timestamp, changes: &mut Vec<OutcomeChange>
             to_json("leg record", &leg)?,
             rowid,
         ])?;
-        insert_ledger_line(tx, &leg.key, &at, "outcome", &detail)?;
+        match wrapup_core::lifecycle::outcome_line(before, &leg) {
+            Some(("outcome", _)) | None => insert_ledger_line(tx, &leg.key, &at, "outcome", &detail)?,
+            Some((kind, line)) => insert_ledger_line(tx, &leg.key, &at, kind, &to_json("ledger detail", &line)?)?,
+        }
         expired.push(leg.key.clone());
-        changes.push(OutcomeChange { leg, from: None });
+        changes.push(OutcomeChange { leg, from: before });
     }
     Ok(expired)
 }

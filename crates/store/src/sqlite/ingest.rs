@@ -73,6 +73,7 @@ pub(super) fn ingest_batch(
         let touched =
             legs.get_mut(&e.leg).ok_or_else(|| StoreError::Backend(format!("leg {} missing from the batch", e.leg)))?;
         let before = touched.leg.as_ref().and_then(|l| l.outcome);
+        let resolved_before = crate::outbox::resolution_id(touched.leg.as_ref());
         let (leg, effect) = apply_event(touched.leg.take(), e, now);
         touched.version += 1;
         let detail = to_json("ledger detail", &crate::codec::EventLine::of(e, &effect.note))?;
@@ -80,6 +81,8 @@ pub(super) fn ingest_batch(
         // An event that ends the leg (or changes how it ended) explains it with the leg's one outcome line.
         if let Some((kind, detail)) = outcome_line(before, &leg) {
             insert_ledger_line(tx, &e.leg, &now_text, kind, &to_json("ledger detail", &detail)?)?;
+            changes.push(OutcomeChange { leg: leg.clone(), from: before });
+        } else if crate::outbox::newly_recorded(resolved_before.as_deref(), &leg) {
             changes.push(OutcomeChange { leg: leg.clone(), from: before });
         }
         touched.leg = Some(leg);

@@ -311,6 +311,35 @@ impl Store for SqliteStore {
         rows.iter().map(codec::record).collect()
     }
 
+    async fn review_legs(&self, filter: &crate::ReviewFilter) -> StoreResult<Vec<LegRecord>> {
+        // Only fixed fragments are spliced in; every value is a bound parameter. A leg an operator handed back to
+        // the worker (`written`) that ended without our code again waits again.
+        let mut sql = String::from(
+            "SELECT record FROM legs WHERE state = 'done' AND outcome IN ('review', ?) \
+             AND coalesce(json_extract(record, '$.resolution.action'), 'written') = 'written'",
+        );
+        if filter.connection.is_some() {
+            sql.push_str(" AND connection = ?");
+        }
+        if filter.after.is_some() {
+            sql.push_str(" AND (created_at, connection, conversation, participant) > (?, ?, ?, ?)");
+        }
+        sql.push_str(" ORDER BY created_at, connection, conversation, participant LIMIT ?");
+        let mut query = sqlx::query(&sql).bind(if filter.include_expired { "expired" } else { "review" });
+        if let Some(connection) = &filter.connection {
+            query = query.bind(connection);
+        }
+        if let Some(after) = &filter.after {
+            query = query
+                .bind(after.created_at_ms)
+                .bind(&after.key.connection)
+                .bind(&after.key.conversation)
+                .bind(&after.key.participant);
+        }
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.reader).await?;
+        rows.iter().map(codec::record).collect()
+    }
+
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
         // Looked up on a reader first: the sweep runs twice a second, and taking the write lock only to find nothing

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use wrapup_core::catalog::{Catalog, CodeEntry, QueueEntry};
-use wrapup_core::lifecycle::{apply_event, LegRecord, LegState, WriteIntent};
+use wrapup_core::lifecycle::review::ResolvedCode;
+use wrapup_core::lifecycle::{apply_event, LegRecord, LegState, OperatorResolution, ResolutionAction, WriteIntent};
 use wrapup_core::{Event, EventKind, LegFacts, LegKey, Outcome};
 use wrapup_store::{
     AttemptResult, Attempted, ClaimedLeg, DeliveryFilter, DeliveryState, Ingested, LedgerEntry, LegCursor, LegFilter,
-    NewDelivery, OutcomeChange, Resend, Route, Save, SinkState, Store, StoreError,
+    NewDelivery, OutcomeChange, Resend, ReviewCursor, ReviewFilter, Route, Save, SinkState, Store, StoreError,
 };
 
 // ---- fixtures ---------------------------------------------------------------------------------------------------
@@ -918,6 +919,149 @@ pub async fn every_outcome_change_writes_one_outbox_message_in_its_commit<S: Sto
     assert!(b_msgs[0].seq < b_msgs[1].seq);
 }
 
+/// Ends the legs `keys` (their windows open at `t(0)` for 600 s) in `review` through a worker's save.
+async fn in_review<S: Store>(store: &S, keys: &[LegKey]) {
+    let events: Vec<Event> = keys.iter().map(|k| ended(k, 0, Some(600))).collect();
+    store.ingest(&events, t(0)).await.unwrap();
+    for c in store.claim_due(t(1), 100, "w", LEASE).await.unwrap() {
+        let mut leg = c.leg.clone();
+        leg.finish(Outcome::Review, Some("the decided code cannot be used".into()), t(1));
+        let save = Save { leg: &leg, version: c.version, owner: "w", release: true, lines: &[], stored_outcome: None };
+        store.save(save).await.unwrap();
+    }
+}
+
+/// An operator's resolution of `k` as an event (`code`: resolve with it, else dismiss).
+fn operator(k: &LegKey, id: &str, code: Option<&str>, may_write: bool, at: i64) -> Event {
+    let resolution = OperatorResolution {
+        id: id.into(),
+        code: code.map(|c| ResolvedCode { id: format!("{c}-id"), name: c.into() }),
+        by: "ana".into(),
+        at: t(at),
+        note: Some("checked with the customer".into()),
+        may_write,
+    };
+    Event {
+        leg: k.clone(),
+        dedupe_key: format!("review:{id}"),
+        occurred_at: t(at),
+        correlation_id: None,
+        kind: EventKind::OperatorResolved { resolution: Box::new(resolution) },
+    }
+}
+
+async fn queue<S: Store>(store: &S, filter: ReviewFilter) -> Vec<String> {
+    store.review_legs(&filter).await.unwrap().into_iter().map(|l| l.key.conversation).collect()
+}
+
+pub async fn the_review_queue_pages_waiting_legs_oldest_first_and_drops_resolved_ones<S: Store>(store: S) {
+    let keys: Vec<LegKey> = (1..=4).map(key).collect();
+    in_review(&store, &keys).await;
+    let other = LegKey::new("dev", "conv-9", "part-9");
+    in_review(&store, std::slice::from_ref(&other)).await;
+    let late = key(5);
+    store.ingest(&[ended(&late, 0, Some(5))], t(0)).await.unwrap();
+    store.expire_overdue(t(10)).await.unwrap();
+    let prod = |include_expired, after, limit| ReviewFilter {
+        connection: Some("prod".into()),
+        include_expired,
+        after,
+        limit,
+    };
+    assert_eq!(queue(&store, prod(false, None, 10)).await, ["conv-1", "conv-2", "conv-3", "conv-4"]);
+    assert_eq!(queue(&store, prod(true, None, 10)).await, ["conv-1", "conv-2", "conv-3", "conv-4", "conv-5"]);
+    let everywhere = ReviewFilter { connection: None, include_expired: false, after: None, limit: 10 };
+    assert_eq!(queue(&store, everywhere).await.len(), 5);
+
+    // Pages continue after the last leg of the previous one, through an opaque cursor.
+    let first = store.review_legs(&prod(true, None, 2)).await.unwrap();
+    let cursor = ReviewCursor::decode(&ReviewCursor::after(first.last().unwrap()).encode()).unwrap();
+    assert_eq!(queue(&store, prod(true, Some(cursor), 2)).await, ["conv-3", "conv-4"]);
+    assert_eq!(ReviewCursor::decode("not a cursor"), None);
+
+    // Recorded and dismissed legs leave the queue; a leg handed back to the worker is not waiting either.
+    store.ingest(&[operator(&keys[0], "r1", Some("Sale"), false, 700)], t(700)).await.unwrap();
+    store.ingest(&[operator(&keys[1], "r2", None, false, 700)], t(700)).await.unwrap();
+    store.ingest(&[operator(&keys[2], "r3", Some("Sale"), true, 2)], t(2)).await.unwrap();
+    assert_eq!(queue(&store, prod(true, None, 10)).await, ["conv-4", "conv-5"]);
+    let handed = leg_of(&store, &keys[2]).await.leg;
+    assert_eq!((handed.state, handed.outcome), (LegState::Scheduled, Some(Outcome::Review)));
+    let dismissed = leg_of(&store, &keys[1]).await.leg.resolution.unwrap();
+    assert_eq!((dismissed.action, dismissed.note.as_deref()), (ResolutionAction::Dismissed, Some("checked with the customer")));
+    // The ledger says who did what.
+    let line = store.ledger(&keys[0]).await.unwrap().into_iter().last().unwrap();
+    assert_eq!(line.detail["operator"]["by"], "ana");
+    assert_eq!(line.detail["operator"]["code"]["name"], "Sale");
+}
+
+pub async fn resolutions_are_announced_in_the_outbox_in_their_commit<S: Store>(store: S) {
+    let (recorded, handed, lapsed) = (key(1), key(2), key(3));
+    in_review(&store, &[recorded.clone(), handed.clone(), lapsed.clone()]).await;
+    let hook_saw = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hook_saw.clone();
+    store.watch_outcomes(Arc::new(move |c: &OutcomeChange| {
+        seen.lock().unwrap().push((c.leg.key.conversation.clone(), c.from, c.leg.outcome))
+    }));
+    // After the window: recorded, the outcome kept, announced with the operator's code.
+    store.ingest(&[operator(&recorded, "r1", Some("Sale"), false, 700)], t(700)).await.unwrap();
+    // A second resolution changes nothing and announces nothing.
+    store.ingest(&[operator(&recorded, "r1b", Some("Sale"), false, 701)], t(701)).await.unwrap();
+    assert_eq!(leg_of(&store, &recorded).await.leg.resolution.unwrap().id, "r1");
+    // Inside the window: handed back; the worker's ending replaces `review`.
+    store.ingest(&[operator(&handed, "r2", Some("Sale"), true, 2)], t(2)).await.unwrap();
+    store.ingest(&[operator(&lapsed, "r3", Some("Sale"), true, 2)], t(2)).await.unwrap();
+    let claimed = store.claim_due(t(3), 10, "w2", LEASE).await.unwrap();
+    let c = claimed.iter().find(|c| c.leg.key == handed).expect("the handed back leg is due");
+    let mut leg = c.leg.clone();
+    leg.intent = Some(WriteIntent { code_id: "Sale-id".into(), code_name: "Sale".into(), at: t(3) });
+    leg.written_at = Some(t(3));
+    leg.finish(Outcome::Applied, None, t(3));
+    let save = Save { leg: &leg, version: c.version, owner: "w2", release: true, lines: &[], stored_outcome: c.leg.outcome };
+    store.save(save).await.unwrap();
+    // One the worker did not reach in time expires: that too is its change from `review`.
+    if let Some(c) = claimed.iter().find(|c| c.leg.key == lapsed) {
+        store.release(&c.leg.key, "w2").await.unwrap();
+    }
+    store.expire_overdue(t(700)).await.unwrap();
+
+    let s = |x: &str| Some(x.to_string());
+    let finished = "leg.finished".to_string();
+    assert_eq!(
+        messages_of(&store, &recorded).await,
+        vec![
+            (finished.clone(), "review".into(), None, None, None),
+            ("leg.resolved".into(), "review".into(), None, s("Sale-id"), s("operator")),
+        ]
+    );
+    assert_eq!(
+        messages_of(&store, &handed).await,
+        vec![
+            (finished.clone(), "review".into(), None, None, None),
+            ("leg.outcome_changed".into(), "applied".into(), s("review"), s("Sale-id"), s("ours")),
+        ]
+    );
+    assert_eq!(
+        messages_of(&store, &lapsed).await,
+        vec![
+            (finished, "review".into(), None, None, None),
+            ("leg.outcome_changed".into(), "expired".into(), s("review"), None, None),
+        ]
+    );
+    let resolved = store.outbox_messages(Some(&recorded), 10).await.unwrap().pop().unwrap();
+    assert_eq!(resolved.body["data"]["resolution"]["by"], "ana");
+    assert_eq!(resolved.body["data"]["resolution"]["action"], "recorded");
+    let ledger = store.ledger(&lapsed).await.unwrap();
+    assert_eq!(ledger.iter().filter(|l| l.kind == "outcome").count(), 0, "the saves of this test wrote none");
+    assert_eq!(ledger.iter().filter(|l| l.kind == "outcome_changed").count(), 1);
+    let mut saw = hook_saw.lock().unwrap().clone();
+    saw.sort();
+    let (review, applied, expired) = (Some(Outcome::Review), Some(Outcome::Applied), Some(Outcome::Expired));
+    assert_eq!(
+        saw,
+        vec![("conv-1".into(), review, review), ("conv-2".into(), review, applied), ("conv-3".into(), review, expired)]
+    );
+}
+
 /// Routes every unrouted message to `sinks` (bodies are the message ids), expiring at `t(1000)`.
 async fn route_all<S: Store>(store: &S, sinks: &[&str], now: Timestamp) -> usize {
     let messages = store.outbox_unrouted(100).await.unwrap();
@@ -1186,6 +1330,8 @@ macro_rules! conformance_tests {
             every_outcome_change_writes_one_outbox_message_in_its_commit,
             outbox_deliveries_reach_a_sink_in_order_per_leg,
             dead_letters_and_delivered_messages_can_be_sent_again,
+            the_review_queue_pages_waiting_legs_oldest_first_and_drops_resolved_ones,
+            resolutions_are_announced_in_the_outbox_in_their_commit,
         );
     };
 }
@@ -1233,4 +1379,6 @@ where
     every_outcome_change_writes_one_outbox_message_in_its_commit(make().await).await;
     outbox_deliveries_reach_a_sink_in_order_per_leg(make().await).await;
     dead_letters_and_delivered_messages_can_be_sent_again(make().await).await;
+    the_review_queue_pages_waiting_legs_oldest_first_and_drops_resolved_ones(make().await).await;
+    resolutions_are_announced_in_the_outbox_in_their_commit(make().await).await;
 }
