@@ -23,6 +23,7 @@ pub mod outcomes;
 pub mod platform;
 pub mod reconciler;
 pub mod report;
+pub mod review;
 pub mod scheduler;
 pub mod shared_budget;
 pub mod websocket;

@@ -28,6 +28,10 @@ pub fn hook(connections: HashMap<String, Arc<ConnectionRuntime>>) -> OutcomeHook
 fn count(connections: &HashMap<String, Arc<ConnectionRuntime>>, change: &OutcomeChange) {
     let leg = &change.leg;
     let Some(to) = leg.outcome else { return };
+    if change.from == Some(to) {
+        // An operator's code recorded on a finished leg (the review queue): its outcome did not change.
+        return;
+    }
     let connection = leg.key.connection.clone();
     match change.from {
         None => {

@@ -141,11 +141,9 @@ pub(crate) fn message_of(change: &OutcomeChange) -> Option<OutboxMessage> {
         None => KIND_FINISHED,
     };
     let code = match &leg.resolution {
-        Some(r) if resolved => r.code.as_ref().map(|c| Code {
-            id: c.id.clone(),
-            name: Some(c.name.clone()),
-            source: "operator".into(),
-        }),
+        Some(r) if resolved => {
+            r.code.as_ref().map(|c| Code { id: c.id.clone(), name: Some(c.name.clone()), source: "operator".into() })
+        }
         _ => code_of(leg, outcome),
     };
     let timestamp = match &leg.resolution {

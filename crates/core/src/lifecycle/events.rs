@@ -107,7 +107,9 @@ pub fn apply_event(leg: Option<LegRecord>, event: &Event, now: Timestamp) -> (Le
                 effect(true, "an operator resolved the leg; the code is recorded as the operator's decision")
             }
             Ok(super::ResolutionAction::Dismissed) => effect(true, "an operator dismissed the leg"),
-            Err(refusal) => EventEffect { changed: false, note: format!("an operator's resolution refused: {refusal}") },
+            Err(refusal) => {
+                EventEffect { changed: false, note: format!("an operator's resolution refused: {refusal}") }
+            }
         },
         EventKind::LegClosedUnread => {
             if leg.is_done() {

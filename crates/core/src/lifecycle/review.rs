@@ -35,7 +35,7 @@ pub const CODE_MAX_CHARS: usize = 255;
 pub const DEFAULT_ACTOR: &str = "operator";
 
 /// What a person did about a leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResolutionAction {
     /// Handed back to the worker to write the operator's code inside the window.
@@ -57,14 +57,14 @@ impl ResolutionAction {
 }
 
 /// A code as the catalog names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResolvedCode {
     pub id: String,
     pub name: String,
 }
 
 /// A person's resolution of a leg, kept on the leg.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resolution {
     /// Unique per request (the event's dedupe key ends with it).
     pub id: String,
@@ -369,7 +369,8 @@ mod tests {
     fn a_dismissal_needs_a_note_within_its_bounds_and_takes_the_leg_out_of_the_queue() {
         let mut leg = review_leg(None);
         let dismiss = |note: &str| ReviewAction::Dismiss { note: note.into() };
-        let check = |leg: &LegRecord, a: &ReviewAction, by: &str| check(leg, a, by, None, "r".into(), false, t("00:02"));
+        let check =
+            |leg: &LegRecord, a: &ReviewAction, by: &str| check(leg, a, by, None, "r".into(), false, t("00:02"));
         assert_eq!(check(&leg, &dismiss("  "), "ana"), Err(Refusal::NoteRequired));
         assert_eq!(check(&leg, &dismiss(&"x".repeat(NOTE_MAX_CHARS + 1)), "ana"), Err(Refusal::NoteTooLong));
         assert_eq!(check(&leg, &dismiss("spam call"), " "), Err(Refusal::InvalidActor));

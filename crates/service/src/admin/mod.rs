@@ -88,6 +88,10 @@ fn admin_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crate::dashboard::session::logout))
         .routes(routes!(crate::dashboard::pages::review_queue))
         .routes(routes!(crate::dashboard::pages::leg_ledger))
+        .routes(routes!(crate::review::list))
+        .routes(routes!(crate::review::show))
+        .routes(routes!(crate::review::resolve))
+        .routes(routes!(crate::review::dismiss))
 }
 
 /// The OpenAPI 3.1 document of every route this service serves, built from the same route list as the router.

@@ -962,12 +962,8 @@ pub async fn the_review_queue_pages_waiting_legs_oldest_first_and_drops_resolved
     let late = key(5);
     store.ingest(&[ended(&late, 0, Some(5))], t(0)).await.unwrap();
     store.expire_overdue(t(10)).await.unwrap();
-    let prod = |include_expired, after, limit| ReviewFilter {
-        connection: Some("prod".into()),
-        include_expired,
-        after,
-        limit,
-    };
+    let prod =
+        |include_expired, after, limit| ReviewFilter { connection: Some("prod".into()), include_expired, after, limit };
     assert_eq!(queue(&store, prod(false, None, 10)).await, ["conv-1", "conv-2", "conv-3", "conv-4"]);
     assert_eq!(queue(&store, prod(true, None, 10)).await, ["conv-1", "conv-2", "conv-3", "conv-4", "conv-5"]);
     let everywhere = ReviewFilter { connection: None, include_expired: false, after: None, limit: 10 };
@@ -987,7 +983,10 @@ pub async fn the_review_queue_pages_waiting_legs_oldest_first_and_drops_resolved
     let handed = leg_of(&store, &keys[2]).await.leg;
     assert_eq!((handed.state, handed.outcome), (LegState::Scheduled, Some(Outcome::Review)));
     let dismissed = leg_of(&store, &keys[1]).await.leg.resolution.unwrap();
-    assert_eq!((dismissed.action, dismissed.note.as_deref()), (ResolutionAction::Dismissed, Some("checked with the customer")));
+    assert_eq!(
+        (dismissed.action, dismissed.note.as_deref()),
+        (ResolutionAction::Dismissed, Some("checked with the customer"))
+    );
     // The ledger says who did what.
     let line = store.ledger(&keys[0]).await.unwrap().into_iter().last().unwrap();
     assert_eq!(line.detail["operator"]["by"], "ana");
@@ -1016,7 +1015,8 @@ pub async fn resolutions_are_announced_in_the_outbox_in_their_commit<S: Store>(s
     leg.intent = Some(WriteIntent { code_id: "Sale-id".into(), code_name: "Sale".into(), at: t(3) });
     leg.written_at = Some(t(3));
     leg.finish(Outcome::Applied, None, t(3));
-    let save = Save { leg: &leg, version: c.version, owner: "w2", release: true, lines: &[], stored_outcome: c.leg.outcome };
+    let save =
+        Save { leg: &leg, version: c.version, owner: "w2", release: true, lines: &[], stored_outcome: c.leg.outcome };
     store.save(save).await.unwrap();
     // One the worker did not reach in time expires: that too is its change from `review`.
     if let Some(c) = claimed.iter().find(|c| c.leg.key == lapsed) {
