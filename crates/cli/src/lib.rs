@@ -6,6 +6,7 @@ pub mod logging;
 pub mod outbox;
 pub mod reconcile;
 pub mod report;
+pub mod review;
 pub mod serve;
 pub mod simulate;
 pub mod store_copy;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use wrapup_bench as bench;
-use wrapup_cli::{catalog, logging, outbox, reconcile, report, serve, simulate, store_copy, validate};
+use wrapup_cli::{catalog, logging, outbox, reconcile, report, review, serve, simulate, store_copy, validate};
 use wrapup_demo as demo;
 
 #[derive(Parser)]
@@ -40,6 +40,10 @@ enum Command {
     Outbox(outbox::OutboxCommand),
     /// Print the OpenAPI 3.1 document of the service's HTTP API (the one `/api/v1/openapi.json` serves).
     Openapi,
+    /// The review queue: `list` and `show` the legs that need a person, `resolve` one with a code, `dismiss` one
+    /// with a note (docs/REVIEW.md).
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
     /// One reconciler pass over every connection: find legs whose events were lost, confirm our writes.
     Reconcile(reconcile::ReconcileArgs),
     /// Run the Genesys Cloud sandbox (a local emulator with a simulated contact center).
@@ -115,6 +119,10 @@ fn main() -> ExitCode {
             Command::Openapi => {
                 println!("{}", serde_json::to_string_pretty(wrapup_service::admin::openapi())?);
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Review(command) => {
+                logging::init("warn");
+                review::run(&command).await
             }
             Command::Reconcile(args) => {
                 logging::init("warn");
