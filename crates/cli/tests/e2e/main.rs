@@ -19,6 +19,7 @@ mod reconcile;
 mod replicas;
 mod report;
 mod restart;
+mod review;
 mod secrets;
 mod simulate;
 mod switches;
