@@ -1,7 +1,8 @@
 //! Gauges an operator watches, refreshed from the store and the request budgets every few seconds:
 //!
 //! - `wrapup_open_legs{connection}`: legs not finished;
-//! - `wrapup_review_legs{connection}`: legs waiting for a person (`review`);
+//! - `wrapup_review_legs{connection}`: legs waiting for a person (`review`, not resolved or dismissed: the review
+//!   queue, docs/REVIEW.md);
 //! - `wrapup_earliest_open_deadline_seconds{connection}`: how long until the earliest deadline among open legs
 //!   closes (platform time; negative when it has passed; NaN when no open leg has a deadline);
 //! - `wrapup_budget_permits{connection,credential}`: requests the credential's budget could start now (its even
@@ -14,7 +15,6 @@ use crate::app::AppState;
 use crate::scheduler::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
-use wrapup_core::Outcome;
 use wrapup_store::LegFilter;
 
 /// How often the gauges are refreshed (wall time).
@@ -51,8 +51,10 @@ pub async fn observe(
     let name = connection.to_string();
     if let Ok(counts) = store.outcome_counts(connection).await {
         let open = counts.get(&None).copied().unwrap_or(0);
-        let review = counts.get(&Some(Outcome::Review)).copied().unwrap_or(0);
         metrics::gauge!("wrapup_open_legs", "connection" => name.clone()).set(open as f64);
+    }
+    // Resolved and dismissed legs keep their `review` outcome but no longer wait for anyone.
+    if let Ok(review) = store.review_count(connection).await {
         metrics::gauge!("wrapup_review_legs", "connection" => name.clone()).set(review as f64);
     }
     let filter = LegFilter {

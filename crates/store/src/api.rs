@@ -141,7 +141,7 @@ impl ReviewCursor {
 
     /// The cursor [`ReviewCursor::encode`] made, or `None` for anything else.
     pub fn decode(text: &str) -> Option<Self> {
-        if text.len() % 2 != 0 || text.len() > 2_048 {
+        if !text.len().is_multiple_of(2) || text.len() > 2_048 {
             return None;
         }
         let bytes: Option<Vec<u8>> =
@@ -259,6 +259,10 @@ pub trait Store: Send + Sync + 'static {
     /// The review queue: finished legs that wait for a person (`review`, and `expired` when asked; not resolved or
     /// dismissed), oldest first (`created_at`, then key), after `filter.after`, at most `filter.limit`.
     async fn review_legs(&self, filter: &ReviewFilter) -> StoreResult<Vec<LegRecord>>;
+
+    /// How many legs of `connection` ended `review` and wait for a person (the queue [`Store::review_legs`] lists
+    /// without `include_expired`).
+    async fn review_count(&self, connection: &str) -> StoreResult<u64>;
 
     /// Finishes every unfinished leg whose `deadline` is before `now` with `Outcome::Expired`. Legs in `writing`, and
     /// legs with a write intent (a write may have been sent and landed), are left to their worker, which reads the

@@ -392,6 +392,17 @@ impl Store for PostgresStore {
         rows.iter().map(codec::record).collect()
     }
 
+    async fn review_count(&self, connection: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM legs WHERE connection = $1 AND outcome = 'review' AND state = 'done' \
+             AND coalesce(record::jsonb #>> '{resolution,action}', 'written') = 'written'",
+        )
+        .bind(connection)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
         loop {

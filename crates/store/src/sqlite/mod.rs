@@ -340,6 +340,17 @@ impl Store for SqliteStore {
         rows.iter().map(codec::record).collect()
     }
 
+    async fn review_count(&self, connection: &str) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM legs WHERE connection = ?1 AND outcome = 'review' AND state = 'done' \
+             AND coalesce(json_extract(record, '$.resolution.action'), 'written') = 'written'",
+        )
+        .bind(connection)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn expire_overdue(&self, now: Timestamp) -> StoreResult<Vec<LegKey>> {
         let mut expired = Vec::new();
         // Looked up on a reader first: the sweep runs twice a second, and taking the write lock only to find nothing

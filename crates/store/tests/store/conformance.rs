@@ -980,6 +980,8 @@ pub async fn the_review_queue_pages_waiting_legs_oldest_first_and_drops_resolved
     store.ingest(&[operator(&keys[1], "r2", None, false, 700)], t(700)).await.unwrap();
     store.ingest(&[operator(&keys[2], "r3", Some("Sale"), true, 2)], t(2)).await.unwrap();
     assert_eq!(queue(&store, prod(true, None, 10)).await, ["conv-4", "conv-5"]);
+    assert_eq!(store.review_count("prod").await.unwrap(), 1, "review legs only, not resolved, not handed back");
+    assert_eq!(store.review_count("dev").await.unwrap(), 1);
     let handed = leg_of(&store, &keys[2]).await.leg;
     assert_eq!((handed.state, handed.outcome), (LegState::Scheduled, Some(Outcome::Review)));
     let dismissed = leg_of(&store, &keys[1]).await.leg.resolution.unwrap();
