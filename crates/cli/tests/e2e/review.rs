@@ -112,3 +112,86 @@ async fn an_operators_code_after_the_window_is_recorded_and_announced() {
     assert_eq!(run.accepted_writes(), 0, "nothing is written after a window");
     run.assert_invariants();
 }
+
+/// `wrapup review …` with `args`, as a user runs it: (exit code, stdout, stderr).
+async fn wrapup_review(args: Vec<String>) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wrapup")).arg("review").args(&args).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_lists_shows_and_dismisses_and_leaves_open_windows_to_a_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = wrapup_demo::EnvOptions {
+        sandbox: sandbox_for(Side::Genesys, 300),
+        rules: unusable_rule(),
+        speed: harness::SPEED,
+        requests_per_minute: 6000,
+        data_dir: Some(dir.path().to_path_buf()),
+        cxone: None,
+        store: None,
+        lookup_fallback: None,
+    };
+    let env = wrapup_demo::DemoEnv::start_with_intake(opts, wrapup_demo::IntakeMode::EventBridge).await.unwrap();
+    let env = harness::Env { side: Side::Genesys, env };
+    env.env.sandbox.start_traffic();
+    let started = Instant::now();
+    let reviews = loop {
+        let legs = env.env.legs_of(wrapup_demo::CONNECTION).await.expect("legs");
+        let reviews: Vec<LegRecord> = legs.into_iter().filter(|l| l.outcome == Some(Outcome::Review)).collect();
+        if reviews.len() >= 2 {
+            break reviews;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "two review legs did not come in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    env.env.sandbox.stop_traffic();
+    env.quiesce(Duration::from_secs(20)).await;
+    // The service is gone from here on; the legs' windows are still open (five minutes of platform time).
+    env.finish().await;
+
+    let config = dir.path().join(wrapup_demo::CONFIG_FILE).display().to_string();
+    let with = |mut args: Vec<&str>, key: &LegRecord| {
+        let k = &key.key;
+        let mut all = vec![args.remove(0).to_string(), "--config".into(), config.clone()];
+        all.extend([k.connection.clone(), k.conversation.clone(), k.participant.clone()]);
+        all.extend(args.into_iter().map(str::to_string));
+        all
+    };
+    let (code, out, err) = wrapup_review(vec!["list".into(), "--config".into(), config.clone(), "--json".into()]).await;
+    assert_eq!(code, 0, "{err}");
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let listed = page["items"].as_array().unwrap().len();
+    assert!(listed >= 2, "{page}");
+
+    let (a, b) = (&reviews[0], &reviews[1]);
+    let (code, _, err) = wrapup_review(with(vec!["resolve", "--code", "Issue resolved"], a)).await;
+    assert_ne!(code, 0, "an open window is not resolved without a service");
+    assert!(err.contains("running wrapup service") && err.contains("none answered"), "{err}");
+
+    let (code, out, err) =
+        wrapup_review(with(vec!["dismiss", "--note", "a test call", "--by", "cli-operator"], b)).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("dismissed"), "{out}");
+    let (code, out, err) = wrapup_review(with(vec!["show", "--json"], b)).await;
+    assert_eq!(code, 0, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["leg"]["resolution"]["action"], "dismissed");
+    let line = shown["ledger"].as_array().unwrap().iter().find(|l| l["detail"]["event"] == "operator_resolved");
+    assert_eq!(line.expect("the ledger line")["detail"]["operator"]["by"], "cli-operator");
+    let (code, _, err) = wrapup_review(with(vec!["dismiss", "--note", "again"], b)).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("already dismissed by cli-operator"), "{err}");
+
+    let (_, out, _) = wrapup_review(vec!["list".into(), "--config".into(), config.clone(), "--json".into()]).await;
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), listed - 1, "the dismissed leg left the queue");
+    let a_after = &page["items"].as_array().unwrap().iter().find(|i| i["leg"]["key"] == serde_json::json!(a.key));
+    assert!(a_after.is_some_and(|i| i["leg"]["resolution"].is_null()), "the refused resolution changed nothing");
+}

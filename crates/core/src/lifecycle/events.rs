@@ -140,6 +140,10 @@ fn accept_decision(leg: &mut LegRecord, decision: &ExternalDecision, now: Timest
     if leg.is_done() {
         return effect(false, "a CRM decision arrived after the leg had ended; the leg keeps its outcome");
     }
+    if leg.resolution.as_ref().is_some_and(|r| r.action == super::ResolutionAction::Written) {
+        // A person chose this leg's code from the review queue; it is being written.
+        return effect(false, "a CRM decision arrived after an operator chose the leg's code; the leg keeps it");
+    }
     if leg.intent.is_some() || !matches!(leg.state, LegState::Open | LegState::Scheduled) {
         return effect(
             false,

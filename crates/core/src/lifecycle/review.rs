@@ -322,6 +322,25 @@ mod tests {
         assert!(matches!(&decision.source, DecisionSource::External { source, .. } if source == "operator:ana"));
         assert_eq!(leg.attempts, 1, "earlier attempts still count at the gate");
         assert!(!awaits_person(&leg, true), "in the worker's hands");
+        // A CRM's decision arriving now does not take the operator's place.
+        let crm = super::super::ExternalDecision {
+            code_name: "Other".into(),
+            notes: None,
+            source: "crm".into(),
+            idempotency_key: Some("k".into()),
+            arrived_at: t("00:03"),
+            expires_at: None,
+        };
+        let event = crate::Event {
+            leg: leg.key.clone(),
+            dedupe_key: "crm".into(),
+            occurred_at: t("00:03"),
+            correlation_id: None,
+            kind: crate::EventKind::DecisionArrived { decision: Box::new(crm) },
+        };
+        let (leg, effect) = super::super::apply_event(Some(leg), &event, t("00:03"));
+        assert!(!effect.changed);
+        assert_eq!(leg.decision.map(|d| d.code_name).as_deref(), Some("Sale"));
     }
 
     #[test]
