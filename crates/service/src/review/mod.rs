@@ -134,7 +134,7 @@ fn store_down(e: StoreError) -> Response {
 }
 
 /// The legs that wait for a person, oldest first, with why.
-#[utoipa::path(get, path = "/api/v1/review", tag = "review", params(ReviewQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/review", operation_id = "list_review", tag = "review", params(ReviewQuery), security(("bearer" = [])), responses(
     (status = 200, description = "A page of the queue", body = ReviewPage),
     (status = 400, description = "`bad_query` or `bad_cursor`", body = ErrorBody),
     (status = 401, description = "`unauthenticated`", body = ErrorBody),
@@ -178,7 +178,7 @@ pub(crate) async fn list(
 }
 
 /// One leg of the queue: why it needs a person, and its ledger.
-#[utoipa::path(get, path = "/api/v1/review/{connection}/{conversation}/{participant}", tag = "review",
+#[utoipa::path(get, path = "/api/v1/review/{connection}/{conversation}/{participant}", operation_id = "show_review_item", tag = "review",
     params(("connection" = String, Path), ("conversation" = String, Path), ("participant" = String, Path)),
     security(("bearer" = [])), responses(
     (status = 200, description = "The leg, why it needs a person, its ledger", body = ReviewDetail),
@@ -210,7 +210,7 @@ pub(crate) async fn show(
 }
 
 /// Resolve a leg with a code: written by the worker while its window may be open, else recorded.
-#[utoipa::path(post, path = "/api/v1/review/{connection}/{conversation}/{participant}/resolve", tag = "review",
+#[utoipa::path(post, path = "/api/v1/review/{connection}/{conversation}/{participant}/resolve", operation_id = "resolve_review_item", tag = "review",
     params(("connection" = String, Path), ("conversation" = String, Path), ("participant" = String, Path)),
     request_body(content((ResolveBody = "application/json"), (ResolveBody = "application/x-www-form-urlencoded"))),
     security(("bearer" = [])), responses(
@@ -239,7 +239,7 @@ pub(crate) async fn resolve(
 }
 
 /// Take a leg out of the queue with a note.
-#[utoipa::path(post, path = "/api/v1/review/{connection}/{conversation}/{participant}/dismiss", tag = "review",
+#[utoipa::path(post, path = "/api/v1/review/{connection}/{conversation}/{participant}/dismiss", operation_id = "dismiss_review_item", tag = "review",
     params(("connection" = String, Path), ("conversation" = String, Path), ("participant" = String, Path)),
     request_body(content((DismissBody = "application/json"), (DismissBody = "application/x-www-form-urlencoded"))),
     security(("bearer" = [])), responses(
