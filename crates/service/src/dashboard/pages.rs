@@ -12,7 +12,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use wrapup_core::lifecycle::{DecisionSource, LegRecord};
 use wrapup_core::{LegKey, Outcome};
-use wrapup_store::LegFilter;
+use wrapup_store::ReviewFilter;
 
 /// Review items shown on one page.
 const REVIEW_PAGE: u32 = 200;
@@ -224,7 +224,7 @@ pub(crate) async fn leg_ledger(
         escape(&key.conversation)
     );
     main.push_str(&fact_rows(&leg));
-    if leg.outcome == Some(Outcome::Review) {
+    if leg.outcome == Some(Outcome::Review) && leg.resolution.is_none() {
         main.push_str("<section aria-labelledby=\"act\"><h2 id=\"act\">Review</h2>");
         main.push_str(&review_forms(&key));
         main.push_str("</section>");
@@ -268,7 +268,8 @@ fn detail_list(detail: &serde_json::Value) -> String {
     out
 }
 
-/// `GET /dashboard/review`: the legs whose outcome is `review`, newest first, each with its actions.
+/// `GET /dashboard/review`: the legs that wait for a person (`review`, not resolved or dismissed yet), oldest
+/// first, each with its actions.
 #[utoipa::path(get, path = "/dashboard/review", tag = "dashboard", security((), ("dashboard_cookie" = []), ("bearer" = [])), responses(
     (status = 200, description = "The review queue, with a resolve and a dismiss form per leg", body = String, content_type = "text/html"),
     (status = 303, description = "To `/dashboard/login`, when a token is configured and the request has none"),
@@ -277,8 +278,8 @@ pub(crate) async fn review_queue(State(state): State<Arc<AppState>>, headers: He
     if let Some(r) = refused(&state, &headers) {
         return r;
     }
-    let filter = LegFilter { outcome: Some(Outcome::Review), limit: Some(REVIEW_PAGE), ..LegFilter::default() };
-    let legs = match state.store.list_legs(&filter).await {
+    let filter = ReviewFilter { connection: None, include_expired: false, after: None, limit: REVIEW_PAGE };
+    let legs = match state.store.review_legs(&filter).await {
         Ok(l) => l,
         Err(e) => return message_page(&state, StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", &e.to_string()),
     };
@@ -286,7 +287,7 @@ pub(crate) async fn review_queue(State(state): State<Arc<AppState>>, headers: He
     if legs.is_empty() {
         main.push_str("<p>No leg waits for a person.</p>");
     } else {
-        let more = if legs.len() as u32 == REVIEW_PAGE { " (the newest; there may be more)" } else { "" };
+        let more = if legs.len() as u32 == REVIEW_PAGE { " (the oldest; there are more)" } else { "" };
         let _ = write!(main, "<p>{} legs wait for a person{more}.</p><ol class=\"review\">", legs.len());
         for leg in &legs {
             let _ = write!(
