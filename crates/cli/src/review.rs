@@ -98,6 +98,10 @@ pub struct ResolveArgs {
     pub code: String,
     #[arg(long)]
     pub note: Option<String>,
+    /// Record the code as the operator's decision and write nothing, even if the leg's window may still be open
+    /// (the platform is out of reach; or the store is a finished demo's, whose clock ran ahead of this one).
+    #[arg(long)]
+    pub record: bool,
     #[command(flatten)]
     pub service: Service,
 }
@@ -142,12 +146,12 @@ pub async fn run(command: &ReviewCommand) -> anyhow::Result<ExitCode> {
         }
         ReviewCommand::Resolve(a) => {
             let action = ReviewAction::Resolve { code: a.code.clone(), note: a.note.clone() };
-            act(&config, store.as_ref(), &a.leg, action, &a.service, a.common.json).await
+            act(&config, store.as_ref(), &a.leg, action, &a.service, a.record, a.common.json).await
         }
         ReviewCommand::Dismiss(a) => {
             let action = ReviewAction::Dismiss { note: a.note.clone() };
             let service = Service { by: a.by.clone(), url: None, token: None };
-            act(&config, store.as_ref(), &a.leg, action, &service, a.common.json).await
+            act(&config, store.as_ref(), &a.leg, action, &service, false, a.common.json).await
         }
     }
 }
@@ -218,6 +222,7 @@ async fn act(
     leg: &LegArgs,
     action: ReviewAction,
     service: &Service,
+    record_only: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let key = leg_key(config, leg)?;
@@ -228,7 +233,17 @@ async fn act(
     };
     let id = format!("rv_{}", uuid::Uuid::now_v7().simple());
     let now = Timestamp::now();
-    let answer = match review::check(&record, &action, &service.by, catalog.as_ref(), id.clone(), false, now) {
+    // With --record, nothing is written, so whether a service could write does not matter: checked as if one could,
+    // then marked to be recorded.
+    let checked =
+        review::check(&record, &action, &service.by, catalog.as_ref(), id.clone(), record_only, now).map(|mut r| {
+            if record_only {
+                r.may_write = false;
+                r.record_only = true;
+            }
+            r
+        });
+    let answer = match checked {
         Err(Refusal::NeedsService) => through_service(config, &key, &action, service).await?,
         Err(refusal) => {
             bail!("{refusal} (leg {key}: {} {})", record.state.as_str(), record.outcome.map_or("", |o| o.as_str()))

@@ -194,4 +194,15 @@ async fn the_command_line_lists_shows_and_dismisses_and_leaves_open_windows_to_a
     assert_eq!(page["items"].as_array().unwrap().len(), listed - 1, "the dismissed leg left the queue");
     let a_after = &page["items"].as_array().unwrap().iter().find(|i| i["leg"]["key"] == serde_json::json!(a.key));
     assert!(a_after.is_some_and(|i| i["leg"]["resolution"].is_null()), "the refused resolution changed nothing");
+
+    // With --record the operator's code is recorded, and nothing is written, though the window may be open.
+    let (code, out, err) =
+        wrapup_review(with(vec!["resolve", "--code", "Issue resolved", "--record", "--by", "cli-operator"], a)).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("recorded"), "{out}");
+    let (_, out, _) = wrapup_review(with(vec!["show", "--json"], a)).await;
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["leg"]["resolution"]["action"], "recorded");
+    assert_eq!(shown["leg"]["resolution"]["code"]["name"], "Issue resolved");
+    assert_eq!(shown["leg"]["state"], "done", "the leg was not handed back to a worker");
 }

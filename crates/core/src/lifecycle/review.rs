@@ -102,6 +102,10 @@ pub struct OperatorResolution {
     /// The requester can have a worker write the code (a running service): a leg whose window may be open is
     /// handed back only then.
     pub may_write: bool,
+    /// The operator records the code as their decision and wants nothing written, though the window may still be
+    /// open (the platform is out of reach, or the store is a finished demo's whose clock ran ahead of this one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record_only: bool,
 }
 
 /// Why a request is refused.
@@ -188,7 +192,15 @@ pub fn check(
     if code.is_some() && window_may_be_open(leg, now) && !may_write {
         return Err(Refusal::NeedsService);
     }
-    Ok(OperatorResolution { id, code, by: by.to_string(), at: now, note: note.map(str::to_string), may_write })
+    Ok(OperatorResolution {
+        id,
+        code,
+        by: by.to_string(),
+        at: now,
+        note: note.map(str::to_string),
+        may_write,
+        record_only: false,
+    })
 }
 
 fn refuse_unless_waiting(leg: &LegRecord) -> Result<(), Refusal> {
@@ -220,6 +232,7 @@ pub(super) fn apply(leg: &mut LegRecord, r: &OperatorResolution, now: Timestamp)
     let outcome = leg.outcome.unwrap_or(Outcome::Review);
     let action = match &r.code {
         None => ResolutionAction::Dismissed,
+        Some(_) if r.record_only => ResolutionAction::Recorded,
         Some(_) if window_may_be_open(leg, now) && !r.may_write => return Err(Refusal::NeedsService),
         Some(code) if window_may_be_open(leg, now) => {
             hand_back(leg, code, r, now);
@@ -370,6 +383,7 @@ mod tests {
             at: t("00:02"),
             note: None,
             may_write: false,
+            record_only: false,
         };
         assert_eq!(apply(&mut leg, &r, t("00:02")), Err(Refusal::NeedsService));
         assert_eq!(apply(&mut leg, &r, t("00:31")), Ok(ResolutionAction::Recorded));

@@ -940,6 +940,7 @@ fn operator(k: &LegKey, id: &str, code: Option<&str>, may_write: bool, at: i64) 
         at: t(at),
         note: Some("checked with the customer".into()),
         may_write,
+        record_only: false,
     };
     Event {
         leg: k.clone(),
