@@ -1,7 +1,7 @@
-//! The one `list_legs` query, written once for both backends: they differ only in how a parameter is written, how a
-//! field of the JSON record is read, and a planner hint.
+//! The `list_legs` and `review_legs` queries, written once for both backends: they differ only in how a parameter is
+//! written, how a field of the JSON record is read, and a planner hint.
 
-use crate::api::LegFilter;
+use crate::api::{LegFilter, ReviewFilter};
 use crate::codec;
 
 /// A bound value of the query, in order.
@@ -99,4 +99,51 @@ pub(crate) fn list_legs(filter: &LegFilter, dialect: Dialect, default_limit: u32
         " ORDER BY created_at DESC, connection DESC, conversation DESC, participant DESC LIMIT {limit}"
     ));
     (sql, p.binds)
+}
+
+/// The review queue: finished legs in `review` (and `expired` when asked) that no operator resolved or dismissed. A
+/// leg an operator handed back to the worker (`written`) that ended without our code again waits again.
+pub(crate) fn review_legs(filter: &ReviewFilter, dialect: Dialect) -> (String, Vec<Bind>) {
+    let mut p = Params { dialect, binds: Vec::new() };
+    let also = p.add(Bind::Text(if filter.include_expired { "expired" } else { "review" }.into()));
+    let action = dialect.field(&["resolution", "action"]);
+    let mut sql = format!(
+        "SELECT record FROM legs WHERE state = 'done' AND outcome IN ('review', {also}) \
+         AND coalesce({action}, 'written') = 'written'"
+    );
+    if let Some(connection) = &filter.connection {
+        sql.push_str(&format!(" AND connection = {}", p.add(Bind::Text(connection.clone()))));
+    }
+    if let Some(after) = &filter.after {
+        let created = p.add(Bind::Int(after.created_at_ms));
+        let connection = p.add(Bind::Text(after.key.connection.clone()));
+        let conversation = p.add(Bind::Text(after.key.conversation.clone()));
+        let participant = p.add(Bind::Text(after.key.participant.clone()));
+        sql.push_str(&format!(
+            " AND (created_at, connection, conversation, participant) > ({created}, {connection}, {conversation}, {participant})"
+        ));
+    }
+    let limit = p.add(Bind::Int(i64::from(filter.limit)));
+    sql.push_str(&format!(" ORDER BY created_at, connection, conversation, participant LIMIT {limit}"));
+    (sql, p.binds)
+}
+
+/// Binds `binds` to `sql`, in order.
+pub(crate) fn bound<DB>(
+    sql: &str,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>>
+where
+    DB: sqlx::Database,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut query = sqlx::query(sql);
+    for bind in binds {
+        query = match bind {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    query
 }

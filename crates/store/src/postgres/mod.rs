@@ -316,14 +316,7 @@ impl Store for PostgresStore {
     /// Newest (`created_at`) first; without `filter.limit`, at most [`DEFAULT_LIST_LIMIT`] legs.
     async fn list_legs(&self, filter: &LegFilter) -> StoreResult<Vec<LegRecord>> {
         let (sql, binds) = crate::leg_query::list_legs(filter, crate::leg_query::Dialect::Postgres, DEFAULT_LIST_LIMIT);
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = match bind {
-                crate::leg_query::Bind::Text(t) => query.bind(t),
-                crate::leg_query::Bind::Int(i) => query.bind(i),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = crate::leg_query::bound(&sql, binds).fetch_all(&self.pool).await?;
         rows.iter().map(codec::record).collect()
     }
 
@@ -358,37 +351,8 @@ impl Store for PostgresStore {
     }
 
     async fn review_legs(&self, filter: &crate::ReviewFilter) -> StoreResult<Vec<LegRecord>> {
-        // Only fixed fragments are spliced in; every value is a bound parameter. A leg an operator handed back to
-        // the worker (`written`) that ended without our code again waits again.
-        let mut sql = String::from(
-            "SELECT record FROM legs WHERE state = 'done' AND outcome IN ('review', $1) \
-             AND coalesce(record::jsonb #>> '{resolution,action}', 'written') = 'written'",
-        );
-        let mut n = 1;
-        let mut param = || {
-            n += 1;
-            format!("${n}")
-        };
-        if filter.connection.is_some() {
-            sql.push_str(&format!(" AND connection = {}", param()));
-        }
-        if filter.after.is_some() {
-            let (a, b, c, d) = (param(), param(), param(), param());
-            sql.push_str(&format!(" AND (created_at, connection, conversation, participant) > ({a}, {b}, {c}, {d})"));
-        }
-        sql.push_str(&format!(" ORDER BY created_at, connection, conversation, participant LIMIT {}", param()));
-        let mut query = sqlx::query(&sql).bind(if filter.include_expired { "expired" } else { "review" });
-        if let Some(connection) = &filter.connection {
-            query = query.bind(connection);
-        }
-        if let Some(after) = &filter.after {
-            query = query
-                .bind(after.created_at_ms)
-                .bind(&after.key.connection)
-                .bind(&after.key.conversation)
-                .bind(&after.key.participant);
-        }
-        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.pool).await?;
+        let (sql, binds) = crate::leg_query::review_legs(filter, crate::leg_query::Dialect::Postgres);
+        let rows = crate::leg_query::bound(&sql, binds).fetch_all(&self.pool).await?;
         rows.iter().map(codec::record).collect()
     }
 
