@@ -197,14 +197,10 @@ pub(crate) async fn get_leg(
     if let Err(r) = authorized(&state, &headers) {
         return *r;
     }
-    // The same shape rule as intake: a key no event could have stored is refused before the store is asked.
-    let Some(platform) = state.connections.get(&connection).map(|c| c.platform.platform()) else {
-        return error(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}"));
+    let key = match leg_key(&state, connection, conversation, participant) {
+        Ok(key) => key,
+        Err(r) => return *r,
     };
-    let key = LegKey::new(connection, conversation, participant);
-    if let Err(e) = wrapup_core::ids::check_leg(platform, &key) {
-        return error(StatusCode::BAD_REQUEST, "invalid_id", e.to_string());
-    }
     let leg = match state.store.get_leg(&key).await {
         Ok(Some(l)) => l.leg,
         Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", format!("no leg {key}")),
@@ -262,4 +258,22 @@ pub(crate) async fn summary(State(state): State<Arc<AppState>>, headers: HeaderM
         });
     }
     Json(Summary { connections }).into_response()
+}
+
+/// A leg's key from a route's path, for a configured connection. The same shape rule as intake: a key no event
+/// could have stored is refused (`400 invalid_id`) before the store is asked.
+pub(crate) fn leg_key(
+    state: &AppState,
+    connection: String,
+    conversation: String,
+    participant: String,
+) -> Result<LegKey, Box<Response>> {
+    let Some(platform) = state.connections.get(&connection).map(|c| c.platform.platform()) else {
+        let message = format!("no connection named {connection:?}");
+        return Err(Box::new(error(StatusCode::NOT_FOUND, "unknown_connection", message)));
+    };
+    let key = LegKey::new(connection, conversation, participant);
+    wrapup_core::ids::check_leg(platform, &key)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "invalid_id", e.to_string())))?;
+    Ok(key)
 }

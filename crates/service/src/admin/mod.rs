@@ -10,6 +10,7 @@ mod probes;
 
 pub use auth::Role;
 pub(crate) use auth::{authorize, authorized};
+pub(crate) use legs::leg_key;
 pub use probes::{metrics_handle, READY_STORE_TIMEOUT};
 
 use crate::app::AppState;

@@ -195,7 +195,7 @@ pub(crate) async fn show(
     if let Err(r) = authorized(&state, &headers) {
         return *r;
     }
-    let key = match leg_key(&state, connection, conversation, participant) {
+    let key = match crate::admin::leg_key(&state, connection, conversation, participant) {
         Ok(key) => key,
         Err(r) => return *r,
     };
@@ -284,7 +284,7 @@ async fn post<B: serde::de::DeserializeOwned>(
     if let Err(r) = authorize(state, &parts.headers, Role::Operator) {
         return *r;
     }
-    let key = match leg_key(state, connection, conversation, participant) {
+    let key = match crate::admin::leg_key(state, connection, conversation, participant) {
         Ok(key) => key,
         Err(r) => return *r,
     };
@@ -356,23 +356,6 @@ async fn read(
             Err(Box::new(error(StatusCode::BAD_REQUEST, "broken_body", "the body could not be read")))
         }
     }
-}
-
-/// The leg's key, its connection known and its ids in their platform's shape (as `GET /api/v1/legs/…` checks).
-fn leg_key(
-    state: &AppState,
-    connection: String,
-    conversation: String,
-    participant: String,
-) -> Result<LegKey, Box<Response>> {
-    let Some(platform) = state.connections.get(&connection).map(|c| c.platform.platform()) else {
-        let message = format!("no connection named {connection:?}");
-        return Err(Box::new(error(StatusCode::NOT_FOUND, "unknown_connection", message)));
-    };
-    let key = LegKey::new(connection, conversation, participant);
-    wrapup_core::ids::check_leg(platform, &key)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "invalid_id", e.to_string())))?;
-    Ok(key)
 }
 
 async fn load(state: &AppState, key: &LegKey) -> Result<LegRecord, Box<Response>> {
