@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wrapup_core::lifecycle::{DecisionSource, LegRecord};
-use wrapup_core::{Mode, Outcome, Platform};
+use wrapup_core::{LegKey, Mode, Outcome, Platform};
 use wrapup_store::{Store, StoreResult};
 
 /// Legs read from the store at a time.
@@ -342,7 +342,7 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 }
 
 /// Builds the report of `connections` over `window` from the store: every leg created in the range, a page at a
-/// time, each with the attempt lines of its ledger.
+/// time, with the attempt lines of their ledgers counted a page at a time.
 pub async fn build(store: &dyn Store, connections: &[ConnectionSpec], window: Window) -> StoreResult<Report> {
     let mut tallies: BTreeMap<&str, (Tally, ConnectionView, Platform)> = BTreeMap::new();
     for conn in connections {
@@ -353,14 +353,15 @@ pub async fn build(store: &dyn Store, connections: &[ConnectionSpec], window: Wi
     let mut after: Option<LegRecord> = None;
     'pages: loop {
         let page = store.legs_since(window.from, after.as_ref(), PAGE).await?;
+        let keys: Vec<LegKey> = page.iter().map(|l| l.key.clone()).collect();
+        let calls = store.attempt_counts(&keys).await?;
         for leg in &page {
             // Pages come oldest first: past the end of the range, nothing more is in it.
             if window.to.is_some_and(|to| leg.created_at >= to) {
                 break 'pages;
             }
             let Some((tally, view, _)) = tallies.get_mut(leg.key.connection.as_str()) else { continue };
-            let calls = store.ledger(&leg.key).await?.iter().filter(|l| l.kind == "attempt").count() as u64;
-            tally.add(leg, calls, view);
+            tally.add(leg, calls.get(&leg.key).copied().unwrap_or(0), view);
         }
         match page.into_iter().last() {
             Some(last) => after = Some(last),

@@ -277,6 +277,10 @@ pub trait Store: Send + Sync + 'static {
     async fn append_ledger(&self, key: &LegKey, entry: &LedgerEntry) -> StoreResult<()>;
     async fn ledger(&self, key: &LegKey) -> StoreResult<Vec<LedgerEntry>>;
 
+    /// How many `attempt` lines (platform calls made for the leg) each of `legs` has in its ledger, in one query;
+    /// a leg with none is left out.
+    async fn attempt_counts(&self, legs: &[LegKey]) -> StoreResult<std::collections::HashMap<LegKey, u64>>;
+
     async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts>;
 
     /// How many ledger lines of `kind` the legs of `connection` have (e.g. `outcome`: one per finished leg).

@@ -1,4 +1,4 @@
-//! The `list_legs` and `review_legs` queries, written once for both backends: they differ only in how a parameter is
+//! The `list_legs`, `review_legs` and `attempt_counts` queries, written once for both backends: they differ only in how a parameter is
 //! written, how a field of the JSON record is read, and a planner hint.
 
 use crate::api::{LegFilter, ReviewFilter};
@@ -146,4 +146,27 @@ where
         };
     }
     query
+}
+
+/// The attempt lines of each of `legs`, grouped by leg (`None` for no legs: nothing to ask).
+pub(crate) fn attempt_counts(legs: &[wrapup_core::LegKey], dialect: Dialect) -> Option<(String, Vec<Bind>)> {
+    if legs.is_empty() {
+        return None;
+    }
+    let mut p = Params { dialect, binds: Vec::new() };
+    let rows: Vec<String> = legs
+        .iter()
+        .map(|k| {
+            let c = p.add(Bind::Text(k.connection.clone()));
+            let v = p.add(Bind::Text(k.conversation.clone()));
+            let a = p.add(Bind::Text(k.participant.clone()));
+            format!("({c}, {v}, {a})")
+        })
+        .collect();
+    let sql = format!(
+        "SELECT connection, conversation, participant, count(*) FROM ledger WHERE kind = 'attempt' \
+         AND (connection, conversation, participant) IN (VALUES {}) GROUP BY connection, conversation, participant",
+        rows.join(", ")
+    );
+    Some((sql, p.binds))
 }

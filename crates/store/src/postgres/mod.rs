@@ -418,6 +418,26 @@ impl Store for PostgresStore {
         rows.iter().map(codec::ledger_entry).collect()
     }
 
+    async fn attempt_counts(&self, legs: &[LegKey]) -> StoreResult<std::collections::HashMap<LegKey, u64>> {
+        let mut counts = std::collections::HashMap::new();
+        // A bounded number of legs per query keeps it under every backend's limit on parameters.
+        for chunk in legs.chunks(1000) {
+            let Some((sql, binds)) = crate::leg_query::attempt_counts(chunk, crate::leg_query::Dialect::Postgres)
+            else {
+                continue;
+            };
+            for row in crate::leg_query::bound(&sql, binds).fetch_all(&self.pool).await? {
+                let key = LegKey::new(
+                    sqlx::Row::try_get::<String, _>(&row, 0)?,
+                    sqlx::Row::try_get::<String, _>(&row, 1)?,
+                    sqlx::Row::try_get::<String, _>(&row, 2)?,
+                );
+                counts.insert(key, sqlx::Row::try_get::<i64, _>(&row, 3)?.max(0) as u64);
+            }
+        }
+        Ok(counts)
+    }
+
     /// Only outcomes that occur are present; `None` counts legs not finished.
     async fn outcome_counts(&self, connection: &str) -> StoreResult<OutcomeCounts> {
         let rows = sqlx::query("SELECT outcome, count(*) AS n FROM legs WHERE connection = $1 GROUP BY outcome")

@@ -622,6 +622,14 @@ pub async fn the_ledger_reads_back_in_append_order<S: Store>(store: S) {
     assert_eq!(ledger[2].detail, serde_json::json!({ "n": 1, "nested": { "ok": true } }));
     assert_eq!(ledger[4].at, t(7));
     assert_eq!(store.ledger(&other).await.unwrap().len(), 4);
+    // The attempt lines per leg, in one query: both legs have two; a leg without any, or unknown, is left out.
+    let counts = store.attempt_counts(&[k.clone(), other.clone(), key(3)]).await.unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!((counts[&k], counts[&other]), (2, 2));
+    assert!(store.attempt_counts(&[]).await.unwrap().is_empty());
+    // More legs than one query takes.
+    let many: Vec<LegKey> = (0..2500).map(key).collect();
+    assert_eq!(store.attempt_counts(&many).await.unwrap().len(), 2);
 }
 
 pub async fn outcome_counts_count_finished_and_open_legs_per_connection<S: Store>(store: S) {
