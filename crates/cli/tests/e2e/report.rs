@@ -92,6 +92,12 @@ fn truth_agreement(
     let mut by_rule: HashMap<String, (u64, u64)> = HashMap::new();
     for leg in legs {
         let Some(d) = leg.decision.as_ref().filter(|d| d.mode == Mode::Shadow) else { continue };
+        // The report can only count legs whose agent code reached the service. A code the agent set after the
+        // run's last sweep (CXone reports dispositions with completed contacts) is in the sandbox's truth but not
+        // in the store: such legs are outside both figures, and every leg inside them must agree with the truth.
+        if leg.observed_code.is_none() {
+            continue;
+        }
         let DecisionSource::Rule { name, .. } = &d.source else { continue };
         let Some((coded_by, final_name, pick_name)) = agent_code.get(&leg.key.participant) else { continue };
         if *coded_by != CodedBy::Agent {
