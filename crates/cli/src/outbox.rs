@@ -6,7 +6,6 @@
 
 use crate::serve::load_config;
 use jiff::{SignedDuration, Timestamp};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wrapup_config::Config;
@@ -24,15 +23,7 @@ pub enum OutboxCommand {
     Sinks(SinksArgs),
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// The configuration file (its sinks and its store).
-    #[arg(long, short)]
-    pub config: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
+pub use crate::serve::ConfigAndJson as Common;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListArgs {

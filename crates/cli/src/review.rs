@@ -10,7 +10,6 @@
 use crate::serve::load_config;
 use anyhow::{bail, Context};
 use jiff::Timestamp;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wrapup_config::Config;
@@ -33,15 +32,7 @@ pub enum ReviewCommand {
     Dismiss(DismissArgs),
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// The configuration file (its store, its connections, its admin address).
-    #[arg(long, short)]
-    pub config: PathBuf,
-    /// Print JSON (the admin API's shapes).
-    #[arg(long)]
-    pub json: bool,
-}
+pub use crate::serve::ConfigAndJson as Common;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListArgs {

@@ -26,6 +26,17 @@ pub struct RunArgs {
 }
 
 /// Loads and validates the configuration, printing every problem with its location.
+/// The arguments every command that reads a configuration and can print JSON takes (`outbox`, `review`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigAndJson {
+    /// The configuration file (its store, its connections, its sinks, its admin address).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Print JSON (the admin API's shapes).
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub fn load_config(path: &PathBuf) -> anyhow::Result<wrapup_config::Config> {
     wrapup_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
