@@ -35,9 +35,15 @@ async fn resolve(env: &harness::Env, leg: &LegRecord, body: serde_json::Value) -
     (status, response.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// Ticks at every commit that changes a leg's outcome: what the loops below wait on between reads.
+fn outcome_changes(env: &harness::Env) -> tokio::sync::watch::Receiver<u64> {
+    env.env.service.as_ref().expect("the service runs").state.dashboard.subscribe()
+}
+
 /// The first leg in `review` whose window the sandbox still shows open (no code on it), waiting at most 30 s.
 async fn review_leg_in_its_window(env: &harness::Env) -> LegRecord {
     let started = Instant::now();
+    let mut changes = outcome_changes(env);
     loop {
         let truth = env.truth();
         let open = |leg: &LegRecord| {
@@ -53,7 +59,8 @@ async fn review_leg_in_its_window(env: &harness::Env) -> LegRecord {
             return leg;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "no review leg in its window within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A leg ending in review is an outcome change; the bound re-reads the sandbox's windows now and then.
+        let _ = tokio::time::timeout(Duration::from_millis(500), changes.changed()).await;
     }
 }
 
@@ -142,6 +149,7 @@ async fn the_command_line_lists_shows_and_dismisses_and_leaves_open_windows_to_a
     let env = harness::Env { side: Side::Genesys, env };
     env.env.sandbox.start_traffic();
     let started = Instant::now();
+    let mut changes = outcome_changes(&env);
     let reviews = loop {
         let legs = env.env.legs_of(wrapup_demo::CONNECTION).await.expect("legs");
         let reviews: Vec<LegRecord> = legs.into_iter().filter(|l| l.outcome == Some(Outcome::Review)).collect();
@@ -149,7 +157,7 @@ async fn the_command_line_lists_shows_and_dismisses_and_leaves_open_windows_to_a
             break reviews;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "two review legs did not come in 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), changes.changed()).await;
     };
     env.env.sandbox.stop_traffic();
     env.quiesce(Duration::from_secs(20)).await;

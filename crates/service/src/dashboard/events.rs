@@ -51,6 +51,11 @@ impl Live {
     pub fn outcome_changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
+
+    /// A receiver that sees the next outcome change: what a caller waiting for a leg to finish waits on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
 }
 
 /// The `outcomes` event's data.
